@@ -1,0 +1,108 @@
+"""The command line: a thin shell over the Python API. Bad input prints one line and exits with status 2."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from .errors import Loc, SpecError
+
+
+def _fmt(n: int) -> str:
+    return f"{n:,}"
+
+
+def cost_table(ir) -> str:
+    """Per-node analytic costs and totals, as printed by `compile`."""
+    rows = [("node", "block", "params", "FLOPs/token", "state bytes")]
+    for n in ir.nodes():
+        if n.op == "input":
+            continue
+        what = n.block if n.op == "block" else (f"add ×{n.scale}" if n.op == "add" and n.scale is not None else n.op)
+        if n.op == "output":
+            what = "logits (tied)" if ir.model.tied else "logits"
+        rows.append((n.name, what, _fmt(n.meta["params"]), _fmt(n.meta["flops"]), _fmt(n.meta["state_bytes"])))
+    rows.append(("total", "", _fmt(ir.meta["params"]), _fmt(ir.meta["flops"]), _fmt(ir.meta["state_bytes"])))
+    widths = [max(len(r[i]) for r in rows) for i in range(5)]
+    lines = []
+    for i, r in enumerate(rows):
+        if i == len(rows) - 1:
+            lines.append("-" * (sum(widths) + 8))
+        lines.append("  ".join(c.ljust(w) if j < 2 else c.rjust(w) for j, (c, w) in enumerate(zip(r, widths))))
+    return "\n".join(lines)
+
+
+def cmd_compile(args) -> int:
+    from .compiler import compile_spec
+
+    ir = compile_spec(args.spec, vocab=args.vocab, dump_after=args.dump_after)
+    m = ir.model
+    vocab_note = " (from --vocab)" if args.vocab is not None else ""
+    print(f"{m.file}: d_model {m.d_model}, {m.n_layers} layers, seq_len {m.seq_len}, vocab {m.vocab}{vocab_note}, "
+          f"{'tied' if m.tied else 'untied'} head")
+    print(cost_table(ir))
+    print(f"FLOPs are forward, per token at seq_len {m.seq_len}; state bytes are decode state per sequence (fp32).")
+    if args.build:
+        from .lower import lower
+
+        built = sum(p.numel() for p in lower(ir).parameters())
+        if built != ir.meta["params"]:
+            print(f"error: built {_fmt(built)} parameters, analytic {_fmt(ir.meta['params'])}", file=sys.stderr)
+            return 1
+        print(f"built: {_fmt(built)} parameters, equal to the analytic count")
+    return 0
+
+
+def cmd_blocks(args) -> int:
+    from . import configs, registry
+
+    for name in registry.names():
+        cls = registry.get(name)
+        doc = (cls.__doc__ or sys.modules[cls.__module__].__doc__ or "").strip().splitlines()
+        flags = cls.kind + (", complex" if getattr(cls, "complex", False) else "")
+        print(f"{name} ({flags}) — {doc[0] if doc else cls.__module__}")
+        for fname, ftype, default, fdoc in configs.describe(cls.Config):
+            print(f"    {fname}: {ftype} = {default}" + (f"    # {fdoc}" if fdoc else ""))
+        print()
+    return 0
+
+
+def _vocab(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if v < 2:
+        raise argparse.ArgumentTypeError(f"must be >= 2, got {v}")
+    return v
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="archsearch", description="Compile, train and search sequence-model graphs.")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    c = sub.add_parser("compile", help="check and cost a spec without allocating anything")
+    c.add_argument("spec", help="an architecture spec (YAML); see docs/spec.md")
+    c.add_argument("--build", action="store_true", help="also build the module and check its parameter count")
+    c.add_argument("--vocab", type=_vocab, help="vocabulary size for a spec whose vocab is 'data'")
+    c.add_argument("--dump-after", metavar="PASS", help="print the IR after this pass (validate, shapes, cost)")
+    c.set_defaults(fn=cmd_compile)
+    b = sub.add_parser("blocks", help="list every registered block with its config fields")
+    b.set_defaults(fn=cmd_blocks)
+    return p
+
+
+def main(argv=None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return args.fn(args)
+    except SpecError as e:
+        print(str(e), file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,76 @@
+"""The model that lowering produces: an interpreter over a straight-line program of blocks and residual adds.
+
+Imports torch and the standard library only, so `export` can ship this file beside the block sources.
+A program is a tuple of ops (name, op, inputs, key): `inputs` index earlier ops' values; `key` names the module in
+`blocks` (op "block") or the learned scalar in `scales` (op "add", only when the add has one).
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class SequenceModel(nn.Module):
+    def __init__(self, program, blocks: dict, scales: dict, *, vocab: int, d_model: int, dropout: float,
+                 tie_to: str | None, embed_key: str):
+        super().__init__()
+        self.program = tuple(tuple(op) for op in program)
+        self.blocks = nn.ModuleDict(blocks)
+        self.scales = nn.ParameterDict({k: nn.Parameter(torch.tensor(float(v))) for k, v in scales.items()})
+        self.embed_key, self.tie_to = embed_key, tie_to
+        self.lm_head = None if tie_to else nn.Linear(d_model, vocab, bias=False)
+        if self.lm_head is not None:
+            nn.init.normal_(self.lm_head.weight, 0.0, 0.02)
+        self.drop = nn.Dropout(dropout)
+        last_use = {}
+        for i, (_, _, inputs, _) in enumerate(self.program):
+            for j in inputs:
+                last_use[j] = i
+        # values each op may free once it has run: keeps peak activation memory to what is still needed
+        self._free = [tuple(j for j, last in last_use.items() if last == i) for i in range(len(self.program))]
+
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        if self.lm_head is not None:
+            return self.lm_head(x)
+        return x @ self.blocks[self.tie_to].weight.t()
+
+    def _run(self, ids, apply):
+        vals = [None] * len(self.program)
+        for i, (name, op, inputs, key) in enumerate(self.program):
+            if op == "input":
+                v = ids
+            elif op == "block":
+                v = apply(key, vals[inputs[0]])
+                if key == self.embed_key:
+                    v = self.drop(v)
+            elif op == "add":
+                branch = self.drop(vals[inputs[1]])
+                v = vals[inputs[0]] + (branch * self.scales[key] if key in self.scales else branch)
+            else:
+                v = self.logits(vals[inputs[0]])
+            vals[i] = v
+            for j in self._free[i]:
+                vals[j] = None
+        return v
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        """Token ids [B, T] → logits [B, T, V] (the parallel, training form)."""
+        return self._run(ids, lambda key, x: self.blocks[key](x))
+
+    def init_state(self, batch: int, device=None, dtype=None) -> dict:
+        """Decode state of every stateful block (mixers' recurrent state or KV cache, the embedding's position)."""
+        return {k: b.init_state(batch, device=device, dtype=dtype)
+                for k, b in self.blocks.items() if hasattr(b, "init_state")}
+
+    def step(self, ids_t: torch.Tensor, state: dict):
+        """One decode step: token ids [B] → logits [B, V], with the updated state."""
+        new = dict(state)
+
+        def apply(key, x):
+            block = self.blocks[key]
+            if key in new:
+                y, new[key] = block.step(x, new[key])
+                return y
+            return block(x)
+
+        return self._run(ids_t, apply), new

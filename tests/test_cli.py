@@ -1,0 +1,54 @@
+"""The CLI as a user runs it: compile tables, --build, --dump-after, blocks listing, the console script."""
+import shutil
+import subprocess
+import sys
+
+from archsearch import cli, registry
+
+
+def test_compile_gpt2_table_and_build(root, capsys):
+    assert cli.main(["compile", str(root / "examples/gpt2_100m.yaml"), "--build"]) == 0
+    out = capsys.readouterr().out
+    lines = out.splitlines()
+    assert lines[0].endswith("d_model 672, 12 layers, seq_len 2048, vocab 50257, tied head")
+    assert lines[1].split() == ["node", "block", "params", "FLOPs/token", "state", "bytes"]
+    assert [ln.split()[:3] for ln in lines if ln.startswith("l11.mlp ")] == [["l11.mlp", "mlp", "3,616,032"]]
+    total = next(ln for ln in lines if ln.startswith("total"))
+    assert total.split()[1] == "100,283,232"
+    assert lines[-1] == "built: 100,283,232 parameters, equal to the analytic count"
+
+
+def test_compile_with_vocab_for_data_specs(tmp_path, capsys):
+    spec = tmp_path / "s.yaml"
+    spec.write_text("model: {d_model: 8, seq_len: 4}\nstack: {depth: 1, sublayers: [mlp]}\n")
+    assert cli.main(["compile", str(spec), "--vocab", "300"]) == 0
+    assert "vocab 300 (from --vocab)" in capsys.readouterr().out
+
+
+def test_dump_after_prints_ir(root, capsys):
+    assert cli.main(["compile", str(root / "examples/gpt2_100m.yaml"), "--dump-after", "validate"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("# IR of") and "%l3.mlp = mlp(l3.mlp.norm)" in out
+
+
+def test_blocks_lists_every_block_with_fields(capsys):
+    assert cli.main(["blocks"]) == 0
+    out = capsys.readouterr().out
+    for name in registry.names():
+        assert any(line.startswith(f"{name} (") for line in out.splitlines()), name
+    assert "    heads: int = 8" in out
+    assert "    activation: one of {\"gelu\", \"gelu_tanh\", \"relu\", \"silu\"} = \"gelu\"" in out
+
+
+def test_bad_cli_argument_exits_2():
+    r = subprocess.run([sys.executable, "-m", "archsearch", "compile", "x.yaml", "--vocab", "many"],
+                       capture_output=True, text=True)
+    assert r.returncode == 2 and "argument --vocab: expected an integer, got 'many'" in r.stderr
+
+
+def test_console_script_is_the_same_cli(root):
+    exe = shutil.which("archsearch")
+    assert exe, "the `archsearch` console script is installed by `pip install -e .`"
+    a = subprocess.run([exe, "blocks"], capture_output=True, text=True)
+    b = subprocess.run([sys.executable, "-m", "archsearch", "blocks"], capture_output=True, text=True)
+    assert a.returncode == b.returncode == 0 and a.stdout == b.stdout
