@@ -12,6 +12,7 @@ class Embedding(nn.Module):
     """Token table V×D (tied heads read `weight`), optional learned absolute positions."""
 
     name = "embedding"
+    test_configs = ({}, {"positions": "learned"})
     kind = "embedding"
 
     @dataclass(frozen=True)

@@ -98,3 +98,28 @@ class SwiGLU(nn.Module):
     def forward(self, x):
         gate, up = self.gate_up(x).chunk(2, dim=-1)
         return self.down(F.silu(gate) * up)
+
+
+class Linear(nn.Module):
+    """A real linear map D → D on the stream (the SAM head's projection), no bias by default."""
+
+    name = "linear"
+    kind = "channel"
+
+    @dataclass(frozen=True)
+    class Config:
+        bias: bool = False
+        init_std: float = 0.02
+
+    @staticmethod
+    def cost(cfg: "Linear.Config", d_model: int, seq_len: int) -> dict:
+        return {"params": d_model * d_model + (d_model if cfg.bias else 0), "flops": 2 * d_model * d_model,
+                "state_bytes": 0}
+
+    def __init__(self, cfg: "Linear.Config", *, d_model: int):
+        super().__init__()
+        self.proj = nn.Linear(d_model, d_model, bias=cfg.bias)
+        init_linear(self.proj, cfg.init_std)
+
+    def forward(self, x):
+        return self.proj(x)

@@ -22,6 +22,7 @@ class SoftmaxAttention(nn.Module):
     """Causal multi-head softmax attention via SDPA; optional RoPE; KV-cache decode step."""
 
     name = "softmax_attention"
+    test_configs = ({"heads": 4}, {"heads": 2, "head_dim": 8, "rope": True, "bias": False})
     kind = "mixer"
 
     @dataclass(frozen=True)

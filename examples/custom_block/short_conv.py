@@ -49,7 +49,7 @@ class ShortConv(nn.Module):
 
     def step(self, x_t: torch.Tensor, state: torch.Tensor):  # x_t [B, D]
         window = torch.cat([state, x_t[:, :, None].to(state.dtype)], dim=-1)
-        y = (window * self.weight[:, 0]).sum(-1).to(x_t.dtype)
+        y = torch.einsum("bdk,dk->bd", window, self.weight[:, 0].to(window.dtype)).to(x_t.dtype)  # a batched matmul
         if self.bias is not None:
             y = y + self.bias
         return y, window[:, :, 1:]

@@ -1,0 +1,183 @@
+"""Complex primitives on a split-real stream: a real tensor [..., 2n] holds z = x[..., :n] + i·x[..., n:].
+
+ComplexLinear runs as ONE real GEMM with the block matrix [[Wr, −Wi], [Wi, Wr]]; modReLU and the phase-preserving
+ComplexNorm act on magnitudes. Blocks: complex_linear, complex_norm, cgu (the complex gated unit channel mixer).
+No torch.complex dtypes on the hot path (no bf16 complex, poor kernels).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+EPS_MAG = 1e-8
+
+Init = Literal["orthogonal", "gaussian"]
+
+
+def split(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    n = x.shape[-1] // 2
+    return x[..., :n], x[..., n:]
+
+
+def magnitude(re: torch.Tensor, im: torch.Tensor) -> torch.Tensor:
+    return torch.sqrt(re * re + im * im + EPS_MAG)
+
+
+def complex_mul(ar, ai, br, bi):
+    """(ar + i·ai)(br + i·bi), split-real."""
+    return ar * br - ai * bi, ar * bi + ai * br
+
+
+class ComplexLinear(nn.Module):
+    """y = W z for W = Wr + i·Wi (m×n), no bias: 2mn parameters, 8mn real FLOPs per token.
+
+    Init (paper v1): Wr, Wi independent random orthogonal matrices, each scaled by sqrt(2/(m+n)); v2: Gaussian with
+    variance 2/(m+n).
+    """
+
+    def __init__(self, n_in: int, n_out: int, init: Init = "orthogonal"):
+        super().__init__()
+        self.wr = nn.Parameter(torch.empty(n_out, n_in))
+        self.wi = nn.Parameter(torch.empty(n_out, n_in))
+        scale = math.sqrt(2.0 / (n_in + n_out))
+        for w in (self.wr, self.wi):
+            if init == "orthogonal":
+                nn.init.orthogonal_(w)
+                with torch.no_grad():
+                    w.mul_(scale)
+            else:
+                nn.init.normal_(w, 0.0, scale)
+
+    def block_matrix(self) -> torch.Tensor:
+        """The real [2m, 2n] matrix acting on [xr | xi]."""
+        return torch.cat([torch.cat([self.wr, -self.wi], 1), torch.cat([self.wi, self.wr], 1)], 0)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # [..., 2n] → [..., 2m]
+        return F.linear(x, self.block_matrix())
+
+
+def modrelu(re: torch.Tensor, im: torch.Tensor, bias: torch.Tensor):
+    """modReLU(z) = ReLU(|z| + b) · z/|z|."""
+    mag = magnitude(re, im)
+    scale = F.relu(mag + bias) / mag
+    return re * scale, im * scale
+
+
+def complex_rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
+    """s ⊙ (|z| / RMS(|z|)) ⊙ z/|z| = s ⊙ z / RMS(|z|): phase-preserving RMSNorm over the complex features."""
+    re, im = split(x)
+    rms = torch.sqrt((re * re + im * im).mean(-1, keepdim=True) + eps)
+    return torch.cat([re * weight, im * weight], -1) / rms
+
+
+class ComplexNormBlock(nn.Module):
+    """Phase-preserving complex RMSNorm: s ⊙ z / RMS(|z|), s real per complex channel (init 1)."""
+
+    name = "complex_norm"
+    kind = "norm"
+    complex = True
+
+    @dataclass(frozen=True)
+    class Config:
+        eps: float = 1e-6
+
+    @staticmethod
+    def cost(cfg: "ComplexNormBlock.Config", d_model: int, seq_len: int) -> dict:
+        return {"params": d_model // 2, "flops": 0, "state_bytes": 0}
+
+    def __init__(self, cfg: "ComplexNormBlock.Config", *, d_model: int):
+        super().__init__()
+        self.eps = cfg.eps
+        self.weight = nn.Parameter(torch.ones(d_model // 2))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return complex_rms_norm(x, self.weight, self.eps)
+
+
+class ComplexLinearBlock(nn.Module):
+    """A complex linear map C^{D/2} → C^{D/2} on the stream (the PAM head's projection), no bias."""
+
+    name = "complex_linear"
+    kind = "channel"
+    complex = True
+
+    @dataclass(frozen=True)
+    class Config:
+        init: Init = "orthogonal"
+
+    @staticmethod
+    def cost(cfg: "ComplexLinearBlock.Config", d_model: int, seq_len: int) -> dict:
+        n = d_model // 2
+        return {"params": 2 * n * n, "flops": 8 * n * n, "state_bytes": 0}
+
+    def __init__(self, cfg: "ComplexLinearBlock.Config", *, d_model: int):
+        super().__init__()
+        self.proj = ComplexLinear(d_model // 2, d_model // 2, cfg.init)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.proj(x)
+
+
+class CGU(nn.Module):
+    """Complex gated unit: g = Wg z; u = modReLU(Wup z); h = σ(|g|)·(g/|g|) ⊙ u; out = Wdown h. No biases.
+
+    With gate 'paper' σ(|g|) ∈ [0.5, 1): the gate never closes below one half (faithful default). Gate 'biased' adds
+    a learned per-channel bias inside σ (init 0), which lets the gate close.
+    """
+
+    name = "cgu"
+    test_configs = ({"expansion": 2}, {"expansion": 3, "gate": "biased", "init": "gaussian", "modrelu_bias": -1.0})
+    kind = "channel"
+    complex = True
+
+    @dataclass(frozen=True)
+    class Config:
+        expansion: int = field(default=3, metadata={"doc": "hidden complex width = expansion × D/2"})
+        modrelu_bias: float = field(default=-0.1, metadata={"doc": "modReLU bias init (v1 -0.1, v2 -1.0)"})
+        gate: Literal["paper", "biased"] = "paper"
+        init: Init = "orthogonal"
+
+    @staticmethod
+    def check(cfg: "CGU.Config", d_model: int) -> list:
+        return [("expansion", f"must be >= 1, got {cfg.expansion}")] if cfg.expansion < 1 else []
+
+    @staticmethod
+    def cost(cfg: "CGU.Config", d_model: int, seq_len: int) -> dict:
+        n = d_model // 2
+        h = cfg.expansion * n
+        params = 3 * 2 * n * h + h + (h if cfg.gate == "biased" else 0)
+        return {"params": params, "flops": 3 * 8 * n * h, "state_bytes": 0}
+
+    def __init__(self, cfg: "CGU.Config", *, d_model: int):
+        super().__init__()
+        n = d_model // 2
+        h = cfg.expansion * n
+        self.gate_up = ComplexLinear(n, 2 * h, cfg.init)  # Wg and Wup fused: one GEMM
+        self.down = ComplexLinear(h, n, cfg.init)
+        self.modrelu_bias = nn.Parameter(torch.full((h,), cfg.modrelu_bias))
+        self.gate_bias = nn.Parameter(torch.zeros(h)) if cfg.gate == "biased" else None
+        self.h = h
+        with torch.no_grad():  # fused init must equal two separately initialised n→h maps
+            for w in (self.gate_up.wr, self.gate_up.wi):
+                scale = math.sqrt(2.0 / (n + h))
+                for part in w.split(h, 0):
+                    if cfg.init == "orthogonal":
+                        nn.init.orthogonal_(part)
+                        part.mul_(scale)
+                    else:
+                        nn.init.normal_(part, 0.0, scale)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.gate_up(x)
+        h = self.h
+        gr, ur, gi, ui = y[..., :h], y[..., h:2 * h], y[..., 2 * h:3 * h], y[..., 3 * h:]
+        ur, ui = modrelu(ur, ui, self.modrelu_bias)
+        gmag = magnitude(gr, gi)
+        gate = torch.sigmoid(gmag if self.gate_bias is None else gmag + self.gate_bias) / gmag
+        hr, hi = complex_mul(gr * gate, gi * gate, ur, ui)
+        return self.down(torch.cat([hr, hi], -1))

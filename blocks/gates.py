@@ -1,0 +1,56 @@
+"""Decay and gated state protection (GSP), shared by the matrix- and vector-state memories (PAM.md §3–4).
+
+decay: dt = softplus(w·x + b), γ = exp(−dt), w ~ N(0, 0.02²), b init −4 (γ ≈ 0.982): a scalar per head and step.
+GSP:   p = σ(W_p u + b_p), b_p init −3, per head or per (head, channel); γ' = γ(1 − p) + p and V' = (1 − p)·V.
+       With p per channel, the decay uses the channel mean of γ(1 − p) + p and V' is scaled per channel.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .linear_core import acc
+
+
+class DecayGSP(nn.Module):
+    def __init__(self, decay_in: int, gsp_in: int, heads: int, head_dim: int, *, decay: str, decay_bias: float,
+                 gsp: str, gsp_bias: float, fixed: torch.Tensor | None = None):
+        super().__init__()
+        self.heads, self.head_dim, self.mode = heads, head_dim, decay
+        self.decay = nn.Linear(decay_in, heads) if decay == "data" else None
+        if self.decay is not None:
+            nn.init.normal_(self.decay.weight, 0.0, 0.02)
+            nn.init.constant_(self.decay.bias, decay_bias)
+        self.register_buffer("fixed_log_g", fixed, persistent=False)
+        width = {"head": heads, "channel": heads * head_dim, "off": 0}[gsp]
+        self.gsp = nn.Linear(gsp_in, width) if width else None
+        if self.gsp is not None:
+            nn.init.normal_(self.gsp.weight, 0.0, 0.02)
+            nn.init.constant_(self.gsp.bias, gsp_bias)
+
+    @staticmethod
+    def param_count(decay_in: int, gsp_in: int, heads: int, head_dim: int, decay: str, gsp: str) -> int:
+        width = {"head": heads, "channel": heads * head_dim, "off": 0}[gsp]
+        return (heads * (decay_in + 1) if decay == "data" else 0) + width * (gsp_in + 1)
+
+    @staticmethod
+    def flops(decay_in: int, gsp_in: int, heads: int, head_dim: int, decay: str, gsp: str) -> int:
+        width = {"head": heads, "channel": heads * head_dim, "off": 0}[gsp]
+        return 2 * decay_in * heads * (decay == "data") + 2 * gsp_in * width
+
+    def forward(self, x_decay: torch.Tensor, x_gsp: torch.Tensor):
+        """Inputs [..., T, ·] → log γ' [..., H, T] and the value scale (1 − p) as [..., H, T, 1 or d] or None."""
+        lead = x_decay.shape[:-1]
+        if self.decay is not None:
+            log_g = -F.softplus(acc(self.decay(x_decay)))  # [..., T, H]
+        elif self.fixed_log_g is not None:
+            log_g = self.fixed_log_g.expand(*lead, self.heads)
+        else:
+            log_g = torch.zeros(*lead, self.heads, device=x_decay.device, dtype=acc(x_decay).dtype)
+        if self.gsp is None:
+            return log_g.movedim(-1, -2), None
+        p = torch.sigmoid(acc(self.gsp(x_gsp))).view(*lead, self.heads, -1)  # [..., T, H, 1 or d]
+        kept = p + (1 - p) * log_g.exp()[..., None]
+        log_g = torch.log(kept.mean(-1))
+        return log_g.movedim(-1, -2), (1 - p).movedim(-2, -3)

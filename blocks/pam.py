@@ -1,0 +1,183 @@
+"""Phase-Associative Memory (PAM, arXiv 2604.05030): a complex matrix-state recurrent mixer (PAM.md, "The PAM mixer").
+
+Per head h with head dim d (complex): [Q; K; V] = W_qkv z; complex RoPE on Q, K; γ' and V' from decay and GSP;
+S_t = γ'_t S_{t−1} + V'_t K_tᴴ; y_t = S_t Q_t / √d (the full complex score ⟨K, Q⟩ = Σ conj(K)·Q, no softmax);
+heads concatenated → W_o. The stream is real of width D; the block views it as C^{D/2}.
+
+Forms (`mode`): recurrent (the per-step reference, native complex state), dual (O(T²)), chunked (chunkwise parallel,
+no Python loop over chunks); auto picks chunked when T exceeds the chunk, else dual. The dual and chunked forms run
+the split-real complex product as a real matrix memory with key/value width 2d and two queries (Re and Im parts).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Literal
+
+import torch
+from torch import nn
+
+from . import linear_core
+from .complex import ComplexLinear, magnitude, split
+from .gates import DecayGSP
+
+Mode = Literal["auto", "recurrent", "dual", "chunked"]
+
+
+def rope_frequencies(head_dim: int, variant: str, base: float) -> torch.Tensor:
+    """θ_k per complex channel: v1 base^(−k/d); v2 paired base^(−2⌊k/2⌋/d); none: zeros."""
+    k = torch.arange(head_dim, dtype=torch.float64)
+    if variant == "v1":
+        return (base ** (-k / head_dim)).float()
+    if variant == "v2":
+        return (base ** (-2 * torch.div(k, 2, rounding_mode="floor") / head_dim)).float()
+    return torch.zeros(head_dim)
+
+
+def rotate(re, im, positions, theta):
+    """(re + i·im)·e^{i·t·θ} for re, im [B, H, T, d] and positions [T]."""
+    ang = positions.float()[:, None] * theta[None, :]
+    cos, sin = ang.cos().to(re.dtype), ang.sin().to(re.dtype)
+    return re * cos - im * sin, re * sin + im * cos
+
+
+def score_queries(qr, qi, conjugate: bool):
+    """Real queries whose dot products with k = [Kr | Ki] give Re and Im of the score (⟨K,Q⟩ or, without the
+    conjugate, Σ K·Q)."""
+    if conjugate:
+        return torch.stack([torch.cat([qr, qi], -1), torch.cat([qi, -qr], -1)], 2)
+    return torch.stack([torch.cat([qr, -qi], -1), torch.cat([qi, qr], -1)], 2)
+
+
+def complex_memory(qr, qi, kr, ki, vr, vi, log_g, *, mode: str, chunk: int, conjugate: bool = True):
+    """y = Σ_i (Π γ') ⟨K_i, Q_t⟩ V_i for split-real [B, H, T, d] inputs (Q pre-scaled); returns (yr, yi) in fp32."""
+    d = qr.shape[-1]
+    if mode == "recurrent":
+        state = complex_state(qr.shape[0], qr.shape[1], d, qr.device, linear_core.acc(qr).dtype)
+        ys = []
+        for t in range(qr.shape[2]):
+            y, state = complex_step(qr[:, :, t], qi[:, :, t], kr[:, :, t], ki[:, :, t], vr[:, :, t], vi[:, :, t],
+                                    log_g[:, :, t], state, conjugate)
+            ys.append(y)
+        return torch.stack([y[0] for y in ys], 2), torch.stack([y[1] for y in ys], 2)
+    q = score_queries(qr, qi, conjugate)
+    k, v = torch.cat([kr, ki], -1), torch.cat([vr, vi], -1)
+    y = linear_core.dual(q, k, v, log_g) if mode == "dual" else linear_core.chunked(q, k, v, log_g, chunk)
+    re_a, im_a = y[:, :, 0], y[:, :, 1]  # (Re A)·[Vr | Vi] and (Im A)·[Vr | Vi]
+    return re_a[..., :d] - im_a[..., d:], re_a[..., d:] + im_a[..., :d]
+
+
+def complex_state(batch: int, heads: int, d: int, device=None, dtype=torch.float32):
+    z = torch.zeros(batch, heads, d, d, device=device, dtype=dtype)
+    return z, z.clone()
+
+
+def complex_step(qr, qi, kr, ki, vr, vi, log_g, state, conjugate: bool = True):
+    """One token of S ← γ'S + V Kᴴ (or V Kᵀ), y = S Q, native complex: 8d² FLOPs to write, 8d² to read per head."""
+    sr, si = state
+    acc = linear_core.acc
+    g = acc(log_g).exp()[..., None, None]
+    outer = lambda a, b: torch.matmul(acc(a)[..., :, None], acc(b)[..., None, :])  # noqa: E731
+    sign = 1.0 if conjugate else -1.0
+    sr = g * sr + outer(vr, kr) + sign * outer(vi, ki)
+    si = g * si + outer(vi, kr) - sign * outer(vr, ki)
+    read = lambda s, q: torch.matmul(s, acc(q)[..., None])[..., 0]  # noqa: E731
+    return (read(sr, qr) - read(si, qi), read(sr, qi) + read(si, qr)), (sr, si)
+
+
+class PAM(nn.Module):
+    """Phase-Associative Memory: complex matrix state per head, decay + GSP, complex RoPE, full complex score."""
+
+    name = "pam"
+    test_configs = (
+        {"heads": 2, "head_dim": 8, "chunk": 16},
+        {"heads": 2, "head_dim": 8, "chunk": 16, "gsp": "channel", "rope": "v2", "init": "gaussian"},
+        {"heads": 3, "head_dim": 4, "chunk": 8, "decay": "none", "gsp": "off", "rope": "none", "conjugate": False},
+    )
+    kind = "mixer"
+    complex = True
+
+    @dataclass(frozen=True)
+    class Config:
+        heads: int = 6
+        head_dim: int = field(default=64, metadata={"doc": "complex channels per head"})
+        rope: Literal["v1", "v2", "none"] = "v1"
+        rope_base: float = 10000.0
+        decay: Literal["data", "none"] = "data"
+        decay_bias: float = -4.0
+        gsp: Literal["head", "channel", "off"] = field(default="head", metadata={"doc": "v1 head, v2 channel"})
+        gsp_bias: float = -3.0
+        conjugate: bool = field(default=True, metadata={"doc": "score with Kᴴ (paper); false: Kᵀ (ablation)"})
+        mode: Mode = "auto"
+        chunk: int = 64
+        init: Literal["orthogonal", "gaussian"] = field(default="orthogonal", metadata={"doc": "v1 / v2"})
+
+    @staticmethod
+    def check(cfg: "PAM.Config", d_model: int) -> list:
+        for name in ("heads", "head_dim", "chunk"):
+            if getattr(cfg, name) < 1:
+                return [(name, f"must be >= 1, got {getattr(cfg, name)}")]
+        return []
+
+    @staticmethod
+    def cost(cfg: "PAM.Config", d_model: int, seq_len: int) -> dict:
+        n, h, d = d_model // 2, cfg.heads, cfg.head_dim
+        inner = h * d
+        gate_args = (2 * n, n, h, d, cfg.decay, cfg.gsp)
+        params = 2 * n * 3 * inner + DecayGSP.param_count(*gate_args) + 2 * inner * n
+        flops = 8 * n * 3 * inner + DecayGSP.flops(*gate_args) + 16 * h * d * d + 8 * inner * n
+        return {"params": params, "flops": flops, "state_bytes": 2 * h * d * d * 4}
+
+    def __init__(self, cfg: "PAM.Config", *, d_model: int):
+        super().__init__()
+        self.cfg = cfg
+        n, h, d = d_model // 2, cfg.heads, cfg.head_dim
+        self.heads, self.head_dim = h, d
+        self.qkv = ComplexLinear(n, 3 * h * d, cfg.init)
+        self.gates = DecayGSP(2 * n, n, h, d, decay=cfg.decay, decay_bias=cfg.decay_bias, gsp=cfg.gsp,
+                              gsp_bias=cfg.gsp_bias)
+        self.out = ComplexLinear(h * d, n, cfg.init)
+        self.register_buffer("theta", rope_frequencies(d, cfg.rope, cfg.rope_base), persistent=False)
+
+    def _project(self, x: torch.Tensor, positions: torch.Tensor):
+        """x [B, T, D] → Q, K, V' as split-real [B, H, T, d] pairs and log γ' [B, H, T]."""
+        b, t, _ = x.shape
+        h, d = self.heads, self.head_dim
+        y = self.qkv(x).view(b, t, 2, 3, h, d).permute(2, 3, 0, 4, 1, 5)  # [re/im, q/k/v, B, H, T, d]
+        (qr, kr, vr), (qi, ki, vi) = y[0], y[1]
+        if self.cfg.rope != "none":
+            qr, qi = rotate(qr, qi, positions, self.theta)
+            kr, ki = rotate(kr, ki, positions, self.theta)
+        zr, zi = split(x)
+        log_g, keep = self.gates(x, magnitude(zr, zi))
+        if keep is not None:
+            vr, vi = vr * keep.to(vr.dtype), vi * keep.to(vi.dtype)
+        s = 1.0 / math.sqrt(d)
+        return (qr * s, qi * s), (kr, ki), (vr, vi), log_g
+
+    def _merge(self, yr: torch.Tensor, yi: torch.Tensor, dtype) -> torch.Tensor:
+        b, h, t, d = yr.shape
+        y = torch.cat([yr.transpose(1, 2).reshape(b, t, h * d), yi.transpose(1, 2).reshape(b, t, h * d)], -1)
+        return self.out(y.to(dtype))
+
+    def resolve_mode(self, seq_len: int) -> str:
+        if self.cfg.mode != "auto":
+            return self.cfg.mode
+        return "chunked" if seq_len > self.cfg.chunk else "dual"
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        (qr, qi), (kr, ki), (vr, vi), log_g = self._project(x, torch.arange(x.shape[1], device=x.device))
+        yr, yi = complex_memory(qr, qi, kr, ki, vr, vi, log_g, mode=self.resolve_mode(x.shape[1]),
+                                chunk=self.cfg.chunk, conjugate=self.cfg.conjugate)
+        return self._merge(yr, yi, x.dtype)
+
+    def init_state(self, batch: int, device=None, dtype=None):
+        """(Re S, Im S, position): the fp32 complex state [B, H, d, d] and the next token's position."""
+        return (*complex_state(batch, self.heads, self.head_dim, device), 0)
+
+    def step(self, x_t: torch.Tensor, state):
+        sr, si, pos = state
+        (qr, qi), (kr, ki), (vr, vi), log_g = self._project(x_t[:, None], torch.tensor([pos], device=x_t.device))
+        (yr, yi), (sr, si) = complex_step(qr[:, :, 0], qi[:, :, 0], kr[:, :, 0], ki[:, :, 0], vr[:, :, 0],
+                                          vi[:, :, 0], log_g[:, :, 0], (sr, si), self.cfg.conjugate)
+        return self._merge(yr[:, :, None], yi[:, :, None], x_t.dtype)[:, 0], (sr, si, pos + 1)
