@@ -30,6 +30,20 @@ def unit(re: torch.Tensor, im: torch.Tensor):
     return re / mag, im / mag
 
 
+def bind(kr, ki, vr, vi) -> torch.Tensor:
+    """k/|k| ⊙ v, split-real: [..., b] pairs → [..., 2b]."""
+    ur, ui = complex_mul(*unit(kr, ki), vr, vi)
+    return torch.cat([ur, ui], -1)
+
+
+def unbind(hstate: torch.Tensor, qr, qi) -> torch.Tensor:
+    """conj(q/|q|) ⊙ h for a split-real state [..., 2b] → [..., 2b]."""
+    qr, qi = unit(qr, qi)
+    hr, hi = hstate.chunk(2, -1)
+    yr, yi = complex_mul(linear_core.acc(qr), -linear_core.acc(qi), hr, hi)
+    return torch.cat([yr, yi], -1)
+
+
 class Holographic(nn.Module):
     """Vector-state memory: elementwise complex (or circular-convolution) binding, decay, GSP, unbinding."""
 
@@ -108,8 +122,7 @@ class Holographic(nn.Module):
             log_g, keep = self.gates(x, magnitude(*split(x)))
             if keep is not None:
                 vr, vi = vr * keep.to(vr.dtype), vi * keep.to(vi.dtype)
-            ur, ui = complex_mul(*unit(kr, ki), vr, vi)
-            return torch.cat([ur, ui], -1), unit(qr, qi), log_g
+            return bind(kr, ki, vr, vi), (qr, qi), log_g
         q, k, v = self.qkv(x).view(bsz, t, 3, h, b).permute(2, 0, 3, 1, 4)
         log_g, keep = self.gates(x, x)
         if keep is not None:
@@ -122,10 +135,7 @@ class Holographic(nn.Module):
     def _read(self, hstate: torch.Tensor, query) -> torch.Tensor:
         """Unbind: conj(q) ⊙ h (complex), or circular correlation with q (hrr). Returns [B, H, T, F]."""
         if self.cfg.binding == "complex":
-            qr, qi = query
-            hr, hi = hstate.chunk(2, -1)
-            yr, yi = complex_mul(linear_core.acc(qr), -linear_core.acc(qi), hr, hi)
-            return torch.cat([yr, yi], -1)
+            return unbind(hstate, *query)
         return torch.fft.irfft(query.conj() * torch.fft.rfft(hstate, dim=-1), n=self.head_dim, dim=-1)
 
     def _merge(self, y: torch.Tensor, dtype) -> torch.Tensor:

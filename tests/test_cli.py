@@ -52,3 +52,10 @@ def test_console_script_is_the_same_cli(root):
     a = subprocess.run([exe, "blocks"], capture_output=True, text=True)
     b = subprocess.run([sys.executable, "-m", "archsearch", "blocks"], capture_output=True, text=True)
     assert a.returncode == b.returncode == 0 and a.stdout == b.stdout
+
+
+def test_blocks_lists_the_memories_and_their_parts(capsys):
+    assert cli.main(["blocks"]) == 0
+    listed = {line.split(" (")[0] for line in capsys.readouterr().out.splitlines() if line and not line[0].isspace()}
+    assert {"pam", "linear_attention", "holographic", "softmax_attention", "cgu", "swiglu", "mlp", "complex_norm",
+            "rmsnorm", "layernorm", "embedding"} <= listed
