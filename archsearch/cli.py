@@ -66,6 +66,33 @@ def cmd_blocks(args) -> int:
     return 0
 
 
+def cmd_train(args) -> int:
+    from pathlib import Path
+
+    from .experiment import summary, train_spec, with_overrides
+    from .spec import load_spec
+
+    spec = with_overrides(load_spec(args.spec), data=args.data, tokenizer=args.tokenizer, tokens=args.tokens,
+                          device=args.device, lr=args.lr, seed=args.seed)
+    out = Path(args.out) if args.out else Path("runs") / f"train-{Path(args.spec).stem}"
+    metrics = train_spec(spec, out=out, fresh=args.fresh, progress=not args.quiet)
+    print(summary(metrics))
+    print(f"  wrote {out / 'metrics.json'}")
+    return 0 if metrics["status"] != "diverged" else 1
+
+
+def _positive(kind):
+    def parse(text: str):
+        try:
+            v = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a {'number' if kind is float else 'whole number'}, got {text!r}") from None
+        if v <= 0:
+            raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+        return v
+    return parse
+
+
 def _vocab(text: str) -> int:
     try:
         v = int(text)
@@ -85,6 +112,18 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--vocab", type=_vocab, help="vocabulary size for a spec whose vocab is 'data'")
     c.add_argument("--dump-after", metavar="PASS", help="print the IR after this pass (validate, shapes, cost)")
     c.set_defaults(fn=cmd_compile)
+    t = sub.add_parser("train", help="train a spec on its task and report validation perplexity and costs")
+    t.add_argument("spec", help="an architecture spec (YAML), optionally with task: and train: sections")
+    t.add_argument("--data", help="embedded | a WikiText folder | a folder or glob of .txt files | wikitext-103")
+    t.add_argument("--tokenizer", choices=["bytes", "bpe", "gpt2"], help="default: the spec's task.tokenizer (bpe)")
+    t.add_argument("--tokens", type=_positive(int), help="training budget in tokens")
+    t.add_argument("--device", help="auto | cpu | cuda | cuda:N")
+    t.add_argument("--lr", type=_positive(float), help="peak learning rate")
+    t.add_argument("--seed", type=int, help="seed for weights and data order")
+    t.add_argument("--out", help="output folder (default runs/train-SPEC): metrics.json, weights.pt, checkpoint.pt")
+    t.add_argument("--fresh", action="store_true", help="ignore an existing checkpoint instead of resuming")
+    t.add_argument("--quiet", action="store_true", help="no progress line")
+    t.set_defaults(fn=cmd_train)
     b = sub.add_parser("blocks", help="list every registered block with its config fields")
     b.set_defaults(fn=cmd_blocks)
     return p

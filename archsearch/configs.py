@@ -65,7 +65,8 @@ def _check(value, tp, loc: Loc):
     raise SpecError(loc, f"unsupported field type {type_name(tp)}")
 
 
-def coerce(config_cls, raw: Mapping[str, Any], loc: Loc, locs: Mapping[str, Loc] | None = None):
+def coerce(config_cls, raw: Mapping[str, Any], loc: Loc, locs: Mapping[str, Loc] | None = None,
+           what: str = "config field"):
     """Build `config_cls(**raw)` after checking every key exists and every value has the field's type."""
     locs = locs or {}
     types = field_types(config_cls)
@@ -74,11 +75,11 @@ def coerce(config_cls, raw: Mapping[str, Any], loc: Loc, locs: Mapping[str, Loc]
     for key, value in raw.items():
         kloc = locs.get(key, loc.child(str(key)))
         if key not in names:
-            raise unknown(kloc, "config field", key, names)
+            raise unknown(kloc, what, key, names)
         values[key] = _check(value, types[key], kloc)
     for f in dataclasses.fields(config_cls):
         if f.name not in values and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
-            raise SpecError(loc, f"missing required config field '{f.name}'")
+            raise SpecError(loc, f"missing required {what} '{f.name}'")
     return config_cls(**values)
 
 

@@ -10,7 +10,9 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, Mapping
 
+from . import configs
 from .errors import Loc, SpecError, unknown
+from .settings import TaskConfig, TrainConfig
 from .yamlloc import LDict, load_file, load_text, loc_of
 
 RESERVED = ("input", "embed", "head", "output")
@@ -85,6 +87,8 @@ class Spec:
     stack: Stack | None
     nodes: tuple[GraphNode, ...] | None
     head: Head
+    task: TaskConfig = TaskConfig()
+    train: TrainConfig = TrainConfig()
 
 
 # ---------------------------------------------------------------- readers over located YAML values
@@ -276,7 +280,18 @@ def _head(value, loc: Loc) -> Head:
                 _bool(m.get("tied", True), loc_of(m, "tied", loc)), loc)
 
 
-TOP_KEYS = ("model", "embedding", "stack", "nodes", "head")
+TOP_KEYS = ("model", "embedding", "stack", "nodes", "head", "task", "train")
+
+
+def _settings(cls, m, key: str, root: Loc):
+    """The typed `task:` or `train:` section (absent: the defaults)."""
+    if key not in m or m[key] is None:
+        return cls()
+    loc = loc_of(m, key, root)
+    value = m[key]
+    if not isinstance(value, dict):
+        raise SpecError(loc, f"expected a mapping, got {_kind(value)}")
+    return configs.coerce(cls, value, loc, {k: loc_of(value, k, loc) for k in value}, what="key")
 
 
 def parse(doc, file: str = "<spec>") -> Spec:
@@ -298,7 +313,8 @@ def parse(doc, file: str = "<spec>") -> Spec:
         nodes = tuple(_graph_node(k, v, loc_of(raw, k, nloc)) for k, v in raw.items())
     emb, emb_blocks = _embedding(m.get("embedding"), loc_of(m, "embedding", root))
     return Spec(file, _model(m["model"], loc_of(m, "model", root)), emb, emb_blocks, stack, nodes,
-                _head(m.get("head"), loc_of(m, "head", root)))
+                _head(m.get("head"), loc_of(m, "head", root)), _settings(TaskConfig, m, "task", root),
+                _settings(TrainConfig, m, "train", root))
 
 
 def parse_text(text: str, file: str = "<spec>") -> Spec:

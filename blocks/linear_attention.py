@@ -109,14 +109,14 @@ class LinearAttention(nn.Module):
         b, h, t, d = y.shape
         return self.out(y.transpose(1, 2).reshape(b, t, h * d).to(dtype))
 
-    def resolve_mode(self, seq_len: int) -> str:
+    def resolve_mode(self, seq_len: int, device: torch.device) -> str:
         if self.cfg.mode != "auto":
             return self.cfg.mode
-        return "chunked" if seq_len > self.cfg.chunk else "dual"
+        return linear_core.auto_mode(seq_len, self.cfg.chunk, device)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         q, k, v, log_g = self._project(x, torch.arange(x.shape[1], device=x.device))
-        mode = self.resolve_mode(x.shape[1])
+        mode = self.resolve_mode(x.shape[1], x.device)
         if mode == "recurrent":
             y, _ = linear_core.recurrent(q, k, v, log_g)
         elif mode == "dual":

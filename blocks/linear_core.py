@@ -18,6 +18,14 @@ def acc(x: torch.Tensor) -> torch.Tensor:
     return x.to(torch.promote_types(x.dtype, torch.float32))
 
 
+def auto_mode(seq_len: int, chunk: int, device: torch.device) -> str:
+    """The faster pure-torch form, as measured by benchmarks/mixer_forms.py (docs/performance.md): on an H200 the
+    O(T²) dual form wins up to T = 1024 (fewer, larger kernels) and the chunked form beyond; on CPU the chunked
+    form wins as soon as T exceeds one chunk."""
+    limit = 16 * chunk if device.type == "cuda" else chunk
+    return "dual" if seq_len <= limit else "chunked"
+
+
 def decay_matrix(log_g: torch.Tensor) -> torch.Tensor:
     """L[..., t, i] = exp(Σ_{i<j≤t} log_g_j) for i ≤ t, else 0. log_g [..., T] → [..., T, T] (fp32)."""
     c = acc(log_g).cumsum(-1)

@@ -160,14 +160,14 @@ class PAM(nn.Module):
         y = torch.cat([yr.transpose(1, 2).reshape(b, t, h * d), yi.transpose(1, 2).reshape(b, t, h * d)], -1)
         return self.out(y.to(dtype))
 
-    def resolve_mode(self, seq_len: int) -> str:
+    def resolve_mode(self, seq_len: int, device: torch.device) -> str:
         if self.cfg.mode != "auto":
             return self.cfg.mode
-        return "chunked" if seq_len > self.cfg.chunk else "dual"
+        return linear_core.auto_mode(seq_len, self.cfg.chunk, device)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         (qr, qi), (kr, ki), (vr, vi), log_g = self._project(x, torch.arange(x.shape[1], device=x.device))
-        yr, yi = complex_memory(qr, qi, kr, ki, vr, vi, log_g, mode=self.resolve_mode(x.shape[1]),
+        yr, yi = complex_memory(qr, qi, kr, ki, vr, vi, log_g, mode=self.resolve_mode(x.shape[1], x.device),
                                 chunk=self.cfg.chunk, conjugate=self.cfg.conjugate)
         return self._merge(yr, yi, x.dtype)
 

@@ -1,0 +1,39 @@
+"""Multi-query associative recall (MQAR): the standard probe of how much a memory can store and retrieve.
+
+A sequence starts with n key-value pairs (k1 v1 k2 v2 …); later, each key appears again once, at a gap drawn from a
+power law (short gaps likelier), and the model must output its value at that position. Keys come from the lower
+half of the vocabulary, values from the upper half; everything else is token 0 and is not scored. Accuracy counts
+query positions only.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+IGNORE = -100
+
+
+def batch(n: int, seq_len: int, num_kv_pairs: int, vocab: int, power_a: float = 0.01,
+          rng: np.random.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """n sequences: inputs [n, seq_len] (int64) and targets [n, seq_len] with IGNORE off the query positions."""
+    rng = rng or np.random.default_rng(0)
+    context = 2 * num_kv_pairs
+    space = (seq_len - context) // 2  # query slots: every other position after the pairs
+    if space < num_kv_pairs:
+        raise ValueError(f"mqar: seq_len {seq_len} is too short for {num_kv_pairs} pairs (needs {4 * num_kv_pairs})")
+    half = vocab // 2
+    if half - 1 < num_kv_pairs:
+        raise ValueError(f"mqar: vocab {vocab} has too few keys for {num_kv_pairs} distinct pairs")
+    keys = np.stack([rng.choice(np.arange(1, half), num_kv_pairs, replace=False) for _ in range(n)])
+    values = rng.integers(half, vocab, size=(n, num_kv_pairs))
+    p = power_a * np.arange(1, space + 1, dtype=np.float64) ** (power_a - 1)
+    p /= p.sum()
+    slots = np.stack([rng.choice(space, num_kv_pairs, replace=False, p=p) for _ in range(n)])
+    inputs = np.zeros((n, seq_len), dtype=np.int64)
+    targets = np.full((n, seq_len), IGNORE, dtype=np.int64)
+    inputs[:, 0:context:2], inputs[:, 1:context:2] = keys, values
+    rows = np.arange(n)[:, None]
+    pos = context + 2 * slots
+    inputs[rows, pos] = keys
+    targets[rows, pos] = values
+    return torch.from_numpy(inputs), torch.from_numpy(targets)

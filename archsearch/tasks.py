@@ -1,0 +1,104 @@
+"""Tasks: where batches come from and how a model is scored. `lm` (a corpus + tokenizer; perplexity and bits per
+byte over a whole split) and `mqar` (associative recall; accuracy on query positions)."""
+from __future__ import annotations
+
+import math
+from contextlib import nullcontext
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .data import cache, corpora, lm, mqar, tokenizers
+from .settings import TaskConfig
+
+
+class LMTask:
+    kind = "lm"
+
+    def __init__(self, cfg: TaskConfig):
+        corpus = corpora.load(cfg.data)
+        self.tokenizer = tokenizers.make(cfg.tokenizer, corpus, cache.cache_dir(), cfg.vocab_size)
+        self.streams = cache.tokens(corpus, self.tokenizer)
+        self.split_bytes = {s: corpus.bytes(s) for s in corpora.SPLITS}
+        self.vocab_size = self.tokenizer.vocab_size
+        self.name = f"{corpus.name} / {self.tokenizer.id}"
+
+    @classmethod
+    def from_streams(cls, streams: dict, split_bytes: dict, vocab_size: int, name: str = "streams") -> "LMTask":
+        """A task over token arrays already in hand (tests, notebooks)."""
+        task = cls.__new__(cls)
+        task.streams, task.split_bytes, task.vocab_size, task.name = streams, split_bytes, vocab_size, name
+        return task
+
+    def train_batch(self, batch: int, seq_len: int, rng: np.random.Generator):
+        return lm.train_batch(self.streams["train"], batch, seq_len, rng)
+
+    def unigram_ppl(self, split: str = "validation") -> float:
+        """Perplexity of the add-one unigram model fitted on train: the floor any model must beat."""
+        counts = np.bincount(np.asarray(self.streams["train"]), minlength=self.vocab_size).astype(np.float64) + 1
+        logp = np.log(counts / counts.sum())
+        target = np.asarray(self.streams[split][1:])
+        return float(np.exp(-logp[target].mean()))
+
+    @torch.no_grad()
+    def evaluate(self, model, seq_len: int, device, *, split: str = "validation", max_tokens: int | None = None,
+                 batch: int = 8, autocast=None) -> dict:
+        """Perplexity = exp(total NLL / predicted tokens) over non-overlapping windows of seq_len covering the split
+        (or its first max_tokens tokens); bits per byte = total NLL / ln 2 / UTF-8 bytes covered."""
+        was_training = model.training
+        model.eval()
+        total, count = 0.0, 0
+        for x, y in lm.eval_windows(self.streams[split], seq_len, batch, max_tokens):
+            with autocast or nullcontext():
+                logits = model(x.to(device))
+            total += F.cross_entropy(logits.float().flatten(0, 1), y.to(device).flatten(), reduction="sum").item()
+            count += y.numel()
+        model.train(was_training)
+        n_split = len(self.streams[split]) - 1
+        covered = self.split_bytes[split] * count / n_split  # exact for the full split
+        return {"loss": total / count, "ppl": math.exp(total / count), "bpb": total / math.log(2) / covered,
+                "tokens": count, "full": count == n_split}
+
+
+class MQARTask:
+    kind = "mqar"
+
+    def __init__(self, cfg: TaskConfig):
+        self.cfg, self.vocab_size = cfg, cfg.mqar_vocab
+        self.name = f"mqar {cfg.num_kv_pairs} pairs / vocab {cfg.mqar_vocab}"
+        self._test = {}
+
+    def train_batch(self, batch: int, seq_len: int, rng: np.random.Generator):
+        c = self.cfg
+        return mqar.batch(batch, seq_len, c.num_kv_pairs, c.mqar_vocab, c.power_a, rng)
+
+    def test_set(self, seq_len: int):
+        if seq_len not in self._test:  # fixed: the same sequences for every model
+            c = self.cfg
+            self._test[seq_len] = mqar.batch(c.test_examples, seq_len, c.num_kv_pairs, c.mqar_vocab, c.power_a,
+                                             np.random.default_rng(1234567))
+        return self._test[seq_len]
+
+    @torch.no_grad()
+    def evaluate(self, model, seq_len: int, device, *, split: str = "validation", max_tokens: int | None = None,
+                 batch: int = 64, autocast=None) -> dict:
+        was_training = model.training
+        model.eval()
+        x_all, y_all = self.test_set(seq_len)
+        correct = total = 0
+        nll = 0.0
+        for i in range(0, len(x_all), batch):
+            x, y = x_all[i:i + batch].to(device), y_all[i:i + batch].to(device)
+            with autocast or nullcontext():
+                logits = model(x).float()
+            mask = y != mqar.IGNORE
+            correct += (logits.argmax(-1)[mask] == y[mask]).sum().item()
+            total += mask.sum().item()
+            nll += F.cross_entropy(logits[mask], y[mask], reduction="sum").item()
+        model.train(was_training)
+        return {"accuracy": correct / total, "loss": nll / total, "ppl": math.exp(nll / total), "tokens": total}
+
+
+def make(cfg: TaskConfig):
+    return MQARTask(cfg) if cfg.kind == "mqar" else LMTask(cfg)

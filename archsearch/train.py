@@ -1,0 +1,163 @@
+"""Budgeted training: a function, not a trainer object. The budget is in tokens; batch size is a token count
+(gradient accumulation makes up the rest); AdamW without decay on norms, biases, gains and scalars; linear warm-up
+then cosine; gradient clipping; bf16 autocast on GPU (the memories accumulate their state in fp32); optional
+torch.compile; seeded; intermediate evaluations reported to a callback that may stop the run (search pruning);
+a NaN/inf loss stops the run with its reason; checkpoint and resume."""
+from __future__ import annotations
+
+import math
+import os
+import resource
+import sys
+import time
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .progress import Progress
+from .settings import TrainConfig
+
+
+@dataclass
+class TrainResult:
+    status: str  # completed | diverged | stopped
+    reason: str
+    steps: int
+    tokens: int
+    seconds: float
+    tokens_per_s: float
+    train_loss: float
+    peak_memory_bytes: int
+    device: str
+    evals: list = field(default_factory=list)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(name)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device '{name}' asked for, but no CUDA device is visible")
+    return dev
+
+
+def autocast_for(device: torch.device, precision: str):
+    bf16 = precision == "bf16" or (precision == "auto" and device.type == "cuda")
+    return torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else nullcontext()
+
+
+def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
+    """Weight decay on matrices only: norms, biases, gains, residual scalars and other vectors are not decayed."""
+    decay = [p for p in model.parameters() if p.requires_grad and p.ndim >= 2]
+    rest = [p for p in model.parameters() if p.requires_grad and p.ndim < 2]
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": rest, "weight_decay": 0.0}]
+
+
+def lr_at(step: int, total: int, cfg: TrainConfig) -> float:
+    warm = max(1, int(cfg.warmup * total))
+    if step < warm:
+        return cfg.lr * (step + 1) / warm
+    progress = (step - warm) / max(1, total - warm)
+    floor = cfg.lr * cfg.min_lr_ratio
+    return floor + (cfg.lr - floor) * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
+
+
+def plan(cfg: TrainConfig, seq_len: int) -> tuple[int, int, int]:
+    """(sequences per forward, forwards per step, steps) for the token budget."""
+    micro = cfg.micro_batch or max(1, cfg.batch_tokens // seq_len)
+    accum = max(1, round(cfg.batch_tokens / (micro * seq_len)))
+    steps = max(1, math.ceil(cfg.tokens / (micro * accum * seq_len)))
+    return micro, accum, steps
+
+
+def _peak_memory(device: torch.device) -> int:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device)
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # peak RSS of the process on CPU
+
+
+def _save(path: Path, state: dict) -> None:
+    tmp = path.with_suffix(f".tmp{os.getpid()}")
+    torch.save(state, tmp)
+    tmp.replace(path)  # atomic: a kill mid-write leaves the previous checkpoint intact
+
+
+def train(model: torch.nn.Module, task, cfg: TrainConfig, *, seq_len: int, on_eval=None,
+          checkpoint: Path | None = None, progress: bool = True, label: str = "train") -> TrainResult:
+    """Train `model` on `task` for cfg.tokens tokens. on_eval(step, tokens, metrics) → True stops the run.
+    On CPU the run is bit-for-bit reproducible: deterministic kernels are switched on for its duration (without
+    them, multi-threaded CPU backward passes such as the embedding's accumulate in a varying order)."""
+    device = resolve_device(cfg.device)
+    before = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(before or device.type == "cpu")
+    try:
+        return _train(model, task, cfg, device, seq_len, on_eval, checkpoint, progress, label)
+    finally:
+        torch.use_deterministic_algorithms(before)
+
+
+def _train(model, task, cfg: TrainConfig, device: torch.device, seq_len: int, on_eval, checkpoint, progress,
+           label) -> TrainResult:
+    model.to(device).train()
+    amp = autocast_for(device, cfg.precision)
+    micro, accum, steps = plan(cfg, seq_len)
+    opt = torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2),
+                            fused=device.type == "cuda")
+    rng = np.random.default_rng(cfg.seed)
+    eval_at = {round(k * steps / (cfg.evals + 1)) for k in range(1, cfg.evals + 1)} - {0, steps}
+    step, tokens, evals, elapsed, loss_avg = 0, 0, [], 0.0, float("nan")
+    if checkpoint is not None and checkpoint.is_file():
+        state = torch.load(checkpoint, map_location=device, weights_only=False)
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optim"])
+        rng.bit_generator.state = state["rng"]
+        torch.set_rng_state(state["torch_rng"])
+        step, tokens, evals, elapsed, loss_avg = state["step"], state["tokens"], state["evals"], state["elapsed"], state["loss"]
+        print(f"{label}: resuming from {checkpoint} at step {step}/{steps}", file=sys.stderr)
+    fwd = torch.compile(model) if cfg.compile else model
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    bar = Progress(steps, label, enabled=progress)
+    status, reason, t0 = "completed", "", time.perf_counter() - elapsed
+    while step < steps:
+        lr = lr_at(step, steps, cfg)
+        for g in opt.param_groups:
+            g["lr"] = lr
+        total = 0.0
+        for _ in range(accum):
+            x, y = task.train_batch(micro, seq_len, rng)
+            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+            with amp:
+                logits = fwd(x)
+            loss = torch.nn.functional.cross_entropy(logits.float().flatten(0, 1), y.flatten(), ignore_index=-100)
+            (loss / accum).backward()
+            total += loss.item() / accum
+        if not math.isfinite(total):
+            status, reason = "diverged", f"loss became {total} at step {step + 1}"
+            opt.zero_grad(set_to_none=True)
+            break
+        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        step += 1
+        tokens += micro * accum * seq_len
+        loss_avg = total if math.isnan(loss_avg) else 0.9 * loss_avg + 0.1 * total
+        rate = tokens / max(time.perf_counter() - t0, 1e-9)
+        bar.update(step, f"loss {loss_avg:.3f} lr {lr:.2e} {rate:,.0f} tok/s")
+        if step in eval_at:
+            metrics = task.evaluate(model, seq_len, device, max_tokens=cfg.eval_tokens, autocast=amp)
+            evals.append({"step": step, "tokens": tokens, **metrics})
+            if checkpoint is not None:
+                _save(checkpoint, {"model": model.state_dict(), "optim": opt.state_dict(), "rng": rng.bit_generator.state,
+                                   "torch_rng": torch.get_rng_state(), "step": step, "tokens": tokens, "evals": evals,
+                                   "elapsed": time.perf_counter() - t0, "loss": loss_avg, "config": asdict(cfg)})
+            if on_eval is not None and on_eval(step, tokens, metrics):
+                status, reason = "stopped", f"stopped by the caller at step {step}"
+                break
+    bar.close()
+    seconds = time.perf_counter() - t0
+    return TrainResult(status, reason, step, tokens, seconds, tokens / max(seconds, 1e-9), loss_avg,
+                       _peak_memory(device), str(device), evals)

@@ -1,0 +1,52 @@
+"""MQAR: the generator, and the recall test on CPU — attention solves it, a holographic layer holding the same
+decode-state bytes cannot."""
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from archsearch.data import mqar
+
+
+def test_generator_layout():
+    x, y = mqar.batch(50, 32, num_kv_pairs=4, vocab=64, rng=np.random.default_rng(0))
+    assert x.shape == y.shape == (50, 32)
+    for row_x, row_y in zip(x.tolist(), y.tolist()):
+        keys, values = row_x[0:8:2], row_x[1:8:2]
+        assert len(set(keys)) == 4 and all(1 <= k < 32 for k in keys) and all(32 <= v < 64 for v in values)
+        queries = [(p, t) for p, t in enumerate(row_y) if t != mqar.IGNORE]
+        assert len(queries) == 4
+        for p, target in queries:  # at a query the key reappears and the target is the value stored with it
+            assert p >= 8 and (p - 8) % 2 == 0 and target == values[keys.index(row_x[p])]
+        assert all(t == 0 for p, t in enumerate(row_x) if p >= 8 and row_y[p] == mqar.IGNORE)
+
+
+def test_query_gaps_follow_a_power_law():
+    _, y = mqar.batch(2000, 256, num_kv_pairs=4, vocab=64, power_a=0.01, rng=np.random.default_rng(1))
+    slots = ((y != mqar.IGNORE).nonzero()[:, 1] - 8) // 2
+    near, far = (slots < 10).float().mean().item(), (slots >= 100).float().mean().item()
+    assert near > 2 * far  # short gaps are likelier
+
+
+def test_bad_settings_are_reported():
+    with pytest.raises(ValueError, match="too short for 8 pairs"):
+        mqar.batch(1, 20, num_kv_pairs=8, vocab=64)
+    with pytest.raises(ValueError, match="too few keys"):
+        mqar.batch(1, 64, num_kv_pairs=8, vocab=10)
+
+
+def _accuracy(root, name, tmp_path, *extra):
+    out = tmp_path / name
+    r = subprocess.run([sys.executable, "-m", "archsearch", "train", str(root / f"examples/mqar/{name}.yaml"),
+                        "--out", str(out), "--quiet", *extra], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    return json.loads((out / "metrics.json").read_text())["val_accuracy"]
+
+
+def test_attention_recalls_where_holographic_state_of_equal_bytes_cannot(root, tmp_path):
+    assert _accuracy(root, "attention", tmp_path) >= 0.99
+    # The holographic layer is trained on a quarter of the budget to keep the suite short: its accuracy is flat
+    # from there on (0.289 after 0.4M tokens, 0.2875 after 2M: docs/results.md).
+    assert _accuracy(root, "holographic", tmp_path, "--tokens", "500000") < 0.5

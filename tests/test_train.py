@@ -1,0 +1,101 @@
+"""The trainer: schedule, parameter groups, budgets, divergence, early stop, checkpoint/resume, determinism."""
+import dataclasses
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from archsearch.compiler import compile_text
+from archsearch.lower import lower
+from archsearch.settings import TrainConfig
+from archsearch.tasks import LMTask
+from archsearch.train import lr_at, param_groups, plan, train
+
+SPEC = """
+model: {d_model: 32, seq_len: 32, vocab: 64}
+stack:
+  depth: 1
+  norm: rmsnorm
+  sublayers:
+    - {block: softmax_attention, config: {heads: 2}, scale: 0.5}
+    - {block: swiglu}
+head: {blocks: [rmsnorm]}
+"""
+CFG = TrainConfig(tokens=32 * 32 * 8, batch_tokens=32 * 8, lr=3e-3, evals=3, eval_tokens=512, seed=0, warmup=0.1)
+
+
+@pytest.fixture(scope="module")
+def task():
+    rng = np.random.default_rng(0)
+    stream = np.tile(rng.integers(0, 64, 50), 60)  # a repeating pattern: learnable
+    return LMTask.from_streams({"train": stream, "validation": stream[:2000]}, {"validation": 2000}, 64)
+
+
+def _model(seed=0):
+    torch.manual_seed(seed)
+    return lower(compile_text(SPEC))
+
+
+def test_schedule_warms_up_then_decays_to_the_floor():
+    cfg = TrainConfig(lr=1.0, warmup=0.1, min_lr_ratio=0.1)
+    lrs = [lr_at(s, 100, cfg) for s in range(100)]
+    assert lrs[0] == pytest.approx(0.1) and lrs[9] == pytest.approx(1.0)
+    assert all(a >= b for a, b in zip(lrs[10:], lrs[11:])) and lrs[-1] == pytest.approx(0.1, abs=1e-3)
+
+
+def test_no_decay_on_vectors_and_scalars():
+    model = _model()
+    decay, rest = param_groups(model, 0.1)
+    assert all(p.ndim >= 2 for p in decay["params"]) and rest["weight_decay"] == 0.0
+    names = {id(p): n for n, p in model.named_parameters()}
+    undecayed = {names[id(p)] for p in rest["params"]}
+    assert "scales.l0__softmax_attention__add" in undecayed and "blocks.l0__softmax_attention.qkv.bias" in undecayed
+
+
+def test_budget_in_tokens_with_accumulation():
+    assert plan(TrainConfig(tokens=10_000, batch_tokens=1024, micro_batch=8), 64) == (8, 2, 10)
+    assert plan(TrainConfig(tokens=1000, batch_tokens=256), 64) == (4, 1, 4)
+
+
+def test_training_learns_and_reports(task):
+    seen = []
+    result = train(_model(), task, CFG, seq_len=32, progress=False, on_eval=lambda s, t, m: seen.append(m) and False)
+    assert result.status == "completed" and result.steps == 32 and result.tokens == 32 * 32 * 8
+    assert len(seen) == 3 and seen[-1]["loss"] < seen[0]["loss"] < math.log(64)
+
+
+def test_divergence_stops_with_a_reason(task):
+    model = _model()
+    with torch.no_grad():
+        model.blocks["l0__swiglu"].down.weight.fill_(float("nan"))
+    result = train(model, task, CFG, seq_len=32, progress=False)
+    assert result.status == "diverged" and result.reason == "loss became nan at step 1" and result.steps == 0
+
+
+def test_the_callback_can_stop_a_run(task):
+    result = train(_model(), task, CFG, seq_len=32, progress=False, on_eval=lambda s, t, m: True)
+    assert result.status == "stopped" and result.steps == 8
+
+
+def test_resume_after_interruption_matches_an_uninterrupted_run(task, tmp_path):
+    straight = _model()
+    train(straight, task, CFG, seq_len=32, progress=False)
+
+    def interrupt(step, tokens, metrics):
+        raise KeyboardInterrupt
+
+    ckpt = tmp_path / "ckpt.pt"
+    with pytest.raises(KeyboardInterrupt):
+        train(_model(), task, CFG, seq_len=32, progress=False, checkpoint=ckpt, on_eval=interrupt)
+    resumed = _model(seed=123)  # different init: everything must come from the checkpoint
+    result = train(resumed, task, CFG, seq_len=32, progress=False, checkpoint=ckpt)
+    assert result.steps == 32
+    for (n, a), b in zip(straight.state_dict().items(), resumed.state_dict().values()):
+        assert torch.equal(a, b), n
+
+
+def test_same_seed_same_numbers(task):
+    a = train(_model(), task, dataclasses.replace(CFG, evals=1), seq_len=32, progress=False)
+    b = train(_model(), task, dataclasses.replace(CFG, evals=1), seq_len=32, progress=False)
+    assert a.train_loss == b.train_loss and a.evals[0]["loss"] == b.evals[0]["loss"]

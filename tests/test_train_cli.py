@@ -1,0 +1,52 @@
+"""`archsearch train` as a user runs it: the acceptance run on the embedded corpus, determinism, bad input."""
+import json
+import subprocess
+import sys
+
+import pytest
+
+from archsearch import cli, tasks
+from archsearch.settings import TaskConfig
+
+
+def _train(root, out, *extra):
+    r = subprocess.run([sys.executable, "-m", "archsearch", "train", str(root / "examples/tiny_transformer.yaml"),
+                        "--out", str(out), "--quiet", *extra], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    return r.stdout, json.loads((out / "metrics.json").read_text())
+
+
+def test_small_transformer_beats_unigram_by_a_wide_margin(root, tmp_path):
+    out, m = _train(root, tmp_path / "run")
+    unigram = tasks.make(TaskConfig(tokenizer="bytes")).unigram_ppl()
+    assert m["status"] == "completed" and m["tokens"] >= 2_000_000
+    assert m["val_ppl"] < unigram / 2.5, (m["val_ppl"], unigram)
+    assert m["val_full"] and m["val_tokens"] == 476_295  # the whole validation split
+    assert "validation perplexity" in out and "bits/byte" in out and "tok/s" in out
+    assert (tmp_path / "run/weights.pt").is_file() and (tmp_path / "run/checkpoint.pt").is_file()
+
+
+def test_same_seed_same_number(root, tmp_path):
+    _, a = _train(root, tmp_path / "a", "--tokens", "100000", "--seed", "3")
+    _, b = _train(root, tmp_path / "b", "--tokens", "100000", "--seed", "3")
+    _, c = _train(root, tmp_path / "c", "--tokens", "100000", "--seed", "4")
+    assert a["val_ppl"] == b["val_ppl"] != c["val_ppl"]
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--data", "nowhere"], "--data: 'nowhere': no such file or folder; expected 'embedded'"),
+    (["--tokens", "-5"], "argument --tokens: must be > 0, got -5"),
+    (["--device", "cuda:7"], "--device: device 'cuda:7' asked for, but no CUDA device is visible"),
+])
+def test_bad_train_input_is_one_line(root, args, message, capsys, tmp_path):
+    if args[0] == "--device":
+        pytest.importorskip("torch")
+        import torch
+        if torch.cuda.is_available():
+            pytest.skip("a GPU is visible")
+    try:
+        code = cli.main(["train", str(root / "examples/tiny_transformer.yaml"), "--out", str(tmp_path), *args])
+    except SystemExit as e:  # argparse errors
+        code = e.code
+    err = capsys.readouterr().err
+    assert code == 2 and message in err and "Traceback" not in err
