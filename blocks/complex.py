@@ -33,6 +33,16 @@ def complex_mul(ar, ai, br, bi):
     return ar * br - ai * bi, ar * bi + ai * br
 
 
+def init_complex_part(w: torch.Tensor, init: Init) -> None:
+    """Paper init of one real or imaginary part (m×n) in place: orthogonal (v1) or Gaussian (v2), scale sqrt(2/(m+n))."""
+    scale = math.sqrt(2.0 / sum(w.shape))
+    if init == "orthogonal":
+        nn.init.orthogonal_(w)
+        w.mul_(scale)
+    else:
+        nn.init.normal_(w, 0.0, scale)
+
+
 class ComplexLinear(nn.Module):
     """y = W z for W = Wr + i·Wi (m×n), no bias: 2mn parameters, 8mn real FLOPs per token.
 
@@ -40,18 +50,15 @@ class ComplexLinear(nn.Module):
     variance 2/(m+n).
     """
 
-    def __init__(self, n_in: int, n_out: int, init: Init = "orthogonal"):
+    def __init__(self, n_in: int, n_out: int, init: Init = "orthogonal", parts: int = 1):
+        """`parts` > 1 fuses that many n_in → n_out/parts maps into one GEMM, each initialised as its own map."""
         super().__init__()
         self.wr = nn.Parameter(torch.empty(n_out, n_in))
         self.wi = nn.Parameter(torch.empty(n_out, n_in))
-        scale = math.sqrt(2.0 / (n_in + n_out))
-        for w in (self.wr, self.wi):
-            if init == "orthogonal":
-                nn.init.orthogonal_(w)
-                with torch.no_grad():
-                    w.mul_(scale)
-            else:
-                nn.init.normal_(w, 0.0, scale)
+        with torch.no_grad():
+            for w in (self.wr, self.wi):
+                for part in w.split(n_out // parts, 0):
+                    init_complex_part(part, init)
 
     def block_matrix(self) -> torch.Tensor:
         """The real [2m, 2n] matrix acting on [xr | xi]."""
@@ -157,20 +164,11 @@ class CGU(nn.Module):
         super().__init__()
         n = d_model // 2
         h = cfg.expansion * n
-        self.gate_up = ComplexLinear(n, 2 * h, cfg.init)  # Wg and Wup fused: one GEMM
+        self.gate_up = ComplexLinear(n, 2 * h, cfg.init, parts=2)  # Wg and Wup fused: one GEMM
         self.down = ComplexLinear(h, n, cfg.init)
         self.modrelu_bias = nn.Parameter(torch.full((h,), cfg.modrelu_bias))
         self.gate_bias = nn.Parameter(torch.zeros(h)) if cfg.gate == "biased" else None
         self.h = h
-        with torch.no_grad():  # fused init must equal two separately initialised n→h maps
-            for w in (self.gate_up.wr, self.gate_up.wi):
-                scale = math.sqrt(2.0 / (n + h))
-                for part in w.split(h, 0):
-                    if cfg.init == "orthogonal":
-                        nn.init.orthogonal_(part)
-                        part.mul_(scale)
-                    else:
-                        nn.init.normal_(part, 0.0, scale)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.gate_up(x)

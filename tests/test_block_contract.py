@@ -1,5 +1,6 @@
 """The block contract, run over every registered block (built-in, dropped into blocks/, or in $ARCHSEARCH_BLOCKS)."""
 import pytest
+from helpers import stub_block
 
 from archsearch import registry
 from archsearch.testing import CHECKS, check_block, run_check
@@ -17,30 +18,16 @@ def test_example_custom_block_passes_the_contract(root):
 
 
 def test_a_broken_block_fails_the_contract():
-    import dataclasses
-
     import torch
     from torch import nn
 
-    class Peeks(nn.Module):  # mixes in the next token: acausal, and its cost under-reports its parameters
-        name, kind = "test_peeks", "channel"
+    def init(self, cfg, *, d_model):
+        nn.Module.__init__(self)
+        self.w = nn.Parameter(torch.ones(d_model))
 
-        @dataclasses.dataclass(frozen=True)
-        class Config:
-            pass
-
-        @staticmethod
-        def cost(cfg, d_model, seq_len):
-            return {"params": 0, "flops": 0, "state_bytes": 0}
-
-        def __init__(self, cfg, *, d_model):
-            super().__init__()
-            self.w = nn.Parameter(torch.ones(d_model))
-
-        def forward(self, x):
-            return x * self.w + torch.roll(x, -1, 1)
-
+    # mixes in the next token (acausal), and its cost under-reports its parameters
+    peeks = stub_block("test_peeks", __init__=init, forward=lambda self, x: x * self.w + torch.roll(x, -1, 1))
     with pytest.raises(AssertionError, match="test_peeks: causality: changing x\\[t\\+1:\\] moved y"):
-        run_check(Peeks, "causality")
+        run_check(peeks, "causality")
     with pytest.raises(AssertionError, match="test_peeks: params: built 32 parameters, analytic 0"):
-        run_check(Peeks, "params")
+        run_check(peeks, "params")

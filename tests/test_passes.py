@@ -2,6 +2,9 @@
 import dataclasses
 
 import pytest
+from helpers import stub_block
+
+from archsearch import registry
 
 from archsearch.build import build
 from archsearch.compiler import compile_spec, compile_text
@@ -80,43 +83,13 @@ def test_gpt2_100m_matches_the_paper(root):
 
 
 def test_complex_block_needs_even_width():
-    from torch import nn
-
-    from archsearch import registry
-
-    class Half(nn.Module):
-        name, kind, complex = "test_complex_half", "channel", True
-
-        @dataclasses.dataclass(frozen=True)
-        class Config:
-            pass
-
-        @staticmethod
-        def cost(cfg, d_model, seq_len):
-            return {"params": 0, "flops": 0, "state_bytes": 0}
-
-    registry.register(Half)
+    registry.register(stub_block("test_complex_half", complex=True))
     with pytest.raises(SpecError, match="views the stream as complex and needs an even d_model, got 15"):
         compile_text("model: {d_model: 15, seq_len: 4, vocab: 9}\nstack: {depth: 1, sublayers: [test_complex_half]}\n")
 
 
 def test_bad_cost_from_a_block_is_reported():
-    from torch import nn
-
-    from archsearch import registry
-
-    class Broken(nn.Module):
-        name, kind = "test_broken_cost", "channel"
-
-        @dataclasses.dataclass(frozen=True)
-        class Config:
-            pass
-
-        @staticmethod
-        def cost(cfg, d_model, seq_len):
-            return {"params": 1.5, "flops": 0, "state_bytes": 0}
-
-    registry.register(Broken)
+    registry.register(stub_block("test_broken_cost", cost={"params": 1.5, "flops": 0, "state_bytes": 0}))
     with pytest.raises(SpecError, match="block 'test_broken_cost': cost\\(\\) must return non-negative ints"):
         compile_text("model: {d_model: 8, seq_len: 4, vocab: 9}\nstack: {depth: 1, sublayers: [test_broken_cost]}\n")
 
