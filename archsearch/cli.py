@@ -81,6 +81,16 @@ def cmd_train(args) -> int:
     return 0 if metrics["status"] != "diverged" else 1
 
 
+def cmd_run(args) -> int:
+    from pathlib import Path
+
+    from .search.study import run_search
+
+    run_search(args.space, out=Path(args.out) if args.out else None, storage=args.storage, trials=args.trials,
+               profile=args.profile, device=args.device)
+    return 0
+
+
 def _positive(kind):
     def parse(text: str):
         try:
@@ -112,6 +122,14 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--vocab", type=_vocab, help="vocabulary size for a spec whose vocab is 'data'")
     c.add_argument("--dump-after", metavar="PASS", help="print the IR after this pass (validate, shapes, cost)")
     c.set_defaults(fn=cmd_compile)
+    r = sub.add_parser("run", help="search a space of architectures with Optuna (resumes when re-run)")
+    r.add_argument("space", help="a search space (YAML); see docs/search.md")
+    r.add_argument("--out", help="output folder (default runs/NAME): study.db, trials/*.yaml")
+    r.add_argument("--storage", help="an Optuna storage URL (default sqlite:///OUT/study.db), or journal:FILE")
+    r.add_argument("--trials", type=_positive(int), help="total trials (default: the profile's)")
+    r.add_argument("--profile", choices=["cpu", "gpu"], help="budget profile (default: by device)")
+    r.add_argument("--device", help="auto | cpu | cuda | cuda:N")
+    r.set_defaults(fn=cmd_run)
     t = sub.add_parser("train", help="train a spec on its task and report validation perplexity and costs")
     t.add_argument("spec", help="an architecture spec (YAML), optionally with task: and train: sections")
     t.add_argument("--data", help="embedded | a WikiText folder | a folder or glob of .txt files | wikitext-103")

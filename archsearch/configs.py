@@ -31,6 +31,8 @@ def _is_union(tp) -> bool:
 
 
 def _check(value, tp, loc: Loc):
+    if tp is Any:  # free-form (checked by the caller)
+        return value
     if typing.get_origin(tp) is Literal:
         choices = typing.get_args(tp)
         if any(value == c and type(value) is type(c) for c in choices):

@@ -1,0 +1,57 @@
+"""Measured costs of a built model: latency (training step and prefill; median of repeats after warm-up, CUDA events
+on GPU, the process clock on CPU), peak memory of a training step, and FLOPs counted over one training step."""
+from __future__ import annotations
+
+import statistics
+import time
+from contextlib import nullcontext
+
+import torch
+
+from . import flops
+
+
+def median_ms(fn, device: torch.device, repeats: int = 5, warmup: int = 2) -> float:
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        if device.type == "cuda":
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            fn()
+            end.record()
+            torch.cuda.synchronize(device)
+            times.append(start.elapsed_time(end))
+        else:
+            t = time.perf_counter()
+            fn()
+            times.append((time.perf_counter() - t) * 1e3)
+    return statistics.median(times)
+
+
+def measure(model: torch.nn.Module, vocab: int, batch: int, seq_len: int, device: torch.device, amp=None,
+            repeats: int = 5) -> dict:
+    """Costs of one training step (forward + backward) and one prefill at [batch, seq_len]."""
+    amp = amp or nullcontext()
+    model.to(device).train()
+    ids = torch.randint(0, vocab, (batch, seq_len), device=device)
+
+    def train_step():
+        with amp:
+            logits = model(ids)
+        torch.nn.functional.cross_entropy(logits.float().flatten(0, 1), ids.flatten()).backward()
+        model.zero_grad(set_to_none=True)
+
+    def prefill():
+        with torch.no_grad(), amp:
+            model(ids)
+
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    out = {"latency_train_ms": median_ms(train_step, device, repeats), "latency_prefill_ms": median_ms(prefill, device, repeats)}
+    out["peak_memory_bytes"] = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else 0
+    counted, _ = flops.count(train_step)
+    out["flops_train_step"] = counted
+    out["measure_batch"], out["measure_seq_len"] = batch, seq_len
+    return out

@@ -1,0 +1,238 @@
+"""Search spaces: a spec template whose values may be distributions, sampled define-by-run by an Optuna trial.
+
+A distribution is a one-key mapping anywhere in the `spec:` section:
+  {int: [lo, hi]} (optional `step`), {float: [lo, hi]}, {log: [lo, hi]}, {choice: [a, b, ...]},
+  and, as a sublayer's `block` only, {per_layer: [a, b, ...]}: one choice per layer of the stack.
+Configs keyed by block name (`config: {pam: {...}, softmax_attention: {...}}`) are sampled only for the blocks
+chosen, so their parameters are conditional on the choice. The walk follows the YAML order with `depth` first in a
+stack, so the parameter names (dotted paths) are stable and a study can be resumed. No torch here.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from .. import configs
+from ..errors import Loc, SpecError, unknown
+from ..yamlloc import load_file, loc_of
+
+DISTRIBUTIONS = ("int", "float", "log", "choice", "per_layer")
+
+
+@dataclass(frozen=True)
+class Profile:
+    trials: int = 10
+    tokens: int = 200_000
+    batch_tokens: int = 4096
+    seq_len: int | None = None
+    timeout_minutes: float | None = None
+    spec: Any = None  # a partial spec template merged over `spec:` for this profile (e.g. smaller widths on CPU)
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    name: str = "search"
+    objective: Literal["weighted", "pareto"] = "weighted"
+    quality: Literal["ppl", "loss", "accuracy"] = "ppl"
+    weights: Any = None  # {cost name: weight} for weighted mode
+    pareto_costs: Any = None  # cost names minimised next to quality in pareto mode
+    sampler: Literal["tpe", "nsga2", "random", "gp"] = "tpe"
+    pruner: Literal["median", "hyperband", "none"] = "median"
+    seed: int = 0
+    lr: Any = None  # a distribution or a number: the learning rate, searched per architecture
+    max_params: int | None = None
+    max_state_bytes: int | None = None
+    max_latency_ms: float | None = None
+    baselines: Any = None  # families whose pure form is enqueued first: names of mixer blocks
+    profiles: Any = None  # {cpu: {...}, gpu: {...}} of Profile fields
+
+
+COST_NAMES = ("params", "flops_per_token", "state_bytes", "latency_train_ms", "latency_prefill_ms",
+              "peak_memory_bytes", "flops_train_step")
+
+
+@dataclass(frozen=True)
+class Space:
+    file: str
+    search: SearchConfig
+    template: Any  # the located `spec:` mapping
+    profiles: dict = field(default_factory=dict)
+
+
+def _is_dist(value) -> bool:
+    return isinstance(value, dict) and bool(value) and next(iter(value)) in DISTRIBUTIONS
+
+
+def _check_dist(value, loc: Loc) -> None:
+    kind = next(iter(value))
+    extra = set(value) - {kind, "step"}
+    if extra or ("step" in value and kind != "int"):
+        raise SpecError(loc, f"a '{kind}' distribution takes no other key (got {sorted(set(value) - {kind})})")
+    args = value[kind]
+    if not isinstance(args, list) or not args:
+        raise SpecError(loc_of(value, kind, loc), f"'{kind}' needs a non-empty list")
+    if kind in ("int", "float", "log"):
+        if len(args) != 2 or not all(isinstance(a, (int, float)) and not isinstance(a, bool) for a in args):
+            raise SpecError(loc_of(value, kind, loc), f"'{kind}' needs [low, high] numbers")
+        if args[0] > args[1]:
+            raise SpecError(loc_of(value, kind, loc), f"low {args[0]} is above high {args[1]}")
+        if kind == "log" and args[0] <= 0:
+            raise SpecError(loc_of(value, kind, loc), "'log' needs a positive low end")
+        if kind == "int" and not all(isinstance(a, int) for a in args):
+            raise SpecError(loc_of(value, kind, loc), "'int' needs integer ends")
+
+
+def _walk_check(value, loc: Loc) -> None:
+    """Validate every distribution in the template up front, so a bad space fails before any trial."""
+    if _is_dist(value):
+        _check_dist(value, loc)
+        for i, c in enumerate(value[next(iter(value))]):
+            _walk_check(c, loc_of(value[next(iter(value))], i, loc))
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            _walk_check(v, loc_of(value, k, loc))
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            _walk_check(v, loc_of(value, i, loc))
+
+
+def load_space(path) -> Space:
+    doc = load_file(path)
+    root = getattr(doc, "loc", Loc(str(path), 1))
+    if not isinstance(doc, dict):
+        raise SpecError(root, "expected a mapping with 'search' and 'spec'")
+    for k in doc:
+        if k not in ("search", "spec"):
+            raise unknown(loc_of(doc, k, root), "key", k, ("search", "spec"))
+    if "spec" not in doc:
+        raise SpecError(root, "missing required key 'spec' (the architecture template)")
+    sloc = loc_of(doc, "search", root)
+    raw = doc.get("search") or {}
+    if not isinstance(raw, dict):
+        raise SpecError(sloc, "expected a mapping")
+    cfg = configs.coerce(SearchConfig, raw, sloc, {k: loc_of(raw, k, sloc) for k in raw}, what="key")
+    profiles = {}
+    for name, value in (cfg.profiles or {}).items():
+        ploc = loc_of(raw["profiles"], name, loc_of(raw, "profiles", sloc))
+        if name not in ("cpu", "gpu"):
+            raise unknown(ploc, "profile", name, ("cpu", "gpu"))
+        if not isinstance(value, dict):
+            raise SpecError(ploc, "expected a mapping of profile fields")
+        profiles[name] = configs.coerce(Profile, value, ploc, {k: loc_of(value, k, ploc) for k in value}, what="key")
+        if profiles[name].spec is not None:
+            _walk_check(profiles[name].spec, loc_of(value, "spec", ploc))
+    for key in (cfg.weights or {}):
+        if key not in COST_NAMES:
+            raise unknown(loc_of(raw["weights"], key, loc_of(raw, "weights", sloc)), "cost", key, COST_NAMES)
+    for key in (cfg.pareto_costs or []):
+        if key not in COST_NAMES:
+            raise unknown(loc_of(raw, "pareto_costs", sloc), "cost", key, COST_NAMES)
+    template = doc["spec"]
+    _walk_check(template, loc_of(doc, "spec", root))
+    if cfg.lr is not None:
+        _walk_check(cfg.lr, loc_of(raw, "lr", sloc))
+    return Space(str(path), cfg, template, profiles)
+
+
+# ---------------------------------------------------------------------------------------------- sampling
+class Sampler:
+    """Turns the template into a plain spec dict by asking `suggest` for each distribution (define-by-run)."""
+
+    def __init__(self, trial):
+        self.trial = trial
+
+    def value(self, dist, path: str):
+        kind, args = next(iter(dist.items()))
+        t = self.trial
+        if kind == "int":
+            return t.suggest_int(path, args[0], args[1], step=dist.get("step", 1))
+        if kind == "float":
+            return t.suggest_float(path, float(args[0]), float(args[1]))
+        if kind == "log":
+            return t.suggest_float(path, float(args[0]), float(args[1]), log=True)
+        if kind == "choice":
+            return self.walk(args[self.index(path, args)], path)
+        raise ValueError(f"{path}: 'per_layer' applies only to a sublayer's block")
+
+    def index(self, path: str, choices) -> int:
+        labels = [c if isinstance(c, (str, int, float, bool)) else str(i) for i, c in enumerate(choices)]
+        return labels.index(self.trial.suggest_categorical(path, labels))
+
+    def walk(self, value, path: str):
+        if _is_dist(value):
+            return self.value(value, path)
+        if isinstance(value, dict):
+            if "depth" in value and "sublayers" in value:
+                return self.stack(value, path)
+            return {k: self.walk(v, f"{path}.{k}" if path else str(k)) for k, v in value.items()}
+        if isinstance(value, list):
+            return [self.walk(v, f"{path}[{i}]") for i, v in enumerate(value)]
+        return value
+
+    def stack(self, value: dict, path: str) -> dict:
+        depth = self.walk(value["depth"], f"{path}.depth")
+        out = {"depth": depth}
+        for k, v in value.items():
+            if k == "sublayers":
+                out[k] = [self.sublayer(s, depth, f"{path}.sublayers[{i}]") for i, s in enumerate(v)]
+            elif k != "depth":
+                out[k] = self.walk(v, f"{path}.{k}")
+        return out
+
+    def sublayer(self, value, depth: int, path: str):
+        if not isinstance(value, dict):
+            return self.walk(value, path)
+        block = value.get("block")
+        out = {k: self.walk(v, f"{path}.{k}") for k, v in value.items() if k not in ("block", "config")}
+        if isinstance(block, dict) and "per_layer" in block:
+            names = [self.walk(block["per_layer"][self.index(f"{path}.block[{i}]", block["per_layer"])], "")
+                     for i in range(depth)]
+            out["block"] = names
+            chosen = dict.fromkeys(names)
+        else:
+            out["block"] = self.walk(block, f"{path}.block")
+            chosen = None
+        config = value.get("config")
+        keyed = isinstance(config, dict) and config and all(not _is_dist(config) and k in _names(block) for k in config)
+        if keyed:
+            names = chosen or {out["block"]: None}
+            picked = {n: self.walk(config[n], f"{path}.config.{n}") for n in names if n in config}
+            out["config"] = picked if chosen else picked.get(out["block"], {})
+        elif config is not None:
+            out["config"] = self.walk(config, f"{path}.config")
+        return out
+
+
+def _names(block) -> set:
+    if isinstance(block, dict) and len(block) == 1:
+        return {c for c in next(iter(block.values())) if isinstance(c, str)}
+    return {block} if isinstance(block, str) else set()
+
+
+def merge(base, over):
+    """`over` laid onto `base`: mappings merge key by key, lists item by position (a distribution replaces whatever
+    it lands on)."""
+    if isinstance(base, dict) and isinstance(over, dict) and not _is_dist(over) and not _is_dist(base):
+        out = dict(base)
+        for k, v in over.items():
+            out[k] = merge(base[k], v) if k in base else v
+        return out
+    if isinstance(base, list) and isinstance(over, list):
+        return [merge(b, o) for b, o in zip(base, over)] + base[len(over):] + over[len(base):]
+    return over
+
+
+def template_for(space: Space, profile: Profile):
+    return merge(space.template, profile.spec) if profile.spec else space.template
+
+
+def sample(space: Space, trial, profile: Profile | None = None) -> dict:
+    """A plain spec dict for this trial (its parameters recorded by the trial)."""
+    return Sampler(trial).walk(template_for(space, profile) if profile else space.template, "")
+
+
+def sample_lr(space: Space, trial, default: float) -> float:
+    lr = space.search.lr
+    if lr is None:
+        return default
+    return Sampler(trial).walk(lr, "lr") if isinstance(lr, dict) else float(lr)
