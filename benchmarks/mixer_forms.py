@@ -6,32 +6,12 @@ after warm-up; CUDA events on GPU), to pick what `mode: auto` should use on this
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 
 import torch
 
+from archsearch.measure import median_ms
 from blocks.linear_attention import LinearAttention
 from blocks.pam import PAM
-
-
-def timed(fn, device, repeats=10, warmup=3) -> float:
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        if device.type == "cuda":
-            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            start.record()
-            fn()
-            end.record()
-            torch.cuda.synchronize()
-            times.append(start.elapsed_time(end))
-        else:
-            t = time.perf_counter()
-            fn()
-            times.append((time.perf_counter() - t) * 1e3)
-    return statistics.median(times)
 
 
 def main() -> None:
@@ -61,7 +41,7 @@ def main() -> None:
                     y.float().sum().backward()
 
                 try:
-                    res[mode] = timed(step, device)
+                    res[mode] = median_ms(step, device, repeats=10, warmup=3)
                 except torch.OutOfMemoryError:
                     res[mode] = float("nan")
                     torch.cuda.empty_cache()
