@@ -14,7 +14,7 @@ from .errors import Loc, SpecError
 from .lower import lower
 from .passes import run_passes
 from .spec import Spec, load_spec
-from .train import resolve_device, train
+from .train import autocast_for, resolve_device, train
 
 
 def device_name(device: torch.device) -> str:
@@ -52,8 +52,6 @@ def train_spec(spec: Spec | str, *, out: Path | None = None, fresh: bool = False
             checkpoint.unlink()
     result = train(model, task, spec.train, seq_len=seq_len, on_eval=on_eval, checkpoint=checkpoint,
                    progress=progress, label=Path(spec.file).stem)
-    from .train import autocast_for
-
     t0 = time.perf_counter()
     final = task.evaluate(model, seq_len, device, autocast=autocast_for(device, spec.train.precision)) \
         if result.status != "diverged" else {}

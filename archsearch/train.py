@@ -126,7 +126,7 @@ def _train(model, task, cfg: TrainConfig, device: torch.device, seq_len: int, on
         lr = lr_at(step, steps, cfg)
         for g in opt.param_groups:
             g["lr"] = lr
-        total = 0.0
+        total = torch.zeros((), device=device)
         for _ in range(accum):
             x, y = task.train_batch(micro, seq_len, rng)
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
@@ -134,7 +134,8 @@ def _train(model, task, cfg: TrainConfig, device: torch.device, seq_len: int, on
                 logits = fwd(x)
             loss = torch.nn.functional.cross_entropy(logits.float().flatten(0, 1), y.flatten(), ignore_index=-100)
             (loss / accum).backward()
-            total += loss.item() / accum
+            total += loss.detach() / accum
+        total = total.item()  # one device sync per step, for the divergence check and the progress line
         if not math.isfinite(total):
             status, reason = "diverged", f"loss became {total} at step {step + 1}"
             opt.zero_grad(set_to_none=True)

@@ -23,7 +23,7 @@ FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 HEARTBEAT_S = int(os.environ.get("ARCHSEARCH_HEARTBEAT_S", "30"))  # a killed worker's trial is failed after 3 beats
 
 
-def make_sampler(name: str, seed: int, multi: bool):
+def make_sampler(name: str, seed: int):
     """TPE is multivariate with constant liar by default in Optuna 5 and handles several objectives."""
     if name == "nsga2":
         return optuna.samplers.NSGAIISampler(seed=seed)
@@ -96,7 +96,7 @@ def run_search(space_path: str, *, out: Path | None = None, storage: str | None 
     multi = s.objective == "pareto"
     directions = ["minimize"] * (1 + len(s.pareto_costs or ["latency_train_ms"])) if multi else ["minimize"]
     study = optuna.create_study(study_name=s.name, storage=make_storage(storage, out), load_if_exists=True,
-                                directions=directions, sampler=make_sampler(s.sampler, s.seed, multi),
+                                directions=directions, sampler=make_sampler(s.sampler, s.seed),
                                 pruner=make_pruner(s.pruner, multi, max(1, prof.tokens // prof.batch_tokens)))
     template = template_for(space, prof)
     template_spec = parse(template if not _has_dist(template) else _first_choice(template))
