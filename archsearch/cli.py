@@ -91,6 +91,16 @@ def cmd_run(args) -> int:
     return 0
 
 
+def cmd_report(args) -> int:
+    from pathlib import Path
+
+    from .search.report import load, write_report
+
+    path = write_report(load(Path(args.out_dir), args.storage), Path(args.out_dir))
+    print(f"wrote {path} and its plots")
+    return 0
+
+
 def _positive(kind):
     def parse(text: str):
         try:
@@ -130,6 +140,10 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--profile", choices=["cpu", "gpu"], help="budget profile (default: by device)")
     r.add_argument("--device", help="auto | cpu | cuda | cuda:N")
     r.set_defaults(fn=cmd_run)
+    rp = sub.add_parser("report", help="write report.md and plots for a study (also written at the end of run)")
+    rp.add_argument("out_dir", help="the output folder of `archsearch run`")
+    rp.add_argument("--storage", help="the study's Optuna storage URL, when it is not OUT_DIR/study.db")
+    rp.set_defaults(fn=cmd_report)
     t = sub.add_parser("train", help="train a spec on its task and report validation perplexity and costs")
     t.add_argument("spec", help="an architecture spec (YAML), optionally with task: and train: sections")
     t.add_argument("--data", help="embedded | a WikiText folder | a folder or glob of .txt files | wikitext-103")

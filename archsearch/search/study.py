@@ -128,6 +128,8 @@ def run_search(space_path: str, *, out: Path | None = None, storage: str | None 
     except KeyboardInterrupt:
         print("interrupted: the running trial is marked failed; re-run the same command to resume", file=sys.stderr)
     echo(summary(study))
+    from .report import write_report
+    echo(f"report: {write_report(study, out)}")
     return study
 
 

@@ -69,7 +69,8 @@ def test_a_diverging_trial_is_failed_and_the_study_goes_on(root, tmp_path, monke
     first, second = study.trials
     assert first.state == TrialState.FAIL and first.user_attrs["failed_reason"].startswith("diverged: loss became nan")
     assert second.state == TrialState.COMPLETE
-    assert "1 complete, 0 pruned, 1 fail" in lines[-1] and "1 × diverged" in lines[-1]
+    assert "1 complete, 0 pruned, 1 fail" in lines[-2] and "1 × diverged" in lines[-2]
+    assert lines[-1].startswith("report: ")
 
 
 def test_pareto_mode_records_quality_and_costs(root, tmp_path):
