@@ -222,6 +222,18 @@ def merge(base, over):
     return over
 
 
+def first_choice(value):
+    """The template with every distribution replaced by its first option (a template without any is unchanged)."""
+    if _is_dist(value):
+        kind, args = next(iter(value.items()))
+        return first_choice(args[0]) if kind in ("choice", "per_layer") else args[0]
+    if isinstance(value, dict):
+        return {k: first_choice(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [first_choice(v) for v in value]
+    return value
+
+
 def template_for(space: Space, profile: Profile):
     return merge(space.template, profile.spec) if profile.spec else space.template
 

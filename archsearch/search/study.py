@@ -17,7 +17,7 @@ from ..errors import Loc, SpecError
 from ..progress import fmt_duration
 from ..spec import parse
 from .objective import Objective
-from .space import load_space, template_for
+from .space import first_choice, load_space, template_for
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 HEARTBEAT_S = int(os.environ.get("ARCHSEARCH_HEARTBEAT_S", "30"))  # a killed worker's trial is failed after 3 beats
@@ -99,7 +99,7 @@ def run_search(space_path: str, *, out: Path | None = None, storage: str | None 
                                 directions=directions, sampler=make_sampler(s.sampler, s.seed),
                                 pruner=make_pruner(s.pruner, multi, max(1, prof.tokens // prof.batch_tokens)))
     template = template_for(space, prof)
-    template_spec = parse(template if not _has_dist(template) else _first_choice(template))
+    template_spec = parse(first_choice(template))  # enough to read the task section
     task = tasks.make(template_spec.task)
     if not study.trials:
         for fam in (s.baselines or []):
@@ -131,30 +131,6 @@ def run_search(space_path: str, *, out: Path | None = None, storage: str | None 
     from .report import write_report
     echo(f"report: {write_report(study, out)}")
     return study
-
-
-def _has_dist(value) -> bool:
-    from .space import _is_dist
-    if _is_dist(value):
-        return True
-    if isinstance(value, dict):
-        return any(_has_dist(v) for v in value.values())
-    if isinstance(value, list):
-        return any(_has_dist(v) for v in value)
-    return False
-
-
-def _first_choice(value):
-    """The template with every distribution replaced by its first option: enough to read the task section."""
-    from .space import _is_dist
-    if _is_dist(value):
-        kind, args = next(iter(value.items()))
-        return _first_choice(args[0]) if kind in ("choice", "per_layer") else args[0]
-    if isinstance(value, dict):
-        return {k: _first_choice(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_first_choice(v) for v in value]
-    return value
 
 
 def _best_text(study, multi: bool) -> str:
