@@ -84,11 +84,118 @@ def cmd_train(args) -> int:
 def cmd_run(args) -> int:
     from pathlib import Path
 
-    from .search.study import run_search
+    from .search.study import run_search, run_worker
 
+    if args.worker:
+        if not (args.out and args.storage and args.trials and args.profile):
+            raise SpecError(Loc("--worker"), "is started by `run --workers N` with --out, --storage, --trials, --profile")
+        run_worker(args.space, out=Path(args.out), storage=args.storage, trials=args.trials, profile=args.profile,
+                   device=args.device, phase=args.worker, timeout_minutes=args.timeout_minutes)
+        return 0
     run_search(args.space, out=Path(args.out) if args.out else None, storage=args.storage, trials=args.trials,
-               profile=args.profile, device=args.device)
+               profile=args.profile, device=args.device, workers=args.workers, retrain_after=not args.no_retrain,
+               timeout_minutes=args.timeout_minutes, profile_top=args.profile_top)
     return 0
+
+
+def _source(args):
+    """A trial of a study (OUT_DIR) or a spec file: what `export` and `profile` start from."""
+    from pathlib import Path
+
+    from .export.inputs import Source, from_study
+    from .spec import load_spec
+
+    path = Path(args.source)
+    if path.is_dir():
+        return from_study(path, args.trial or "best", args.storage)
+    if args.trial is not None:
+        raise SpecError(Loc("--trial"), "applies to a study's output folder, not to a spec file")
+    if not path.is_file():
+        raise SpecError(Loc(str(path)), "no such spec file or study folder")
+    return Source(load_spec(path), None, str(path))
+
+
+def cmd_export(args) -> int:
+    from pathlib import Path
+
+    from .compiler import compile_spec
+    from .export import export
+    from .export.inputs import load_weights, trial_weights, vocab_of
+
+    src = _source(args)
+    if src.trial is not None:
+        state = trial_weights(src)
+    elif args.weights:
+        state = load_weights(Path(args.weights))
+    else:
+        raise SpecError(Loc("--weights"), "a spec file needs its trained weights: --weights weights.pt (from "
+                                          "`archsearch train`) or checkpoint.pt")
+    ir = compile_spec(src.spec, vocab=vocab_of(src, state, args.vocab))
+    model_keys = set(_model_keys(ir))
+    if set(state) != model_keys:
+        missing, extra = sorted(model_keys - set(state)), sorted(set(state) - model_keys)
+        raise SpecError(Loc(args.weights or str(src.out)), "the weights do not fit this architecture: "
+                        + (f"missing {missing[:3]}" if missing else f"unexpected {extra[:3]}"))
+    to = Path(args.to)
+    extra = {"source": src.label, "task": _task_info(src.spec)}
+    export(ir, state, to, title=f"{Path(src.spec.file).stem}: exported from {src.label}", source=src.label,
+           extra=extra)
+    print(f"wrote {to / 'model.py'}, {to / 'config.json'} and {to / 'weights.pt'} ({ir.meta['params']:,} parameters)")
+    print(f"  use: import sys; sys.path.insert(0, '{to}'); from model import Model; "
+          f"model = Model.from_pretrained('{to}')")
+    return 0
+
+
+def _model_keys(ir) -> list[str]:
+    from .lower import lower
+
+    import torch
+
+    with torch.device("meta"):  # the parameter names without allocating the parameters
+        return list(lower(ir).state_dict())
+
+
+def _task_info(spec) -> dict:
+    t = spec.task
+    return {"kind": t.kind, "data": t.data, "tokenizer": t.tokenizer, "vocab_size": t.vocab_size}
+
+
+def cmd_profile(args) -> int:
+    from pathlib import Path
+
+    from . import profile
+    from .compiler import compile_spec
+    from .export.inputs import vocab_of
+    from .train import resolve_device
+
+    src = _source(args)
+    ir = compile_spec(src.spec, vocab=vocab_of(src, None, args.vocab) or _task_vocab(src.spec))
+    try:
+        device = resolve_device(args.device or src.spec.train.device)
+    except (ValueError, RuntimeError) as e:
+        raise SpecError(Loc("--device"), str(e)) from None
+    seq_len = args.seq_len or src.spec.train.seq_len or ir.model.seq_len
+    if seq_len > ir.model.seq_len:
+        raise SpecError(Loc("--seq-len"), f"{seq_len} exceeds the model's seq_len {ir.model.seq_len}")
+    batch = args.batch or max(1, src.spec.train.batch_tokens // seq_len)
+    name = Path(src.spec.file).stem + (f"-trial{src.trial}" if src.trial is not None else "")
+    logdir = Path(args.logdir) if args.logdir else Path("runs") / "profile" / name
+    rows, phases = profile.run(ir, logdir, device=device, batch=batch, seq_len=seq_len, steps=args.steps,
+                               decode=args.decode, precision=src.spec.train.precision)
+    print(f"{src.label}: {args.steps} training steps at batch {batch} × {seq_len} on {device}"
+          + (f", {args.decode} decode steps" if args.decode else ""))
+    print(profile.format_table(rows, phases, device))
+    print(f"trace: {logdir} (open with: tensorboard --logdir {logdir.parent})")
+    return 0
+
+
+def _task_vocab(spec) -> int | None:
+    """A spec whose vocab is 'data': the task's tokenizer says (built and cached on first use)."""
+    if spec.model.vocab is not None:
+        return None
+    from . import tasks
+
+    return tasks.make(spec.task).vocab_size
 
 
 def cmd_report(args) -> int:
@@ -96,7 +203,8 @@ def cmd_report(args) -> int:
 
     from .search.report import load, write_report
 
-    path = write_report(load(Path(args.out_dir), args.storage), Path(args.out_dir))
+    study, seeds = load(Path(args.out_dir), args.storage)
+    path = write_report(study, Path(args.out_dir), seeds)
     print(f"wrote {path} and its plots")
     return 0
 
@@ -134,16 +242,45 @@ def parser() -> argparse.ArgumentParser:
     c.set_defaults(fn=cmd_compile)
     r = sub.add_parser("run", help="search a space of architectures with Optuna (resumes when re-run)")
     r.add_argument("space", help="a search space (YAML); see docs/search.md")
-    r.add_argument("--out", help="output folder (default runs/NAME): study.db, trials/*.yaml")
-    r.add_argument("--storage", help="an Optuna storage URL (default sqlite:///OUT/study.db), or journal:FILE")
+    r.add_argument("--out", help="output folder (default runs/NAME): the study, trials/*.yaml, report.md")
+    r.add_argument("--storage", help="an Optuna storage URL (default sqlite:///OUT/study.db, or "
+                                     "journal:OUT/study.journal with --workers), postgresql://…, journal:FILE")
     r.add_argument("--trials", type=_positive(int), help="total trials (default: the profile's)")
     r.add_argument("--profile", choices=["cpu", "gpu"], help="budget profile (default: by device)")
     r.add_argument("--device", help="auto | cpu | cuda | cuda:N")
+    r.add_argument("--workers", type=_positive(int), default=1,
+                   help="processes on one study: one per visible GPU, or N CPU processes (default 1)")
+    r.add_argument("--timeout-minutes", type=_positive(float),
+                   help="stop starting trials after this long (default: the profile's timeout_minutes)")
+    r.add_argument("--no-retrain", action="store_true", help="skip the re-training of the best with more seeds")
+    r.add_argument("--profile-top", type=int, default=0, metavar="K",
+                   help="at the end, profile the best K trials into OUT/profiles/ (see `archsearch profile`)")
+    r.add_argument("--worker", choices=["search", "retrain"], help=argparse.SUPPRESS)
     r.set_defaults(fn=cmd_run)
     rp = sub.add_parser("report", help="write report.md and plots for a study (also written at the end of run)")
     rp.add_argument("out_dir", help="the output folder of `archsearch run`")
-    rp.add_argument("--storage", help="the study's Optuna storage URL, when it is not OUT_DIR/study.db")
+    rp.add_argument("--storage", help="the study's Optuna storage URL, when it is not in OUT_DIR")
     rp.set_defaults(fn=cmd_report)
+    e = sub.add_parser("export", help="write a trained architecture as standalone model.py + config.json + weights.pt")
+    e.add_argument("source", help="the output folder of `archsearch run`, or a spec file (with --weights)")
+    e.add_argument("--to", required=True, help="folder to write (created)")
+    e.add_argument("--trial", help="'best' (default) or a trial number, for a study folder")
+    e.add_argument("--weights", help="for a spec: weights.pt or checkpoint.pt from `archsearch train`")
+    e.add_argument("--vocab", type=_vocab, help="vocabulary size for a spec whose vocab is 'data' (default: the weights')")
+    e.add_argument("--storage", help="the study's Optuna storage URL, when it is not in the folder")
+    e.set_defaults(fn=cmd_export)
+    pr = sub.add_parser("profile", help="profile training (and decode) steps: TensorBoard trace and a per-node table")
+    pr.add_argument("source", help="a spec file, or the output folder of `archsearch run` (with --trial)")
+    pr.add_argument("--trial", help="'best' (default) or a trial number, for a study folder")
+    pr.add_argument("--steps", type=_positive(int), default=3, help="profiled training steps (after 2 unprofiled)")
+    pr.add_argument("--decode", type=int, default=0, help="also profile this many decode steps at batch 1")
+    pr.add_argument("--batch", type=_positive(int), help="sequences per step (default: the spec's batch_tokens / T)")
+    pr.add_argument("--seq-len", type=_positive(int), help="default: the spec's training length")
+    pr.add_argument("--device", help="auto | cpu | cuda | cuda:N")
+    pr.add_argument("--vocab", type=_vocab, help="vocabulary size for a spec whose vocab is 'data'")
+    pr.add_argument("--logdir", help="trace folder (default runs/profile/NAME)")
+    pr.add_argument("--storage", help="the study's Optuna storage URL, when it is not in the folder")
+    pr.set_defaults(fn=cmd_profile)
     t = sub.add_parser("train", help="train a spec on its task and report validation perplexity and costs")
     t.add_argument("spec", help="an architecture spec (YAML), optionally with task: and train: sections")
     t.add_argument("--data", help="embedded | a WikiText folder | a folder or glob of .txt files | wikitext-103")

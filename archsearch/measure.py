@@ -1,5 +1,6 @@
-"""Measured costs of a built model: latency (training step and prefill; median of repeats after warm-up, CUDA events
-on GPU, the process clock on CPU), peak memory of a training step, and FLOPs counted over one training step."""
+"""Measured costs of a built model: latency (training step, prefill, and one decode step at a given context; median of
+repeats after warm-up, CUDA events on GPU, the process clock on CPU), peak memory of a training step, and FLOPs
+counted over one training step."""
 from __future__ import annotations
 
 import statistics
@@ -30,9 +31,28 @@ def median_ms(fn, device: torch.device, repeats: int = 5, warmup: int = 2) -> fl
     return statistics.median(times)
 
 
+def decode_ms(model: torch.nn.Module, vocab: int, context: int, device: torch.device, amp=None,
+              repeats: int = 5) -> float:
+    """Latency of one decode step at batch 1 after `context` tokens: the state is built by stepping through the
+    context (the same path generation takes), then the next step is timed from that state."""
+    amp = amp or nullcontext()
+    was_training = model.training
+    model.eval()
+    ids = torch.randint(0, vocab, (context + 1,), device=device)
+    with torch.no_grad(), amp:
+        state = model.init_state(1, device=device)
+        for t in range(context):
+            _, state = model.step(ids[t:t + 1], state)
+        # a KV cache is written in place at the current position, so repeating the step from one state is exact
+        ms = median_ms(lambda: model.step(ids[context:], state), device, repeats)
+    model.train(was_training)
+    return ms
+
+
 def measure(model: torch.nn.Module, vocab: int, batch: int, seq_len: int, device: torch.device, amp=None,
-            repeats: int = 5) -> dict:
-    """Costs of one training step (forward + backward) and one prefill at [batch, seq_len]."""
+            repeats: int = 5, decode_context: int | None = None) -> dict:
+    """Costs of one training step (forward + backward) and one prefill at [batch, seq_len]; with `decode_context`,
+    also one decode step at batch 1 after that many tokens."""
     amp = amp or nullcontext()
     model.to(device).train()
     ids = torch.randint(0, vocab, (batch, seq_len), device=device)
@@ -54,4 +74,7 @@ def measure(model: torch.nn.Module, vocab: int, batch: int, seq_len: int, device
     counted, _ = flops.count(train_step)
     out["flops_train_step"] = counted
     out["measure_batch"], out["measure_seq_len"] = batch, seq_len
+    if decode_context:
+        out["latency_decode_ms"] = decode_ms(model, vocab, decode_context, device, amp, repeats)
+        out["decode_context"] = decode_context
     return out

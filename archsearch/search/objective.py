@@ -3,6 +3,8 @@ it, train it with pruning on intermediate validation loss, and turn quality and 
 from __future__ import annotations
 
 import math
+import os
+import socket
 import traceback
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -11,15 +13,16 @@ import optuna
 import torch
 import yaml
 
-from ..lower import lower
 from ..build import build
 from ..errors import SpecError
 from ..experiment import device_name
+from ..lower import lower
 from ..measure import measure
 from ..passes import run_passes
 from ..spec import parse
 from ..train import autocast_for, resolve_device, train
-from .space import Space, sample, sample_lr
+from .recovery import INTERRUPTED
+from .space import Space, lr_grid, sample, sample_lr
 
 
 def quality(metrics: dict, name: str) -> float:
@@ -34,16 +37,29 @@ def weighted(q: float, costs: dict, reference: dict, weights: dict) -> float:
     return q + sum(w * math.log(max(costs[c], 1e-12) / max(reference[c], 1e-12)) for c, w in (weights or {}).items())
 
 
+def worker_id() -> str:
+    """host:pid of this process, kept on every trial so that a later run can tell a dead worker's trial."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+class TrialFailed(Exception):
+    """A training run that ended without a result: the reason is recorded on the trial."""
+
+    def __init__(self, reason: str, detail: str | None = None):
+        super().__init__(reason)
+        self.reason, self.detail = reason, detail
+
+
 class Objective:
     def __init__(self, space: Space, task, profile, out: Path, device: str | None = None, progress=False):
         self.space, self.task, self.profile, self.out = space, task, profile, out
         self.device, self.progress = device, progress
-        self.reference_family = (space.search.baselines or [None])[0]
 
-    # ------------------------------------------------------------------------------------------ one trial
-    def spec_of(self, trial):
+    # ------------------------------------------------------------------------------------------ pieces
+    def spec_of(self, trial, label: str | None = None):
+        """The trial's spec (any object with Optuna's suggest_* methods) with the profile's budget."""
         doc = sample(self.space, trial, self.profile)
-        spec = parse(doc, f"{self.space.file}#trial{trial.number}")
+        spec = parse(doc, f"{self.space.file}#{label or f'trial{trial.number}'}")
         lr = sample_lr(self.space, trial, spec.train.lr)
         p = self.profile
         train_cfg = replace(spec.train, tokens=p.tokens, batch_tokens=p.batch_tokens, lr=lr,
@@ -56,6 +72,22 @@ class Objective:
         return ir, {"params": ir.meta["params"], "flops_per_token": ir.meta["flops"],
                     "state_bytes": ir.meta["state_bytes"]}
 
+    def measured(self, spec, ir, model) -> dict:
+        """Latency, memory and counted FLOPs of the built model, at the trial's batch and length."""
+        device = resolve_device(spec.train.device)
+        seq_len = spec.train.seq_len or ir.model.seq_len
+        context = self.space.search.decode_context
+        context = seq_len - 1 if context is None else min(context, ir.model.seq_len - 1)
+        return measure(model, ir.model.vocab, max(1, spec.train.batch_tokens // seq_len), seq_len, device,
+                       autocast_for(device, spec.train.precision), decode_context=context)
+
+    def reference_costs(self, spec) -> dict:
+        """Analytic and measured costs of one architecture (the weighted objective's reference), without training."""
+        ir, costs = self.costs(spec)
+        torch.manual_seed(spec.train.seed)
+        costs.update(self.measured(spec, ir, lower(ir)))
+        return costs
+
     def violation(self, costs: dict) -> str | None:
         s = self.space.search
         for key, limit in (("params", s.max_params), ("state_bytes", s.max_state_bytes),
@@ -64,7 +96,39 @@ class Objective:
                 return f"{key} {costs[key]:,.6g} exceeds the limit {limit:,.6g}"
         return None
 
+    def fit(self, spec, ir, on_eval=None, label: str = "") -> tuple[dict, torch.nn.Module]:
+        """Train a fresh model of `spec` and evaluate it on the whole validation split: (results, model).
+        TrialFailed when it diverges, runs out of memory or a block raises; results hold 'stopped' when on_eval
+        stopped it."""
+        device = resolve_device(spec.train.device)
+        seq_len = spec.train.seq_len or ir.model.seq_len
+        try:
+            torch.manual_seed(spec.train.seed)
+            model = lower(ir)
+            result = train(model, self.task, spec.train, seq_len=seq_len, on_eval=on_eval, progress=self.progress,
+                           label=label)
+            if result.status == "diverged":
+                raise TrialFailed(f"diverged: {result.reason}")
+            info = {"tokens_per_s": result.tokens_per_s, "train_seconds": result.seconds}
+            if result.status == "stopped":
+                return {**info, "stopped": f"pruned on intermediate validation loss at step {result.steps}"}, model
+            final = self.task.evaluate(model, seq_len, device, autocast=autocast_for(device, spec.train.precision))
+        except torch.OutOfMemoryError:
+            raise TrialFailed("out of memory") from None
+        except (RuntimeError, ValueError) as e:  # a block error: recorded, and the study goes on
+            raise TrialFailed(f"{e.__class__.__name__}: {str(e).splitlines()[0]}", traceback.format_exc(limit=3)) from None
+        return {**info, **{f"val_{k}": v for k, v in final.items()}}, model
+
+    # ------------------------------------------------------------------------------------------ one trial
     def __call__(self, trial: optuna.Trial):
+        trial.set_user_attr("worker", worker_id())
+        try:
+            return self.trial(trial)
+        except KeyboardInterrupt:  # Optuna marks the trial failed; a resumed study runs it again
+            trial.set_user_attr("failed_reason", INTERRUPTED)
+            raise
+
+    def trial(self, trial: optuna.Trial):
         spec, doc = self.spec_of(trial)
         path = self.out / "trials" / f"trial_{trial.number:04d}.yaml"
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -72,6 +136,7 @@ class Objective:
         path.write_text(yaml.safe_dump(exact, sort_keys=False))
         trial.set_user_attr("spec_file", str(path))
         trial.set_user_attr("mixers", mixers(spec))
+        trial.set_user_attr("vocab", self.task.vocab_size)
         try:
             ir, costs = self.costs(spec)
         except SpecError as e:
@@ -87,58 +152,74 @@ class Objective:
         device = resolve_device(spec.train.device)
         trial.set_user_attr("card", device_name(device))
         trial.set_user_attr("seed", spec.train.seed)
-        trial.set_user_attr("lr", spec.train.lr)
-        seq_len = spec.train.seq_len or ir.model.seq_len
         try:
             torch.manual_seed(spec.train.seed)
-            model = lower(ir)
-            amp = autocast_for(device, spec.train.precision)
-            batch = max(1, spec.train.batch_tokens // seq_len)
-            measured = measure(model, ir.model.vocab, batch, seq_len, device, amp)
-            costs.update(measured)
-            for k, v in measured.items():
-                trial.set_user_attr(k, v)
-            reason = self.violation(costs)
-            if reason:
-                return self.prune(trial, reason)
-            # baselines always train to the end: every study holds each family's full measurement
-            pruning = self.space.search.objective == "weighted" and "baseline" not in trial.user_attrs
-
-            curve = []
-
-            def on_eval(step, tokens, metrics):
-                curve.append((step, metrics["loss"]))
-                trial.set_user_attr("val_loss_curve", curve)
-                if self.space.search.objective == "pareto":  # Optuna takes no reports from multi-objective trials
-                    return False
-                trial.report(metrics["loss"], step)
-                return pruning and trial.should_prune()
-
-            result = train(model, self.task, spec.train, seq_len=seq_len, on_eval=on_eval, progress=self.progress,
-                           label=f"trial {trial.number}")
+            measured = self.measured(spec, ir, lower(ir))
         except torch.OutOfMemoryError:
             return self.fail(trial, "out of memory")
-        except (RuntimeError, ValueError) as e:  # a block error: recorded, and the study goes on
-            return self.fail(trial, f"{e.__class__.__name__}: {str(e).splitlines()[0]}",
-                             traceback.format_exc(limit=3))
-        trial.set_user_attr("tokens_per_s", result.tokens_per_s)
-        trial.set_user_attr("train_seconds", result.seconds)
-        if result.status == "diverged":
-            return self.fail(trial, f"diverged: {result.reason}")
-        if result.status == "stopped":
-            trial.set_user_attr("pruned_reason", f"pruned on intermediate validation loss at step {result.steps}")
-            raise optuna.TrialPruned()
-        final = self.task.evaluate(model, seq_len, device, autocast=amp)
-        for k, v in final.items():
-            trial.set_user_attr(f"val_{k}", v)
+        except (RuntimeError, ValueError) as e:
+            return self.fail(trial, f"{e.__class__.__name__}: {str(e).splitlines()[0]}", traceback.format_exc(limit=3))
+        costs.update(measured)
+        for k, v in measured.items():
+            trial.set_user_attr(k, v)
+        reason = self.violation(costs)
+        if reason:
+            return self.prune(trial, reason)
+        try:
+            final = self.train_for(trial, spec, ir)
+        except TrialFailed as e:
+            return self.fail(trial, e.reason, e.detail)
         q = quality(final, self.space.search.quality)
         if self.space.search.objective == "pareto":
             return (q, *(costs[c] for c in (self.space.search.pareto_costs or ["latency_train_ms"])))
-        reference = trial.study.user_attrs.get("reference")
-        if reference is None and trial.user_attrs.get("baseline") == self.reference_family:
-            trial.study.set_user_attr("reference", dict(costs))  # the reference architecture, measured in this study
-            reference = costs
-        return weighted(q, costs, reference or costs, self.space.search.weights)
+        reference = trial.study.user_attrs.get("reference") or costs
+        return weighted(q, costs, reference, self.space.search.weights)
+
+    def train_for(self, trial, spec, ir) -> dict:
+        """Train with the trial's learning rate, or with each rate of the grid keeping the best; record the results."""
+        grid = lr_grid(self.space)
+        # baselines always train to the end: every study holds each family's full measurement; a grid's runs would
+        # report the same steps twice, so best-of-grid trials are not pruned either
+        pruning = self.space.search.objective == "weighted" and "baseline" not in trial.user_attrs and not grid
+        curve = []
+
+        def on_eval(step, tokens, metrics):
+            curve.append((step, metrics["loss"]))
+            trial.set_user_attr("val_loss_curve", curve)
+            if not pruning:
+                return False
+            trial.report(metrics["loss"], step)
+            return trial.should_prune()
+
+        best, tried = None, {}
+        for lr in grid or [spec.train.lr]:
+            curve.clear()
+            run_spec = replace(spec, train=replace(spec.train, lr=lr))
+            result, model = self.fit(run_spec, ir, on_eval,
+                                     label=f"trial {trial.number}" + (f" lr {lr:g}" if grid else ""))
+            trial.set_user_attr("tokens_per_s", result["tokens_per_s"])
+            trial.set_user_attr("train_seconds", result["train_seconds"])
+            if "stopped" in result:
+                trial.set_user_attr("pruned_reason", result["stopped"])
+                raise optuna.TrialPruned()
+            q = quality({k[4:]: v for k, v in result.items() if k.startswith("val_")}, self.space.search.quality)
+            tried[f"{lr:g}"] = q
+            if best is None or q < best[0]:
+                best = (q, lr, result)
+                self.save_weights(trial.number, model)
+        _, lr, result = best
+        trial.set_user_attr("lr", lr)
+        if grid:
+            trial.set_user_attr("lr_grid_quality", tried)
+        for k, v in result.items():
+            trial.set_user_attr(k, v)
+        return {k[4:]: v for k, v in result.items() if k.startswith("val_")}
+
+    def save_weights(self, number: int, model) -> None:
+        """The trained weights of a trial, for `archsearch export` (only the best trials' are kept: keep_weights)."""
+        path = weights_path(self.out, number)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, path)
 
     @staticmethod
     def prune(trial, reason: str):
@@ -151,6 +232,10 @@ class Objective:
         if detail:
             trial.set_user_attr("failed_detail", detail)
         return float("nan")  # Optuna records a NaN objective as FAIL; the study goes on
+
+
+def weights_path(out: Path, number: int) -> Path:
+    return out / "weights" / f"trial_{number:04d}.pt"
 
 
 def mixers(spec) -> list[str]:

@@ -1,6 +1,7 @@
-"""`archsearch report OUT_DIR`: report.md and PNG plots from a study — the Pareto fronts of validation perplexity
-against measured training-step latency and against FLOPs (points coloured by the fraction of PAM layers), the
-optimisation history, the best architecture of each family with all its costs, and the verdict."""
+"""`archsearch report OUT_DIR`: report.md and PNG plots from a study — the Pareto fronts of validation quality
+against measured training-step latency, against FLOPs and against decode-state bytes (points coloured by the fraction
+of PAM layers), the optimisation history, the best architecture of each family with all its costs, the re-training
+seeds, and the verdict."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -9,27 +10,46 @@ import optuna
 from optuna.trial import TrialState
 
 from ..errors import Loc, SpecError
-from .study import family, summary
+from .recovery import superseded
+from .families import Quality, family, pam_fraction, verdict_cost, verdict_pair
+from .retrain import seed_stats, seeds_study_name
+from .study import summary
 
-COLUMNS = (("val_ppl", "val ppl", "{:.2f}"), ("val_bpb", "bits/byte", "{:.4f}"), ("params", "params", "{:,}"),
-           ("flops_per_token", "FLOPs/token", "{:,}"), ("state_bytes", "state bytes", "{:,}"),
+COLUMNS = (("val_ppl", "val ppl", "{:.2f}"), ("val_bpb", "bits/byte", "{:.4f}"), ("val_accuracy", "accuracy", "{:.4f}"),
+           ("params", "params", "{:,.0f}"), ("flops_per_token", "FLOPs/token", "{:,.0f}"),
+           ("state_bytes", "state bytes", "{:,.0f}"),
            ("latency_train_ms", "train step ms", "{:.1f}"), ("latency_prefill_ms", "prefill ms", "{:.1f}"),
+           ("latency_decode_ms", "decode ms/token", "{:.2f}"), ("peak_memory_bytes", "peak MiB", "{:,.0f}"),
            ("tokens_per_s", "train tok/s", "{:,.0f}"), ("lr", "lr", "{:.2e}"))
+COST_LABELS = {"latency_train_ms": "measured training-step latency (ms)", "flops_per_token": "forward FLOPs per token",
+               "state_bytes": "decode state bytes per sequence", "latency_decode_ms": "measured decode latency (ms/token)",
+               "params": "parameters", "latency_prefill_ms": "measured prefill latency (ms)",
+               "peak_memory_bytes": "peak training memory (bytes)", "flops_train_step": "counted FLOPs per training step"}
+PLOTS = (("latency_train_ms", "pareto_latency.png"), ("flops_per_token", "pareto_flops.png"),
+         ("state_bytes", "pareto_state.png"))
 
 
-def load(out: Path, storage: str | None = None) -> optuna.Study:
-    url = storage or f"sqlite:///{out / 'study.db'}"
-    if storage is None and not (out / "study.db").is_file():
-        raise SpecError(Loc(str(out)), "no study.db here: pass the output folder of `archsearch run` (or --storage)")
-    names = optuna.study.get_all_study_names(storage=url)
+def load(out: Path, storage: str | None = None):
+    """The search study and its re-training study (or None) from an output folder or a storage URL."""
+    if storage is None:
+        if (out / "study.journal").is_file():
+            storage = f"journal:{out / 'study.journal'}"
+        elif (out / "study.db").is_file():
+            storage = f"sqlite:///{out / 'study.db'}"
+        else:
+            raise SpecError(Loc(str(out)), "no study.db or study.journal here: pass the output folder of "
+                                           "`archsearch run` (or --storage)")
+    from .study import make_storage
+
+    store = make_storage(storage)
+    names = [n for n in optuna.study.get_all_study_names(storage=store) if not n.endswith(".seeds")]
     if len(names) != 1:
-        raise SpecError(Loc(str(out)), f"expected one study in the storage, found {len(names)}")
-    return optuna.load_study(study_name=names[0], storage=url)
-
-
-def pam_fraction(trial) -> float:
-    mixers = trial.user_attrs.get("mixers") or []
-    return sum(m == "pam" for m in mixers) / len(mixers) if mixers else 0.0
+        raise SpecError(Loc(str(out)), f"expected one study in the storage, found {len(names)}: pick one with --storage")
+    study = optuna.load_study(study_name=names[0], storage=store)
+    seeds = None
+    if seeds_study_name(names[0]) in optuna.study.get_all_study_names(storage=store):
+        seeds = optuna.load_study(study_name=seeds_study_name(names[0]), storage=store)
+    return study, seeds
 
 
 def front(points):
@@ -38,24 +58,28 @@ def front(points):
             if not any((x2 <= x and y2 <= y) and (x2 < x or y2 < y) for x2, y2 in points)]
 
 
-def _plot(done, cost: str, label: str, path: Path) -> None:
+def _plot(done, cost: str, q: Quality, path: Path) -> bool:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    pts = [(t.user_attrs[cost], t.user_attrs["val_ppl"]) for t in done]
+    done = [t for t in done if t.user_attrs.get(cost)]
+    if not done:
+        return False
+    pts = [(t.user_attrs[cost], t.user_attrs[q.key]) for t in done]
     fig, ax = plt.subplots(figsize=(6, 4.2))
     sc = ax.scatter(*zip(*pts), c=[pam_fraction(t) for t in done], cmap="viridis", vmin=0, vmax=1, s=36)
-    best = sorted(pts[i] for i in front(pts))
+    best = sorted(pts[i] for i in front([(x, q.loss(y)) for x, y in pts]))
     ax.step(*zip(*best), where="post", color="crimson", lw=1.2, label="Pareto front")
-    ax.set_xlabel(label)
-    ax.set_ylabel("validation perplexity")
+    ax.set_xlabel(COST_LABELS.get(cost, cost))
+    ax.set_ylabel(q.label)
     ax.set_xscale("log")
-    ax.legend(loc="upper right")
+    ax.legend(loc="best")
     fig.colorbar(sc, ax=ax, label="fraction of PAM layers")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+    return True
 
 
 def _history(study, path: Path) -> None:
@@ -80,53 +104,94 @@ def _history(study, path: Path) -> None:
     plt.close(fig)
 
 
-def verdict(done) -> str:
+def _with_seeds(t, q: Quality, stats: dict) -> str:
+    s = stats.get(t.number)
+    fmt = "{:.2f}" if q.short == "ppl" else "{:.4f}"
+    if s:
+        return f"{q.short} {fmt.format(s['mean'])} ± {fmt.format(s['std'])} over {s['n']} seeds"
+    return f"{q.short} {fmt.format(t.user_attrs[q.key])} (1 seed)"
+
+
+def within_noise(p, r, stats: dict) -> bool:
+    """True when both have several seeds and their means differ by no more than the sum of their deviations."""
+    sp, sr = stats.get(p.number), stats.get(r.number)
+    return bool(sp and sr) and abs(sp["mean"] - sr["mean"]) <= sp["std"] + sr["std"]
+
+
+def _spread_note(p, r, stats: dict) -> str:
+    """Whether the gap between the pair is larger than their seed spread (or that there is no spread to judge by)."""
+    sp, sr = stats.get(p.number), stats.get(r.number)
+    if not (sp and sr):
+        return " A single seed each: the gap is not yet tested against seed noise."
+    gap, noise = abs(sp["mean"] - sr["mean"]), sp["std"] + sr["std"]
+    return (f" The gap of the seed means ({gap:.3g}) is {'larger' if gap > noise else 'no larger'} than the sum of "
+            f"their standard deviations ({noise:.3g}){'.' if gap > noise else ': within seed noise.'}")
+
+
+def verdict(done, q: Quality, cost: str = "latency_train_ms", stats: dict | None = None) -> str:
     """The best PAM-containing architecture against the best PAM-free one at equal or lower measured cost."""
-    with_pam = [t for t in done if pam_fraction(t) > 0]
-    without = [t for t in done if pam_fraction(t) == 0]
-    if not with_pam or not without:
-        return "No verdict: the study has no complete trial " + ("with PAM." if not with_pam else "without PAM.")
-    p = min(with_pam, key=lambda t: t.user_attrs["val_ppl"])
-    rivals = [t for t in without if t.user_attrs["latency_train_ms"] <= p.user_attrs["latency_train_ms"]]
-    if not rivals:
-        q = min(without, key=lambda t: t.user_attrs["latency_train_ms"])
-        return (f"The best PAM-containing architecture (trial {p.number}, ppl {p.user_attrs['val_ppl']:.2f} at "
-                f"{p.user_attrs['latency_train_ms']:.1f} ms per training step) has no PAM-free rival as fast; the "
-                f"fastest PAM-free one (trial {q.number}) takes {q.user_attrs['latency_train_ms']:.1f} ms for ppl "
-                f"{q.user_attrs['val_ppl']:.2f}. Single seed per trial.")
-    q = min(rivals, key=lambda t: t.user_attrs["val_ppl"])
-    better = p.user_attrs["val_ppl"] < q.user_attrs["val_ppl"]
-    return (f"{'PAM pays for itself' if better else 'PAM does not pay for itself'} here: the best PAM-containing "
-            f"architecture (trial {p.number}, {'+'.join(p.user_attrs['mixers'])}) reaches validation perplexity "
-            f"{p.user_attrs['val_ppl']:.2f} at {p.user_attrs['latency_train_ms']:.1f} ms per training step, against "
-            f"{q.user_attrs['val_ppl']:.2f} for the best PAM-free architecture at equal or lower cost (trial "
-            f"{q.number}, {'+'.join(q.user_attrs['mixers'])}, {q.user_attrs['latency_train_ms']:.1f} ms). "
-            f"Single seed per trial; latencies on {p.user_attrs.get('card', '?')}.")
+    stats = stats or {}
+    p, r = verdict_pair(done, q, cost)
+    if p is None:
+        has_pam = any(pam_fraction(t) > 0 for t in done)
+        return "No verdict: the study has no complete trial " + ("without PAM." if has_pam else "with PAM.")
+    unit = {"latency_train_ms": " ms per training step", "state_bytes": " bytes of decode state",
+            "latency_decode_ms": " ms per decoded token", "flops_per_token": " FLOPs per token"}.get(cost, f" {cost}")
+    fmt = "{:,.0f}" if cost in ("state_bytes", "flops_per_token", "params") else "{:.2f}"
+    c = lambda t: fmt.format(t.user_attrs[cost]) + unit  # noqa: E731
+    if r is None:
+        without = [t for t in done if pam_fraction(t) == 0 and cost in t.user_attrs]
+        cheapest = min(without, key=lambda t: t.user_attrs[cost])
+        return (f"The best PAM-containing architecture (trial {p.number}, {_with_seeds(p, q, stats)} at {c(p)}) "
+                f"has no PAM-free rival as cheap; the cheapest PAM-free one (trial {cheapest.number}) needs "
+                f"{c(cheapest)} for {_with_seeds(cheapest, q, stats)}.")
+    mean = lambda t: stats[t.number]["mean"] if t.number in stats else t.user_attrs[q.key]  # noqa: E731
+    better = q.loss(mean(p)) < q.loss(mean(r))
+    lead = "PAM pays for itself" if better else "PAM does not pay for itself"
+    if within_noise(p, r, stats):
+        lead = f"No clear answer (PAM {'ahead' if better else 'behind'}, within seed noise)"
+    return (f"{lead} here: the best PAM-containing "
+            f"architecture (trial {p.number}, {'+'.join(p.user_attrs['mixers'])}) reaches {_with_seeds(p, q, stats)} "
+            f"at {c(p)}, against {_with_seeds(r, q, stats)} for the best PAM-free architecture at equal or lower "
+            f"cost (trial {r.number}, {'+'.join(r.user_attrs['mixers'])}, {c(r)}); measured on "
+            f"{p.user_attrs.get('card', '?')}." + _spread_note(p, r, stats))
 
 
-def write_report(study, out: Path) -> Path:
+def write_report(study, out: Path, seeds=None) -> Path:
     out.mkdir(parents=True, exist_ok=True)
-    done = [t for t in study.trials if t.state == TrialState.COMPLETE and "val_ppl" in t.user_attrs]
+    gone = superseded(study.trials)
+    q = Quality(study)
+    done = [t for t in study.trials if t.state == TrialState.COMPLETE and q.key in t.user_attrs and t.number not in gone]
+    stats = seed_stats(study, seeds, q.key)
     lines = [f"# Study `{study.study_name}`", "", "```", summary(study), "```", ""]
     if done:
-        _plot(done, "latency_train_ms", "measured training-step latency (ms)", out / "pareto_latency.png")
-        _plot(done, "flops_per_token", "forward FLOPs per token (analytic)", out / "pareto_flops.png")
+        plots = [f"![{q.short} vs {cost}]({name})" for cost, name in PLOTS if _plot(done, cost, q, out / name)]
         _history(study, out / "history.png")
-        lines += ["## Verdict", "", verdict(done), "",
-                  "![ppl vs latency](pareto_latency.png) ![ppl vs FLOPs](pareto_flops.png)", "",
-                  "![history](history.png)", "", "## Best architecture per family", "",
-                  "| family | trial | mixers | " + " | ".join(c[1] for c in COLUMNS) + " |",
-                  "|" + "---|" * (3 + len(COLUMNS))]
+        lines += ["## Verdict", "", verdict(done, q, verdict_cost(study), stats), "", " ".join(plots), "",
+                  "![history](history.png)", "", "## Best architecture per family", ""]
+        cols = [c for c in COLUMNS if any(c[0] in t.user_attrs for t in done)]
+        lines += ["| family | trial | mixers | " + " | ".join(c[1] for c in cols) + " |", "|" + "---|" * (3 + len(cols))]
         best = {}
         for t in done:
             fam = family(t.user_attrs.get("mixers", []))
-            if fam not in best or t.user_attrs["val_ppl"] < best[fam].user_attrs["val_ppl"]:
+            if fam not in best or q.loss(t.user_attrs[q.key]) < q.loss(best[fam].user_attrs[q.key]):
                 best[fam] = t
-        for fam, t in sorted(best.items(), key=lambda kv: kv[1].user_attrs["val_ppl"]):
-            cells = [fmt.format(t.user_attrs[k]) if k in t.user_attrs else "–" for k, _, fmt in COLUMNS]
+        for fam, t in sorted(best.items(), key=lambda kv: q.loss(kv[1].user_attrs[q.key])):
+            cells = [fmt.format(t.user_attrs[k] / (2**20 if k == "peak_memory_bytes" else 1)) if t.user_attrs.get(k)
+                     else "–" for k, _, fmt in cols]  # no peak memory on CPU
             lines.append(f"| {fam} | {t.number} | {', '.join(t.user_attrs.get('mixers', []))} | " + " | ".join(cells) + " |")
+        if stats:
+            lines += ["", "## Re-trained with more seeds", "",
+                      f"The top trials and each family's best, trained again with other seeds (the search's run is "
+                      f"the first). {q.label}: mean ± standard deviation.", "",
+                      f"| trial | family | {q.short} mean ± std | seeds | each seed |", "|---|---|---|---|---|"]
+            for n, s in sorted(stats.items(), key=lambda kv: q.loss(kv[1]["mean"])):
+                t = study.trials[n]
+                lines.append(f"| {n} | {family(t.user_attrs.get('mixers', []))} | {s['mean']:.4g} ± {s['std']:.2g} | "
+                             f"{s['n']} | {', '.join(f'{v:.4g}' for v in s['values'])} |")
         card = done[0].user_attrs.get("card", "?")
-        lines += ["", f"Measured on {card}. Each trial's exact spec: `trials/trial_N.yaml`."]
+        lines += ["", f"Measured on {card}. Each trial's exact spec: `trials/trial_N.yaml`; the study opens in "
+                      f"optuna-dashboard (see docs/search.md)."]
     else:
         lines += ["No complete trial yet."]
     path = out / "report.md"

@@ -39,7 +39,9 @@ class SearchConfig:
     sampler: Literal["tpe", "nsga2", "random", "gp"] = "tpe"
     pruner: Literal["median", "hyperband", "none"] = "median"
     seed: int = 0
-    lr: Any = None  # a distribution or a number: the learning rate, searched per architecture
+    lr: Any = None  # a distribution or a number: the learning rate, searched per architecture; or {grid: [...]}
+    decode_context: int | None = None  # context of the measured decode step (default: the trial's seq_len − 1; 0: off)
+    retrain: Any = None  # fairness: {top_k, seeds} re-trained after the search (default {top_k: 3, seeds: 3})
     max_params: int | None = None
     max_state_bytes: int | None = None
     max_latency_ms: float | None = None
@@ -130,8 +132,43 @@ def load_space(path) -> Space:
     template = doc["spec"]
     _walk_check(template, loc_of(doc, "spec", root))
     if cfg.lr is not None:
-        _walk_check(cfg.lr, loc_of(raw, "lr", sloc))
+        _check_lr(cfg.lr, loc_of(raw, "lr", sloc))
+    if cfg.retrain is not None:
+        _check_retrain(cfg.retrain, loc_of(raw, "retrain", sloc))
     return Space(str(path), cfg, template, profiles)
+
+
+def _check_lr(lr, loc: Loc) -> None:
+    if isinstance(lr, dict) and set(lr) == {"grid"}:
+        grid = lr["grid"]
+        if not isinstance(grid, list) or not grid or not all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 for v in grid):
+            raise SpecError(loc_of(lr, "grid", loc), "'grid' needs a non-empty list of positive learning rates")
+    elif isinstance(lr, dict):
+        _walk_check(lr, loc)
+        if not _is_dist(lr):
+            raise SpecError(loc, f"expected a number, a distribution or {{grid: [...]}}, got keys {sorted(lr)}")
+    elif not isinstance(lr, (int, float)) or isinstance(lr, bool) or lr <= 0:
+        raise SpecError(loc, f"expected a positive learning rate, a distribution or {{grid: [...]}}, got {lr!r}")
+
+
+RETRAIN_KEYS = ("top_k", "seeds")
+
+
+def retrain_settings(space: "Space") -> tuple[int, int]:
+    """(top_k, seeds) for the fairness re-training; seeds counts the search's own run."""
+    r = space.search.retrain or {}
+    return int(r.get("top_k", 3)), int(r.get("seeds", 3))
+
+
+def _check_retrain(value, loc: Loc) -> None:
+    if not isinstance(value, dict):
+        raise SpecError(loc, "expected a mapping {top_k: N, seeds: N}")
+    for k, v in value.items():
+        if k not in RETRAIN_KEYS:
+            raise unknown(loc_of(value, k, loc), "key", k, RETRAIN_KEYS)
+        if not isinstance(v, int) or isinstance(v, bool) or v < 0:
+            raise SpecError(loc_of(value, k, loc), f"expected a whole number >= 0, got {v!r}")
 
 
 # ---------------------------------------------------------------------------------------------- sampling
@@ -243,8 +280,39 @@ def sample(space: Space, trial, profile: Profile | None = None) -> dict:
     return Sampler(trial).walk(template_for(space, profile) if profile else space.template, "")
 
 
+def lr_grid(space: Space) -> list[float] | None:
+    """The learning rates each trial trains with (keeping the best), when the space asks for best-of-grid."""
+    lr = space.search.lr
+    return [float(v) for v in lr["grid"]] if isinstance(lr, dict) and "grid" in lr else None
+
+
 def sample_lr(space: Space, trial, default: float) -> float:
     lr = space.search.lr
     if lr is None:
         return default
+    if lr_grid(space):
+        return lr_grid(space)[0]
     return Sampler(trial).walk(lr, "lr") if isinstance(lr, dict) else float(lr)
+
+
+class CentreTrial:
+    """Stands in for an Optuna trial and answers every suggestion with the middle of its range (the geometric middle
+    on a log scale, the middle option of a choice), unless `fixed` names the parameter. Used to place the baselines
+    at the space's size: the same width and depth for every family."""
+
+    def __init__(self, fixed: dict | None = None):
+        self.fixed, self.params = dict(fixed or {}), {}
+
+    def _keep(self, name, value):
+        value = self.fixed.get(name, value)
+        self.params[name] = value
+        return value
+
+    def suggest_int(self, name, low, high, step=1, log=False):
+        return self._keep(name, low + ((high - low) // step // 2) * step)
+
+    def suggest_float(self, name, low, high, log=False):
+        return self._keep(name, (low * high) ** 0.5 if log else (low + high) / 2)
+
+    def suggest_categorical(self, name, choices):
+        return self._keep(name, choices[(len(choices) - 1) // 2])

@@ -1,26 +1,33 @@
-"""The study: Optuna storage (SQLite in the output folder by default, any Optuna URL), samplers and pruners as
-objects, baselines enqueued first, resume by re-running, a progress line and a summary of how trials ended."""
+"""The study: Optuna storage (SQLite in the output folder by default, a journal file for several workers, any Optuna
+URL), samplers and pruners as objects, baselines enqueued first at the space's size, the reference architecture
+measured before any trial, resume by re-running, parallel workers, the fairness re-training, a progress line and a
+summary of how trials ended."""
 from __future__ import annotations
 
 import os
+import signal
 import sys
 import time
 import warnings
+import zlib
+from dataclasses import replace
 from pathlib import Path
 
 import optuna
-from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
+from optuna.storages import RDBStorage
 from optuna.trial import TrialState
 
 from .. import registry, tasks
 from ..errors import Loc, SpecError
 from ..progress import fmt_duration
 from ..spec import parse
-from .objective import Objective
-from .space import first_choice, load_space, template_for
+from . import retrain
+from .objective import Objective, worker_id
+from .recovery import FINISHED, counted, recover, retry_stale, superseded
+from .families import family
+from .space import CentreTrial, first_choice, load_space, template_for
 
-FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
-HEARTBEAT_S = int(os.environ.get("ARCHSEARCH_HEARTBEAT_S", "30"))  # a killed worker's trial is failed after 3 beats
+HEARTBEAT_S = int(os.environ.get("ARCHSEARCH_HEARTBEAT_S", "30"))  # a lost worker's trial is failed after 3 beats
 
 
 def make_sampler(name: str, seed: int):
@@ -43,14 +50,20 @@ def make_pruner(name: str, multi: bool, steps: int):
     return optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=steps // 3)
 
 
-def make_storage(url: str | None, out: Path):
-    if url is None:
-        url = f"sqlite:///{out / 'study.db'}"
+def default_storage(out: Path, workers: int) -> str:
+    """The output folder's own storage: the one already there, else SQLite for one worker and a journal file (safe
+    for concurrent writers on one host) for several."""
+    if (out / "study.journal").exists() or (workers > 1 and not (out / "study.db").exists()):
+        return f"journal:{out / 'study.journal'}"
+    return f"sqlite:///{out / 'study.db'}"
+
+
+def make_storage(url: str):
     if url.startswith(("sqlite", "postgresql", "mysql")):
-        # heartbeats let a later run mark a trial whose process was killed as FAIL and retry it once
+        # heartbeats let a later run fail a trial whose worker was lost and retry it once
         warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
         return RDBStorage(url, heartbeat_interval=HEARTBEAT_S, grace_period=3 * HEARTBEAT_S,
-                          heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=1))
+                          heartbeat_stale_trial_callback=retry_stale)
     if url.startswith("journal:"):
         from optuna.storages.journal import JournalFileBackend, JournalStorage
         return JournalStorage(JournalFileBackend(url[len("journal:"):]))
@@ -72,65 +85,234 @@ def baseline_params(template: dict, family: str) -> dict:
     return params
 
 
-def family(mixers: list[str]) -> str:
-    kinds = sorted(set(mixers))
-    return kinds[0] if len(kinds) == 1 else "hybrid"
+def centre_trial(objective: Objective, template: dict, fam: str) -> CentreTrial:
+    """The pure-`fam` architecture at the middle of every range: all baselines share width, depth and rate."""
+    centre = CentreTrial(baseline_params(template, fam))
+    objective.spec_of(centre, label=f"baseline-{fam}")
+    return centre
+
+
+class Setup:
+    """Everything a coordinator or a worker needs: the space, profile, storage, study and objective."""
+
+    def __init__(self, space_path: str, out: Path | None, storage: str | None, profile: str | None,
+                 device: str | None, workers: int = 1, timeout_minutes: float | None = None):
+        self.space = load_space(space_path)
+        s = self.space.search
+        import torch
+
+        self.profile_name = profile or ("gpu" if torch.cuda.is_available() else "cpu")
+        if self.profile_name not in self.space.profiles:
+            raise SpecError(Loc(self.space.file, 0, "search.profiles"), f"no '{self.profile_name}' profile in this space")
+        self.auto_profile = profile is None
+        self.profile = self.space.profiles[self.profile_name]
+        if timeout_minutes:
+            self.profile = replace(self.profile, timeout_minutes=timeout_minutes)
+        self.out = out or Path("runs") / s.name
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.url = storage or default_storage(self.out, workers)
+        self.storage = make_storage(self.url)
+        self.multi = s.objective == "pareto"
+        directions = ["minimize"] * (1 + len(s.pareto_costs or ["latency_train_ms"])) if self.multi else ["minimize"]
+        steps = max(1, self.profile.tokens // self.profile.batch_tokens)
+        # processes that may share a study (workers, or a storage named by URL that other hosts can reach) must not
+        # draw the same samples: each seeds its sampler from its host:pid; a lone run keeps the space's seed
+        shared = "ARCHSEARCH_WORKER" in os.environ or storage is not None
+        seed = zlib.crc32(worker_id().encode()) if shared else s.seed
+        self.study = _create(s.name, self.storage, directions=directions, sampler=make_sampler(s.sampler, seed),
+                             pruner=make_pruner(s.pruner, self.multi, steps))
+        self.template = template_for(self.space, self.profile)
+        task = tasks.make(parse(first_choice(self.template)).task)  # the task section needs no sampling
+        self.objective = Objective(self.space, task, self.profile, self.out, device=device)
+
+    def seeds_study(self):
+        return _create(retrain.seeds_study_name(self.space.search.name), self.storage, directions=["minimize"])
+
+
+def _create(name: str, storage, **kw):
+    """Create or load a study; two workers racing to create it both end up loading the same one."""
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # the progress line says what happened
+    for _ in range(3):
+        try:
+            return optuna.create_study(study_name=name, storage=storage, load_if_exists=True, **kw)
+        except optuna.exceptions.DuplicatedStudyError:
+            time.sleep(0.5)
+    return optuna.load_study(study_name=name, storage=storage, **{k: v for k, v in kw.items() if k != "directions"})
+
+
+def prepare(setup: Setup, echo=print) -> None:
+    """Baselines enqueued first (the first is the weighted objective's reference, measured here before any trial)."""
+    s, study = setup.space.search, setup.study
+    cost = next(iter(s.weights or {}), None) if not setup.multi else (s.pareto_costs or ["latency_train_ms"])[0]
+    if study.user_attrs.get("verdict_cost") != (cost or "latency_train_ms"):
+        study.set_user_attr("verdict_cost", cost or "latency_train_ms")  # the report holds this cost equal
+    if study.user_attrs.get("quality") != s.quality:
+        study.set_user_attr("quality", s.quality)
+    if not study.trials:
+        for fam in (s.baselines or []):
+            registry.get(fam, Loc(setup.space.file, 0, "search.baselines"))
+            centre = centre_trial(setup.objective, setup.template, fam)
+            study.enqueue_trial(centre.params, user_attrs={"baseline": fam}, skip_if_exists=True)
+    if not setup.multi and s.weights and "reference" not in study.user_attrs:
+        fam = (s.baselines or [None])[0]
+        if fam is None:
+            raise SpecError(Loc(setup.space.file, 0, "search.baselines"),
+                            "the weighted objective needs a baseline: its first is the cost reference")
+        spec, _ = setup.objective.spec_of(centre_trial(setup.objective, setup.template, fam), label=f"baseline-{fam}")
+        echo(f"measuring the reference architecture (pure {fam} at the space's size)…")
+        ref = setup.objective.reference_costs(spec)
+        study.set_user_attr("reference", {**ref, "family": fam})
+
+
+def _stop_at(n_trials: int):
+    def callback(study, trial):
+        if len(counted(study.get_trials(deepcopy=False))) >= n_trials:
+            study.stop()
+    return callback
+
+
+def _progress(setup: Setup, n_trials: int, echo):
+    start, finished = time.perf_counter(), [0]
+    first = len(counted(setup.study.get_trials(deepcopy=False)))
+
+    def callback(study, trial):
+        finished[0] += 1
+        n_done = len(counted(study.get_trials(deepcopy=False)))
+        elapsed = time.perf_counter() - start
+        eta = elapsed / max(1, n_done - first) * max(0, n_trials - n_done)
+        what = trial.user_attrs.get("pruned_reason") or trial.user_attrs.get("failed_reason") or \
+            (f"[{', '.join(f'{v:.4g}' for v in trial.values)}]" if setup.multi and trial.values else f"{trial.value:.4f}" if trial.value is not None else "")
+        echo(f"trial {trial.number} ({n_done}/{n_trials}) {trial.state.name.lower()}: {what} | "
+             f"best {_best_text(study, setup.multi)} | elapsed {fmt_duration(elapsed)}, ETA {fmt_duration(eta)}")
+    return callback
+
+
+def search_loop(setup: Setup, n_trials: int, echo=print) -> None:
+    """Run trials in this process until the study holds `n_trials` counted trials or the profile's time is up."""
+    if len(counted(setup.study.trials)) >= n_trials:
+        return
+    timeout = setup.profile.timeout_minutes * 60 if setup.profile.timeout_minutes else None
+    top_k = max(3, retrain.retrain_settings(setup.space)[0])
+    keep = lambda study, trial: retrain.keep_weights(study, setup.out, top_k)  # noqa: E731
+    setup.study.optimize(setup.objective, n_trials=None, timeout=timeout, catch=(),
+                         callbacks=[_progress(setup, n_trials, echo), keep, _stop_at(n_trials)])
+
+
+def retrain_loop(setup: Setup, echo=print) -> None:
+    seeds = setup.seeds_study()
+    retrain.run_jobs(seeds, setup.study, setup.storage, setup.objective, echo)
+
+
+def _sigterm_as_interrupt() -> None:
+    """`timeout` and schedulers send SIGTERM: stop as cleanly as on Ctrl-C."""
+    def raise_interrupt(signum, frame):
+        raise KeyboardInterrupt
+    try:
+        signal.signal(signal.SIGTERM, raise_interrupt)
+    except ValueError:  # not the main thread
+        pass
+
+
+def wait_for_others(setup: Setup, echo=print, poll_s: float = 5.0) -> None:
+    """Before the re-training, let trials still running elsewhere (other hosts) finish."""
+    said = False
+    while True:
+        if isinstance(setup.storage, RDBStorage):
+            optuna.storages.fail_stale_trials(setup.study)
+        running = setup.study.get_trials(deepcopy=False, states=(TrialState.RUNNING, TrialState.WAITING))
+        if not running:
+            return
+        if not said:
+            echo(f"waiting for {len(running)} trial(s) still running or queued elsewhere…")
+            said = True
+        time.sleep(poll_s)
 
 
 def run_search(space_path: str, *, out: Path | None = None, storage: str | None = None, trials: int | None = None,
-               profile: str | None = None, device: str | None = None, echo=print) -> optuna.Study:
-    space = load_space(space_path)
-    s = space.search
-    optuna.logging.set_verbosity(optuna.logging.WARNING)  # the progress line below says what happened
-    import torch
+               profile: str | None = None, device: str | None = None, workers: int = 1, retrain_after: bool = True,
+               timeout_minutes: float | None = None, profile_top: int = 0, echo=print) -> optuna.Study:
+    """`archsearch run`: set the study up, search (in this process or in `workers` processes), re-train the best
+    with more seeds, print the summary and write the report."""
+    from . import workers as pool
 
-    chosen = profile or ("gpu" if torch.cuda.is_available() else "cpu")
-    if chosen not in space.profiles:
-        raise SpecError(Loc(space.file, 0, "search.profiles"), f"no '{chosen}' profile in this space")
-    if profile is None:
-        echo(f"{'GPU' if chosen == 'gpu' else 'no GPU'}: using the {chosen} profile of {space.file}")
-    prof = space.profiles[chosen]
-    n_trials = trials or prof.trials
-    out = out or Path("runs") / s.name
-    out.mkdir(parents=True, exist_ok=True)
-    multi = s.objective == "pareto"
-    directions = ["minimize"] * (1 + len(s.pareto_costs or ["latency_train_ms"])) if multi else ["minimize"]
-    study = optuna.create_study(study_name=s.name, storage=make_storage(storage, out), load_if_exists=True,
-                                directions=directions, sampler=make_sampler(s.sampler, s.seed),
-                                pruner=make_pruner(s.pruner, multi, max(1, prof.tokens // prof.batch_tokens)))
-    template = template_for(space, prof)
-    template_spec = parse(first_choice(template))  # enough to read the task section
-    task = tasks.make(template_spec.task)
-    if not study.trials:
-        for fam in (s.baselines or []):
-            registry.get(fam, Loc(space.file, 0, "search.baselines"))
-            study.enqueue_trial(baseline_params(template, fam), user_attrs={"baseline": fam}, skip_if_exists=True)
-    done = [t for t in study.trials if t.state in FINISHED]
-    remaining = max(0, n_trials - len(done))
-    if done:
-        echo(f"resuming study '{s.name}': {len(done)} finished trial(s) kept, {remaining} to go")
-    objective = Objective(space, task, prof, out, device=device)
-    start, finished = time.perf_counter(), [0]
-
-    def progress(study, trial):
-        finished[0] += 1
-        elapsed = time.perf_counter() - start
-        eta = elapsed / finished[0] * (remaining - finished[0])
-        best = _best_text(study, multi)
-        what = trial.user_attrs.get("pruned_reason") or trial.user_attrs.get("failed_reason") or \
-            (f"{trial.values}" if multi else f"{trial.value:.4f}" if trial.value is not None else "")
-        echo(f"trial {trial.number} ({len(done) + finished[0]}/{n_trials}) {trial.state.name.lower()}: {what} | "
-             f"best {best} | elapsed {fmt_duration(elapsed)}, ETA {fmt_duration(eta)}")
-
+    _sigterm_as_interrupt()
+    setup = Setup(space_path, out, storage, profile, device, workers, timeout_minutes)
+    if setup.auto_profile:
+        echo(f"{'GPU' if setup.profile_name == 'gpu' else 'no GPU'}: using the {setup.profile_name} profile of "
+             f"{setup.space.file}")
+    n_trials = trials or setup.profile.trials
+    requeued = recover(setup.study, setup.storage)
+    done = counted(setup.study.trials)
+    if done or requeued:
+        echo(f"resuming study '{setup.space.search.name}': {len(done)} finished trial(s) kept"
+             + (f", {requeued} unfinished re-queued" if requeued else "") + f", {max(0, n_trials - len(done))} to go")
+    prepare(setup, echo)
+    interrupted = False
     try:
-        study.optimize(objective, n_trials=remaining, timeout=prof.timeout_minutes * 60 if prof.timeout_minutes else None,
-                       callbacks=[progress], catch=())
+        if workers > 1:
+            pool.run(setup, "search", workers, n_trials, echo)
+        else:
+            search_loop(setup, n_trials, echo)
+        if retrain_after and retrain.retrain_settings(setup.space)[1] > 1:
+            wait_for_others(setup, echo)
+            seeds = setup.seeds_study()
+            recover(seeds, setup.storage)
+            new = retrain.enqueue(seeds, retrain.jobs(setup.study, setup.space))
+            pending = len(seeds.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
+            if pending:
+                echo(f"fairness: re-training {pending} run(s) ({new} new) — the top trials and each family's best, "
+                     f"with {retrain.retrain_settings(setup.space)[1]} seeds in all")
+                if workers > 1:
+                    pool.run(setup, "retrain", workers, n_trials, echo)
+                else:
+                    retrain_loop(setup, echo)
     except KeyboardInterrupt:
-        print("interrupted: the running trial is marked failed; re-run the same command to resume", file=sys.stderr)
+        interrupted = True
+        print("interrupted: unfinished trials are marked failed and re-queued when the same command runs again",
+              file=sys.stderr)
+    study = setup.study  # reads the storage afresh: holds the workers' trials too
+    if profile_top and not interrupted:
+        profile_trials(study, setup, profile_top, echo)
     echo(summary(study))
     from .report import write_report
-    echo(f"report: {write_report(study, out)}")
+    echo(f"report: {write_report(study, setup.out, retrain.load_seeds(setup.storage, study.study_name))}")
+    if interrupted:
+        raise KeyboardInterrupt
     return study
+
+
+def profile_trials(study, setup: Setup, k: int, echo=print) -> None:
+    """Profile the best k complete trials: OUT/profiles/trial_N/ holds the trace and table.txt the per-node table."""
+    from .. import profile
+    from ..compiler import compile_spec
+    from ..spec import load_spec
+    from ..train import resolve_device
+
+    done = sorted((t for t in counted(study.trials) if t.state == TrialState.COMPLETE and t.values),
+                  key=lambda t: t.values[0])[:k]
+    for t in done:
+        spec = load_spec(t.user_attrs["spec_file"])
+        ir = compile_spec(spec, vocab=t.user_attrs.get("vocab"))
+        device = resolve_device(spec.train.device)
+        seq_len = spec.train.seq_len or ir.model.seq_len
+        folder = setup.out / "profiles" / f"trial_{t.number:04d}"
+        rows, phases = profile.run(ir, folder, device=device, batch=max(1, spec.train.batch_tokens // seq_len),
+                                   seq_len=seq_len, decode=8, precision=spec.train.precision)
+        (folder / "table.txt").write_text(profile.format_table(rows, phases, device) + "\n")
+        echo(f"profiled trial {t.number}: {folder / 'table.txt'} and its trace")
+
+
+def run_worker(space_path: str, *, out: Path, storage: str, trials: int, profile: str, device: str | None,
+               phase: str, timeout_minutes: float | None = None) -> None:
+    """One of `--workers N` processes: runs trials (or re-training runs) of the coordinator's study."""
+    _sigterm_as_interrupt()
+    rank = os.environ.get("ARCHSEARCH_WORKER", "?")
+    echo = lambda line: print(f"[worker {rank}] {line}", flush=True)  # noqa: E731
+    setup = Setup(space_path, out, storage, profile, device, timeout_minutes=timeout_minutes)
+    if phase == "search":
+        search_loop(setup, trials, echo)
+    else:
+        retrain_loop(setup, echo)
 
 
 def _best_text(study, multi: bool) -> str:
@@ -143,27 +325,31 @@ def _best_text(study, multi: bool) -> str:
 
 
 def summary(study) -> str:
-    counts = {st.name.lower(): sum(t.state == st for t in study.trials) for st in FINISHED}
-    lines = [f"study '{study.study_name}': {len(study.trials)} trials — " +
-             ", ".join(f"{n} {k}" for k, n in counts.items())]
+    trials = study.trials
+    gone = superseded(trials)
+    counts = {st.name.lower(): sum(t.state == st and t.number not in gone for t in trials) for st in FINISHED}
+    retried = f", {len(gone)} retried" if gone else ""
+    lines = [f"study '{study.study_name}': {len(trials)} trials — " +
+             ", ".join(f"{n} {k}" for k, n in counts.items()) + retried]
     reasons = {}
-    for t in study.trials:
+    for t in trials:
         r = t.user_attrs.get("pruned_reason") or t.user_attrs.get("failed_reason")
-        if r:
+        if r and t.number not in gone:
             key = r.split(":")[0] if "exceeds" not in r else r.split(" exceeds")[0] + " over its limit"
             reasons[key] = reasons.get(key, 0) + 1
     for r, n in sorted(reasons.items(), key=lambda kv: -kv[1]):
         lines.append(f"  {n} × {r}")
-    complete = [t for t in study.trials if t.state == TrialState.COMPLETE]
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
     if complete and len(study.directions) == 1:
-        lines.append("best per family (objective, val ppl, params, train-step ms):")
+        lines.append("best per family (objective, quality, params, train-step ms):")
         best = {}
         for t in complete:
             fam = family(t.user_attrs.get("mixers", []))
             if fam not in best or t.value < best[fam].value:
                 best[fam] = t
         for fam, t in sorted(best.items(), key=lambda kv: kv[1].value):
-            ppl = t.user_attrs.get("val_ppl", float("nan"))
-            lines.append(f"  {fam:18s} trial {t.number:3d}  {t.value:.4f}  ppl {ppl:.2f}  "
-                         f"params {t.user_attrs.get('params', 0):,}  {t.user_attrs.get('latency_train_ms', 0):.1f} ms")
+            a = t.user_attrs
+            q = f"ppl {a['val_ppl']:.2f}" if "val_ppl" in a else f"accuracy {a.get('val_accuracy', float('nan')):.4f}"
+            lines.append(f"  {fam:18s} trial {t.number:3d}  {t.value:.4f}  {q}  "
+                         f"params {a.get('params', 0):,}  {a.get('latency_train_ms', 0):.1f} ms")
     return "\n".join(lines)

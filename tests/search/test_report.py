@@ -13,11 +13,11 @@ def test_pareto_front_by_hand():
 
 def test_report_from_a_smoke_study(root, tmp_path):
     out = tmp_path / "o"
-    run_search(str(root / "search_spaces/smoke.yaml"), out=out, trials=2, echo=lambda *a, **k: None)
+    run_search(str(root / "search_spaces/smoke.yaml"), out=out, trials=2, retrain_after=False, echo=lambda *a, **k: None)
     text = (out / "report.md").read_text()
     assert "## Verdict" in text and "PAM-containing architecture (trial 1," in text  # wording depends on timings
     assert "| softmax_attention | 0 | softmax_attention" in text and "| pam | 1 | pam" in text
-    for png in ("pareto_latency.png", "pareto_flops.png", "history.png"):
+    for png in ("pareto_latency.png", "pareto_flops.png", "pareto_state.png", "history.png"):
         assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     (out / "report.md").unlink()
     r = subprocess.run([sys.executable, "-m", "archsearch", "report", str(out)], capture_output=True, text=True)
@@ -26,4 +26,5 @@ def test_report_from_a_smoke_study(root, tmp_path):
 
 def test_report_without_a_study_is_one_line(tmp_path):
     r = subprocess.run([sys.executable, "-m", "archsearch", "report", str(tmp_path)], capture_output=True, text=True)
-    assert r.returncode == 2 and r.stderr.strip().endswith("no study.db here: pass the output folder of `archsearch run` (or --storage)")
+    assert r.returncode == 2 and r.stderr.strip().endswith(
+        "no study.db or study.journal here: pass the output folder of `archsearch run` (or --storage)")

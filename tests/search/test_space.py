@@ -91,3 +91,41 @@ def test_a_profile_can_narrow_the_spec(tmp_path):
     assert t["model"] == {"d_model": 16, "seq_len": 16, "vocab": 50}
     assert t["stack"]["sublayers"][0]["config"]["pam"] == {"heads": 1, "head_dim": 8}
     assert t["stack"]["sublayers"][0]["block"] == {"per_layer": ["pam", "softmax_attention"]}
+
+
+def test_centre_trial_places_baselines_in_the_middle(tmp_path):
+    from archsearch.search.space import CentreTrial, sample_lr
+
+    space = _space(tmp_path)
+    centre = CentreTrial({"stack.sublayers[0].block[0]": "pam", "stack.sublayers[0].block[1]": "pam",
+                          "stack.sublayers[0].block[2]": "pam"})
+    doc = sample(space, centre)
+    assert doc["model"]["d_model"] == 32 and doc["stack"]["depth"] == 3  # middle option (lower of two), middle int
+    assert doc["stack"]["sublayers"][0]["block"] == ["pam"] * 3
+    assert sample_lr(space, centre, 0.0) == pytest.approx(1e-3)  # geometric middle of [1e-4, 1e-2]
+    assert centre.params["stack.sublayers[0].config.pam.heads"] == 1
+    # the recorded parameters reproduce the same spec through Optuna's FixedTrial
+    assert sample(space, optuna.trial.FixedTrial(centre.params)) == doc
+
+
+@pytest.mark.parametrize("lr, message", [
+    ("{grid: []}", "'grid' needs a non-empty list of positive learning rates"),
+    ("{grid: [0.001, -1]}", "'grid' needs a non-empty list of positive learning rates"),
+    ("-0.1", "expected a positive learning rate, a distribution or {grid: [...]}, got -0.1"),
+    ("{steps: 3}", "expected a number, a distribution or {grid: [...]}, got keys ['steps']"),
+])
+def test_bad_learning_rate(tmp_path, lr, message):
+    with pytest.raises(SpecError, match=None) as e:
+        _space(tmp_path, SPACE.replace("lr: {log: [1.0e-4, 1.0e-2]}", f"lr: {lr}"))
+    assert str(e.value).endswith(message) and "search.lr" in str(e.value)
+
+
+def test_lr_grid_and_retrain_settings(tmp_path):
+    from archsearch.search.space import lr_grid, retrain_settings
+
+    space = _space(tmp_path, SPACE.replace("lr: {log: [1.0e-4, 1.0e-2]}", "lr: {grid: [0.001, 0.003]}\n  retrain: {top_k: 1, seeds: 4}"))
+    assert lr_grid(space) == [0.001, 0.003] and retrain_settings(space) == (1, 4)
+    assert retrain_settings(_space(tmp_path)) == (3, 3)
+    with pytest.raises(SpecError) as e:
+        _space(tmp_path, SPACE.replace("lr: {log: [1.0e-4, 1.0e-2]}", "retrain: {top: 1}"))
+    assert "search.retrain.top: unknown key 'top'" in str(e.value)

@@ -1,6 +1,10 @@
-"""The search end to end on CPU: the smoke space, resume, constraints before allocation, failures recorded."""
+"""The search end to end on CPU: the smoke space, resume (after a clean stop and after kill -9), parallel workers on
+one journal, constraints before allocation, failures recorded, best-of-grid learning rates."""
+import os
+import signal
 import subprocess
 import sys
+import time
 
 import optuna
 import pytest
@@ -17,8 +21,12 @@ def _run(root, out, *extra):
     return r.stdout
 
 
-def _load(out):
-    return optuna.load_study(study_name="smoke", storage=f"sqlite:///{out / 'study.db'}")
+def _load(out, name="smoke"):
+    return optuna.load_study(study_name=name, storage=f"sqlite:///{out / 'study.db'}")
+
+
+def _quiet(*a, **k):
+    pass
 
 
 def test_smoke_space_end_to_end_then_resume(root, tmp_path):
@@ -27,25 +35,134 @@ def test_smoke_space_end_to_end_then_resume(root, tmp_path):
     assert "no GPU: using the cpu profile" in first
     assert "study 'smoke': 2 trials" in first and "best per family" in first
     study = _load(out)
-    t0 = study.trials[0]
+    t0, t1 = study.trials
     assert t0.user_attrs["baseline"] == "softmax_attention" and t0.state == TrialState.COMPLETE
-    assert study.trials[1].user_attrs["baseline"] == "pam" and study.trials[1].state == TrialState.COMPLETE
+    assert t1.user_attrs["baseline"] == "pam" and t1.state == TrialState.COMPLETE
     for key in ("params", "flops_per_token", "state_bytes", "latency_train_ms", "latency_prefill_ms",
-                "flops_train_step", "val_ppl", "val_bpb", "tokens_per_s", "card", "seed", "lr", "spec_file"):
+                "latency_decode_ms", "flops_train_step", "val_ppl", "val_bpb", "tokens_per_s", "card", "seed", "lr",
+                "spec_file", "worker"):
         assert key in t0.user_attrs, key
+    # baselines sit at the space's size: the same width, depth and rate for both families
+    shared = {k: v for k, v in t0.params.items() if "block" not in k}
+    assert shared == {k: v for k, v in t1.params.items() if "block" not in k and "config.pam" not in k}
     assert (out / "trials/trial_0000.yaml").is_file() and study.user_attrs["reference"]["params"] == t0.user_attrs["params"]
+    # fairness: both trials (each its family's best) re-trained with seeds 1 and 2
+    assert "fairness: re-training 4 run(s)" in first
+    seeds = _load(out, "smoke.seeds")
+    assert sorted((j.user_attrs["source"], j.user_attrs["seed"]) for j in seeds.trials) == [(0, 1), (0, 2), (1, 1), (1, 2)]
+    assert all(j.state == TrialState.COMPLETE and j.user_attrs["val_ppl"] > 1 for j in seeds.trials)
+    assert "over 3 seeds" in (out / "report.md").read_text()
     second = _run(root, out, "--trials", "3")
     assert "resuming study 'smoke': 2 finished trial(s) kept, 1 to go" in second
     again = _load(out)
     assert len(again.trials) == 3
     assert again.trials[0].value == t0.value and again.trials[0].params == t0.params  # kept, not repeated
+    assert len(_load(out, "smoke.seeds").trials) >= 4  # earlier runs kept; only the new best get new ones
+
+
+def _wait_for(out, ready, timeout=240):
+    """Poll the study until ready(trials) holds."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        time.sleep(0.5)
+        if (out / "study.db").exists():
+            try:
+                trials = _load(out).trials
+            except Exception:  # the study is still being created
+                continue
+            if ready(trials):
+                return trials
+    pytest.fail("the study never reached the expected state")
+
+
+def _mid_trial(trials):
+    states = [t.state for t in trials]
+    return states.count(TrialState.COMPLETE) >= 1 and TrialState.RUNNING in states and \
+        any(t.state == TrialState.RUNNING and "card" in t.user_attrs for t in trials)
+
+
+def _start(root, out, *extra):
+    return subprocess.Popen([sys.executable, "-m", "archsearch", "run", str(root / "search_spaces/smoke.yaml"),
+                             "--out", str(out), "--no-retrain", *extra], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def test_kill_9_mid_trial_loses_no_finished_trial(root, tmp_path):
+    out = tmp_path / "k"
+    proc = _start(root, out, "--trials", "3")
+    before = _wait_for(out, _mid_trial)
+    proc.kill()  # SIGKILL: no chance to clean up
+    proc.wait()
+    finished = {t.number: (t.params, t.value) for t in _load(out).trials if t.state == TrialState.COMPLETE}
+    killed = next(t for t in _load(out).trials if t.state == TrialState.RUNNING)
+    text = _run(root, out, "--trials", "3", "--no-retrain")
+    assert "1 unfinished re-queued" in text
+    after = _load(out).trials
+    for n, (params, value) in finished.items():
+        assert (after[n].params, after[n].value) == (params, value)  # kept as they were, not re-run
+    assert after[killed.number].state == TrialState.FAIL and "died" in after[killed.number].user_attrs["failed_reason"]
+    retry = next(t for t in after if t.user_attrs.get("retry_of") == killed.number)
+    assert retry.state == TrialState.COMPLETE and retry.params == killed.params | retry.params
+    assert retry.user_attrs.get("baseline") == killed.user_attrs.get("baseline")
+    assert sum(t.state == TrialState.COMPLETE for t in after) == 3 and len(before) <= len(after)
+
+
+def test_ctrl_c_marks_the_running_trial_and_the_next_run_repeats_it(root, tmp_path):
+    out = tmp_path / "c"
+    proc = _start(root, out, "--trials", "2")
+    _wait_for(out, _mid_trial)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and "interrupted: unfinished trials are marked failed" in err
+    stopped = next(t for t in _load(out).trials if t.state == TrialState.FAIL)
+    assert stopped.user_attrs["failed_reason"] == "interrupted" and (out / "report.md").is_file()
+    text = _run(root, out, "--trials", "2", "--no-retrain")
+    assert "1 finished trial(s) kept, 1 unfinished re-queued, 1 to go" in text
+    assert sum(t.state == TrialState.COMPLETE for t in _load(out).trials) == 2
+
+
+def test_two_workers_on_one_journal_share_the_trials(root, tmp_path):
+    out = tmp_path / "w"
+    text = _run(root, out, "--trials", "4", "--workers", "2", "--no-retrain")
+    assert f"search: starting 2 worker processes on journal:{out / 'study.journal'}" in text
+    assert "[worker 0]" in text and "[worker 1]" in text and not (out / "study.db").exists()
+    from optuna.storages.journal import JournalFileBackend, JournalStorage
+
+    study = optuna.load_study(study_name="smoke", storage=JournalStorage(JournalFileBackend(str(out / "study.journal"))))
+    trials = study.trials
+    assert all(t.state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL) for t in trials)
+    assert 4 <= len(trials) <= 5  # a worker may finish the trial it started as the other reached the total
+    assert len({t.user_attrs["worker"] for t in trials}) == 2  # both processes ran trials
+    assert sorted(t.user_attrs["baseline"] for t in trials if "baseline" in t.user_attrs) == ["pam", "softmax_attention"]
+    keys = [tuple(sorted(t.params.items())) for t in trials]
+    assert len(set(keys)) == len(keys)  # no trial ran twice
+    report = _run_report(out)
+    assert "study 'smoke'" in report
+
+
+def _run_report(out):
+    r = subprocess.run([sys.executable, "-m", "archsearch", "report", str(out)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    return (out / "report.md").read_text()
+
+
+def test_best_of_grid_learning_rate(root, tmp_path):
+    space = tmp_path / "grid.yaml"
+    space.write_text((root / "search_spaces/smoke.yaml").read_text()
+                     .replace("lr: {log: [1.0e-3, 3.0e-3]}", "lr: {grid: [0.0003, 0.003]}"))
+    study = run_search(str(space), out=tmp_path / "o", trials=1, retrain_after=False, echo=_quiet)
+    t = study.trials[0]
+    tried = t.user_attrs["lr_grid_quality"]
+    assert set(tried) == {"0.0003", "0.003"} and t.user_attrs["lr"] == float(min(tried, key=tried.get))
+    assert "lr" not in t.params  # a grid is not a searched parameter
 
 
 def test_constraint_violations_are_pruned_before_any_tensor(root, tmp_path, monkeypatch):
     space = tmp_path / "tight.yaml"
-    space.write_text((root / "search_spaces/smoke.yaml").read_text().replace("max_params: 400000", "max_params: 1000"))
+    text = (root / "search_spaces/smoke.yaml").read_text().replace("max_params: 400000", "max_params: 1000")
+    space.write_text(text.replace("  weights: {latency_train_ms: 0.1}\n", ""))  # no reference to measure either
     monkeypatch.setattr(objective_module, "lower", lambda ir: pytest.fail("a model was built"))
-    study = run_search(str(space), out=tmp_path / "o", trials=3, echo=lambda *a, **k: None)
+    study = run_search(str(space), out=tmp_path / "o", trials=3, retrain_after=False, echo=_quiet)
     assert [t.state for t in study.trials] == [TrialState.PRUNED] * 3
     assert all("params" in t.user_attrs["pruned_reason"] and "exceeds the limit 1,000" in t.user_attrs["pruned_reason"]
                for t in study.trials)
@@ -65,7 +182,8 @@ def test_a_diverging_trial_is_failed_and_the_study_goes_on(root, tmp_path, monke
 
     monkeypatch.setattr(objective_module, "train", poisoned)
     lines = []
-    study = run_search(str(root / "search_spaces/smoke.yaml"), out=tmp_path / "o", trials=2, echo=lines.append)
+    study = run_search(str(root / "search_spaces/smoke.yaml"), out=tmp_path / "o", trials=2, retrain_after=False,
+                       echo=lines.append)
     first, second = study.trials
     assert first.state == TrialState.FAIL and first.user_attrs["failed_reason"].startswith("diverged: loss became nan")
     assert second.state == TrialState.COMPLETE
@@ -78,7 +196,7 @@ def test_pareto_mode_records_quality_and_costs(root, tmp_path):
     text = (root / "search_spaces/smoke.yaml").read_text()
     space.write_text(text.replace("  objective: weighted\n", "  objective: pareto\n  pareto_costs: [latency_train_ms, params]\n")
                      .replace("  sampler: tpe\n", "  sampler: nsga2\n"))
-    study = run_search(str(space), out=tmp_path / "o", trials=2, echo=lambda *a, **k: None)
+    study = run_search(str(space), out=tmp_path / "o", trials=2, retrain_after=False, echo=_quiet)
     assert len(study.directions) == 3 and isinstance(study.pruner, optuna.pruners.NopPruner)
     done = [t for t in study.trials if t.state == TrialState.COMPLETE]
     assert done and all(len(t.values) == 3 and t.values[2] == t.user_attrs["params"] for t in done)
@@ -87,7 +205,7 @@ def test_pareto_mode_records_quality_and_costs(root, tmp_path):
 def test_a_trial_spec_file_retrains_as_is(root, tmp_path):
     from archsearch.spec import load_spec
 
-    run_search(str(root / "search_spaces/smoke.yaml"), out=tmp_path / "o", trials=1, echo=lambda *a, **k: None)
+    run_search(str(root / "search_spaces/smoke.yaml"), out=tmp_path / "o", trials=1, retrain_after=False, echo=_quiet)
     spec = load_spec(tmp_path / "o/trials/trial_0000.yaml")
     assert spec.train.tokens == 60000 and spec.train.seq_len == 64 and spec.task.tokenizer == "bytes"
     assert [b.name for b in spec.stack.sublayers[0].blocks] == ["softmax_attention"] * spec.stack.depth

@@ -1,0 +1,47 @@
+"""How trials are grouped and compared: the family of a trial (one memory, or hybrid), its fraction of PAM layers,
+the study's quality measure, and the verdict's pair — the best PAM-containing architecture and the best PAM-free one
+at equal or lower cost. The report states the verdict; the re-training gives that pair more seeds."""
+from __future__ import annotations
+
+
+def family(mixers: list[str]) -> str:
+    kinds = sorted(set(mixers))
+    return kinds[0] if len(kinds) == 1 else "hybrid"
+
+
+def pam_fraction(trial) -> float:
+    mixers = trial.user_attrs.get("mixers") or []
+    return sum(m == "pam" for m in mixers) / len(mixers) if mixers else 0.0
+
+
+class Quality:
+    """The study's quality measure: perplexity or loss (lower is better) or accuracy (higher is better)."""
+
+    LABELS = {"ppl": "validation perplexity", "loss": "validation loss", "accuracy": "test accuracy"}
+
+    def __init__(self, study):
+        self.short = study.user_attrs.get("quality", "ppl")
+        self.key, self.label = f"val_{self.short}", self.LABELS[self.short]
+        self.sign = -1.0 if self.short == "accuracy" else 1.0
+
+    def loss(self, value: float) -> float:  # lower is better
+        return self.sign * value
+
+    def of(self, trial) -> float:
+        return self.loss(trial.user_attrs[self.key])
+
+
+def verdict_cost(study) -> str:
+    """The cost the verdict holds equal: the weighted objective's first cost, or the first Pareto cost."""
+    return study.user_attrs.get("verdict_cost", "latency_train_ms")
+
+
+def verdict_pair(done, q: Quality, cost: str):
+    """(best PAM-containing trial, best PAM-free trial at equal or lower `cost`, or None); None, None without both."""
+    with_pam = [t for t in done if pam_fraction(t) > 0 and cost in t.user_attrs]
+    without = [t for t in done if pam_fraction(t) == 0 and cost in t.user_attrs]
+    if not with_pam or not without:
+        return None, None
+    p = min(with_pam, key=q.of)
+    rivals = [t for t in without if t.user_attrs[cost] <= p.user_attrs[cost]]
+    return p, (min(rivals, key=q.of) if rivals else None)

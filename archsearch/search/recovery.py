@@ -1,0 +1,75 @@
+"""Trials that never finished: interrupted ones (Ctrl-C) and ones whose worker died (kill -9, a lost host) are
+marked failed and re-enqueued with the same parameters, so a resumed study repeats no finished trial and loses none.
+
+A dead worker is recognised on this host by its pid (every trial records `host:pid`), and across hosts by Optuna's
+heartbeats on an RDB storage (sqlite, PostgreSQL, MySQL)."""
+from __future__ import annotations
+
+import os
+import socket
+
+from optuna.trial import TrialState
+
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+MAX_RETRIES = 1  # a trial that kills its worker twice is left failed instead of taking the study down in a loop
+INTERRUPTED = "interrupted"
+
+
+def retry(study, trial) -> None:
+    """Enqueue a fresh copy of `trial` (same parameters, same baseline role)."""
+    keep = {k: v for k, v in trial.user_attrs.items() if k in ("baseline", "source", "seed")}
+    study.enqueue_trial(dict(trial.params) or dict(trial.system_attrs.get("fixed_params", {})),
+                        user_attrs={**keep, "retry_of": trial.number,
+                                    "retries": trial.user_attrs.get("retries", 0) + 1})
+
+
+def retry_stale(study, trial) -> None:
+    """Optuna's heartbeat callback: `trial` has just been failed because its worker stopped beating."""
+    if trial.user_attrs.get("retries", 0) < MAX_RETRIES:
+        retry(study, trial)
+
+
+def superseded(trials) -> set[int]:
+    """Numbers of trials that a later trial retries."""
+    return {t.user_attrs["retry_of"] for t in trials if "retry_of" in t.user_attrs}
+
+
+def counted(trials) -> list:
+    """Trials that count towards the study's total: finished, and not retried by another trial."""
+    gone = superseded(trials)
+    return [t for t in trials if t.state in FINISHED and t.number not in gone]
+
+
+def _dead_here(worker: str | None) -> bool:
+    if not worker or ":" not in worker:
+        return False
+    host, pid = worker.rsplit(":", 1)
+    if host != socket.gethostname() or int(pid) == os.getpid():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+def recover(study, storage) -> int:
+    """Fail the trials of dead workers on this host, and re-enqueue those and the interrupted ones once.
+    Returns how many trials were re-enqueued."""
+    trials = study.get_trials(deepcopy=False)
+    gone = superseded(trials)
+    n = 0
+    for t in trials:
+        if t.state == TrialState.RUNNING and _dead_here(t.user_attrs.get("worker")):
+            # the trial id is Optuna's own handle for a trial in its storage
+            storage.set_trial_user_attr(t._trial_id, "failed_reason", f"worker {t.user_attrs['worker']} died")
+            storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
+            if t.user_attrs.get("retries", 0) < MAX_RETRIES:
+                retry(study, t)
+                n += 1
+        elif t.state == TrialState.FAIL and t.user_attrs.get("failed_reason") == INTERRUPTED and t.number not in gone:
+            retry(study, t)
+            n += 1
+    return n

@@ -1,0 +1,45 @@
+"""`--workers N`: N processes on one study, one per visible GPU (or N CPU processes sharing the cores). Each is
+`archsearch run … --worker PHASE` on the coordinator's storage; Ctrl-C reaches every one of them."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+
+
+def _env(rank: int, workers: int) -> dict:
+    import torch
+
+    env = {**os.environ, "ARCHSEARCH_WORKER": str(rank)}
+    if torch.cuda.is_available():
+        visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+        gpus = visible.split(",") if visible else [str(i) for i in range(torch.cuda.device_count())]
+        env["CUDA_VISIBLE_DEVICES"] = gpus[rank % len(gpus)]
+    else:  # share the cores instead of oversubscribing them
+        env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // workers))
+    return env
+
+
+def run(setup, phase: str, workers: int, n_trials: int, echo=print) -> None:
+    cmd = [sys.executable, "-m", "archsearch", "run", setup.space.file, "--out", str(setup.out), "--storage", setup.url,
+           "--profile", setup.profile_name, "--trials", str(n_trials), "--worker", phase]
+    if setup.objective.device:
+        cmd += ["--device", setup.objective.device]
+    if setup.profile.timeout_minutes:
+        cmd += ["--timeout-minutes", str(setup.profile.timeout_minutes)]
+    echo(f"{phase}: starting {workers} worker processes on {setup.url}")
+    procs = [subprocess.Popen(cmd, env=_env(rank, workers)) for rank in range(workers)]
+    try:
+        codes = [p.wait() for p in procs]
+    except KeyboardInterrupt:
+        for p in procs:
+            if p.poll() is None:
+                p.send_signal(signal.SIGINT)
+        for p in procs:
+            p.wait()
+        raise
+    bad = [(rank, c) for rank, c in enumerate(codes) if c != 0]
+    if bad:
+        echo("worker(s) " + ", ".join(f"{r} (exit {c})" for r, c in bad) + " stopped early; their unfinished trials "
+             "are re-queued by the next run")

@@ -1,0 +1,56 @@
+"""Fairness re-training: which trials are chosen, how runs are shared out once, and the seed statistics."""
+import optuna
+import pytest
+from optuna.distributions import FloatDistribution
+from optuna.trial import TrialState, create_trial
+
+from archsearch.search import retrain
+from archsearch.search.recovery import counted, superseded
+
+
+def _study(rows):
+    """rows: (value, mixers, state); each trial gets a user attr val_ppl = value."""
+    study = optuna.create_study()
+    for value, mixers, state in rows:
+        done = state == TrialState.COMPLETE
+        study.add_trial(create_trial(state=state, value=value if done else None,
+                                     params={"x": value}, distributions={"x": FloatDistribution(0, 100)},
+                                     user_attrs={"mixers": mixers, "val_ppl": value, "seed": 0}))
+    return study
+
+
+def test_top_k_then_the_best_of_each_family():
+    study = _study([(5.0, ["pam", "pam"], TrialState.COMPLETE), (3.0, ["softmax_attention"], TrialState.COMPLETE),
+                    (4.0, ["pam", "softmax_attention"], TrialState.COMPLETE), (1.0, ["pam"], TrialState.PRUNED),
+                    (6.0, ["holographic"], TrialState.COMPLETE), (7.0, ["pam"], TrialState.COMPLETE)])
+    assert [t.number for t in retrain.selected(study, 1)] == [1, 4, 2, 0]  # top-1, then holographic, hybrid, pam
+    assert [t.number for t in retrain.selected(study, 2)] == [1, 2, 4, 0]
+
+
+def test_runs_are_enqueued_once_and_claimed_once():
+    seeds = optuna.create_study(study_name="s.seeds")
+    assert retrain.enqueue(seeds, [(0, 1), (0, 2), (3, 1)]) == 3
+    assert retrain.enqueue(seeds, [(0, 1), (0, 2), (3, 1), (3, 2)]) == 1  # only the new one
+    storage = seeds._storage
+    job = seeds.get_trials(states=(TrialState.WAITING,))[0]
+    assert storage.set_trial_state_values(job._trial_id, TrialState.RUNNING)
+    assert not storage.set_trial_state_values(job._trial_id, TrialState.RUNNING)  # a second claim fails
+
+
+def test_seed_statistics_include_the_search_run():
+    study = _study([(10.0, ["pam"], TrialState.COMPLETE), (20.0, ["pam"], TrialState.COMPLETE)])
+    seeds = optuna.create_study()
+    for seed, ppl in ((1, 12.0), (2, 14.0)):
+        seeds.add_trial(create_trial(state=TrialState.COMPLETE, value=ppl,
+                                     user_attrs={"source": 0, "seed": seed, "val_ppl": ppl}))
+    stats = retrain.seed_stats(study, seeds)
+    assert list(stats) == [0]  # trial 1 has one seed only
+    assert stats[0]["values"] == [10.0, 12.0, 14.0] and stats[0]["mean"] == pytest.approx(12.0)
+    assert stats[0]["std"] == pytest.approx(2.0) and stats[0]["n"] == 3
+
+
+def test_a_retried_trial_no_longer_counts():
+    study = _study([(1.0, ["pam"], TrialState.FAIL), (2.0, ["pam"], TrialState.COMPLETE)])
+    study.add_trial(create_trial(state=TrialState.COMPLETE, value=3.0, user_attrs={"retry_of": 0}))
+    assert superseded(study.trials) == {0}
+    assert [t.number for t in counted(study.trials)] == [1, 2]

@@ -1,0 +1,40 @@
+"""Measured costs: every key present and positive, and the decode step timed from the state after the context."""
+import torch
+
+from archsearch.build import build
+from archsearch.lower import lower
+from archsearch.measure import decode_ms, measure
+from archsearch.passes import run_passes
+from archsearch.spec import parse
+
+SPEC = {"model": {"d_model": 32, "seq_len": 24, "vocab": 40},
+        "stack": {"depth": 2, "sublayers": [{"block": ["softmax_attention", "pam"], "config": {"softmax_attention": {"heads": 2}, "pam": {"heads": 2, "head_dim": 8}}},
+                                            {"block": "mlp"}]}}
+
+
+def _model():
+    torch.manual_seed(0)
+    return lower(run_passes(build(parse(SPEC))))
+
+
+def test_measure_reports_every_cost():
+    model = _model()
+    out = measure(model, 40, 2, 16, torch.device("cpu"), repeats=2, decode_context=20)
+    for key in ("latency_train_ms", "latency_prefill_ms", "latency_decode_ms", "flops_train_step"):
+        assert out[key] > 0, key
+    assert out["decode_context"] == 20 and model.training  # the training mode is restored
+
+
+def test_decode_steps_through_the_context(monkeypatch):
+    model = _model()
+    seen = []
+    real = model.step
+
+    def spy(ids, state):
+        cache = state.get("l0__softmax_attention")
+        seen.append(cache[2] if cache else None)
+        return real(ids, state)
+
+    monkeypatch.setattr(model, "step", spy)
+    decode_ms(model, 40, 7, torch.device("cpu"), repeats=2)
+    assert seen[:7] == list(range(7)) and set(seen[7:]) == {7}  # each timed step starts from the same 7-token state
