@@ -1,6 +1,8 @@
 """IR → nn.Module: the only bridge from the IR to torch. Modules are created here and nowhere earlier."""
 from __future__ import annotations
 
+from dataclasses import asdict
+
 from . import registry
 from .ir import IR
 from .runtime import SequenceModel
@@ -11,20 +13,31 @@ def module_key(name: str) -> str:
     return name.replace(".", "__")
 
 
-def lower(ir: IR) -> SequenceModel:
-    """Instantiate every block of a validated IR (run the passes first) in topological order."""
+def model_config(ir: IR) -> dict:
+    """The straight-line program of a validated IR and what each block is built from, as plain data (`export`
+    writes it as config.json; the exported Model rebuilds the same module from it)."""
     m = ir.model
-    index, program, blocks, scales = {}, [], {}, {}
+    blocks, program, scales, index = {}, [], {}, {}
     for n in ir.nodes():
         key = module_key(n.name)
         if n.op == "block":
-            cls = registry.get(n.block, n.loc)
-            blocks[key] = registry.call_with_dims(cls, n.config, d_model=m.d_model, seq_len=m.seq_len,
-                                                  vocab=m.vocab, layer_idx=n.layer, n_layers=m.n_layers)
+            dims = {"d_model": m.d_model, "seq_len": m.seq_len, "vocab": m.vocab, "layer_idx": n.layer,
+                    "n_layers": m.n_layers}
+            blocks[key] = {"block": n.block, "config": asdict(n.config), "dims": dims}
         if n.op == "add" and n.scale is not None:
             scales[key] = n.scale
         index[n.name] = len(program)
-        program.append((n.name, n.op, tuple(index[s] for s in n.inputs), key))
-    embed_key = module_key("embed")
-    return SequenceModel(program, blocks, scales, vocab=m.vocab, d_model=m.d_model, dropout=m.dropout,
-                         tie_to=embed_key if m.tied else None, embed_key=embed_key)
+        program.append([n.name, n.op, [index[s] for s in n.inputs], key])
+    return {"program": program, "blocks": blocks, "scales": scales, "vocab": m.vocab, "d_model": m.d_model,
+            "seq_len": m.seq_len, "dropout": m.dropout, "tie_to": module_key("embed") if m.tied else None,
+            "embed_key": module_key("embed"), "params": ir.meta["params"]}
+
+
+def lower(ir: IR) -> SequenceModel:
+    """Instantiate every block of a validated IR (run the passes first) in topological order."""
+    cfg = model_config(ir)
+    configs = {module_key(n.name): n.config for n in ir.nodes() if n.op == "block"}
+    blocks = {key: registry.call_with_dims(registry.get(b["block"]), configs[key], **b["dims"])
+              for key, b in cfg["blocks"].items()}
+    return SequenceModel(cfg["program"], blocks, cfg["scales"], vocab=cfg["vocab"], d_model=cfg["d_model"],
+                         dropout=cfg["dropout"], tie_to=cfg["tie_to"], embed_key=cfg["embed_key"])

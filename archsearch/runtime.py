@@ -6,6 +6,8 @@ A program is a tuple of ops (name, op, inputs, key): `inputs` index earlier ops'
 """
 from __future__ import annotations
 
+from contextlib import nullcontext
+
 import torch
 from torch import nn
 
@@ -22,6 +24,7 @@ class SequenceModel(nn.Module):
         if self.lm_head is not None:
             nn.init.normal_(self.lm_head.weight, 0.0, 0.02)
         self.drop = nn.Dropout(dropout)
+        self.trace_ops = False  # when set, each op runs in a profiler range named after its node (`archsearch profile`)
         last_use = {}
         for i, (_, _, inputs, _) in enumerate(self.program):
             for j in inputs:
@@ -37,21 +40,23 @@ class SequenceModel(nn.Module):
     def _run(self, ids, apply):
         vals = [None] * len(self.program)
         for i, (name, op, inputs, key) in enumerate(self.program):
-            if op == "input":
-                v = ids
-            elif op == "block":
-                v = apply(key, vals[inputs[0]])
-                if key == self.embed_key:
-                    v = self.drop(v)
-            elif op == "add":
-                branch = self.drop(vals[inputs[1]])
-                v = vals[inputs[0]] + (branch * self.scales[key] if key in self.scales else branch)
-            else:
-                v = self.logits(vals[inputs[0]])
+            with torch.profiler.record_function(name) if self.trace_ops else nullcontext():
+                v = self._op(op, key, inputs, vals, ids, apply)
             vals[i] = v
             for j in self._free[i]:
                 vals[j] = None
         return v
+
+    def _op(self, op, key, inputs, vals, ids, apply):
+        if op == "input":
+            return ids
+        if op == "block":
+            v = apply(key, vals[inputs[0]])
+            return self.drop(v) if key == self.embed_key else v
+        if op == "add":
+            branch = self.drop(vals[inputs[1]])
+            return vals[inputs[0]] + (branch * self.scales[key] if key in self.scales else branch)
+        return self.logits(vals[inputs[0]])
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         """Token ids [B, T] → logits [B, T, V] (the parallel, training form)."""

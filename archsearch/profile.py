@@ -1,0 +1,132 @@
+"""`archsearch profile`: a few training steps (and decode steps) of one architecture under torch.profiler, with CPU
+and CUDA activities, shapes and memory, written with tensorboard_trace_handler for TensorBoard's profiler plugin
+(torch-tb-profiler); and a per-node table of forward time and memory from a profiler range around every node, which
+is where PAM's overhead shows: per block, against the other memories of the same model."""
+from __future__ import annotations
+
+import os
+import sys
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch.profiler import ProfilerActivity, profile, record_function, schedule, tensorboard_trace_handler
+
+from .ir import IR
+from .lower import lower
+from .train import autocast_for, param_groups
+
+
+@dataclass
+class NodeRow:
+    name: str
+    block: str
+    calls: int
+    cpu_ms: float  # per step, the node's range on the host (includes launching its kernels)
+    device_ms: float  # per step, the kernels launched inside the range (0 on CPU)
+    memory_bytes: int  # per step, allocated inside the range (CUDA memory on GPU, host memory on CPU)
+
+
+@contextmanager
+def native_stderr_silenced():
+    """The profiler's native layer prints start/stop lines on stderr (fd 2); keep them off the user's terminal."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with open(os.devnull, "w") as null:
+        os.dup2(null.fileno(), 2)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def run(ir: IR, logdir: Path, *, device: torch.device, batch: int, seq_len: int, steps: int = 3,
+        decode: int = 0, precision: str = "auto", seed: int = 0) -> tuple[list[NodeRow], dict]:
+    """Profile `steps` training steps (after one wait and one warm-up step) and `decode` decode steps; returns the
+    per-node rows and the per-phase totals (ms per step)."""
+    torch.manual_seed(seed)
+    model = lower(ir).to(device).train()
+    model.trace_ops = True
+    opt = torch.optim.AdamW(param_groups(model, 0.1), lr=1e-4)
+    amp = autocast_for(device, precision)
+    ids = torch.randint(0, ir.model.vocab, (batch, seq_len + 1), device=device)  # timing ignores token values
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    logdir.mkdir(parents=True, exist_ok=True)
+
+    def train_step():
+        with record_function("forward"), amp:
+            logits = model(ids[:, :-1])
+        with record_function("loss"):
+            loss = torch.nn.functional.cross_entropy(logits.float().flatten(0, 1), ids[:, 1:].flatten())
+        with record_function("backward"):
+            loss.backward()
+        with record_function("optimizer"):
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+
+    with native_stderr_silenced(), profile(activities=activities, schedule=schedule(wait=1, warmup=1, active=steps),
+                                           on_trace_ready=tensorboard_trace_handler(str(logdir)), record_shapes=True,
+                                           profile_memory=True) as prof:
+        for _ in range(steps + 2):
+            train_step()
+            prof.step()
+    rows, phases = _table(ir, prof, steps, ("forward", "loss", "backward", "optimizer"))
+    if decode:
+        model.eval()
+        with native_stderr_silenced(), torch.no_grad(), amp, profile(
+                activities=activities, record_shapes=True, profile_memory=True,
+                on_trace_ready=tensorboard_trace_handler(str(logdir))) as dprof:
+            state = model.init_state(1, device=device)
+            for t in range(decode):
+                with record_function("decode_step"):
+                    _, state = model.step(ids[:1, t % seq_len], state)
+        drows, dphases = _table(ir, dprof, decode, ("decode_step",))
+        phases.update(dphases)
+        rows += [NodeRow(f"decode/{r.name}", r.block, r.calls, r.cpu_ms, r.device_ms, r.memory_bytes) for r in drows]
+    model.trace_ops = False
+    return rows, phases
+
+
+def _table(ir: IR, prof, steps: int, phase_names) -> tuple[list[NodeRow], dict]:
+    events = {e.key: e for e in prof.key_averages()}
+    rows = []
+    for n in ir.nodes():
+        e = events.get(n.name)
+        if e is None:
+            rows.append(NodeRow(n.name, _label(n), 0, 0.0, 0.0, 0))
+            continue
+        rows.append(NodeRow(n.name, _label(n), e.count // steps, e.cpu_time_total / 1e3 / steps,
+                            getattr(e, "device_time_total", 0.0) / 1e3 / steps,
+                            int((e.device_memory_usage if e.device_memory_usage else e.cpu_memory_usage) / steps)))
+    phases = {}
+    for name in phase_names:
+        e = events.get(name)
+        if e is not None:
+            phases[name] = max(e.cpu_time_total, getattr(e, "device_time_total", 0.0)) / 1e3 / steps
+    return rows, phases
+
+
+def _label(n) -> str:
+    return n.block if n.op == "block" else n.op
+
+
+def format_table(rows: list[NodeRow], phases: dict, device: torch.device) -> str:
+    cuda = device.type == "cuda"
+    head = ("node", "block", "calls", "host ms", "GPU ms" if cuda else "", "memory MiB", "share")
+    timed = [r.device_ms if cuda else r.cpu_ms for r in rows if not r.name.startswith("decode/")]
+    total = sum(timed) or 1.0
+    lines = []
+    for r in rows:
+        t = r.device_ms if cuda else r.cpu_ms
+        share = "" if r.name.startswith("decode/") else f"{100 * t / total:.1f}%"
+        lines.append((r.name, r.block, str(r.calls), f"{r.cpu_ms:.3f}", f"{r.device_ms:.3f}" if cuda else "",
+                      f"{r.memory_bytes / 2**20:.2f}", share))
+    widths = [max(len(x[i]) for x in [head, *lines]) for i in range(len(head))]
+    fmt = lambda row: "  ".join(c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths)))  # noqa: E731
+    out = [fmt(head), "-" * (sum(widths) + 2 * len(widths))] + [fmt(x) for x in lines]
+    out.append("per step: " + ", ".join(f"{k} {v:.2f} ms" for k, v in phases.items()))
+    out.append("Node times are forward only (each node's profiler range); backward and the optimiser are in the "
+               "per-step totals and, op by op, in the trace.")
+    return "\n".join(out)
