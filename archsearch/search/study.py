@@ -162,6 +162,10 @@ def prepare(setup: Setup, echo=print) -> None:
         echo(f"measuring the reference architecture (pure {fam} at the space's size)…")
         ref = setup.objective.reference_costs(spec)
         study.set_user_attr("reference", {**ref, "family": fam})
+        import torch
+
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()  # the workers (or this process's trials) get the memory back
 
 
 def _stop_at(n_trials: int):

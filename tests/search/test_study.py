@@ -124,7 +124,8 @@ def test_ctrl_c_marks_the_running_trial_and_the_next_run_repeats_it(root, tmp_pa
 def test_two_workers_on_one_journal_share_the_trials(root, tmp_path):
     out = tmp_path / "w"
     text = _run(root, out, "--trials", "4", "--workers", "2", "--no-retrain")
-    assert f"search: starting 2 worker processes on journal:{out / 'study.journal'}" in text
+    assert f"search: starting 2 worker processes on journal:{out / 'study.journal'} (" in text
+    assert "CPU thread(s) each)" in text
     assert "[worker 0]" in text and "[worker 1]" in text and not (out / "study.db").exists()
     from optuna.storages.journal import JournalFileBackend, JournalStorage
 
