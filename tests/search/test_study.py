@@ -60,18 +60,22 @@ def test_smoke_space_end_to_end_then_resume(root, tmp_path):
     assert len(_load(out, "smoke.seeds").trials) >= 4  # earlier runs kept; only the new best get new ones
 
 
-def _wait_for(out, ready, timeout=240):
-    """Poll the study until ready(trials) holds."""
+def _wait_for(out, ready, proc, timeout=240):
+    """Poll the study until ready(trials) holds. The study is read only once the run has written its first trial's
+    spec file: reading a SQLite file while the run creates its tables can fail the run's own creation."""
     deadline = time.time() + timeout
     while time.time() < deadline:
         time.sleep(0.5)
-        if (out / "study.db").exists():
-            try:
-                trials = _load(out).trials
-            except Exception:  # the study is still being created
-                continue
-            if ready(trials):
-                return trials
+        if proc.poll() is not None:
+            pytest.fail(f"the run ended early ({proc.returncode}): {proc.stderr.read()[-2000:]}")
+        if not list((out / "trials").glob("*.yaml")):
+            continue
+        try:
+            trials = _load(out).trials
+        except Exception:  # the database is busy: try again
+            continue
+        if ready(trials):
+            return trials
     pytest.fail("the study never reached the expected state")
 
 
@@ -90,7 +94,7 @@ def _start(root, out, *extra):
 def test_kill_9_mid_trial_loses_no_finished_trial(root, tmp_path):
     out = tmp_path / "k"
     proc = _start(root, out, "--trials", "3")
-    before = _wait_for(out, _mid_trial)
+    before = _wait_for(out, _mid_trial, proc)
     proc.kill()  # SIGKILL: no chance to clean up
     proc.wait()
     finished = {t.number: (t.params, t.value) for t in _load(out).trials if t.state == TrialState.COMPLETE}
@@ -110,7 +114,7 @@ def test_kill_9_mid_trial_loses_no_finished_trial(root, tmp_path):
 def test_ctrl_c_marks_the_running_trial_and_the_next_run_repeats_it(root, tmp_path):
     out = tmp_path / "c"
     proc = _start(root, out, "--trials", "2")
-    _wait_for(out, _mid_trial)
+    _wait_for(out, _mid_trial, proc)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130 and "interrupted: unfinished trials are marked failed" in err
