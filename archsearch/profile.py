@@ -89,22 +89,29 @@ def run(ir: IR, logdir: Path, *, device: torch.device, batch: int, seq_len: int,
     return rows, phases
 
 
+def _totals(prof) -> dict[str, dict]:
+    """Per range name: calls, host time, device time (µs) and memory, merged over the host-side range and its
+    GPU-side twin (with CUDA activity a range is recorded on both timelines under one name)."""
+    out: dict[str, dict] = {}
+    for e in prof.key_averages():
+        t = out.setdefault(e.key, {"count": 0, "cpu": 0.0, "device": 0.0, "memory": 0})
+        t["count"] = max(t["count"], e.count)
+        t["cpu"] = max(t["cpu"], e.cpu_time_total)
+        t["device"] = max(t["device"], getattr(e, "device_time_total", 0.0))
+        t["memory"] = max(t["memory"], e.device_memory_usage or e.cpu_memory_usage)
+    return out
+
+
 def _table(ir: IR, prof, steps: int, phase_names) -> tuple[list[NodeRow], dict]:
-    events = {e.key: e for e in prof.key_averages()}
+    totals = _totals(prof)
     rows = []
     for n in ir.nodes():
-        e = events.get(n.name)
-        if e is None:
-            rows.append(NodeRow(n.name, _label(n), 0, 0.0, 0.0, 0))
-            continue
-        rows.append(NodeRow(n.name, _label(n), e.count // steps, e.cpu_time_total / 1e3 / steps,
-                            getattr(e, "device_time_total", 0.0) / 1e3 / steps,
-                            int((e.device_memory_usage if e.device_memory_usage else e.cpu_memory_usage) / steps)))
-    phases = {}
-    for name in phase_names:
-        e = events.get(name)
-        if e is not None:
-            phases[name] = max(e.cpu_time_total, getattr(e, "device_time_total", 0.0)) / 1e3 / steps
+        t = totals.get(n.name, {"count": 0, "cpu": 0.0, "device": 0.0, "memory": 0})
+        rows.append(NodeRow(n.name, _label(n), t["count"] // steps, t["cpu"] / 1e3 / steps, t["device"] / 1e3 / steps,
+                            int(t["memory"] / steps)))
+    # a phase's wall time: its host range (the host waits for the GPU at the loss and optimiser syncs) or its kernels
+    phases = {name: max(totals[name]["cpu"], totals[name]["device"]) / 1e3 / steps
+              for name in phase_names if name in totals}
     return rows, phases
 
 
