@@ -61,8 +61,16 @@ class ComplexLinear(nn.Module):
                     init_complex_part(part, init)
 
     def block_matrix(self) -> torch.Tensor:
-        """The real [2m, 2n] matrix acting on [xr | xi]."""
-        return torch.cat([torch.cat([self.wr, -self.wi], 1), torch.cat([self.wi, self.wr], 1)], 0)
+        """The real [2m, 2n] matrix acting on [xr | xi]. Without gradients (evaluation, decoding) it is built once and
+        kept until the weights change: a decode step multiplies one token, so rebuilding it every step would cost
+        more than the product itself."""
+        if torch.is_grad_enabled():
+            return torch.cat([torch.cat([self.wr, -self.wi], 1), torch.cat([self.wi, self.wr], 1)], 0)
+        key = (self.wr._version, self.wi._version, self.wr.data_ptr(), self.wi.data_ptr())
+        if getattr(self, "_block_key", None) != key:
+            self._block = torch.cat([torch.cat([self.wr, -self.wi], 1), torch.cat([self.wi, self.wr], 1)], 0)
+            self._block_key = key
+        return self._block
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # [..., 2n] → [..., 2m]
         return F.linear(x, self.block_matrix())

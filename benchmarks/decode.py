@@ -1,0 +1,88 @@
+"""Per-token decode latency at batch 1, side by side: the 100M PAM against the 100M GPT-2 with its KV cache, at
+several context lengths (issue 7). Prints ms per token and the PAM/transformer ratio per context, and the card.
+
+    python benchmarks/decode.py [--contexts 1024 8192 32768] [--specs A.yaml B.yaml]
+
+The state at context C is built directly (every position counter set to C, caches and recurrent states filled with
+random values) instead of by stepping through C tokens: a step's work depends on the state's size and position, not
+on its values, and stepping through 32k tokens first would take minutes. Each model's seq_len is raised to fit the
+longest context (GPT-2's learned position table grows with it).
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import torch
+import yaml
+
+from archsearch.build import build
+from archsearch.lower import lower
+from archsearch.measure import median_ms
+from archsearch.passes import run_passes
+from archsearch.spec import parse
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def at_context(state, context: int):
+    """The decode state after `context` tokens, as far as a step's cost is concerned."""
+    if isinstance(state, bool):
+        return state
+    if isinstance(state, int):
+        return context  # every integer in a block's state is its position counter
+    if isinstance(state, torch.Tensor):
+        return torch.randn_like(state) * 0.02 if state.is_floating_point() else state
+    if isinstance(state, (tuple, list)):
+        return type(state)(at_context(s, context) for s in state)
+    if isinstance(state, dict):
+        return {k: at_context(v, context) for k, v in state.items()}
+    return state
+
+
+def load(spec_path: Path, seq_len: int, vocab: int):
+    doc = yaml.safe_load(spec_path.read_text())
+    doc["model"]["seq_len"] = max(doc["model"]["seq_len"], seq_len)
+    doc.pop("task", None), doc.pop("train", None)
+    return lower(run_passes(build(parse(doc, str(spec_path)), vocab=vocab)))
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--contexts", type=int, nargs="+", default=[1024, 8192, 32768])
+    p.add_argument("--specs", nargs="+", default=[str(ROOT / "examples/paper_pam_100m.yaml"),
+                                                  str(ROOT / "examples/gpt2_100m.yaml")])
+    p.add_argument("--vocab", type=int, default=50257)
+    p.add_argument("--repeats", type=int, default=20)
+    args = p.parse_args()
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    card = torch.cuda.get_device_name() if device.type == "cuda" else "cpu"
+    amp = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else torch.autocast("cpu", enabled=False)
+    results: dict[str, dict[int, float]] = {}
+    for spec in args.specs:
+        name = Path(spec).stem
+        torch.manual_seed(0)
+        model = load(Path(spec), max(args.contexts) + 1, args.vocab).to(device).eval()
+        params = sum(p.numel() for p in model.parameters())
+        results[name] = {}
+        for c in args.contexts:
+            state = at_context(model.init_state(1, device=device), c)
+            tok = torch.randint(0, args.vocab, (1,), device=device)
+            with torch.no_grad(), amp:
+                results[name][c] = median_ms(lambda: model.step(tok, state), device, repeats=args.repeats, warmup=3)
+        print(f"{name}: {params:,} parameters", flush=True)
+        del model
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+    names = list(results)
+    print(f"\ndecode latency, ms per token at batch 1, on {card}")
+    print(f"{'context':>8s} " + " ".join(f"{n:>20s}" for n in names)
+          + (f" {names[0] + ' / ' + names[1]:>36s}" if len(names) == 2 else ""))
+    for c in args.contexts:
+        row = " ".join(f"{results[n][c]:20.3f}" for n in names)
+        ratio = f" {results[names[0]][c] / results[names[1]][c]:36.2f}" if len(names) == 2 else ""
+        print(f"{c:8d} {row}{ratio}")
+
+
+if __name__ == "__main__":
+    main()
