@@ -1,0 +1,110 @@
+"""The sequence-mixer cores alone, forward + backward, side by side (issue 7): PAM in the paper's O(T²) split-real
+dual form (fp32 and bf16) and in the chunked torch form, real gated linear attention (dual, chunked) at the same
+head count, and causal SDPA at 12 heads × 64 against PAM's 6 × 64 complex. Prints ms and the ratio to SDPA, and the
+card; then a T sweep with B·T fixed.
+
+    python benchmarks/mixers.py [--batch 4 --seq 2048] [--sweep 1024 2048 4096 8192 16384 32768 --tokens 32768]
+
+Inputs are random, already projected (q, k, v, per-head log decay); the projections are not timed. Each form is
+checked against the chunked fp32 result before it is timed; a form that runs out of memory prints 'OOM'.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+
+import torch
+import torch.nn.functional as F
+
+from archsearch.measure import median_ms
+from blocks import linear_core
+from blocks.pam import complex_memory
+
+
+def pam_inputs(b, h, t, d, device, dtype):
+    g = torch.Generator(device="cpu").manual_seed(0)
+    make = lambda *s: (torch.randn(*s, generator=g) / math.sqrt(d)).to(device, dtype).requires_grad_()  # noqa: E731
+    parts = [make(b, h, t, d) for _ in range(6)]  # qr, qi, kr, ki, vr, vi
+    log_g = (-torch.rand(b, h, t, generator=g) * 0.1).to(device).requires_grad_()
+    return parts, log_g
+
+
+def pam_core(mode):
+    def run(parts, log_g):
+        yr, yi = complex_memory(*parts, log_g, mode=mode, chunk=64)
+        return yr.sum() + yi.sum()
+    return run
+
+
+def la_core(mode):
+    def run(parts, log_g):
+        q, k, v = parts[0][:, :, None], parts[2], parts[4]
+        y = linear_core.dual(q, k, v, log_g) if mode == "dual" else linear_core.chunked(q, k, v, log_g, 64)
+        return y.sum()
+    return run
+
+
+def sdpa(b, t, device):
+    g = torch.Generator(device="cpu").manual_seed(0)
+    qkv = [torch.randn(b, 12, t, 64, generator=g).to(device, torch.bfloat16 if device.type == "cuda" else torch.float32)
+           .requires_grad_() for _ in range(3)]
+    return lambda: F.scaled_dot_product_attention(*qkv, is_causal=True).float().sum().backward()
+
+
+def time_forms(b, t, device, repeats) -> dict:
+    half = torch.bfloat16 if device.type == "cuda" else torch.float32
+    forms = {"PAM dual fp32 (paper)": (pam_core("dual"), torch.float32),
+             "PAM dual bf16": (pam_core("dual"), half),
+             "PAM chunked (torch)": (pam_core("chunked"), half),
+             "LA dual 6×64": (la_core("dual"), half),
+             "LA chunked 6×64 (torch)": (la_core("chunked"), half)}
+    out = {}
+    for name, (fn, dtype) in forms.items():
+        try:
+            parts, log_g = pam_inputs(b, 6, t, 64, device, dtype)
+            out[name] = median_ms(lambda: fn(parts, log_g).backward(), device, repeats=repeats, warmup=2)
+        except torch.OutOfMemoryError:
+            out[name] = float("nan")
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+    out["SDPA causal 12×64"] = median_ms(sdpa(b, t, device), device, repeats=repeats, warmup=2)
+    return out
+
+
+def check(device) -> None:
+    """Every PAM form against the step recurrence on a short sequence (fp32)."""
+    parts, log_g = pam_inputs(1, 2, 96, 16, device, torch.float32)
+    ref = complex_memory(*parts, log_g, mode="recurrent", chunk=64)
+    for mode in ("dual", "chunked"):
+        got = complex_memory(*parts, log_g, mode=mode, chunk=32)
+        err = max((a - b).abs().max().item() for a, b in zip(got, ref))
+        assert err < 1e-4, f"PAM {mode}: max error {err:.2e} against the recurrence"
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--batch", type=int, default=4)
+    p.add_argument("--seq", type=int, default=2048)
+    p.add_argument("--sweep", type=int, nargs="*", default=[1024, 2048, 4096, 8192, 16384, 32768])
+    p.add_argument("--tokens", type=int, default=32768, help="B·T of the sweep")
+    p.add_argument("--repeats", type=int, default=10)
+    args = p.parse_args()
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    card = torch.cuda.get_device_name() if device.type == "cuda" else "cpu"
+    check(device)
+    print(f"mixer cores, forward + backward, B={args.batch}, T={args.seq}, on {card} (ms; ratio to SDPA)"
+          + ("" if device.type == "cuda" else "; on CPU the bf16 forms run in fp32"))
+    res = time_forms(args.batch, args.seq, device, args.repeats)
+    for name, ms in res.items():
+        print(f"  {name:26s} {ms:9.2f}  {ms / res['SDPA causal 12×64']:6.2f}×")
+    if args.sweep:
+        print(f"\nT sweep, B·T = {args.tokens} (ms)")
+        names = list(res)
+        print(f"{'T':>7s} " + " ".join(f"{n[:16]:>16s}" for n in names))
+        for t in args.sweep:
+            r = time_forms(max(1, args.tokens // t), t, device, max(3, args.repeats // 3))
+            print(f"{t:7d} " + " ".join(f"{r[n]:16.2f}" for n in names), flush=True)
+
+
+if __name__ == "__main__":
+    main()
