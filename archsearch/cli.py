@@ -163,10 +163,12 @@ def _task_info(spec) -> dict:
 def cmd_profile(args) -> int:
     from pathlib import Path
 
+    from dataclasses import replace
+
     from . import profile
     from .compiler import compile_spec
     from .export.inputs import vocab_of
-    from .train import resolve_device
+    from .train import resolve_device, step_shape
 
     src = _source(args)
     ir = compile_spec(src.spec, vocab=vocab_of(src, None, args.vocab) or _task_vocab(src.spec))
@@ -174,10 +176,11 @@ def cmd_profile(args) -> int:
         device = resolve_device(args.device or src.spec.train.device)
     except (ValueError, RuntimeError) as e:
         raise SpecError(Loc("--device"), str(e)) from None
-    seq_len = args.seq_len or src.spec.train.seq_len or ir.model.seq_len
+    batch, seq_len = step_shape(replace(src.spec.train, seq_len=args.seq_len or src.spec.train.seq_len),
+                                ir.model.seq_len)
     if seq_len > ir.model.seq_len:
         raise SpecError(Loc("--seq-len"), f"{seq_len} exceeds the model's seq_len {ir.model.seq_len}")
-    batch = args.batch or max(1, src.spec.train.batch_tokens // seq_len)
+    batch = args.batch or batch
     name = Path(src.spec.file).stem + (f"-trial{src.trial}" if src.trial is not None else "")
     logdir = Path(args.logdir) if args.logdir else Path("runs") / "profile" / name
     rows, phases = profile.run(ir, logdir, device=device, batch=batch, seq_len=seq_len, steps=args.steps,

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, replace
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -14,7 +14,7 @@ from .errors import Loc, SpecError
 from .lower import lower
 from .passes import run_passes
 from .spec import Spec, load_spec
-from .train import autocast_for, resolve_device, train
+from .train import autocast_for, resolve_device, step_shape, train
 
 
 def device_name(device: torch.device) -> str:
@@ -35,7 +35,7 @@ def train_spec(spec: Spec | str, *, out: Path | None = None, fresh: bool = False
     spec = spec if isinstance(spec, Spec) else load_spec(spec)
     task = task or tasks.make(spec.task)
     ir = run_passes(build(spec, vocab=task.vocab_size))
-    seq_len = spec.train.seq_len or ir.model.seq_len
+    _, seq_len = step_shape(spec.train, ir.model.seq_len)
     if seq_len > ir.model.seq_len:
         raise SpecError(Loc(spec.file, 0, "train.seq_len"), f"{seq_len} exceeds model.seq_len {ir.model.seq_len}")
     try:

@@ -65,6 +65,12 @@ def lr_at(step: int, total: int, cfg: TrainConfig) -> float:
     return floor + (cfg.lr - floor) * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
 
 
+def step_shape(cfg: TrainConfig, model_seq_len: int) -> tuple[int, int]:
+    """(sequences, length) of one optimiser step: the training length (default the model's) and batch_tokens of it."""
+    seq_len = cfg.seq_len or model_seq_len
+    return max(1, cfg.batch_tokens // seq_len), seq_len
+
+
 def plan(cfg: TrainConfig, seq_len: int) -> tuple[int, int, int]:
     """(sequences per forward, forwards per step, steps) for the token budget."""
     micro = cfg.micro_batch or max(1, cfg.batch_tokens // seq_len)

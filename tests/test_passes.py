@@ -9,7 +9,7 @@ from archsearch import registry
 from archsearch.build import build
 from archsearch.compiler import compile_spec, compile_text
 from archsearch.errors import SpecError
-from archsearch.passes import PASSES, cost, run_passes, shapes, validate
+from archsearch.passes import PASSES, run_passes, shapes, validate
 from archsearch.spec import parse_text
 
 TINY = """

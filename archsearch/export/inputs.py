@@ -48,7 +48,11 @@ def from_study(out: Path, which: str, storage: str | None = None) -> Source:
     from ..search.report import load
 
     study, _ = load(out, storage)
-    t = pick_trial(study, which)
+    return trial_source(out, pick_trial(study, which))
+
+
+def trial_source(out: Path, t) -> Source:
+    """A finished trial's exact spec (from OUT/trials/) and vocabulary."""
     spec_file = Path(t.user_attrs["spec_file"])
     if not spec_file.is_file():
         spec_file = out / "trials" / spec_file.name  # the folder was moved since the study ran

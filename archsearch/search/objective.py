@@ -20,9 +20,9 @@ from ..lower import lower
 from ..measure import measure
 from ..passes import run_passes
 from ..spec import parse
-from ..train import autocast_for, resolve_device, train
+from ..train import autocast_for, resolve_device, step_shape, train
 from .recovery import INTERRUPTED
-from .space import Space, lr_grid, sample, sample_lr
+from .space import Space, lr_grid, pareto_costs, sample, sample_lr
 
 
 def quality(metrics: dict, name: str) -> float:
@@ -30,6 +30,11 @@ def quality(metrics: dict, name: str) -> float:
     if name == "accuracy":
         return 1.0 - metrics["accuracy"]
     return math.log(metrics["ppl"]) if name == "ppl" else metrics["loss"]
+
+
+def result_quality(result: dict, name: str) -> float:
+    """The quality term of a run's results (keys `val_…`, as fit() returns them)."""
+    return quality({k[4:]: v for k, v in result.items() if k.startswith("val_")}, name)
 
 
 def weighted(q: float, costs: dict, reference: dict, weights: dict) -> float:
@@ -75,11 +80,11 @@ class Objective:
     def measured(self, spec, ir, model) -> dict:
         """Latency, memory and counted FLOPs of the built model, at the trial's batch and length."""
         device = resolve_device(spec.train.device)
-        seq_len = spec.train.seq_len or ir.model.seq_len
+        batch, seq_len = step_shape(spec.train, ir.model.seq_len)
         context = self.space.search.decode_context
         context = seq_len - 1 if context is None else min(context, ir.model.seq_len - 1)
-        return measure(model, ir.model.vocab, max(1, spec.train.batch_tokens // seq_len), seq_len, device,
-                       autocast_for(device, spec.train.precision), decode_context=context)
+        return measure(model, ir.model.vocab, batch, seq_len, device, autocast_for(device, spec.train.precision),
+                       decode_context=context)
 
     def reference_costs(self, spec) -> dict:
         """Analytic and measured costs of one architecture (the weighted objective's reference), without training."""
@@ -101,7 +106,7 @@ class Objective:
         TrialFailed when it diverges, runs out of memory or a block raises; results hold 'stopped' when on_eval
         stopped it."""
         device = resolve_device(spec.train.device)
-        seq_len = spec.train.seq_len or ir.model.seq_len
+        _, seq_len = step_shape(spec.train, ir.model.seq_len)
         try:
             torch.manual_seed(spec.train.seed)
             model = lower(ir)
@@ -166,17 +171,17 @@ class Objective:
         if reason:
             return self.prune(trial, reason)
         try:
-            final = self.train_for(trial, spec, ir)
+            q = self.train_for(trial, spec, ir)
         except TrialFailed as e:
             return self.fail(trial, e.reason, e.detail)
-        q = quality(final, self.space.search.quality)
         if self.space.search.objective == "pareto":
-            return (q, *(costs[c] for c in (self.space.search.pareto_costs or ["latency_train_ms"])))
+            return (q, *(costs[c] for c in pareto_costs(self.space.search)))
         reference = trial.study.user_attrs.get("reference") or costs
         return weighted(q, costs, reference, self.space.search.weights)
 
-    def train_for(self, trial, spec, ir) -> dict:
-        """Train with the trial's learning rate, or with each rate of the grid keeping the best; record the results."""
+    def train_for(self, trial, spec, ir) -> float:
+        """Train with the trial's learning rate, or with each rate of the grid keeping the best; record the results
+        and return the best run's quality term."""
         grid = lr_grid(self.space)
         # baselines always train to the end: every study holds each family's full measurement; a grid's runs would
         # report the same steps twice, so best-of-grid trials are not pruned either
@@ -202,18 +207,18 @@ class Objective:
             if "stopped" in result:
                 trial.set_user_attr("pruned_reason", result["stopped"])
                 raise optuna.TrialPruned()
-            q = quality({k[4:]: v for k, v in result.items() if k.startswith("val_")}, self.space.search.quality)
+            q = result_quality(result, self.space.search.quality)
             tried[f"{lr:g}"] = q
             if best is None or q < best[0]:
                 best = (q, lr, result)
                 self.save_weights(trial.number, model)
-        _, lr, result = best
+        q, lr, result = best
         trial.set_user_attr("lr", lr)
         if grid:
             trial.set_user_attr("lr_grid_quality", tried)
         for k, v in result.items():
             trial.set_user_attr(k, v)
-        return {k[4:]: v for k, v in result.items() if k.startswith("val_")}
+        return q
 
     def save_weights(self, number: int, model) -> None:
         """The trained weights of a trial, for `archsearch export` (only the best trials' are kept: keep_weights)."""

@@ -23,10 +23,13 @@ def retry(study, trial) -> None:
                                     "retries": trial.user_attrs.get("retries", 0) + 1})
 
 
-def retry_stale(study, trial) -> None:
-    """Optuna's heartbeat callback: `trial` has just been failed because its worker stopped beating."""
+def retry_stale(study, trial) -> bool:
+    """Optuna's heartbeat callback (and ours for dead local workers): `trial` has just been failed because its worker
+    stopped; it is retried unless it already was. Returns whether it was."""
     if trial.user_attrs.get("retries", 0) < MAX_RETRIES:
         retry(study, trial)
+        return True
+    return False
 
 
 def superseded(trials) -> set[int]:
@@ -66,9 +69,7 @@ def recover(study, storage) -> int:
             # the trial id is Optuna's own handle for a trial in its storage
             storage.set_trial_user_attr(t._trial_id, "failed_reason", f"worker {t.user_attrs['worker']} died")
             storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
-            if t.user_attrs.get("retries", 0) < MAX_RETRIES:
-                retry(study, t)
-                n += 1
+            n += retry_stale(study, t)
         elif t.state == TrialState.FAIL and t.user_attrs.get("failed_reason") == INTERRUPTED and t.number not in gone:
             retry(study, t)
             n += 1

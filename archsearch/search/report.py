@@ -12,7 +12,7 @@ from optuna.trial import TrialState
 from ..errors import Loc, SpecError
 from .recovery import superseded
 from .families import Quality, family, pam_fraction, verdict_cost, verdict_pair
-from .retrain import seed_stats, seeds_study_name
+from .retrain import SEEDS, load_seeds, seed_stats
 from .study import summary
 
 COLUMNS = (("val_ppl", "val ppl", "{:.2f}"), ("val_bpb", "bits/byte", "{:.4f}"), ("val_accuracy", "accuracy", "{:.4f}"),
@@ -42,14 +42,10 @@ def load(out: Path, storage: str | None = None):
     from .study import make_storage
 
     store = make_storage(storage)
-    names = [n for n in optuna.study.get_all_study_names(storage=store) if not n.endswith(".seeds")]
+    names = [n for n in optuna.study.get_all_study_names(storage=store) if not n.endswith(SEEDS)]
     if len(names) != 1:
         raise SpecError(Loc(str(out)), f"expected one study in the storage, found {len(names)}: pick one with --storage")
-    study = optuna.load_study(study_name=names[0], storage=store)
-    seeds = None
-    if seeds_study_name(names[0]) in optuna.study.get_all_study_names(storage=store):
-        seeds = optuna.load_study(study_name=seeds_study_name(names[0]), storage=store)
-    return study, seeds
+    return optuna.load_study(study_name=names[0], storage=store), load_seeds(store, names[0])
 
 
 def front(points):
@@ -112,18 +108,22 @@ def _with_seeds(t, q: Quality, stats: dict) -> str:
     return f"{q.short} {fmt.format(t.user_attrs[q.key])} (1 seed)"
 
 
-def within_noise(p, r, stats: dict) -> bool:
-    """True when both have several seeds and their means differ by no more than the sum of their deviations."""
+def _gap(p, r, stats: dict):
+    """(gap of the pair's seed means, sum of their standard deviations), or None unless both have several seeds."""
     sp, sr = stats.get(p.number), stats.get(r.number)
-    return bool(sp and sr) and abs(sp["mean"] - sr["mean"]) <= sp["std"] + sr["std"]
+    return (abs(sp["mean"] - sr["mean"]), sp["std"] + sr["std"]) if sp and sr else None
+
+
+def within_noise(p, r, stats: dict) -> bool:
+    gap = _gap(p, r, stats)
+    return gap is not None and gap[0] <= gap[1]
 
 
 def _spread_note(p, r, stats: dict) -> str:
     """Whether the gap between the pair is larger than their seed spread (or that there is no spread to judge by)."""
-    sp, sr = stats.get(p.number), stats.get(r.number)
-    if not (sp and sr):
+    if _gap(p, r, stats) is None:
         return " A single seed each: the gap is not yet tested against seed noise."
-    gap, noise = abs(sp["mean"] - sr["mean"]), sp["std"] + sr["std"]
+    gap, noise = _gap(p, r, stats)
     return (f" The gap of the seed means ({gap:.3g}) is {'larger' if gap > noise else 'no larger'} than the sum of "
             f"their standard deviations ({noise:.3g}){'.' if gap > noise else ': within seed noise.'}")
 

@@ -13,13 +13,16 @@ import optuna
 from optuna.trial import FixedTrial, TrialState
 
 from .families import Quality, family, verdict_cost, verdict_pair
-from .objective import Objective, TrialFailed, quality, worker_id
+from .objective import Objective, TrialFailed, result_quality, worker_id
 from .recovery import INTERRUPTED, counted
 from .space import retrain_settings
 
 
+SEEDS = ".seeds"  # the re-training study's name: the search's name and this
+
+
 def seeds_study_name(name: str) -> str:
-    return f"{name}.seeds"
+    return name + SEEDS
 
 
 def selected(study, top_k: int) -> list:
@@ -99,7 +102,7 @@ def _run_one(job, seeds_study, study, storage, objective: Objective, echo) -> No
     for k, v in result.items():
         put(k, v)
     name = objective.space.search.quality
-    seeds_study.tell(job.number, quality({k[4:]: v for k, v in result.items() if k.startswith("val_")}, name))
+    seeds_study.tell(job.number, result_quality(result, name))
     echo(f"retrain trial {source} seed {seed}: {name} {result[f'val_{name}']:.4g}")
 
 

@@ -49,6 +49,11 @@ class SearchConfig:
     profiles: Any = None  # {cpu: {...}, gpu: {...}} of Profile fields
 
 
+def pareto_costs(search: "SearchConfig") -> list[str]:
+    """The costs a Pareto study minimises next to quality (training-step latency unless the space names others)."""
+    return list(search.pareto_costs or ["latency_train_ms"])
+
+
 COST_NAMES = ("params", "flops_per_token", "state_bytes", "latency_train_ms", "latency_prefill_ms",
               "peak_memory_bytes", "flops_train_step")
 

@@ -14,6 +14,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import optuna
+import torch
 from optuna.storages import RDBStorage
 from optuna.trial import TrialState
 
@@ -25,7 +26,7 @@ from . import retrain
 from .objective import Objective, worker_id
 from .recovery import FINISHED, counted, recover, retry_stale, superseded
 from .families import family
-from .space import CentreTrial, first_choice, load_space, template_for
+from .space import CentreTrial, first_choice, load_space, pareto_costs, template_for
 
 HEARTBEAT_S = int(os.environ.get("ARCHSEARCH_HEARTBEAT_S", "30"))  # a lost worker's trial is failed after 3 beats
 
@@ -85,11 +86,12 @@ def baseline_params(template: dict, family: str) -> dict:
     return params
 
 
-def centre_trial(objective: Objective, template: dict, fam: str) -> CentreTrial:
-    """The pure-`fam` architecture at the middle of every range: all baselines share width, depth and rate."""
+def centre_trial(objective: Objective, template: dict, fam: str):
+    """The pure-`fam` architecture at the middle of every range (all baselines share width, depth and rate): the
+    parameters to enqueue and the spec."""
     centre = CentreTrial(baseline_params(template, fam))
-    objective.spec_of(centre, label=f"baseline-{fam}")
-    return centre
+    spec, _ = objective.spec_of(centre, label=f"baseline-{fam}")
+    return centre.params, spec
 
 
 class Setup:
@@ -99,8 +101,6 @@ class Setup:
                  device: str | None, workers: int = 1, timeout_minutes: float | None = None):
         self.space = load_space(space_path)
         s = self.space.search
-        import torch
-
         self.profile_name = profile or ("gpu" if torch.cuda.is_available() else "cpu")
         if self.profile_name not in self.space.profiles:
             raise SpecError(Loc(self.space.file, 0, "search.profiles"), f"no '{self.profile_name}' profile in this space")
@@ -113,7 +113,7 @@ class Setup:
         self.url = storage or default_storage(self.out, workers)
         self.storage = make_storage(self.url)
         self.multi = s.objective == "pareto"
-        directions = ["minimize"] * (1 + len(s.pareto_costs or ["latency_train_ms"])) if self.multi else ["minimize"]
+        directions = ["minimize"] * (1 + len(pareto_costs(s)) if self.multi else 1)
         steps = max(1, self.profile.tokens // self.profile.batch_tokens)
         # processes that may share a study (workers, or a storage named by URL that other hosts can reach) must not
         # draw the same samples: each seeds its sampler from its host:pid; a lone run keeps the space's seed
@@ -143,27 +143,25 @@ def _create(name: str, storage, **kw):
 def prepare(setup: Setup, echo=print) -> None:
     """Baselines enqueued first (the first is the weighted objective's reference, measured here before any trial)."""
     s, study = setup.space.search, setup.study
-    cost = next(iter(s.weights or {}), None) if not setup.multi else (s.pareto_costs or ["latency_train_ms"])[0]
-    if study.user_attrs.get("verdict_cost") != (cost or "latency_train_ms"):
-        study.set_user_attr("verdict_cost", cost or "latency_train_ms")  # the report holds this cost equal
+    cost = pareto_costs(s)[0] if setup.multi else next(iter(s.weights or {}), "latency_train_ms")
+    if study.user_attrs.get("verdict_cost") != cost:
+        study.set_user_attr("verdict_cost", cost)  # the report holds this cost equal
     if study.user_attrs.get("quality") != s.quality:
         study.set_user_attr("quality", s.quality)
     if not study.trials:
         for fam in (s.baselines or []):
             registry.get(fam, Loc(setup.space.file, 0, "search.baselines"))
-            centre = centre_trial(setup.objective, setup.template, fam)
-            study.enqueue_trial(centre.params, user_attrs={"baseline": fam}, skip_if_exists=True)
+            params, _ = centre_trial(setup.objective, setup.template, fam)
+            study.enqueue_trial(params, user_attrs={"baseline": fam}, skip_if_exists=True)
     if not setup.multi and s.weights and "reference" not in study.user_attrs:
         fam = (s.baselines or [None])[0]
         if fam is None:
             raise SpecError(Loc(setup.space.file, 0, "search.baselines"),
                             "the weighted objective needs a baseline: its first is the cost reference")
-        spec, _ = setup.objective.spec_of(centre_trial(setup.objective, setup.template, fam), label=f"baseline-{fam}")
+        _, spec = centre_trial(setup.objective, setup.template, fam)
         echo(f"measuring the reference architecture (pure {fam} at the space's size)…")
         ref = setup.objective.reference_costs(spec)
         study.set_user_attr("reference", {**ref, "family": fam})
-        import torch
-
         if torch.cuda.is_available():
             torch.cuda.empty_cache()  # the workers (or this process's trials) get the memory back
 
@@ -176,11 +174,10 @@ def _stop_at(n_trials: int):
 
 
 def _progress(setup: Setup, n_trials: int, echo):
-    start, finished = time.perf_counter(), [0]
+    start = time.perf_counter()
     first = len(counted(setup.study.get_trials(deepcopy=False)))
 
     def callback(study, trial):
-        finished[0] += 1
         n_done = len(counted(study.get_trials(deepcopy=False)))
         elapsed = time.perf_counter() - start
         eta = elapsed / max(1, n_done - first) * max(0, n_trials - n_done)
@@ -289,19 +286,19 @@ def profile_trials(study, setup: Setup, k: int, echo=print) -> None:
     """Profile the best k complete trials: OUT/profiles/trial_N/ holds the trace and table.txt the per-node table."""
     from .. import profile
     from ..compiler import compile_spec
-    from ..spec import load_spec
-    from ..train import resolve_device
+    from ..export.inputs import trial_source
+    from ..train import resolve_device, step_shape
 
     done = sorted((t for t in counted(study.trials) if t.state == TrialState.COMPLETE and t.values),
                   key=lambda t: t.values[0])[:k]
     for t in done:
-        spec = load_spec(t.user_attrs["spec_file"])
-        ir = compile_spec(spec, vocab=t.user_attrs.get("vocab"))
-        device = resolve_device(spec.train.device)
-        seq_len = spec.train.seq_len or ir.model.seq_len
+        src = trial_source(setup.out, t)
+        ir = compile_spec(src.spec, vocab=src.vocab)
+        device = resolve_device(src.spec.train.device)
+        batch, seq_len = step_shape(src.spec.train, ir.model.seq_len)
         folder = setup.out / "profiles" / f"trial_{t.number:04d}"
-        rows, phases = profile.run(ir, folder, device=device, batch=max(1, spec.train.batch_tokens // seq_len),
-                                   seq_len=seq_len, decode=8, precision=spec.train.precision)
+        rows, phases = profile.run(ir, folder, device=device, batch=batch, seq_len=seq_len, decode=8,
+                                   precision=src.spec.train.precision)
         (folder / "table.txt").write_text(profile.format_table(rows, phases, device) + "\n")
         echo(f"profiled trial {t.number}: {folder / 'table.txt'} and its trace")
 

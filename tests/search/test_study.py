@@ -1,6 +1,5 @@
 """The search end to end on CPU: the smoke space, resume (after a clean stop and after kill -9), parallel workers on
 one journal, constraints before allocation, failures recorded, best-of-grid learning rates."""
-import os
 import signal
 import subprocess
 import sys
