@@ -12,6 +12,7 @@ import math
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from blocks import linear_core
 from blocks.holographic import fft_flops
 
 aten = torch.ops.aten
@@ -46,7 +47,7 @@ def counter() -> FlopCounterMode:
 
 
 def count(fn, *args, **kwargs) -> tuple[int, object]:
-    """(FLOPs counted while running fn(*args, **kwargs), its result)."""
-    with counter() as c:
+    """(FLOPs counted while running fn(*args, **kwargs), its result), on the pure-torch forms of the memories."""
+    with linear_core.torch_forms(), counter() as c:
         out = fn(*args, **kwargs)
     return c.get_total_flops(), out

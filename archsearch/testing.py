@@ -5,7 +5,8 @@
 
 Checks, each over every config in the block's optional `test_configs` (a tuple of small config dicts; default:
 the Config defaults): shape preserved; causality; step form == parallel form (fp32, relative error ≤ 1e-5 after 64
-steps); every parallel form (the Config's `mode` choices) == the recurrence; gradients reach every parameter;
+steps); every parallel form (the Config's `mode` choices, those the block's optional `mode_usable(mode, device)` allows
+here) == the recurrence, forward and backward; gradients reach every parameter;
 analytic params == built params; analytic FLOPs == FLOPs counted on the reference (step) path within 2%; no NaN/inf
 in fp32 and under bf16 autocast; reported state bytes == bytes of the real step state.
 """
@@ -123,16 +124,29 @@ def _modes(cls) -> tuple:
     return typing.get_args(hints["mode"])
 
 
+def _output_and_grads(m, x: torch.Tensor, weight: torch.Tensor):
+    """y and the gradients of Σ y·weight for the input and every parameter, flattened into one vector."""
+    x = x.clone().requires_grad_()
+    y = m(x)
+    (y * weight).sum().backward()
+    grads = [x.grad] + [p.grad if p.grad is not None else torch.zeros_like(p) for p in m.parameters()]
+    return y.detach(), torch.cat([g.flatten() for g in grads])
+
+
 def check_forms(case: Case) -> None:
     modes = _modes(case.cls)
     if "recurrent" not in modes:
         return
+    usable = getattr(case.cls, "mode_usable", lambda mode, device: True)  # e.g. a GPU kernel's mode on CPU
     x = case.inputs()
-    with torch.no_grad():
-        ref = case.build(dataclasses.replace(case.cfg, mode="recurrent"))(x)
-        for mode in modes:
-            rel = _rel(case.build(dataclasses.replace(case.cfg, mode=mode))(x), ref)
-            assert rel <= REL_TOL, f"mode {mode!r} differs from the recurrence: relative error {rel:.3g}"
+    weight = torch.randn(x.shape, generator=torch.Generator().manual_seed(3)).to(x.dtype)
+    ref, ref_grads = _output_and_grads(case.build(dataclasses.replace(case.cfg, mode="recurrent")), x, weight)
+    for mode in (m for m in modes if usable(m, x.device)):
+        y, grads = _output_and_grads(case.build(dataclasses.replace(case.cfg, mode=mode)), x, weight)
+        rel = _rel(y, ref)
+        assert rel <= REL_TOL, f"mode {mode!r} differs from the recurrence: relative error {rel:.3g}"
+        rel = _rel(grads, ref_grads)
+        assert rel <= REL_TOL, f"mode {mode!r}: gradients differ from the recurrence's: relative error {rel:.3g}"
 
 
 def check_gradients(case: Case) -> None:

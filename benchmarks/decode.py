@@ -1,5 +1,9 @@
 """Per-token decode latency at batch 1, side by side: the 100M PAM against the 100M GPT-2 with its KV cache, at
 several context lengths (issue 7). Prints ms per token and the PAM/transformer ratio per context, and the card.
+Each model decodes eagerly (model.step, one Python call per layer); on a GPU, a model whose step has fixed shapes
+(the recurrent ones) is also timed as one CUDA graph per step, and as a graph of the torch.compile'd step
+(archsearch.decode.GraphedDecoder). The transformer's
+KV cache is bf16 on the GPU (its compute dtype), fp32 on CPU; SDPA reads the first C+1 entries.
 
     python benchmarks/decode.py [--contexts 1024 8192 32768] [--specs A.yaml B.yaml]
 
@@ -17,6 +21,7 @@ import torch
 import yaml
 
 from archsearch.build import build
+from archsearch.decode import GraphedDecoder, capturable
 from archsearch.lower import lower
 from archsearch.measure import median_ms
 from archsearch.passes import run_passes
@@ -32,7 +37,7 @@ def at_context(state, context: int):
     if isinstance(state, int):
         return context  # every integer in a block's state is its position counter
     if isinstance(state, torch.Tensor):
-        return torch.randn_like(state) * 0.02 if state.is_floating_point() else state
+        return torch.randn_like(state) * 0.02 if state.is_floating_point() else torch.full_like(state, context)
     if isinstance(state, (tuple, list)):
         return type(state)(at_context(s, context) for s in state)
     if isinstance(state, dict):
@@ -54,6 +59,7 @@ def main() -> None:
                                                   str(ROOT / "examples/gpt2_100m.yaml")])
     p.add_argument("--vocab", type=int, default=50257)
     p.add_argument("--repeats", type=int, default=20)
+    p.add_argument("--no-compile", action="store_true", help="skip the torch.compile'd graph (compiling takes ~1 min)")
     args = p.parse_args()
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     card = torch.cuda.get_device_name() if device.type == "cuda" else "cpu"
@@ -64,24 +70,36 @@ def main() -> None:
         torch.manual_seed(0)
         model = load(Path(spec), max(args.contexts) + 1, args.vocab).to(device).eval()
         params = sum(p.numel() for p in model.parameters())
-        results[name] = {}
+        cache_dtype = torch.bfloat16 if device.type == "cuda" else None
+        graphs = {}
+        if device.type == "cuda" and capturable(model):
+            graphs["CUDA graph"] = GraphedDecoder(model, 1, device, autocast=torch.bfloat16)
+            if not args.no_compile:
+                graphs["compiled+graph"] = GraphedDecoder(model, 1, device, autocast=torch.bfloat16, compile=True)
+        results[f"{name} eager"] = {}
+        graph_rows = {label: {} for label in graphs}
         for c in args.contexts:
-            state = at_context(model.init_state(1, device=device), c)
+            state = at_context(model.init_state(1, device=device, dtype=cache_dtype), c)
             tok = torch.randint(0, args.vocab, (1,), device=device)
             with torch.no_grad(), amp:
-                results[name][c] = median_ms(lambda: model.step(tok, state), device, repeats=args.repeats, warmup=3)
+                results[f"{name} eager"][c] = median_ms(lambda: model.step(tok, state), device, repeats=args.repeats,
+                                                        warmup=3)
+            for label, graphed in graphs.items():
+                graphed.load(state)
+                graph_rows[label][c] = median_ms(lambda: graphed(tok), device, repeats=args.repeats, warmup=3)
+        results |= {f"{name} {label}": row for label, row in graph_rows.items()}
         print(f"{name}: {params:,} parameters", flush=True)
-        del model
+        del model, graphs
         if device.type == "cuda":
             torch.cuda.empty_cache()
     names = list(results)
-    print(f"\ndecode latency, ms per token at batch 1, on {card}")
-    print(f"{'context':>8s} " + " ".join(f"{n:>20s}" for n in names)
-          + (f" {names[0] + ' / ' + names[1]:>36s}" if len(names) == 2 else ""))
+    base = next((n for n in names if "gpt2" in n), names[-1])
+    print(f"\ndecode latency, ms per token at batch 1, on {card}; ratio: each row / {base}")
+    width = max(26, *(len(n) for n in names))
+    print(f"{'context':>8s} " + " ".join(f"{n:>{width}s}" for n in names))
     for c in args.contexts:
-        row = " ".join(f"{results[n][c]:20.3f}" for n in names)
-        ratio = f" {results[names[0]][c] / results[names[1]][c]:36.2f}" if len(names) == 2 else ""
-        print(f"{c:8d} {row}{ratio}")
+        print(f"{c:8d} " + " ".join(f"{results[n][c]:{width - 9}.3f} ({results[n][c] / results[base][c]:5.2f}×)"
+                                     for n in names))
 
 
 if __name__ == "__main__":

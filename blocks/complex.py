@@ -66,6 +66,8 @@ class ComplexLinear(nn.Module):
         more than the product itself."""
         if torch.is_grad_enabled():
             return torch.cat([torch.cat([self.wr, -self.wi], 1), torch.cat([self.wi, self.wr], 1)], 0)
+        if torch.compiler.is_compiling() and hasattr(self, "_block"):
+            return self._block  # a compiled decode step (archsearch.decode) runs after an eager warm-up built it
         key = (self.wr._version, self.wi._version, self.wr.data_ptr(), self.wi.data_ptr())
         if getattr(self, "_block_key", None) != key:
             self._block = torch.cat([torch.cat([self.wr, -self.wi], 1), torch.cat([self.wi, self.wr], 1)], 0)

@@ -35,6 +35,8 @@ class Embedding(nn.Module):
         x = self.weight[ids]
         if self.pos is not None:
             t = ids.shape[-1]
+            if isinstance(start, torch.Tensor):  # a CUDA-graph decode step: its caller keeps start in range
+                return x + self.pos[start + torch.arange(t, device=ids.device)]
             if start + t > self.seq_len:
                 raise ValueError(f"sequence of {start + t} tokens exceeds the {self.seq_len} learned positions")
             x = x + self.pos[start:start + t]

@@ -1,7 +1,7 @@
 """Real-valued matrix-state memory: gated linear attention. The default is the paper's structurally matched real
 ablation of PAM ("SAM"): decay softplus(w·x − 4), GSP σ(W x − 3) on the signed input, real RoPE, scores Q Kᵀ/√d with
 the decay mask, no softmax. Options: fixed (RetNet-style γ_h = 1 − 2^(−5−h)) or no decay, and the classic kernelised
-form (feature map elu+1 with a normaliser, no RoPE). Forms as in pam: recurrent (reference), dual, chunked.
+form (feature map elu+1 with a normaliser, no RoPE). Forms as in pam: recurrent (reference), dual, chunked, triton.
 """
 from __future__ import annotations
 
@@ -15,9 +15,9 @@ from torch import nn
 
 from . import linear_core
 from .gates import DecayGSP
-from .rope import apply_rope, rope_angles
+from .rope import apply_rope, rope_angles, step_positions
 
-Mode = Literal["auto", "recurrent", "dual", "chunked"]
+Mode = Literal["auto", "recurrent", "dual", "chunked", "triton"]
 
 
 def fixed_log_decay(heads: int) -> torch.Tensor:
@@ -109,6 +109,8 @@ class LinearAttention(nn.Module):
         b, h, t, d = y.shape
         return self.out(y.transpose(1, 2).reshape(b, t, h * d).to(dtype))
 
+    mode_usable = staticmethod(linear_core.mode_usable)
+
     def resolve_mode(self, seq_len: int, device: torch.device) -> str:
         if self.cfg.mode != "auto":
             return self.cfg.mode
@@ -116,13 +118,7 @@ class LinearAttention(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         q, k, v, log_g = self._project(x, torch.arange(x.shape[1], device=x.device))
-        mode = self.resolve_mode(x.shape[1], x.device)
-        if mode == "recurrent":
-            y, _ = linear_core.recurrent(q, k, v, log_g)
-        elif mode == "dual":
-            y = linear_core.dual(q, k, v, log_g)
-        else:
-            y = linear_core.chunked(q, k, v, log_g, self.cfg.chunk)
+        y = linear_core.memory(q, k, v, log_g, self.resolve_mode(x.shape[1], x.device), self.cfg.chunk)
         return self._merge(y[:, :, 0], x.dtype)
 
     def init_state(self, batch: int, device=None, dtype=None):
@@ -132,6 +128,6 @@ class LinearAttention(nn.Module):
 
     def step(self, x_t: torch.Tensor, state):
         s, pos = state
-        q, k, v, log_g = self._project(x_t[:, None], torch.tensor([pos], device=x_t.device))
+        q, k, v, log_g = self._project(x_t[:, None], step_positions(pos, x_t.device))
         s, y = linear_core.step(q[:, :, :, 0], k[:, :, 0], v[:, :, 0], log_g[:, :, 0], s)
         return self._merge(y[:, :, 0, None], x_t.dtype)[:, 0], (s, pos + 1)

@@ -6,11 +6,16 @@ All forms compute y_t = q_t · S_t with S_t = g_t S_{t−1} + k_tᵀ v_t, accumu
 - recurrent: the step recurrence, one token at a time (the reference);
 - dual: the O(T²) form y = ((q kᵀ) ⊙ L) v with L[t, i] = exp(c_t − c_i) for i ≤ t, c = cumsum(log_g);
 - chunked: dual inside chunks of C tokens, chunk states combined by a decay-masked matmul across chunks:
-  batched matmuls only, no Python loop over chunks.
+  batched matmuls only, no Python loop over chunks;
+- triton: the chunked form as fused Triton kernels (blocks/kernels; GPU, or CPU under TRITON_INTERPRET=1).
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import torch
+
+_TORCH_ONLY = [False]  # set inside torch_forms(): `auto` then ignores the kernels
 
 
 def acc(x: torch.Tensor) -> torch.Tensor:
@@ -18,10 +23,44 @@ def acc(x: torch.Tensor) -> torch.Tensor:
     return x.to(torch.promote_types(x.dtype, torch.float32))
 
 
+def _kernels():
+    """The Triton kernel package, or None where it cannot be imported (an exported standalone file has no package:
+    it runs the pure-torch forms)."""
+    try:
+        from . import kernels
+    except ImportError:
+        return None
+    return kernels
+
+
+def triton_usable(device: torch.device) -> bool:
+    kernels = _kernels()
+    return kernels is not None and kernels.usable(device)
+
+
+@contextmanager
+def torch_forms():
+    """Within this context `mode: auto` picks a pure-torch form even where the kernels could run: FLOPs are counted
+    on the torch path (archsearch.flops), since a counter sees nothing inside a Triton kernel."""
+    _TORCH_ONLY[0], before = True, _TORCH_ONLY[0]
+    try:
+        yield
+    finally:
+        _TORCH_ONLY[0] = before
+
+
+def mode_usable(mode: str, device) -> bool:
+    """Whether a block's `mode` can run on `device` (only the Triton form has requirements)."""
+    return mode != "triton" or triton_usable(torch.device(device))
+
+
 def auto_mode(seq_len: int, chunk: int, device: torch.device) -> str:
-    """The faster pure-torch form, as measured by benchmarks/mixer_forms.py (docs/performance.md): on an H200 the
+    """The fastest form here: the Triton kernels on a CUDA GPU with Triton installed (benchmarks/mixers.py), else
+    the faster pure-torch form as measured by benchmarks/mixer_forms.py (docs/performance.md): on an H200 the
     O(T²) dual form wins up to T = 1024 (fewer, larger kernels) and the chunked form beyond; on CPU the chunked
     form wins as soon as T exceeds one chunk."""
+    if device.type == "cuda" and not _TORCH_ONLY[0] and triton_usable(device):
+        return "triton"
     limit = 16 * chunk if device.type == "cuda" else chunk
     return "dual" if seq_len <= limit else "chunked"
 
@@ -98,3 +137,24 @@ def chunked(q, k, v, log_g, chunk: int = 64):
     entering = torch.cat([torch.zeros_like(states[:, :, :1]), states[:, :, :-1]], 2)
     y = y + torch.matmul(q * c.exp()[..., None][:, :, None], entering[:, :, None])
     return y.reshape(b, h, g, n * chunk, dv)[:, :, :, :t]
+
+
+def fused(q, k, v, log_g):
+    """The chunked form by the Triton kernels (same contract as `chunked`). Raises a one-line error where they
+    cannot run."""
+    if not triton_usable(q.device):
+        raise RuntimeError("mode 'triton' needs Triton and a CUDA GPU (or TRITON_INTERPRET=1 on CPU with a Triton "
+                           "whose interpreter runs here); use mode 'auto'")
+    from .kernels.memory import chunked_memory
+    return chunked_memory(q, k, v, log_g)
+
+
+def memory(q, k, v, log_g, mode: str, chunk: int):
+    """y [B, H, G, T, dv] by the named parallel form (recurrent, dual, chunked or triton)."""
+    if mode == "recurrent":
+        return recurrent(q, k, v, log_g)[0]
+    if mode == "dual":
+        return dual(q, k, v, log_g)
+    if mode == "triton":
+        return fused(q, k, v, log_g)
+    return chunked(q, k, v, log_g, chunk)

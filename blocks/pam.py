@@ -5,8 +5,9 @@ S_t = γ'_t S_{t−1} + V'_t K_tᴴ; y_t = S_t Q_t / √d (the full complex scor
 heads concatenated → W_o. The stream is real of width D; the block views it as C^{D/2}.
 
 Forms (`mode`): recurrent (the per-step reference, native complex state), dual (O(T²)), chunked (chunkwise parallel,
-no Python loop over chunks); auto picks chunked when T exceeds the chunk, else dual. The dual and chunked forms run
-the split-real complex product as a real matrix memory with key/value width 2d and two queries (Re and Im parts).
+no Python loop over chunks), triton (the chunked form as fused kernels, blocks/kernels); auto picks triton on a CUDA
+GPU with Triton, else dual or chunked by length (linear_core.auto_mode). All but the recurrence run the split-real
+complex product as a real matrix memory with key/value width 2d and two queries (Re and Im parts).
 """
 from __future__ import annotations
 
@@ -20,8 +21,9 @@ from torch import nn
 from . import linear_core
 from .complex import ComplexLinear, magnitude, split
 from .gates import DecayGSP
+from .rope import step_positions
 
-Mode = Literal["auto", "recurrent", "dual", "chunked"]
+Mode = Literal["auto", "recurrent", "dual", "chunked", "triton"]
 
 
 def rope_frequencies(head_dim: int, variant: str, base: float) -> torch.Tensor:
@@ -62,7 +64,7 @@ def complex_memory(qr, qi, kr, ki, vr, vi, log_g, *, mode: str, chunk: int, conj
         return torch.stack([y[0] for y in ys], 2), torch.stack([y[1] for y in ys], 2)
     q = score_queries(qr, qi, conjugate)
     k, v = torch.cat([kr, ki], -1), torch.cat([vr, vi], -1)
-    y = linear_core.dual(q, k, v, log_g) if mode == "dual" else linear_core.chunked(q, k, v, log_g, chunk)
+    y = linear_core.memory(q, k, v, log_g, mode, chunk)
     re_a, im_a = y[:, :, 0], y[:, :, 1]  # (Re A)·[Vr | Vi] and (Im A)·[Vr | Vi]
     return re_a[..., :d] - im_a[..., d:], re_a[..., d:] + im_a[..., :d]
 
@@ -160,6 +162,8 @@ class PAM(nn.Module):
         y = torch.cat([yr.transpose(1, 2).reshape(b, t, h * d), yi.transpose(1, 2).reshape(b, t, h * d)], -1)
         return self.out(y.to(dtype))
 
+    mode_usable = staticmethod(linear_core.mode_usable)
+
     def resolve_mode(self, seq_len: int, device: torch.device) -> str:
         if self.cfg.mode != "auto":
             return self.cfg.mode
@@ -177,7 +181,7 @@ class PAM(nn.Module):
 
     def step(self, x_t: torch.Tensor, state):
         sr, si, pos = state
-        (qr, qi), (kr, ki), (vr, vi), log_g = self._project(x_t[:, None], torch.tensor([pos], device=x_t.device))
+        (qr, qi), (kr, ki), (vr, vi), log_g = self._project(x_t[:, None], step_positions(pos, x_t.device))
         (yr, yi), (sr, si) = complex_step(qr[:, :, 0], qi[:, :, 0], kr[:, :, 0], ki[:, :, 0], vr[:, :, 0],
                                           vi[:, :, 0], log_g[:, :, 0], (sr, si), self.cfg.conjugate)
         return self._merge(yr[:, :, None], yi[:, :, None], x_t.dtype)[:, 0], (sr, si, pos + 1)

@@ -18,3 +18,9 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.T
     x1, x2 = x.chunk(2, dim=-1)
     rotated = torch.cat([-x2, x1], dim=-1)
     return (x.float() * cos + rotated.float() * sin).to(x.dtype)
+
+
+def step_positions(pos, device) -> torch.Tensor:
+    """The position [1] of a decode step: a block's position counter is a Python int, or a 0-d device tensor when the
+    step is captured in a CUDA graph (archsearch.decode), where it must not be copied from the host."""
+    return pos.reshape(1) if isinstance(pos, torch.Tensor) else torch.tensor([pos], device=device)

@@ -16,3 +16,17 @@ def isolated_cache(tmp_path_factory):
     import os
 
     os.environ["ARCHSEARCH_CACHE"] = str(tmp_path_factory.mktemp("archsearch-cache"))
+
+
+def _interpret_triton_on_cpu() -> None:
+    """Without a GPU, run the Triton kernels (mode: triton) in Triton's interpreter, so the block contract covers
+    them. Read when a kernel is defined, so it is set before any test imports blocks.kernels."""
+    import os
+
+    import torch
+
+    if not torch.cuda.is_available():
+        os.environ.setdefault("TRITON_INTERPRET", "1")
+
+
+_interpret_triton_on_cpu()

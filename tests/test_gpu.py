@@ -48,3 +48,38 @@ def test_bf16_training_learns(root):
     spec = with_overrides(load_spec(root / "examples/tiny_transformer.yaml"), device="cuda", tokens=500_000)
     m = train_spec(spec, progress=False)
     assert m["status"] == "completed" and m["val_ppl"] < 20 and m["card"] != "cpu"
+
+
+def test_graphed_decode_matches_eager_steps():
+    from archsearch.decode import GraphedDecoder
+
+    model = _model("pam").eval()
+    ids = torch.randint(0, 100, (2, 12), device="cuda")
+    dec = GraphedDecoder(model, batch=2, device=torch.device("cuda"))
+    with torch.no_grad():
+        state = model.init_state(2, device="cuda")
+        for t in range(ids.shape[1]):
+            eager, state = model.step(ids[:, t], state)
+            torch.testing.assert_close(dec(ids[:, t]).clone(), eager, atol=1e-4, rtol=1e-4)
+    with pytest.raises(ValueError, match="cannot be captured"):
+        GraphedDecoder(_model("softmax_attention"), batch=1, device=torch.device("cuda"))
+
+
+@pytest.mark.parametrize("mixer", ["pam", "linear_attention"])
+def test_triton_form_under_bf16_is_close_to_the_torch_form(mixer):
+    from blocks.linear_attention import LinearAttention
+    from blocks.pam import PAM
+
+    cls = {"pam": PAM, "linear_attention": LinearAttention}[mixer]
+    x = torch.randn(2, 300, 128, device="cuda", requires_grad=True)
+    out = {}
+    for mode in ("chunked", "triton"):
+        torch.manual_seed(0)
+        m = cls(cls.Config(heads=4, head_dim=32, mode=mode), d_model=128).cuda()
+        x.grad = None
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            y = m(x)
+        y.float().square().sum().backward()
+        out[mode] = (y.float(), x.grad.clone())
+    for a, b in zip(out["triton"], out["chunked"]):
+        assert ((a - b).norm() / b.norm()).item() < 2e-2

@@ -1,0 +1,115 @@
+"""Decode without per-layer Python overhead: a model's whole decode step captured once in a CUDA graph and replayed
+per token (issue 7). Works for models whose step has fixed shapes — the recurrent memories (pam,
+linear_attention, holographic) with any channel mixers, norms and embeddings; softmax attention's KV cache grows
+with every token, so a model containing it decodes eagerly (`capturable` says which).
+
+    dec = GraphedDecoder(model, batch=1, device=torch.device("cuda"), autocast=torch.bfloat16, compile=True)
+    logits = dec(token_ids)          # [B] → [B, V]; the state advances inside the graph
+
+A graph removes the CPU's per-op launch cost but still runs every small kernel of the step (a 100M PAM step is
+~1,500 of them); `compile=True` first fuses the step with torch.compile (inductor), so the graph replays far fewer.
+The weights must not change after construction (a compiled step keeps the complex block matrices it was built with).
+
+Position counters (Python ints in the eager state) become 0-d device tensors, so the graph reads and advances them
+on the GPU; the state lives in fixed buffers that each replay updates in place.
+"""
+from __future__ import annotations
+
+from contextlib import nullcontext
+
+import torch
+
+WARMUP_STEPS = 3  # eager steps on a side stream before capture (lazy caches, cuBLAS workspaces)
+
+
+def capturable(model) -> bool:
+    """Whether the model's decode step has fixed shapes (no softmax attention KV cache)."""
+    return not any(getattr(b, "name", "") == "softmax_attention" for b in model.blocks.values())
+
+
+def to_device_state(state, device):
+    """The eager state with every Python int (a position counter) as a 0-d long tensor on `device`."""
+    if isinstance(state, bool):
+        return state
+    if isinstance(state, int):
+        return torch.tensor(state, device=device, dtype=torch.long)
+    if isinstance(state, (tuple, list)):
+        return type(state)(to_device_state(s, device) for s in state)
+    if isinstance(state, dict):
+        return {k: to_device_state(v, device) for k, v in state.items()}
+    return state
+
+
+def copy_state(dst, src) -> None:
+    """Copy a state tree into buffers of the same structure, in place."""
+    if isinstance(dst, torch.Tensor):
+        if dst is not src:
+            dst.copy_(src)
+    elif isinstance(dst, (tuple, list)):
+        for d, s in zip(dst, src):
+            copy_state(d, s)
+    elif isinstance(dst, dict):
+        for k in dst:
+            copy_state(dst[k], src[k])
+
+
+def clone_state(state):
+    if isinstance(state, torch.Tensor):
+        return state.clone()
+    if isinstance(state, (tuple, list)):
+        return type(state)(clone_state(s) for s in state)
+    if isinstance(state, dict):
+        return {k: clone_state(v) for k, v in state.items()}
+    return state
+
+
+def _step_and_update(model, tokens, state):
+    logits, new = model.step(tokens, state)
+    copy_state(state, new)
+    return logits
+
+
+class GraphedDecoder:
+    """One CUDA graph of `model.step` at a fixed batch; call it with token ids [B] to get logits [B, V]."""
+
+    def __init__(self, model, batch: int, device: torch.device, autocast: torch.dtype | None = None,
+                 state_dtype: torch.dtype | None = None, compile: bool = False):
+        if device.type != "cuda":
+            raise ValueError(f"CUDA-graph decode needs a CUDA device, got {device}")
+        if not capturable(model):
+            raise ValueError("this model's decode step cannot be captured in a CUDA graph (softmax attention's KV "
+                             "cache grows every token): decode it with model.step")
+        self.model = model
+        self._amp = (lambda: torch.autocast("cuda", dtype=autocast)) if autocast else nullcontext
+        self.state = to_device_state(model.init_state(batch, device=device, dtype=state_dtype), device)
+        self.tokens = torch.zeros(batch, dtype=torch.long, device=device)
+        start = clone_state(self.state)
+        self._body = _step_and_update
+        if compile:
+            with torch.no_grad(), self._amp():  # one eager step first: lazy caches are built outside the trace
+                model.step(self.tokens, clone_state(self.state))
+            self._body = torch.compile(_step_and_update, dynamic=False)
+        side = torch.cuda.Stream(device)
+        side.wait_stream(torch.cuda.current_stream(device))
+        with torch.cuda.stream(side):
+            for _ in range(WARMUP_STEPS):
+                self._step()
+        torch.cuda.current_stream(device).wait_stream(side)
+        self.graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(self.graph):
+            self.logits = self._step()
+        copy_state(self.state, start)  # capture ran the step once more; warm-up ran it three times
+
+    def _step(self) -> torch.Tensor:
+        with torch.no_grad(), self._amp():
+            return self._body(self.model, self.tokens, self.state)
+
+    def load(self, state) -> None:
+        """Continue from an eager state (e.g. after a prefill), copied into the graph's buffers."""
+        copy_state(self.state, to_device_state(state, self.tokens.device))
+
+    def __call__(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Logits [B, V] for the next tokens [B]; the returned tensor is overwritten by the next call."""
+        self.tokens.copy_(tokens)
+        self.graph.replay()
+        return self.logits

@@ -1,0 +1,100 @@
+"""Training throughput of the two 100M models side by side (issue 7): tokens/s and model-FLOPs utilisation of a full
+optimizer step (forward, backward, AdamW) at T = 2048 under bf16 autocast, for examples/paper_pam_100m.yaml and
+examples/gpt2_100m.yaml; PAM also once on the pure-torch forms (what ran before the kernels), and with --compile
+every model also under torch.compile. Prints the card.
+
+    python benchmarks/e2e.py [--batch 8 --seq 2048] [--peak-tflops 989.4]
+
+Model FLOPs per token are 3× the analytic forward FLOPs of the cost pass (docs/costs.md), so MFU compares the same
+definition across models; the peak defaults to the H100/H200 SXM dense bf16 figure.
+"""
+from __future__ import annotations
+
+import argparse
+from contextlib import nullcontext
+from pathlib import Path
+
+import torch
+import yaml
+
+from archsearch.build import build
+from archsearch.lower import lower
+from archsearch.measure import median_ms
+from archsearch.passes import run_passes
+from archsearch.spec import parse
+from archsearch.train import param_groups
+from blocks import linear_core
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def compiled(spec_path: Path, seq_len: int, vocab: int):
+    doc = yaml.safe_load(spec_path.read_text())
+    doc["model"]["seq_len"] = seq_len
+    doc.pop("task", None), doc.pop("train", None)
+    return run_passes(build(parse(doc, str(spec_path)), vocab=vocab))
+
+
+def step_ms(model, batch: int, seq: int, vocab: int, device, amp, repeats: int) -> float:
+    opt = torch.optim.AdamW(param_groups(getattr(model, "_orig_mod", model), 0.1), lr=1e-4, fused=device.type == "cuda")
+    ids = torch.randint(0, vocab, (batch, seq + 1), device=device)
+
+    def step():
+        with amp:
+            logits = model(ids[:, :-1])
+        torch.nn.functional.cross_entropy(logits.float().flatten(0, 1), ids[:, 1:].flatten()).backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+
+    return median_ms(step, device, repeats=repeats, warmup=3)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--specs", nargs="+", default=[str(ROOT / "examples/paper_pam_100m.yaml"),
+                                                  str(ROOT / "examples/gpt2_100m.yaml")])
+    p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--seq", type=int, default=2048)
+    p.add_argument("--vocab", type=int, default=50257)
+    p.add_argument("--repeats", type=int, default=10)
+    p.add_argument("--peak-tflops", type=float, default=989.4, help="the card's dense bf16 peak")
+    p.add_argument("--no-torch-forms", action="store_true", help="skip PAM on the pure-torch forms")
+    p.add_argument("--compile", action="store_true", help="also time every model under torch.compile (inductor)")
+    args = p.parse_args()
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    card = torch.cuda.get_device_name() if device.type == "cuda" else "cpu"
+    amp = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else torch.autocast("cpu", enabled=False)
+    rows = []
+    for spec in args.specs:
+        ir = compiled(Path(spec), args.seq, args.vocab)
+        name = Path(spec).stem
+        runs = [(name, nullcontext, False)] + ([(f"{name} compiled", nullcontext, True)] if args.compile else [])
+        if not args.no_torch_forms and any(n.block in ("pam", "linear_attention") for n in ir.nodes()):
+            runs.append((f"{name} (torch forms)", linear_core.torch_forms, False))
+        for label, forms, comp in runs:
+            torch.manual_seed(0)
+            model = lower(ir).to(device).train()
+            if comp:
+                model = torch.compile(model)
+            with forms():
+                try:
+                    ms = step_ms(model, args.batch, args.seq, args.vocab, device, amp, args.repeats)
+                except torch.OutOfMemoryError:
+                    ms = float("nan")
+            tokens_s = args.batch * args.seq / ms * 1e3
+            mfu = 3 * ir.meta["flops"] * tokens_s / (args.peak_tflops * 1e12)
+            rows.append((label, ir.meta["params"], ms, tokens_s, mfu))
+            print(f"{label}: {ms:.1f} ms per step", flush=True)
+            del model
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
+    base = next((r for r in rows if "gpt2" in r[0]), rows[-1])
+    print(f"\ntraining step (forward, backward, AdamW), B={args.batch}, T={args.seq}, bf16, on {card}; "
+          f"MFU against {args.peak_tflops} TFLOPS")
+    print(f"{'model':34s} {'params':>12s} {'ms/step':>9s} {'tokens/s':>10s} {'MFU':>6s} {'tokens/s ratio':>15s}")
+    for label, params, ms, tps, mfu in rows:
+        print(f"{label:34s} {params:12,d} {ms:9.1f} {tps:10,.0f} {mfu:6.1%} {tps / base[3]:14.2f}×")
+
+
+if __name__ == "__main__":
+    main()

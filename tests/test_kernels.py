@@ -1,0 +1,55 @@
+"""The Triton kernels of the gated memory (blocks/kernels) against the O(T²) form in float64, forward and backward:
+on CPU through Triton's interpreter (tests/conftest.py sets TRITON_INTERPRET=1 without a GPU), natively on a GPU."""
+import pytest
+import torch
+
+from blocks import linear_core
+
+DEVICES = ["cuda"] if torch.cuda.is_available() else ["cpu"]
+pytestmark = pytest.mark.skipif(not linear_core.triton_usable(torch.device(DEVICES[0])),
+                                reason="needs Triton (and a GPU or a working interpreter)")
+SHAPES = [  # B, H, G, T, dk, dv: PAM's split-real read (G = 2), real linear attention, a normaliser column (dv = d+1)
+    (1, 2, 2, 40, 16, 16),
+    (2, 1, 1, 100, 8, 9),
+    (1, 1, 2, 130, 32, 20),
+]
+
+
+def _inputs(b, h, g, t, dk, dv, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    q = torch.randn(b, h, g, t, dk, generator=gen, dtype=torch.float64) / dk ** 0.5
+    k = torch.randn(b, h, t, dk, generator=gen, dtype=torch.float64)
+    v = torch.randn(b, h, t, dv, generator=gen, dtype=torch.float64)
+    log_g = -torch.rand(b, h, t, generator=gen, dtype=torch.float64) * 0.5
+    return [x.requires_grad_() for x in (q, k, v, log_g)]
+
+
+def _rel(a, b):
+    return ((a.double() - b).norm() / b.norm()).item()
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("shape", SHAPES)
+def test_fused_matches_dual_forward_and_backward(shape, device):
+    ref = _inputs(*shape)
+    mine = [x.detach().float().to(device).requires_grad_() for x in ref]
+    y_ref = linear_core.dual(*ref)
+    y = linear_core.fused(*mine)
+    weight = torch.randn(y_ref.shape, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    (y_ref * weight).sum().backward()
+    (y * weight.float().to(device)).sum().backward()
+    assert _rel(y.cpu(), y_ref) < 1e-5
+    for name, a, b in zip(("q", "k", "v", "log_g"), mine, ref):
+        assert _rel(a.grad.cpu(), b.grad) < 1e-5, name
+
+
+def test_fused_under_torch_forms_is_not_picked_by_auto():
+    with linear_core.torch_forms():
+        assert linear_core.auto_mode(4096, 64, torch.device("cuda")) != "triton"
+
+
+def test_triton_mode_without_a_way_to_run_is_a_clear_error(monkeypatch):
+    monkeypatch.delenv("TRITON_INTERPRET", raising=False)
+    q, k, v, log_g = _inputs(*SHAPES[0])
+    with pytest.raises(RuntimeError, match="mode 'triton' needs Triton and a CUDA GPU"):
+        linear_core.fused(q.float(), k.float(), v.float(), log_g.float())
