@@ -16,7 +16,7 @@ _API = {
     "PASSES": "passes", "run_passes": "passes",
     "compile_spec": "compiler", "compile_text": "compiler",
     "register": "registry", "load_dir": "registry",
-    "lower": "lower", "SequenceModel": "runtime",
+    "lower": "lower", "SequenceModel": "runtime", "GraphedDecoder": "decode",
 }
 
 __all__ = sorted(_API) + ["__version__"]

@@ -5,6 +5,8 @@ ms, the ratio to SDPA and to the paper's form, and the card; then a T sweep with
 
     python benchmarks/mixers.py [--batch 4 --seq 2048] [--sweep 1024 2048 4096 8192 16384 32768 --tokens 32768]
 
+Wall time (CUDA events around each call, host launch gaps included) is the headline; on a GPU the GPU-busy time
+(the kernels' summed durations, by torch.profiler) is printed beside it, for where the host is the bottleneck.
 Inputs are random, already projected (q, k, v, per-head log decay); the projections are not timed. First every form
 is checked against the step recurrence in fp32, forward and backward (the kernels' check mode; `--check-only` stops
 there), and the bf16 kernels against fp32. Each shape is run twice before timing (kernel autotuning and compilation
@@ -55,7 +57,19 @@ def sdpa(b, t, device):
 QUADRATIC_LIMIT = 8192  # the O(T²) dual forms are left out of the sweep beyond this length (minutes per point)
 
 
-def time_forms(b, t, device, repeats) -> dict:
+def busy_ms(fn, iters: int = 5) -> float:
+    """GPU time per call: the summed duration of the kernels one call launches (torch.profiler), which leaves out
+    the gaps where the GPU waits for the host to launch them."""
+    fn()
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as prof:
+        for _ in range(iters):
+            fn()
+        torch.cuda.synchronize()
+    kernels = [e for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA]
+    return sum(e.device_time for e in kernels) / 1e3 / iters
+
+
+def time_forms(b, t, device, repeats, busy: dict | None = None, paper_fp32: bool = True) -> dict:
     half = torch.bfloat16 if device.type == "cuda" else torch.float32
     fast = linear_core.triton_usable(device)
     forms = {"PAM triton": (pam_core("triton"), half)} if fast else {}
@@ -66,6 +80,8 @@ def time_forms(b, t, device, repeats) -> dict:
              "LA dual 6×64": (la_core("dual"), half),
              "LA chunked 6×64 (torch)": (la_core("chunked"), half)}
     out = {}
+    if not paper_fp32:
+        forms.pop("PAM dual fp32 (paper)")
     for name, (fn, dtype) in forms.items():
         if "dual" in name and t > QUADRATIC_LIMIT:
             out[name] = float("nan")
@@ -73,11 +89,15 @@ def time_forms(b, t, device, repeats) -> dict:
         try:
             parts, log_g = pam_inputs(b, 6, t, 64, device, dtype)
             out[name] = median_ms(lambda: fn(parts, log_g).backward(), device, repeats=repeats, warmup=2)
+            if busy is not None:
+                busy[name] = busy_ms(lambda: fn(parts, log_g).backward())
         except torch.OutOfMemoryError:
             out[name] = float("nan")
         if device.type == "cuda":
             torch.cuda.empty_cache()
     out["SDPA causal 12×64"] = median_ms(sdpa(b, t, device), device, repeats=repeats, warmup=2)
+    if busy is not None:
+        busy["SDPA causal 12×64"] = busy_ms(sdpa(b, t, device))
     return out
 
 
@@ -99,6 +119,20 @@ def check(device) -> None:
         for name, a, b in zip(("yr", "yi", "dqr", "dqi", "dkr", "dki", "dvr", "dvi", "dlog_g"), run(mode), ref):
             err = ((a - b).norm() / b.norm()).item()
             assert err < 1e-4, f"PAM {mode}: {name} relative error {err:.2e} against the recurrence"
+    if "triton" in modes:  # real linear attention by the kernels (plain query groups) against its recurrence
+        q, k, v = (p.detach().requires_grad_() for p in (parts[0][:, :, None], parts[2], parts[4]))
+        lg = log_g.detach().requires_grad_()
+        for form in ("recurrent", "triton"):
+            y = linear_core.memory(q, k, v, lg, form, 64)
+            (y * weight[:, :, None]).sum().backward()
+            got = [y.detach()] + [x.grad.clone() for x in (q, k, v, lg)]
+            for x in (q, k, v, lg):
+                x.grad = None
+            if form == "recurrent":
+                want = got
+        for name, a, b in zip(("y", "dq", "dk", "dv", "dlog_g"), got, want):
+            err = ((a - b).norm() / b.norm()).item()
+            assert err < 1e-4, f"LA triton: {name} relative error {err:.2e} against the recurrence"
     if "triton" in modes and device.type == "cuda":
         worst = max(((a - b).norm() / b.norm()).item() for a, b in zip(run("triton", torch.bfloat16), ref))
         print(f"check: every PAM form matches the recurrence in fp32 (forward and backward); "
@@ -122,18 +156,27 @@ def main() -> None:
         return
     print(f"mixer cores, forward + backward, B={args.batch}, T={args.seq}, on {card} (ms; ratio to SDPA)"
           + ("" if device.type == "cuda" else "; on CPU the bf16 forms run in fp32"))
-    res = time_forms(args.batch, args.seq, device, args.repeats)
-    paper = res["PAM dual fp32 (paper)"]
-    print(f"  {'':26s} {'ms':>9s} {'/ SDPA':>7s} {'paper / this':>13s}")
+    busy = {} if device.type == "cuda" else None
+    res = time_forms(args.batch, args.seq, device, args.repeats, busy)
+    paper, sd = res["PAM dual fp32 (paper)"], res["SDPA causal 12×64"]
+    print(f"  {'':26s} {'ms':>9s} {'/ SDPA':>7s} {'paper / this':>13s}"
+          + (f" {'GPU-busy ms':>12s} {'/ SDPA':>7s}" if busy else ""))
     for name, ms in res.items():
-        print(f"  {name:26s} {ms:9.3f} {ms / res['SDPA causal 12×64']:6.2f}× {paper / ms:12.2f}×")
+        extra = f" {busy[name]:12.3f} {busy[name] / busy['SDPA causal 12×64']:6.2f}×" if busy else ""
+        print(f"  {name:26s} {ms:9.3f} {ms / sd:6.2f}× {paper / ms:12.2f}×{extra}")
     if args.sweep:
         print(f"\nT sweep, B·T = {args.tokens} (ms)")
-        names = list(res)
+        names = [n for n in res if "fp32" not in n]
         print(f"{'T':>7s} " + " ".join(f"{n[:16]:>16s}" for n in names))
+        sweep_busy = {}
         for t in args.sweep:
-            r = time_forms(max(1, args.tokens // t), t, device, max(3, args.repeats // 3))
+            sweep_busy[t] = {} if busy is not None else None
+            r = time_forms(max(1, args.tokens // t), t, device, max(3, args.repeats // 3), sweep_busy[t], False)
             print(f"{t:7d} " + " ".join(f"{r[n]:16.3f}" for n in names), flush=True)
+        if busy is not None:
+            print("\nT sweep, GPU-busy ms")
+            for t in args.sweep:
+                print(f"{t:7d} " + " ".join(f"{sweep_busy[t].get(n, float('nan')):16.3f}" for n in names))
 
 
 if __name__ == "__main__":

@@ -139,14 +139,26 @@ def chunked(q, k, v, log_g, chunk: int = 64):
     return y.reshape(b, h, g, n * chunk, dv)[:, :, :, :t]
 
 
+def _require_kernels(device) -> None:
+    if not triton_usable(device):
+        raise RuntimeError("mode 'triton' needs Triton and a CUDA GPU (or TRITON_INTERPRET=1 on CPU with a Triton "
+                           "whose interpreter runs here); use mode 'auto'")
+
+
 def fused(q, k, v, log_g):
     """The chunked form by the Triton kernels (same contract as `chunked`). Raises a one-line error where they
     cannot run."""
-    if not triton_usable(q.device):
-        raise RuntimeError("mode 'triton' needs Triton and a CUDA GPU (or TRITON_INTERPRET=1 on CPU with a Triton "
-                           "whose interpreter runs here); use mode 'auto'")
+    _require_kernels(q.device)
     from .kernels.memory import chunked_memory
     return chunked_memory(q, k, v, log_g)
+
+
+def fused_complex(q, k, v, log_g, sigma: float):
+    """A complex (split-real) memory by the Triton kernels: q, k, v [B, H, T, 2d] as [re | im] with q = [qr | σ·qi];
+    returns [B, H, T, 2d] = [Re | Im] of Σ_i (Π g) s(K_i, Q_t) V_i, s = ⟨K, Q⟩ (σ = +1) or Σ K·Q (σ = −1)."""
+    _require_kernels(q.device)
+    from .kernels.memory import complex_pair_memory
+    return complex_pair_memory(q, k, v, log_g, sigma)
 
 
 def memory(q, k, v, log_g, mode: str, chunk: int):

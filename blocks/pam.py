@@ -62,8 +62,12 @@ def complex_memory(qr, qi, kr, ki, vr, vi, log_g, *, mode: str, chunk: int, conj
                                     log_g[:, :, t], state, conjugate)
             ys.append(y)
         return torch.stack([y[0] for y in ys], 2), torch.stack([y[1] for y in ys], 2)
-    q = score_queries(qr, qi, conjugate)
     k, v = torch.cat([kr, ki], -1), torch.cat([vr, vi], -1)
+    if mode == "triton":  # the kernels derive the Im query themselves and return [Re | Im]
+        y = linear_core.fused_complex(torch.cat([qr, qi if conjugate else -qi], -1), k, v, log_g,
+                                      1.0 if conjugate else -1.0)
+        return y[..., :d], y[..., d:]
+    q = score_queries(qr, qi, conjugate)
     y = linear_core.memory(q, k, v, log_g, mode, chunk)
     re_a, im_a = y[:, :, 0], y[:, :, 1]  # (Re A)·[Vr | Vi] and (Im A)·[Vr | Vi]
     return re_a[..., :d] - im_a[..., d:], re_a[..., d:] + im_a[..., :d]

@@ -1,7 +1,7 @@
 """The public API is pinned: changing it is a deliberate act that updates this list."""
 import archsearch
 
-API = ["IR", "Loc", "Node", "PASSES", "SequenceModel", "Spec", "SpecError", "__version__", "build", "compile_spec",
+API = ["GraphedDecoder", "IR", "Loc", "Node", "PASSES", "SequenceModel", "Spec", "SpecError", "__version__", "build", "compile_spec",
        "compile_text", "load_dir", "load_spec", "lower", "parse_text", "register", "run_passes"]
 
 

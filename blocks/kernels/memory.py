@@ -1,7 +1,12 @@
-"""The chunked gated memory as one autograd op over the Triton kernels: linear_core's contract (q [B, H, G, T, dk],
-k [B, H, T, dk], v [B, H, T, dv], log_g [B, H, T] → y [B, H, G, T, dv] in fp32), forward in two launches and
-backward in three, plus a reverse cumulative sum for the decay's gradient. The state accumulates in fp32; matmul
-inputs stay in the inputs' dtype (bf16 under autocast).
+"""The chunked gated memory as one autograd op over the Triton kernels, in two variants:
+
+- chunked_memory(q, k, v, log_g): linear_core's contract (q [B, H, G, T, dk], k [B, H, T, dk], v [B, H, T, dv],
+  log_g [B, H, T] → y [B, H, G, T, dv] in fp32), G query groups sharing one state;
+- complex_pair_memory(q, k, v, log_g, sigma): PAM's split-real complex read (q, k, v [B, H, T, 2d] holding
+  [re | im]; the second query group is derived inside the kernels) → y [B, H, T, 2d] = [Re | Im] in fp32.
+
+Forward in two launches and backward in three, plus a reverse cumulative sum for the decay's gradient. The state
+accumulates in fp32; matmul inputs stay in the inputs' dtype (bf16 under autocast).
 """
 from __future__ import annotations
 
@@ -17,57 +22,64 @@ def _precision(dtype: torch.dtype) -> str:
     return "ieee" if dtype == torch.float32 else "tf32"  # fp32 inputs mean a check run: no TF32 rounding
 
 
-def _flat(q, k, v, log_g):
-    b, h, g, t, dk = q.shape
-    dtype = q.dtype
-    return (q.reshape(b * h * g, t, dk).contiguous(), k.to(dtype).reshape(b * h, t, dk).contiguous(),
-            v.to(dtype).reshape(b * h, t, v.shape[-1]).contiguous(), log_g.float().reshape(b * h, t).contiguous())
-
-
 class ChunkedMemory(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, q, k, v, log_g, chunk: int):
-        b, h, g, t, dk = q.shape
+    def forward(ctx, q, k, v, log_g, sigma, chunk: int):
+        """sigma None: q [B, H, G, T, dk] in groups; ±1: a complex pair, q [B, H, T, dk]."""
+        pair = sigma is not None
+        b, h, t, dk = k.shape
+        g = 2 if pair else q.shape[2]
         dv = v.shape[-1]
-        qf, kf, vf, gf = _flat(q, k, v, log_g)
+        dtype = q.dtype
+        qf = q.reshape((b * h if pair else b * h * g), t, dk).contiguous()
+        kf, vf = k.to(dtype).reshape(b * h, t, dk).contiguous(), v.to(dtype).reshape(b * h, t, dv).contiguous()
+        gf = log_g.float().reshape(b * h, t).contiguous()
         n = triton.cdiv(t, chunk)
         states = torch.empty(b * h, n, dk, dv, device=q.device, dtype=torch.float32)
-        y = torch.empty(b * h * g, t, dv, device=q.device, dtype=torch.float32)
-        prec = _precision(qf.dtype)
+        rows = b * h if pair else b * h * g
+        y = torch.empty(rows, t, dv, device=q.device, dtype=torch.float32)
+        kw = dict(C=chunk, PREC=_precision(dtype))
         memory_fwd.fwd_states[lambda m: (triton.cdiv(dk, m["BK"]), triton.cdiv(dv, m["BV"]), b * h)](
-            kf, vf, gf, states, t, n, K=dk, V=dv, C=chunk, PREC=prec)
-        memory_fwd.fwd_output[lambda m: (triton.cdiv(dv, m["BV"]), n, b * h * g)](
-            qf, kf, vf, gf, states, y, t, n, G=g, K=dk, V=dv, C=chunk, PREC=prec)
+            kf, vf, gf, states, t, n, K=dk, V=dv, **kw)
+        kw |= dict(G=g, K=dk, V=dv, PAIR=pair, SIGMA=float(sigma or 1.0))
+        memory_fwd.fwd_output[lambda m: (triton.cdiv(dv, m["BV"]), n, rows)](qf, kf, vf, gf, states, y, t, n, **kw)
         ctx.save_for_backward(qf, kf, vf, gf, states)
-        ctx.shape, ctx.chunk, ctx.dtypes = (b, h, g, t, dk, dv), chunk, (q.dtype, k.dtype, v.dtype, log_g.dtype)
-        return y.view(b, h, g, t, dv)
+        ctx.kw, ctx.shape, ctx.dtypes = kw, (b, h, g, t, dk, dv), (q.dtype, k.dtype, v.dtype, log_g.dtype)
+        ctx.q_shape = q.shape
+        return y.view(b, h, t, dv) if pair else y.view(b, h, g, t, dv)
 
     @staticmethod
     def backward(ctx, dy):
         qf, kf, vf, gf, states = ctx.saved_tensors
         b, h, g, t, dk, dv = ctx.shape
-        chunk, n = ctx.chunk, states.shape[1]
-        dyf = dy.to(qf.dtype).reshape(b * h * g, t, dv).contiguous()
-        prec = _precision(qf.dtype)
+        kw, n = ctx.kw, states.shape[1]
+        dyf = dy.to(qf.dtype).reshape(-1, t, dv).contiguous()
         dstates = torch.empty_like(states)
         memory_bwd.bwd_states[lambda m: (triton.cdiv(dk, m["BK"]), triton.cdiv(dv, m["BV"]), b * h)](
-            qf, dyf, gf, dstates, t, n, G=g, K=dk, V=dv, C=chunk, PREC=prec)
+            qf, dyf, gf, dstates, t, n, **kw)
         dvf = torch.empty_like(vf)
-        memory_bwd.bwd_dv[lambda m: (triton.cdiv(dv, m["BV"]), n, b * h)](
-            qf, kf, dyf, gf, dstates, dvf, t, n, G=g, K=dk, V=dv, C=chunk, PREC=prec)
+        memory_bwd.bwd_dv[lambda m: (triton.cdiv(dv, m["BV"]), n, b * h)](qf, kf, dyf, gf, dstates, dvf, t, n, **kw)
         dqf, dkf = torch.empty_like(qf), torch.empty_like(kf)
         # one row of d c per key tile; sized for the smallest tile any config uses, unused rows stay zero
         dc = torch.zeros(triton.cdiv(dk, 32), b * h, t, device=qf.device, dtype=torch.float32)
         memory_bwd.bwd_dqk[lambda m: (triton.cdiv(dk, m["BK"]), n, b * h)](
-            qf, kf, vf, gf, states, dyf, dstates, dqf, dkf, dc, b * h, t, n, G=g, K=dk, V=dv, C=chunk, PREC=prec)
+            qf, kf, vf, gf, states, dyf, dstates, dqf, dkf, dc, b * h, t, n, **kw)
         dc = dc.sum(0)
         dlog_g = dc.flip(-1).cumsum(-1).flip(-1)  # d log g_j = Σ_{t ≥ j} d c_t
         qd, kd, vd, gd = ctx.dtypes
-        return (dqf.view(b, h, g, t, dk).to(qd), dkf.view(b, h, t, dk).to(kd), dvf.view(b, h, t, dv).to(vd),
-                dlog_g.view(b, h, t).to(gd), None)
+        return (dqf.view(ctx.q_shape).to(qd), dkf.view(b, h, t, dk).to(kd), dvf.view(b, h, t, dv).to(vd),
+                dlog_g.view(b, h, t).to(gd), None, None)
 
 
 @torch.compiler.disable  # an opaque op to torch.compile: it runs between compiled graphs
 def chunked_memory(q, k, v, log_g, chunk: int = CHUNK) -> torch.Tensor:
     """y [B, H, G, T, dv] (fp32) = the gated memory's output, by the Triton kernels. chunk: a power of two ≥ 16."""
-    return ChunkedMemory.apply(q, k, v, log_g, chunk)
+    return ChunkedMemory.apply(q, k, v, log_g, None, chunk)
+
+
+@torch.compiler.disable
+def complex_pair_memory(q, k, v, log_g, sigma: float, chunk: int = CHUNK) -> torch.Tensor:
+    """PAM's read: y [B, H, T, 2d] = [Re | Im] of Σ_i (Π γ') ⟨K_i, Q_t⟩ V_i (sigma +1; −1: Σ K·Q), q = [qr | σ·qi]."""
+    if q.shape[-1] % 2 or q.shape[-1] != v.shape[-1]:
+        raise ValueError(f"a complex pair needs q, k, v of one even width 2d, got {q.shape[-1]} and {v.shape[-1]}")
+    return ChunkedMemory.apply(q, k, v, log_g, sigma, chunk)

@@ -1,120 +1,147 @@
-"""Backward kernels of the chunked gated memory (layout as in memory_fwd; dy [BH·G, T, V] in the inputs' dtype).
+"""Backward kernels of the chunked gated memory (layout as in memory_fwd; dy like y, in the inputs' dtype).
 
-For chunk n with entering state h_n and M[t, i] = exp(b_t − b_i) (i ≤ t):
-  y_g  = (q_g ⊙ e^b) h_n + ((q_g kᵀ) ⊙ M) v
-  dq_g = e^b ⊙ (dy_g h_nᵀ) + ((dy_g vᵀ) ⊙ M) k
-  dk   = Σ_g ((dy_g vᵀ) ⊙ M)ᵀ q_g + e^{B−b} ⊙ (v dh_nᵀ)      (dh_n: gradient of the state leaving chunk n)
-  dv   = Σ_g ((q_g kᵀ) ⊙ M)ᵀ dy_g + (k ⊙ e^{B−b}) dh_n
+For chunk n with entering state h_n, M[t, i] = exp(b_t − b_i) (i ≤ t) and a_g = group g's output:
+  a_g  = (q_g ⊙ e^b) h_n + ((q_g kᵀ) ⊙ M) v
+  dq_g = e^b ⊙ (da_g h_nᵀ) + ((da_g vᵀ) ⊙ M) k
+  dk   = Σ_g ((da_g vᵀ) ⊙ M)ᵀ q_g + e^{B−b} ⊙ (v dh_nᵀ)      (dh_n: gradient of the state leaving chunk n)
+  dv   = Σ_g ((q_g kᵀ) ⊙ M)ᵀ da_g + (k ⊙ e^{B−b}) dh_n
   d c_t = Σ_g q_g·dq_g − k·dk for the global c = cumsum(log g): the caller turns it into d log g by a reverse
-  cumulative sum. Three launches: the state gradients (a reverse loop over chunks), dv, then dq, dk and d c.
+  cumulative sum. For a complex pair, da₁ is dy with its halves swapped and signed, and group 1's query gradient
+  folds back onto q's columns. Three launches: the state gradients (a reverse loop over chunks), dv, then dq, dk, d c.
 """
 from __future__ import annotations
 
 import triton
 import triton.language as tl
 
-from .memory_fwd import _chunk_decay
+from .memory_fwd import _chunk_decay, _rows, _state_tile, _swap_halves
 from .tuning import PRUNE, configs
 
 
-@triton.autotune(configs=configs("states"), key=["K", "V", "C", "G"], prune_configs_by=PRUNE)
+@triton.jit
+def _query(q_ptr, bh, t, in_t, cols, T, G: tl.constexpr, K: tl.constexpr, g: tl.constexpr, PAIR: tl.constexpr,
+           SIGMA: tl.constexpr):
+    if PAIR:
+        x = _rows(q_ptr, bh * T, t, in_t, cols, K, g == 1, SIGMA)
+    else:
+        x = _rows(q_ptr, (bh * G + g) * T, t, in_t, cols, K, False, 1.0)
+    return x
+
+
+@triton.jit
+def _dout(dy_ptr, bh, t, in_t, cols, T, G: tl.constexpr, V: tl.constexpr, g: tl.constexpr, PAIR: tl.constexpr):
+    """da_g in columns `cols`: dy of group g, or for a complex pair dy (g = 0) or dy swapped and signed (g = 1)."""
+    if PAIR:
+        x = _rows(dy_ptr, bh * T, t, in_t, cols, V, g == 1, 1.0)
+    else:
+        x = _rows(dy_ptr, (bh * G + g) * T, t, in_t, cols, V, False, 1.0)
+    return x
+
+
+@triton.autotune(configs=configs("states"), key=["K", "V", "C", "G", "PAIR"], prune_configs_by=PRUNE)
 @triton.jit
 def bwd_states(q_ptr, dy_ptr, g_ptr, dh_ptr, T, N, G: tl.constexpr, K: tl.constexpr, V: tl.constexpr,
-               C: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, PREC: tl.constexpr):
+               C: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, PAIR: tl.constexpr, SIGMA: tl.constexpr,
+               PREC: tl.constexpr):
     i_k, i_v, bh = tl.program_id(0), tl.program_id(1), tl.program_id(2).to(tl.int64)
     ok = i_k * BK + tl.arange(0, BK)
     ov = i_v * BV + tl.arange(0, BV)
-    in_k, in_v = ok < K, ov < V
     grad = tl.zeros([BK, BV], dtype=tl.float32)
     for j in range(N):
         n = N - 1 - j
-        tl.store(dh_ptr + ((bh * N + n) * K + ok[:, None]) * V + ov[None, :], grad, mask=in_k[:, None] & in_v[None, :])
+        tl.store(dh_ptr + ((bh * N + n) * K + ok[:, None]) * V + ov[None, :], grad,
+                 mask=(ok < K)[:, None] & (ov < V)[None, :])
         t, in_t, b, total = _chunk_decay(g_ptr, bh, n, T, C)
         grad = grad * tl.exp(total)
-        for gi in range(G):
-            row = (bh * G + gi) * T + t[:, None]
-            q = tl.load(q_ptr + row * K + ok[None, :], mask=in_t[:, None] & in_k[None, :], other=0.0)
-            dy = tl.load(dy_ptr + row * V + ov[None, :], mask=in_t[:, None] & in_v[None, :], other=0.0)
+        for g in tl.static_range(G):
+            q = _query(q_ptr, bh, t, in_t, ok, T, G, K, g, PAIR, SIGMA)
+            dy = _dout(dy_ptr, bh, t, in_t, ov, T, G, V, g, PAIR)
             grad += tl.dot(tl.trans((q * tl.exp(b)[:, None]).to(dy.dtype)), dy, input_precision=PREC)
 
 
-@triton.autotune(configs=configs("dv"), key=["K", "V", "C", "G"], prune_configs_by=PRUNE)
+@triton.autotune(configs=configs("dv"), key=["K", "V", "C", "G", "PAIR"], prune_configs_by=PRUNE)
 @triton.jit
 def bwd_dv(q_ptr, k_ptr, dy_ptr, g_ptr, dh_ptr, dv_ptr, T, N, G: tl.constexpr, K: tl.constexpr, V: tl.constexpr,
-           C: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, PREC: tl.constexpr):
+           C: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, PAIR: tl.constexpr, SIGMA: tl.constexpr,
+           PREC: tl.constexpr):
     i_v, n, bh = tl.program_id(0), tl.program_id(1), tl.program_id(2).to(tl.int64)
     t, in_t, b, total = _chunk_decay(g_ptr, bh, n, T, C)
     ov = i_v * BV + tl.arange(0, BV)
-    in_v = ov < V
     c = tl.arange(0, C)
     decay_t = tl.exp(tl.where(c[None, :] >= c[:, None], b[None, :] - b[:, None], float("-inf")))  # Mᵀ[i, t]
     dv = tl.zeros([C, BV], dtype=tl.float32)
     for i_k in range(tl.cdiv(K, BK)):
         ok = i_k * BK + tl.arange(0, BK)
-        in_k = ok < K
-        k = tl.load(k_ptr + (bh * T + t[:, None]) * K + ok[None, :], mask=in_t[:, None] & in_k[None, :], other=0.0)
-        dh = tl.load(dh_ptr + ((bh * N + n) * K + ok[:, None]) * V + ov[None, :], mask=in_k[:, None] & in_v[None, :],
-                     other=0.0)
+        k = _rows(k_ptr, bh * T, t, in_t, ok, K, False, 1.0)
+        dh = _state_tile(dh_ptr, bh, n, N, ok, ov, K, V)
         dv += tl.dot((k * tl.exp(total - b)[:, None]).to(k.dtype), dh.to(k.dtype), input_precision=PREC)
-    for gi in range(G):
-        row = (bh * G + gi) * T + t[:, None]
+    for g in tl.static_range(G):
         scores_t = tl.zeros([C, C], dtype=tl.float32)  # (q kᵀ)ᵀ = k qᵀ
         for i_k in range(tl.cdiv(K, BK)):
             ok = i_k * BK + tl.arange(0, BK)
-            in_k = ok < K
-            k = tl.load(k_ptr + (bh * T + t[:, None]) * K + ok[None, :], mask=in_t[:, None] & in_k[None, :],
-                        other=0.0)
-            q = tl.load(q_ptr + row * K + ok[None, :], mask=in_t[:, None] & in_k[None, :], other=0.0)
+            k = _rows(k_ptr, bh * T, t, in_t, ok, K, False, 1.0)
+            q = _query(q_ptr, bh, t, in_t, ok, T, G, K, g, PAIR, SIGMA)
             scores_t += tl.dot(k, tl.trans(q), input_precision=PREC)
-        dy = tl.load(dy_ptr + row * V + ov[None, :], mask=in_t[:, None] & in_v[None, :], other=0.0)
+        dy = _dout(dy_ptr, bh, t, in_t, ov, T, G, V, g, PAIR)
         dv += tl.dot((scores_t * decay_t).to(dy.dtype), dy, input_precision=PREC)
-    tl.store(dv_ptr + (bh * T + t[:, None]) * V + ov[None, :], dv, mask=in_t[:, None] & in_v[None, :])
+    tl.store(dv_ptr + (bh * T + t[:, None]) * V + ov[None, :], dv, mask=in_t[:, None] & (ov < V)[None, :])
 
 
-@triton.autotune(configs=configs("dqk"), key=["K", "V", "C", "G"], prune_configs_by=PRUNE,
+@triton.autotune(configs=configs("dqk"), key=["K", "V", "C", "G", "PAIR"], prune_configs_by=PRUNE,
                  reset_to_zero=["dc_ptr"])
 @triton.jit
 def bwd_dqk(q_ptr, k_ptr, v_ptr, g_ptr, h_ptr, dy_ptr, dh_ptr, dq_ptr, dk_ptr, dc_ptr, BH, T, N, G: tl.constexpr,
             K: tl.constexpr, V: tl.constexpr, C: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
-            PREC: tl.constexpr):
+            PAIR: tl.constexpr, SIGMA: tl.constexpr, PREC: tl.constexpr):
     i_k, n, bh = tl.program_id(0), tl.program_id(1), tl.program_id(2).to(tl.int64)
     t, in_t, b, total = _chunk_decay(g_ptr, bh, n, T, C)
     ok = i_k * BK + tl.arange(0, BK)
-    in_k = ok < K
-    tk = in_t[:, None] & in_k[None, :]
-    k = tl.load(k_ptr + (bh * T + t[:, None]) * K + ok[None, :], mask=tk, other=0.0)
+    tk = in_t[:, None] & (ok < K)[None, :]
+    k = _rows(k_ptr, bh * T, t, in_t, ok, K, False, 1.0)
     c = tl.arange(0, C)
     decay = tl.exp(tl.where(c[:, None] >= c[None, :], b[:, None] - b[None, :], float("-inf")))  # M[t, i]
     dk = tl.zeros([C, BK], dtype=tl.float32)
     for i_v in range(tl.cdiv(V, BV)):
         ov = i_v * BV + tl.arange(0, BV)
-        in_v = ov < V
-        v = tl.load(v_ptr + (bh * T + t[:, None]) * V + ov[None, :], mask=in_t[:, None] & in_v[None, :], other=0.0)
-        dh = tl.load(dh_ptr + ((bh * N + n) * K + ok[:, None]) * V + ov[None, :], mask=in_k[:, None] & in_v[None, :],
-                     other=0.0)
+        v = _rows(v_ptr, bh * T, t, in_t, ov, V, False, 1.0)
+        dh = _state_tile(dh_ptr, bh, n, N, ok, ov, K, V)
         dk += tl.dot(v, tl.trans(dh.to(v.dtype)), input_precision=PREC)
     dk *= tl.exp(total - b)[:, None]
     dc = tl.zeros([C], dtype=tl.float32)
-    for gi in range(G):
-        row = (bh * G + gi) * T + t[:, None]
-        q = tl.load(q_ptr + row * K + ok[None, :], mask=tk, other=0.0)
+    pair_dq = tl.zeros([C, BK], dtype=tl.float32)  # a complex pair's query gradient, both groups folded onto q
+    for g in tl.static_range(G):
+        # the columns this group's query gradient is computed in: for the pair's group 1, those that fold onto `ok`
+        if PAIR and g == 1:
+            kc = tl.where(ok < K, _swap_halves(ok, K), ok)  # lanes past K stay past K (masked)
+            k_g = _rows(k_ptr, bh * T, t, in_t, kc, K, False, 1.0)
+        else:
+            kc = ok
+            k_g = k
         dq = tl.zeros([C, BK], dtype=tl.float32)
-        dscores = tl.zeros([C, C], dtype=tl.float32)  # dy vᵀ
+        dscores = tl.zeros([C, C], dtype=tl.float32)  # da_g vᵀ
         for i_v in range(tl.cdiv(V, BV)):
             ov = i_v * BV + tl.arange(0, BV)
-            in_v = ov < V
-            dy = tl.load(dy_ptr + row * V + ov[None, :], mask=in_t[:, None] & in_v[None, :], other=0.0)
-            v = tl.load(v_ptr + (bh * T + t[:, None]) * V + ov[None, :], mask=in_t[:, None] & in_v[None, :],
-                        other=0.0)
-            h = tl.load(h_ptr + ((bh * N + n) * K + ok[:, None]) * V + ov[None, :],
-                        mask=in_k[:, None] & in_v[None, :], other=0.0)
+            dy = _dout(dy_ptr, bh, t, in_t, ov, T, G, V, g, PAIR)
+            v = _rows(v_ptr, bh * T, t, in_t, ov, V, False, 1.0)
+            h = _state_tile(h_ptr, bh, n, N, kc, ov, K, V)
             dq += tl.dot(dy, tl.trans(h.to(dy.dtype)), input_precision=PREC)
             dscores += tl.dot(dy, tl.trans(v.to(dy.dtype)), input_precision=PREC)
         dscores = (dscores * decay).to(k.dtype)
-        dq = dq * tl.exp(b)[:, None] + tl.dot(dscores, k, input_precision=PREC)
+        dq = dq * tl.exp(b)[:, None] + tl.dot(dscores, k_g, input_precision=PREC)
+        q = _query(q_ptr, bh, t, in_t, ok, T, G, K, g, PAIR, SIGMA)  # group g's query in columns `ok`
         dk += tl.dot(tl.trans(dscores), q, input_precision=PREC)
-        tl.store(dq_ptr + row * K + ok[None, :], dq, mask=tk)
-        dc += tl.sum(q.to(tl.float32) * dq, 1)
+        if PAIR:
+            if g == 1:  # q₁[j] = s_j q[(j + K/2) % K]: fold s_j · dq₁[j] onto column (j + K/2) % K = ok
+                pair_dq += dq * tl.where(kc < K // 2, SIGMA, -SIGMA)[None, :]
+            else:
+                pair_dq += dq
+        else:
+            tl.store(dq_ptr + ((bh * G + g) * T + t[:, None]) * K + ok[None, :], dq, mask=tk)
+            dc += tl.sum(q.to(tl.float32) * dq, 1)
+    if PAIR:
+        tl.store(dq_ptr + (bh * T + t[:, None]) * K + ok[None, :], pair_dq, mask=tk)
+        q = _rows(q_ptr, bh * T, t, in_t, ok, K, False, 1.0)
+        dc += tl.sum(q.to(tl.float32) * pair_dq, 1)
     dc -= tl.sum(k.to(tl.float32) * dk, 1)
     tl.store(dk_ptr + (bh * T + t[:, None]) * K + ok[None, :], dk, mask=tk)
     tl.store(dc_ptr + (i_k * BH + bh) * T + t, dc, mask=in_t)

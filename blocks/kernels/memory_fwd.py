@@ -1,7 +1,12 @@
 """Forward kernels of the chunked gated memory y_t = q_t · S_t, S_t = g_t S_{t−1} + k_tᵀ v_t (linear_core's notation).
 
-Layout (contiguous): q [BH·G, T, K] (G query groups per state), k [BH, T, K], v [BH, T, V], g = log decay [BH, T]
-(fp32), states h [BH, N, K, V] (fp32, the state entering each chunk of C tokens), y [BH·G, T, V] (fp32).
+Layout (contiguous): k [BH, T, K], v [BH, T, V], g = log decay [BH, T] (fp32), states h [BH, N, K, V] (fp32, the
+state entering each chunk of C tokens). Queries come in G groups sharing one state:
+- plain (PAIR false): q [BH·G, T, K] and y [BH·G, T, V] (fp32), one output per group;
+- complex pair (PAIR true, PAM's split-real read, K = V = 2d): q [BH, T, K] holds group 0; group 1 is group 0 with
+  its halves swapped and signed (σ on the first half, −σ on the second: σ = +1 scores with Kᴴ, −1 with Kᵀ), and
+  y [BH, T, V] is the complex result [Re | Im] = a₀ + (∓) a₁ with a₁'s halves swapped, so no query copies and no
+  recombination run outside the kernels.
 Inside a chunk, b = cumsum of g from the chunk's start (inclusive), so exp(b_t − b_i) is the decay from i to t.
 Two launches: the chunk states (a loop over chunks per program, parallel over state tiles), then every chunk's
 output at once (parallel over chunks).
@@ -24,6 +29,32 @@ def _chunk_decay(g_ptr, bh, n, T, C: tl.constexpr):
     return t, in_t, b, tl.sum(g, 0)
 
 
+@triton.jit
+def _swap_halves(cols, W: tl.constexpr):
+    """(cols + W/2) mod W, written without `%`: the compiler's contiguity analysis of a remainder can assume a run
+    that in fact wraps around (and vectorise loads past the row's end); this form keeps runs within each half."""
+    return cols + W // 2 - (cols // (W // 2)) * W
+
+
+@triton.jit
+def _rows(ptr, row0, t, in_t, cols, W: tl.constexpr, SWAP: tl.constexpr, SIGN_LO: tl.constexpr):
+    """ptr[row0 + t, cols] of a [rows, W] matrix as a [C, len(cols)] tile; with SWAP, the columns' halves swapped
+    and signed (SIGN_LO on the first half, −SIGN_LO on the second)."""
+    mask = in_t[:, None] & (cols < W)[None, :]
+    if SWAP:
+        x = tl.load(ptr + (row0 + t[:, None]) * W + _swap_halves(cols, W)[None, :], mask=mask, other=0.0)
+        x = x * tl.where(cols < W // 2, SIGN_LO, -SIGN_LO).to(x.dtype)[None, :]
+    else:
+        x = tl.load(ptr + (row0 + t[:, None]) * W + cols[None, :], mask=mask, other=0.0)
+    return x
+
+
+@triton.jit
+def _state_tile(h_ptr, bh, n, N, rows, cols, K: tl.constexpr, V: tl.constexpr):
+    return tl.load(h_ptr + ((bh * N + n) * K + rows[:, None]) * V + cols[None, :],
+                   mask=(rows < K)[:, None] & (cols < V)[None, :], other=0.0)
+
+
 @triton.autotune(configs=configs("states"), key=["K", "V", "C"], prune_configs_by=PRUNE)
 @triton.jit
 def fwd_states(k_ptr, v_ptr, g_ptr, h_ptr, T, N, K: tl.constexpr, V: tl.constexpr, C: tl.constexpr,
@@ -31,41 +62,54 @@ def fwd_states(k_ptr, v_ptr, g_ptr, h_ptr, T, N, K: tl.constexpr, V: tl.constexp
     i_k, i_v, bh = tl.program_id(0), tl.program_id(1), tl.program_id(2).to(tl.int64)
     ok = i_k * BK + tl.arange(0, BK)
     ov = i_v * BV + tl.arange(0, BV)
-    in_k, in_v = ok < K, ov < V
     state = tl.zeros([BK, BV], dtype=tl.float32)
     for n in range(N):
         h_off = ((bh * N + n) * K + ok[:, None]) * V + ov[None, :]
-        tl.store(h_ptr + h_off, state, mask=in_k[:, None] & in_v[None, :])
+        tl.store(h_ptr + h_off, state, mask=(ok < K)[:, None] & (ov < V)[None, :])
         t, in_t, b, total = _chunk_decay(g_ptr, bh, n, T, C)
-        k = tl.load(k_ptr + (bh * T + t[:, None]) * K + ok[None, :], mask=in_t[:, None] & in_k[None, :], other=0.0)
-        v = tl.load(v_ptr + (bh * T + t[:, None]) * V + ov[None, :], mask=in_t[:, None] & in_v[None, :], other=0.0)
+        k = _rows(k_ptr, bh * T, t, in_t, ok, K, False, 1.0)
+        v = _rows(v_ptr, bh * T, t, in_t, ov, V, False, 1.0)
         k_end = (k * tl.exp(total - b)[:, None]).to(v.dtype)  # each key decayed to the chunk's end
         state = state * tl.exp(total) + tl.dot(tl.trans(k_end), v, input_precision=PREC)
 
 
-@triton.autotune(configs=configs("output"), key=["K", "V", "C", "G"], prune_configs_by=PRUNE)
 @triton.jit
-def fwd_output(q_ptr, k_ptr, v_ptr, g_ptr, h_ptr, y_ptr, T, N, G: tl.constexpr, K: tl.constexpr, V: tl.constexpr,
-               C: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, PREC: tl.constexpr):
-    i_v, n, bhg = tl.program_id(0), tl.program_id(1), tl.program_id(2).to(tl.int64)
-    bh = bhg // G
-    t, in_t, b, _ = _chunk_decay(g_ptr, bh, n, T, C)
-    ov = i_v * BV + tl.arange(0, BV)
-    in_v = ov < V
+def _group_output(q_ptr, k_ptr, v_ptr, h_ptr, q_row0, bh, n, N, t, in_t, b, vcols, T, K: tl.constexpr,
+                  V: tl.constexpr, C: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, SWAP: tl.constexpr,
+                  SIGMA: tl.constexpr, PREC: tl.constexpr):
+    """One query group's output in columns `vcols` of chunk n: (q ⊙ e^b) h + ((q kᵀ) ⊙ M) v, fp32 [C, BV]."""
     inter = tl.zeros([C, BV], dtype=tl.float32)
     scores = tl.zeros([C, C], dtype=tl.float32)
     for i_k in range(tl.cdiv(K, BK)):
         ok = i_k * BK + tl.arange(0, BK)
-        in_k = ok < K
-        q = tl.load(q_ptr + (bhg * T + t[:, None]) * K + ok[None, :], mask=in_t[:, None] & in_k[None, :], other=0.0)
-        k = tl.load(k_ptr + (bh * T + t[:, None]) * K + ok[None, :], mask=in_t[:, None] & in_k[None, :], other=0.0)
-        h = tl.load(h_ptr + ((bh * N + n) * K + ok[:, None]) * V + ov[None, :], mask=in_k[:, None] & in_v[None, :],
-                    other=0.0)
+        q = _rows(q_ptr, q_row0, t, in_t, ok, K, SWAP, SIGMA)
+        k = _rows(k_ptr, bh * T, t, in_t, ok, K, False, 1.0)
+        h = _state_tile(h_ptr, bh, n, N, ok, vcols, K, V)
         inter += tl.dot(q, h.to(q.dtype), input_precision=PREC)
         scores += tl.dot(q, tl.trans(k), input_precision=PREC)
     c = tl.arange(0, C)
-    causal = c[:, None] >= c[None, :]
-    scores *= tl.exp(tl.where(causal, b[:, None] - b[None, :], float("-inf")))
-    v = tl.load(v_ptr + (bh * T + t[:, None]) * V + ov[None, :], mask=in_t[:, None] & in_v[None, :], other=0.0)
-    y = inter * tl.exp(b)[:, None] + tl.dot(scores.to(v.dtype), v, input_precision=PREC)
-    tl.store(y_ptr + (bhg * T + t[:, None]) * V + ov[None, :], y, mask=in_t[:, None] & in_v[None, :])
+    scores *= tl.exp(tl.where(c[:, None] >= c[None, :], b[:, None] - b[None, :], float("-inf")))
+    v = _rows(v_ptr, bh * T, t, in_t, vcols, V, False, 1.0)
+    return inter * tl.exp(b)[:, None] + tl.dot(scores.to(v.dtype), v, input_precision=PREC)
+
+
+@triton.autotune(configs=configs("output"), key=["K", "V", "C", "G", "PAIR"], prune_configs_by=PRUNE)
+@triton.jit
+def fwd_output(q_ptr, k_ptr, v_ptr, g_ptr, h_ptr, y_ptr, T, N, G: tl.constexpr, K: tl.constexpr, V: tl.constexpr,
+               C: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, PAIR: tl.constexpr, SIGMA: tl.constexpr,
+               PREC: tl.constexpr):
+    i_v, n, row = tl.program_id(0), tl.program_id(1), tl.program_id(2).to(tl.int64)  # row: bh (PAIR) or bh·G + g
+    bh = row if PAIR else row // G
+    t, in_t, b, _ = _chunk_decay(g_ptr, bh, n, T, C)
+    ov = i_v * BV + tl.arange(0, BV)
+    if PAIR:
+        a0 = _group_output(q_ptr, k_ptr, v_ptr, h_ptr, bh * T, bh, n, N, t, in_t, b, ov, T, K, V, C, BK, BV, False,
+                           SIGMA, PREC)
+        swapped = tl.where(ov < V, _swap_halves(ov, V), ov)  # lanes past V stay past V (masked)
+        a1 = _group_output(q_ptr, k_ptr, v_ptr, h_ptr, bh * T, bh, n, N, t, in_t, b, swapped, T, K, V, C, BK, BV,
+                           True, SIGMA, PREC)
+        y = a0 + tl.where(ov < V // 2, -1.0, 1.0)[None, :] * a1
+    else:
+        y = _group_output(q_ptr, k_ptr, v_ptr, h_ptr, row * T, bh, n, N, t, in_t, b, ov, T, K, V, C, BK, BV, False,
+                          SIGMA, PREC)
+    tl.store(y_ptr + (row * T + t[:, None]) * V + ov[None, :], y, mask=in_t[:, None] & (ov < V)[None, :])

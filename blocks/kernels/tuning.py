@@ -1,7 +1,12 @@
-"""Autotuning candidates per kernel: tiles of the key (BK) and value (BV) widths, warps and pipeline stages; the
-chunk length is fixed by the caller (64 by default). fp32 inputs mean a check run (ieee products), which takes the
-first candidate without tuning; under the Triton interpreter (CPU tests) there is one small config, since every
-candidate would run in Python."""
+"""Tile choices per kernel: the key (BK) and value (BV) tile widths, warps and pipeline stages; the chunk length is
+fixed by the caller (64 by default).
+
+By default every kernel runs its first candidate (64 × 64 tiles, 4 warps, 2 stages): that is what the H200 numbers
+in docs/performance.md used. ARCHSEARCH_KERNEL_TUNING=1 autotunes over all candidates (about a minute of compiling
+per new shape). Opt-in because an earlier form of the complex-pair kernels crashed with an illegal address under
+some candidates (a `%` in the column swap, since rewritten) and the rewrite has not yet been autotuned on a GPU.
+fp32 inputs mean a check run (ieee products): first candidate only. Under the Triton interpreter (CPU tests) one
+small config, since every candidate would run in Python."""
 from __future__ import annotations
 
 import itertools
@@ -25,8 +30,9 @@ def configs(kind: str) -> list:
 
 
 def prune(configs_, named_args, **kwargs) -> list:
-    """Only the first candidate for fp32 (check) runs: their speed is not the point."""
-    return configs_[:1] if named_args.get("PREC", kwargs.get("PREC")) == "ieee" else configs_
+    """The first candidate, unless tuning is switched on (and the run is not an fp32 check)."""
+    check = named_args.get("PREC", kwargs.get("PREC")) == "ieee"
+    return configs_ if os.environ.get("ARCHSEARCH_KERNEL_TUNING") == "1" and not check else configs_[:1]
 
 
 PRUNE = {"early_config_prune": prune}

@@ -1,0 +1,50 @@
+"""archsearch.decode on CPU: what a CUDA-graph decode step relies on (position counters as device tensors give the
+same step as Python ints; state trees copy in place), and its errors. The capture itself runs in tests/test_gpu.py."""
+import pytest
+import torch
+
+from archsearch.build import build
+from archsearch.decode import GraphedDecoder, capturable, clone_state, copy_state, to_device_state
+from archsearch.lower import lower
+from archsearch.passes import run_passes
+from archsearch.spec import parse
+
+
+def _model(mixer: str, positions: str = "none"):
+    spec = {"model": {"d_model": 32, "seq_len": 32, "vocab": 50},
+            "embedding": {"block": "embedding", "config": {"positions": positions}},
+            "stack": {"depth": 2, "sublayers": [{"block": mixer, "config": {"heads": 2}}, {"block": "swiglu"}]}}
+    torch.manual_seed(0)
+    return lower(run_passes(build(parse(spec)))).eval()
+
+
+@pytest.mark.parametrize("mixer, positions", [("pam", "none"), ("linear_attention", "learned"),
+                                              ("holographic", "none")])
+def test_tensor_positions_step_like_int_positions(mixer, positions):
+    model = _model(mixer, positions)
+    ids = torch.randint(0, 50, (2, 6))
+    eager = model.init_state(2)
+    graphable = to_device_state(model.init_state(2), torch.device("cpu"))
+    with torch.no_grad():
+        for t in range(ids.shape[1]):
+            want, eager = model.step(ids[:, t], eager)
+            got, new = model.step(ids[:, t], graphable)
+            copy_state(graphable, new)  # what the captured graph does: update the fixed buffers in place
+            torch.testing.assert_close(got, want)
+
+
+def test_state_trees_clone_and_copy_in_place():
+    state = to_device_state(_model("pam").init_state(1), torch.device("cpu"))
+    saved = clone_state(state)
+    leaves = [s for v in state.values() for s in (v if isinstance(v, tuple) else (v,))]
+    for leaf in leaves:
+        leaf.add_(1)
+    copy_state(state, saved)
+    assert all(torch.equal(a, b) for a, b in zip(leaves, [s for v in saved.values()
+                                                          for s in (v if isinstance(v, tuple) else (v,))]))
+
+
+def test_which_models_capture_and_clear_errors():
+    assert capturable(_model("pam")) and not capturable(_model("softmax_attention"))
+    with pytest.raises(ValueError, match="needs a CUDA device"):
+        GraphedDecoder(_model("pam"), batch=1, device=torch.device("cpu"))
