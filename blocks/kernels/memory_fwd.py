@@ -31,8 +31,9 @@ def _chunk_decay(g_ptr, bh, n, T, C: tl.constexpr):
 
 @triton.jit
 def _swap_halves(cols, W: tl.constexpr):
-    """(cols + W/2) mod W, written without `%`: the compiler's contiguity analysis of a remainder can assume a run
-    that in fact wraps around (and vectorise loads past the row's end); this form keeps runs within each half."""
+    """(cols + W/2) mod W, written without `%`: a remainder's contiguity, as the compiler analyses it, may span the
+    wrap-around and vectorise loads past a row's end (the suspected cause of an illegal address seen under
+    autotuning); this form keeps every run of consecutive columns inside one half."""
     return cols + W // 2 - (cols // (W // 2)) * W
 
 
