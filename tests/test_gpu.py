@@ -50,17 +50,24 @@ def test_bf16_training_learns(root):
     assert m["status"] == "completed" and m["val_ppl"] < 20 and m["card"] != "cpu"
 
 
-def test_graphed_decode_matches_eager_steps():
+@pytest.mark.parametrize("mixer, compile", [("pam", False), ("linear_attention", False), ("holographic", False),
+                                             ("pam", True)])
+def test_graphed_decode_matches_eager_steps(mixer, compile):
     from archsearch.decode import GraphedDecoder
 
-    model = _model("pam").eval()
+    model = _model(mixer).eval()
     ids = torch.randint(0, 100, (2, 12), device="cuda")
-    dec = GraphedDecoder(model, batch=2, device=torch.device("cuda"))
+    dec = GraphedDecoder(model, batch=2, device=torch.device("cuda"), compile=compile)
     with torch.no_grad():
         state = model.init_state(2, device="cuda")
         for t in range(ids.shape[1]):
             eager, state = model.step(ids[:, t], state)
             torch.testing.assert_close(dec(ids[:, t]).clone(), eager, atol=1e-4, rtol=1e-4)
+
+
+def test_a_growing_kv_cache_is_not_captured():
+    from archsearch.decode import GraphedDecoder
+
     with pytest.raises(ValueError, match="cannot be captured"):
         GraphedDecoder(_model("softmax_attention"), batch=1, device=torch.device("cuda"))
 
