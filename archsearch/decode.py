@@ -7,7 +7,7 @@ with every token, so a model containing it decodes eagerly (`capturable` says wh
     logits = dec(token_ids)          # [B] → [B, V]; the state advances inside the graph
 
 A graph removes the CPU's per-op launch cost but still runs every small kernel of the step (a 100M PAM step is
-~1,500 of them); `compile=True` first fuses the step with torch.compile (inductor), so the graph replays far fewer.
+~1,750 of them); `compile=True` first fuses the step with torch.compile (inductor), so the graph replays far fewer.
 The weights must not change after construction (a compiled step keeps the complex block matrices it was built with).
 
 Position counters (Python ints in the eager state) become 0-d device tensors, so the graph reads and advances them
@@ -27,40 +27,42 @@ def capturable(model) -> bool:
     return not any(getattr(b, "name", "") == "softmax_attention" for b in model.blocks.values())
 
 
+def map_state(fn, state):
+    """A decode state (nested tuples, lists and dicts of tensors and ints) with fn applied to every leaf."""
+    if isinstance(state, (tuple, list)):
+        return type(state)(map_state(fn, s) for s in state)
+    if isinstance(state, dict):
+        return {k: map_state(fn, v) for k, v in state.items()}
+    return fn(state)
+
+
+def leaves(state):
+    """The tensors of a decode state, in a fixed order."""
+    if isinstance(state, torch.Tensor):
+        yield state
+    elif isinstance(state, (tuple, list)):
+        for s in state:
+            yield from leaves(s)
+    elif isinstance(state, dict):
+        for s in state.values():
+            yield from leaves(s)
+
+
 def to_device_state(state, device):
     """The eager state with every Python int (a position counter) as a 0-d long tensor on `device`."""
-    if isinstance(state, bool):
-        return state
-    if isinstance(state, int):
-        return torch.tensor(state, device=device, dtype=torch.long)
-    if isinstance(state, (tuple, list)):
-        return type(state)(to_device_state(s, device) for s in state)
-    if isinstance(state, dict):
-        return {k: to_device_state(v, device) for k, v in state.items()}
-    return state
-
-
-def copy_state(dst, src) -> None:
-    """Copy a state tree into buffers of the same structure, in place."""
-    if isinstance(dst, torch.Tensor):
-        if dst is not src:
-            dst.copy_(src)
-    elif isinstance(dst, (tuple, list)):
-        for d, s in zip(dst, src):
-            copy_state(d, s)
-    elif isinstance(dst, dict):
-        for k in dst:
-            copy_state(dst[k], src[k])
+    as_tensor = lambda x: torch.tensor(x, device=device, dtype=torch.long)  # noqa: E731
+    return map_state(lambda x: as_tensor(x) if isinstance(x, int) and not isinstance(x, bool) else x, state)
 
 
 def clone_state(state):
-    if isinstance(state, torch.Tensor):
-        return state.clone()
-    if isinstance(state, (tuple, list)):
-        return type(state)(clone_state(s) for s in state)
-    if isinstance(state, dict):
-        return {k: clone_state(v) for k, v in state.items()}
-    return state
+    return map_state(lambda x: x.clone() if isinstance(x, torch.Tensor) else x, state)
+
+
+def copy_state(dst, src) -> None:
+    """Copy a state into buffers of the same structure, in place."""
+    for d, s in zip(leaves(dst), leaves(src)):
+        if d is not s:
+            d.copy_(s)
 
 
 def _step_and_update(model, tokens, state):

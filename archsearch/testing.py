@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import torch
 
 from . import configs, flops, registry
+from .decode import leaves
 from .errors import Loc
 
 D_MODEL, SEQ_LEN, VOCAB, BATCH = 32, 64, 50, 2
@@ -77,17 +78,6 @@ def run_steps(m, x: torch.Tensor) -> torch.Tensor:
         y, state = m.step(x[:, t], state)
         ys.append(y)
     return torch.stack(ys, 1)
-
-
-def _leaves(state):
-    if isinstance(state, torch.Tensor):
-        yield state
-    elif isinstance(state, (tuple, list)):
-        for s in state:
-            yield from _leaves(s)
-    elif isinstance(state, dict):
-        for s in state.values():
-            yield from _leaves(s)
 
 
 # ------------------------------------------------------------------------------------------------- checks
@@ -184,7 +174,7 @@ def check_finite(case: Case) -> None:
 
 def check_state_bytes(case: Case) -> None:
     m = case.build()
-    real = sum(t.numel() * t.element_size() for t in _leaves(m.init_state(1))) if _stateful(m) else 0
+    real = sum(t.numel() * t.element_size() for t in leaves(m.init_state(1))) if _stateful(m) else 0
     assert real == case.cost()["state_bytes"], f"step state holds {real} bytes, analytic {case.cost()['state_bytes']}"
 
 

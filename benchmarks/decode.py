@@ -21,7 +21,7 @@ import torch
 import yaml
 
 from archsearch.build import build
-from archsearch.decode import GraphedDecoder, capturable
+from archsearch.decode import GraphedDecoder, capturable, map_state
 from archsearch.lower import lower
 from archsearch.measure import median_ms
 from archsearch.passes import run_passes
@@ -31,18 +31,13 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def at_context(state, context: int):
-    """The decode state after `context` tokens, as far as a step's cost is concerned."""
-    if isinstance(state, bool):
-        return state
-    if isinstance(state, int):
-        return context  # every integer in a block's state is its position counter
-    if isinstance(state, torch.Tensor):
-        return torch.randn_like(state) * 0.02 if state.is_floating_point() else torch.full_like(state, context)
-    if isinstance(state, (tuple, list)):
-        return type(state)(at_context(s, context) for s in state)
-    if isinstance(state, dict):
-        return {k: at_context(v, context) for k, v in state.items()}
-    return state
+    """The decode state after `context` tokens, as far as a step's cost is concerned: every integer (a Python int or
+    an integer tensor) in a block's state is its position counter; float tensors get random contents."""
+    def leaf(x):
+        if isinstance(x, torch.Tensor):
+            return torch.randn_like(x) * 0.02 if x.is_floating_point() else torch.full_like(x, context)
+        return context if isinstance(x, int) and not isinstance(x, bool) else x
+    return map_state(leaf, state)
 
 
 def load(spec_path: Path, seq_len: int, vocab: int):

@@ -101,40 +101,40 @@ def time_forms(b, t, device, repeats, busy: dict | None = None, paper_fp32: bool
     return out
 
 
+def _rel(a, b) -> float:
+    return ((a - b).norm() / b.norm()).item()
+
+
 def check(device) -> None:
-    """Every PAM form against the step recurrence on a short sequence in fp32, outputs and gradients; then the
-    kernels in bf16 against fp32."""
+    """Every PAM form against the step recurrence on a short sequence in fp32, outputs and gradients, and real
+    linear attention by the kernels against its recurrence; then the PAM kernels in bf16 against fp32."""
     parts, log_g = pam_inputs(1, 2, 200, 16, device, torch.float32)
     weight = torch.randn(1, 2, 200, 16, generator=torch.Generator().manual_seed(5)).to(device)
 
-    def run(mode, dtype=torch.float32):
+    def run_pam(mode, dtype=torch.float32):
         ins = [p.detach().to(dtype).requires_grad_() for p in (*parts, log_g)]
         yr, yi = complex_memory(*ins[:6], ins[6].float(), mode=mode, chunk=32)
         ((yr * weight).sum() + (yi * weight).sum()).backward()
         return [yr, yi] + [x.grad.float() for x in ins]
 
-    ref = run("recurrent")
-    modes = ["dual", "chunked"] + (["triton"] if linear_core.triton_usable(device) else [])
-    for mode in modes:
-        for name, a, b in zip(("yr", "yi", "dqr", "dqi", "dkr", "dki", "dvr", "dvi", "dlog_g"), run(mode), ref):
-            err = ((a - b).norm() / b.norm()).item()
+    def run_la(mode):
+        ins = [p.detach().requires_grad_() for p in (parts[0][:, :, None], parts[2], parts[4], log_g)]
+        y = linear_core.memory(*ins, mode, 64)
+        (y * weight[:, :, None]).sum().backward()
+        return [y] + [x.grad for x in ins]
+
+    fast = linear_core.triton_usable(device)
+    ref = run_pam("recurrent")
+    for mode in ["dual", "chunked"] + (["triton"] if fast else []):
+        for name, a, b in zip(("yr", "yi", "dqr", "dqi", "dkr", "dki", "dvr", "dvi", "dlog_g"), run_pam(mode), ref):
+            err = _rel(a, b)
             assert err < 1e-4, f"PAM {mode}: {name} relative error {err:.2e} against the recurrence"
-    if "triton" in modes:  # real linear attention by the kernels (plain query groups) against its recurrence
-        q, k, v = (p.detach().requires_grad_() for p in (parts[0][:, :, None], parts[2], parts[4]))
-        lg = log_g.detach().requires_grad_()
-        for form in ("recurrent", "triton"):
-            y = linear_core.memory(q, k, v, lg, form, 64)
-            (y * weight[:, :, None]).sum().backward()
-            got = [y.detach()] + [x.grad.clone() for x in (q, k, v, lg)]
-            for x in (q, k, v, lg):
-                x.grad = None
-            if form == "recurrent":
-                want = got
-        for name, a, b in zip(("y", "dq", "dk", "dv", "dlog_g"), got, want):
-            err = ((a - b).norm() / b.norm()).item()
+    if fast:
+        for name, a, b in zip(("y", "dq", "dk", "dv", "dlog_g"), run_la("triton"), run_la("recurrent")):
+            err = _rel(a, b)
             assert err < 1e-4, f"LA triton: {name} relative error {err:.2e} against the recurrence"
-    if "triton" in modes and device.type == "cuda":
-        worst = max(((a - b).norm() / b.norm()).item() for a, b in zip(run("triton", torch.bfloat16), ref))
+    if fast and device.type == "cuda":
+        worst = max(_rel(a, b) for a, b in zip(run_pam("triton", torch.bfloat16), ref))
         print(f"check: every PAM form matches the recurrence in fp32 (forward and backward); "
               f"the kernels in bf16: worst relative error {worst:.2e}")
         assert worst < 3e-2, f"PAM triton in bf16: relative error {worst:.2e} against fp32"

@@ -19,22 +19,14 @@ from .tuning import PRUNE, configs
 
 
 @triton.jit
-def _query(q_ptr, bh, t, in_t, cols, T, G: tl.constexpr, K: tl.constexpr, g: tl.constexpr, PAIR: tl.constexpr,
-           SIGMA: tl.constexpr):
+def _group(ptr, bh, t, in_t, cols, T, G: tl.constexpr, W: tl.constexpr, g: tl.constexpr, PAIR: tl.constexpr,
+           SIGN_LO: tl.constexpr):
+    """Group g's rows of a per-group tensor (q, or dy = da) in columns `cols`: stored per group, or for a complex
+    pair one tensor whose group 1 is read with its halves swapped and signed (SIGN_LO: σ for q, +1 for dy)."""
     if PAIR:
-        x = _rows(q_ptr, bh * T, t, in_t, cols, K, g == 1, SIGMA)
+        x = _rows(ptr, bh * T, t, in_t, cols, W, g == 1, SIGN_LO)
     else:
-        x = _rows(q_ptr, (bh * G + g) * T, t, in_t, cols, K, False, 1.0)
-    return x
-
-
-@triton.jit
-def _dout(dy_ptr, bh, t, in_t, cols, T, G: tl.constexpr, V: tl.constexpr, g: tl.constexpr, PAIR: tl.constexpr):
-    """da_g in columns `cols`: dy of group g, or for a complex pair dy (g = 0) or dy swapped and signed (g = 1)."""
-    if PAIR:
-        x = _rows(dy_ptr, bh * T, t, in_t, cols, V, g == 1, 1.0)
-    else:
-        x = _rows(dy_ptr, (bh * G + g) * T, t, in_t, cols, V, False, 1.0)
+        x = _rows(ptr, (bh * G + g) * T, t, in_t, cols, W, False, 1.0)
     return x
 
 
@@ -54,8 +46,8 @@ def bwd_states(q_ptr, dy_ptr, g_ptr, dh_ptr, T, N, G: tl.constexpr, K: tl.conste
         t, in_t, b, total = _chunk_decay(g_ptr, bh, n, T, C)
         grad = grad * tl.exp(total)
         for g in tl.static_range(G):
-            q = _query(q_ptr, bh, t, in_t, ok, T, G, K, g, PAIR, SIGMA)
-            dy = _dout(dy_ptr, bh, t, in_t, ov, T, G, V, g, PAIR)
+            q = _group(q_ptr, bh, t, in_t, ok, T, G, K, g, PAIR, SIGMA)
+            dy = _group(dy_ptr, bh, t, in_t, ov, T, G, V, g, PAIR, 1.0)
             grad += tl.dot(tl.trans((q * tl.exp(b)[:, None]).to(dy.dtype)), dy, input_precision=PREC)
 
 
@@ -80,9 +72,9 @@ def bwd_dv(q_ptr, k_ptr, dy_ptr, g_ptr, dh_ptr, dv_ptr, T, N, G: tl.constexpr, K
         for i_k in range(tl.cdiv(K, BK)):
             ok = i_k * BK + tl.arange(0, BK)
             k = _rows(k_ptr, bh * T, t, in_t, ok, K, False, 1.0)
-            q = _query(q_ptr, bh, t, in_t, ok, T, G, K, g, PAIR, SIGMA)
+            q = _group(q_ptr, bh, t, in_t, ok, T, G, K, g, PAIR, SIGMA)
             scores_t += tl.dot(k, tl.trans(q), input_precision=PREC)
-        dy = _dout(dy_ptr, bh, t, in_t, ov, T, G, V, g, PAIR)
+        dy = _group(dy_ptr, bh, t, in_t, ov, T, G, V, g, PAIR, 1.0)
         dv += tl.dot((scores_t * decay_t).to(dy.dtype), dy, input_precision=PREC)
     tl.store(dv_ptr + (bh * T + t[:, None]) * V + ov[None, :], dv, mask=in_t[:, None] & (ov < V)[None, :])
 
@@ -121,14 +113,14 @@ def bwd_dqk(q_ptr, k_ptr, v_ptr, g_ptr, h_ptr, dy_ptr, dh_ptr, dq_ptr, dk_ptr, d
         dscores = tl.zeros([C, C], dtype=tl.float32)  # da_g vᵀ
         for i_v in range(tl.cdiv(V, BV)):
             ov = i_v * BV + tl.arange(0, BV)
-            dy = _dout(dy_ptr, bh, t, in_t, ov, T, G, V, g, PAIR)
+            dy = _group(dy_ptr, bh, t, in_t, ov, T, G, V, g, PAIR, 1.0)
             v = _rows(v_ptr, bh * T, t, in_t, ov, V, False, 1.0)
             h = _state_tile(h_ptr, bh, n, N, kc, ov, K, V)
             dq += tl.dot(dy, tl.trans(h.to(dy.dtype)), input_precision=PREC)
             dscores += tl.dot(dy, tl.trans(v.to(dy.dtype)), input_precision=PREC)
         dscores = (dscores * decay).to(k.dtype)
         dq = dq * tl.exp(b)[:, None] + tl.dot(dscores, k_g, input_precision=PREC)
-        q = _query(q_ptr, bh, t, in_t, ok, T, G, K, g, PAIR, SIGMA)  # group g's query in columns `ok`
+        q = _group(q_ptr, bh, t, in_t, ok, T, G, K, g, PAIR, SIGMA)  # group g's query in columns `ok`
         dk += tl.dot(tl.trans(dscores), q, input_precision=PREC)
         if PAIR:
             if g == 1:  # q₁[j] = s_j q[(j + K/2) % K]: fold s_j · dq₁[j] onto column (j + K/2) % K = ok

@@ -1,10 +1,10 @@
 """Tile choices per kernel: the key (BK) and value (BV) tile widths, warps and pipeline stages; the chunk length is
 fixed by the caller (64 by default).
 
-By default every kernel runs its first candidate (64 × 64 tiles, 4 warps, 2 stages): that is what the H200 numbers
-in docs/performance.md used. ARCHSEARCH_KERNEL_TUNING=1 autotunes over all candidates (about a minute of compiling
-per new shape). Opt-in because an earlier form of the complex-pair kernels crashed with an illegal address under
-some candidates (a `%` in the column swap, since rewritten) and the rewrite has not yet been autotuned on a GPU.
+By default every kernel runs its first candidate (64 × 64 tiles, 4 warps, 2 stages): what the complex-pair numbers
+in docs/performance.md used. ARCHSEARCH_KERNEL_TUNING=1 autotunes over all candidates (each is compiled on the first
+use of a shape). Opt-in because an earlier form of the complex-pair kernels crashed with an illegal address under
+autotuning (suspected: a `%` in the column swap, since rewritten) and the rewrite has not been autotuned on a GPU.
 fp32 inputs mean a check run (ieee products): first candidate only. Under the Triton interpreter (CPU tests) one
 small config, since every candidate would run in Python."""
 from __future__ import annotations
