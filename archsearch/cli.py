@@ -183,11 +183,11 @@ def cmd_profile(args) -> int:
     batch = args.batch or batch
     name = Path(src.spec.file).stem + (f"-trial{src.trial}" if src.trial is not None else "")
     logdir = Path(args.logdir) if args.logdir else Path("runs") / "profile" / name
-    rows, phases = profile.run(ir, logdir, device=device, batch=batch, seq_len=seq_len, steps=args.steps,
-                               decode=args.decode, precision=src.spec.train.precision)
+    prof = profile.run(ir, logdir, device=device, batch=batch, seq_len=seq_len, steps=args.steps,
+                       decode=args.decode, precision=src.spec.train.precision)
     print(f"{src.label}: {args.steps} training steps at batch {batch} × {seq_len} on {device}"
           + (f", {args.decode} decode steps" if args.decode else ""))
-    print(profile.format_table(rows, phases, device))
+    print(profile.format_table(prof, device, ops=args.ops))
     print(f"trace: {logdir} (open with: tensorboard --logdir {logdir.parent})")
     return 0
 
@@ -281,6 +281,8 @@ def parser() -> argparse.ArgumentParser:
     pr.add_argument("--seq-len", type=_positive(int), help="default: the spec's training length")
     pr.add_argument("--device", help="auto | cpu | cuda | cuda:N")
     pr.add_argument("--vocab", type=_vocab, help="vocabulary size for a spec whose vocab is 'data'")
+    pr.add_argument("--ops", type=int, default=20, metavar="N",
+                    help="also list the N most expensive ops of a training step (default 20; 0: none)")
     pr.add_argument("--logdir", help="trace folder (default runs/profile/NAME)")
     pr.add_argument("--storage", help="the study's Optuna storage URL, when it is not in the folder")
     pr.set_defaults(fn=cmd_profile)

@@ -5,6 +5,7 @@ is where PAM's overhead shows: per block, against the other memories of the same
 from __future__ import annotations
 
 import os
+import re
 import sys
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -28,6 +29,20 @@ class NodeRow:
     memory_bytes: int  # per step, allocated inside the range (CUDA memory on GPU, host memory on CPU)
 
 
+@dataclass
+class OpRow:
+    name: str  # an aten op, or a kernel launched outside any (Triton's), as "kernel NAME"
+    calls: int  # per step
+    ms: float  # per step: the GPU time of its kernels (on CPU: the op's own host time)
+
+
+@dataclass
+class Profile:
+    rows: list  # NodeRow per node (training), then per node of the decode steps as "decode/NAME"
+    phases: dict  # ms per step of forward, loss, backward, optimizer (and decode_step)
+    ops: list  # OpRow, every op of the training steps, the most expensive first
+
+
 @contextmanager
 def native_stderr_silenced():
     """The profiler's native layer prints start/stop lines on stderr (fd 2); keep them off the user's terminal."""
@@ -43,9 +58,9 @@ def native_stderr_silenced():
 
 
 def run(ir: IR, logdir: Path, *, device: torch.device, batch: int, seq_len: int, steps: int = 3,
-        decode: int = 0, precision: str = "auto", seed: int = 0) -> tuple[list[NodeRow], dict]:
-    """Profile `steps` training steps (after one wait and one warm-up step) and `decode` decode steps; returns the
-    per-node rows and the per-phase totals (ms per step)."""
+        decode: int = 0, precision: str = "auto", seed: int = 0) -> Profile:
+    """Profile `steps` training steps (after one wait and one warm-up step) and `decode` decode steps: per-node
+    rows, per-phase totals and per-op totals (ms per step)."""
     torch.manual_seed(seed)
     model = lower(ir).to(device).train()
     model.trace_ops = True
@@ -73,6 +88,7 @@ def run(ir: IR, logdir: Path, *, device: torch.device, batch: int, seq_len: int,
             train_step()
             prof.step()
     rows, phases = _table(ir, prof, steps, ("forward", "loss", "backward", "optimizer"))
+    ops = _ops(prof, steps, cuda=device.type == "cuda")
     if decode:
         model.eval()
         with native_stderr_silenced(), torch.no_grad(), amp, profile(
@@ -86,7 +102,7 @@ def run(ir: IR, logdir: Path, *, device: torch.device, batch: int, seq_len: int,
         phases.update(dphases)
         rows += [NodeRow(f"decode/{r.name}", r.block, r.calls, r.cpu_ms, r.device_ms, r.memory_bytes) for r in drows]
     model.trace_ops = False
-    return rows, phases
+    return Profile(rows, phases, ops)
 
 
 def _totals(prof) -> dict[str, dict]:
@@ -100,6 +116,36 @@ def _totals(prof) -> dict[str, dict]:
         t["device"] = max(t["device"], getattr(e, "device_time_total", 0.0))
         t["memory"] = max(t["memory"], e.device_memory_usage or e.cpu_memory_usage)
     return out
+
+
+def _kernel_name(name: str) -> str:
+    """A CUDA kernel's name without its signature and template arguments."""
+    name = name.removeprefix("void ")
+    return re.split(r"[<(]", name, maxsplit=1)[0] or name
+
+
+def _ops(prof, steps: int, cuda: bool) -> list[OpRow]:
+    """Time per op over the training steps, most first: on GPU each kernel's time is charged to the aten op that
+    launched it, or, for kernels launched outside any aten op (Triton's), to the kernel itself; on CPU an aten op's
+    own host time (its children excluded)."""
+    totals: dict[str, list] = {}
+
+    def add(name, us):
+        t = totals.setdefault(name, [0, 0.0])
+        t[0] += 1
+        t[1] += us
+
+    for e in prof.events():
+        if e.device_type != torch.autograd.DeviceType.CPU:
+            continue
+        if cuda:
+            for k in e.kernels:
+                if k.name != e.name:  # a profiler range's GPU-side twin is attached like a kernel: not one
+                    add(e.name if e.name.startswith("aten::") else f"kernel {_kernel_name(k.name)}", k.duration)
+        elif e.name.startswith("aten::") and e.self_cpu_time_total > 0:
+            add(e.name, e.self_cpu_time_total)
+    rows = [OpRow(name, calls // steps, us / 1e3 / steps) for name, (calls, us) in totals.items()]
+    return sorted(rows, key=lambda r: -r.ms)
 
 
 def _table(ir: IR, prof, steps: int, phase_names) -> tuple[list[NodeRow], dict]:
@@ -119,8 +165,10 @@ def _label(n) -> str:
     return n.block if n.op == "block" else n.op
 
 
-def format_table(rows: list[NodeRow], phases: dict, device: torch.device) -> str:
+def format_table(p: Profile, device: torch.device, ops: int = 0) -> str:
+    """The per-node table and per-step totals; with `ops` > 0, then the `ops` most expensive ops."""
     cuda = device.type == "cuda"
+    rows, phases = p.rows, p.phases
     head = ("node", "block", "calls", "host ms", "GPU ms" if cuda else "", "memory MiB", "share")
     timed = [r.device_ms if cuda else r.cpu_ms for r in rows if not r.name.startswith("decode/")]
     total = sum(timed) or 1.0
@@ -136,4 +184,16 @@ def format_table(rows: list[NodeRow], phases: dict, device: torch.device) -> str
     out.append("per step: " + ", ".join(f"{k} {v:.2f} ms" for k, v in phases.items()))
     out.append("Node times are forward only (each node's profiler range); backward and the optimiser are in the "
                "per-step totals and, op by op, in the trace.")
+    if ops and p.ops:
+        out.append(_format_ops(p.ops, ops, cuda))
+    return "\n".join(out)
+
+
+def _format_ops(ops: list[OpRow], n: int, cuda: bool) -> str:
+    total = sum(r.ms for r in ops) or 1.0
+    width = max(len(r.name[:70]) for r in ops[:n])
+    out = [f"\ntop {min(n, len(ops))} of {len(ops)} ops by {'GPU' if cuda else 'own host'} time per training step "
+           f"(forward, loss, backward and optimizer; {total:.2f} ms in all)",
+           f"{'op':{width}s}  {'calls':>6s}  {'ms':>8s}  {'share':>6s}"]
+    out += [f"{r.name[:70]:{width}s}  {r.calls:6d}  {r.ms:8.3f}  {100 * r.ms / total:5.1f}%" for r in ops[:n]]
     return "\n".join(out)

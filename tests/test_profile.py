@@ -11,7 +11,8 @@ from archsearch.compiler import compile_spec
 
 def test_profile_trace_parses_and_the_table_covers_every_node(root, tmp_path):
     ir = compile_spec(str(root / "examples/hybrid_four_memories.yaml"), vocab=64)
-    rows, phases = profile.run(ir, tmp_path, device=torch.device("cpu"), batch=1, seq_len=32, steps=1, decode=2)
+    prof = profile.run(ir, tmp_path, device=torch.device("cpu"), batch=1, seq_len=32, steps=1, decode=2)
+    rows, phases = prof.rows, prof.phases
     names = [n.name for n in ir.nodes()]
     train_rows = [r for r in rows if not r.name.startswith("decode/")]
     assert [r.name for r in train_rows] == names and all(r.calls == 1 and r.cpu_ms > 0 for r in train_rows)
@@ -26,8 +27,12 @@ def test_profile_trace_parses_and_the_table_covers_every_node(root, tmp_path):
         assert data.events and data.op_list_groupby_name
         ranges = {e["name"] for e in json.loads(trace.read_text())["traceEvents"] if e.get("cat") == "user_annotation"}
         assert set(names) <= ranges  # every node's range is in the trace
-    table = profile.format_table(rows, phases, torch.device("cpu"))
+    table = profile.format_table(prof, torch.device("cpu"), ops=5)
     assert all(n in table for n in names)
+    # the op table: aten ops, most expensive first, five of them listed
+    assert prof.ops and all(r.name.startswith("aten::") and r.calls > 0 for r in prof.ops)
+    assert [r.ms for r in prof.ops] == sorted((r.ms for r in prof.ops), reverse=True)
+    assert "top 5 of" in table and prof.ops[0].name in table and prof.ops[5].name not in table.split("top 5 of")[1]
 
 
 def test_profile_cli(root, tmp_path):
@@ -36,4 +41,5 @@ def test_profile_cli(root, tmp_path):
                        capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     assert "l0.softmax_attention" in r.stdout and "per step: forward" in r.stdout and r.stderr == ""
+    assert "top 20 of" in r.stdout and "aten::" in r.stdout
     assert list((tmp_path / "p").glob("*.pt.trace.json"))

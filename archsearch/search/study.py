@@ -283,7 +283,8 @@ def run_search(space_path: str, *, out: Path | None = None, storage: str | None 
 
 
 def profile_trials(study, setup: Setup, k: int, echo=print) -> None:
-    """Profile the best k complete trials: OUT/profiles/trial_N/ holds the trace and table.txt the per-node table."""
+    """Profile the best k complete trials: OUT/profiles/trial_N/ holds the trace, and table.txt the per-node table and
+    the 20 most expensive ops."""
     from .. import profile
     from ..compiler import compile_spec
     from ..export.inputs import trial_source
@@ -297,9 +298,9 @@ def profile_trials(study, setup: Setup, k: int, echo=print) -> None:
         device = resolve_device(src.spec.train.device)
         batch, seq_len = step_shape(src.spec.train, ir.model.seq_len)
         folder = setup.out / "profiles" / f"trial_{t.number:04d}"
-        rows, phases = profile.run(ir, folder, device=device, batch=batch, seq_len=seq_len, decode=8,
-                                   precision=src.spec.train.precision)
-        (folder / "table.txt").write_text(profile.format_table(rows, phases, device) + "\n")
+        prof = profile.run(ir, folder, device=device, batch=batch, seq_len=seq_len, decode=8,
+                           precision=src.spec.train.precision)
+        (folder / "table.txt").write_text(profile.format_table(prof, device, ops=20) + "\n")
         echo(f"profiled trial {t.number}: {folder / 'table.txt'} and its trace")
 
 
