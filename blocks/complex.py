@@ -87,10 +87,11 @@ def modrelu(re: torch.Tensor, im: torch.Tensor, bias: torch.Tensor):
 
 def complex_rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
     """s ⊙ (|z| / RMS(|z|)) ⊙ z/|z| = s ⊙ z / RMS(|z|): phase-preserving RMSNorm over the complex features.
-    Mean over the n complex features of |z|² = 2 × mean over the 2n real ones of x²: no split, no concatenation
-    of the activations (fwd+bwd of a 4096 × 768 input on CPU: 34.4 → 25.2 ms)."""
-    rms = torch.sqrt(2 * (x * x).mean(-1, keepdim=True) + eps)
-    return x * torch.cat([weight, weight]) / rms
+    Mean over the n complex features of |z|² = 2 × mean over the 2n real ones of x², so this is a real RMSNorm
+    with weight [s | s]/√2 and eps/2: torch's fused rms_norm kernel, no split or concatenation of the
+    activations."""
+    w = torch.cat([weight, weight]).to(x.dtype) * (0.5 ** 0.5)
+    return F.rms_norm(x, x.shape[-1:], w, eps / 2)
 
 
 class ComplexNormBlock(nn.Module):
