@@ -14,6 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import linear_core
+
 EPS_MAG = 1e-8
 
 Init = Literal["orthogonal", "gaussian"]
@@ -184,10 +186,17 @@ class CGU(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.gate_up(x)
-        h = self.h
-        gr, ur, gi, ui = y[..., :h], y[..., h:2 * h], y[..., 2 * h:3 * h], y[..., 3 * h:]
-        ur, ui = modrelu(ur, ui, self.modrelu_bias)
-        gmag = magnitude(gr, gi)
-        gate = torch.sigmoid(gmag if self.gate_bias is None else gmag + self.gate_bias) / gmag
-        hr, hi = complex_mul(gr * gate, gi * gate, ur, ui)
-        return self.down(torch.cat([hr, hi], -1))
+        if linear_core.use_kernels(y.device):  # one fused kernel each way (blocks/kernels/cgu.py)
+            from .kernels.cgu import cgu_gate
+            return self.down(cgu_gate(y, self.modrelu_bias, self.gate_bias))
+        return self.down(gate_product(y, self.modrelu_bias, self.gate_bias))
+
+
+def gate_product(y: torch.Tensor, modrelu_bias: torch.Tensor, gate_bias: torch.Tensor | None) -> torch.Tensor:
+    """The CGU's middle: [gr | ur | gi | ui] → [hr | hi] = (g · σ(|g| + c)/|g|) · modReLU(u), complex."""
+    gr, ur, gi, ui = y.chunk(4, -1)
+    ur, ui = modrelu(ur, ui, modrelu_bias)
+    gmag = magnitude(gr, gi)
+    gate = torch.sigmoid(gmag if gate_bias is None else gmag + gate_bias) / gmag
+    hr, hi = complex_mul(gr * gate, gi * gate, ur, ui)
+    return torch.cat([hr, hi], -1)

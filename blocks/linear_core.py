@@ -54,12 +54,17 @@ def mode_usable(mode: str, device) -> bool:
     return mode != "triton" or triton_usable(torch.device(device))
 
 
+def use_kernels(device: torch.device) -> bool:
+    """Whether `auto` runs Triton kernels here: a CUDA device with Triton, outside torch_forms()."""
+    return device.type == "cuda" and not _TORCH_ONLY[0] and triton_usable(device)
+
+
 def auto_mode(seq_len: int, chunk: int, device: torch.device) -> str:
     """The fastest form here: the Triton kernels on a CUDA GPU with Triton installed (benchmarks/mixers.py), else
     the faster pure-torch form as measured by benchmarks/mixer_forms.py (docs/performance.md): on an H200 the
     O(T²) dual form wins up to T = 1024 (fewer, larger kernels) and the chunked form beyond; on CPU the chunked
     form wins as soon as T exceeds one chunk."""
-    if device.type == "cuda" and not _TORCH_ONLY[0] and triton_usable(device):
+    if use_kernels(device):
         return "triton"
     limit = 16 * chunk if device.type == "cuda" else chunk
     return "dual" if seq_len <= limit else "chunked"
@@ -159,6 +164,14 @@ def fused_complex(q, k, v, log_g, sigma: float):
     _require_kernels(q.device)
     from .kernels.memory import complex_pair_memory
     return complex_pair_memory(q, k, v, log_g, sigma)
+
+
+def complex_qkv(y, cos, sin, keep, heads: int, head_dim: int, scale: float, sign: float):
+    """PAM's projection y [B, T, 6·H·d] → the pair kernels' q, k, v [B, H, T, 2d] by one Triton kernel (RoPE from
+    cos/sin [T, d], q's scale and sign, GSP's value scale keep [B, H, T, 1 or d] or None)."""
+    _require_kernels(y.device)
+    from .kernels.complex_qkv import complex_qkv as kernel
+    return kernel(y, cos, sin, keep, heads, head_dim, scale, sign)
 
 
 def memory(q, k, v, log_g, mode: str, chunk: int):

@@ -174,10 +174,30 @@ class PAM(nn.Module):
         return linear_core.auto_mode(seq_len, self.cfg.chunk, device)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        mode = self.resolve_mode(x.shape[1], x.device)
+        if mode == "triton":
+            return self._forward_kernels(x)
         (qr, qi), (kr, ki), (vr, vi), log_g = self._project(x, torch.arange(x.shape[1], device=x.device))
-        yr, yi = complex_memory(qr, qi, kr, ki, vr, vi, log_g, mode=self.resolve_mode(x.shape[1], x.device),
-                                chunk=self.cfg.chunk, conjugate=self.cfg.conjugate)
+        yr, yi = complex_memory(qr, qi, kr, ki, vr, vi, log_g, mode=mode, chunk=self.cfg.chunk,
+                                conjugate=self.cfg.conjugate)
         return self._merge(yr, yi, x.dtype)
+
+    def _forward_kernels(self, x: torch.Tensor) -> torch.Tensor:
+        """forward by Triton kernels end to end: the projection's head split, RoPE, scale and GSP's value scale in one
+        kernel (blocks/kernels/complex_qkv.py), the memory in the complex-pair kernels, heads merged by one copy."""
+        b, t, _ = x.shape
+        h, d = self.heads, self.head_dim
+        angle = torch.arange(t, device=x.device, dtype=torch.float32)[:, None] * self.theta[None, :]
+        log_g, keep = self.gates(x, magnitude(*split(x)))
+        sign = 1.0 if self.cfg.conjugate else -1.0
+        q, k, v = linear_core.complex_qkv(self.qkv(x), angle.cos(), angle.sin(), keep, h, d, 1.0 / math.sqrt(d),
+                                          sign)
+        y = linear_core.fused_complex(q, k, v, log_g, sign)  # [B, H, T, 2d] = [Re | Im], fp32
+        amp = torch.is_autocast_enabled(x.device.type)
+        merged = torch.empty(b, t, 2, h, d, device=x.device,
+                             dtype=torch.get_autocast_dtype(x.device.type) if amp else x.dtype)
+        merged.copy_(y.view(b, h, t, 2, d).permute(0, 2, 3, 1, 4))  # [Re heads | Im heads], cast in the same copy
+        return self.out(merged.view(b, t, 2 * h * d))
 
     def init_state(self, batch: int, device=None, dtype=None):
         """(Re S, Im S, position): the fp32 complex state [B, H, d, d] and the next token's position."""

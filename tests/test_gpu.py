@@ -1,5 +1,7 @@
 """GPU paths (skipped without a GPU; run on the device machine): every memory's parallel form against its step form
 on the GPU in fp32, the measured costs under bf16 autocast, and a short bf16 training run that learns."""
+from contextlib import nullcontext
+
 import pytest
 import torch
 
@@ -8,6 +10,7 @@ from archsearch.lower import lower
 from archsearch.measure import measure
 from archsearch.passes import run_passes
 from archsearch.spec import parse
+from blocks import linear_core
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
 MIXERS = ("softmax_attention", "pam", "linear_attention", "holographic")
@@ -18,6 +21,15 @@ def _model(mixer: str):
             "stack": {"depth": 2, "sublayers": [{"block": mixer, "config": {"heads": 2}}, {"block": "swiglu"}]}}
     torch.manual_seed(0)
     return lower(run_passes(build(parse(spec)))).cuda()
+
+
+def test_logits_padded_to_aligned_rows_are_the_plain_product():
+    model = _model("softmax_attention")  # vocab 100: padded to 128 columns on the GPU
+    x = torch.randn(2, 5, 64, device="cuda")
+    logits = model.logits(x)
+    assert logits.shape == (2, 5, 100)
+    w = model.lm_head.weight if model.lm_head is not None else model.blocks[model.tie_to].weight
+    torch.testing.assert_close(logits, x @ w.t())
 
 
 @pytest.mark.parametrize("mixer", MIXERS)
@@ -70,6 +82,34 @@ def test_a_growing_kv_cache_is_not_captured():
 
     with pytest.raises(ValueError, match="cannot be captured"):
         GraphedDecoder(_model("softmax_attention"), batch=1, device=torch.device("cuda"))
+
+
+def test_the_100m_pam_layout_with_kernels_under_bf16_is_as_accurate_as_the_torch_forms(root):
+    """The paper's block structure (CN, CGU, PAM with GSP) at a small width: with every fused kernel (CGU's gate
+    product, PAM's qkv preparation and memory) under bf16 autocast, the logits and every parameter's gradient are
+    as close to the fp32 torch forms as the torch forms under bf16 are (a gradient that is a sum of cancelling terms
+    is far off in bf16 either way)."""
+    import yaml
+
+    doc = yaml.safe_load((root / "examples/paper_pam_100m.yaml").read_text())
+    doc["model"] |= {"d_model": 128, "seq_len": 256, "vocab": 300, "dropout": 0.0}
+    doc["stack"]["depth"] = 2
+    doc["stack"]["sublayers"][1]["config"] |= {"heads": 2, "head_dim": 32}
+    torch.manual_seed(0)
+    model = lower(run_passes(build(parse(doc)))).cuda()
+    ids = torch.randint(0, 300, (2, 256), device="cuda")
+    out = {}
+    for run, forms, half in (("fp32", linear_core.torch_forms, False), ("torch bf16", linear_core.torch_forms, True),
+                             ("kernels bf16", nullcontext, True)):
+        model.zero_grad()
+        with forms(), torch.autocast("cuda", dtype=torch.bfloat16, enabled=half):
+            logits = model(ids)
+        logits.float().square().mean().backward()
+        out[run] = [logits.float()] + [p.grad.float() for p in model.parameters()]
+    rel = lambda a, b: ((a - b).norm() / b.norm()).item()  # noqa: E731
+    names = ["logits"] + [n for n, _ in model.named_parameters()]
+    for name, ref, torch_half, kernels in zip(names, out["fp32"], out["torch bf16"], out["kernels bf16"]):
+        assert rel(kernels, ref) <= 2 * rel(torch_half, ref) + 1e-2, name
 
 
 @pytest.mark.parametrize("mixer", ["pam", "linear_attention"])

@@ -1,0 +1,130 @@
+"""PAM's inputs to the memory kernels in one kernel forward and one backward (issue 7: in eager torch, the head
+permutes, complex RoPE on Q and K, the 1/√d scale, GSP's value scale and the [re | im] concatenations are ~20
+elementwise ops, each a pass over the activations, and as many again backward).
+
+From the complex projection y = W_qkv z, [B·T, 6·H·d] laid out [re | im] × [q | k | v] × H × d, and RoPE's
+cos/sin [T, d], to q, k, v [B, H, T, 2d] as [re | im] (what complex_pair_memory takes):
+  q = s·[Re(Q e^{iθt}) | σ·Im(Q e^{iθt})],  k = [Re | Im](K e^{iθt}),  v = keep ⊙ [Vr | Vi]
+with s = 1/√d, σ = ±1 (the pair kernels' sign) and keep = GSP's (1 − p) per head or per channel ([B, H, T, 1 or d]).
+Arithmetic in fp32; q, k, v keep y's dtype (bf16 under autocast).
+"""
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+BLOCK_T = 32
+
+
+@triton.jit
+def _offsets(T, H, d, KW: tl.constexpr, BT: tl.constexpr, BD: tl.constexpr):
+    """This program's rows (positions of one batch element and head) and columns, and where they live."""
+    bh = tl.program_id(1).to(tl.int64)
+    b, h = bh // H, bh % H
+    t = tl.program_id(0) * BT + tl.arange(0, BT)
+    j = tl.arange(0, BD)
+    mask = (t < T)[:, None] & (j < d)[None, :]
+    y_at = (b * T + t)[:, None] * (6 * H * d) + h * d + j[None, :]  # + (part·3 + which)·H·d
+    out_at = (bh * T + t)[:, None] * (2 * d) + j[None, :]  # + d for the imaginary half
+    rope_at = t[:, None] * d + j[None, :]
+    if KW == 1:
+        keep_at = (bh * T + t)[:, None] + 0 * j[None, :]
+    else:
+        keep_at = (bh * T + t)[:, None] * d + j[None, :]
+    return mask, y_at, out_at, rope_at, keep_at, bh * T + t, t < T
+
+
+@triton.jit
+def qkv_fwd(y_ptr, cos_ptr, sin_ptr, keep_ptr, q_ptr, k_ptr, v_ptr, T, H, d, scale, KW: tl.constexpr,
+            SIGN: tl.constexpr, HAS_KEEP: tl.constexpr, BT: tl.constexpr, BD: tl.constexpr):
+    mask, y_at, out_at, rope_at, keep_at, _, _ = _offsets(T, H, d, KW, BT, BD)
+    hd = H * d
+    c = tl.load(cos_ptr + rope_at, mask=mask, other=0.0)
+    s = tl.load(sin_ptr + rope_at, mask=mask, other=0.0)
+    ty = q_ptr.dtype.element_ty
+    qr = tl.load(y_ptr + y_at, mask=mask, other=0.0).to(tl.float32)
+    qi = tl.load(y_ptr + y_at + 3 * hd, mask=mask, other=0.0).to(tl.float32)
+    tl.store(q_ptr + out_at, (scale * (qr * c - qi * s)).to(ty), mask=mask)
+    tl.store(q_ptr + out_at + d, (SIGN * scale * (qr * s + qi * c)).to(ty), mask=mask)
+    kr = tl.load(y_ptr + y_at + hd, mask=mask, other=0.0).to(tl.float32)
+    ki = tl.load(y_ptr + y_at + 4 * hd, mask=mask, other=0.0).to(tl.float32)
+    tl.store(k_ptr + out_at, (kr * c - ki * s).to(ty), mask=mask)
+    tl.store(k_ptr + out_at + d, (kr * s + ki * c).to(ty), mask=mask)
+    vr = tl.load(y_ptr + y_at + 2 * hd, mask=mask, other=0.0).to(tl.float32)
+    vi = tl.load(y_ptr + y_at + 5 * hd, mask=mask, other=0.0).to(tl.float32)
+    if HAS_KEEP:
+        keep = tl.load(keep_ptr + keep_at, mask=mask, other=0.0).to(tl.float32)
+        vr, vi = vr * keep, vi * keep
+    tl.store(v_ptr + out_at, vr.to(ty), mask=mask)
+    tl.store(v_ptr + out_at + d, vi.to(ty), mask=mask)
+
+
+@triton.jit
+def qkv_bwd(y_ptr, cos_ptr, sin_ptr, keep_ptr, dq_ptr, dk_ptr, dv_ptr, dy_ptr, dkeep_ptr, T, H, d, scale,
+            KW: tl.constexpr, SIGN: tl.constexpr, HAS_KEEP: tl.constexpr, BT: tl.constexpr, BD: tl.constexpr):
+    mask, y_at, out_at, rope_at, keep_at, row, in_t = _offsets(T, H, d, KW, BT, BD)
+    hd = H * d
+    c = tl.load(cos_ptr + rope_at, mask=mask, other=0.0)
+    s = tl.load(sin_ptr + rope_at, mask=mask, other=0.0)
+    ty = dy_ptr.dtype.element_ty
+    # the transposed rotation (and scale, sign) carries dq, dk back to Q, K
+    gr = tl.load(dq_ptr + out_at, mask=mask, other=0.0).to(tl.float32)
+    gi = SIGN * tl.load(dq_ptr + out_at + d, mask=mask, other=0.0).to(tl.float32)
+    tl.store(dy_ptr + y_at, (scale * (gr * c + gi * s)).to(ty), mask=mask)
+    tl.store(dy_ptr + y_at + 3 * hd, (scale * (gi * c - gr * s)).to(ty), mask=mask)
+    gr = tl.load(dk_ptr + out_at, mask=mask, other=0.0).to(tl.float32)
+    gi = tl.load(dk_ptr + out_at + d, mask=mask, other=0.0).to(tl.float32)
+    tl.store(dy_ptr + y_at + hd, (gr * c + gi * s).to(ty), mask=mask)
+    tl.store(dy_ptr + y_at + 4 * hd, (gi * c - gr * s).to(ty), mask=mask)
+    gr = tl.load(dv_ptr + out_at, mask=mask, other=0.0).to(tl.float32)
+    gi = tl.load(dv_ptr + out_at + d, mask=mask, other=0.0).to(tl.float32)
+    if HAS_KEEP:
+        keep = tl.load(keep_ptr + keep_at, mask=mask, other=0.0).to(tl.float32)
+        vr = tl.load(y_ptr + y_at + 2 * hd, mask=mask, other=0.0).to(tl.float32)
+        vi = tl.load(y_ptr + y_at + 5 * hd, mask=mask, other=0.0).to(tl.float32)
+        dkeep = gr * vr + gi * vi
+        if KW == 1:  # one scale per head: summed over its channels
+            tl.store(dkeep_ptr + row, tl.sum(dkeep, 1), mask=in_t)
+        else:
+            tl.store(dkeep_ptr + keep_at, dkeep, mask=mask)
+        gr, gi = gr * keep, gi * keep
+    tl.store(dy_ptr + y_at + 2 * hd, gr.to(ty), mask=mask)
+    tl.store(dy_ptr + y_at + 5 * hd, gi.to(ty), mask=mask)
+
+
+class ComplexQKV(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, y, cos, sin, keep, heads: int, head_dim: int, scale: float, sign: float):
+        b, t = y.shape[:2]
+        h, d = heads, head_dim
+        y = y.contiguous()
+        q, k, v = (torch.empty(b, h, t, 2 * d, device=y.device, dtype=y.dtype) for _ in range(3))
+        kw = 1 if keep is None or keep.shape[-1] == 1 else d
+        keep_c = keep.contiguous() if keep is not None else cos
+        ctx.meta = dict(T=t, H=h, d=d, KW=kw, scale=scale, SIGN=sign, HAS_KEEP=keep is not None, BT=BLOCK_T,
+                        BD=triton.next_power_of_2(d))
+        ctx.grid = (triton.cdiv(t, BLOCK_T), b * h)
+        qkv_fwd[ctx.grid](y, cos, sin, keep_c, q, k, v, **ctx.meta)
+        ctx.save_for_backward(y, cos, sin, keep_c)
+        ctx.keep_shape = None if keep is None else keep.shape
+        return q, k, v
+
+    @staticmethod
+    def backward(ctx, dq, dk, dv):
+        y, cos, sin, keep = ctx.saved_tensors
+        dy = torch.empty_like(y)
+        dkeep = torch.empty(ctx.keep_shape, device=y.device, dtype=keep.dtype) if ctx.keep_shape else keep
+        grads = [g.contiguous() if g is not None else torch.zeros(y.shape[0], ctx.meta["H"], ctx.meta["T"],
+                                                                  2 * ctx.meta["d"], device=y.device, dtype=y.dtype)
+                 for g in (dq, dk, dv)]
+        qkv_bwd[ctx.grid](y, cos, sin, keep, *grads, dy, dkeep, **ctx.meta)
+        return dy, None, None, dkeep if ctx.keep_shape else None, None, None, None, None
+
+
+@torch.compiler.disable
+def complex_qkv(y, cos, sin, keep, heads: int, head_dim: int, scale: float, sign: float):
+    """y [B, T, 6·H·d] (the W_qkv projection), cos/sin [T, d] fp32, keep [B, H, T, 1 or d] or None → q, k, v
+    [B, H, T, 2d] for complex_pair_memory (q scaled by `scale`, its imaginary half by `sign`)."""
+    return ComplexQKV.apply(y, cos.float().contiguous(), sin.float().contiguous(), keep, heads, head_dim, scale,
+                            sign)

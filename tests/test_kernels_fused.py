@@ -1,0 +1,76 @@
+"""The fused elementwise kernels (blocks/kernels: the CGU's gate product) against the torch forms they replace, forward
+and backward (every input and parameter gradient): on CPU through Triton's interpreter, natively on a GPU."""
+import pytest
+import torch
+
+from blocks import linear_core
+from blocks.complex import gate_product
+
+DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
+pytestmark = pytest.mark.skipif(not linear_core.triton_usable(torch.device(DEVICE)),
+                                reason="needs Triton (and a GPU or a working interpreter)")
+
+
+def _rel(a, b):
+    return ((a.double() - b.double()).norm() / b.double().norm()).item()
+
+
+def _grads(fn, inputs, weight):
+    out = fn(*inputs)
+    grads = torch.autograd.grad(out, [x for x in inputs if x is not None], weight)
+    return [out, *grads]
+
+
+@pytest.mark.parametrize("gate_bias", [False, True])
+@pytest.mark.parametrize("shape", [(2, 37, 150), (5, 16)])  # leading dims and h (tile edges in both)
+def test_cgu_gate_matches_the_torch_form(shape, gate_bias):
+    from blocks.kernels.cgu import cgu_gate
+
+    gen = torch.Generator().manual_seed(0)
+    *lead, h = shape
+    y = torch.randn(*lead, 4 * h, generator=gen, dtype=torch.float64)
+    b = -0.1 + 0.3 * torch.randn(h, generator=gen, dtype=torch.float64)  # some modReLUs closed, some open
+    c = 0.5 * torch.randn(h, generator=gen, dtype=torch.float64) if gate_bias else None
+    weight = torch.randn(*lead, 2 * h, generator=gen, dtype=torch.float64)
+    ref = _grads(gate_product, [x if x is None else x.requires_grad_() for x in (y, b, c)], weight)
+    mine = [None if x is None else x.detach().float().to(DEVICE).requires_grad_() for x in (y, b, c)]
+    got = _grads(cgu_gate, mine, weight.float().to(DEVICE))
+    assert len(got) == len(ref)
+    for name, a, r in zip(("h", "dy", "d modrelu_bias", "d gate_bias"), got, ref):
+        assert _rel(a.cpu(), r) < 1e-5, name
+
+
+def _qkv_reference(y, cos, sin, keep, h, d, scale, sign):
+    b, t = y.shape[:2]
+    parts = y.view(b, t, 2, 3, h, d).permute(2, 3, 0, 4, 1, 5)  # [re/im, q/k/v, B, H, T, d]
+    rot = lambda re, im: (re * cos - im * sin, re * sin + im * cos)  # noqa: E731
+    (qr, qi), (kr, ki) = rot(parts[0, 0], parts[1, 0]), rot(parts[0, 1], parts[1, 1])
+    vr, vi = parts[0, 2], parts[1, 2]
+    if keep is not None:
+        vr, vi = vr * keep, vi * keep
+    return (scale * torch.cat([qr, sign * qi], -1), torch.cat([kr, ki], -1), torch.cat([vr, vi], -1))
+
+
+@pytest.mark.parametrize("keep_width", [None, 1, 12])
+@pytest.mark.parametrize("sign", [1.0, -1.0])
+def test_complex_qkv_matches_the_torch_form(keep_width, sign):
+    from blocks.kernels.complex_qkv import complex_qkv
+
+    gen = torch.Generator().manual_seed(0)
+    b, t, h, d = 2, 45, 3, 12
+    y = torch.randn(b, t, 6 * h * d, generator=gen, dtype=torch.float64)
+    angle = torch.arange(t, dtype=torch.float64)[:, None] * torch.rand(d, generator=gen, dtype=torch.float64)
+    keep = None if keep_width is None else torch.rand(b, h, t, keep_width, generator=gen, dtype=torch.float64)
+    weights = [torch.randn(b, h, t, 2 * d, generator=gen, dtype=torch.float64) for _ in range(3)]
+
+    def run(fn, y, keep, device):
+        out = fn(y, angle.cos().to(y), angle.sin().to(y), keep, h, d, 0.3, sign)
+        loss = sum((o * w.to(device, o.dtype)).sum() for o, w in zip(out, weights))
+        return [*out, *torch.autograd.grad(loss, [x for x in (y, keep) if x is not None])]
+
+    ref = run(_qkv_reference, y.requires_grad_(), keep if keep is None else keep.requires_grad_(), "cpu")
+    mine = [None if x is None else x.detach().float().to(DEVICE).requires_grad_() for x in (y, keep)]
+    got = run(complex_qkv, *mine, DEVICE)
+    assert len(got) == len(ref)
+    for name, a, r in zip(("q", "k", "v", "dy", "dkeep"), got, ref):
+        assert _rel(a.cpu(), r) < 1e-5, name
