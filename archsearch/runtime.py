@@ -35,9 +35,11 @@ class SequenceModel(nn.Module):
     def logits(self, x: torch.Tensor) -> torch.Tensor:
         w = self.lm_head.weight if self.lm_head is not None else self.blocks[self.tie_to].weight
         vocab = w.shape[0]
-        pad = -vocab % 64 if x.is_cuda else 0
-        if pad:  # cuBLAS's fast bf16 GEMMs need aligned rows: 16384 × 768 tokens to GPT-2's 50257 logits took
-            # 13.7 ms forward on an H200, padded to 50304 1.95 ms (the padding's logits are sliced off)
+        # cuBLAS's fast bf16 GEMMs need aligned rows: 16384 tokens × 768 to GPT-2's 50257 logits took 13.7 ms
+        # forward on an H200, padded to 50304 1.95 ms (the padding's logits are sliced off). A few tokens (decoding)
+        # only read the table, and padding it would copy it: not below 256 tokens.
+        pad = -vocab % 64 if x.is_cuda and x.numel() >= 256 * x.shape[-1] else 0
+        if pad:
             return nn.functional.linear(x, nn.functional.pad(w, (0, 0, 0, pad)))[..., :vocab]
         return nn.functional.linear(x, w)
 

@@ -24,10 +24,10 @@ def _model(mixer: str):
 
 
 def test_logits_padded_to_aligned_rows_are_the_plain_product():
-    model = _model("softmax_attention")  # vocab 100: padded to 128 columns on the GPU
-    x = torch.randn(2, 5, 64, device="cuda")
+    model = _model("softmax_attention")  # vocab 100: padded to 128 columns on the GPU from 256 tokens on
+    x = torch.randn(2, 150, 64, device="cuda")
     logits = model.logits(x)
-    assert logits.shape == (2, 5, 100)
+    assert logits.shape == (2, 150, 100) and logits.stride(1) == 128
     w = model.lm_head.weight if model.lm_head is not None else model.blocks[model.tie_to].weight
     torch.testing.assert_close(logits, x @ w.t())
 
