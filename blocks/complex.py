@@ -186,7 +186,9 @@ class CGU(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.gate_up(x)
-        if linear_core.use_kernels(y.device):  # one fused kernel each way (blocks/kernels/cgu.py)
+        # one fused kernel each way (blocks/kernels/cgu.py); under torch.compile inductor fuses the torch form itself
+        # (checked first: tracing use_kernels' import checks would break the compiled graph)
+        if not torch.compiler.is_compiling() and linear_core.use_kernels(y.device):
             from .kernels.cgu import cgu_gate
             return self.down(cgu_gate(y, self.modrelu_bias, self.gate_bias))
         return self.down(gate_product(y, self.modrelu_bias, self.gate_bias))
