@@ -7,7 +7,9 @@ ms, the ratio to SDPA and to the paper's form, and the card; then a T sweep with
 
 Wall time (CUDA events around each call, host launch gaps included) is the headline; on a GPU the GPU-busy time
 (the kernels' summed durations, by torch.profiler) is printed beside it, for where the host is the bottleneck.
-Inputs are random, already projected (q, k, v, per-head log decay); the projections are not timed. First every form
+Inputs are random, already projected (q, k, v, per-head log decay) and in the layout each form takes in the model
+(the kernels: [re | im] per head, as blocks/kernels/complex_qkv.py writes them; the torch forms: re and im apart);
+the projections are not timed. First every form
 is checked against the step recurrence in fp32, forward and backward (the kernels' check mode; `--check-only` stops
 there), and the bf16 kernels against fp32. Each shape is run twice before timing (kernel autotuning and compilation
 happen then); a form that runs out of memory prints nan.
@@ -31,6 +33,17 @@ def pam_inputs(b, h, t, d, device, dtype):
     parts = [make(b, h, t, d) for _ in range(6)]  # qr, qi, kr, ki, vr, vi
     log_g = (-torch.rand(b, h, t, generator=g) * 0.1).to(device).requires_grad_()
     return parts, log_g
+
+
+def pair_inputs(parts):
+    """PAM's inputs as the model hands them to the kernels (blocks/kernels/complex_qkv.py): q, k, v [B, H, T, 2d] as
+    [re | im], one leaf each."""
+    return [torch.cat([r, i], -1).detach().requires_grad_() for r, i in zip(parts[0::2], parts[1::2])]
+
+
+def pam_pair(inputs, log_g):
+    q, k, v = inputs
+    return linear_core.fused_complex(q, k, v, log_g, 1.0).sum()
 
 
 def pam_core(mode):
@@ -72,7 +85,7 @@ def busy_ms(fn, iters: int = 5) -> float:
 def time_forms(b, t, device, repeats, busy: dict | None = None, paper_fp32: bool = True) -> dict:
     half = torch.bfloat16 if device.type == "cuda" else torch.float32
     fast = linear_core.triton_usable(device)
-    forms = {"PAM triton": (pam_core("triton"), half)} if fast else {}
+    forms = {"PAM triton": (pam_pair, half)} if fast else {}
     forms |= {"PAM dual fp32 (paper)": (pam_core("dual"), torch.float32),
              "PAM dual bf16": (pam_core("dual"), half),
              "PAM chunked (torch)": (pam_core("chunked"), half),
@@ -88,6 +101,8 @@ def time_forms(b, t, device, repeats, busy: dict | None = None, paper_fp32: bool
             continue
         try:
             parts, log_g = pam_inputs(b, 6, t, 64, device, dtype)
+            if fn is pam_pair:
+                parts = pair_inputs(parts)
             out[name] = median_ms(lambda: fn(parts, log_g).backward(), device, repeats=repeats, warmup=2)
             if busy is not None:
                 busy[name] = busy_ms(lambda: fn(parts, log_g).backward())

@@ -5,7 +5,7 @@
 - complex_pair_memory(q, k, v, log_g, sigma): PAM's split-real complex read (q, k, v [B, H, T, 2d] holding
   [re | im]; the second query group is derived inside the kernels) → y [B, H, T, 2d] = [Re | Im] in fp32.
 
-Forward in two launches and backward in three, plus a reverse cumulative sum for the decay's gradient. The state
+Forward in two launches and backward in four (the last sums and scans the decay's gradient). The state
 accumulates in fp32; matmul inputs stay in the inputs' dtype (bf16 under autocast).
 """
 from __future__ import annotations
@@ -14,6 +14,7 @@ import torch
 import triton
 
 from . import memory_bwd, memory_fwd
+from .tuning import direct, enabled, launch
 
 CHUNK = 64
 
@@ -39,10 +40,11 @@ class ChunkedMemory(torch.autograd.Function):
         rows = b * h if pair else b * h * g
         y = torch.empty(rows, t, dv, device=q.device, dtype=torch.float32)
         kw = dict(C=chunk, PREC=_precision(dtype))
-        memory_fwd.fwd_states[lambda m: (triton.cdiv(dk, m["BK"]), triton.cdiv(dv, m["BV"]), b * h)](
-            kf, vf, gf, states, t, n, K=dk, V=dv, **kw)
+        launch(memory_fwd.fwd_states, lambda m: (triton.cdiv(dk, m["BK"]), triton.cdiv(dv, m["BV"]), b * h),
+               kf, vf, gf, states, t, n, K=dk, V=dv, **kw)
         kw |= dict(G=g, K=dk, V=dv, PAIR=pair, SIGMA=float(sigma or 1.0))
-        memory_fwd.fwd_output[lambda m: (triton.cdiv(dv, m["BV"]), n, rows)](qf, kf, vf, gf, states, y, t, n, **kw)
+        launch(memory_fwd.fwd_output, lambda m: (triton.cdiv(dv, m["BV"]), n, rows), qf, kf, vf, gf, states, y, t, n,
+               **kw)
         ctx.save_for_backward(qf, kf, vf, gf, states)
         ctx.kw, ctx.shape, ctx.dtypes = kw, (b, h, g, t, dk, dv), (q.dtype, k.dtype, v.dtype, log_g.dtype)
         ctx.q_shape = q.shape
@@ -53,19 +55,23 @@ class ChunkedMemory(torch.autograd.Function):
         qf, kf, vf, gf, states = ctx.saved_tensors
         b, h, g, t, dk, dv = ctx.shape
         kw, n = ctx.kw, states.shape[1]
-        dyf = dy.to(qf.dtype).reshape(-1, t, dv).contiguous()
+        dyf = dy.float().reshape(-1, t, dv).contiguous()  # the kernels round it to the inputs' dtype
         dstates = torch.empty_like(states)
-        memory_bwd.bwd_states[lambda m: (triton.cdiv(dk, m["BK"]), triton.cdiv(dv, m["BV"]), b * h)](
-            qf, dyf, gf, dstates, t, n, **kw)
+        launch(memory_bwd.bwd_states, lambda m: (triton.cdiv(dk, m["BK"]), triton.cdiv(dv, m["BV"]), b * h),
+               qf, dyf, gf, dstates, t, n, **kw)
         dvf = torch.empty_like(vf)
-        memory_bwd.bwd_dv[lambda m: (triton.cdiv(dv, m["BV"]), n, b * h)](qf, kf, dyf, gf, dstates, dvf, t, n, **kw)
+        launch(memory_bwd.bwd_dv, lambda m: (triton.cdiv(dv, m["BV"]), n, b * h), qf, kf, dyf, gf, dstates, dvf, t,
+               n, **kw)
         dqf, dkf = torch.empty_like(qf), torch.empty_like(kf)
-        # one row of d c per key tile; sized for the smallest tile any config uses, unused rows stay zero
-        dc = torch.zeros(triton.cdiv(dk, 32), b * h, t, device=qf.device, dtype=torch.float32)
-        memory_bwd.bwd_dqk[lambda m: (triton.cdiv(dk, m["BK"]), n, b * h)](
-            qf, kf, vf, gf, states, dyf, dstates, dqf, dkf, dc, b * h, t, n, **kw)
-        dc = dc.sum(0)
-        dlog_g = dc.flip(-1).cumsum(-1).flip(-1)  # d log g_j = Σ_{t ≥ j} d c_t
+        # one row of d c per key tile: under autotuning sized for the smallest tile any config uses (unused rows
+        # stay zero; the autotuner resets them between trials), else exactly the direct launch's tiles
+        tiles = triton.cdiv(dk, 32 if enabled(kw["PREC"]) else direct("bwd_dqk", kw["PREC"])["BK"])
+        dc = (torch.zeros if enabled(kw["PREC"]) else torch.empty)(tiles, b * h, t, device=qf.device,
+                                                                    dtype=torch.float32)
+        launch(memory_bwd.bwd_dqk, lambda m: (triton.cdiv(dk, m["BK"]), n, b * h), qf, kf, vf, gf, states, dyf,
+               dstates, dqf, dkf, dc, b * h, t, n, **kw)
+        dlog_g = torch.empty(b * h, t, device=qf.device, dtype=torch.float32)
+        memory_bwd.bwd_decay[(b * h,)](dc, dlog_g, b * h, t, NK=tiles, BT=256)
         qd, kd, vd, gd = ctx.dtypes
         return (dqf.view(ctx.q_shape).to(qd), dkf.view(b, h, t, dk).to(kd), dvf.view(b, h, t, dv).to(vd),
                 dlog_g.view(b, h, t).to(gd), None, None)

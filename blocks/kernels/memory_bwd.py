@@ -7,7 +7,9 @@ For chunk n with entering state h_n, M[t, i] = exp(b_t − b_i) (i ≤ t) and a_
   dv   = Σ_g ((q_g kᵀ) ⊙ M)ᵀ da_g + (k ⊙ e^{B−b}) dh_n
   d c_t = Σ_g q_g·dq_g − k·dk for the global c = cumsum(log g): the caller turns it into d log g by a reverse
   cumulative sum. For a complex pair, da₁ is dy with its halves swapped and signed, and group 1's query gradient
-  folds back onto q's columns. Three launches: the state gradients (a reverse loop over chunks), dv, then dq, dk, d c.
+  folds back onto q's columns. Four launches: the state gradients (a reverse loop over chunks), dv, then dq, dk, d c,
+  then d log g (the key tiles' d c summed and scanned from the end). dy is read in fp32 (the forward's output dtype)
+  and rounded to the inputs' dtype in the kernels.
 """
 from __future__ import annotations
 
@@ -30,7 +32,7 @@ def _group(ptr, bh, t, in_t, cols, T, G: tl.constexpr, W: tl.constexpr, g: tl.co
     return x
 
 
-@triton.autotune(configs=configs("states"), key=["K", "V", "C", "G", "PAIR"], prune_configs_by=PRUNE)
+@triton.autotune(configs=configs("bwd_states"), key=["K", "V", "C", "G", "PAIR", "N"], prune_configs_by=PRUNE)
 @triton.jit
 def bwd_states(q_ptr, dy_ptr, g_ptr, dh_ptr, T, N, G: tl.constexpr, K: tl.constexpr, V: tl.constexpr,
                C: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, PAIR: tl.constexpr, SIGMA: tl.constexpr,
@@ -47,11 +49,11 @@ def bwd_states(q_ptr, dy_ptr, g_ptr, dh_ptr, T, N, G: tl.constexpr, K: tl.conste
         grad = grad * tl.exp(total)
         for g in tl.static_range(G):
             q = _group(q_ptr, bh, t, in_t, ok, T, G, K, g, PAIR, SIGMA)
-            dy = _group(dy_ptr, bh, t, in_t, ov, T, G, V, g, PAIR, 1.0)
+            dy = _group(dy_ptr, bh, t, in_t, ov, T, G, V, g, PAIR, 1.0).to(q_ptr.dtype.element_ty)  # dy: fp32
             grad += tl.dot(tl.trans((q * tl.exp(b)[:, None]).to(dy.dtype)), dy, input_precision=PREC)
 
 
-@triton.autotune(configs=configs("dv"), key=["K", "V", "C", "G", "PAIR"], prune_configs_by=PRUNE)
+@triton.autotune(configs=configs("bwd_dv"), key=["K", "V", "C", "G", "PAIR", "N"], prune_configs_by=PRUNE)
 @triton.jit
 def bwd_dv(q_ptr, k_ptr, dy_ptr, g_ptr, dh_ptr, dv_ptr, T, N, G: tl.constexpr, K: tl.constexpr, V: tl.constexpr,
            C: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, PAIR: tl.constexpr, SIGMA: tl.constexpr,
@@ -74,12 +76,12 @@ def bwd_dv(q_ptr, k_ptr, dy_ptr, g_ptr, dh_ptr, dv_ptr, T, N, G: tl.constexpr, K
             k = _rows(k_ptr, bh * T, t, in_t, ok, K, False, 1.0)
             q = _group(q_ptr, bh, t, in_t, ok, T, G, K, g, PAIR, SIGMA)
             scores_t += tl.dot(k, tl.trans(q), input_precision=PREC)
-        dy = _group(dy_ptr, bh, t, in_t, ov, T, G, V, g, PAIR, 1.0)
+        dy = _group(dy_ptr, bh, t, in_t, ov, T, G, V, g, PAIR, 1.0).to(q_ptr.dtype.element_ty)  # dy: fp32
         dv += tl.dot((scores_t * decay_t).to(dy.dtype), dy, input_precision=PREC)
     tl.store(dv_ptr + (bh * T + t[:, None]) * V + ov[None, :], dv, mask=in_t[:, None] & (ov < V)[None, :])
 
 
-@triton.autotune(configs=configs("dqk"), key=["K", "V", "C", "G", "PAIR"], prune_configs_by=PRUNE,
+@triton.autotune(configs=configs("bwd_dqk"), key=["K", "V", "C", "G", "PAIR", "N"], prune_configs_by=PRUNE,
                  reset_to_zero=["dc_ptr"])
 @triton.jit
 def bwd_dqk(q_ptr, k_ptr, v_ptr, g_ptr, h_ptr, dy_ptr, dh_ptr, dq_ptr, dk_ptr, dc_ptr, BH, T, N, G: tl.constexpr,
@@ -113,7 +115,7 @@ def bwd_dqk(q_ptr, k_ptr, v_ptr, g_ptr, h_ptr, dy_ptr, dh_ptr, dq_ptr, dk_ptr, d
         dscores = tl.zeros([C, C], dtype=tl.float32)  # da_g vᵀ
         for i_v in range(tl.cdiv(V, BV)):
             ov = i_v * BV + tl.arange(0, BV)
-            dy = _group(dy_ptr, bh, t, in_t, ov, T, G, V, g, PAIR, 1.0)
+            dy = _group(dy_ptr, bh, t, in_t, ov, T, G, V, g, PAIR, 1.0).to(q_ptr.dtype.element_ty)  # dy: fp32
             v = _rows(v_ptr, bh * T, t, in_t, ov, V, False, 1.0)
             h = _state_tile(h_ptr, bh, n, N, kc, ov, K, V)
             dq += tl.dot(dy, tl.trans(h.to(dy.dtype)), input_precision=PREC)
@@ -137,3 +139,19 @@ def bwd_dqk(q_ptr, k_ptr, v_ptr, g_ptr, h_ptr, dy_ptr, dh_ptr, dq_ptr, dk_ptr, d
     dc -= tl.sum(k.to(tl.float32) * dk, 1)
     tl.store(dk_ptr + (bh * T + t[:, None]) * K + ok[None, :], dk, mask=tk)
     tl.store(dc_ptr + (i_k * BH + bh) * T + t, dc, mask=in_t)
+
+
+@triton.jit
+def bwd_decay(dc_ptr, dg_ptr, BH, T, NK: tl.constexpr, BT: tl.constexpr):
+    """d log g_j = Σ_{t ≥ j} d c_t, d c summed over the NK key tiles' rows: one program per (batch, head) row,
+    blocks of BT positions from the end, each scanned in reverse plus the sum of everything after it."""
+    bh = tl.program_id(0).to(tl.int64)
+    after = tl.sum(tl.zeros([BT], dtype=tl.float32), 0)
+    n = tl.cdiv(T, BT)
+    for i in range(n):
+        t = (n - 1 - i) * BT + tl.arange(0, BT)
+        dc = tl.zeros([BT], dtype=tl.float32)
+        for k in tl.static_range(NK):
+            dc += tl.load(dc_ptr + (k * BH + bh) * T + t, mask=t < T, other=0.0)
+        tl.store(dg_ptr + bh * T + t, tl.cumsum(dc, 0, reverse=True) + after, mask=t < T)
+        after += tl.sum(dc, 0)

@@ -56,7 +56,7 @@ def _state_tile(h_ptr, bh, n, N, rows, cols, K: tl.constexpr, V: tl.constexpr):
                    mask=(rows < K)[:, None] & (cols < V)[None, :], other=0.0)
 
 
-@triton.autotune(configs=configs("states"), key=["K", "V", "C"], prune_configs_by=PRUNE)
+@triton.autotune(configs=configs("fwd_states"), key=["K", "V", "C", "N"], prune_configs_by=PRUNE)
 @triton.jit
 def fwd_states(k_ptr, v_ptr, g_ptr, h_ptr, T, N, K: tl.constexpr, V: tl.constexpr, C: tl.constexpr,
                BK: tl.constexpr, BV: tl.constexpr, PREC: tl.constexpr):
@@ -94,7 +94,7 @@ def _group_output(q_ptr, k_ptr, v_ptr, h_ptr, q_row0, bh, n, N, t, in_t, b, vcol
     return inter * tl.exp(b)[:, None] + tl.dot(scores.to(v.dtype), v, input_precision=PREC)
 
 
-@triton.autotune(configs=configs("output"), key=["K", "V", "C", "G", "PAIR"], prune_configs_by=PRUNE)
+@triton.autotune(configs=configs("fwd_output"), key=["K", "V", "C", "G", "PAIR", "N"], prune_configs_by=PRUNE)
 @triton.jit
 def fwd_output(q_ptr, k_ptr, v_ptr, g_ptr, h_ptr, y_ptr, T, N, G: tl.constexpr, K: tl.constexpr, V: tl.constexpr,
                C: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, PAIR: tl.constexpr, SIGMA: tl.constexpr,

@@ -1,12 +1,13 @@
 """Tile choices per kernel: the key (BK) and value (BV) tile widths, warps and pipeline stages; the chunk length is
 fixed by the caller (64 by default).
 
-By default every kernel runs its first candidate (64 × 64 tiles, 4 warps, 2 stages): what the complex-pair numbers
-in docs/performance.md used. ARCHSEARCH_KERNEL_TUNING=1 autotunes over all candidates (each is compiled on the first
-use of a shape). Opt-in because an earlier form of the complex-pair kernels crashed with an illegal address under
-autotuning (suspected: a `%` in the column swap, since rewritten) and the rewrite has not been autotuned on a GPU.
-fp32 inputs mean a check run (ieee products): first candidate only. Under the Triton interpreter (CPU tests) one
-small config, since every candidate would run in Python."""
+By default every kernel runs one config, launched directly: what autotuning picked on an H200 (DEFAULT).
+ARCHSEARCH_KERNEL_TUNING=1 autotunes over all candidates instead, per head shape and chunk count: every candidate is
+compiled on the first use of a head shape (minutes) and timed on the first use of each length, which a search over
+many shapes would pay again and again. Every candidate is checked on a GPU by tests/test_gpu.py (an earlier form of the
+complex-pair kernels crashed under some of them; its `%` column swap has since been rewritten). fp32 inputs mean a
+check run (ieee products): first candidate only. Under the Triton interpreter (CPU tests) one small config, since
+every candidate would run in Python."""
 from __future__ import annotations
 
 import itertools
@@ -14,25 +15,60 @@ import os
 
 import triton
 
-CANDIDATES = {  # (BK, BV) tiles per kernel; the first is the untuned default
-    "states": [(64, 64), (32, 64), (64, 128)],
-    "output": [(64, 64), (128, 64), (128, 128)],
-    "dv": [(64, 64), (128, 64), (128, 128)],
-    "dqk": [(64, 64), (32, 64), (64, 128)],
+TILES = {  # (BK, BV) candidates per kernel for autotuning
+    "fwd_states": [(32, 32), (64, 64), (32, 64), (64, 128)],  # narrow tiles: more programs where B·H is small
+    "bwd_states": [(32, 64), (64, 64), (32, 32), (64, 128)],
+    "fwd_output": [(128, 64), (64, 64), (128, 128)],
+    "bwd_dv": [(128, 128), (64, 64), (128, 64)],
+    "bwd_dqk": [(64, 128), (64, 64), (32, 64)],
 }
+# what a direct launch runs, per kernel: autotuning's pick on an H200 at B·T = 32768, T = 2k–32k (the same at every
+# length but for bwd_states at 32k; docs/performance.md), as (tile, warps, stages)
+DEFAULT = {"fwd_states": ((32, 32), 4, 3), "bwd_states": ((32, 64), 4, 2), "fwd_output": ((128, 64), 4, 3),
+           "bwd_dv": ((128, 128), 4, 3), "bwd_dqk": ((64, 128), 4, 2)}
+CHECK = ((64, 64), 4, 2)  # fp32 check runs (ieee products): tiles whose fp32 operands fit in shared memory
+INTERPRETED = ((32, 32), 4, 1)  # under the interpreter every candidate would run in Python
+
+
+def _config(tile, warps, stages) -> triton.Config:
+    return triton.Config({"BK": tile[0], "BV": tile[1]}, num_warps=warps, num_stages=stages)
+
+
+def _interpreted() -> bool:
+    return os.environ.get("TRITON_INTERPRET") == "1"
 
 
 def configs(kind: str) -> list:
-    if os.environ.get("TRITON_INTERPRET") == "1":
-        return [triton.Config({"BK": 32, "BV": 32}, num_warps=4)]
-    return [triton.Config({"BK": bk, "BV": bv}, num_warps=w, num_stages=s)
-            for (bk, bv), w, s in itertools.product(CANDIDATES[kind], (4, 8), (2, 3))]
+    """The autotuner's candidates for one kernel: its default first."""
+    if _interpreted():
+        return [_config(*INTERPRETED)]
+    rest = [c for c in itertools.product(TILES[kind], (4, 8), (2, 3)) if c != DEFAULT[kind]]
+    return [_config(*c) for c in [DEFAULT[kind], *rest]]
+
+
+def enabled(precision: str) -> bool:
+    """Whether launches go through the autotuner: tuning switched on, and not an fp32 check (ieee products)."""
+    return os.environ.get("ARCHSEARCH_KERNEL_TUNING") == "1" and precision != "ieee" and not _interpreted()
+
+
+def direct(kind: str, precision: str) -> dict:
+    """The launch arguments (tiles, warps, stages) of a direct launch of one kernel."""
+    choice = INTERPRETED if _interpreted() else CHECK if precision == "ieee" else DEFAULT[kind]
+    return _config(*choice).all_kwargs()
+
+
+def launch(kernel, grid, *args, **kwargs) -> None:
+    """Through the autotuner when tuning is on; otherwise the kernel's default config, launched directly: the
+    autotuner's per-call bookkeeping is host time, and the core at B=4, T=2048 is bound by host time."""
+    if enabled(kwargs["PREC"]):
+        kernel[grid](*args, **kwargs)
+    else:
+        kernel.fn[grid](*args, **kwargs, **direct(kernel.fn.__name__, kwargs["PREC"]))
 
 
 def prune(configs_, named_args, **kwargs) -> list:
-    """The first candidate, unless tuning is switched on (and the run is not an fp32 check)."""
-    check = named_args.get("PREC", kwargs.get("PREC")) == "ieee"
-    return configs_ if os.environ.get("ARCHSEARCH_KERNEL_TUNING") == "1" and not check else configs_[:1]
+    """The default candidate, unless tuning is switched on (and the run is not an fp32 check)."""
+    return configs_ if enabled(named_args.get("PREC", kwargs.get("PREC"))) else configs_[:1]
 
 
 PRUNE = {"early_config_prune": prune}
