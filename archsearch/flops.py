@@ -15,6 +15,8 @@ from torch.utils.flop_counter import FlopCounterMode
 from blocks import linear_core
 from blocks.holographic import fft_flops
 
+from .runtime import unpadded_logits
+
 aten = torch.ops.aten
 
 
@@ -47,7 +49,8 @@ def counter() -> FlopCounterMode:
 
 
 def count(fn, *args, **kwargs) -> tuple[int, object]:
-    """(FLOPs counted while running fn(*args, **kwargs), its result), on the pure-torch forms of the memories."""
-    with linear_core.torch_forms(), counter() as c:
+    """(FLOPs counted while running fn(*args, **kwargs), its result), on the pure-torch forms of the memories and
+    against the vocabulary's own rows (not the padding the GPU's logits use)."""
+    with linear_core.torch_forms(), unpadded_logits(), counter() as c:
         out = fn(*args, **kwargs)
     return c.get_total_flops(), out

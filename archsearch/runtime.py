@@ -6,10 +6,24 @@ A program is a tuple of ops (name, op, inputs, key): `inputs` index earlier ops'
 """
 from __future__ import annotations
 
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 
 import torch
 from torch import nn
+
+
+_UNPADDED = [False]  # set inside unpadded_logits()
+
+
+@contextmanager
+def unpadded_logits():
+    """Logits against the vocabulary's own rows even where padding them would be faster: counted FLOPs
+    (archsearch.flops) stay the same on every device."""
+    _UNPADDED[0], before = True, _UNPADDED[0]
+    try:
+        yield
+    finally:
+        _UNPADDED[0] = before
 
 
 class SequenceModel(nn.Module):
@@ -38,7 +52,7 @@ class SequenceModel(nn.Module):
         # cuBLAS's fast bf16 GEMMs need aligned rows: 16384 tokens × 768 to GPT-2's 50257 logits took 13.7 ms
         # forward on an H200, padded to 50304 1.95 ms (the padding's logits are sliced off). A few tokens (decoding)
         # only read the table, and padding it would copy it: not below 256 tokens.
-        pad = -vocab % 64 if x.is_cuda and x.numel() >= 256 * x.shape[-1] else 0
+        pad = -vocab % 64 if x.is_cuda and x.numel() >= 256 * x.shape[-1] and not _UNPADDED[0] else 0
         if pad:
             return nn.functional.linear(x, nn.functional.pad(w, (0, 0, 0, pad)))[..., :vocab]
         return nn.functional.linear(x, w)

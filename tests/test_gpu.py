@@ -30,6 +30,9 @@ def test_logits_padded_to_aligned_rows_are_the_plain_product():
     assert logits.shape == (2, 150, 100) and logits.stride(1) == 128
     w = model.lm_head.weight if model.lm_head is not None else model.blocks[model.tie_to].weight
     torch.testing.assert_close(logits, x @ w.t())
+    from archsearch import flops  # counted FLOPs stay those of the vocabulary's own rows
+
+    assert flops.count(model.logits, x)[0] == 2 * 300 * 64 * 100
 
 
 @pytest.mark.parametrize("mixer", MIXERS)

@@ -51,8 +51,10 @@ def test_smoke_space_end_to_end_then_resume(root, tmp_path):
     assert sorted((j.user_attrs["source"], j.user_attrs["seed"]) for j in seeds.trials) == [(0, 1), (0, 2), (1, 1), (1, 2)]
     assert all(j.state == TrialState.COMPLETE and j.user_attrs["val_ppl"] > 1 for j in seeds.trials)
     assert "over 3 seeds" in (out / "report.md").read_text()
-    second = _run(root, out, "--trials", "3")
+    second = _run(root, out, "--trials", "3", "--profile-top", "1")
     assert "resuming study 'smoke': 2 finished trial(s) kept, 1 to go" in second
+    tables = list((out / "profiles").glob("trial_*/table.txt"))  # the best trial, profiled: nodes, then top ops
+    assert len(tables) == 1 and "per step: forward" in tables[0].read_text() and "top 20 of" in tables[0].read_text()
     again = _load(out)
     assert len(again.trials) == 3
     assert again.trials[0].value == t0.value and again.trials[0].params == t0.params  # kept, not repeated
