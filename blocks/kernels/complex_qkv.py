@@ -36,28 +36,33 @@ def _offsets(T, H, d, KW: tl.constexpr, BT: tl.constexpr, BD: tl.constexpr):
 
 
 @triton.jit
+def _rotate(src, re_at, im_at, dst, out_re, out_im, mask, c, s, scale, SIGN_IN: tl.constexpr,
+            SIGN_OUT: tl.constexpr):
+    """scale · (re + i·im)(c + i·s) from src to dst, the imaginary input read with SIGN_IN and the output's imaginary
+    half written with SIGN_OUT. With s = −sin θ it is the transposed rotation (the backward's)."""
+    re = tl.load(src + re_at, mask=mask, other=0.0).to(tl.float32)
+    im = SIGN_IN * tl.load(src + im_at, mask=mask, other=0.0).to(tl.float32)
+    ty = dst.dtype.element_ty
+    tl.store(dst + out_re, (scale * (re * c - im * s)).to(ty), mask=mask)
+    tl.store(dst + out_im, (SIGN_OUT * scale * (re * s + im * c)).to(ty), mask=mask)
+
+
+@triton.jit
 def qkv_fwd(y_ptr, cos_ptr, sin_ptr, keep_ptr, q_ptr, k_ptr, v_ptr, T, H, d, scale, KW: tl.constexpr,
             SIGN: tl.constexpr, HAS_KEEP: tl.constexpr, BT: tl.constexpr, BD: tl.constexpr):
     mask, y_at, out_at, rope_at, keep_at, _, _ = _offsets(T, H, d, KW, BT, BD)
     hd = H * d
     c = tl.load(cos_ptr + rope_at, mask=mask, other=0.0)
     s = tl.load(sin_ptr + rope_at, mask=mask, other=0.0)
-    ty = q_ptr.dtype.element_ty
-    qr = tl.load(y_ptr + y_at, mask=mask, other=0.0).to(tl.float32)
-    qi = tl.load(y_ptr + y_at + 3 * hd, mask=mask, other=0.0).to(tl.float32)
-    tl.store(q_ptr + out_at, (scale * (qr * c - qi * s)).to(ty), mask=mask)
-    tl.store(q_ptr + out_at + d, (SIGN * scale * (qr * s + qi * c)).to(ty), mask=mask)
-    kr = tl.load(y_ptr + y_at + hd, mask=mask, other=0.0).to(tl.float32)
-    ki = tl.load(y_ptr + y_at + 4 * hd, mask=mask, other=0.0).to(tl.float32)
-    tl.store(k_ptr + out_at, (kr * c - ki * s).to(ty), mask=mask)
-    tl.store(k_ptr + out_at + d, (kr * s + ki * c).to(ty), mask=mask)
+    _rotate(y_ptr, y_at, y_at + 3 * hd, q_ptr, out_at, out_at + d, mask, c, s, scale, 1.0, SIGN)
+    _rotate(y_ptr, y_at + hd, y_at + 4 * hd, k_ptr, out_at, out_at + d, mask, c, s, 1.0, 1.0, 1.0)
     vr = tl.load(y_ptr + y_at + 2 * hd, mask=mask, other=0.0).to(tl.float32)
     vi = tl.load(y_ptr + y_at + 5 * hd, mask=mask, other=0.0).to(tl.float32)
     if HAS_KEEP:
         keep = tl.load(keep_ptr + keep_at, mask=mask, other=0.0).to(tl.float32)
         vr, vi = vr * keep, vi * keep
-    tl.store(v_ptr + out_at, vr.to(ty), mask=mask)
-    tl.store(v_ptr + out_at + d, vi.to(ty), mask=mask)
+    tl.store(v_ptr + out_at, vr.to(v_ptr.dtype.element_ty), mask=mask)
+    tl.store(v_ptr + out_at + d, vi.to(v_ptr.dtype.element_ty), mask=mask)
 
 
 @triton.jit
@@ -67,16 +72,9 @@ def qkv_bwd(y_ptr, cos_ptr, sin_ptr, keep_ptr, dq_ptr, dk_ptr, dv_ptr, dy_ptr, d
     hd = H * d
     c = tl.load(cos_ptr + rope_at, mask=mask, other=0.0)
     s = tl.load(sin_ptr + rope_at, mask=mask, other=0.0)
-    ty = dy_ptr.dtype.element_ty
-    # the transposed rotation (and scale, sign) carries dq, dk back to Q, K
-    gr = tl.load(dq_ptr + out_at, mask=mask, other=0.0).to(tl.float32)
-    gi = SIGN * tl.load(dq_ptr + out_at + d, mask=mask, other=0.0).to(tl.float32)
-    tl.store(dy_ptr + y_at, (scale * (gr * c + gi * s)).to(ty), mask=mask)
-    tl.store(dy_ptr + y_at + 3 * hd, (scale * (gi * c - gr * s)).to(ty), mask=mask)
-    gr = tl.load(dk_ptr + out_at, mask=mask, other=0.0).to(tl.float32)
-    gi = tl.load(dk_ptr + out_at + d, mask=mask, other=0.0).to(tl.float32)
-    tl.store(dy_ptr + y_at + hd, (gr * c + gi * s).to(ty), mask=mask)
-    tl.store(dy_ptr + y_at + 4 * hd, (gi * c - gr * s).to(ty), mask=mask)
+    # the transposed rotation (and the scale, the sign) carries dq, dk back to Q, K
+    _rotate(dq_ptr, out_at, out_at + d, dy_ptr, y_at, y_at + 3 * hd, mask, c, -s, scale, SIGN, 1.0)
+    _rotate(dk_ptr, out_at, out_at + d, dy_ptr, y_at + hd, y_at + 4 * hd, mask, c, -s, 1.0, 1.0, 1.0)
     gr = tl.load(dv_ptr + out_at, mask=mask, other=0.0).to(tl.float32)
     gi = tl.load(dv_ptr + out_at + d, mask=mask, other=0.0).to(tl.float32)
     if HAS_KEEP:
@@ -89,8 +87,8 @@ def qkv_bwd(y_ptr, cos_ptr, sin_ptr, keep_ptr, dq_ptr, dk_ptr, dv_ptr, dy_ptr, d
         else:
             tl.store(dkeep_ptr + keep_at, dkeep, mask=mask)
         gr, gi = gr * keep, gi * keep
-    tl.store(dy_ptr + y_at + 2 * hd, gr.to(ty), mask=mask)
-    tl.store(dy_ptr + y_at + 5 * hd, gi.to(ty), mask=mask)
+    tl.store(dy_ptr + y_at + 2 * hd, gr.to(dy_ptr.dtype.element_ty), mask=mask)
+    tl.store(dy_ptr + y_at + 5 * hd, gi.to(dy_ptr.dtype.element_ty), mask=mask)
 
 
 class ComplexQKV(torch.autograd.Function):
