@@ -43,6 +43,51 @@ def test_fused_matches_dual_forward_and_backward(shape, device):
         assert _rel(a.grad.cpu(), b.grad) < 1e-5, name
 
 
+@pytest.mark.parametrize("chunk", [32, 128])
+def test_other_chunk_lengths_match_dual(chunk):
+    from blocks.kernels.memory import chunked_memory
+
+    ref = _inputs(*SHAPES[2])
+    mine = [x.detach().float().to(DEVICES[0]).requires_grad_() for x in ref]
+    y = chunked_memory(*mine, chunk=chunk)
+    y_ref = linear_core.dual(*ref)
+    y_ref.sum().backward()
+    y.sum().backward()
+    assert _rel(y.detach().cpu(), y_ref) < 1e-5
+    for name, a, b in zip(("q", "k", "v", "log_g"), mine, ref):
+        assert _rel(a.grad.cpu(), b.grad) < 1e-5, name
+
+
+def test_tuning_picks_a_chunk_length_once_per_shape(monkeypatch):
+    from blocks.kernels import memory
+
+    monkeypatch.setenv("ARCHSEARCH_KERNEL_TUNING", "1")
+    monkeypatch.setattr(memory, "_TUNED_CHUNK", {})
+    ref = _inputs(*SHAPES[1])
+    mine = [x.detach().float().to(DEVICES[0]).requires_grad_() for x in ref]
+    for _ in range(2):
+        y = linear_core.fused(*mine)
+    assert list(memory._TUNED_CHUNK.values())[0] in memory.CHUNKS and len(memory._TUNED_CHUNK) == 1
+    assert _rel(y.detach().cpu(), linear_core.dual(*ref)) < 1e-5
+
+
+def test_fastest_skips_a_candidate_the_gpu_lacks_the_resources_for():
+    import time
+
+    import triton
+
+    from blocks.kernels.tuning import fastest
+
+    def run(c):
+        if c == 3:
+            raise triton.runtime.errors.OutOfResources(300_000, 232_448, "shared memory")
+        time.sleep(0.002 * c)
+
+    assert fastest([2, 3, 1], run, torch.device("cpu")) == 1
+    with pytest.raises(RuntimeError, match="no candidate"):
+        fastest([3], run, torch.device("cpu"))
+
+
 def test_fused_under_torch_forms_is_not_picked_by_auto():
     with linear_core.torch_forms():
         assert linear_core.auto_mode(4096, 64, torch.device("cuda")) != "triton"

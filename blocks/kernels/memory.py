@@ -14,9 +14,11 @@ import torch
 import triton
 
 from . import memory_bwd, memory_fwd
-from .tuning import direct, enabled, launch
+from .tuning import direct, enabled, fastest, launch, tuning_on
 
-CHUNK = 64
+CHUNK = 64  # the chunk length, unless tuning picks one of CHUNKS
+CHUNKS = (32, 64, 128)
+_TUNED_CHUNK: dict = {}
 
 
 def _precision(dtype: torch.dtype) -> str:
@@ -77,15 +79,34 @@ class ChunkedMemory(torch.autograd.Function):
                 dlog_g.view(b, h, t).to(gd), None, None)
 
 
+def _chunk(q, k, v, log_g, sigma) -> int:
+    """CHUNK, or with tuning on the fastest of CHUNKS for this input shape, timed once on these inputs (forward, and
+    backward where gradients are wanted) and remembered."""
+    if not tuning_on():
+        return CHUNK
+    grad = torch.is_grad_enabled() and any(x.requires_grad for x in (q, k, v, log_g))
+    key = (tuple(q.shape), tuple(k.shape), tuple(v.shape), q.dtype, sigma is not None, grad, q.device)
+    if key not in _TUNED_CHUNK:
+        def run(chunk):
+            with torch.enable_grad():
+                xs = [x.detach().requires_grad_(grad) for x in (q, k, v, log_g)]
+                y = ChunkedMemory.apply(*xs, sigma, chunk)
+                if grad:
+                    y.backward(torch.ones_like(y))
+        _TUNED_CHUNK[key] = fastest(CHUNKS, run, q.device)
+    return _TUNED_CHUNK[key]
+
+
 @torch.compiler.disable  # an opaque op to torch.compile: it runs between compiled graphs
-def chunked_memory(q, k, v, log_g, chunk: int = CHUNK) -> torch.Tensor:
-    """y [B, H, G, T, dv] (fp32) = the gated memory's output, by the Triton kernels. chunk: a power of two ≥ 16."""
-    return ChunkedMemory.apply(q, k, v, log_g, None, chunk)
+def chunked_memory(q, k, v, log_g, chunk: int | None = None) -> torch.Tensor:
+    """y [B, H, G, T, dv] (fp32) = the gated memory's output, by the Triton kernels. chunk: a power of two ≥ 16;
+    None: CHUNK, or tuned (ARCHSEARCH_KERNEL_TUNING=1)."""
+    return ChunkedMemory.apply(q, k, v, log_g, None, chunk or _chunk(q, k, v, log_g, None))
 
 
 @torch.compiler.disable
-def complex_pair_memory(q, k, v, log_g, sigma: float, chunk: int = CHUNK) -> torch.Tensor:
+def complex_pair_memory(q, k, v, log_g, sigma: float, chunk: int | None = None) -> torch.Tensor:
     """PAM's read: y [B, H, T, 2d] = [Re | Im] of Σ_i (Π γ') ⟨K_i, Q_t⟩ V_i (sigma +1; −1: Σ K·Q), q = [qr | σ·qi]."""
     if q.shape[-1] % 2 or q.shape[-1] != v.shape[-1]:
         raise ValueError(f"a complex pair needs q, k, v of one even width 2d, got {q.shape[-1]} and {v.shape[-1]}")
-    return ChunkedMemory.apply(q, k, v, log_g, sigma, chunk)
+    return ChunkedMemory.apply(q, k, v, log_g, sigma, chunk or _chunk(q, k, v, log_g, sigma))

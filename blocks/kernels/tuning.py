@@ -1,10 +1,11 @@
 """Tile choices per kernel: the key (BK) and value (BV) tile widths, warps and pipeline stages; the chunk length is
 fixed by the caller (64 by default).
 
-By default every kernel runs one config, launched directly: what autotuning picked on an H200 (DEFAULT).
-ARCHSEARCH_KERNEL_TUNING=1 autotunes over all candidates instead, per head shape and chunk count: every candidate is
-compiled on the first use of a head shape (minutes) and timed on the first use of each length, which a search over
-many shapes would pay again and again. Every candidate is checked on a GPU by tests/test_gpu.py (an earlier form of the
+By default every kernel runs one config, launched directly: what autotuning picked on an H200 (DEFAULT), with the
+chunk length 64. ARCHSEARCH_KERNEL_TUNING=1 tunes instead: the chunk length (32, 64 or 128, by timing the whole
+forward + backward once per input shape, memory.py) and each kernel's tiles, warps and stages (Triton's autotuner,
+per head shape and chunk count). Every candidate is compiled on the first use of a head shape (minutes) and timed on
+the first use of each length, which a search over many shapes would pay again and again. Every candidate is checked on a GPU by tests/test_gpu.py (an earlier form of the
 complex-pair kernels crashed under some of them; its `%` column swap has since been rewritten). fp32 inputs mean a
 check run (ieee products): first candidate only. Under the Triton interpreter (CPU tests) one small config, since
 every candidate would run in Python."""
@@ -12,7 +13,10 @@ from __future__ import annotations
 
 import itertools
 import os
+import statistics
+import time
 
+import torch
 import triton
 
 TILES = {  # (BK, BV) candidates per kernel for autotuning
@@ -46,9 +50,38 @@ def configs(kind: str) -> list:
     return [_config(*c) for c in [DEFAULT[kind], *rest]]
 
 
+def tuning_on() -> bool:
+    return os.environ.get("ARCHSEARCH_KERNEL_TUNING") == "1"
+
+
 def enabled(precision: str) -> bool:
     """Whether launches go through the autotuner: tuning switched on, and not an fp32 check (ieee products)."""
-    return os.environ.get("ARCHSEARCH_KERNEL_TUNING") == "1" and precision != "ieee" and not _interpreted()
+    return tuning_on() and precision != "ieee" and not _interpreted()
+
+
+def fastest(candidates, run, device: torch.device, repeats: int = 3):
+    """The candidate c whose run(c) takes least time: the median of `repeats` timed runs after one untimed warm-up
+    run (which absorbs compiling and the tile autotuning). A candidate this GPU lacks the resources for is
+    skipped."""
+    times = {}
+    for c in candidates:
+        try:
+            run(c)
+            samples = []
+            for _ in range(repeats):
+                if device.type == "cuda":
+                    torch.cuda.synchronize(device)
+                start = time.perf_counter()
+                run(c)
+                if device.type == "cuda":
+                    torch.cuda.synchronize(device)
+                samples.append(time.perf_counter() - start)
+            times[c] = statistics.median(samples)
+        except (triton.runtime.errors.OutOfResources, torch.OutOfMemoryError):
+            continue
+    if not times:
+        raise RuntimeError(f"no candidate of {list(candidates)} could run on {device}")
+    return min(times, key=times.get)
 
 
 def direct(kind: str, precision: str) -> dict:
