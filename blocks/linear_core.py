@@ -146,7 +146,8 @@ def chunked(q, k, v, log_g, chunk: int = 64):
 
 def _require_kernels(device) -> None:
     if not triton_usable(device):
-        raise RuntimeError("mode 'triton' needs Triton and a CUDA GPU (or TRITON_INTERPRET=1 on CPU with a Triton "
+        raise RuntimeError("mode 'triton' needs Triton and a CUDA GPU of compute capability 8.0 or newer (or "
+                           "TRITON_INTERPRET=1 on CPU with a Triton "
                            "whose interpreter runs here); use mode 'auto'")
 
 

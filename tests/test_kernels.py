@@ -88,6 +88,20 @@ def test_fastest_skips_a_candidate_the_gpu_lacks_the_resources_for():
         fastest([3], run, torch.device("cpu"))
 
 
+def test_a_gpu_older_than_ampere_keeps_the_torch_forms(monkeypatch):
+    from blocks import kernels
+
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (7, 0))  # a V100
+    kernels._usable.cache_clear()
+    try:
+        assert not kernels.usable(torch.device("cuda"))
+        assert linear_core.auto_mode(4096, 64, torch.device("cuda")) == "chunked"
+        with pytest.raises(RuntimeError, match="compute capability 8.0 or newer"):  # mode: triton asked for
+            linear_core._require_kernels(torch.device("cuda"))
+    finally:
+        kernels._usable.cache_clear()
+
+
 def test_fused_under_torch_forms_is_not_picked_by_auto():
     with linear_core.torch_forms():
         assert linear_core.auto_mode(4096, 64, torch.device("cuda")) != "triton"

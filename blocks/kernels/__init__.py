@@ -4,6 +4,7 @@ reference and the CPU path. Exported model files do not carry these kernels (the
 """
 from __future__ import annotations
 
+import functools
 import importlib.metadata
 import importlib.util
 import os
@@ -24,10 +25,19 @@ def interpreter_works() -> bool:
     return _version("numpy") < (2, 4) or _version("triton") >= (3, 9)
 
 
+MIN_CAPABILITY = (8, 0)  # bf16 tensor-core products (tl.dot on bf16) need Ampere or newer
+
+
 def usable(device: torch.device) -> bool:
-    """Whether the kernels can run on `device`: Triton installed, and a CUDA device or a working interpreter."""
+    """Whether the kernels can run on `device`: Triton installed, and a CUDA GPU of compute capability ≥ 8.0 or a
+    working interpreter. Asked on every forward of every block that has kernels, so the answer is kept."""
+    return _usable(device.type, device.index, os.environ.get("TRITON_INTERPRET"))
+
+
+@functools.lru_cache(maxsize=None)
+def _usable(kind: str, index: int | None, interpret: str | None) -> bool:
     if importlib.util.find_spec("triton") is None:
         return False
-    if device.type == "cuda":
-        return True
-    return os.environ.get("TRITON_INTERPRET") == "1" and interpreter_works()
+    if kind == "cuda":
+        return torch.cuda.get_device_capability(index) >= MIN_CAPABILITY
+    return interpret == "1" and interpreter_works()
