@@ -43,7 +43,7 @@ class DecayGSP(nn.Module):
         """Inputs [..., T, ·] → log γ' [..., H, T] and the value scale (1 − p) as [..., H, T, 1 or d] or None."""
         lead = x_decay.shape[:-1]
         if self.decay is not None:
-            log_g = -F.softplus(acc(self.decay(x_decay)))  # [..., T, H]
+            log_g = F.logsigmoid(-acc(self.decay(x_decay)))  # −softplus(z) [..., T, H]
         elif self.fixed_log_g is not None:
             log_g = self.fixed_log_g.expand(*lead, self.heads)
         else:
