@@ -43,7 +43,9 @@ class DecayGSP(nn.Module):
         """Inputs [..., T, ·] → log γ' [..., H, T] and the value scale (1 − p) as [..., H, T, 1 or d] or None."""
         lead = x_decay.shape[:-1]
         if self.decay is not None:
-            log_g = F.logsigmoid(-acc(self.decay(x_decay)))  # −softplus(z) [..., T, H]
+            # −softplus(z), [..., T, H]; as logsigmoid(−z) because AOTAutograd traced softplus's backward with
+            # strides eager does not produce, and compiled training failed (the class of pytorch/pytorch #120035)
+            log_g = F.logsigmoid(-acc(self.decay(x_decay)))
         elif self.fixed_log_g is not None:
             log_g = self.fixed_log_g.expand(*lead, self.heads)
         else:
