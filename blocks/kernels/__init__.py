@@ -1,6 +1,7 @@
-"""Triton kernels for the matrix-state memories (issue 7). Optional: nothing here is imported unless a block runs
-`mode: triton` (or `auto` on a CUDA GPU with Triton installed); the pure-torch forms in linear_core stay the
-reference and the CPU path. Exported model files do not carry these kernels (they import torch only).
+"""Triton kernels (issue 7): the matrix-state memories (memory*.py), PAM's input preparation (complex_qkv.py) and the
+CGU's gate product (cgu.py). Optional: nothing here is imported unless a block runs `mode: triton` (or `auto` on a
+CUDA GPU of compute capability ≥ 8.0 with Triton installed); the pure-torch forms stay the reference and the CPU
+path. Exported model files do not carry these kernels (they import torch only).
 """
 from __future__ import annotations
 
