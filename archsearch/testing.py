@@ -62,7 +62,8 @@ def cases(cls) -> list[Case]:
     return [Case(cls, configs.coerce(cls.Config, c, Loc(f"{cls.name}.test_configs[{i}]"))) for i, c in enumerate(raw)]
 
 
-def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
+def rel_error(a: torch.Tensor, b: torch.Tensor) -> float:
+    """‖a − b‖ / ‖b‖ (dtypes promoted): how every form and kernel is compared with its reference."""
     return ((a - b).norm() / b.norm().clamp_min(1e-30)).item()
 
 
@@ -103,7 +104,7 @@ def check_step(case: Case) -> None:
         return
     x = case.inputs()
     with torch.no_grad():
-        rel = _rel(run_steps(m, x), m(x))
+        rel = rel_error(run_steps(m, x), m(x))
     assert rel <= REL_TOL, f"step form differs from the parallel form: relative error {rel:.3g}"
 
 
@@ -133,9 +134,9 @@ def check_forms(case: Case) -> None:
     ref, ref_grads = _output_and_grads(case.build(dataclasses.replace(case.cfg, mode="recurrent")), x, weight)
     for mode in (m for m in modes if usable(m, x.device)):
         y, grads = _output_and_grads(case.build(dataclasses.replace(case.cfg, mode=mode)), x, weight)
-        rel = _rel(y, ref)
+        rel = rel_error(y, ref)
         assert rel <= REL_TOL, f"mode {mode!r} differs from the recurrence: relative error {rel:.3g}"
-        rel = _rel(grads, ref_grads)
+        rel = rel_error(grads, ref_grads)
         assert rel <= REL_TOL, f"mode {mode!r}: gradients differ from the recurrence's: relative error {rel:.3g}"
 
 

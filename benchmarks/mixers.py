@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from archsearch.measure import median_ms
+from archsearch.testing import rel_error
 from blocks import linear_core
 from blocks.pam import complex_memory
 
@@ -116,10 +117,6 @@ def time_forms(b, t, device, repeats, busy: dict | None = None, paper_fp32: bool
     return out
 
 
-def _rel(a, b) -> float:
-    return ((a - b).norm() / b.norm()).item()
-
-
 def check(device) -> None:
     """Every PAM form against the step recurrence on a short sequence in fp32, outputs and gradients, and real
     linear attention by the kernels against its recurrence; then the PAM kernels in bf16 against fp32."""
@@ -142,14 +139,14 @@ def check(device) -> None:
     ref = run_pam("recurrent")
     for mode in ["dual", "chunked"] + (["triton"] if fast else []):
         for name, a, b in zip(("yr", "yi", "dqr", "dqi", "dkr", "dki", "dvr", "dvi", "dlog_g"), run_pam(mode), ref):
-            err = _rel(a, b)
+            err = rel_error(a, b)
             assert err < 1e-4, f"PAM {mode}: {name} relative error {err:.2e} against the recurrence"
     if fast:
         for name, a, b in zip(("y", "dq", "dk", "dv", "dlog_g"), run_la("triton"), run_la("recurrent")):
-            err = _rel(a, b)
+            err = rel_error(a, b)
             assert err < 1e-4, f"LA triton: {name} relative error {err:.2e} against the recurrence"
     if fast and device.type == "cuda":
-        worst = max(_rel(a, b) for a, b in zip(run_pam("triton", torch.bfloat16), ref))
+        worst = max(rel_error(a, b) for a, b in zip(run_pam("triton", torch.bfloat16), ref))
         print(f"check: every PAM form matches the recurrence in fp32 (forward and backward); "
               f"the kernels in bf16: worst relative error {worst:.2e}")
         assert worst < 3e-2, f"PAM triton in bf16: relative error {worst:.2e} against fp32"

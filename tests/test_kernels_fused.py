@@ -3,6 +3,7 @@ and backward (every input and parameter gradient): on CPU through Triton's inter
 import pytest
 import torch
 
+from archsearch.testing import rel_error
 from blocks import linear_core
 from blocks.complex import gate_product
 
@@ -10,9 +11,6 @@ DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 pytestmark = pytest.mark.skipif(not linear_core.triton_usable(torch.device(DEVICE)),
                                 reason="needs Triton (and a GPU or a working interpreter)")
 
-
-def _rel(a, b):
-    return ((a.double() - b.double()).norm() / b.double().norm()).item()
 
 
 def _grads(fn, inputs, weight):
@@ -37,7 +35,7 @@ def test_cgu_gate_matches_the_torch_form(shape, gate_bias):
     got = _grads(cgu_gate, mine, weight.float().to(DEVICE))
     assert len(got) == len(ref)
     for name, a, r in zip(("h", "dy", "d modrelu_bias", "d gate_bias"), got, ref):
-        assert _rel(a.cpu(), r) < 1e-5, name
+        assert rel_error(a.cpu(), r) < 1e-5, name
 
 
 def _qkv_reference(y, cos, sin, keep, h, d, scale, sign):
@@ -73,4 +71,4 @@ def test_complex_qkv_matches_the_torch_form(keep_width, sign):
     got = run(complex_qkv, *mine, DEVICE)
     assert len(got) == len(ref)
     for name, a, r in zip(("q", "k", "v", "dy", "dkeep"), got, ref):
-        assert _rel(a.cpu(), r) < 1e-5, name
+        assert rel_error(a.cpu(), r) < 1e-5, name

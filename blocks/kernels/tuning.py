@@ -11,6 +11,7 @@ check run (ieee products): first candidate only. Under the Triton interpreter (C
 every candidate would run in Python."""
 from __future__ import annotations
 
+import functools
 import itertools
 import os
 import statistics
@@ -85,8 +86,14 @@ def fastest(candidates, run, device: torch.device, repeats: int = 3):
 
 
 def direct(kind: str, precision: str) -> dict:
-    """The launch arguments (tiles, warps, stages) of a direct launch of one kernel."""
-    choice = INTERPRETED if _interpreted() else CHECK if precision == "ieee" else DEFAULT[kind]
+    """The launch arguments (tiles, warps, stages) of a direct launch of one kernel (kept: six launches per memory
+    call ask, on the host time the core is bound by)."""
+    return _direct(kind, precision, _interpreted())
+
+
+@functools.lru_cache(maxsize=None)
+def _direct(kind: str, precision: str, interpreted: bool) -> dict:
+    choice = INTERPRETED if interpreted else CHECK if precision == "ieee" else DEFAULT[kind]
     return _config(*choice).all_kwargs()
 
 
