@@ -4,9 +4,15 @@ paper's O(T²) split-real dual form (fp32 and bf16) and in the chunked torch for
 ms, the ratio to SDPA and to the paper's form, and the card; then a T sweep with B·T fixed.
 
     python benchmarks/mixers.py [--batch 4 --seq 2048] [--sweep 1024 2048 4096 8192 16384 32768 --tokens 32768]
+                                [--chunks]
 
-Wall time (CUDA events around each call, host launch gaps included) is the headline; on a GPU the GPU-busy time
-(the kernels' summed durations, by torch.profiler) is printed beside it, for where the host is the bottleneck.
+`--chunks` adds the PAM kernels at each chunk length they can take (32, 64, 128; 64 is the default), at B×T and in
+the sweep: what ARCHSEARCH_KERNEL_TUNING=1 chooses between.
+
+Wall time (CUDA events around each call, host launch gaps included) is the headline; on a GPU two more columns show
+where the host is the bottleneck: the GPU-busy time (the kernels' summed durations, by torch.profiler) and, for the
+kernel forms and SDPA, the wall time of the same call replayed as a CUDA graph (torch.cuda.make_graphed_callables:
+forward and backward each one launch), which is what a graphed training step would see.
 Inputs are random, already projected (q, k, v, per-head log decay) and in the layout each form takes in the model
 (the kernels: [re | im] per head, as blocks/kernels/complex_qkv.py writes them; the torch forms: re and im apart);
 the projections are not timed. First every form
@@ -47,6 +53,15 @@ def pam_pair(inputs, log_g):
     return linear_core.fused_complex(q, k, v, log_g, 1.0).sum()
 
 
+def pam_pair_chunk(chunk):
+    from blocks.kernels.memory import complex_pair_memory
+
+    def run(inputs, log_g):
+        q, k, v = inputs
+        return complex_pair_memory(q, k, v, log_g, 1.0, chunk=chunk).sum()
+    return run
+
+
 def pam_core(mode):
     def run(parts, log_g):
         yr, yi = complex_memory(*parts, log_g, mode=mode, chunk=64)
@@ -83,10 +98,13 @@ def busy_ms(fn, iters: int = 5) -> float:
     return sum(e.device_time for e in kernels) / 1e3 / iters
 
 
-def time_forms(b, t, device, repeats, busy: dict | None = None, paper_fp32: bool = True) -> dict:
+def time_forms(b, t, device, repeats, busy: dict | None = None, paper_fp32: bool = True, chunks: bool = False) -> dict:
     half = torch.bfloat16 if device.type == "cuda" else torch.float32
     fast = linear_core.triton_usable(device)
     forms = {"PAM triton": (pam_pair, half)} if fast else {}
+    if fast and chunks:
+        from blocks.kernels.memory import CHUNKS
+        forms |= {f"PAM triton C={c}": (pam_pair_chunk(c), half) for c in CHUNKS}
     forms |= {"PAM dual fp32 (paper)": (pam_core("dual"), torch.float32),
              "PAM dual bf16": (pam_core("dual"), half),
              "PAM chunked (torch)": (pam_core("chunked"), half),
@@ -102,7 +120,7 @@ def time_forms(b, t, device, repeats, busy: dict | None = None, paper_fp32: bool
             continue
         try:
             parts, log_g = pam_inputs(b, 6, t, 64, device, dtype)
-            if fn is pam_pair:
+            if name.startswith("PAM triton"):
                 parts = pair_inputs(parts)
             out[name] = median_ms(lambda: fn(parts, log_g).backward(), device, repeats=repeats, warmup=2)
             if busy is not None:
@@ -114,6 +132,24 @@ def time_forms(b, t, device, repeats, busy: dict | None = None, paper_fp32: bool
     out["SDPA causal 12×64"] = median_ms(sdpa(b, t, device), device, repeats=repeats, warmup=2)
     if busy is not None:
         busy["SDPA causal 12×64"] = busy_ms(sdpa(b, t, device))
+    return out
+
+
+def graphed_ms(b, t, device, repeats) -> dict:
+    """Wall ms of fwd+bwd of the kernel forms and SDPA, each captured once as CUDA graphs (forward, backward) and
+    replayed on the same inputs; the loss's sum and its gradient stay outside the graphs, alike for every form."""
+    parts, log_g = pam_inputs(b, 6, t, 64, device, torch.bfloat16)
+    la = [x.detach().requires_grad_() for x in (parts[0][:, :, None], parts[2], parts[4])]
+    g = torch.Generator(device="cpu").manual_seed(0)
+    qkv = [torch.randn(b, 12, t, 64, generator=g).to(device, torch.bfloat16).requires_grad_() for _ in range(3)]
+    forms = {"PAM triton": (lambda q, k, v, lg: linear_core.fused_complex(q, k, v, lg, 1.0),
+                            (*pair_inputs(parts), log_g)),
+             "LA triton 6×64": (lambda q, k, v, lg: linear_core.memory(q, k, v, lg, "triton", 64), (*la, log_g)),
+             "SDPA causal 12×64": (lambda q, k, v: F.scaled_dot_product_attention(q, k, v, is_causal=True), qkv)}
+    out = {}
+    for name, (fn, ins) in forms.items():
+        graphed = torch.cuda.make_graphed_callables(fn, tuple(ins))
+        out[name] = median_ms(lambda: graphed(*ins).float().sum().backward(), device, repeats=repeats, warmup=2)
     return out
 
 
@@ -160,6 +196,7 @@ def main() -> None:
     p.add_argument("--tokens", type=int, default=32768, help="B·T of the sweep")
     p.add_argument("--repeats", type=int, default=10)
     p.add_argument("--check-only", action="store_true", help="run the checks against the recurrence, then stop")
+    p.add_argument("--chunks", action="store_true", help="also time the PAM kernels at each chunk length")
     args = p.parse_args()
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     card = torch.cuda.get_device_name() if device.type == "cuda" else "cpu"
@@ -169,12 +206,16 @@ def main() -> None:
     print(f"mixer cores, forward + backward, B={args.batch}, T={args.seq}, on {card} (ms; ratio to SDPA)"
           + ("" if device.type == "cuda" else "; on CPU the bf16 forms run in fp32"))
     busy = {} if device.type == "cuda" else None
-    res = time_forms(args.batch, args.seq, device, args.repeats, busy)
+    res = time_forms(args.batch, args.seq, device, args.repeats, busy, chunks=args.chunks)
+    graphs = graphed_ms(args.batch, args.seq, device, args.repeats) if busy is not None and "PAM triton" in res else {}
     paper, sd = res["PAM dual fp32 (paper)"], res["SDPA causal 12×64"]
     print(f"  {'':26s} {'ms':>9s} {'/ SDPA':>7s} {'paper / this':>13s}"
-          + (f" {'GPU-busy ms':>12s} {'/ SDPA':>7s}" if busy else ""))
+          + (f" {'GPU-busy ms':>12s} {'/ SDPA':>7s}" if busy else "")
+          + (f" {'graphed ms':>11s} {'/ SDPA':>7s}" if graphs else ""))
     for name, ms in res.items():
         extra = f" {busy[name]:12.3f} {busy[name] / busy['SDPA causal 12×64']:6.2f}×" if busy else ""
+        if name in graphs:
+            extra += f" {graphs[name]:11.3f} {graphs[name] / graphs['SDPA causal 12×64']:6.2f}×"
         print(f"  {name:26s} {ms:9.3f} {ms / sd:6.2f}× {paper / ms:12.2f}×{extra}")
     if args.sweep:
         print(f"\nT sweep, B·T = {args.tokens} (ms)")
@@ -183,7 +224,8 @@ def main() -> None:
         sweep_busy = {}
         for t in args.sweep:
             sweep_busy[t] = {} if busy is not None else None
-            r = time_forms(max(1, args.tokens // t), t, device, max(3, args.repeats // 3), sweep_busy[t], False)
+            r = time_forms(max(1, args.tokens // t), t, device, max(3, args.repeats // 3), sweep_busy[t], False,
+                           args.chunks)
             print(f"{t:7d} " + " ".join(f"{r[n]:16.3f}" for n in names), flush=True)
         if busy is not None:
             print("\nT sweep, GPU-busy ms")

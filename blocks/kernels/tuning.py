@@ -31,7 +31,9 @@ TILES = {  # (BK, BV) candidates per kernel for autotuning
 # length but for bwd_states at 32k; docs/performance.md), as (tile, warps, stages)
 DEFAULT = {"fwd_states": ((32, 32), 4, 3), "bwd_states": ((32, 64), 4, 2), "fwd_output": ((128, 64), 4, 3),
            "bwd_dv": ((128, 128), 4, 3), "bwd_dqk": ((64, 128), 4, 2)}
-CHECK = ((64, 64), 4, 2)  # fp32 check runs (ieee products): tiles whose fp32 operands fit in shared memory
+# fp32 check runs (ieee products): small tiles, as ptxas takes minutes over wide fp32 ones (bwd_dqk at 16-wide heads:
+# 24 s at 64×64, 8 s at 32×32 for sm_90), and a check of a new head shape compiles every kernel
+CHECK = ((32, 32), 4, 2)
 INTERPRETED = ((32, 32), 4, 1)  # under the interpreter every candidate would run in Python
 
 
