@@ -2,12 +2,16 @@
 marked failed and re-enqueued with the same parameters, so a resumed study repeats no finished trial and loses none.
 
 A dead worker is recognised on this host by its pid (every trial records `host:pid`), and across hosts by Optuna's
-heartbeats on an RDB storage (sqlite, PostgreSQL, MySQL)."""
+heartbeats on an RDB storage (sqlite, PostgreSQL, MySQL): Optuna beats for the trials it runs itself, `heartbeat`
+for the re-training runs this package claims from the queue."""
 from __future__ import annotations
 
 import os
 import socket
+import threading
+from contextlib import contextmanager
 
+import optuna
 from optuna.trial import TrialState
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
@@ -58,12 +62,45 @@ def _dead_here(worker: str | None) -> bool:
     return False
 
 
+def _heartbeat_interval(storage) -> float | None:
+    return getattr(storage, "get_heartbeat_interval", lambda: None)()
+
+
+@contextmanager
+def heartbeat(storage, trial_id: int):
+    """Record a trial's heartbeat every interval while the block runs, as Optuna does for the trials it runs itself,
+    so that a later run on any host can fail and retry the trial if this host is lost. Nothing without heartbeats
+    (in-memory and journal storages)."""
+    interval = _heartbeat_interval(storage)
+    if not interval:
+        yield
+        return
+    storage.record_heartbeat(trial_id)
+    stop = threading.Event()
+
+    def beat():
+        while not stop.wait(interval):
+            storage.record_heartbeat(trial_id)
+
+    thread = threading.Thread(target=beat, name=f"heartbeat-{trial_id}", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+
+
 def recover(study, storage) -> int:
-    """Fail the trials of dead workers on this host, and re-enqueue those and the interrupted ones once.
-    Returns how many trials were re-enqueued."""
+    """Fail the trials of dead workers (on this host by pid, on any host by a stale heartbeat), and re-enqueue those
+    and the interrupted ones once. Returns how many trials were re-enqueued."""
+    n = 0
+    if _heartbeat_interval(storage):
+        waiting = len(study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
+        optuna.storages.fail_stale_trials(study)  # its callback, retry_stale, re-enqueues
+        n = len(study.get_trials(deepcopy=False, states=(TrialState.WAITING,))) - waiting
     trials = study.get_trials(deepcopy=False)
     gone = superseded(trials)
-    n = 0
     for t in trials:
         if t.state == TrialState.RUNNING and _dead_here(t.user_attrs.get("worker")):
             # the trial id is Optuna's own handle for a trial in its storage

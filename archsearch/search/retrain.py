@@ -3,7 +3,8 @@ again with more seeds.
 
 Each (trial, seed) run is a trial of a second Optuna study, `NAME.seeds`, in the same storage: enqueued once, claimed
 by whichever worker (on any host) moves it from WAITING to RUNNING first, so runs are shared out without duplicates
-and a resumed study keeps every finished run. The search's own run counts as the first seed."""
+and a resumed study keeps every finished run; a run whose host is lost stops beating (an RDB storage's heartbeat) and
+is failed and queued again by the next run's recovery. The search's own run counts as the first seed."""
 from __future__ import annotations
 
 import statistics
@@ -14,7 +15,7 @@ from optuna.trial import FixedTrial, TrialState
 
 from .families import Quality, family, verdict_cost, verdict_pair
 from .objective import Objective, TrialFailed, result_quality, worker_id
-from .recovery import INTERRUPTED, counted
+from .recovery import INTERRUPTED, counted, heartbeat
 from .space import retrain_settings
 
 
@@ -77,7 +78,8 @@ def run_jobs(seeds_study, study, storage, objective: Objective, echo=print) -> i
         if not storage.set_trial_state_values(job._trial_id, TrialState.RUNNING):
             continue
         ran += 1
-        _run_one(job, seeds_study, study, storage, objective, echo)
+        with heartbeat(storage, job._trial_id):  # lets another host retry the run if this one is lost
+            _run_one(job, seeds_study, study, storage, objective, echo)
 
 
 def _run_one(job, seeds_study, study, storage, objective: Objective, echo) -> None:

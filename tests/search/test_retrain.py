@@ -1,11 +1,15 @@
-"""Fairness re-training: which trials are chosen, how runs are shared out once, and the seed statistics."""
+"""Fairness re-training: which trials are chosen, how runs are shared out once (and again when a host is lost), and
+the seed statistics."""
+import time
+import warnings
+
 import optuna
 import pytest
 from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState, create_trial
 
 from archsearch.search import retrain
-from archsearch.search.recovery import counted, superseded
+from archsearch.search.recovery import counted, recover, retry_stale, superseded
 
 
 def _study(rows):
@@ -54,3 +58,27 @@ def test_a_retried_trial_no_longer_counts():
     study.add_trial(create_trial(state=TrialState.COMPLETE, value=3.0, user_attrs={"retry_of": 0}))
     assert superseded(study.trials) == {0}
     assert [t.number for t in counted(study.trials)] == [1, 2]
+
+
+def test_a_run_whose_host_stops_beating_is_queued_again(tmp_path, monkeypatch):
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    storage = optuna.storages.RDBStorage(f"sqlite:///{tmp_path / 'study.db'}", heartbeat_interval=1, grace_period=1,
+                                         heartbeat_stale_trial_callback=retry_stale)
+    seeds = optuna.create_study(study_name="s.seeds", storage=storage)
+    retrain.enqueue(seeds, [(0, 1)])
+    seen = []
+
+    def run_one(job, *args):  # outlasts the grace period, then its host is lost: the run never finishes
+        time.sleep(2.5)
+        seen.append(recover(seeds, storage))  # another host's recovery, while this host beats for the run
+
+    monkeypatch.setattr(retrain, "_run_one", run_one)
+    assert retrain.run_jobs(seeds, None, storage, None) == 1
+    assert seen == [0]  # a beating run is left alone
+    (lost,) = seeds.get_trials(states=(TrialState.RUNNING,))
+    time.sleep(2.5)
+    assert recover(seeds, storage) == 1
+    assert seeds.trials[lost.number].state == TrialState.FAIL
+    (again,) = seeds.get_trials(states=(TrialState.WAITING,))
+    assert (again.user_attrs["source"], again.user_attrs["seed"], again.user_attrs["retry_of"]) == (0, 1, lost.number)
+    assert retrain.enqueue(seeds, [(0, 1)]) == 0  # not queued twice
