@@ -10,6 +10,7 @@ from contextlib import nullcontext
 import torch
 
 from . import flops
+from .graph_step import GraphedMicroStep
 
 
 def median_ms(fn, device: torch.device, repeats: int = 5, warmup: int = 2) -> float:
@@ -50,9 +51,10 @@ def decode_ms(model: torch.nn.Module, vocab: int, context: int, device: torch.de
 
 
 def measure(model: torch.nn.Module, vocab: int, batch: int, seq_len: int, device: torch.device, amp=None,
-            repeats: int = 5, decode_context: int | None = None) -> dict:
+            repeats: int = 5, decode_context: int | None = None, cuda_graph: bool = False) -> dict:
     """Costs of one training step (forward + backward) and one prefill at [batch, seq_len]; with `decode_context`,
-    also one decode step at batch 1 after that many tokens."""
+    also one decode step at batch 1 after that many tokens. With `cuda_graph` (on a GPU) the training step is timed as
+    the trainer then runs it, replayed as a CUDA graph; FLOPs are still counted on an eager step."""
     amp = amp or nullcontext()
     model.to(device).train()
     ids = torch.randint(0, vocab, (batch, seq_len), device=device)
@@ -67,9 +69,18 @@ def measure(model: torch.nn.Module, vocab: int, batch: int, seq_len: int, device
         with torch.no_grad(), amp:
             model(ids)
 
+    timed_step = train_step
+    if cuda_graph and device.type == "cuda":
+        graphed = GraphedMicroStep(model, amp, 1, "measure")
+
+        def timed_step():
+            graphed(ids, ids)
+            model.zero_grad(set_to_none=False)  # the graph adds into the gradients it was captured with
+
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    out = {"latency_train_ms": median_ms(train_step, device, repeats), "latency_prefill_ms": median_ms(prefill, device, repeats)}
+    out = {"latency_train_ms": median_ms(timed_step, device, repeats),
+           "latency_prefill_ms": median_ms(prefill, device, repeats)}
     out["peak_memory_bytes"] = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else 0
     counted, _ = flops.count(train_step)
     out["flops_train_step"] = counted

@@ -38,3 +38,4 @@ class TrainConfig:
     device: str = field(default="auto", metadata={"doc": "auto | cpu | cuda | cuda:N"})
     precision: Literal["auto", "fp32", "bf16"] = field(default="auto", metadata={"doc": "auto: bf16 on GPU"})
     compile: bool = False
+    cuda_graph: bool = field(default=False, metadata={"doc": "GPU: replay each micro-step as a CUDA graph"})

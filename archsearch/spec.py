@@ -312,9 +312,12 @@ def parse(doc, file: str = "<spec>") -> Spec:
             raise SpecError(nloc, "expected at least one node")
         nodes = tuple(_graph_node(k, v, loc_of(raw, k, nloc)) for k, v in raw.items())
     emb, emb_blocks = _embedding(m.get("embedding"), loc_of(m, "embedding", root))
+    train = _settings(TrainConfig, m, "train", root)
+    if train.compile and train.cuda_graph:
+        raise SpecError(loc_of(m["train"], "cuda_graph", loc_of(m, "train", root)),
+                        "'cuda_graph' and 'compile' cannot both be on: choose one")
     return Spec(file, _model(m["model"], loc_of(m, "model", root)), emb, emb_blocks, stack, nodes,
-                _head(m.get("head"), loc_of(m, "head", root)), _settings(TaskConfig, m, "task", root),
-                _settings(TrainConfig, m, "train", root))
+                _head(m.get("head"), loc_of(m, "head", root)), _settings(TaskConfig, m, "task", root), train)
 
 
 def parse_text(text: str, file: str = "<spec>") -> Spec:

@@ -1,7 +1,7 @@
 """Budgeted training: a function, not a trainer object. The budget is in tokens; batch size is a token count
 (gradient accumulation makes up the rest); AdamW without decay on norms, biases, gains and scalars; linear warm-up
 then cosine; gradient clipping; bf16 autocast on GPU (the memories accumulate their state in fp32); optional
-torch.compile; seeded; intermediate evaluations reported to a callback that may stop the run (search pruning);
+torch.compile, or on GPU each micro-step replayed as a CUDA graph (graph_step.py); seeded; intermediate evaluations reported to a callback that may stop the run (search pruning);
 a NaN/inf loss stops the run with its reason; checkpoint and resume."""
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .graph_step import GraphedMicroStep, micro_loss
 from .progress import Progress
 from .settings import TrainConfig
 
@@ -124,6 +125,9 @@ def _train(model, task, cfg: TrainConfig, device: torch.device, seq_len: int, on
         step, tokens, evals, elapsed, loss_avg = state["step"], state["tokens"], state["evals"], state["elapsed"], state["loss"]
         print(f"{label}: resuming from {checkpoint} at step {step}/{steps}", file=sys.stderr)
     fwd = torch.compile(model) if cfg.compile else model
+    graphed = cfg.cuda_graph and device.type == "cuda"
+    micro_step = (GraphedMicroStep(fwd, amp, accum, label) if graphed
+                  else lambda x, y: micro_loss(fwd, amp, x, y, accum))
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     bar = Progress(steps, label, enabled=progress)
@@ -136,11 +140,7 @@ def _train(model, task, cfg: TrainConfig, device: torch.device, seq_len: int, on
         for _ in range(accum):
             x, y = task.train_batch(micro, seq_len, rng)
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-            with amp:
-                logits = fwd(x)
-            loss = torch.nn.functional.cross_entropy(logits.float().flatten(0, 1), y.flatten(), ignore_index=-100)
-            (loss / accum).backward()
-            total += loss.detach() / accum
+            total += micro_step(x, y) / accum
         total = total.item()  # one device sync per step, for the divergence check and the progress line
         if not math.isfinite(total):
             status, reason = "diverged", f"loss became {total} at step {step + 1}"
@@ -148,7 +148,7 @@ def _train(model, task, cfg: TrainConfig, device: torch.device, seq_len: int, on
             break
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
         opt.step()
-        opt.zero_grad(set_to_none=True)
+        opt.zero_grad(set_to_none=not graphed)  # a graph adds into the gradient tensors it was captured with
         step += 1
         tokens += micro * accum * seq_len
         loss_avg = total if math.isnan(loss_avg) else 0.9 * loss_avg + 0.1 * total

@@ -1,9 +1,10 @@
 """Training throughput of the two 100M models side by side (issue 7): tokens/s and model-FLOPs utilisation of a full
 optimizer step (forward, backward, AdamW) at T = 2048 under bf16 autocast, for examples/paper_pam_100m.yaml and
-examples/gpt2_100m.yaml; PAM also once on the pure-torch forms (what ran before the kernels), and with --compile
-every model also under torch.compile. Prints the card.
+examples/gpt2_100m.yaml; PAM also once on the pure-torch forms (what ran before the kernels), with --compile every
+model also under torch.compile, and with --cuda-graph every model also with its forward + backward replayed as one
+CUDA graph (the trainer's `train.cuda_graph`). Prints the card.
 
-    python benchmarks/e2e.py [--batch 8 --seq 2048] [--peak-tflops 989.4]
+    python benchmarks/e2e.py [--batch 8 --seq 2048] [--peak-tflops 989.4] [--compile] [--cuda-graph]
 
 Model FLOPs per token are 3× the analytic forward FLOPs of the cost pass (docs/costs.md), so MFU compares the same
 definition across models; the peak defaults to the H100/H200 SXM dense bf16 figure.
@@ -18,6 +19,7 @@ import torch
 import yaml
 
 from archsearch.build import build
+from archsearch.graph_step import GraphedMicroStep, micro_loss
 from archsearch.lower import lower
 from archsearch.measure import median_ms
 from archsearch.passes import run_passes
@@ -35,16 +37,17 @@ def compiled(spec_path: Path, seq_len: int, vocab: int):
     return run_passes(build(parse(doc, str(spec_path)), vocab=vocab))
 
 
-def step_ms(model, batch: int, seq: int, vocab: int, device, amp, repeats: int) -> float:
+def step_ms(model, batch: int, seq: int, vocab: int, device, amp, repeats: int, graphed: bool = False) -> float:
+    """One optimiser step as the trainer runs it (archsearch/train.py): eager, or the forward + backward replayed as
+    a CUDA graph (`train.cuda_graph`)."""
     opt = torch.optim.AdamW(param_groups(getattr(model, "_orig_mod", model), 0.1), lr=1e-4, fused=device.type == "cuda")
     ids = torch.randint(0, vocab, (batch, seq + 1), device=device)
+    micro = GraphedMicroStep(model, amp, 1, "e2e") if graphed else (lambda x, y: micro_loss(model, amp, x, y, 1))
 
     def step():
-        with amp:
-            logits = model(ids[:, :-1])
-        torch.nn.functional.cross_entropy(logits.float().flatten(0, 1), ids[:, 1:].flatten()).backward()
+        micro(ids[:, :-1], ids[:, 1:])
         opt.step()
-        opt.zero_grad(set_to_none=True)
+        opt.zero_grad(set_to_none=not graphed)
 
     return median_ms(step, device, repeats=repeats, warmup=3)
 
@@ -60,25 +63,30 @@ def main() -> None:
     p.add_argument("--peak-tflops", type=float, default=989.4, help="the card's dense bf16 peak")
     p.add_argument("--no-torch-forms", action="store_true", help="skip PAM on the pure-torch forms")
     p.add_argument("--compile", action="store_true", help="also time every model under torch.compile (inductor)")
+    p.add_argument("--cuda-graph", action="store_true",
+                   help="also time every model with forward + backward replayed as a CUDA graph (train.cuda_graph)")
     args = p.parse_args()
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     card = torch.cuda.get_device_name() if device.type == "cuda" else "cpu"
     amp = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else torch.autocast("cpu", enabled=False)
+    if args.cuda_graph and device.type != "cuda":
+        print("--cuda-graph: no GPU here, so no graphed runs")
     rows = []
     for spec in args.specs:
         ir = compiled(Path(spec), args.seq, args.vocab)
         name = Path(spec).stem
-        runs = [(name, nullcontext, False)] + ([(f"{name} compiled", nullcontext, True)] if args.compile else [])
+        runs = [(name, nullcontext, "")] + ([(f"{name} compiled", nullcontext, "compile")] if args.compile else [])
+        runs += [(f"{name} CUDA graph", nullcontext, "graph")] if args.cuda_graph and device.type == "cuda" else []
         if not args.no_torch_forms and any(n.block in ("pam", "linear_attention") for n in ir.nodes()):
-            runs.append((f"{name} (torch forms)", linear_core.torch_forms, False))
-        for label, forms, comp in runs:
+            runs.append((f"{name} (torch forms)", linear_core.torch_forms, ""))
+        for label, forms, how in runs:
             torch.manual_seed(0)
             model = lower(ir).to(device).train()
-            if comp:
+            if how == "compile":
                 model = torch.compile(model)
             with forms():
                 try:
-                    ms = step_ms(model, args.batch, args.seq, args.vocab, device, amp, args.repeats)
+                    ms = step_ms(model, args.batch, args.seq, args.vocab, device, amp, args.repeats, how == "graph")
                 except torch.OutOfMemoryError:
                     ms = float("nan")
             tokens_s = args.batch * args.seq / ms * 1e3

@@ -99,3 +99,9 @@ def test_same_seed_same_numbers(task):
     a = train(_model(), task, dataclasses.replace(CFG, evals=1), seq_len=32, progress=False)
     b = train(_model(), task, dataclasses.replace(CFG, evals=1), seq_len=32, progress=False)
     assert a.train_loss == b.train_loss and a.evals[0]["loss"] == b.evals[0]["loss"]
+
+
+def test_cuda_graph_is_ignored_on_cpu(task):
+    a = train(_model(), task, dataclasses.replace(CFG, evals=1), seq_len=32, progress=False)
+    b = train(_model(), task, dataclasses.replace(CFG, evals=1, cuda_graph=True), seq_len=32, progress=False)
+    assert a.train_loss == b.train_loss and a.evals[0]["loss"] == b.evals[0]["loss"]

@@ -84,7 +84,7 @@ class Objective:
         context = self.space.search.decode_context
         context = seq_len - 1 if context is None else min(context, ir.model.seq_len - 1)
         return measure(model, ir.model.vocab, batch, seq_len, device, autocast_for(device, spec.train.precision),
-                       decode_context=context)
+                       decode_context=context, cuda_graph=spec.train.cuda_graph)
 
     def reference_costs(self, spec) -> dict:
         """Analytic and measured costs of one architecture (the weighted objective's reference), without training."""

@@ -1,0 +1,77 @@
+"""A training micro-step (forward, loss, backward) captured once as a CUDA graph and replayed for every later one
+(`train.cuda_graph`). Replaying sends the GPU a step's hundreds of kernels at once, without Python launching each;
+small models and the PAM kernels' launches are bound by exactly that host time (docs/performance.md).
+
+The optimiser, gradient clipping, the divergence check and evaluations stay outside the graph. Gradients live in
+fixed tensors that the captured backward adds into (zeroed in place between steps, never set to None), so gradient
+accumulation works as in eager mode. A model the graph cannot hold (a host sync in its forward, say) is reported
+in one line and trained eagerly."""
+from __future__ import annotations
+
+import sys
+
+import torch
+import torch.nn.functional as F
+
+
+def micro_loss(fwd, amp, x: torch.Tensor, y: torch.Tensor, accum: int) -> torch.Tensor:
+    """One micro-step of `accum`: the loss of `fwd` on (x, y), whose backward (divided by `accum`) accumulates into
+    .grad."""
+    with amp:
+        logits = fwd(x)
+    loss = F.cross_entropy(logits.float().flatten(0, 1), y.flatten(), ignore_index=-100)
+    (loss / accum).backward()
+    return loss.detach()
+
+
+class GraphedMicroStep:
+    """micro_loss on CUDA as a graph: the first call warms up on a side stream and captures; later calls copy their
+    batch into the captured inputs and replay. Returns the loss (a tensor, no sync)."""
+
+    WARMUP = 2  # eager runs before capture: lazy initialisation, Triton compiles, cuBLAS workspaces
+
+    def __init__(self, model: torch.nn.Module, amp, accum: int, label: str = "train"):
+        self.model, self.amp, self.accum, self.label = model, amp, accum, label
+        self.graph: torch.cuda.CUDAGraph | None = None
+        self.eager = False  # capture failed: every step runs eagerly
+
+    def __call__(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        if self.eager:
+            return micro_loss(self.model, self.amp, x, y, self.accum)
+        if self.graph is None:
+            self._capture(x, y)
+            if self.eager:
+                return micro_loss(self.model, self.amp, x, y, self.accum)
+        self.x.copy_(x)
+        self.y.copy_(y)
+        self.graph.replay()
+        return self.loss
+
+    def _capture(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        side = torch.cuda.Stream(device=x.device)
+        side.wait_stream(torch.cuda.current_stream(x.device))
+        with torch.cuda.stream(side):
+            for _ in range(self.WARMUP):
+                micro_loss(self.model, self.amp, x, y, self.accum)
+        torch.cuda.current_stream(x.device).wait_stream(side)
+        for p in params:  # fixed gradient tensors for the captured backward to add into
+            if p.grad is None:
+                p.grad = torch.zeros_like(p)
+            else:
+                p.grad.zero_()
+        self.x, self.y = x.clone(), y.clone()
+        graph = torch.cuda.CUDAGraph()
+        try:
+            with torch.cuda.graph(graph):
+                self.loss = micro_loss(self.model, self.amp, self.x, self.y, self.accum)
+        except RuntimeError as e:
+            torch.cuda.synchronize(x.device)
+            for p in params:
+                p.grad.zero_()
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            print(f"{self.label}: cuda_graph: the training step could not be captured ({first}); training eagerly",
+                  file=sys.stderr)
+            self.eager = True
+            return
+        self.graph = graph
