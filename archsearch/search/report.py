@@ -168,7 +168,9 @@ def write_report(study, out: Path, seeds=None) -> Path:
         plots = [f"![{q.short} vs {cost}]({name})" for cost, name in PLOTS if _plot(done, cost, q, out / name)]
         _history(study, out / "history.png")
         lines += ["## Verdict", "", verdict(done, q, verdict_cost(study), stats), "", " ".join(plots), "",
-                  "![history](history.png)", "", "## Best architecture per family", ""]
+                  "![history](history.png)", "", f"## Best {q.short} per family", "",
+                  f"Each family's trial of best {q.short} (the summary above ranks by the objective, which also "
+                  "weighs the costs, so its trial can differ).", ""]
         cols = [c for c in COLUMNS if any(c[0] in t.user_attrs for t in done)]
         lines += ["| family | trial | mixers | " + " | ".join(c[1] for c in cols) + " |", "|" + "---|" * (3 + len(cols))]
         best = {}
