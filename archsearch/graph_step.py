@@ -26,7 +26,8 @@ def micro_loss(fwd, amp, x: torch.Tensor, y: torch.Tensor, accum: int) -> torch.
 
 class GraphedMicroStep:
     """micro_loss on CUDA as a graph: the first call warms up on a side stream and captures; later calls copy their
-    batch into the captured inputs and replay. Returns the loss (a tensor, no sync)."""
+    batch into the captured inputs and replay. Returns the loss as a tensor (no sync) that the next call overwrites:
+    use it, or copy it, before then."""
 
     WARMUP = 2  # eager runs before capture: lazy initialisation, Triton compiles, cuBLAS workspaces
 
