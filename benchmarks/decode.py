@@ -18,14 +18,12 @@ import argparse
 from pathlib import Path
 
 import torch
-import yaml
 
-from archsearch.build import build
+from archsearch.compiler import compile_spec
 from archsearch.decode import GraphedDecoder, capturable, map_state
 from archsearch.lower import lower
 from archsearch.measure import median_ms
-from archsearch.passes import run_passes
-from archsearch.spec import parse
+from archsearch.spec import load_spec
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -40,11 +38,10 @@ def at_context(state, context: int):
     return map_state(leaf, state)
 
 
-def load(spec_path: Path, seq_len: int, vocab: int):
-    doc = yaml.safe_load(spec_path.read_text())
-    doc["model"]["seq_len"] = max(doc["model"]["seq_len"], seq_len)
-    doc.pop("task", None), doc.pop("train", None)
-    return lower(run_passes(build(parse(doc, str(spec_path)), vocab=vocab)))
+def load(spec_path: str, seq_len: int, vocab: int):
+    """The model of `spec_path` with its seq_len raised to at least `seq_len`."""
+    spec = load_spec(spec_path)
+    return lower(compile_spec(spec, vocab=vocab, seq_len=max(spec.model.seq_len, seq_len)))
 
 
 def main() -> None:
@@ -63,7 +60,7 @@ def main() -> None:
     for spec in args.specs:
         name = Path(spec).stem
         torch.manual_seed(0)
-        model = load(Path(spec), max(args.contexts) + 1, args.vocab).to(device).eval()
+        model = load(spec, max(args.contexts) + 1, args.vocab).to(device).eval()
         params = sum(p.numel() for p in model.parameters())
         cache_dtype = torch.bfloat16 if device.type == "cuda" else None
         graphs = {}

@@ -16,25 +16,15 @@ from contextlib import nullcontext
 from pathlib import Path
 
 import torch
-import yaml
 
-from archsearch.build import build
+from archsearch.compiler import compile_spec
 from archsearch.graph_step import GraphedMicroStep, micro_loss
 from archsearch.lower import lower
 from archsearch.measure import median_ms
-from archsearch.passes import run_passes
-from archsearch.spec import parse
 from archsearch.train import param_groups
 from blocks import linear_core
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def compiled(spec_path: Path, seq_len: int, vocab: int):
-    doc = yaml.safe_load(spec_path.read_text())
-    doc["model"]["seq_len"] = seq_len
-    doc.pop("task", None), doc.pop("train", None)
-    return run_passes(build(parse(doc, str(spec_path)), vocab=vocab))
 
 
 def step_ms(model, batch: int, seq: int, vocab: int, device, amp, repeats: int, graphed: bool = False) -> float:
@@ -73,7 +63,7 @@ def main() -> None:
         print("--cuda-graph: no GPU here, so no graphed runs")
     rows = []
     for spec in args.specs:
-        ir = compiled(Path(spec), args.seq, args.vocab)
+        ir = compile_spec(spec, vocab=args.vocab, seq_len=args.seq)
         name = Path(spec).stem
         runs = [(name, nullcontext, "")] + ([(f"{name} compiled", nullcontext, "compile")] if args.compile else [])
         runs += [(f"{name} CUDA graph", nullcontext, "graph")] if args.cuda_graph and device.type == "cuda" else []
