@@ -66,6 +66,8 @@ class GraphedMicroStep:
         try:
             with torch.cuda.graph(graph):
                 self.loss = micro_loss(self.model, self.amp, self.x, self.y, self.accum)
+        except torch.OutOfMemoryError:
+            raise  # an eager step would not fit either: the caller's out-of-memory handling applies
         except RuntimeError as e:
             torch.cuda.synchronize(x.device)
             for p in params:
