@@ -66,10 +66,10 @@ class GraphedMicroStep:
         try:
             with torch.cuda.graph(graph):
                 self.loss = micro_loss(self.model, self.amp, self.x, self.y, self.accum)
-        except torch.OutOfMemoryError:
-            raise  # an eager step would not fit either: the caller's out-of-memory handling applies
-        except RuntimeError as e:
+        except RuntimeError as e:  # out of memory too: the graph's private pool may not fit where eager steps do
+            graph = self.loss = None  # releases the pool
             torch.cuda.synchronize(x.device)
+            torch.cuda.empty_cache()
             for p in params:
                 p.grad.zero_()
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
