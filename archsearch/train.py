@@ -1,8 +1,9 @@
 """Budgeted training: a function, not a trainer object. The budget is in tokens; batch size is a token count
 (gradient accumulation makes up the rest); AdamW without decay on norms, biases, gains and scalars; linear warm-up
 then cosine; gradient clipping; bf16 autocast on GPU (the memories accumulate their state in fp32); optional
-torch.compile, or on GPU each micro-step replayed as a CUDA graph (graph_step.py); seeded; intermediate evaluations reported to a callback that may stop the run (search pruning);
-a NaN/inf loss stops the run with its reason; checkpoint and resume."""
+torch.compile, or on GPU each micro-step replayed as a CUDA graph (graph_step.py); seeded; intermediate evaluations
+reported to a callback that may stop the run (search pruning); a NaN/inf loss stops the run with its reason;
+checkpoint and resume."""
 from __future__ import annotations
 
 import math
