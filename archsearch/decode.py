@@ -1,7 +1,8 @@
 """Decode without per-layer Python overhead: a model's whole decode step captured once in a CUDA graph and replayed
-per token (issue 7). Works for models whose step has fixed shapes — the recurrent memories (pam,
-linear_attention, holographic) with any channel mixers, norms and embeddings; softmax attention's KV cache grows
-with every token, so a model containing it decodes eagerly (`capturable` says which).
+per token (issue 7). Every block's step has fixed shapes once its position counter is a device tensor: the
+recurrent memories (pam, linear_attention, holographic) by construction, and softmax attention by attending over its
+whole preallocated KV cache with the entries not yet written masked out — so a graphed attention step costs the
+cache's length, whatever the context; pass a `state` whose caches are as long as the decode needs.
 
     dec = GraphedDecoder(model, batch=1, device=torch.device("cuda"), autocast=torch.bfloat16, compile=True)
     logits = dec(token_ids)          # [B] → [B, V]; the state advances inside the graph
@@ -20,11 +21,6 @@ from contextlib import nullcontext
 import torch
 
 WARMUP_STEPS = 3  # eager steps on a side stream before capture (lazy caches, cuBLAS workspaces)
-
-
-def capturable(model) -> bool:
-    """Whether the model's decode step has fixed shapes (no softmax attention KV cache)."""
-    return not any(getattr(b, "name", "") == "softmax_attention" for b in model.blocks.values())
 
 
 def map_state(fn, state):
@@ -75,15 +71,15 @@ class GraphedDecoder:
     """One CUDA graph of `model.step` at a fixed batch; call it with token ids [B] to get logits [B, V]."""
 
     def __init__(self, model, batch: int, device: torch.device, autocast: torch.dtype | None = None,
-                 state_dtype: torch.dtype | None = None, compile: bool = False):
+                 state_dtype: torch.dtype | None = None, compile: bool = False, state=None):
+        """`state`: a template of the state buffers (copied; e.g. KV caches cut to the length the decode needs),
+        default model.init_state(batch)."""
         if device.type != "cuda":
             raise ValueError(f"CUDA-graph decode needs a CUDA device, got {device}")
-        if not capturable(model):
-            raise ValueError("this model's decode step cannot be captured in a CUDA graph (softmax attention's KV "
-                             "cache grows every token): decode it with model.step")
         self.model = model
         self._amp = (lambda: torch.autocast("cuda", dtype=autocast)) if autocast else nullcontext
-        self.state = to_device_state(model.init_state(batch, device=device, dtype=state_dtype), device)
+        template = model.init_state(batch, device=device, dtype=state_dtype) if state is None else clone_state(state)
+        self.state = to_device_state(template, device)
         self.tokens = torch.zeros(batch, dtype=torch.long, device=device)
         start = clone_state(self.state)
         self._body = _step_and_update

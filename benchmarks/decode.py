@@ -1,9 +1,10 @@
 """Per-token decode latency at batch 1, side by side: the 100M PAM against the 100M GPT-2 with its KV cache, at
 several context lengths (issue 7). Prints ms per token and the PAM/transformer ratio per context, and the card.
-Each model decodes eagerly (model.step, one Python call per layer); on a GPU, a model whose step has fixed shapes
-(the recurrent ones) is also timed as one CUDA graph per step, and as a graph of the torch.compile'd step
-(archsearch.decode.GraphedDecoder). The transformer's
-KV cache is bf16 on the GPU (its compute dtype), fp32 on CPU; SDPA reads the first C+1 entries.
+Each model decodes eagerly (model.step, one Python call per layer); on a GPU each is also timed as one CUDA graph
+per step (archsearch.decode.GraphedDecoder), and a recurrent model also as a graph of the torch.compile'd step. The
+transformer's KV cache is bf16 on the GPU (its compute dtype), fp32 on CPU. Eagerly SDPA reads the first C+1
+entries; graphed it attends over a cache cut to C + SLACK entries with the unwritten ones masked (a graph has fixed
+shapes; the slack holds the timed steps' own tokens), one graph per context.
 
     python benchmarks/decode.py [--contexts 1024 8192 32768] [--specs A.yaml B.yaml]
 
@@ -20,7 +21,7 @@ from pathlib import Path
 import torch
 
 from archsearch.compiler import compile_spec
-from archsearch.decode import GraphedDecoder, capturable, map_state
+from archsearch.decode import GraphedDecoder, map_state
 from archsearch.lower import lower
 from archsearch.measure import median_ms
 from archsearch.spec import load_spec
@@ -36,6 +37,15 @@ def at_context(state, context: int):
             return torch.randn_like(x) * 0.02 if x.is_floating_point() else torch.full_like(x, context)
         return context if isinstance(x, int) and not isinstance(x, bool) else x
     return map_state(leaf, state)
+
+
+SLACK = 64  # cache entries past the context in a graphed attention step: room for the warm-up and timed steps
+
+
+def cut_caches(model, state, length: int):
+    """The state with every softmax_attention KV cache cut to its first `length` entries."""
+    return {key: (s[0][:, :, :length], s[1][:, :, :length], s[2])
+            if getattr(model.blocks[key], "name", "") == "softmax_attention" else s for key, s in state.items()}
 
 
 def load(spec_path: str, seq_len: int, vocab: int):
@@ -60,22 +70,28 @@ def main() -> None:
     for spec in args.specs:
         name = Path(spec).stem
         torch.manual_seed(0)
-        model = load(spec, max(args.contexts) + 1, args.vocab).to(device).eval()
+        model = load(spec, max(args.contexts) + SLACK, args.vocab).to(device).eval()
         params = sum(p.numel() for p in model.parameters())
         cache_dtype = torch.bfloat16 if device.type == "cuda" else None
-        graphs = {}
-        if device.type == "cuda" and capturable(model):
+        kv_cache = any(getattr(b, "name", "") == "softmax_attention" for b in model.blocks.values())
+        graphs = {}  # a recurrent model's graph serves every context; an attention model gets one per context
+        if device.type == "cuda" and not kv_cache:
             graphs["CUDA graph"] = GraphedDecoder(model, 1, device, autocast=torch.bfloat16)
             if not args.no_compile:
                 graphs["compiled+graph"] = GraphedDecoder(model, 1, device, autocast=torch.bfloat16, compile=True)
         results[f"{name} eager"] = {}
-        graph_rows = {label: {} for label in graphs}
+        graph_rows = {label: {} for label in graphs} | ({"CUDA graph": {}} if device.type == "cuda" else {})
         for c in args.contexts:
             state = at_context(model.init_state(1, device=device, dtype=cache_dtype), c)
             tok = torch.randint(0, args.vocab, (1,), device=device)
             with torch.no_grad(), amp:
                 results[f"{name} eager"][c] = median_ms(lambda: model.step(tok, state), device, repeats=args.repeats,
                                                         warmup=3)
+            if device.type == "cuda" and kv_cache:
+                graphed = GraphedDecoder(model, 1, device, autocast=torch.bfloat16,
+                                         state=cut_caches(model, state, c + SLACK))
+                graph_rows["CUDA graph"][c] = median_ms(lambda: graphed(tok), device, repeats=args.repeats, warmup=3)
+                del graphed
             for label, graphed in graphs.items():
                 graphed.load(state)
                 graph_rows[label][c] = median_ms(lambda: graphed(tok), device, repeats=args.repeats, warmup=3)

@@ -95,10 +95,24 @@ class SoftmaxAttention(nn.Module):
 
     def step(self, x_t: torch.Tensor, state):
         k_cache, v_cache, n = state
+        if isinstance(n, torch.Tensor):
+            return self._step_at(x_t, k_cache, v_cache, n)
         if n >= self.seq_len:
             raise ValueError(f"KV cache is full: seq_len {self.seq_len} tokens")
         q, k, v = self._qkv(x_t[:, None], torch.tensor([n], device=x_t.device))
         k_cache[:, :, n] = k[:, :, 0].to(k_cache.dtype)
         v_cache[:, :, n] = v[:, :, 0].to(v_cache.dtype)
         y = F.scaled_dot_product_attention(q, k_cache[:, :, :n + 1].to(q.dtype), v_cache[:, :, :n + 1].to(q.dtype))
+        return self._merge(y)[:, 0], (k_cache, v_cache, n + 1)
+
+    def _step_at(self, x_t: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor, n: torch.Tensor):
+        """The step with the position n a 0-d tensor on the device (archsearch.decode's CUDA graph): fixed shapes and
+        no host sync, so it attends over the whole cache with the entries after n masked out, and costs the cache's
+        length, not the context's. The caller keeps n below the cache's length (no check without a sync)."""
+        pos = n.view(1)
+        q, k, v = self._qkv(x_t[:, None], pos)
+        k_cache.index_copy_(2, pos, k.to(k_cache.dtype))
+        v_cache.index_copy_(2, pos, v.to(v_cache.dtype))
+        seen = (torch.arange(k_cache.shape[2], device=k_cache.device) <= n)[None]  # [1 query, cache]
+        y = F.scaled_dot_product_attention(q, k_cache.to(q.dtype), v_cache.to(q.dtype), attn_mask=seen)
         return self._merge(y)[:, 0], (k_cache, v_cache, n + 1)

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from archsearch.build import build
-from archsearch.decode import GraphedDecoder, capturable, clone_state, copy_state, to_device_state
+from archsearch.decode import GraphedDecoder, clone_state, copy_state, to_device_state
 from archsearch.lower import lower
 from archsearch.passes import run_passes
 from archsearch.spec import parse
@@ -19,7 +19,7 @@ def _model(mixer: str, positions: str = "none"):
 
 
 @pytest.mark.parametrize("mixer, positions", [("pam", "none"), ("linear_attention", "learned"),
-                                              ("holographic", "none")])
+                                              ("holographic", "none"), ("softmax_attention", "learned")])
 def test_tensor_positions_step_like_int_positions(mixer, positions):
     model = _model(mixer, positions)
     ids = torch.randint(0, 50, (2, 6))
@@ -44,7 +44,22 @@ def test_state_trees_clone_and_copy_in_place():
                                                           for s in (v if isinstance(v, tuple) else (v,))]))
 
 
-def test_which_models_capture_and_clear_errors():
-    assert capturable(_model("pam")) and not capturable(_model("softmax_attention"))
+def test_attention_at_a_device_position_reads_only_what_was_written():
+    """The graphable attention step attends over the whole cache with unwritten entries masked: garbage there (a
+    cache reused, or cut longer than the context) changes nothing."""
+    block = _model("softmax_attention").blocks["l0__softmax_attention"]
+    x = torch.randn(2, 5, 32)
+    clean = to_device_state(block.init_state(2), torch.device("cpu"))
+    dirty = to_device_state(block.init_state(2), torch.device("cpu"))
+    dirty[0].normal_(), dirty[1].normal_()
+    with torch.no_grad():
+        for t in range(5):
+            want, clean = block.step(x[:, t], clean)
+            got, dirty = block.step(x[:, t], dirty)
+            torch.testing.assert_close(got, want)
+    assert int(dirty[2]) == 5
+
+
+def test_graph_decode_needs_a_gpu():
     with pytest.raises(ValueError, match="needs a CUDA device"):
         GraphedDecoder(_model("pam"), batch=1, device=torch.device("cpu"))

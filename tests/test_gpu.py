@@ -70,25 +70,22 @@ def test_bf16_training_learns(root):
 
 
 @pytest.mark.parametrize("mixer, compile", [("pam", False), ("linear_attention", False), ("holographic", False),
-                                             ("pam", True)])
+                                             ("softmax_attention", False), ("pam", True)])
 def test_graphed_decode_matches_eager_steps(mixer, compile):
     from archsearch.decode import GraphedDecoder
 
     model = _model(mixer).eval()
     ids = torch.randint(0, 100, (2, 12), device="cuda")
-    dec = GraphedDecoder(model, batch=2, device=torch.device("cuda"), compile=compile)
+    template = None
+    if mixer == "softmax_attention":  # KV caches cut to what 12 tokens need, as benchmarks/decode.py does
+        template = {k: (s[0][:, :, :16], s[1][:, :, :16], s[2]) if isinstance(s, tuple) and len(s) == 3 else s
+                    for k, s in model.init_state(2, device="cuda").items()}
+    dec = GraphedDecoder(model, batch=2, device=torch.device("cuda"), compile=compile, state=template)
     with torch.no_grad():
         state = model.init_state(2, device="cuda")
         for t in range(ids.shape[1]):
             eager, state = model.step(ids[:, t], state)
             torch.testing.assert_close(dec(ids[:, t]).clone(), eager, atol=1e-4, rtol=1e-4)
-
-
-def test_a_growing_kv_cache_is_not_captured():
-    from archsearch.decode import GraphedDecoder
-
-    with pytest.raises(ValueError, match="cannot be captured"):
-        GraphedDecoder(_model("softmax_attention"), batch=1, device=torch.device("cuda"))
 
 
 def test_the_100m_pam_layout_with_kernels_under_bf16_is_as_accurate_as_the_torch_forms(root):
