@@ -73,7 +73,7 @@ def cmd_train(args) -> int:
     from .spec import load_spec
 
     spec = with_overrides(load_spec(args.spec), data=args.data, tokenizer=args.tokenizer, tokens=args.tokens,
-                          device=args.device, lr=args.lr, seed=args.seed)
+                          device=args.device, lr=args.lr, seed=args.seed, cuda_graph=args.cuda_graph or None)
     out = Path(args.out) if args.out else Path("runs") / f"train-{Path(args.spec).stem}"
     metrics = train_spec(spec, out=out, fresh=args.fresh, progress=not args.quiet)
     print(summary(metrics))
@@ -294,6 +294,8 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--device", help="auto | cpu | cuda | cuda:N")
     t.add_argument("--lr", type=_positive(float), help="peak learning rate")
     t.add_argument("--seed", type=int, help="seed for weights and data order")
+    t.add_argument("--cuda-graph", action="store_true",
+                   help="on a GPU, replay each training step as a CUDA graph (train.cuda_graph; ignored on CPU)")
     t.add_argument("--out", help="output folder (default runs/train-SPEC): metrics.json, weights.pt, checkpoint.pt")
     t.add_argument("--fresh", action="store_true", help="ignore an existing checkpoint instead of resuming")
     t.add_argument("--quiet", action="store_true", help="no progress line")
