@@ -258,7 +258,7 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--no-retrain", action="store_true", help="skip the re-training of the best with more seeds")
     r.add_argument("--profile-top", type=int, default=0, metavar="K",
                    help="at the end, profile the best K trials into OUT/profiles/ (see `archsearch profile`)")
-    r.add_argument("--worker", choices=["search", "retrain"], help=argparse.SUPPRESS)
+    r.add_argument("--worker", choices=["reference", "search", "retrain"], help=argparse.SUPPRESS)
     r.set_defaults(fn=cmd_run)
     rp = sub.add_parser("report", help="write report.md and plots for a study (also written at the end of run)")
     rp.add_argument("out_dir", help="the output folder of `archsearch run`")

@@ -140,8 +140,9 @@ def _create(name: str, storage, **kw):
     return optuna.load_study(study_name=name, storage=storage, **{k: v for k, v in kw.items() if k != "directions"})
 
 
-def prepare(setup: Setup, echo=print) -> None:
-    """Baselines enqueued first (the first is the weighted objective's reference, measured here before any trial)."""
+def prepare(setup: Setup, echo=print, workers: int = 1) -> None:
+    """Baselines enqueued first (the first is the weighted objective's reference, measured before any trial: here,
+    or with `workers` > 1 in a worker process, so that this coordinator runs no GPU work beside its workers)."""
     s, study = setup.space.search, setup.study
     cost = pareto_costs(s)[0] if setup.multi else next(iter(s.weights or {}), "latency_train_ms")
     if study.user_attrs.get("verdict_cost") != cost:
@@ -154,16 +155,29 @@ def prepare(setup: Setup, echo=print) -> None:
             params, _ = centre_trial(setup.objective, setup.template, fam)
             study.enqueue_trial(params, user_attrs={"baseline": fam}, skip_if_exists=True)
     if not setup.multi and s.weights and "reference" not in study.user_attrs:
-        fam = (s.baselines or [None])[0]
-        if fam is None:
+        if not (s.baselines or []):
             raise SpecError(Loc(setup.space.file, 0, "search.baselines"),
                             "the weighted objective needs a baseline: its first is the cost reference")
-        _, spec = centre_trial(setup.objective, setup.template, fam)
-        echo(f"measuring the reference architecture (pure {fam} at the space's size)…")
-        ref = setup.objective.reference_costs(spec)
-        study.set_user_attr("reference", {**ref, "family": fam})
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()  # the workers (or this process's trials) get the memory back
+        if workers > 1:
+            from . import workers as pool
+
+            pool.run(setup, "reference", 1, 1, echo)
+            if "reference" not in setup.study.user_attrs:
+                raise SpecError(Loc(setup.space.file, 0, "search.baselines"),
+                                "the worker measuring the reference architecture stopped before it was measured")
+        else:
+            measure_reference(setup, echo)
+
+
+def measure_reference(setup: Setup, echo=print) -> None:
+    """The weighted objective's reference: the first baseline at the space's size, measured without training."""
+    fam = setup.space.search.baselines[0]
+    _, spec = centre_trial(setup.objective, setup.template, fam)
+    echo(f"measuring the reference architecture (pure {fam} at the space's size)…")
+    ref = setup.objective.reference_costs(spec)
+    setup.study.set_user_attr("reference", {**ref, "family": fam})
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()  # this process's trials get the memory back
 
 
 def _stop_at(n_trials: int):
@@ -247,7 +261,7 @@ def run_search(space_path: str, *, out: Path | None = None, storage: str | None 
     if done or requeued:
         echo(f"resuming study '{setup.space.search.name}': {len(done)} finished trial(s) kept"
              + (f", {requeued} unfinished re-queued" if requeued else "") + f", {max(0, n_trials - len(done))} to go")
-    prepare(setup, echo)
+    prepare(setup, echo, workers)
     interrupted = False
     try:
         if workers > 1:
@@ -313,6 +327,8 @@ def run_worker(space_path: str, *, out: Path, storage: str, trials: int, profile
     setup = Setup(space_path, out, storage, profile, device, timeout_minutes=timeout_minutes)
     if phase == "search":
         search_loop(setup, trials, echo)
+    elif phase == "reference":
+        measure_reference(setup, echo)
     else:
         retrain_loop(setup, echo)
 

@@ -129,6 +129,9 @@ def test_ctrl_c_marks_the_running_trial_and_the_next_run_repeats_it(root, tmp_pa
 def test_two_workers_on_one_journal_share_the_trials(root, tmp_path):
     out = tmp_path / "w"
     text = _run(root, out, "--trials", "4", "--workers", "2", "--no-retrain")
+    # the reference is measured in a worker too: the coordinator runs no GPU work beside its workers
+    assert f"reference: starting 1 worker process on journal:{out / 'study.journal'} (" in text
+    assert "[worker 0] measuring the reference architecture" in text
     assert f"search: starting 2 worker processes on journal:{out / 'study.journal'} (" in text
     assert "CPU thread(s) each)" in text
     assert "[worker 0]" in text and "[worker 1]" in text and not (out / "study.db").exists()
@@ -136,6 +139,7 @@ def test_two_workers_on_one_journal_share_the_trials(root, tmp_path):
 
     study = optuna.load_study(study_name="smoke", storage=JournalStorage(JournalFileBackend(str(out / "study.journal"))))
     trials = study.trials
+    assert study.user_attrs["reference"]["family"] == "softmax_attention"
     assert all(t.state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL) for t in trials)
     assert 4 <= len(trials) <= 5  # a worker may finish the trial it started as the other reached the total
     assert len({t.user_attrs["worker"] for t in trials}) == 2  # both processes ran trials
