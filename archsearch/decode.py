@@ -61,6 +61,13 @@ def copy_state(dst, src) -> None:
             d.copy_(s)
 
 
+def cut_caches(model, state, length: int):
+    """`state` with every softmax_attention KV cache cut to its first `length` entries: a graphed attention step
+    attends over its whole cache, so a GraphedDecoder(state=…) template should hold only what the decode needs."""
+    return {key: (s[0][:, :, :length], s[1][:, :, :length], s[2])
+            if getattr(model.blocks[key], "name", "") == "softmax_attention" else s for key, s in state.items()}
+
+
 def _step_and_update(model, tokens, state):
     logits, new = model.step(tokens, state)
     copy_state(state, new)

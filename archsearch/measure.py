@@ -10,7 +10,7 @@ from contextlib import nullcontext
 import torch
 
 from . import flops
-from .graph_step import GraphedMicroStep
+from .graph_step import GraphedMicroStep, micro_loss
 
 
 def median_ms(fn, device: torch.device, repeats: int = 5, warmup: int = 2) -> float:
@@ -60,9 +60,7 @@ def measure(model: torch.nn.Module, vocab: int, batch: int, seq_len: int, device
     ids = torch.randint(0, vocab, (batch, seq_len), device=device)
 
     def train_step():
-        with amp:
-            logits = model(ids)
-        torch.nn.functional.cross_entropy(logits.float().flatten(0, 1), ids.flatten()).backward()
+        micro_loss(model, amp, ids, ids, 1)
         model.zero_grad(set_to_none=True)
 
     def prefill():

@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 
 from archsearch.compiler import compile_spec
-from archsearch.decode import GraphedDecoder, map_state
+from archsearch.decode import GraphedDecoder, cut_caches, map_state
 from archsearch.lower import lower
 from archsearch.measure import median_ms
 from archsearch.spec import load_spec
@@ -40,12 +40,6 @@ def at_context(state, context: int):
 
 
 SLACK = 64  # cache entries past the context in a graphed attention step: room for the warm-up and timed steps
-
-
-def cut_caches(model, state, length: int):
-    """The state with every softmax_attention KV cache cut to its first `length` entries."""
-    return {key: (s[0][:, :, :length], s[1][:, :, :length], s[2])
-            if getattr(model.blocks[key], "name", "") == "softmax_attention" else s for key, s in state.items()}
 
 
 def load(spec_path: str, seq_len: int, vocab: int):

@@ -48,12 +48,8 @@ def pair_inputs(parts):
     return [torch.cat([r, i], -1).detach().requires_grad_() for r, i in zip(parts[0::2], parts[1::2])]
 
 
-def pam_pair(inputs, log_g):
-    q, k, v = inputs
-    return linear_core.fused_complex(q, k, v, log_g, 1.0).sum()
-
-
-def pam_pair_chunk(chunk):
+def pam_pair(chunk: int | None = None):
+    """PAM by the complex-pair kernels on pair_inputs; chunk None: the default (or tuned) length."""
     from blocks.kernels.memory import complex_pair_memory
 
     def run(inputs, log_g):
@@ -101,10 +97,10 @@ def busy_ms(fn, iters: int = 5) -> float:
 def time_forms(b, t, device, repeats, busy: dict | None = None, paper_fp32: bool = True, chunks: bool = False) -> dict:
     half = torch.bfloat16 if device.type == "cuda" else torch.float32
     fast = linear_core.triton_usable(device)
-    forms = {"PAM triton": (pam_pair, half)} if fast else {}
+    forms = {"PAM triton": (pam_pair(), half)} if fast else {}
     if fast and chunks:
         from blocks.kernels.memory import CHUNKS
-        forms |= {f"PAM triton C={c}": (pam_pair_chunk(c), half) for c in CHUNKS}
+        forms |= {f"PAM triton C={c}": (pam_pair(c), half) for c in CHUNKS}
     forms |= {"PAM dual fp32 (paper)": (pam_core("dual"), torch.float32),
              "PAM dual bf16": (pam_core("dual"), half),
              "PAM chunked (torch)": (pam_core("chunked"), half),

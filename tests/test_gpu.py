@@ -72,14 +72,12 @@ def test_bf16_training_learns(root):
 @pytest.mark.parametrize("mixer, compile", [("pam", False), ("linear_attention", False), ("holographic", False),
                                              ("softmax_attention", False), ("pam", True)])
 def test_graphed_decode_matches_eager_steps(mixer, compile):
-    from archsearch.decode import GraphedDecoder
+    from archsearch.decode import GraphedDecoder, cut_caches
 
     model = _model(mixer).eval()
     ids = torch.randint(0, 100, (2, 12), device="cuda")
-    template = None
-    if mixer == "softmax_attention":  # KV caches cut to what 12 tokens need, as benchmarks/decode.py does
-        template = {k: (s[0][:, :, :16], s[1][:, :, :16], s[2]) if isinstance(s, tuple) and len(s) == 3 else s
-                    for k, s in model.init_state(2, device="cuda").items()}
+    # KV caches cut to what 12 tokens need, as benchmarks/decode.py does (a recurrent state passes unchanged)
+    template = cut_caches(model, model.init_state(2, device="cuda"), 16)
     dec = GraphedDecoder(model, batch=2, device=torch.device("cuda"), compile=compile, state=template)
     with torch.no_grad():
         state = model.init_state(2, device="cuda")

@@ -25,7 +25,6 @@ def _inputs(b, h, g, t, dk, dv, seed=0):
     return [x.requires_grad_() for x in (q, k, v, log_g)]
 
 
-
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("shape", SHAPES)
 def test_fused_matches_dual_forward_and_backward(shape, device):
