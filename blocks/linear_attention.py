@@ -99,8 +99,9 @@ class LinearAttention(nn.Module):
                 q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
             q = q / math.sqrt(self.head_dim)
         log_g, keep = self.gates(x, x)
-        if keep is not None:
-            v = v * F.pad(keep, (0, v.shape[-1] - keep.shape[-1]), value=1.0).to(v.dtype)
+        if keep is not None:  # (1 − p) per head or per channel scales the value; elu1's normaliser column stays 1
+            keep = keep.expand(*keep.shape[:-1], self.head_dim)
+            v = v * F.pad(keep, (0, v.shape[-1] - self.head_dim), value=1.0).to(v.dtype)
         return q[:, :, None], k, v, log_g
 
     def _merge(self, y: torch.Tensor, dtype) -> torch.Tensor:  # y [B, H, T, dv]
