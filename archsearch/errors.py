@@ -30,7 +30,12 @@ class SpecError(Exception):
         text = f"{loc}: {message}"
         if hint:
             text += f" ({hint})"
-        super().__init__(text)
+        super().__init__(_one_line(text))
+
+
+def _one_line(text: str) -> str:
+    """Escape newlines and other control characters, which a key or value in hostile input can carry."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 def did_you_mean(word: str, choices) -> str | None:

@@ -303,21 +303,22 @@ def parse(doc, file: str = "<spec>") -> Spec:
     stack = nodes = None
     if "stack" in m:
         stack = _stack(m["stack"], loc_of(m, "stack", root))
-        if "in" in (m.get("head") or {}):
-            raise SpecError(loc_of(m["head"], "in", root), "'in' applies only to the 'nodes' form")
     else:
         nloc = loc_of(m, "nodes", root)
         raw = _mapping(m["nodes"], nloc, m["nodes"] if isinstance(m["nodes"], dict) else ())
         if not raw:
             raise SpecError(nloc, "expected at least one node")
         nodes = tuple(_graph_node(k, v, loc_of(raw, k, nloc)) for k, v in raw.items())
+    head = _head(m.get("head"), loc_of(m, "head", root))
+    if stack is not None and head.source is not None:
+        raise SpecError(head.source_loc, "'in' applies only to the 'nodes' form")
     emb, emb_blocks = _embedding(m.get("embedding"), loc_of(m, "embedding", root))
     train = _settings(TrainConfig, m, "train", root)
     if train.compile and train.cuda_graph:
         raise SpecError(loc_of(m["train"], "cuda_graph", loc_of(m, "train", root)),
                         "'cuda_graph' and 'compile' cannot both be on: choose one")
     return Spec(file, _model(m["model"], loc_of(m, "model", root)), emb, emb_blocks, stack, nodes,
-                _head(m.get("head"), loc_of(m, "head", root)), _settings(TaskConfig, m, "task", root), train)
+                head, _settings(TaskConfig, m, "task", root), train)
 
 
 def parse_text(text: str, file: str = "<spec>") -> Spec:

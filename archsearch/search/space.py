@@ -55,7 +55,7 @@ def pareto_costs(search: "SearchConfig") -> list[str]:
 
 
 COST_NAMES = ("params", "flops_per_token", "state_bytes", "latency_train_ms", "latency_prefill_ms",
-              "peak_memory_bytes", "flops_train_step")
+              "latency_decode_ms", "peak_memory_bytes", "flops_train_step")
 
 
 @dataclass(frozen=True)
@@ -118,6 +118,8 @@ def load_space(path) -> Space:
     if not isinstance(raw, dict):
         raise SpecError(sloc, "expected a mapping")
     cfg = configs.coerce(SearchConfig, raw, sloc, {k: loc_of(raw, k, sloc) for k in raw}, what="key")
+    if cfg.profiles is not None and not isinstance(cfg.profiles, dict):
+        raise SpecError(loc_of(raw, "profiles", sloc), "expected a mapping {cpu: {...}, gpu: {...}}")
     profiles = {}
     for name, value in (cfg.profiles or {}).items():
         ploc = loc_of(raw["profiles"], name, loc_of(raw, "profiles", sloc))
@@ -134,6 +136,9 @@ def load_space(path) -> Space:
     for key in (cfg.pareto_costs or []):
         if key not in COST_NAMES:
             raise unknown(loc_of(raw, "pareto_costs", sloc), "cost", key, COST_NAMES)
+    if cfg.decode_context == 0 and "latency_decode_ms" in [*(cfg.weights or {}), *(cfg.pareto_costs or [])]:
+        raise SpecError(loc_of(raw, "decode_context", sloc), "is 0 (decode not measured), but 'latency_decode_ms' "
+                                                             "is a cost: drop one")
     template = doc["spec"]
     _walk_check(template, loc_of(doc, "spec", root))
     if cfg.lr is not None:

@@ -78,6 +78,13 @@ def test_unknown_search_key_and_cost(tmp_path):
         _space(tmp_path, SPACE.replace("  name: t\n", "  name: t\n  weights: {latency: 1.0}\n"))
 
 
+def test_decode_latency_is_a_weightable_cost_when_it_is_measured(tmp_path):
+    decode = "  name: t\n  weights: {latency_decode_ms: 0.2}\n"
+    assert _space(tmp_path, SPACE.replace("  name: t\n", decode)).search.weights == {"latency_decode_ms": 0.2}
+    with pytest.raises(SpecError, match="search.decode_context: is 0 \\(decode not measured\\), but 'latency_decode_ms'"):
+        _space(tmp_path, SPACE.replace("  name: t\n", decode + "  decode_context: 0\n"))
+
+
 def test_a_profile_can_narrow_the_spec(tmp_path):
     from archsearch.search.space import merge, template_for
 
