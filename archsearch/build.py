@@ -83,5 +83,5 @@ def build(spec: Spec, vocab: int | None = None) -> IR:
     src = _chain("head", spec.head.blocks, src, section="head", out=nodes)
     nodes.append(Node("output", "output", (src,), loc=spec.head.loc, section="head", input_locs=(spec.head.loc,)))
     n_layers = spec.stack.depth if spec.stack is not None else 1 + max(n.layer for n in spec.nodes)
-    model = Model(m.d_model, m.seq_len, v, m.dropout, spec.head.tied, n_layers, spec.file)
+    model = Model(m.d_model, m.seq_len, v, m.dropout, m.dropout_mask, spec.head.tied, n_layers, spec.file)
     return IR.from_nodes(nodes, model)

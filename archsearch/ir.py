@@ -45,6 +45,7 @@ class Model:
     seq_len: int
     vocab: int
     dropout: float
+    dropout_mask: str  # auto, complex or real (see spec.md; lower resolves auto)
     tied: bool
     n_layers: int
     file: str
@@ -97,7 +98,7 @@ class IR:
         """A readable listing: one node per line in topological order, then the IR-level meta."""
         m = self.model
         lines = [f"# IR of {m.file}: d_model={m.d_model} seq_len={m.seq_len} vocab={m.vocab} "
-                 f"layers={m.n_layers} tied={m.tied} dropout={m.dropout}"]
+                 f"layers={m.n_layers} tied={m.tied} dropout={m.dropout} dropout_mask={m.dropout_mask}"]
         try:
             nodes = self.nodes()
         except nx.NetworkXUnfeasible:

@@ -29,8 +29,17 @@ def model_config(ir: IR) -> dict:
         index[n.name] = len(program)
         program.append([n.name, n.op, [index[s] for s in n.inputs], key])
     return {"program": program, "blocks": blocks, "scales": scales, "vocab": m.vocab, "d_model": m.d_model,
-            "seq_len": m.seq_len, "dropout": m.dropout, "tie_to": module_key("embed") if m.tied else None,
+            "seq_len": m.seq_len, "dropout": m.dropout, "dropout_mask": dropout_mask(ir), "tie_to": module_key("embed") if m.tied else None,
             "embed_key": module_key("embed"), "params": ir.meta["params"]}
+
+
+def dropout_mask(ir: IR) -> str:
+    """'auto' is 'complex' when any block views the stream as complex (a PAM model: the paper shares one mask between
+    Re and Im) and 'real' otherwise (a transformer's per-channel dropout)."""
+    if ir.model.dropout_mask != "auto":
+        return ir.model.dropout_mask
+    complex_stream = any(getattr(registry.get(n.block), "complex", False) for n in ir.nodes() if n.op == "block")
+    return "complex" if complex_stream else "real"
 
 
 def lower(ir: IR) -> SequenceModel:
@@ -40,4 +49,5 @@ def lower(ir: IR) -> SequenceModel:
     blocks = {key: registry.call_with_dims(registry.get(b["block"]), configs[key], **b["dims"])
               for key, b in cfg["blocks"].items()}
     return SequenceModel(cfg["program"], blocks, cfg["scales"], vocab=cfg["vocab"], d_model=cfg["d_model"],
-                         dropout=cfg["dropout"], tie_to=cfg["tie_to"], embed_key=cfg["embed_key"])
+                         dropout=cfg["dropout"], tie_to=cfg["tie_to"], embed_key=cfg["embed_key"],
+                         dropout_mask=cfg["dropout_mask"])

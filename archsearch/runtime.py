@@ -26,9 +26,24 @@ def unpadded_logits():
         _UNPADDED[0] = before
 
 
+class ComplexDropout(nn.Module):
+    """Dropout on a stream viewed as complex ([Re | Im] halves): one real mask per complex channel, shared by its Re
+    and Im parts, so a dropped channel loses its phase and magnitude together (the PAM paper's v1)."""
+
+    def __init__(self, p: float):
+        super().__init__()
+        self.p = p
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0.0:
+            return x
+        mask = nn.functional.dropout(x.new_ones(*x.shape[:-1], x.shape[-1] // 2), self.p)
+        return x * torch.cat([mask, mask], -1)
+
+
 class SequenceModel(nn.Module):
     def __init__(self, program, blocks: dict, scales: dict, *, vocab: int, d_model: int, dropout: float,
-                 tie_to: str | None, embed_key: str):
+                 tie_to: str | None, embed_key: str, dropout_mask: str = "real"):
         super().__init__()
         self.program = tuple(tuple(op) for op in program)
         self.blocks = nn.ModuleDict(blocks)
@@ -37,7 +52,7 @@ class SequenceModel(nn.Module):
         self.lm_head = None if tie_to else nn.Linear(d_model, vocab, bias=False)
         if self.lm_head is not None:
             nn.init.normal_(self.lm_head.weight, 0.0, 0.02)
-        self.drop = nn.Dropout(dropout)
+        self.drop = ComplexDropout(dropout) if dropout_mask == "complex" else nn.Dropout(dropout)
         self.trace_ops = False  # when set, each op runs in a profiler range named after its node (`archsearch profile`)
         last_use = {}
         for i, (_, _, inputs, _) in enumerate(self.program):

@@ -5,6 +5,7 @@ The format is documented key by key in docs/spec.md.
 """
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -36,6 +37,7 @@ class ModelDims:
     seq_len: int
     vocab: int | None  # None: taken from the data's tokenizer
     dropout: float
+    dropout_mask: str  # auto, complex (one mask per complex channel, shared by Re and Im) or real
     loc: Loc
 
 
@@ -124,9 +126,17 @@ def _int(value, loc: Loc, lo: int | None = None) -> int:
 def _float(value, loc: Loc, lo: float | None = None, hi: float | None = None) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise SpecError(loc, f"expected a number, got {_kind(value)}")
+    if not math.isfinite(value):
+        raise SpecError(loc, f"expected a finite number, got {value}")
     if (lo is not None and value < lo) or (hi is not None and value >= hi):
         raise SpecError(loc, f"must be in [{lo}, {hi}), got {value}")
     return float(value)
+
+
+def _choice(value, loc: Loc, choices) -> str:
+    if value not in choices:
+        raise unknown(loc, "value", value, choices)
+    return value
 
 
 def _bool(value, loc: Loc) -> bool:
@@ -177,7 +187,7 @@ def _optional_norm(m, key: str, loc: Loc, default: BlockRef | None) -> BlockRef 
 # ---------------------------------------------------------------- sections
 
 def _model(value, loc: Loc) -> ModelDims:
-    m = _mapping(value, loc, ("d_model", "seq_len", "vocab", "dropout"), required=("d_model", "seq_len"))
+    m = _mapping(value, loc, ("d_model", "seq_len", "vocab", "dropout", "dropout_mask"), required=("d_model", "seq_len"))
     vocab = m.get("vocab", "data")
     vloc = loc_of(m, "vocab", loc)
     if vocab != "data":
@@ -189,6 +199,7 @@ def _model(value, loc: Loc) -> ModelDims:
         seq_len=_int(m["seq_len"], loc_of(m, "seq_len", loc), lo=1),
         vocab=None if vocab == "data" else vocab,
         dropout=_float(m.get("dropout", 0.0), loc_of(m, "dropout", loc), lo=0.0, hi=1.0),
+        dropout_mask=_choice(m.get("dropout_mask", "auto"), loc_of(m, "dropout_mask", loc), DROPOUT_MASKS),
         loc=loc,
     )
 
@@ -280,6 +291,7 @@ def _head(value, loc: Loc) -> Head:
                 _bool(m.get("tied", True), loc_of(m, "tied", loc)), loc)
 
 
+DROPOUT_MASKS = ("auto", "complex", "real")
 TOP_KEYS = ("model", "embedding", "stack", "nodes", "head", "task", "train")
 
 

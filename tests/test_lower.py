@@ -84,3 +84,39 @@ def test_same_seed_same_weights():
     _, a = _model(seed=3)
     _, b = _model(seed=3)
     assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))
+
+
+PAM = """
+model: {d_model: 16, seq_len: 8, vocab: 40, dropout: 0.5, dropout_mask: MASK}
+embedding: {blocks: [complex_norm]}
+stack: {depth: 1, sublayers: [{block: pam, config: {heads: 2, head_dim: 4}}]}
+"""
+
+
+@pytest.mark.parametrize("text,mask,cls", [
+    (PAM.replace("MASK", "auto"), "complex", "ComplexDropout"),
+    (PAM.replace("MASK", "real"), "real", "Dropout"),
+    (HYBRID.replace("vocab: 40}", "vocab: 40, dropout: 0.5}"), "real", "Dropout"),
+    (HYBRID.replace("vocab: 40}", "vocab: 40, dropout: 0.5, dropout_mask: complex}"), "complex", "ComplexDropout"),
+])
+def test_dropout_mask_auto_is_complex_exactly_for_a_complex_stream(text, mask, cls):
+    from archsearch.lower import model_config
+    ir = compile_text(text)
+    assert model_config(ir)["dropout_mask"] == mask and type(lower(ir).drop).__name__ == cls
+
+
+def test_complex_dropout_drops_re_and_im_of_a_channel_together():
+    model = lower(compile_text(PAM.replace("MASK", "complex"))).train()
+    torch.manual_seed(0)
+    y = model.drop(torch.ones(4, 8, 16))
+    re, im = y[..., :8], y[..., 8:]
+    assert torch.equal(re, im) and set(y.unique().tolist()) == {0.0, 2.0}  # kept channels scaled by 1/(1−p)
+    assert 0.3 < (re == 0).float().mean() < 0.7
+    assert torch.equal(model.eval().drop(torch.ones(2, 16)), torch.ones(2, 16))
+
+
+def test_complex_dropout_needs_an_even_width():
+    from archsearch.errors import SpecError
+    with pytest.raises(SpecError, match="model.dropout_mask: 'complex' views the stream as complex"):
+        compile_text(HYBRID.replace("d_model: 32, seq_len: 12, vocab: 40}", "d_model: 33, seq_len: 12, vocab: 40, "
+                                    "dropout_mask: complex}").replace("heads: 4", "heads: 3"))

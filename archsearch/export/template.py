@@ -41,7 +41,7 @@ class Model(SequenceModel):
         blocks = {{key: _construct(BLOCKS[b["block"]], b["config"], b["dims"]) for key, b in config["blocks"].items()}}
         super().__init__(config["program"], blocks, config["scales"], vocab=config["vocab"],
                          d_model=config["d_model"], dropout=config["dropout"], tie_to=config["tie_to"],
-                         embed_key=config["embed_key"])
+                         embed_key=config["embed_key"], dropout_mask=config.get("dropout_mask", "real"))
         self.config = config
 
     @classmethod

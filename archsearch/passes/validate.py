@@ -46,4 +46,7 @@ def _check_block(ir: IR, n: Node) -> Node:
 
 def validate(ir: IR) -> IR:
     _check_graph(ir)
+    if ir.model.dropout_mask == "complex" and ir.model.d_model % 2:
+        raise SpecError(ir.node("input").loc.child("dropout_mask"),
+                        f"'complex' views the stream as complex and needs an even d_model, got {ir.model.d_model}")
     return ir.replace({n.name: _check_block(ir, n) for n in ir.nodes() if n.op == "block"})
