@@ -20,7 +20,7 @@ from ..lower import lower
 from ..measure import measure
 from ..passes import run_passes
 from ..spec import parse
-from ..train import autocast_for, resolve_device, step_shape, train
+from ..train import autocast_for, plan, resolve_device, step_shape, train
 from .recovery import INTERRUPTED
 from .space import Space, lr_grid, pareto_costs, sample, sample_lr
 
@@ -40,6 +40,13 @@ def result_quality(result: dict, name: str) -> float:
 def weighted(q: float, costs: dict, reference: dict, weights: dict) -> float:
     """Scale-free: quality + Σ w·log(cost / the reference architecture's cost, measured in the same study)."""
     return q + sum(w * math.log(max(costs[c], 1e-12) / max(reference[c], 1e-12)) for c, w in (weights or {}).items())
+
+
+def iso_time_tokens(train_cfg, seq_len: int, seconds: float, latency_ms: float) -> int:
+    """Iso-time: the tokens of as many optimiser steps as fit in `seconds` of measured training-step time (the
+    forward + backward latency `measure` gives; at least one step)."""
+    micro, accum, _ = plan(train_cfg, seq_len)
+    return max(1, math.floor(seconds * 1000.0 / latency_ms)) * micro * accum * seq_len
 
 
 def worker_id() -> str:
@@ -170,6 +177,8 @@ class Objective:
         reason = self.violation(costs)
         if reason:
             return self.prune(trial, reason)
+        if self.profile.train_seconds:
+            spec = self.iso_time(trial, spec, ir, costs["latency_train_ms"])
         try:
             q = self.train_for(trial, spec, ir)
         except TrialFailed as e:
@@ -179,13 +188,26 @@ class Objective:
         reference = trial.study.user_attrs.get("reference") or costs
         return weighted(q, costs, reference, self.space.search.weights)
 
+    def iso_time(self, trial, spec, ir, latency_ms: float):
+        """The spec with its token budget set to `train_seconds` of this trial's measured step time; the trial's
+        spec file is rewritten to match, so `archsearch train` on it reruns the same run."""
+        _, seq_len = step_shape(spec.train, ir.model.seq_len)
+        tokens = iso_time_tokens(spec.train, seq_len, self.profile.train_seconds, latency_ms)
+        trial.set_user_attr("train_tokens", tokens)
+        path = Path(trial.user_attrs["spec_file"])
+        doc = yaml.safe_load(path.read_text())
+        doc["train"]["tokens"] = tokens
+        path.write_text(yaml.safe_dump(doc, sort_keys=False))
+        return replace(spec, train=replace(spec.train, tokens=tokens))
+
     def train_for(self, trial, spec, ir) -> float:
         """Train with the trial's learning rate, or with each rate of the grid keeping the best; record the results
         and return the best run's quality term."""
-        grid = lr_grid(self.space)
+        baseline = "baseline" in trial.user_attrs
+        grid = lr_grid(self.space) or (baseline and [float(v) for v in self.space.search.baseline_lr_grid or []]) or None
         # baselines always train to the end: every study holds each family's full measurement; a grid's runs would
         # report the same steps twice, so best-of-grid trials are not pruned either
-        pruning = self.space.search.objective == "weighted" and "baseline" not in trial.user_attrs and not grid
+        pruning = self.space.search.objective == "weighted" and not baseline and not grid
         curve = []
 
         def on_eval(step, tokens, metrics):
@@ -193,7 +215,7 @@ class Objective:
             trial.set_user_attr("val_loss_curve", curve)
             if not pruning:
                 return False
-            trial.report(metrics["loss"], step)
+            trial.report(metrics["loss"], len(curve))  # the k-th evaluation: an equal fraction of every budget
             return trial.should_prune()
 
         best, tried = None, {}

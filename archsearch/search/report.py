@@ -1,7 +1,7 @@
 """`archsearch report OUT_DIR`: report.md and PNG plots from a study — the Pareto fronts of validation quality
 against measured training-step latency, against FLOPs and against decode-state bytes (points coloured by the fraction
 of PAM layers), the optimisation history, the best architecture of each family with all its costs, the re-training
-seeds, and the verdict."""
+seeds, the verdict (and, for an iso-time study, the verdict at equal training time), and the screen's fidelity."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -12,7 +12,7 @@ from optuna.trial import TrialState
 from ..errors import Loc, SpecError
 from .recovery import superseded
 from .families import Quality, family, pam_fraction, verdict_cost, verdict_pair
-from .retrain import SEEDS, load_seeds, seed_stats
+from .retrain import SEEDS, fidelity_pairs, load_seeds, seed_stats, spearman
 from .study import summary
 
 COLUMNS = (("val_ppl", "val ppl", "{:.2f}"), ("val_bpb", "bits/byte", "{:.4f}"), ("val_accuracy", "accuracy", "{:.4f}"),
@@ -20,7 +20,8 @@ COLUMNS = (("val_ppl", "val ppl", "{:.2f}"), ("val_bpb", "bits/byte", "{:.4f}"),
            ("state_bytes", "state bytes", "{:,.0f}"),
            ("latency_train_ms", "train step ms", "{:.1f}"), ("latency_prefill_ms", "prefill ms", "{:.1f}"),
            ("latency_decode_ms", "decode ms/token", "{:.2f}"), ("peak_memory_bytes", "peak MiB", "{:,.0f}"),
-           ("tokens_per_s", "train tok/s", "{:,.0f}"), ("lr", "lr", "{:.2e}"))
+           ("tokens_per_s", "train tok/s", "{:,.0f}"), ("train_tokens", "train tokens", "{:,.0f}"),
+           ("lr", "lr", "{:.2e}"))
 COST_LABELS = {"latency_train_ms": "measured training-step latency (ms)", "flops_per_token": "forward FLOPs per token",
                "state_bytes": "decode state bytes per sequence", "latency_decode_ms": "measured decode latency (ms/token)",
                "params": "parameters", "latency_prefill_ms": "measured prefill latency (ms)",
@@ -157,6 +158,41 @@ def verdict(done, q: Quality, cost: str = "latency_train_ms", stats: dict | None
             f"{p.user_attrs.get('card', '?')}." + _spread_note(p, r, stats))
 
 
+def equal_time_verdict(done, q: Quality, seconds: float, stats: dict | None = None) -> str:
+    """Iso-time: every trial trained for the same measured step time, so quality alone ranks them."""
+    stats = stats or {}
+    with_pam = [t for t in done if pam_fraction(t) > 0]
+    without = [t for t in done if pam_fraction(t) == 0]
+    if not with_pam or not without:
+        return "No verdict: the study has no complete trial " + ("without PAM." if with_pam else "with PAM.")
+    p, r = min(with_pam, key=q.of), min(without, key=q.of)
+    mean = lambda t: stats[t.number]["mean"] if t.number in stats else t.user_attrs[q.key]  # noqa: E731
+    better = q.loss(mean(p)) < q.loss(mean(r))
+    lead = "PAM pays for itself" if better else "PAM does not pay for itself"
+    if within_noise(p, r, stats):
+        lead = f"No clear answer (PAM {'ahead' if better else 'behind'}, within seed noise)"
+    tok = lambda t: f"{t.user_attrs['train_tokens']:,} tokens" if "train_tokens" in t.user_attrs else "?"  # noqa: E731
+    return (f"{lead} at equal training time ({seconds:g} s of measured training-step time each): the best "
+            f"PAM-containing architecture (trial {p.number}, {'+'.join(p.user_attrs['mixers'])}, {tok(p)}) reaches "
+            f"{_with_seeds(p, q, stats)}, the best PAM-free one (trial {r.number}, {'+'.join(r.user_attrs['mixers'])}, "
+            f"{tok(r)}) {_with_seeds(r, q, stats)}." + _spread_note(p, r, stats))
+
+
+def fidelity_section(study, seeds, q: Quality) -> list[str]:
+    factor, pairs = fidelity_pairs(study, seeds, q.key)
+    if len(pairs) < 3:
+        return []
+    rho = spearman([a for _, a, _ in pairs], [b for _, _, b in pairs])
+    lines = ["", "## Screening fidelity", "",
+             f"{len(pairs)} trials spread over the screen's ranking, trained again (same seed) for {factor:g}× the "
+             f"budget. Spearman rank correlation of {q.short} between the two budgets: **{rho:.2f}** "
+             f"(1: the screen ranks as the longer budget does).", "",
+             f"| trial | mixers | screen {q.short} | {factor:g}× budget {q.short} |", "|---|---|---|---|"]
+    for n, a, b in sorted(pairs, key=lambda p: q.loss(p[1])):
+        lines.append(f"| {n} | {'+'.join(study.trials[n].user_attrs.get('mixers', []))} | {a:.4g} | {b:.4g} |")
+    return lines
+
+
 def write_report(study, out: Path, seeds=None) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     gone = superseded(study.trials)
@@ -167,7 +203,11 @@ def write_report(study, out: Path, seeds=None) -> Path:
     if done:
         plots = [f"![{q.short} vs {cost}]({name})" for cost, name in PLOTS if _plot(done, cost, q, out / name)]
         _history(study, out / "history.png")
-        lines += ["## Verdict", "", verdict(done, q, verdict_cost(study), stats), "", " ".join(plots), "",
+        lines += ["## Verdict", "", verdict(done, q, verdict_cost(study), stats), ""]
+        if study.user_attrs.get("train_seconds"):
+            lines += ["### At equal training time", "",
+                      equal_time_verdict(done, q, study.user_attrs["train_seconds"], stats), ""]
+        lines += [" ".join(plots), "",
                   "![history](history.png)", "", f"## Best {q.short} per family", "",
                   f"Each family's trial of best {q.short} (the summary above ranks by the objective, which also "
                   "weighs the costs, so its trial can differ).", ""]
@@ -191,6 +231,7 @@ def write_report(study, out: Path, seeds=None) -> Path:
                 t = study.trials[n]
                 lines.append(f"| {n} | {family(t.user_attrs.get('mixers', []))} | {s['mean']:.4g} ± {s['std']:.2g} | "
                              f"{s['n']} | {', '.join(f'{v:.4g}' for v in s['values'])} |")
+        lines += fidelity_section(study, seeds, q)
         card = done[0].user_attrs.get("card", "?")
         lines += ["", f"Measured on {card}. Each trial's exact spec: `trials/trial_N.yaml`; the study opens in "
                       f"optuna-dashboard (see docs/search.md)."]

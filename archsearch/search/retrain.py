@@ -1,7 +1,8 @@
 """Fairness after the search: the top-k architectures, the best of each family and the verdict's pair are trained
-again with more seeds.
+again with more seeds. Fidelity, when the profile asks for it: trials spread over the screen's ranking are trained
+again `factor` times longer, and the report gives the rank correlation between the two budgets.
 
-Each (trial, seed) run is a trial of a second Optuna study, `NAME.seeds`, in the same storage: enqueued once, claimed
+Each (trial, seed, scale) run is a trial of a second Optuna study, `NAME.seeds`, in the same storage: enqueued once, claimed
 by whichever worker (on any host) moves it from WAITING to RUNNING first, so runs are shared out without duplicates
 and a resumed study keeps every finished run; a run whose host is lost stops beating (an RDB storage's heartbeat) and
 is failed and queued again by the next run's recovery. The search's own run counts as the first seed."""
@@ -50,19 +51,41 @@ def keep_weights(study, out, top_k: int = 3) -> None:
             path.unlink(missing_ok=True)
 
 
-def jobs(study, space) -> list[tuple[int, int]]:
+def spread(study, n: int) -> list:
+    """n complete trials evenly spaced over the ranking by quality, the best and the worst included."""
+    q = Quality(study)
+    done = sorted((t for t in counted(study.trials) if t.state == TrialState.COMPLETE and q.key in t.user_attrs),
+                  key=q.of)
+    if len(done) <= n:
+        return done
+    return [done[round(i * (len(done) - 1) / (n - 1))] for i in range(n)]
+
+
+def jobs(study, space, profile=None) -> list[tuple[int, int, float]]:
+    """(source trial, seed, budget scale) of every run wanted: more seeds at the search's budget, and the fidelity
+    runs (the search's seed, `factor` times the budget)."""
     top_k, seeds = retrain_settings(space)
     base = space.search.seed
-    return [(t.number, base + i) for t in selected(study, top_k) for i in range(1, seeds)]
+    wanted = [(t.number, base + i, 1.0) for t in selected(study, top_k) for i in range(1, seeds)]
+    fidelity = getattr(profile, "fidelity", None)
+    if fidelity:
+        wanted += [(t.number, t.user_attrs.get("seed", base), float(fidelity["factor"]))
+                   for t in spread(study, fidelity["trials"])]
+    return wanted
 
 
-def enqueue(seeds_study, wanted: list[tuple[int, int]]) -> int:
+def _job(t) -> tuple:
+    return t.user_attrs.get("source"), t.user_attrs.get("seed"), t.user_attrs.get("scale", 1.0)
+
+
+def enqueue(seeds_study, wanted: list[tuple[int, int, float]]) -> int:
     """Enqueue the runs not already done, waiting or running."""
-    have = {(t.user_attrs.get("source"), t.user_attrs.get("seed")) for t in seeds_study.get_trials(deepcopy=False)
+    have = {_job(t) for t in seeds_study.get_trials(deepcopy=False)
             if t.state in (TrialState.COMPLETE, TrialState.WAITING, TrialState.RUNNING)}
     new = [j for j in wanted if j not in have]
-    for source, seed in new:
-        seeds_study.enqueue_trial({"source": source, "seed": seed}, user_attrs={"source": source, "seed": seed})
+    for source, seed, scale in new:
+        attrs = {"source": source, "seed": seed, **({"scale": scale} if scale != 1.0 else {})}
+        seeds_study.enqueue_trial(attrs, user_attrs=attrs)
     return len(new)
 
 
@@ -83,19 +106,23 @@ def run_jobs(seeds_study, study, storage, objective: Objective, echo=print) -> i
 
 
 def _run_one(job, seeds_study, study, storage, objective: Objective, echo) -> None:
-    source, seed = job.user_attrs["source"], job.user_attrs["seed"]
+    source, seed, scale = _job(job)
+    what = f"trial {source} seed {seed}" + (f" at {scale:g}× the budget" if scale != 1.0 else "")
     put = lambda k, v: storage.set_trial_user_attr(job._trial_id, k, v)  # noqa: E731
     put("worker", worker_id())
     src = study.trials[source]
     spec, _ = objective.spec_of(FixedTrial(src.params, source), label=f"trial{source}-seed{seed}")
-    spec = replace(spec, train=replace(spec.train, seed=seed, lr=src.user_attrs.get("lr", spec.train.lr)))
+    tokens = round(src.user_attrs.get("train_tokens", spec.train.tokens) * scale)  # iso-time: the source's budget
+    spec = replace(spec, train=replace(spec.train, seed=seed, lr=src.user_attrs.get("lr", spec.train.lr),
+                                       tokens=tokens))
+    put("train_tokens", tokens)
     ir, _ = objective.costs(spec)
     try:
-        result, _ = objective.fit(spec, ir, label=f"trial {source} seed {seed}")
+        result, _ = objective.fit(spec, ir, label=what)
     except TrialFailed as e:
         put("failed_reason", e.reason)
         seeds_study.tell(job.number, state=TrialState.FAIL)
-        echo(f"retrain trial {source} seed {seed}: failed: {e.reason}")
+        echo(f"retrain {what}: failed: {e.reason}")
         return
     except KeyboardInterrupt:
         put("failed_reason", INTERRUPTED)
@@ -105,7 +132,7 @@ def _run_one(job, seeds_study, study, storage, objective: Objective, echo) -> No
         put(k, v)
     name = objective.space.search.quality
     seeds_study.tell(job.number, result_quality(result, name))
-    echo(f"retrain trial {source} seed {seed}: {name} {result[f'val_{name}']:.4g}")
+    echo(f"retrain {what}: {name} {result[f'val_{name}']:.4g}")
 
 
 def seed_stats(study, seeds_study, metric: str = "val_ppl") -> dict[int, dict]:
@@ -117,7 +144,7 @@ def seed_stats(study, seeds_study, metric: str = "val_ppl") -> dict[int, dict]:
     if seeds_study is not None:
         for j in seeds_study.trials:
             src = j.user_attrs.get("source")
-            if j.state == TrialState.COMPLETE and metric in j.user_attrs and src in runs:
+            if j.state == TrialState.COMPLETE and metric in j.user_attrs and src in runs and _job(j)[2] == 1.0:
                 runs[src].setdefault(j.user_attrs["seed"], j.user_attrs[metric])
     out = {}
     for n, by_seed in runs.items():
@@ -125,6 +152,40 @@ def seed_stats(study, seeds_study, metric: str = "val_ppl") -> dict[int, dict]:
         if len(vals) > 1:
             out[n] = {"mean": statistics.fmean(vals), "std": statistics.stdev(vals), "n": len(vals), "values": vals}
     return out
+
+
+def fidelity_pairs(study, seeds_study, metric: str = "val_ppl") -> tuple[float, list[tuple[int, float, float]]]:
+    """(budget factor, [(trial, screen metric, longer-budget metric)]) of the fidelity runs that finished."""
+    pairs, factor = [], 0.0
+    for j in seeds_study.trials if seeds_study is not None else ():
+        source, seed, scale = _job(j)
+        if scale != 1.0 and j.state == TrialState.COMPLETE and metric in j.user_attrs:
+            src = study.trials[source]
+            if metric in src.user_attrs:
+                pairs.append((source, src.user_attrs[metric], j.user_attrs[metric]))
+                factor = scale
+    return factor, sorted(pairs)
+
+
+def spearman(xs, ys) -> float:
+    """Spearman's rank correlation (ties get their mean rank)."""
+    def ranks(v):
+        order = sorted(range(len(v)), key=lambda i: v[i])
+        r = [0.0] * len(v)
+        i = 0
+        while i < len(v):
+            j = i
+            while j + 1 < len(v) and v[order[j + 1]] == v[order[i]]:
+                j += 1
+            for k in range(i, j + 1):
+                r[order[k]] = (i + j) / 2
+            i = j + 1
+        return r
+    rx, ry = ranks(xs), ranks(ys)
+    mx, my = statistics.fmean(rx), statistics.fmean(ry)
+    cov = sum((a - mx) * (b - my) for a, b in zip(rx, ry))
+    var = (sum((a - mx) ** 2 for a in rx) * sum((b - my) ** 2 for b in ry)) ** 0.5
+    return cov / var if var else float("nan")
 
 
 def load_seeds(storage, name: str):

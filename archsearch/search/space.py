@@ -2,7 +2,9 @@
 
 A distribution is a one-key mapping anywhere in the `spec:` section:
   {int: [lo, hi]} (optional `step`), {float: [lo, hi]}, {log: [lo, hi]}, {choice: [a, b, ...]},
-  and, as a sublayer's `block` only, {per_layer: [a, b, ...]}: one choice per layer of the stack.
+  {choice: {label: a, label2: b}, name: NAME} (labelled options; every choice with the same `name` takes the same
+  label, so choices in different places move together), and, as a sublayer's `block` only, {per_layer: [a, b, ...]}:
+  one choice per layer of the stack.
 Configs keyed by block name (`config: {pam: {...}, softmax_attention: {...}}`) are sampled only for the blocks
 chosen, so their parameters are conditional on the choice. The walk follows the YAML order with `depth` first in a
 stack, so the parameter names (dotted paths) are stable and a study can be resumed. No torch here.
@@ -26,6 +28,8 @@ class Profile:
     batch_tokens: int = 4096
     seq_len: int | None = None
     timeout_minutes: float | None = None
+    train_seconds: float | None = None  # iso-time: each trial trains this long in measured step time, not `tokens`
+    fidelity: Any = None  # {trials: N, factor: F}: N trials spread over the ranking trained F× longer (rank agreement)
     spec: Any = None  # a partial spec template merged over `spec:` for this profile (e.g. smaller widths on CPU)
 
 
@@ -45,7 +49,8 @@ class SearchConfig:
     max_params: int | None = None
     max_state_bytes: int | None = None
     max_latency_ms: float | None = None
-    baselines: Any = None  # families whose pure form is enqueued first: names of mixer blocks
+    baselines: Any = None  # enqueued first: a mixer name (a pure family), a list (one mixer per layer), or {mixers, params}
+    baseline_lr_grid: Any = None  # the enqueued baselines train at each of these rates, keeping the best
     profiles: Any = None  # {cpu: {...}, gpu: {...}} of Profile fields
 
 
@@ -70,12 +75,27 @@ def _is_dist(value) -> bool:
     return isinstance(value, dict) and bool(value) and next(iter(value)) in DISTRIBUTIONS
 
 
+def options(dist) -> list:
+    """The options of a choice or per_layer distribution (the values of a labelled choice)."""
+    args = next(iter(dist.values()))
+    return list(args.values()) if isinstance(args, dict) else list(args)
+
+
 def _check_dist(value, loc: Loc) -> None:
     kind = next(iter(value))
-    extra = set(value) - {kind, "step"}
-    if extra or ("step" in value and kind != "int"):
+    allowed = {kind, "step"} if kind == "int" else {kind, "name"} if kind == "choice" else {kind}
+    if set(value) - allowed:
         raise SpecError(loc, f"a '{kind}' distribution takes no other key (got {sorted(set(value) - {kind})})")
     args = value[kind]
+    if kind == "choice" and ("name" in value) != isinstance(args, dict):
+        raise SpecError(loc, "a named choice needs labelled options {label: value, ...}, and labelled options a "
+                             "'name'")
+    if kind == "choice" and "name" in value and not isinstance(value["name"], str):
+        raise SpecError(loc_of(value, "name", loc), f"expected a parameter name, got {value['name']!r}")
+    if isinstance(args, dict) and kind == "choice":
+        if not args:
+            raise SpecError(loc_of(value, kind, loc), "'choice' needs at least one option")
+        return
     if not isinstance(args, list) or not args:
         raise SpecError(loc_of(value, kind, loc), f"'{kind}' needs a non-empty list")
     if kind in ("int", "float", "log"):
@@ -93,8 +113,9 @@ def _walk_check(value, loc: Loc) -> None:
     """Validate every distribution in the template up front, so a bad space fails before any trial."""
     if _is_dist(value):
         _check_dist(value, loc)
-        for i, c in enumerate(value[next(iter(value))]):
-            _walk_check(c, loc_of(value[next(iter(value))], i, loc))
+        args = value[next(iter(value))]
+        for i, c in (args.items() if isinstance(args, dict) else enumerate(args)):
+            _walk_check(c, loc_of(args, i, loc))
     elif isinstance(value, dict):
         for k, v in value.items():
             _walk_check(v, loc_of(value, k, loc))
@@ -141,6 +162,16 @@ def load_space(path) -> Space:
                                                              "is a cost: drop one")
     template = doc["spec"]
     _walk_check(template, loc_of(doc, "spec", root))
+    named: dict = {}
+    _check_named(template, loc_of(doc, "spec", root), named)
+    for name, p in profiles.items():
+        if p.spec is not None:
+            _check_named(p.spec, loc_of(raw["profiles"][name], "spec", sloc), named)
+        _check_profile(p, raw["profiles"][name], loc_of(raw["profiles"], name, sloc))
+    if cfg.baselines is not None:
+        _check_baselines(cfg.baselines, loc_of(raw, "baselines", sloc))
+    if cfg.baseline_lr_grid is not None:
+        _check_lr({"grid": cfg.baseline_lr_grid}, loc_of(raw, "baseline_lr_grid", sloc))
     if cfg.lr is not None:
         _check_lr(cfg.lr, loc_of(raw, "lr", sloc))
     if cfg.retrain is not None:
@@ -160,6 +191,64 @@ def _check_lr(lr, loc: Loc) -> None:
             raise SpecError(loc, f"expected a number, a distribution or {{grid: [...]}}, got keys {sorted(lr)}")
     elif not isinstance(lr, (int, float)) or isinstance(lr, bool) or lr <= 0:
         raise SpecError(loc, f"expected a positive learning rate, a distribution or {{grid: [...]}}, got {lr!r}")
+
+
+def _check_named(value, loc: Loc, seen: dict) -> None:
+    """Choices that share a `name` are one parameter: they must offer the same labels."""
+    if _is_dist(value) and "name" in value:
+        labels = list(value["choice"])
+        first = seen.setdefault(value["name"], (labels, loc))
+        if first[0] != labels:
+            raise SpecError(loc, f"choice '{value['name']}' offers {labels} here but {first[0]} at {first[1]}: "
+                                 "choices with one name need the same labels in the same order")
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    for k, v in items:
+        _check_named(v, loc_of(value, k, loc), seen)
+
+
+def _check_profile(p: Profile, raw, loc: Loc) -> None:
+    if p.train_seconds is not None and not p.train_seconds > 0:
+        raise SpecError(loc_of(raw, "train_seconds", loc), f"must be > 0, got {p.train_seconds}")
+    if p.fidelity is not None:
+        floc = loc_of(raw, "fidelity", loc)
+        f = p.fidelity
+        if not isinstance(f, dict) or set(f) != {"trials", "factor"}:
+            raise SpecError(floc, "expected {trials: N, factor: F}: N trials re-trained F times longer")
+        if not isinstance(f["trials"], int) or isinstance(f["trials"], bool) or f["trials"] < 3:
+            raise SpecError(loc_of(f, "trials", floc), f"needs a whole number >= 3 (for a rank correlation), got "
+                                                       f"{f['trials']!r}")
+        if isinstance(f["factor"], bool) or not isinstance(f["factor"], (int, float)) or f["factor"] <= 1:
+            raise SpecError(loc_of(f, "factor", floc), f"needs a number > 1, got {f['factor']!r}")
+
+
+def baseline_entry(entry) -> tuple[str | list, dict]:
+    """(mixers, fixed parameters) of one `baselines` entry: a name, a list of names (one per layer) or
+    {mixers: name or list, params: {parameter: value}}."""
+    if isinstance(entry, dict):
+        return entry["mixers"], dict(entry.get("params") or {})
+    return entry, {}
+
+
+def baseline_label(entry) -> str:
+    mixers, params = baseline_entry(entry)
+    label = mixers if isinstance(mixers, str) else "+".join(mixers)
+    return label + "".join(f" {k}={v}" for k, v in params.items())
+
+
+def _check_baselines(value, loc: Loc) -> None:
+    if not isinstance(value, list):
+        raise SpecError(loc, "expected a list of baselines")
+    for i, entry in enumerate(value):
+        eloc = loc_of(value, i, loc)
+        if isinstance(entry, dict):
+            if "mixers" not in entry or set(entry) - {"mixers", "params"}:
+                raise SpecError(eloc, "expected {mixers: NAME or [NAME, ...], params: {parameter: value}}")
+            if not isinstance(entry.get("params") or {}, dict):
+                raise SpecError(loc_of(entry, "params", eloc), "expected a mapping {parameter: value}")
+            entry, eloc = entry["mixers"], loc_of(entry, "mixers", eloc)
+        names = [entry] if isinstance(entry, str) else entry
+        if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
+            raise SpecError(eloc, "expected a mixer name or a non-empty list of them (one per layer)")
 
 
 RETRAIN_KEYS = ("top_k", "seeds")
@@ -197,6 +286,8 @@ class Sampler:
             return t.suggest_float(path, float(args[0]), float(args[1]))
         if kind == "log":
             return t.suggest_float(path, float(args[0]), float(args[1]), log=True)
+        if kind == "choice" and isinstance(args, dict):  # labelled and named: one parameter for every such choice
+            return self.walk(args[t.suggest_categorical(dist["name"], list(args))], path)
         if kind == "choice":
             return self.walk(args[self.index(path, args)], path)
         raise ValueError(f"{path}: 'per_layer' applies only to a sublayer's block")
@@ -251,8 +342,8 @@ class Sampler:
 
 
 def _names(block) -> set:
-    if isinstance(block, dict) and len(block) == 1:
-        return {c for c in next(iter(block.values())) if isinstance(c, str)}
+    if _is_dist(block):
+        return {c for c in options(block) if isinstance(c, str)}
     return {block} if isinstance(block, str) else set()
 
 
@@ -273,7 +364,7 @@ def first_choice(value):
     """The template with every distribution replaced by its first option (a template without any is unchanged)."""
     if _is_dist(value):
         kind, args = next(iter(value.items()))
-        return first_choice(args[0]) if kind in ("choice", "per_layer") else args[0]
+        return first_choice(options(value)[0]) if kind in ("choice", "per_layer") else args[0]
     if isinstance(value, dict):
         return {k: first_choice(v) for k, v in value.items()}
     if isinstance(value, list):

@@ -4,6 +4,7 @@ measured before any trial, resume by re-running, parallel workers, the fairness 
 summary of how trials ended."""
 from __future__ import annotations
 
+import math
 import os
 import signal
 import sys
@@ -23,10 +24,11 @@ from ..errors import Loc, SpecError
 from ..progress import fmt_duration
 from ..spec import parse
 from . import retrain
-from .objective import Objective, worker_id
+from .objective import Objective, mixers as spec_mixers, worker_id
 from .recovery import FINISHED, counted, recover, retry_stale, superseded
 from .families import family
-from .space import CentreTrial, first_choice, load_space, pareto_costs, template_for
+from .space import (CentreTrial, options, baseline_entry, baseline_label, first_choice, load_space, pareto_costs,
+                    template_for)
 
 HEARTBEAT_S = int(os.environ.get("ARCHSEARCH_HEARTBEAT_S", "30"))  # a lost worker's trial is failed after 3 beats
 
@@ -42,13 +44,16 @@ def make_sampler(name: str, seed: int):
     return optuna.samplers.TPESampler(seed=seed)
 
 
-def make_pruner(name: str, multi: bool, steps: int):
-    """`steps`: optimiser steps of one trial; no trial is pruned in its first third (early losses mislead)."""
+def make_pruner(name: str, multi: bool, evals: int):
+    """Trials report their k-th intermediate evaluation as step k (of `evals`, at k/(evals+1) of the budget, so
+    trials of one study are compared at equal fractions of it, in tokens or, iso-time, in time); no trial is pruned
+    in its first third (early losses mislead)."""
     if multi or name == "none":  # Optuna does not prune multi-objective studies
         return optuna.pruners.NopPruner()
+    first = max(1, math.ceil((evals + 1) / 3))
     if name == "hyperband":
-        return optuna.pruners.HyperbandPruner(min_resource=max(1, steps // 3), max_resource=steps)
-    return optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=steps // 3)
+        return optuna.pruners.HyperbandPruner(min_resource=first, max_resource=max(first, evals))
+    return optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=first)
 
 
 def default_storage(out: Path, workers: int) -> str:
@@ -71,26 +76,30 @@ def make_storage(url: str):
     raise SpecError(Loc("--storage"), f"'{url}': expected sqlite:///FILE, postgresql://…, mysql://… or journal:FILE")
 
 
-def baseline_params(template: dict, family: str) -> dict:
-    """Fixed parameters that make every per-layer or shared mixer choice `family` (other parameters are sampled)."""
-    params = {}
+def baseline_params(template: dict, entry) -> dict:
+    """Fixed parameters that make every per-layer or shared mixer choice the entry's family, or (a list) each layer's
+    choice the listed mixer with the depth its length; plus the entry's own `params` (other parameters are sampled)."""
+    mixers, params = baseline_entry(entry)
     stack = template.get("stack") or {}
     depth = stack.get("depth")
     max_depth = depth if isinstance(depth, int) else max(next(iter(depth.values())))
+    layers = [mixers] * max_depth if isinstance(mixers, str) else list(mixers)
+    if not isinstance(mixers, str) and not isinstance(depth, int):
+        params.setdefault("stack.depth", len(layers))
     for i, sub in enumerate(stack.get("sublayers") or []):
         block = sub.get("block") if isinstance(sub, dict) else None
-        if isinstance(block, dict) and "per_layer" in block and family in block["per_layer"]:
-            params.update({f"stack.sublayers[{i}].block[{j}]": family for j in range(max_depth)})
-        elif isinstance(block, dict) and "choice" in block and family in block["choice"]:
-            params[f"stack.sublayers[{i}].block"] = family
+        if isinstance(block, dict) and "per_layer" in block and set(layers) <= set(block["per_layer"]):
+            params.update({f"stack.sublayers[{i}].block[{j}]": m for j, m in enumerate(layers)})
+        elif isinstance(block, dict) and "choice" in block and isinstance(mixers, str) and mixers in options(block):
+            params[f"stack.sublayers[{i}].block"] = mixers
     return params
 
 
-def centre_trial(objective: Objective, template: dict, fam: str):
-    """The pure-`fam` architecture at the middle of every range (all baselines share width, depth and rate): the
-    parameters to enqueue and the spec."""
-    centre = CentreTrial(baseline_params(template, fam))
-    spec, _ = objective.spec_of(centre, label=f"baseline-{fam}")
+def centre_trial(objective: Objective, template: dict, entry):
+    """The entry's architecture at the middle of every other range (all baselines share width and rate; pure ones
+    depth too): the parameters to enqueue and the spec."""
+    centre = CentreTrial(baseline_params(template, entry))
+    spec, _ = objective.spec_of(centre, label=f"baseline-{baseline_label(entry)}")
     return centre.params, spec
 
 
@@ -114,14 +123,14 @@ class Setup:
         self.storage = make_storage(self.url)
         self.multi = s.objective == "pareto"
         directions = ["minimize"] * (1 + len(pareto_costs(s)) if self.multi else 1)
-        steps = max(1, self.profile.tokens // self.profile.batch_tokens)
+        self.template = template_for(self.space, self.profile)
+        evals = parse(first_choice(self.template)).train.evals
         # processes that may share a study (workers, or a storage named by URL that other hosts can reach) must not
         # draw the same samples: each seeds its sampler from its host:pid; a lone run keeps the space's seed
         shared = "ARCHSEARCH_WORKER" in os.environ or storage is not None
         seed = zlib.crc32(worker_id().encode()) if shared else s.seed
         self.study = _create(s.name, self.storage, directions=directions, sampler=make_sampler(s.sampler, seed),
-                             pruner=make_pruner(s.pruner, self.multi, steps))
-        self.template = template_for(self.space, self.profile)
+                             pruner=make_pruner(s.pruner, self.multi, evals))
         task = tasks.make(parse(first_choice(self.template)).task)  # the task section needs no sampling
         self.objective = Objective(self.space, task, self.profile, self.out, device=device)
 
@@ -149,11 +158,18 @@ def prepare(setup: Setup, echo=print, workers: int = 1) -> None:
         study.set_user_attr("verdict_cost", cost)  # the report holds this cost equal
     if study.user_attrs.get("quality") != s.quality:
         study.set_user_attr("quality", s.quality)
+    if study.user_attrs.get("train_seconds") != setup.profile.train_seconds:
+        study.set_user_attr("train_seconds", setup.profile.train_seconds)  # iso-time: the report says so
     if not study.trials:
-        for fam in (s.baselines or []):
-            registry.get(fam, Loc(setup.space.file, 0, "search.baselines"))
-            params, _ = centre_trial(setup.objective, setup.template, fam)
-            study.enqueue_trial(params, user_attrs={"baseline": fam}, skip_if_exists=True)
+        for entry in (s.baselines or []):
+            mixers, _ = baseline_entry(entry)
+            for name in [mixers] if isinstance(mixers, str) else mixers:
+                registry.get(name, Loc(setup.space.file, 0, "search.baselines"))
+            params, spec = centre_trial(setup.objective, setup.template, entry)
+            if not isinstance(mixers, str) and spec_mixers(spec) != list(mixers):
+                raise SpecError(Loc(setup.space.file, 0, "search.baselines"), f"{baseline_label(entry)}: the space "
+                                f"cannot build it (it gives {'+'.join(spec_mixers(spec))}): a depth out of range?")
+            study.enqueue_trial(params, user_attrs={"baseline": baseline_label(entry)}, skip_if_exists=True)
     if not setup.multi and s.weights and "reference" not in study.user_attrs:
         if not (s.baselines or []):
             raise SpecError(Loc(setup.space.file, 0, "search.baselines"),
@@ -171,11 +187,11 @@ def prepare(setup: Setup, echo=print, workers: int = 1) -> None:
 
 def measure_reference(setup: Setup, echo=print) -> None:
     """The weighted objective's reference: the first baseline at the space's size, measured without training."""
-    fam = setup.space.search.baselines[0]
-    _, spec = centre_trial(setup.objective, setup.template, fam)
-    echo(f"measuring the reference architecture (pure {fam} at the space's size)…")
+    entry = setup.space.search.baselines[0]
+    _, spec = centre_trial(setup.objective, setup.template, entry)
+    echo(f"measuring the reference architecture ({baseline_label(entry)} at the space's size)…")
     ref = setup.objective.reference_costs(spec)
-    setup.study.set_user_attr("reference", {**ref, "family": fam})
+    setup.study.set_user_attr("reference", {**ref, "family": baseline_label(entry)})
     if torch.cuda.is_available():
         torch.cuda.empty_cache()  # this process's trials get the memory back
 
@@ -268,15 +284,17 @@ def run_search(space_path: str, *, out: Path | None = None, storage: str | None 
             pool.run(setup, "search", workers, n_trials, echo)
         else:
             search_loop(setup, n_trials, echo)
-        if retrain_after and retrain.retrain_settings(setup.space)[1] > 1:
+        if retrain_after and (retrain.retrain_settings(setup.space)[1] > 1 or setup.profile.fidelity):
             wait_for_others(setup, echo)
             seeds = setup.seeds_study()
             recover(seeds, setup.storage)
-            new = retrain.enqueue(seeds, retrain.jobs(setup.study, setup.space))
+            new = retrain.enqueue(seeds, retrain.jobs(setup.study, setup.space, setup.profile))
             pending = len(seeds.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
             if pending:
+                fid = setup.profile.fidelity
                 echo(f"fairness: re-training {pending} run(s) ({new} new) — the top trials and each family's best, "
-                     f"with {retrain.retrain_settings(setup.space)[1]} seeds in all")
+                     f"with {retrain.retrain_settings(setup.space)[1]} seeds in all"
+                     + (f"; fidelity: {fid['trials']} trials at {fid['factor']:g}× the budget" if fid else ""))
                 if workers > 1:
                     pool.run(setup, "retrain", workers, n_trials, echo)
                 else:

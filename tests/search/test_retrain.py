@@ -33,8 +33,9 @@ def test_top_k_then_the_best_of_each_family():
 
 def test_runs_are_enqueued_once_and_claimed_once():
     seeds = optuna.create_study(study_name="s.seeds")
-    assert retrain.enqueue(seeds, [(0, 1), (0, 2), (3, 1)]) == 3
-    assert retrain.enqueue(seeds, [(0, 1), (0, 2), (3, 1), (3, 2)]) == 1  # only the new one
+    assert retrain.enqueue(seeds, [(0, 1, 1.0), (0, 2, 1.0), (3, 1, 1.0)]) == 3
+    assert retrain.enqueue(seeds, [(0, 1, 1.0), (0, 2, 1.0), (3, 1, 1.0), (3, 2, 1.0),
+                                   (3, 1, 4.0)]) == 2  # only the new ones
     storage = seeds._storage
     job = seeds.get_trials(states=(TrialState.WAITING,))[0]
     assert storage.set_trial_state_values(job._trial_id, TrialState.RUNNING)
@@ -65,7 +66,7 @@ def test_a_run_whose_host_stops_beating_is_queued_again(tmp_path, monkeypatch):
     storage = optuna.storages.RDBStorage(f"sqlite:///{tmp_path / 'study.db'}", heartbeat_interval=1, grace_period=1,
                                          heartbeat_stale_trial_callback=retry_stale)
     seeds = optuna.create_study(study_name="s.seeds", storage=storage)
-    retrain.enqueue(seeds, [(0, 1)])
+    retrain.enqueue(seeds, [(0, 1, 1.0)])
     seen = []
 
     def run_one(job, *args):  # outlasts the grace period, then its host is lost: the run never finishes
@@ -81,4 +82,24 @@ def test_a_run_whose_host_stops_beating_is_queued_again(tmp_path, monkeypatch):
     assert seeds.trials[lost.number].state == TrialState.FAIL
     (again,) = seeds.get_trials(states=(TrialState.WAITING,))
     assert (again.user_attrs["source"], again.user_attrs["seed"], again.user_attrs["retry_of"]) == (0, 1, lost.number)
-    assert retrain.enqueue(seeds, [(0, 1)]) == 0  # not queued twice
+    assert retrain.enqueue(seeds, [(0, 1, 1.0)]) == 0  # not queued twice
+
+
+def test_spearman_by_hand():
+    assert retrain.spearman([1, 2, 3, 4], [10, 20, 30, 40]) == pytest.approx(1.0)
+    assert retrain.spearman([1, 2, 3, 4], [4, 3, 2, 1]) == pytest.approx(-1.0)
+    # ranks (1, 2, 3, 4) against (2, 1, 4, 3): d^2 sums to 4, so 1 - 6*4 / (4*15) = 0.6
+    assert retrain.spearman([1, 2, 3, 4], [2, 1, 4, 3]) == pytest.approx(0.6)
+    # a tie takes the mean rank: (1.5, 1.5, 3) against (1, 2, 3) is Pearson's r of the ranks
+    assert retrain.spearman([5, 5, 7], [1, 2, 3]) == pytest.approx(0.8660254, rel=1e-6)
+
+
+def test_fidelity_spreads_over_the_ranking_and_pairs_the_budgets():
+    study = _study([(float(v), ["pam"], TrialState.COMPLETE) for v in (9, 1, 5, 3, 7)])
+    assert [t.user_attrs["val_ppl"] for t in retrain.spread(study, 3)] == [1.0, 5.0, 9.0]
+    seeds = optuna.create_study()
+    for source, ppl, scale in ((1, 0.5, 4.0), (2, 2.0, 4.0), (0, 3.0, 4.0), (0, 8.0, 1.0)):
+        seeds.add_trial(create_trial(state=TrialState.COMPLETE, value=ppl,
+                                     user_attrs={"source": source, "seed": 0, "scale": scale, "val_ppl": ppl}))
+    factor, pairs = retrain.fidelity_pairs(study, seeds)
+    assert factor == 4.0 and pairs == [(0, 9.0, 3.0), (1, 1.0, 0.5), (2, 5.0, 2.0)]  # the 1x run is a seed, not a pair

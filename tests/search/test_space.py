@@ -3,7 +3,7 @@ import optuna
 import pytest
 
 from archsearch.errors import SpecError
-from archsearch.search.space import load_space, sample
+from archsearch.search.space import CentreTrial, load_space, sample
 from archsearch.spec import parse
 
 SPACE = """
@@ -136,3 +136,88 @@ def test_lr_grid_and_retrain_settings(tmp_path):
     with pytest.raises(SpecError) as e:
         _space(tmp_path, SPACE.replace("lr: {log: [1.0e-4, 1.0e-2]}", "retrain: {top: 1}"))
     assert "search.retrain.top: unknown key 'top'" in str(e.value)
+
+
+NAMED = SPACE.replace(
+    "      - {block: {choice: [mlp, swiglu]}, config: {mlp: {expansion: 2}}}",
+    "      - {block: {choice: {real: swiglu, complex: cgu}, name: skeleton}, config: {cgu: {expansion: 2}}}\n"
+    "    norm: {choice: {real: rmsnorm, complex: complex_norm}, name: skeleton}")
+
+
+def test_choices_with_one_name_move_together(tmp_path):
+    space = _space(tmp_path, NAMED)
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=1))
+    seen = set()
+    for _ in range(10):
+        trial = study.ask()
+        spec = parse(sample(space, trial))
+        skeleton = trial.params["skeleton"]
+        channel = spec.stack.sublayers[1].blocks[0]
+        assert (channel.name, spec.stack.sublayers[1].norm.name) == {"real": ("swiglu", "rmsnorm"),
+                                                         "complex": ("cgu", "complex_norm")}[skeleton]
+        assert dict(channel.config) == ({"expansion": 2} if skeleton == "complex" else {})
+        assert not any(k.startswith("stack.norm") or k.startswith("stack.sublayers[1].block") for k in trial.params)
+        seen.add(skeleton)
+        study.tell(trial, 0.0)
+    assert seen == {"real", "complex"}
+
+
+@pytest.mark.parametrize("old,new,message", [
+    ("{real: rmsnorm, complex: complex_norm}, name: skeleton}", "{real: rmsnorm, cplx: complex_norm}, name: skeleton}",
+     "stack.norm: choice 'skeleton' offers \\['real', 'cplx'\\] here but \\['real', 'complex'\\]"),
+    ("{real: rmsnorm, complex: complex_norm}, name: skeleton}", "{real: rmsnorm, complex: complex_norm}}",
+     "stack.norm: a named choice needs labelled options"),
+    ("{real: rmsnorm, complex: complex_norm}, name: skeleton}", "[rmsnorm, complex_norm], name: skeleton}",
+     "stack.norm: a named choice needs labelled options"),
+])
+def test_bad_named_choice(tmp_path, old, new, message):
+    with pytest.raises(SpecError, match=message):
+        _space(tmp_path, NAMED.replace(old, new))
+
+
+def test_baselines_take_names_lists_and_fixed_parameters(tmp_path):
+    from archsearch.search.space import baseline_label
+    from archsearch.search.study import baseline_params
+
+    entries = "[pam, [pam, softmax_attention], {mixers: pam, params: {skeleton: complex}}]"
+    space = _space(tmp_path, NAMED.replace("  name: t\n", f"  name: t\n  baselines: {entries}\n"))
+    pure, listed, fixed = space.search.baselines
+    template = space.template
+    assert baseline_params(template, pure) == {f"stack.sublayers[0].block[{i}]": "pam" for i in range(4)}
+    assert baseline_params(template, listed) == {"stack.depth": 2, "stack.sublayers[0].block[0]": "pam",
+                                                 "stack.sublayers[0].block[1]": "softmax_attention"}
+    assert baseline_params(template, fixed)["skeleton"] == "complex"
+    assert [baseline_label(e) for e in (pure, listed, fixed)] == ["pam", "pam+softmax_attention", "pam skeleton=complex"]
+    doc = sample(space, CentreTrial(baseline_params(template, fixed)))
+    assert doc["stack"]["norm"] == "complex_norm" and doc["stack"]["sublayers"][0]["block"] == ["pam"] * 3
+
+
+@pytest.mark.parametrize("baselines,message", [
+    ("[{mixer: pam}]", "search.baselines\\[0\\]: expected {mixers: NAME or \\[NAME, ...\\], params"),
+    ("[[]]", "search.baselines\\[0\\]: expected a mixer name or a non-empty list of them"),
+    ("[{mixers: pam, params: 3}]", "search.baselines\\[0\\].params: expected a mapping"),
+    ("pam", "search.baselines: expected a list of baselines"),
+])
+def test_bad_baselines(tmp_path, baselines, message):
+    with pytest.raises(SpecError, match=message):
+        _space(tmp_path, SPACE.replace("  name: t\n", f"  name: t\n  baselines: {baselines}\n"))
+
+
+@pytest.mark.parametrize("profile,message", [
+    ("train_seconds: 0", "search.profiles.cpu.train_seconds: must be > 0, got 0"),
+    ("fidelity: {trials: 2, factor: 4}", "search.profiles.cpu.fidelity.trials: needs a whole number >= 3"),
+    ("fidelity: {trials: 8, factor: 1}", "search.profiles.cpu.fidelity.factor: needs a number > 1, got 1"),
+    ("fidelity: 4", "search.profiles.cpu.fidelity: expected {trials: N, factor: F}"),
+])
+def test_bad_iso_time_and_fidelity(tmp_path, profile, message):
+    with pytest.raises(SpecError, match=message):
+        _space(tmp_path, SPACE.replace("{cpu: {trials: 2, tokens: 1000}}", f"{{cpu: {{trials: 2, tokens: 1000, {profile}}}}}"))
+
+
+def test_iso_time_tokens_fill_the_measured_time():
+    from archsearch.search.objective import iso_time_tokens
+    from archsearch.spec import TrainConfig
+
+    cfg = TrainConfig(batch_tokens=4096)
+    assert iso_time_tokens(cfg, 128, seconds=2.0, latency_ms=30.0) == 66 * 4096  # floor(2000 / 30) steps
+    assert iso_time_tokens(cfg, 128, seconds=0.01, latency_ms=30.0) == 4096  # at least one step

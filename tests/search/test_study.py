@@ -4,6 +4,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import optuna
 import pytest
@@ -219,3 +220,36 @@ def test_a_trial_spec_file_retrains_as_is(root, tmp_path):
     spec = load_spec(tmp_path / "o/trials/trial_0000.yaml")
     assert spec.train.tokens == 60000 and spec.train.seq_len == 64 and spec.task.tokenizer == "bytes"
     assert [b.name for b in spec.stack.sublayers[0].blocks] == ["softmax_attention"] * spec.stack.depth
+
+
+def test_iso_time_study_with_paper_skeleton_hybrid_seeds_and_fidelity(root, tmp_path):
+    """Every trial trains for the same measured step time; baselines include a per-layer hybrid and the complex
+    skeleton (a named choice); the fidelity runs re-train 3 trials 2x longer and the report ranks both budgets."""
+    text = (root / "search_spaces/smoke.yaml").read_text()
+    text = text.replace("  baselines: [softmax_attention, pam]\n",
+                        "  baselines: [softmax_attention, [softmax_attention, pam], "
+                        "{mixers: pam, params: {skeleton: complex}}]\n  retrain: {seeds: 1}\n")
+    text = text.replace("cpu: {trials: 4, tokens: 60000,",
+                        "cpu: {trials: 4, train_seconds: 1.0, fidelity: {trials: 3, factor: 2}, tokens: 60000,")
+    text = text.replace("    norm: rmsnorm\n", "    norm: {choice: {real: rmsnorm, complex: complex_norm}, name: skeleton}\n")
+    space = tmp_path / "iso.yaml"
+    space.write_text(text)
+    lines = []
+    study = run_search(str(space), out=tmp_path / "o", trials=4, echo=lines.append)
+    done = [t for t in study.trials if t.state == TrialState.COMPLETE]
+    assert [t.user_attrs.get("baseline") for t in study.trials[:3]] == [
+        "softmax_attention", "softmax_attention+pam", "pam skeleton=complex"]
+    assert study.trials[1].user_attrs["mixers"] == ["softmax_attention", "pam"]
+    assert study.trials[2].params["skeleton"] == "complex"
+    for t in done:  # the budget is the time, so the tokens follow each trial's measured step latency
+        steps = t.user_attrs["train_tokens"] // 2048
+        assert steps == max(1, int(1000.0 / t.user_attrs["latency_train_ms"]))
+        assert f"tokens: {t.user_attrs['train_tokens']}" in Path(t.user_attrs["spec_file"]).read_text()
+    seeds = _load(tmp_path / "o", "smoke.seeds")
+    runs = [j for j in seeds.trials if j.state == TrialState.COMPLETE]
+    assert len(runs) == 3 and all(j.user_attrs["scale"] == 2.0 for j in runs)
+    for j in runs:
+        assert j.user_attrs["train_tokens"] == 2 * study.trials[j.user_attrs["source"]].user_attrs["train_tokens"]
+    report = (tmp_path / "o/report.md").read_text()
+    assert "### At equal training time" in report and "(1 s of measured training-step time each)" in report
+    assert "## Screening fidelity" in report and "Spearman rank correlation" in report
