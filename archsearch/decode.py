@@ -61,11 +61,30 @@ def copy_state(dst, src) -> None:
             d.copy_(s)
 
 
+def _is_kv(model, key) -> bool:
+    return getattr(model.blocks[key], "name", "") == "softmax_attention"
+
+
 def cut_caches(model, state, length: int):
     """`state` with every softmax_attention KV cache cut to its first `length` entries: a graphed attention step
     attends over its whole cache, so a GraphedDecoder(state=…) template should hold only what the decode needs."""
-    return {key: (s[0][:, :, :length], s[1][:, :, :length], s[2])
-            if getattr(model.blocks[key], "name", "") == "softmax_attention" else s for key, s in state.items()}
+    return {key: (s[0][:, :, :length], s[1][:, :, :length], s[2]) if _is_kv(model, key) else s
+            for key, s in state.items()}
+
+
+def _snapshot(model, state):
+    """What a step changes that a later step reads: everything but the KV caches' entries (those past the position
+    counter are masked until written again, so restoring the counter restores the cache). Copying a batch-64 32k
+    cache instead would double the largest allocation of the decode."""
+    return {key: s[2].clone() if _is_kv(model, key) else clone_state(s) for key, s in state.items()}
+
+
+def _restore(model, state, snapshot) -> None:
+    for key, saved in snapshot.items():
+        if _is_kv(model, key):
+            state[key][2].copy_(saved)
+        else:
+            copy_state(state[key], saved)
 
 
 def _step_and_update(model, tokens, state):
@@ -79,16 +98,16 @@ class GraphedDecoder:
 
     def __init__(self, model, batch: int, device: torch.device, autocast: torch.dtype | None = None,
                  state_dtype: torch.dtype | None = None, compile: bool = False, state=None):
-        """`state`: a template of the state buffers (copied; e.g. KV caches cut to the length the decode needs),
-        default model.init_state(batch)."""
+        """`state`: the state buffers to decode in (taken over, not copied: e.g. KV caches cut to the length the
+        decode needs, or a state already at some context), default model.init_state(batch)."""
         if device.type != "cuda":
             raise ValueError(f"CUDA-graph decode needs a CUDA device, got {device}")
         self.model = model
         self._amp = (lambda: torch.autocast("cuda", dtype=autocast)) if autocast else nullcontext
-        template = model.init_state(batch, device=device, dtype=state_dtype) if state is None else clone_state(state)
+        template = model.init_state(batch, device=device, dtype=state_dtype) if state is None else state
         self.state = to_device_state(template, device)
         self.tokens = torch.zeros(batch, dtype=torch.long, device=device)
-        start = clone_state(self.state)
+        start = _snapshot(model, self.state)
         self._body = _step_and_update
         if compile:
             with torch.no_grad(), self._amp():  # one eager step first: lazy caches are built outside the trace
@@ -103,7 +122,7 @@ class GraphedDecoder:
         self.graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(self.graph):
             self.logits = self._step()
-        copy_state(self.state, start)  # capture ran the step once more; warm-up ran it three times
+        _restore(model, self.state, start)  # capture ran the step once more; warm-up ran it three times
 
     def _step(self) -> torch.Tensor:
         with torch.no_grad(), self._amp():

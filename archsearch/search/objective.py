@@ -204,7 +204,7 @@ class Objective:
         """Train with the trial's learning rate, or with each rate of the grid keeping the best; record the results
         and return the best run's quality term."""
         baseline = "baseline" in trial.user_attrs
-        grid = lr_grid(self.space) or (baseline and [float(v) for v in self.space.search.baseline_lr_grid or []]) or None
+        grid = lr_grid(self.space) or (baseline and [float(v) for v in self.profile.baseline_lr_grid or []]) or None
         # baselines always train to the end: every study holds each family's full measurement; a grid's runs would
         # report the same steps twice, so best-of-grid trials are not pruned either
         pruning = self.space.search.objective == "weighted" and not baseline and not grid

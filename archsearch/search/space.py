@@ -30,6 +30,7 @@ class Profile:
     timeout_minutes: float | None = None
     train_seconds: float | None = None  # iso-time: each trial trains this long in measured step time, not `tokens`
     fidelity: Any = None  # {trials: N, factor: F}: N trials spread over the ranking trained F× longer (rank agreement)
+    baseline_lr_grid: Any = None  # the enqueued baselines train at each of these rates, keeping the best
     spec: Any = None  # a partial spec template merged over `spec:` for this profile (e.g. smaller widths on CPU)
 
 
@@ -50,7 +51,6 @@ class SearchConfig:
     max_state_bytes: int | None = None
     max_latency_ms: float | None = None
     baselines: Any = None  # enqueued first: a mixer name (a pure family), a list (one mixer per layer), or {mixers, params}
-    baseline_lr_grid: Any = None  # the enqueued baselines train at each of these rates, keeping the best
     profiles: Any = None  # {cpu: {...}, gpu: {...}} of Profile fields
 
 
@@ -170,8 +170,6 @@ def load_space(path) -> Space:
         _check_profile(p, raw["profiles"][name], loc_of(raw["profiles"], name, sloc))
     if cfg.baselines is not None:
         _check_baselines(cfg.baselines, loc_of(raw, "baselines", sloc))
-    if cfg.baseline_lr_grid is not None:
-        _check_lr({"grid": cfg.baseline_lr_grid}, loc_of(raw, "baseline_lr_grid", sloc))
     if cfg.lr is not None:
         _check_lr(cfg.lr, loc_of(raw, "lr", sloc))
     if cfg.retrain is not None:
@@ -219,6 +217,8 @@ def _check_profile(p: Profile, raw, loc: Loc) -> None:
                                                        f"{f['trials']!r}")
         if isinstance(f["factor"], bool) or not isinstance(f["factor"], (int, float)) or f["factor"] <= 1:
             raise SpecError(loc_of(f, "factor", floc), f"needs a number > 1, got {f['factor']!r}")
+    if p.baseline_lr_grid is not None:
+        _check_lr({"grid": p.baseline_lr_grid}, loc_of(raw, "baseline_lr_grid", loc))
 
 
 def baseline_entry(entry) -> tuple[str | list, dict]:

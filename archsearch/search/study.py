@@ -166,9 +166,10 @@ def prepare(setup: Setup, echo=print, workers: int = 1) -> None:
             for name in [mixers] if isinstance(mixers, str) else mixers:
                 registry.get(name, Loc(setup.space.file, 0, "search.baselines"))
             params, spec = centre_trial(setup.objective, setup.template, entry)
-            if not isinstance(mixers, str) and spec_mixers(spec) != list(mixers):
-                raise SpecError(Loc(setup.space.file, 0, "search.baselines"), f"{baseline_label(entry)}: the space "
-                                f"cannot build it (it gives {'+'.join(spec_mixers(spec))}): a depth out of range?")
+            if not isinstance(mixers, str) and spec_mixers(spec) != list(mixers):  # e.g. a deeper hybrid on CPU
+                echo(f"baseline {baseline_label(entry)} skipped: the {setup.profile_name} profile's space cannot build "
+                     f"it (it gives {'+'.join(spec_mixers(spec))}; a depth out of its range?)")
+                continue
             study.enqueue_trial(params, user_attrs={"baseline": baseline_label(entry)}, skip_if_exists=True)
     if not setup.multi and s.weights and "reference" not in study.user_attrs:
         if not (s.baselines or []):
