@@ -129,6 +129,15 @@ def _spread_note(p, r, stats: dict) -> str:
             f"their standard deviations ({noise:.3g}){'.' if gap > noise else ': within seed noise.'}")
 
 
+def _lead(p, r, q: Quality, stats: dict) -> str:
+    """Whether the PAM-containing trial p beats the PAM-free r, by seed means where there are several seeds."""
+    mean = lambda t: stats[t.number]["mean"] if t.number in stats else t.user_attrs[q.key]  # noqa: E731
+    better = q.loss(mean(p)) < q.loss(mean(r))
+    if within_noise(p, r, stats):
+        return f"No clear answer (PAM {'ahead' if better else 'behind'}, within seed noise)"
+    return "PAM pays for itself" if better else "PAM does not pay for itself"
+
+
 def verdict(done, q: Quality, cost: str = "latency_train_ms", stats: dict | None = None) -> str:
     """The best PAM-containing architecture against the best PAM-free one at equal or lower measured cost."""
     stats = stats or {}
@@ -146,11 +155,7 @@ def verdict(done, q: Quality, cost: str = "latency_train_ms", stats: dict | None
         return (f"The best PAM-containing architecture (trial {p.number}, {_with_seeds(p, q, stats)} at {c(p)}) "
                 f"has no PAM-free rival as cheap; the cheapest PAM-free one (trial {cheapest.number}) needs "
                 f"{c(cheapest)} for {_with_seeds(cheapest, q, stats)}.")
-    mean = lambda t: stats[t.number]["mean"] if t.number in stats else t.user_attrs[q.key]  # noqa: E731
-    better = q.loss(mean(p)) < q.loss(mean(r))
-    lead = "PAM pays for itself" if better else "PAM does not pay for itself"
-    if within_noise(p, r, stats):
-        lead = f"No clear answer (PAM {'ahead' if better else 'behind'}, within seed noise)"
+    lead = _lead(p, r, q, stats)
     return (f"{lead} here: the best PAM-containing "
             f"architecture (trial {p.number}, {'+'.join(p.user_attrs['mixers'])}) reaches {_with_seeds(p, q, stats)} "
             f"at {c(p)}, against {_with_seeds(r, q, stats)} for the best PAM-free architecture at equal or lower "
@@ -166,11 +171,7 @@ def equal_time_verdict(done, q: Quality, seconds: float, stats: dict | None = No
     if not with_pam or not without:
         return "No verdict: the study has no complete trial " + ("without PAM." if with_pam else "with PAM.")
     p, r = min(with_pam, key=q.of), min(without, key=q.of)
-    mean = lambda t: stats[t.number]["mean"] if t.number in stats else t.user_attrs[q.key]  # noqa: E731
-    better = q.loss(mean(p)) < q.loss(mean(r))
-    lead = "PAM pays for itself" if better else "PAM does not pay for itself"
-    if within_noise(p, r, stats):
-        lead = f"No clear answer (PAM {'ahead' if better else 'behind'}, within seed noise)"
+    lead = _lead(p, r, q, stats)
     tok = lambda t: f"{t.user_attrs['train_tokens']:,} tokens" if "train_tokens" in t.user_attrs else "?"  # noqa: E731
     return (f"{lead} at equal training time ({seconds:g} s of measured training-step time each): the best "
             f"PAM-containing architecture (trial {p.number}, {'+'.join(p.user_attrs['mixers'])}, {tok(p)}) reaches "
