@@ -403,17 +403,20 @@ class CentreTrial:
 
     def __init__(self, fixed: dict | None = None):
         self.fixed, self.params = dict(fixed or {}), {}
+        self.outside: dict[str, object] = {}  # fixed values the space's distribution does not contain
 
-    def _keep(self, name, value):
+    def _keep(self, name, value, contains):
+        if name in self.fixed and not contains(self.fixed[name]):
+            self.outside[name] = self.fixed[name]
         value = self.fixed.get(name, value)
         self.params[name] = value
         return value
 
     def suggest_int(self, name, low, high, step=1, log=False):
-        return self._keep(name, low + ((high - low) // step // 2) * step)
+        return self._keep(name, low + ((high - low) // step // 2) * step, range(low, high + 1, step).__contains__)
 
     def suggest_float(self, name, low, high, log=False):
-        return self._keep(name, (low * high) ** 0.5 if log else (low + high) / 2)
+        return self._keep(name, (low * high) ** 0.5 if log else (low + high) / 2, lambda v: low <= v <= high)
 
     def suggest_categorical(self, name, choices):
-        return self._keep(name, choices[(len(choices) - 1) // 2])
+        return self._keep(name, choices[(len(choices) - 1) // 2], lambda v: v in choices)

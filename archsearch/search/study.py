@@ -97,10 +97,11 @@ def baseline_params(template: dict, entry) -> dict:
 
 def centre_trial(objective: Objective, template: dict, entry):
     """The entry's architecture at the middle of every other range (all baselines share width and rate; pure ones
-    depth too): the parameters to enqueue and the spec."""
+    depth too): the parameters to enqueue, the spec, and {parameter: value} for the entry's values that the space's
+    ranges do not contain (e.g. a hybrid deeper than the profile's depth range)."""
     centre = CentreTrial(baseline_params(template, entry))
     spec, _ = objective.spec_of(centre, label=f"baseline-{baseline_label(entry)}")
-    return centre.params, spec
+    return centre.params, spec, centre.outside
 
 
 class Setup:
@@ -165,10 +166,14 @@ def prepare(setup: Setup, echo=print, workers: int = 1) -> None:
             mixers, _ = baseline_entry(entry)
             for name in [mixers] if isinstance(mixers, str) else mixers:
                 registry.get(name, Loc(setup.space.file, 0, "search.baselines"))
-            params, spec = centre_trial(setup.objective, setup.template, entry)
-            if not isinstance(mixers, str) and spec_mixers(spec) != list(mixers):  # e.g. a deeper hybrid on CPU
+            params, spec, outside = centre_trial(setup.objective, setup.template, entry)
+            if outside:  # e.g. a hybrid deeper than the CPU profile's depth range
+                echo(f"baseline {baseline_label(entry)} skipped: outside the {setup.profile_name} profile's space ("
+                     + ", ".join(f"{k} = {v}" for k, v in outside.items()) + ")")
+                continue
+            if not isinstance(mixers, str) and spec_mixers(spec) != list(mixers):
                 echo(f"baseline {baseline_label(entry)} skipped: the {setup.profile_name} profile's space cannot build "
-                     f"it (it gives {'+'.join(spec_mixers(spec))}; a depth out of its range?)")
+                     f"it (it gives {'+'.join(spec_mixers(spec))})")
                 continue
             study.enqueue_trial(params, user_attrs={"baseline": baseline_label(entry)}, skip_if_exists=True)
     if not setup.multi and s.weights and "reference" not in study.user_attrs:
@@ -189,7 +194,7 @@ def prepare(setup: Setup, echo=print, workers: int = 1) -> None:
 def measure_reference(setup: Setup, echo=print) -> None:
     """The weighted objective's reference: the first baseline at the space's size, measured without training."""
     entry = setup.space.search.baselines[0]
-    _, spec = centre_trial(setup.objective, setup.template, entry)
+    _, spec, _ = centre_trial(setup.objective, setup.template, entry)
     echo(f"measuring the reference architecture ({baseline_label(entry)} at the space's size)…")
     ref = setup.objective.reference_costs(spec)
     setup.study.set_user_attr("reference", {**ref, "family": baseline_label(entry)})
@@ -213,7 +218,8 @@ def _progress(setup: Setup, n_trials: int, echo):
         elapsed = time.perf_counter() - start
         eta = elapsed / max(1, n_done - first) * max(0, n_trials - n_done)
         what = trial.user_attrs.get("pruned_reason") or trial.user_attrs.get("failed_reason") or \
-            (f"[{', '.join(f'{v:.4g}' for v in trial.values)}]" if setup.multi and trial.values else f"{trial.value:.4f}" if trial.value is not None else "")
+            (_pareto_text(trial, setup.space.search) if setup.multi and trial.values else
+             f"{trial.value:.4f}" if trial.value is not None else "")
         echo(f"trial {trial.number} ({n_done}/{n_trials}) {trial.state.name.lower()}: {what} | "
              f"best {_best_text(study, setup.multi)} | elapsed {fmt_duration(elapsed)}, ETA {fmt_duration(eta)}")
     return callback
@@ -352,6 +358,21 @@ def run_worker(space_path: str, *, out: Path, storage: str, trials: int, profile
         retrain_loop(setup, echo)
 
 
+def quality_text(attrs: dict) -> str:
+    """A trial's measured quality as a person reads it (perplexity or accuracy, not the minimised term)."""
+    if "val_ppl" in attrs:
+        return f"ppl {attrs['val_ppl']:.2f}"
+    if "val_accuracy" in attrs:
+        return f"accuracy {attrs['val_accuracy']:.4f}"
+    return f"loss {attrs.get('val_loss', float('nan')):.4f}"
+
+
+def _pareto_text(trial, search) -> str:
+    """quality, then each Pareto cost by name (the values after the minimised quality term)."""
+    costs = ", ".join(f"{name} {v:.4g}" for name, v in zip(pareto_costs(search), trial.values[1:]))
+    return f"{quality_text(trial.user_attrs)}, {costs}"
+
+
 def _best_text(study, multi: bool) -> str:
     try:
         if multi:
@@ -386,7 +407,6 @@ def summary(study) -> str:
                 best[fam] = t
         for fam, t in sorted(best.items(), key=lambda kv: kv[1].value):
             a = t.user_attrs
-            q = f"ppl {a['val_ppl']:.2f}" if "val_ppl" in a else f"accuracy {a.get('val_accuracy', float('nan')):.4f}"
-            lines.append(f"  {fam:18s} trial {t.number:3d}  {t.value:.4f}  {q}  "
+            lines.append(f"  {fam:18s} trial {t.number:3d}  {t.value:.4f}  {quality_text(a)}  "
                          f"params {a.get('params', 0):,}  {a.get('latency_train_ms', 0):.1f} ms")
     return "\n".join(lines)

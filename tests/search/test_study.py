@@ -207,10 +207,14 @@ def test_pareto_mode_records_quality_and_costs(root, tmp_path):
     text = (root / "search_spaces/smoke.yaml").read_text()
     space.write_text(text.replace("  objective: weighted\n", "  objective: pareto\n  pareto_costs: [latency_train_ms, params]\n")
                      .replace("  sampler: tpe\n", "  sampler: nsga2\n"))
-    study = run_search(str(space), out=tmp_path / "o", trials=2, retrain_after=False, echo=_quiet)
+    lines = []
+    study = run_search(str(space), out=tmp_path / "o", trials=2, retrain_after=False, echo=lines.append)
     assert len(study.directions) == 3 and isinstance(study.pruner, optuna.pruners.NopPruner)
     done = [t for t in study.trials if t.state == TrialState.COMPLETE]
     assert done and all(len(t.values) == 3 and t.values[2] == t.user_attrs["params"] for t in done)
+    t = done[0]  # the progress line names the quality as measured (not the minimised term) and each cost
+    assert any(f"complete: ppl {t.user_attrs['val_ppl']:.2f}, latency_train_ms {t.values[1]:.4g}, "
+               f"params {t.values[2]:.4g} |" in line for line in lines), lines
 
 
 def test_a_trial_spec_file_retrains_as_is(root, tmp_path):
@@ -253,3 +257,18 @@ def test_iso_time_study_with_paper_skeleton_hybrid_seeds_and_fidelity(root, tmp_
     report = (tmp_path / "o/report.md").read_text()
     assert "### At equal training time" in report and "(1 s of measured training-step time each)" in report
     assert "## Screening fidelity" in report and "Spearman rank correlation" in report
+
+
+def test_a_listed_hybrid_deeper_than_the_depth_range_is_skipped_with_a_message(root, tmp_path):
+    from archsearch.search.study import Setup, prepare
+
+    text = (root / "search_spaces/smoke.yaml").read_text().replace(
+        "  baselines: [softmax_attention, pam]\n", "  baselines: [softmax_attention, [pam, pam, softmax_attention]]\n")
+    space = tmp_path / "deep.yaml"
+    space.write_text(text)
+    setup = Setup(str(space), tmp_path / "o", None, "cpu", "cpu")
+    lines = []
+    prepare(setup, echo=lines.append)
+    assert [t.user_attrs["baseline"] for t in setup.study.get_trials(deepcopy=False)] == ["softmax_attention"]
+    assert any("baseline pam+pam+softmax_attention skipped: outside the cpu profile's space (stack.depth = 3)" in line
+               for line in lines), lines
