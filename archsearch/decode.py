@@ -8,7 +8,8 @@ cache's length, whatever the context; pass a `state` whose caches are as long as
     logits = dec(token_ids)          # [B] → [B, V]; the state advances inside the graph
 
 A graph removes the CPU's per-op launch cost but still runs every small kernel of the step (a 100M PAM step is
-~1,750 of them); `compile=True` first fuses the step with torch.compile (inductor), so the graph replays far fewer.
+~2,160 of them on an H200); `compile=True` first fuses the step with torch.compile (inductor), so the graph replays
+far fewer (~440; ~280 with compile="max-autotune-no-cudagraphs", docs/performance.md).
 The weights must not change after construction (a compiled step keeps the complex block matrices it was built with).
 
 Position counters (Python ints in the eager state) become 0-d device tensors, so the graph reads and advances them
@@ -97,9 +98,10 @@ class GraphedDecoder:
     """One CUDA graph of `model.step` at a fixed batch; call it with token ids [B] to get logits [B, V]."""
 
     def __init__(self, model, batch: int, device: torch.device, autocast: torch.dtype | None = None,
-                 state_dtype: torch.dtype | None = None, compile: bool = False, state=None):
+                 state_dtype: torch.dtype | None = None, compile: bool | str = False, state=None):
         """`state`: the state buffers to decode in (taken over, not copied: e.g. KV caches cut to the length the
-        decode needs, or a state already at some context), default model.init_state(batch)."""
+        decode needs, or a state already at some context), default model.init_state(batch). `compile`: True, or a
+        torch.compile mode (e.g. "max-autotune-no-cudagraphs"; a mode with its own CUDA graphs would nest them)."""
         if device.type != "cuda":
             raise ValueError(f"CUDA-graph decode needs a CUDA device, got {device}")
         self.model = model
@@ -112,7 +114,8 @@ class GraphedDecoder:
         if compile:
             with torch.no_grad(), self._amp():  # one eager step first: lazy caches are built outside the trace
                 model.step(self.tokens, clone_state(self.state))
-            self._body = torch.compile(_step_and_update, dynamic=False)
+            mode = compile if isinstance(compile, str) else None
+            self._body = torch.compile(_step_and_update, dynamic=False, mode=mode)
         side = torch.cuda.Stream(device)
         side.wait_stream(torch.cuda.current_stream(device))
         with torch.cuda.stream(side):

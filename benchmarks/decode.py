@@ -2,12 +2,15 @@
 (issues 7, 14). Prints ms per decode step (and, at a batch above 1, tokens per second) with the PAM/transformer ratio
 per context, optionally the prefill of one long prompt, and the card.
 Each model decodes eagerly (model.step, one Python call per layer); on a GPU each is also timed as one CUDA graph
-per step (archsearch.decode.GraphedDecoder), and a recurrent model also as a graph of the torch.compile'd step. The
-transformer's KV cache is bf16 on the GPU (its compute dtype), fp32 on CPU. Eagerly SDPA reads the first C+1
-entries; graphed it attends over a cache cut to C + SLACK entries with the unwritten ones masked (a graph has fixed
-shapes; the slack holds the timed steps' own tokens), one graph per context.
+per step (archsearch.decode.GraphedDecoder), and as a graph of its torch.compile'd step (mode
+max-autotune-no-cudagraphs by default: inductor also tunes the one-row matmuls and fuses the norms into them; an
+attention model is compiled once per context, since its graph's cache length is). The transformer's KV cache is bf16
+on the GPU (its compute dtype), fp32 on CPU. Eagerly SDPA reads the first C+1 entries; graphed it attends over a cache
+cut to C + repeats + 16 entries with the unwritten ones masked (a graph has fixed shapes; the slack holds the timed
+steps' own tokens), one graph per context. Ratios are printed against every row of the transformer (the same run).
 
     python benchmarks/decode.py [--contexts 1024 8192 32768] [--specs A.yaml B.yaml] [--batch 64] [--prefill 8192]
+                                [--kernels N] [--compile-mode MODE] [--no-compile] [--weights bf16]
 
 At --batch 64 and 32k context GPT-2's bf16 KV cache is 77 GB: the state is filled in place and the graphed decoder
 decodes in the same buffers (no copy), so one cache is allocated per context.
@@ -44,7 +47,32 @@ def at_context(state, context: int):
     return map_state(leaf, state)
 
 
-SLACK = 64  # cache entries past the context in a graphed attention step: room for the warm-up and timed steps
+def kernel_table(fn, steps: int = 5, top: int = 6) -> str:
+    """What the GPU runs in one call of fn (a graphed decode step): kernels per step, their GPU time, and the `top`
+    kernels by time — where a step's time goes when it is bound by the number of kernels, not by bytes or FLOPs."""
+    from torch.profiler import ProfilerActivity, profile
+
+    fn()
+    torch.cuda.synchronize()
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        for _ in range(steps):
+            fn()
+        torch.cuda.synchronize()
+    kernels = [e for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA]
+    by_name: dict[str, list[float]] = {}
+    for e in kernels:
+        by_name.setdefault(e.name, []).append(e.time_range.elapsed_us())
+    total = sum(map(sum, by_name.values())) / steps
+    lines = [f"    {len(kernels) / steps:.0f} kernels per step, {total / 1000:.3f} ms of GPU time"]
+    for name, us in sorted(by_name.items(), key=lambda kv: -sum(kv[1]))[:top]:
+        lines.append(f"    {len(us) / steps:5.0f} × {sum(us) / len(us):6.2f} us  {name[:90]}")
+    return "\n".join(lines)
+
+
+def slack(args) -> int:
+    """Cache entries past the context in a graphed attention step: room for every step one graph replays (the timing's
+    warm-up and repeats, and the kernel listing's six), each of which writes its token into the cache."""
+    return args.repeats + 16
 
 
 def load(spec_path: str, seq_len: int, vocab: int):
@@ -66,25 +94,33 @@ def decode_rows(model, name: str, args, device, amp) -> dict[str, dict[int, floa
     cache_dtype = torch.bfloat16 if device.type == "cuda" else None
     kv_cache = any(getattr(blk, "name", "") == "softmax_attention" for blk in model.blocks.values())
     graphs = {}  # a recurrent model's graph serves every context; an attention model gets one per context
+    compile_as = args.compile_mode if args.compile_mode != "default" else True
     if device.type == "cuda" and not kv_cache:
         graphs["CUDA graph"] = GraphedDecoder(model, b, device, autocast=torch.bfloat16)
         if not args.no_compile:
-            graphs["compiled+graph"] = GraphedDecoder(model, b, device, autocast=torch.bfloat16, compile=True)
+            graphs["compiled+graph"] = GraphedDecoder(model, b, device, autocast=torch.bfloat16, compile=compile_as)
     rows = {f"{name} eager": {}} | {f"{name} {label}": {} for label in graphs}
     if device.type == "cuda" and kv_cache:
-        rows[f"{name} CUDA graph"] = {}
+        rows |= {f"{name} CUDA graph": {}} | ({} if args.no_compile else {f"{name} compiled+graph": {}})
+
+    def time_graph(graphed, row: str, c: int) -> None:
+        rows[row][c] = median_ms(lambda: graphed(tok), device, repeats=args.repeats, warmup=3)
+        if args.kernels and c == args.contexts[0]:
+            print(f"  {row}, context {c}:\n{kernel_table(lambda: graphed(tok), top=args.kernels)}", flush=True)
     for c in args.contexts:
         state = at_context(model.init_state(b, device=device, dtype=cache_dtype), c)
         tok = torch.randint(0, args.vocab, (b,), device=device)
         with torch.no_grad(), amp:
             rows[f"{name} eager"][c] = median_ms(lambda: model.step(tok, state), device, repeats=args.repeats, warmup=3)
         if device.type == "cuda" and kv_cache:  # decodes in the (cut) cache itself: no second copy of it
-            graphed = GraphedDecoder(model, b, device, autocast=torch.bfloat16, state=cut_caches(model, state, c + SLACK))
-            rows[f"{name} CUDA graph"][c] = median_ms(lambda: graphed(tok), device, repeats=args.repeats, warmup=3)
-            del graphed
+            cut = cut_caches(model, state, c + slack(args))
+            for label, how in [("CUDA graph", False)] + ([] if args.no_compile else [("compiled+graph", compile_as)]):
+                graphed = GraphedDecoder(model, b, device, autocast=torch.bfloat16, state=cut, compile=how)
+                time_graph(graphed, f"{name} {label}", c)
+                del graphed
         for label, graphed in graphs.items():
             graphed.load(state)
-            rows[f"{name} {label}"][c] = median_ms(lambda: graphed(tok), device, repeats=args.repeats, warmup=3)
+            time_graph(graphed, f"{name} {label}", c)
         del state
         if device.type == "cuda":
             torch.cuda.empty_cache()
@@ -100,7 +136,14 @@ def main() -> None:
     p.add_argument("--batch", type=int, default=1, help="sequences decoded together (default 1)")
     p.add_argument("--prefill", type=int, default=0, metavar="T", help="also time the forward pass of a T-token prompt")
     p.add_argument("--repeats", type=int, default=20)
-    p.add_argument("--no-compile", action="store_true", help="skip the torch.compile'd graph (compiling takes ~1 min)")
+    p.add_argument("--weights", choices=["fp32", "bf16"], default="fp32",
+                   help="parameters as trained (fp32, cast under autocast every step) or stored in bf16, as served")
+    p.add_argument("--kernels", type=int, default=0, metavar="N",
+                   help="on a GPU, also count each graphed step's kernels at the first context and list the N costliest")
+    p.add_argument("--compile-mode", default="max-autotune-no-cudagraphs",
+                   help="torch.compile mode of the compiled steps (default max-autotune-no-cudagraphs; 'default')")
+    p.add_argument("--no-compile", action="store_true",
+                   help="skip the torch.compile'd graphs (compiling and tuning take 1-2 min per model and context)")
     args = p.parse_args()
     if args.batch < 1 or min(args.contexts) < 1 or args.prefill < 0:
         p.error("--batch and --contexts need positive numbers, --prefill a length >= 0")
@@ -112,7 +155,10 @@ def main() -> None:
     for spec in args.specs:
         name = Path(spec).stem
         torch.manual_seed(0)
-        model = load(spec, max(args.contexts + [args.prefill]) + SLACK, args.vocab).to(device).eval()
+        model = load(spec, max(args.contexts + [args.prefill]) + slack(args), args.vocab).to(device).eval()
+        if args.weights == "bf16":  # parameters only: buffers such as RoPE's frequencies keep their precision
+            for prm in model.parameters():
+                prm.data = prm.data.to(torch.bfloat16)
         print(f"{name}: {sum(p.numel() for p in model.parameters()):,} parameters", flush=True)
         if args.prefill:
             prefill[name] = prefill_ms(model, args.prefill, args.vocab, device, amp, max(3, args.repeats // 4))
@@ -121,13 +167,20 @@ def main() -> None:
         if device.type == "cuda":
             torch.cuda.empty_cache()
     names = list(results)
-    base = next((n for n in names if "gpt2" in n), names[-1])
-    print(f"\ndecode latency, ms per step at batch {args.batch}, on {card}; ratio: each row / {base}")
+    base_model = next((Path(sp).stem for sp in args.specs if "gpt2" in Path(sp).stem), Path(args.specs[-1]).stem)
+    base = [n for n in names if n.startswith(base_model + " ")]
+    print(f"\ndecode latency, ms per step at batch {args.batch}, on {card}")
     width = max(26, *(len(n) for n in names))
     print(f"{'context':>8s} " + " ".join(f"{n:>{width}s}" for n in names))
     for c in args.contexts:
-        print(f"{c:8d} " + " ".join(f"{results[n][c]:{width - 9}.3f} ({results[n][c] / results[base][c]:5.2f}×)"
-                                     for n in names))
+        print(f"{c:8d} " + " ".join(f"{results[n][c]:{width}.3f}" for n in names))
+    others = [n for n in names if n not in base]
+    if others:
+        print(f"\nratio, each row / each column (the same run)")
+        print(f"{'context':>8s} {'':{width}s} " + " ".join(f"{n:>{width}s}" for n in base))
+        for c in args.contexts:
+            for n in others:
+                print(f"{c:8d} {n:{width}s} " + " ".join(f"{results[n][c] / results[b][c]:{width - 1}.2f}×" for b in base))
     if args.batch > 1:
         print(f"\ndecode throughput, tokens/s at batch {args.batch} (batch / step time)")
         for c in args.contexts:

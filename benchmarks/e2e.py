@@ -2,7 +2,8 @@
 optimizer step (forward, backward, AdamW) at T = 2048 under bf16 autocast, for examples/paper_pam_100m.yaml and
 examples/gpt2_100m.yaml; PAM also once on the pure-torch forms (what ran before the kernels), with --compile every
 model also under torch.compile, and with --cuda-graph every model also with its forward + backward replayed as one
-CUDA graph (the trainer's `train.cuda_graph`). Prints the card.
+CUDA graph (the trainer's `train.cuda_graph`), with both every model also compiled and then graphed. Prints the
+card.
 
     python benchmarks/e2e.py [--batch 8 --seq 2048] [--peak-tflops 989.4] [--compile] [--cuda-graph]
 
@@ -66,18 +67,26 @@ def main() -> None:
         ir = compile_spec(spec, vocab=args.vocab, seq_len=args.seq)
         name = Path(spec).stem
         runs = [(name, nullcontext, "")] + ([(f"{name} compiled", nullcontext, "compile")] if args.compile else [])
-        runs += [(f"{name} CUDA graph", nullcontext, "graph")] if args.cuda_graph and device.type == "cuda" else []
+        graphs = args.cuda_graph and device.type == "cuda"
+        runs += [(f"{name} CUDA graph", nullcontext, "graph")] if graphs else []
+        runs += [(f"{name} compiled+graph", nullcontext, "compile+graph")] if graphs and args.compile else []
         if not args.no_torch_forms and any(n.block in ("pam", "linear_attention") for n in ir.nodes()):
             runs.append((f"{name} (torch forms)", linear_core.torch_forms, ""))
         for label, forms, how in runs:
             torch.manual_seed(0)
             model = lower(ir).to(device).train()
-            if how == "compile":
+            if how.startswith("compile"):
                 model = torch.compile(model)
             with forms():
                 try:
-                    ms = step_ms(model, args.batch, args.seq, args.vocab, device, amp, args.repeats, how == "graph")
+                    ms = step_ms(model, args.batch, args.seq, args.vocab, device, amp, args.repeats,
+                                    how.endswith("graph"))
                 except torch.OutOfMemoryError:
+                    ms = float("nan")
+                except Exception as e:  # a compile that fails is a result too: say why, time the rest
+                    if not how.startswith("compile"):
+                        raise
+                    print(f"{label}: failed ({type(e).__name__}: {str(e).strip().splitlines()[0][:200]})")
                     ms = float("nan")
             tokens_s = args.batch * args.seq / ms * 1e3
             mfu = 3 * ir.meta["flops"] * tokens_s / (args.peak_tflops * 1e12)

@@ -79,15 +79,24 @@ def complex_state(batch: int, heads: int, d: int, device=None, dtype=torch.float
 
 
 def complex_step(qr, qi, kr, ki, vr, vi, log_g, state, conjugate: bool = True):
-    """One token of S ← γ'S + V Kᴴ (or V Kᵀ), y = S Q, native complex: 8d² FLOPs to write, 8d² to read per head."""
+    """One token of S ← γ'S + V Kᴴ (or V Kᵀ), y = S Q, native complex: 8d² FLOPs to write, 8d² to read per head.
+
+    Eager, the products are matmuls (what the FLOP counter sees, rounded to bf16 under autocast like the kernels'
+    inputs). Compiled (a decode step, archsearch.decode), they are broadcast products and sums in fp32, which inductor
+    fuses with the update into one kernel instead of launching eight one-row batched matmuls per layer and step."""
     sr, si = state
     acc = linear_core.acc
     g = acc(log_g).exp()[..., None, None]
-    outer = lambda a, b: torch.matmul(acc(a)[..., :, None], acc(b)[..., None, :])  # noqa: E731
+    col, row = (lambda a: acc(a)[..., :, None]), (lambda a: acc(a)[..., None, :])  # noqa: E731
+    if torch.compiler.is_compiling():
+        outer = lambda a, b: col(a) * row(b)  # noqa: E731
+        read = lambda s, q: (s * row(q)).sum(-1)  # noqa: E731
+    else:
+        outer = lambda a, b: torch.matmul(col(a), row(b))  # noqa: E731
+        read = lambda s, q: torch.matmul(s, col(q))[..., 0]  # noqa: E731
     sign = 1.0 if conjugate else -1.0
     sr = g * sr + outer(vr, kr) + sign * outer(vi, ki)
     si = g * si + outer(vi, kr) - sign * outer(vr, ki)
-    read = lambda s, q: torch.matmul(s, acc(q)[..., None])[..., 0]  # noqa: E731
     return (read(sr, qr) - read(si, qi), read(sr, qi) + read(si, qr)), (sr, si)
 
 
