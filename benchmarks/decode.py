@@ -94,11 +94,11 @@ def decode_rows(model, name: str, args, device, amp) -> dict[str, dict[int, floa
     cache_dtype = torch.bfloat16 if device.type == "cuda" else None
     kv_cache = any(getattr(blk, "name", "") == "softmax_attention" for blk in model.blocks.values())
     graphs = {}  # a recurrent model's graph serves every context; an attention model gets one per context
-    compile_as = args.compile_mode if args.compile_mode != "default" else True
     if device.type == "cuda" and not kv_cache:
         graphs["CUDA graph"] = GraphedDecoder(model, b, device, autocast=torch.bfloat16)
         if not args.no_compile:
-            graphs["compiled+graph"] = GraphedDecoder(model, b, device, autocast=torch.bfloat16, compile=compile_as)
+            graphs["compiled+graph"] = GraphedDecoder(model, b, device, autocast=torch.bfloat16,
+                                                      compile=args.compile_mode)
     rows = {f"{name} eager": {}} | {f"{name} {label}": {} for label in graphs}
     if device.type == "cuda" and kv_cache:
         rows |= {f"{name} CUDA graph": {}} | ({} if args.no_compile else {f"{name} compiled+graph": {}})
@@ -114,7 +114,8 @@ def decode_rows(model, name: str, args, device, amp) -> dict[str, dict[int, floa
             rows[f"{name} eager"][c] = median_ms(lambda: model.step(tok, state), device, repeats=args.repeats, warmup=3)
         if device.type == "cuda" and kv_cache:  # decodes in the (cut) cache itself: no second copy of it
             cut = cut_caches(model, state, c + slack(args))
-            for label, how in [("CUDA graph", False)] + ([] if args.no_compile else [("compiled+graph", compile_as)]):
+            modes = [("CUDA graph", False)] + ([] if args.no_compile else [("compiled+graph", args.compile_mode)])
+            for label, how in modes:
                 graphed = GraphedDecoder(model, b, device, autocast=torch.bfloat16, state=cut, compile=how)
                 time_graph(graphed, f"{name} {label}", c)
                 del graphed
@@ -141,7 +142,7 @@ def main() -> None:
     p.add_argument("--kernels", type=int, default=0, metavar="N",
                    help="on a GPU, also count each graphed step's kernels at the first context and list the N costliest")
     p.add_argument("--compile-mode", default="max-autotune-no-cudagraphs",
-                   help="torch.compile mode of the compiled steps (default max-autotune-no-cudagraphs; 'default')")
+                   help="torch.compile mode of the compiled steps (default max-autotune-no-cudagraphs; or default, ...)")
     p.add_argument("--no-compile", action="store_true",
                    help="skip the torch.compile'd graphs (compiling and tuning take 1-2 min per model and context)")
     args = p.parse_args()
@@ -176,7 +177,7 @@ def main() -> None:
         print(f"{c:8d} " + " ".join(f"{results[n][c]:{width}.3f}" for n in names))
     others = [n for n in names if n not in base]
     if others:
-        print(f"\nratio, each row / each column (the same run)")
+        print("\nratio, each row / each column (the same run)")
         print(f"{'context':>8s} {'':{width}s} " + " ".join(f"{n:>{width}s}" for n in base))
         for c in args.contexts:
             for n in others:
