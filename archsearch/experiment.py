@@ -26,11 +26,7 @@ def with_overrides(spec: Spec, **kw) -> Spec:
     task_keys = {"data", "tokenizer", "vocab_size", "kind"}
     task = {k: v for k, v in kw.items() if k in task_keys and v is not None}
     trn = {k: v for k, v in kw.items() if k not in task_keys and v is not None}
-    out = replace(spec, task=replace(spec.task, **task), train=replace(spec.train, **trn))
-    if trn.get("cuda_graph") and out.train.compile:
-        raise SpecError(Loc("--cuda-graph"), f"{spec.file} sets train.compile; 'cuda_graph' and 'compile' cannot "
-                                             "both be on: choose one")
-    return out
+    return replace(spec, task=replace(spec.task, **task), train=replace(spec.train, **trn))
 
 
 def train_spec(spec: Spec | str, *, out: Path | None = None, fresh: bool = False, progress: bool = True,

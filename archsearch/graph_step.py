@@ -50,24 +50,27 @@ class GraphedMicroStep:
 
     def _capture(self, x: torch.Tensor, y: torch.Tensor) -> None:
         params = [p for p in self.model.parameters() if p.requires_grad]
+        # warm up on the very tensors the graph will read: a torch.compile'd model guards on its inputs' strides,
+        # and a batch that is a view (strided) would otherwise recompile, and autotune, inside the capture
+        self.x, self.y = x.clone(memory_format=torch.contiguous_format), y.clone(memory_format=torch.contiguous_format)
         side = torch.cuda.Stream(device=x.device)
         side.wait_stream(torch.cuda.current_stream(x.device))
         with torch.cuda.stream(side):
             for _ in range(self.WARMUP):
-                micro_loss(self.model, self.amp, x, y, self.accum)
+                micro_loss(self.model, self.amp, self.x, self.y, self.accum)
         torch.cuda.current_stream(x.device).wait_stream(side)
         for p in params:  # fixed gradient tensors for the captured backward to add into
             if p.grad is None:
                 p.grad = torch.zeros_like(p)
             else:
                 p.grad.zero_()
-        self.x, self.y = x.clone(), y.clone()
         graph = torch.cuda.CUDAGraph()
         try:
             with torch.cuda.graph(graph):
                 self.loss = micro_loss(self.model, self.amp, self.x, self.y, self.accum)
         except RuntimeError as e:  # out of memory too: the graph's private pool may not fit where eager steps do
             graph = self.loss = None  # releases the pool
+            _end_rng_capture(x.device)
             torch.cuda.synchronize(x.device)
             torch.cuda.empty_cache()
             for p in params:
@@ -78,3 +81,12 @@ class GraphedMicroStep:
             self.eager = True
             return
         self.graph = graph
+
+
+def _end_rng_capture(device: torch.device) -> None:
+    """A capture that failed part-way never ran the CUDA generator's capture epilogue, so the generator still counts
+    its offsets as inside a graph and the next random op on the device (dropout, in the eager steps that follow)
+    raises "Offset increment outside graph capture". A clone of its state (same seed and offset) starts outside any
+    capture."""
+    gen = torch.cuda.default_generators[device.index if device.index is not None else torch.cuda.current_device()]
+    gen.graphsafe_set_state(gen.clone_state())

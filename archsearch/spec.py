@@ -326,9 +326,6 @@ def parse(doc, file: str = "<spec>") -> Spec:
         raise SpecError(head.source_loc, "'in' applies only to the 'nodes' form")
     emb, emb_blocks = _embedding(m.get("embedding"), loc_of(m, "embedding", root))
     train = _settings(TrainConfig, m, "train", root)
-    if train.compile and train.cuda_graph:
-        raise SpecError(loc_of(m["train"], "cuda_graph", loc_of(m, "train", root)),
-                        "'cuda_graph' and 'compile' cannot both be on: choose one")
     return Spec(file, _model(m["model"], loc_of(m, "model", root)), emb, emb_blocks, stack, nodes,
                 head, _settings(TaskConfig, m, "task", root), train)
 

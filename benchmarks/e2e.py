@@ -28,9 +28,10 @@ from blocks import linear_core
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def step_ms(model, batch: int, seq: int, vocab: int, device, amp, repeats: int, graphed: bool = False) -> float:
+def step_ms(model, batch: int, seq: int, vocab: int, device, amp, repeats: int, graphed: bool = False) -> tuple:
     """One optimiser step as the trainer runs it (archsearch/train.py): eager, or the forward + backward replayed as
-    a CUDA graph (`train.cuda_graph`)."""
+    a CUDA graph (`train.cuda_graph`). → (ms, whether it ran as asked: False where the graph could not be captured
+    and the steps ran eagerly)."""
     opt = torch.optim.AdamW(param_groups(getattr(model, "_orig_mod", model), 0.1), lr=1e-4, fused=device.type == "cuda")
     ids = torch.randint(0, vocab, (batch, seq + 1), device=device)
     micro = GraphedMicroStep(model, amp, 1, "e2e") if graphed else (lambda x, y: micro_loss(model, amp, x, y, 1))
@@ -40,7 +41,8 @@ def step_ms(model, batch: int, seq: int, vocab: int, device, amp, repeats: int, 
         opt.step()
         opt.zero_grad(set_to_none=not graphed)
 
-    return median_ms(step, device, repeats=repeats, warmup=3)
+    ms = median_ms(step, device, repeats=repeats, warmup=3)
+    return ms, not (graphed and micro.eager)
 
 
 def main() -> None:
@@ -54,6 +56,8 @@ def main() -> None:
     p.add_argument("--peak-tflops", type=float, default=989.4, help="the card's dense bf16 peak")
     p.add_argument("--no-torch-forms", action="store_true", help="skip PAM on the pure-torch forms")
     p.add_argument("--compile", action="store_true", help="also time every model under torch.compile (inductor)")
+    p.add_argument("--compile-mode", default=None,
+                   help="torch.compile mode of the compiled runs (default inductor's; e.g. max-autotune-no-cudagraphs)")
     p.add_argument("--cuda-graph", action="store_true",
                    help="also time every model with forward + backward replayed as a CUDA graph (train.cuda_graph)")
     args = p.parse_args()
@@ -76,11 +80,12 @@ def main() -> None:
             torch.manual_seed(0)
             model = lower(ir).to(device).train()
             if how.startswith("compile"):
-                model = torch.compile(model)
+                model = torch.compile(model, mode=args.compile_mode)
             with forms():
                 try:
-                    ms = step_ms(model, args.batch, args.seq, args.vocab, device, amp, args.repeats,
-                                    how.endswith("graph"))
+                    ms, as_asked = step_ms(model, args.batch, args.seq, args.vocab, device, amp, args.repeats,
+                                           how.endswith("graph"))
+                    label += "" if as_asked else " (not captured: eager)"
                 except torch.OutOfMemoryError:
                     ms = float("nan")
                 except Exception as e:  # a compile that fails is a result too: say why, time the rest

@@ -186,8 +186,8 @@ class CGU(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.gate_up(x)
-        # one fused kernel each way (blocks/kernels/cgu.py); under torch.compile inductor fuses the torch form itself
-        # (checked first: tracing use_kernels' import checks would break the compiled graph)
+        # one fused kernel each way (blocks/kernels/cgu.py); under torch.compile inductor fuses the torch form itself,
+        # together with the projections' casts around it
         if not torch.compiler.is_compiling() and linear_core.use_kernels(y.device):
             from .kernels.cgu import cgu_gate
             return self.down(cgu_gate(y, self.modrelu_bias, self.gate_bias))

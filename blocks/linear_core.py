@@ -33,6 +33,7 @@ def _kernels():
     return kernels
 
 
+@torch.compiler.assume_constant_result  # asked once while tracing, not a graph break in every compiled block
 def triton_usable(device: torch.device) -> bool:
     kernels = _kernels()
     return kernels is not None and kernels.usable(device)

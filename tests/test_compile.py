@@ -24,3 +24,24 @@ def test_compiled_block_matches_eager_forward_and_backward(cls, cfg):
         out[name] = [y.detach(), x.grad.clone()] + [p.grad.clone() for p in block.parameters()]
     for a, b in zip(out["compiled"], out["eager"]):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("cls, cfg", [(PAM, {"gsp": "channel"}), (PAM, {"gsp": "off"}), (LinearAttention, {})])
+def test_kernels_compile_into_one_graph_and_match_eager(cls, cfg):
+    """The Triton forms are custom ops to torch.compile: a block that runs them compiles without a graph break
+    (fullgraph) and gives eager's output and gradients. On CPU the kernels run in Triton's interpreter."""
+    from blocks import linear_core
+    if not linear_core.mode_usable("triton", "cpu"):
+        pytest.skip("the Triton interpreter does not run here")
+    torch.manual_seed(0)
+    block = cls(cls.Config(heads=2, head_dim=16, mode="triton", **cfg), d_model=64)
+    x = torch.randn(2, 40, 64, requires_grad=True)
+    out = {}
+    for name, fn in (("eager", block), ("compiled", torch.compile(block, backend="aot_eager", fullgraph=True))):
+        x.grad = None
+        block.zero_grad()
+        y = fn(x)
+        y.square().sum().backward()
+        out[name] = [y.detach(), x.grad.clone()] + [p.grad.clone() for p in block.parameters()]
+    for a, b in zip(out["compiled"], out["eager"]):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)

@@ -18,8 +18,8 @@ pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a G
 MIXERS = ("softmax_attention", "pam", "linear_attention", "holographic")
 
 
-def _model(mixer: str):
-    spec = {"model": {"d_model": 64, "seq_len": 64, "vocab": 100},
+def _model(mixer: str, dropout: float = 0.0):
+    spec = {"model": {"d_model": 64, "seq_len": 64, "vocab": 100, "dropout": dropout},
             "stack": {"depth": 2, "sublayers": [{"block": mixer, "config": {"heads": 2}}, {"block": "swiglu"}]}}
     torch.manual_seed(0)
     return lower(run_passes(build(parse(spec)))).cuda()
@@ -163,7 +163,7 @@ def _lm_task(vocab: int = 100):
 
 
 @pytest.mark.parametrize("mixer", ["pam", "softmax_attention"])
-def test_training_with_cuda_graphs_matches_eager_training(mixer):
+def test_training_with_cuda_graphs_matches_eager_training(mixer, capsys):
     """The captured micro-step (two per optimiser step: accumulation) trains to the same weights as eager steps."""
     from archsearch.settings import TrainConfig
     from archsearch.train import train
@@ -174,6 +174,7 @@ def test_training_with_cuda_graphs_matches_eager_training(mixer):
     eager, graphed = _model(mixer), _model(mixer)
     a = train(eager, task, cfg, seq_len=64, progress=False)
     b = train(graphed, task, dataclasses.replace(cfg, cuda_graph=True), seq_len=64, progress=False)
+    assert "could not be captured" not in capsys.readouterr().err
     assert a.status == b.status == "completed" and a.steps == b.steps == 12
     assert b.train_loss == pytest.approx(a.train_loss, rel=1e-4)
     assert b.evals[-1]["loss"] == pytest.approx(a.evals[-1]["loss"], rel=1e-4)
@@ -199,3 +200,46 @@ def test_a_step_that_cannot_be_captured_trains_eagerly(capsys):
     assert result.status == "completed" and result.steps == 4
     err = capsys.readouterr().err
     assert "cuda_graph: the training step could not be captured" in err and "training eagerly" in err
+
+
+def test_after_a_failed_capture_dropout_still_trains_eagerly(capsys):
+    """A capture that fails part-way leaves the CUDA generator mid-capture; the eager steps after it draw dropout
+    masks from that generator, and must run."""
+    from archsearch.settings import TrainConfig
+    from archsearch.train import train
+
+    model = _model("pam", dropout=0.1)
+    plain = model.forward
+
+    def forward_with_dropout_then_a_host_sync(x):
+        out = plain(x)  # dropout draws first: the generator enters the capture
+        assert out.abs().max().item() >= 0
+        return out
+
+    model.forward = forward_with_dropout_then_a_host_sync
+    cfg = TrainConfig(tokens=64 * 8 * 4, batch_tokens=64 * 8, lr=3e-3, evals=1, eval_tokens=512, device="cuda",
+                      cuda_graph=True)
+    result = train(model, _lm_task(), cfg, seq_len=64, progress=False)
+    assert result.status == "completed" and result.steps == 4
+    assert "training eagerly" in capsys.readouterr().err
+    torch.rand(3, device="cuda")  # the generator works outside the trainer too
+
+
+@pytest.mark.parametrize("mixer", ["pam", "linear_attention"])
+def test_compiled_and_graphed_training_on_the_kernels_matches_eager(mixer, capsys):
+    """train.compile with train.cuda_graph on the Triton kernels (custom ops to torch.compile): one compiled graph
+    per micro-step, captured, and the same losses as eager training to bf16-free precision."""
+    from archsearch.settings import TrainConfig
+    from archsearch.train import train
+
+    cfg = TrainConfig(tokens=64 * 8 * 6, batch_tokens=64 * 8, lr=3e-3, evals=1, eval_tokens=1024, device="cuda",
+                      precision="fp32", warmup=0.1)
+    task = _lm_task()
+    eager, compiled = _model(mixer), _model(mixer)
+    torch._dynamo.reset()
+    a = train(eager, task, cfg, seq_len=64, progress=False)
+    b = train(compiled, task, dataclasses.replace(cfg, compile=True, cuda_graph=True), seq_len=64, progress=False)
+    assert "could not be captured" not in capsys.readouterr().err
+    assert a.status == b.status == "completed"
+    assert b.train_loss == pytest.approx(a.train_loss, rel=1e-3)
+    assert b.evals[-1]["loss"] == pytest.approx(a.evals[-1]["loss"], rel=1e-3)

@@ -72,3 +72,33 @@ def test_complex_qkv_matches_the_torch_form(keep_width, sign):
     assert len(got) == len(ref)
     for name, a, r in zip(("q", "k", "v", "dy", "dkeep"), got, ref):
         assert rel_error(a.cpu(), r) < 1e-5, name
+
+
+def _opcheck_cases():
+    """(op, args) for every kernel op: torch.library.opcheck runs each against its fake (shapes, dtypes, strides),
+    its schema and its autograd registration, and traces forward and backward with AOTAutograd."""
+    from blocks.kernels import cgu, complex_qkv, memory
+    torch.manual_seed(0)
+    b, h, t, d = 1, 2, 20, 8
+
+    def r(*shape):
+        return torch.randn(*shape, device=DEVICE, requires_grad=True)
+
+    log_g = (-torch.rand(b, h, t, device=DEVICE)).requires_grad_()
+    cos, sin = torch.rand(t, d, device=DEVICE), torch.rand(t, d, device=DEVICE)
+    keep = torch.rand(b, h, t, 1, device=DEVICE, requires_grad=True)
+    return [
+        ("memory pair", memory.memory_fwd_op, (r(b, h, t, 2 * d), r(b, h, t, 2 * d), r(b, h, t, 2 * d), log_g, -1.0,
+                                               16)),
+        ("memory groups", memory.memory_fwd_op, (r(b, h, 2, t, d), r(b, h, t, d), r(b, h, t, d), log_g, 0.0, 16)),
+        ("cgu", cgu.cgu_fwd_op, (r(2, 5, 24), r(6), r(6))),
+        ("cgu no gate bias", cgu.cgu_fwd_op, (r(2, 5, 24), r(6), None)),
+        ("qkv", complex_qkv.qkv_fwd_op, (r(b, t, 6 * h * d), cos, sin, keep, h, d, 0.3, -1.0)),
+        ("qkv no keep", complex_qkv.qkv_fwd_op, (r(b, t, 6 * h * d), cos, sin, None, h, d, 0.3, 1.0)),
+    ]
+
+
+def test_every_kernel_op_passes_opcheck():
+    for name, op, args in _opcheck_cases():
+        result = torch.library.opcheck(op, args)
+        assert set(result.values()) == {"SUCCESS"}, (name, result)

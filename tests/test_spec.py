@@ -93,3 +93,9 @@ def test_import_spec_does_not_import_torch():
     code = "import sys, archsearch.spec, archsearch.build, archsearch.ir; print('torch' in sys.modules)"
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert r.stdout.strip() == "False"
+
+
+def test_compile_and_cuda_graph_may_both_be_on():
+    """A compiled micro-step is captured as one CUDA graph (the fastest training step on a GPU, docs/performance.md)."""
+    s = parse_text(HYBRID + "train: {compile: true, cuda_graph: true}\n", "h.yaml")
+    assert s.train.compile and s.train.cuda_graph

@@ -95,8 +95,6 @@ CASES = [
      ":3: malformed YAML: found character '\\t' that cannot start any token"),
     ('rope_odd', 'model: {d_model: 30, seq_len: 16, vocab: 50}\nstack:\n  depth: 1\n  sublayers:\n    - block: softmax_attention\n      config: {heads: 2, head_dim: 5, rope: true}\n',
      ':6: stack.sublayers[0].config.rope: needs an even head dim, got 5'),
-    ('graph_and_compile', BASE + STACK + 'train: {compile: true, cuda_graph: true}\n',
-     ":6: train.cuda_graph: 'cuda_graph' and 'compile' cannot both be on: choose one"),
 ]
 
 

@@ -52,11 +52,3 @@ def test_bad_train_input_is_one_line(root, args, message, capsys, tmp_path):
     assert code == 2 and message in err and "Traceback" not in err
 
 
-def test_cuda_graph_against_a_compiled_spec_is_one_line(root, capsys, tmp_path):
-    spec = tmp_path / "compiled.yaml"
-    spec.write_text((root / "examples/tiny_transformer.yaml").read_text().replace("eval_tokens: 65536}",
-                                                                                   "eval_tokens: 65536, compile: true}"))
-    code = cli.main(["train", str(spec), "--out", str(tmp_path / "run"), "--cuda-graph"])
-    err = capsys.readouterr().err
-    assert code == 2 and "--cuda-graph: " in err and "cannot both be on" in err and "Traceback" not in err
-    assert len(err.strip().splitlines()) == 1

@@ -83,34 +83,58 @@ def _grid(n: int, h: int) -> tuple:
     return triton.cdiv(n, BLOCK_N), triton.cdiv(h, BLOCK_H)
 
 
-class CGUGate(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, y, b, c):
-        lead, h = y.shape[:-1], y.shape[-1] // 4
-        y2 = y.reshape(-1, 4 * h).contiguous()
-        out = torch.empty(y2.shape[0], 2 * h, device=y.device, dtype=y.dtype)
-        cgu_fwd[_grid(y2.shape[0], h)](y2, b, b if c is None else c, out, y2.shape[0], h, HAS_C=c is not None,
-                                       BN=BLOCK_N, BH=BLOCK_H)
-        ctx.save_for_backward(y2, b, c)
-        ctx.lead = lead
-        return out.view(*lead, 2 * h)
-
-    @staticmethod
-    def backward(ctx, dh):
-        y2, b, c = ctx.saved_tensors
-        n, h = y2.shape[0], y2.shape[1] // 4
-        grid = _grid(n, h)
-        dy = torch.empty_like(y2)
-        db = torch.empty(grid[0], h, device=y2.device, dtype=torch.float32)
-        dc = torch.empty_like(db) if c is not None else db
-        cgu_bwd[grid](y2, b, b if c is None else c, dh.reshape(n, 2 * h).contiguous(), dy, db, dc, n, h,
-                      HAS_C=c is not None, BN=BLOCK_N, BH=BLOCK_H)
-        return (dy.view(*ctx.lead, 4 * h), db.sum(0).to(b.dtype),
-                None if c is None else dc.sum(0).to(c.dtype))
+# torch.library custom ops, so torch.compile keeps a model around them in one graph (see memory.py)
+@torch.library.custom_op("archsearch::cgu_fwd", mutates_args=())
+def cgu_fwd_op(y: torch.Tensor, b: torch.Tensor, c: torch.Tensor | None) -> torch.Tensor:
+    h = y.shape[-1] // 4
+    y2 = y.reshape(-1, 4 * h).contiguous()
+    out = torch.empty(y2.shape[0], 2 * h, device=y.device, dtype=y.dtype)
+    cgu_fwd[_grid(y2.shape[0], h)](y2, b, b if c is None else c, out, y2.shape[0], h, HAS_C=c is not None,
+                                   BN=BLOCK_N, BH=BLOCK_H)
+    return out.view(*y.shape[:-1], 2 * h)
 
 
-@torch.compiler.disable
+@cgu_fwd_op.register_fake
+def _(y, b, c):
+    return y.new_empty(*y.shape[:-1], y.shape[-1] // 2)
+
+
+@torch.library.custom_op("archsearch::cgu_bwd", mutates_args=())
+def cgu_bwd_op(y: torch.Tensor, b: torch.Tensor, c: torch.Tensor | None,
+               dh: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """dy, db and dc (empty where c is None)."""
+    h = y.shape[-1] // 4
+    y2 = y.reshape(-1, 4 * h).contiguous()
+    n = y2.shape[0]
+    grid = _grid(n, h)
+    dy = torch.empty_like(y2)
+    db = torch.empty(grid[0], h, device=y2.device, dtype=torch.float32)
+    dc = torch.empty_like(db) if c is not None else db
+    cgu_bwd[grid](y2, b, b if c is None else c, dh.reshape(n, 2 * h).contiguous(), dy, db, dc, n, h,
+                  HAS_C=c is not None, BN=BLOCK_N, BH=BLOCK_H)
+    return (dy.view(y.shape), db.sum(0).to(b.dtype),
+            dc.sum(0).to(c.dtype) if c is not None else b.new_empty(0))
+
+
+@cgu_bwd_op.register_fake
+def _(y, b, c, dh):
+    return y.new_empty(y.shape), b.new_empty(b.shape), c.new_empty(c.shape) if c is not None else b.new_empty(0)
+
+
+def _setup(ctx, inputs, output):
+    ctx.save_for_backward(*inputs)
+
+
+def _backward(ctx, dh):
+    y, b, c = ctx.saved_tensors
+    dy, db, dc = cgu_bwd_op(y, b, c, dh)
+    return dy, db, dc if c is not None else None
+
+
+cgu_fwd_op.register_autograd(_backward, setup_context=_setup)
+
+
 def cgu_gate(y: torch.Tensor, modrelu_bias: torch.Tensor, gate_bias: torch.Tensor | None) -> torch.Tensor:
     """[gr | ur | gi | ui] [..., 4h] → [hr | hi] [..., 2h]: modReLU on u, the σ(|g| + c) phase gate on g, their
     complex product (CGU.forward's middle, same contract)."""
-    return CGUGate.apply(y, modrelu_bias, gate_bias)
+    return cgu_fwd_op(y, modrelu_bias, gate_bias)

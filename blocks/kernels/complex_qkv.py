@@ -91,38 +91,68 @@ def qkv_bwd(y_ptr, cos_ptr, sin_ptr, keep_ptr, dq_ptr, dk_ptr, dv_ptr, dy_ptr, d
     tl.store(dy_ptr + y_at + 5 * hd, gi.to(dy_ptr.dtype.element_ty), mask=mask)
 
 
-class ComplexQKV(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, y, cos, sin, keep, heads: int, head_dim: int, scale: float, sign: float):
-        b, t = y.shape[:2]
-        h, d = heads, head_dim
-        y = y.contiguous()
-        q, k, v = (torch.empty(b, h, t, 2 * d, device=y.device, dtype=y.dtype) for _ in range(3))
-        kw = 1 if keep is None or keep.shape[-1] == 1 else d
-        keep_c = keep.contiguous() if keep is not None else cos
-        ctx.meta = dict(T=t, H=h, d=d, KW=kw, scale=scale, SIGN=sign, HAS_KEEP=keep is not None, BT=BLOCK_T,
-                        BD=triton.next_power_of_2(d))
-        ctx.grid = (triton.cdiv(t, BLOCK_T), b * h)
-        qkv_fwd[ctx.grid](y, cos, sin, keep_c, q, k, v, **ctx.meta)
-        ctx.save_for_backward(y, cos, sin, keep_c)
-        ctx.keep_shape = None if keep is None else keep.shape
-        return q, k, v
-
-    @staticmethod
-    def backward(ctx, dq, dk, dv):
-        y, cos, sin, keep = ctx.saved_tensors
-        dy = torch.empty_like(y)
-        dkeep = torch.empty(ctx.keep_shape, device=y.device, dtype=keep.dtype) if ctx.keep_shape else keep
-        grads = [g.contiguous() if g is not None else torch.zeros(y.shape[0], ctx.meta["H"], ctx.meta["T"],
-                                                                  2 * ctx.meta["d"], device=y.device, dtype=y.dtype)
-                 for g in (dq, dk, dv)]
-        qkv_bwd[ctx.grid](y, cos, sin, keep, *grads, dy, dkeep, **ctx.meta)
-        return dy, None, None, dkeep if ctx.keep_shape else None, None, None, None, None
+# torch.library custom ops, so torch.compile keeps a model around them in one graph (see memory.py)
+@torch.library.custom_op("archsearch::complex_qkv_fwd", mutates_args=())
+def qkv_fwd_op(y: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, keep: torch.Tensor | None, heads: int,
+               head_dim: int, scale: float, sign: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    b, t = y.shape[:2]
+    q, k, v = (torch.empty(b, heads, t, 2 * head_dim, device=y.device, dtype=y.dtype) for _ in range(3))
+    meta, grid = _launch(y, keep, heads, head_dim, scale, sign)
+    qkv_fwd[grid](y.contiguous(), cos, sin, keep.contiguous() if keep is not None else cos, q, k, v, **meta)
+    return q, k, v
 
 
-@torch.compiler.disable
+@qkv_fwd_op.register_fake
+def _(y, cos, sin, keep, heads, head_dim, scale, sign):
+    b, t = y.shape[:2]
+    return tuple(y.new_empty(b, heads, t, 2 * head_dim) for _ in range(3))
+
+
+@torch.library.custom_op("archsearch::complex_qkv_bwd", mutates_args=())
+def qkv_bwd_op(y: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, keep: torch.Tensor | None, dq: torch.Tensor,
+               dk: torch.Tensor, dv: torch.Tensor, heads: int, head_dim: int, scale: float,
+               sign: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """dy, and dkeep (empty where keep is None)."""
+    y = y.contiguous()
+    dy = torch.empty_like(y)
+    keep_c = keep.contiguous() if keep is not None else cos
+    dkeep = torch.empty_like(keep_c) if keep is not None else cos.new_empty(0)
+    meta, grid = _launch(y, keep, heads, head_dim, scale, sign)
+    qkv_bwd[grid](y, cos, sin, keep_c, dq.contiguous(), dk.contiguous(), dv.contiguous(), dy, dkeep, **meta)
+    return dy, dkeep
+
+
+@qkv_bwd_op.register_fake
+def _(y, cos, sin, keep, dq, dk, dv, heads, head_dim, scale, sign):
+    return y.new_empty(y.shape), keep.new_empty(keep.shape) if keep is not None else cos.new_empty(0)
+
+
+def _launch(y, keep, heads: int, head_dim: int, scale: float, sign: float) -> tuple[dict, tuple]:
+    b, t = y.shape[:2]
+    kw = 1 if keep is None or keep.shape[-1] == 1 else head_dim
+    meta = dict(T=t, H=heads, d=head_dim, KW=kw, scale=scale, SIGN=sign, HAS_KEEP=keep is not None, BT=BLOCK_T,
+                BD=triton.next_power_of_2(head_dim))
+    return meta, (triton.cdiv(t, BLOCK_T), b * heads)
+
+
+def _setup(ctx, inputs, output):
+    y, cos, sin, keep, *ctx.args = inputs
+    ctx.save_for_backward(y, cos, sin, keep)
+
+
+def _backward(ctx, dq, dk, dv):
+    y, cos, sin, keep = ctx.saved_tensors
+    dq, dk, dv = (g if g is not None else y.new_zeros(y.shape[0], ctx.args[0], y.shape[1], 2 * ctx.args[1])
+                  for g in (dq, dk, dv))
+    dy, dkeep = qkv_bwd_op(y, cos, sin, keep, dq, dk, dv, *ctx.args)
+    return dy, None, None, dkeep if keep is not None else None, None, None, None, None
+
+
+qkv_fwd_op.register_autograd(_backward, setup_context=_setup)
+
+
 def complex_qkv(y, cos, sin, keep, heads: int, head_dim: int, scale: float, sign: float):
     """y [B, T, 6·H·d] (the W_qkv projection), cos/sin [T, d] fp32, keep [B, H, T, 1 or d] or None → q, k, v
     [B, H, T, 2d] for complex_pair_memory (q scaled by `scale`, its imaginary half by `sign`)."""
-    return ComplexQKV.apply(y, cos.float().contiguous(), sin.float().contiguous(), keep, heads, head_dim, scale,
-                            sign)
+    return qkv_fwd_op(y, cos.float().contiguous(), sin.float().contiguous(), keep, heads, head_dim, float(scale),
+                      float(sign))

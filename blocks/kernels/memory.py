@@ -25,64 +25,113 @@ def _precision(dtype: torch.dtype) -> str:
     return "ieee" if dtype == torch.float32 else "tf32"  # fp32 inputs mean a check run: no TF32 rounding
 
 
-class ChunkedMemory(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, q, k, v, log_g, sigma, chunk: int):
-        """sigma None: q [B, H, G, T, dk] in groups; ±1: a complex pair, q [B, H, T, dk]."""
-        pair = sigma is not None
-        b, h, t, dk = k.shape
-        g = 2 if pair else q.shape[2]
-        dv = v.shape[-1]
-        dtype = q.dtype
-        qf = q.reshape((b * h if pair else b * h * g), t, dk).contiguous()
-        kf, vf = k.to(dtype).reshape(b * h, t, dk).contiguous(), v.to(dtype).reshape(b * h, t, dv).contiguous()
-        gf = log_g.float().reshape(b * h, t).contiguous()
-        n = triton.cdiv(t, chunk)
-        states = torch.empty(b * h, n, dk, dv, device=q.device, dtype=torch.float32)
-        rows = b * h if pair else b * h * g
-        y = torch.empty(rows, t, dv, device=q.device, dtype=torch.float32)
-        kw = dict(C=chunk, PREC=_precision(dtype))
-        launch(memory_fwd.fwd_states, lambda m: (triton.cdiv(dk, m["BK"]), triton.cdiv(dv, m["BV"]), b * h),
-               kf, vf, gf, states, t, n, K=dk, V=dv, **kw)
-        kw |= dict(G=g, K=dk, V=dv, PAIR=pair, SIGMA=float(sigma or 1.0))
-        launch(memory_fwd.fwd_output, lambda m: (triton.cdiv(dv, m["BV"]), n, rows), qf, kf, vf, gf, states, y, t, n,
-               **kw)
-        ctx.save_for_backward(qf, kf, vf, gf, states)
-        ctx.kw, ctx.shape, ctx.dtypes = kw, (b, h, g, t, dk, dv), (q.dtype, k.dtype, v.dtype, log_g.dtype)
-        ctx.q_shape = q.shape
-        return y.view(b, h, t, dv) if pair else y.view(b, h, g, t, dv)
+# Registered as torch.library custom ops so torch.compile sees them as single opaque ops with known output shapes
+# (register_fake): a compiled model stays one graph around them, where @torch.compiler.disable broke it at every
+# call. The forward returns its chunk states beside y (for the backward; no gradient flows into them).
+@torch.library.custom_op("archsearch::memory_fwd", mutates_args=())
+def memory_fwd_op(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, log_g: torch.Tensor, sigma: float,
+                  chunk: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """sigma 0: q [B, H, G, T, dk] in groups; ±1: a complex pair, q [B, H, T, dk]. → (y fp32, chunk states)."""
+    pair = sigma != 0.0
+    b, h, t, dk = k.shape
+    g = 2 if pair else q.shape[2]
+    dv = v.shape[-1]
+    qf, kf, vf, gf = _flat(q, k, v, log_g, pair)
+    n = triton.cdiv(t, chunk)
+    states = torch.empty(b * h, n, dk, dv, device=q.device, dtype=torch.float32)
+    rows = b * h if pair else b * h * g
+    y = torch.empty(rows, t, dv, device=q.device, dtype=torch.float32)
+    kw = dict(C=chunk, PREC=_precision(q.dtype))
+    launch(memory_fwd.fwd_states, lambda m: (triton.cdiv(dk, m["BK"]), triton.cdiv(dv, m["BV"]), b * h),
+           kf, vf, gf, states, t, n, K=dk, V=dv, **kw)
+    launch(memory_fwd.fwd_output, lambda m: (triton.cdiv(dv, m["BV"]), n, rows), qf, kf, vf, gf, states, y, t, n,
+           **kw, **_shape_kw(g, dk, dv, sigma))
+    return y.view(_y_shape(q, k, v, pair)), states
 
-    @staticmethod
-    def backward(ctx, dy):
-        qf, kf, vf, gf, states = ctx.saved_tensors
-        b, h, g, t, dk, dv = ctx.shape
-        kw, n = ctx.kw, states.shape[1]
-        dyf = dy.float().reshape(-1, t, dv).contiguous()  # the kernels round it to the inputs' dtype
-        dstates = torch.empty_like(states)
-        launch(memory_bwd.bwd_states, lambda m: (triton.cdiv(dk, m["BK"]), triton.cdiv(dv, m["BV"]), b * h),
-               qf, dyf, gf, dstates, t, n, **kw)
-        dvf = torch.empty_like(vf)
-        launch(memory_bwd.bwd_dv, lambda m: (triton.cdiv(dv, m["BV"]), n, b * h), qf, kf, dyf, gf, dstates, dvf, t,
-               n, **kw)
-        dqf, dkf = torch.empty_like(qf), torch.empty_like(kf)
-        # one row of d c per key tile: under autotuning sized for the smallest tile any config uses (unused rows
-        # stay zero; the autotuner resets them between trials), else exactly the direct launch's tiles
-        tiles = triton.cdiv(dk, 32 if enabled(kw["PREC"]) else direct("bwd_dqk", kw["PREC"])["BK"])
-        dc = (torch.zeros if enabled(kw["PREC"]) else torch.empty)(tiles, b * h, t, device=qf.device,
-                                                                    dtype=torch.float32)
-        launch(memory_bwd.bwd_dqk, lambda m: (triton.cdiv(dk, m["BK"]), n, b * h), qf, kf, vf, gf, states, dyf,
-               dstates, dqf, dkf, dc, b * h, t, n, **kw)
-        dlog_g = torch.empty(b * h, t, device=qf.device, dtype=torch.float32)
-        memory_bwd.bwd_decay[(b * h,)](dc, dlog_g, b * h, t, NK=tiles, BT=256)
-        qd, kd, vd, gd = ctx.dtypes
-        return (dqf.view(ctx.q_shape).to(qd), dkf.view(b, h, t, dk).to(kd), dvf.view(b, h, t, dv).to(vd),
-                dlog_g.view(b, h, t).to(gd), None, None)
+
+@memory_fwd_op.register_fake
+def _(q, k, v, log_g, sigma, chunk):
+    b, h, t, dk = k.shape
+    n = (t + chunk - 1) // chunk
+    return (q.new_empty(_y_shape(q, k, v, sigma != 0.0), dtype=torch.float32),
+            q.new_empty(b * h, n, dk, v.shape[-1], dtype=torch.float32))
+
+
+@torch.library.custom_op("archsearch::memory_bwd", mutates_args=())
+def memory_bwd_op(dy: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, log_g: torch.Tensor,
+                  states: torch.Tensor, sigma: float, chunk: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor,
+                                                                            torch.Tensor]:
+    """The gradients of q, k, v and log_g (each in its input's dtype and shape) from dy and the forward's states."""
+    pair = sigma != 0.0
+    b, h, t, dk = k.shape
+    g = 2 if pair else q.shape[2]
+    dv = v.shape[-1]
+    qf, kf, vf, gf = _flat(q, k, v, log_g, pair)
+    kw = dict(C=chunk, PREC=_precision(q.dtype), **_shape_kw(g, dk, dv, sigma))
+    n = states.shape[1]
+    dyf = dy.float().reshape(-1, t, dv).contiguous()  # the kernels round it to the inputs' dtype
+    dstates = torch.empty_like(states)
+    launch(memory_bwd.bwd_states, lambda m: (triton.cdiv(dk, m["BK"]), triton.cdiv(dv, m["BV"]), b * h),
+           qf, dyf, gf, dstates, t, n, **kw)
+    dvf = torch.empty_like(vf)
+    launch(memory_bwd.bwd_dv, lambda m: (triton.cdiv(dv, m["BV"]), n, b * h), qf, kf, dyf, gf, dstates, dvf, t,
+           n, **kw)
+    dqf, dkf = torch.empty_like(qf), torch.empty_like(kf)
+    # one row of d c per key tile: under autotuning sized for the smallest tile any config uses (unused rows
+    # stay zero; the autotuner resets them between trials), else exactly the direct launch's tiles
+    tiles = triton.cdiv(dk, 32 if enabled(kw["PREC"]) else direct("bwd_dqk", kw["PREC"])["BK"])
+    dc = (torch.zeros if enabled(kw["PREC"]) else torch.empty)(tiles, b * h, t, device=qf.device,
+                                                                dtype=torch.float32)
+    launch(memory_bwd.bwd_dqk, lambda m: (triton.cdiv(dk, m["BK"]), n, b * h), qf, kf, vf, gf, states, dyf,
+           dstates, dqf, dkf, dc, b * h, t, n, **kw)
+    dlog_g = torch.empty(b * h, t, device=qf.device, dtype=torch.float32)
+    memory_bwd.bwd_decay[(b * h,)](dc, dlog_g, b * h, t, NK=tiles, BT=256)
+    return (dqf.view(q.shape).to(q.dtype), dkf.view(k.shape).to(k.dtype), dvf.view(v.shape).to(v.dtype),
+            dlog_g.view(log_g.shape).to(log_g.dtype))
+
+
+@memory_bwd_op.register_fake
+def _(dy, q, k, v, log_g, states, sigma, chunk):
+    return tuple(x.new_empty(x.shape) for x in (q, k, v, log_g))
+
+
+def _setup(ctx, inputs, output):
+    q, k, v, log_g, sigma, chunk = inputs
+    ctx.save_for_backward(q, k, v, log_g, output[1])
+    ctx.sigma, ctx.chunk = sigma, chunk
+    ctx.mark_non_differentiable(output[1])
+
+
+def _backward(ctx, dy, _dstates):
+    q, k, v, log_g, states = ctx.saved_tensors
+    return (*memory_bwd_op(dy, q, k, v, log_g, states, ctx.sigma, ctx.chunk), None, None)
+
+
+memory_fwd_op.register_autograd(_backward, setup_context=_setup)
+
+
+def _flat(q, k, v, log_g, pair: bool) -> tuple:
+    """The kernels' operands: rows of [T, width], contiguous, k and v in q's dtype, the log decay in fp32."""
+    b, h, t, dk = k.shape
+    rows = b * h if pair else b * h * q.shape[2]
+    dtype = q.dtype
+    return (q.reshape(rows, t, dk).contiguous(), k.to(dtype).reshape(b * h, t, dk).contiguous(),
+            v.to(dtype).reshape(b * h, t, v.shape[-1]).contiguous(), log_g.float().reshape(b * h, t).contiguous())
+
+
+def _shape_kw(g: int, dk: int, dv: int, sigma: float) -> dict:
+    return dict(G=g, K=dk, V=dv, PAIR=sigma != 0.0, SIGMA=float(sigma or 1.0))
+
+
+def _y_shape(q, k, v, pair: bool) -> tuple:
+    b, h, t, _ = k.shape
+    return (b, h, t, v.shape[-1]) if pair else (b, h, q.shape[2], t, v.shape[-1])
 
 
 def _chunk(q, k, v, log_g, sigma) -> int:
     """CHUNK, or with tuning on the fastest of CHUNKS for this input shape, timed once on these inputs (forward, and
-    backward where gradients are wanted) and remembered."""
-    if not tuning_on():
+    backward where gradients are wanted) and remembered. Under torch.compile always CHUNK (the timing runs eagerly)."""
+    if torch.compiler.is_compiling() or not tuning_on():
         return CHUNK
     grad = torch.is_grad_enabled() and any(x.requires_grad for x in (q, k, v, log_g))
     key = (tuple(q.shape), tuple(k.shape), tuple(v.shape), q.dtype, sigma is not None, grad, q.device)
@@ -90,23 +139,21 @@ def _chunk(q, k, v, log_g, sigma) -> int:
         def run(chunk):
             with torch.enable_grad():
                 xs = [x.detach().requires_grad_(grad) for x in (q, k, v, log_g)]
-                y = ChunkedMemory.apply(*xs, sigma, chunk)
+                y = memory_fwd_op(*xs, float(sigma or 0.0), chunk)[0]
                 if grad:
                     y.backward(torch.ones_like(y))
         _TUNED_CHUNK[key] = fastest(CHUNKS, run, q.device)
     return _TUNED_CHUNK[key]
 
 
-@torch.compiler.disable  # an opaque op to torch.compile: it runs between compiled graphs
 def chunked_memory(q, k, v, log_g, chunk: int | None = None) -> torch.Tensor:
     """y [B, H, G, T, dv] (fp32) = the gated memory's output, by the Triton kernels. chunk: a power of two ≥ 16;
     None: CHUNK, or tuned (ARCHSEARCH_KERNEL_TUNING=1)."""
-    return ChunkedMemory.apply(q, k, v, log_g, None, chunk or _chunk(q, k, v, log_g, None))
+    return memory_fwd_op(q, k, v, log_g, 0.0, chunk or _chunk(q, k, v, log_g, None))[0]
 
 
-@torch.compiler.disable
 def complex_pair_memory(q, k, v, log_g, sigma: float, chunk: int | None = None) -> torch.Tensor:
     """PAM's read: y [B, H, T, 2d] = [Re | Im] of Σ_i (Π γ') ⟨K_i, Q_t⟩ V_i (sigma +1; −1: Σ K·Q), q = [qr | σ·qi]."""
     if q.shape[-1] % 2 or q.shape[-1] != v.shape[-1]:
         raise ValueError(f"a complex pair needs q, k, v of one even width 2d, got {q.shape[-1]} and {v.shape[-1]}")
-    return ChunkedMemory.apply(q, k, v, log_g, sigma, chunk or _chunk(q, k, v, log_g, sigma))
+    return memory_fwd_op(q, k, v, log_g, float(sigma), chunk or _chunk(q, k, v, log_g, sigma))[0]
