@@ -184,8 +184,9 @@ def cmd_profile(args) -> int:
     name = Path(src.spec.file).stem + (f"-trial{src.trial}" if src.trial is not None else "")
     logdir = Path(args.logdir) if args.logdir else Path("runs") / "profile" / name
     prof = profile.run(ir, logdir, device=device, batch=batch, seq_len=seq_len, steps=args.steps,
-                       decode=args.decode, precision=src.spec.train.precision)
-    print(f"{src.label}: {args.steps} training steps at batch {batch} × {seq_len} on {device}"
+                       decode=args.decode, precision=src.spec.train.precision, compiled=args.compile)
+    print(f"{src.label}: {args.steps} {'compiled ' if args.compile else ''}training steps at batch {batch} × "
+          f"{seq_len} on {device}"
           + (f", {args.decode} decode steps" if args.decode else ""))
     print(profile.format_table(prof, device, ops=args.ops))
     print(f"trace: {logdir} (open with: tensorboard --logdir {logdir.parent})")
@@ -277,6 +278,8 @@ def parser() -> argparse.ArgumentParser:
     pr.add_argument("--trial", help="'best' (default) or a trial number, for a study folder")
     pr.add_argument("--steps", type=_positive(int), default=3, help="profiled training steps (after 2 unprofiled)")
     pr.add_argument("--decode", type=int, default=0, help="also profile this many decode steps at batch 1")
+    pr.add_argument("--compile", action="store_true",
+                    help="profile the torch.compile'd training step (train.compile): kernels, no per-node table")
     pr.add_argument("--batch", type=_positive(int), help="sequences per step (default: the spec's batch_tokens / T)")
     pr.add_argument("--seq-len", type=_positive(int), help="default: the spec's training length")
     pr.add_argument("--device", help="auto | cpu | cuda | cuda:N")

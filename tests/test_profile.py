@@ -43,3 +43,11 @@ def test_profile_cli(root, tmp_path):
     assert "l0.softmax_attention" in r.stdout and "per step: forward" in r.stdout and r.stderr == ""
     assert "top 20 of" in r.stdout and "aten::" in r.stdout
     assert list((tmp_path / "p").glob("*.pt.trace.json"))
+
+
+def test_profile_of_the_compiled_step_lists_ops_not_nodes(root, tmp_path):
+    ir = compile_spec(str(root / "examples/tiny_transformer.yaml"), vocab=64)
+    prof = profile.run(ir, tmp_path, device=torch.device("cpu"), batch=1, seq_len=16, steps=1, compiled=True)
+    assert prof.rows == [] and set(prof.phases) == {"forward", "loss", "backward", "optimizer"} and prof.ops
+    table = profile.format_table(prof, torch.device("cpu"), ops=3)
+    assert table.startswith("training steps compiled: no per-node times") and "top 3 of" in table
