@@ -10,7 +10,7 @@ from contextlib import nullcontext
 import torch
 
 from . import flops
-from .graph_step import GraphedMicroStep, micro_loss
+from .graph_step import GraphedMicroStep, LMLoss, micro_loss
 
 
 def median_ms(fn, device: torch.device, repeats: int = 5, warmup: int = 2) -> float:
@@ -58,9 +58,10 @@ def measure(model: torch.nn.Module, vocab: int, batch: int, seq_len: int, device
     amp = amp or nullcontext()
     model.to(device).train()
     ids = torch.randint(0, vocab, (batch, seq_len), device=device)
+    loss_fn = LMLoss(model)
 
     def train_step():
-        micro_loss(model, amp, ids, ids, 1)
+        micro_loss(loss_fn, amp, ids, ids, 1)
         model.zero_grad(set_to_none=True)
 
     def prefill():
@@ -69,7 +70,7 @@ def measure(model: torch.nn.Module, vocab: int, batch: int, seq_len: int, device
 
     timed_step = train_step
     if cuda_graph and device.type == "cuda":
-        graphed = GraphedMicroStep(model, amp, 1, "measure")
+        graphed = GraphedMicroStep(loss_fn, amp, 1, "measure")
 
         def graphed_step():
             graphed(ids, ids)

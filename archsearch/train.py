@@ -1,9 +1,9 @@
 """Budgeted training: a function, not a trainer object. The budget is in tokens; batch size is a token count
 (gradient accumulation makes up the rest); AdamW without decay on norms, biases, gains and scalars; linear warm-up
 then cosine; gradient clipping; bf16 autocast on GPU (the memories accumulate their state in fp32); optional
-torch.compile, or on GPU each micro-step replayed as a CUDA graph (graph_step.py); seeded; intermediate evaluations
-reported to a callback that may stop the run (search pruning); a NaN/inf loss stops the run with its reason;
-checkpoint and resume."""
+torch.compile (of the model with its loss) and, on GPU, each micro-step replayed as a CUDA graph (graph_step.py);
+seeded; intermediate evaluations reported to a callback that may stop the run (search pruning); a NaN/inf loss
+stops the run with its reason; checkpoint and resume."""
 from __future__ import annotations
 
 import math
@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .graph_step import GraphedMicroStep, micro_loss
+from .graph_step import GraphedMicroStep, LMLoss, micro_loss
 from .progress import Progress
 from .settings import TrainConfig
 
@@ -125,10 +125,10 @@ def _train(model, task, cfg: TrainConfig, device: torch.device, seq_len: int, on
         torch.set_rng_state(state["torch_rng"])
         step, tokens, evals, elapsed, loss_avg = state["step"], state["tokens"], state["evals"], state["elapsed"], state["loss"]
         print(f"{label}: resuming from {checkpoint} at step {step}/{steps}", file=sys.stderr)
-    fwd = torch.compile(model) if cfg.compile else model
+    loss_fn = torch.compile(LMLoss(model)) if cfg.compile else LMLoss(model)  # compiled with its loss: fused
     graphed = cfg.cuda_graph and device.type == "cuda"
-    micro_step = (GraphedMicroStep(fwd, amp, accum, label) if graphed
-                  else lambda x, y: micro_loss(fwd, amp, x, y, accum))
+    micro_step = (GraphedMicroStep(loss_fn, amp, accum, label) if graphed
+                  else lambda x, y: micro_loss(loss_fn, amp, x, y, accum))
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     bar = Progress(steps, label, enabled=progress)

@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 from archsearch.compiler import compile_spec
-from archsearch.graph_step import GraphedMicroStep, micro_loss
+from archsearch.graph_step import GraphedMicroStep, LMLoss, micro_loss
 from archsearch.lower import lower
 from archsearch.measure import median_ms
 from archsearch.train import param_groups
@@ -28,13 +28,14 @@ from blocks import linear_core
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def step_ms(model, batch: int, seq: int, vocab: int, device, amp, repeats: int, graphed: bool = False) -> tuple:
+def step_ms(loss_fn, batch: int, seq: int, vocab: int, device, amp, repeats: int, graphed: bool = False) -> tuple:
     """One optimiser step as the trainer runs it (archsearch/train.py): eager, or the forward + backward replayed as
     a CUDA graph (`train.cuda_graph`). → (ms, whether it ran as asked: False where the graph could not be captured
     and the steps ran eagerly)."""
-    opt = torch.optim.AdamW(param_groups(getattr(model, "_orig_mod", model), 0.1), lr=1e-4, fused=device.type == "cuda")
+    model = getattr(loss_fn, "_orig_mod", loss_fn).model
+    opt = torch.optim.AdamW(param_groups(model, 0.1), lr=1e-4, fused=device.type == "cuda")
     ids = torch.randint(0, vocab, (batch, seq + 1), device=device)
-    micro = GraphedMicroStep(model, amp, 1, "e2e") if graphed else (lambda x, y: micro_loss(model, amp, x, y, 1))
+    micro = GraphedMicroStep(loss_fn, amp, 1, "e2e") if graphed else (lambda x, y: micro_loss(loss_fn, amp, x, y, 1))
 
     def step():
         micro(ids[:, :-1], ids[:, 1:])
@@ -78,7 +79,7 @@ def main() -> None:
             runs.append((f"{name} (torch forms)", linear_core.torch_forms, ""))
         for label, forms, how in runs:
             torch.manual_seed(0)
-            model = lower(ir).to(device).train()
+            model = LMLoss(lower(ir).to(device).train())  # compiled with its loss, as train.compile does
             if how.startswith("compile"):
                 model = torch.compile(model, mode=args.compile_mode)
             with forms():
