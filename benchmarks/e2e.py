@@ -1,9 +1,9 @@
 """Training throughput of the two 100M models side by side (issue 7): tokens/s and model-FLOPs utilisation of a full
 optimizer step (forward, backward, AdamW) at T = 2048 under bf16 autocast, for examples/paper_pam_100m.yaml and
 examples/gpt2_100m.yaml; PAM also once on the pure-torch forms (what ran before the kernels), with --compile every
-model also under torch.compile, and with --cuda-graph every model also with its forward + backward replayed as one
-CUDA graph (the trainer's `train.cuda_graph`), with both every model also compiled and then graphed. Prints the
-card.
+model also under torch.compile (with its loss, as train.compile compiles it), and with --cuda-graph every model
+also with its forward + backward replayed as one CUDA graph (the trainer's `train.cuda_graph`), with both every
+model also compiled and then graphed. Prints the card.
 
     python benchmarks/e2e.py [--batch 8 --seq 2048] [--peak-tflops 989.4] [--compile] [--cuda-graph]
 
