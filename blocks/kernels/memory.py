@@ -1,4 +1,5 @@
-"""The chunked gated memory as one autograd op over the Triton kernels, in two variants:
+"""The chunked gated memory as one torch.library custom op (its backward a second one) over the Triton kernels, in
+two variants:
 
 - chunked_memory(q, k, v, log_g): linear_core's contract (q [B, H, G, T, dk], k [B, H, T, dk], v [B, H, T, dv],
   log_g [B, H, T] → y [B, H, G, T, dv] in fp32), G query groups sharing one state;
