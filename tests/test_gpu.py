@@ -243,3 +243,14 @@ def test_compiled_and_graphed_training_on_the_kernels_matches_eager(mixer, capsy
     assert a.status == b.status == "completed"
     assert b.train_loss == pytest.approx(a.train_loss, rel=1e-3)
     assert b.evals[-1]["loss"] == pytest.approx(a.evals[-1]["loss"], rel=1e-3)
+
+
+def test_profile_of_the_compiled_step_names_inductors_kernels(tmp_path):
+    from archsearch import profile
+
+    ir = run_passes(build(parse({"model": {"d_model": 64, "seq_len": 64, "vocab": 100},
+                                 "stack": {"depth": 2, "sublayers": [{"block": "pam", "config": {"heads": 2}},
+                                                                     {"block": "swiglu"}]}})))
+    prof = profile.run(ir, tmp_path, device=torch.device("cuda"), batch=2, seq_len=64, steps=1, compiled=True)
+    names = [r.name for r in prof.ops]
+    assert prof.rows == [] and any(n.startswith("kernel triton_") for n in names), names[:10]
