@@ -320,6 +320,20 @@ def main(argv=None) -> int:
         return 130
     except BrokenPipeError:
         return 0
+    except RuntimeError as e:
+        if not _compile_failure(e):
+            raise
+        first = next((line for line in str(e).splitlines() if line.strip()), type(e).__name__)
+        print(f"torch.compile failed (train.compile / --compile; try without it): {first}", file=sys.stderr)
+        return 1
+
+
+def _compile_failure(e: BaseException) -> bool:
+    """Whether `e` is torch.compile's (dynamo or inductor: no C++ compiler for the CPU backend, say)."""
+    if "torch" not in sys.modules:
+        return False
+    from torch._dynamo.exc import TorchDynamoException
+    return isinstance(e, TorchDynamoException)
 
 
 if __name__ == "__main__":

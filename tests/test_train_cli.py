@@ -1,5 +1,6 @@
 """`archsearch train` as a user runs it: the acceptance run on the embedded corpus, determinism, bad input."""
 import json
+import os
 import subprocess
 import sys
 
@@ -52,3 +53,17 @@ def test_bad_train_input_is_one_line(root, args, message, capsys, tmp_path):
     assert code == 2 and message in err and "Traceback" not in err
 
 
+
+
+def test_a_failing_torch_compile_is_one_line(root, tmp_path):
+    """train.compile where inductor cannot build (no C++ compiler for the CPU backend): one line, exit 1."""
+    spec = tmp_path / "compiled.yaml"
+    spec.write_text((root / "examples/tiny_transformer.yaml").read_text().replace("eval_tokens: 65536}",
+                                                                                   "eval_tokens: 65536, compile: true}"))
+    env = dict(os.environ, CXX="/nonexistent/g++", TORCHINDUCTOR_CACHE_DIR=str(tmp_path / "inductor"))
+    r = subprocess.run([sys.executable, "-m", "archsearch", "train", str(spec), "--out", str(tmp_path / "run"),
+                        "--tokens", "4096"], capture_output=True, text=True, env=env)
+    lines = [line for line in r.stderr.splitlines() if line.strip() and not line.startswith("compiled")]
+    assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
+    assert lines[-1].startswith("torch.compile failed (train.compile / --compile; try without it): ")
+    assert "C++ compiler" in lines[-1]
