@@ -61,8 +61,9 @@ def run(ir: IR, logdir: Path, *, device: torch.device, batch: int, seq_len: int,
         decode: int = 0, precision: str = "auto", seed: int = 0, compiled: bool = False) -> Profile:
     """Profile `steps` training steps (after one wait and one warm-up step) and `decode` decode steps: per-node
     rows, per-phase totals and per-op totals (ms per step). `compiled`: the training steps run the torch.compile'd
-    model (compiled during the unprofiled steps), as `train.compile` trains it; its fused kernels have no per-node
-    ranges, so the node rows are left out and the op table lists inductor's kernels by name."""
+    model (compiled during the unprofiled steps); its fused kernels have no per-node ranges, so the node rows are
+    left out and the op table lists inductor's kernels by name. The loss stays eager here, its own phase, where
+    `train.compile` compiles it with the model (graph_step.LMLoss)."""
     torch.manual_seed(seed)
     model = lower(ir).to(device).train()
     model.trace_ops = not compiled
