@@ -130,10 +130,17 @@ def _kernel_name(name: str) -> str:
     return re.split(r"[<(]", name, maxsplit=1)[0] or name
 
 
+def _range_twin(event, kernel) -> bool:
+    """Whether `kernel` is a record_function range's GPU-side twin (attached to the range like a kernel, under the
+    range's name), not a kernel. Inductor launches each of its kernels inside a host range named like the kernel,
+    which is no user annotation: that kernel counts. Torch versions without the flag keep the name rule alone."""
+    return kernel.name == event.name and getattr(event, "is_user_annotation", True)
+
+
 def _ops(prof, steps: int, cuda: bool) -> list[OpRow]:
     """Time per op over the training steps, most first: on GPU each kernel's time is charged to the aten op that
-    launched it, or, for kernels launched outside any aten op (Triton's), to the kernel itself; on CPU an aten op's
-    own host time (its children excluded)."""
+    launched it, or, for kernels launched outside any aten op (ours, inductor's), to the kernel itself; on CPU an
+    aten op's own host time (its children excluded)."""
     totals: dict[str, list] = {}
 
     def add(name, us):
@@ -146,7 +153,7 @@ def _ops(prof, steps: int, cuda: bool) -> list[OpRow]:
             continue
         if cuda:
             for k in e.kernels:
-                if k.name != e.name:  # a profiler range's GPU-side twin is attached like a kernel: not one
+                if not _range_twin(e, k):
                     add(e.name if e.name.startswith("aten::") else f"kernel {_kernel_name(k.name)}", k.duration)
         elif e.name.startswith("aten::") and e.self_cpu_time_total > 0:
             add(e.name, e.self_cpu_time_total)

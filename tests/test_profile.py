@@ -51,3 +51,23 @@ def test_profile_of_the_compiled_step_lists_ops_not_nodes(root, tmp_path):
     assert prof.rows == [] and set(prof.phases) == {"forward", "loss", "backward", "optimizer"} and prof.ops
     table = profile.format_table(prof, torch.device("cpu"), ops=3)
     assert table.startswith("training steps compiled: no per-node times") and "top 3 of" in table
+
+
+def test_gpu_op_table_counts_inductors_kernels_but_not_a_ranges_twin():
+    # A CUDA profile's host events as the profiler hands them over (no GPU needed): a user range ("forward") carries
+    # its GPU-side twin under its own name; inductor launches a kernel inside a host range of the kernel's name,
+    # which is no user annotation; an aten op carries the kernels it launched.
+    from types import SimpleNamespace as NS
+
+    cpu = torch.autograd.DeviceType.CPU
+    kernel = lambda name, us: NS(name=name, duration=us)  # noqa: E731
+    events = [NS(name="forward", device_type=cpu, is_user_annotation=True, kernels=[kernel("forward", 900.0)]),
+              NS(name="triton_poi_fused_add_0", device_type=cpu, is_user_annotation=False,
+                 kernels=[kernel("triton_poi_fused_add_0", 30.0)]),
+              NS(name="aten::mm", device_type=cpu, is_user_annotation=False,
+                 kernels=[kernel("void sm90_xmma_gemm<float>(Params)", 200.0)]),
+              NS(name="kernel_on_gpu", device_type=torch.autograd.DeviceType.CUDA, is_user_annotation=False,
+                 kernels=[])]
+    rows = {r.name: r for r in profile._ops(NS(events=lambda: events), steps=1, cuda=True)}
+    assert set(rows) == {"kernel triton_poi_fused_add_0", "aten::mm"}
+    assert rows["aten::mm"].ms == 0.2 and rows["kernel triton_poi_fused_add_0"].calls == 1
