@@ -30,6 +30,19 @@ def test_query_gaps_follow_a_power_law():
     assert near > 2 * far  # short gaps are likelier
 
 
+def test_query_slots_follow_numpys_weighted_draws_without_replacement():
+    # The vectorised draw must keep the law of successive weighted draws (numpy's choice without replacement, the
+    # reference here): compare how often each slot is taken.
+    n, space, pairs, a = 20000, 28, 4, 0.01
+    _, y = mqar.batch(n, 64, num_kv_pairs=pairs, vocab=64, power_a=a, rng=np.random.default_rng(2))
+    got = np.bincount(((y != mqar.IGNORE).nonzero()[:, 1].numpy() - 2 * pairs) // 2, minlength=space) / (n * pairs)
+    p = a * np.arange(1, space + 1, dtype=np.float64) ** (a - 1)
+    rng = np.random.default_rng(3)
+    ref = np.concatenate([rng.choice(space, pairs, replace=False, p=p / p.sum()) for _ in range(n)])
+    want = np.bincount(ref, minlength=space) / (n * pairs)
+    assert np.abs(got - want).max() < 0.006, (got.round(3), want.round(3))
+
+
 def test_bad_settings_are_reported():
     with pytest.raises(ValueError, match="too short for 8 pairs"):
         mqar.batch(1, 20, num_kv_pairs=8, vocab=64)

@@ -24,11 +24,14 @@ def batch(n: int, seq_len: int, num_kv_pairs: int, vocab: int, power_a: float = 
     half = vocab // 2
     if half - 1 < num_kv_pairs:
         raise ValueError(f"mqar: vocab {vocab} has too few keys for {num_kv_pairs} distinct pairs")
-    keys = np.stack([rng.choice(np.arange(1, half), num_kv_pairs, replace=False) for _ in range(n)])
+    # Vectorised over rows (a per-row rng.choice made the host, not the GPU, the bottleneck of a small model's
+    # step): distinct keys are the first n of a random permutation, and the query slots are drawn without
+    # replacement with probabilities p by the Gumbel-top-k trick (the same law as successive weighted draws).
+    keys = rng.random((n, half - 1)).argsort(1)[:, :num_kv_pairs] + 1
     values = rng.integers(half, vocab, size=(n, num_kv_pairs))
     p = power_a * np.arange(1, space + 1, dtype=np.float64) ** (power_a - 1)
-    p /= p.sum()
-    slots = np.stack([rng.choice(space, num_kv_pairs, replace=False, p=p) for _ in range(n)])
+    gumbel = -np.log(-np.log(rng.random((n, space))))
+    slots = np.argsort(-(np.log(p) + gumbel), axis=1)[:, :num_kv_pairs]
     inputs = np.zeros((n, seq_len), dtype=np.int64)
     targets = np.full((n, seq_len), IGNORE, dtype=np.int64)
     inputs[:, 0:context:2], inputs[:, 1:context:2] = keys, values
