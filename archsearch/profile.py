@@ -68,7 +68,7 @@ def run(ir: IR, logdir: Path, *, device: torch.device, batch: int, seq_len: int,
     model = lower(ir).to(device).train()
     model.trace_ops = not compiled
     fwd = torch.compile(model) if compiled else model
-    opt = torch.optim.AdamW(param_groups(model, 0.1), lr=1e-4)
+    opt = torch.optim.AdamW(param_groups(model, 0.1), lr=1e-4, fused=device.type == "cuda")  # as train.py
     amp = autocast_for(device, precision)
     ids = torch.randint(0, ir.model.vocab, (batch, seq_len + 1), device=device)  # timing ignores token values
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
