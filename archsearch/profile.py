@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 from torch.profiler import ProfilerActivity, profile, record_function, schedule, tensorboard_trace_handler
 
+from .graph_step import LMLoss
 from .ir import IR
 from .lower import lower
 from .train import autocast_for, param_groups
@@ -60,14 +61,14 @@ def native_stderr_silenced():
 def run(ir: IR, logdir: Path, *, device: torch.device, batch: int, seq_len: int, steps: int = 3,
         decode: int = 0, precision: str = "auto", seed: int = 0, compiled: bool = False) -> Profile:
     """Profile `steps` training steps (after one wait and one warm-up step) and `decode` decode steps: per-node
-    rows, per-phase totals and per-op totals (ms per step). `compiled`: the training steps run the torch.compile'd
-    model (compiled during the unprofiled steps); its fused kernels have no per-node ranges, so the node rows are
-    left out and the op table lists inductor's kernels by name. The loss stays eager here, its own phase, where
-    `train.compile` compiles it with the model (graph_step.LMLoss)."""
+    rows, per-phase totals and per-op totals (ms per step). `compiled`: the training steps run what `train.compile`
+    runs, the model and its loss compiled together (graph_step.LMLoss, compiled during the unprofiled steps), so
+    forward and loss are one phase; its fused kernels have no per-node ranges, so the node rows are left out and the
+    op table lists inductor's kernels by name."""
     torch.manual_seed(seed)
     model = lower(ir).to(device).train()
     model.trace_ops = not compiled
-    fwd = torch.compile(model) if compiled else model
+    compiled_loss = torch.compile(LMLoss(model)) if compiled else None
     opt = torch.optim.AdamW(param_groups(model, 0.1), lr=1e-4, fused=device.type == "cuda")  # as train.py
     amp = autocast_for(device, precision)
     ids = torch.randint(0, ir.model.vocab, (batch, seq_len + 1), device=device)  # timing ignores token values
@@ -75,10 +76,14 @@ def run(ir: IR, logdir: Path, *, device: torch.device, batch: int, seq_len: int,
     logdir.mkdir(parents=True, exist_ok=True)
 
     def train_step():
-        with record_function("forward"), amp:
-            logits = fwd(ids[:, :-1])
-        with record_function("loss"):
-            loss = torch.nn.functional.cross_entropy(logits.float().flatten(0, 1), ids[:, 1:].flatten())
+        if compiled:
+            with record_function("forward + loss"), amp:
+                loss = compiled_loss(ids[:, :-1], ids[:, 1:])
+        else:
+            with record_function("forward"), amp:
+                logits = model(ids[:, :-1])
+            with record_function("loss"):
+                loss = torch.nn.functional.cross_entropy(logits.float().flatten(0, 1), ids[:, 1:].flatten())
         with record_function("backward"):
             loss.backward()
         with record_function("optimizer"):
@@ -91,7 +96,8 @@ def run(ir: IR, logdir: Path, *, device: torch.device, batch: int, seq_len: int,
         for _ in range(steps + 2):
             train_step()
             prof.step()
-    rows, phases = _table(ir, prof, steps, ("forward", "loss", "backward", "optimizer"))
+    rows, phases = _table(ir, prof, steps, (("forward + loss",) if compiled else ("forward", "loss"))
+                          + ("backward", "optimizer"))
     rows = [] if compiled else rows
     ops = _ops(prof, steps, cuda=device.type == "cuda")
     if decode:
