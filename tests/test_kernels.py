@@ -55,6 +55,37 @@ def test_other_chunk_lengths_match_dual(chunk):
         assert rel_error(a.grad.cpu(), b.grad) < 1e-5, name
 
 
+@pytest.mark.parametrize("sigma", [0.0, 1.0])
+def test_half_precision_inputs_save_chunk_states_in_their_dtype_and_stay_accurate(sigma):
+    # The chunk states are stored in the inputs' dtype (every reader rounds them to it anyway): under half-precision
+    # inputs the saved states are half precision, and the output and every gradient stay as close to float64 as such
+    # inputs allow. bf16 on a GPU; fp16 through the interpreter, whose bf16 matmuls return garbage (before this
+    # change too).
+    from blocks.kernels import memory
+
+    half = torch.bfloat16 if DEVICES[0] == "cuda" else torch.float16
+    b, h, g, t, d = 1, 2, 2, 100, 16
+    ref = _inputs(b, h, g, t, d, d, seed=3)
+    if sigma:  # a complex pair: one query tensor; the kernels derive group 1 from it
+        ref[0] = ref[0][:, :, 0].detach().requires_grad_()
+    mine = [x.detach().to(DEVICES[0], half if i < 3 else torch.float32).requires_grad_() for i, x in enumerate(ref)]
+    y, states = memory.memory_fwd_op(*mine, sigma, 16)
+    assert states.dtype == half and y.dtype == torch.float32
+    if sigma:
+        q = ref[0]
+        qi = torch.cat([q[..., d // 2:], -q[..., :d // 2]], -1)  # group 1: halves swapped and signed (σ = +1)
+        a = linear_core.dual(torch.stack([q, qi], 2), *ref[1:])
+        y_ref = a[:, :, 0] + torch.cat([-a[:, :, 1, :, d // 2:], a[:, :, 1, :, :d // 2]], -1)
+    else:
+        y_ref = linear_core.dual(*ref)
+    weight = torch.randn(y_ref.shape, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    (y_ref * weight).sum().backward()
+    (y * weight.float().to(y.device)).sum().backward()
+    assert rel_error(y.detach().cpu().double(), y_ref) < 2e-2
+    for name, a, b in zip(("q", "k", "v", "log_g"), mine, ref):
+        assert rel_error(a.grad.cpu().double(), b.grad) < 3e-2, name
+
+
 def test_tuning_picks_a_chunk_length_once_per_shape(monkeypatch):
     from blocks.kernels import memory
 

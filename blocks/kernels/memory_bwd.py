@@ -43,7 +43,7 @@ def bwd_states(q_ptr, dy_ptr, g_ptr, dh_ptr, T, N, G: tl.constexpr, K: tl.conste
     grad = tl.zeros([BK, BV], dtype=tl.float32)
     for j in range(N):
         n = N - 1 - j
-        tl.store(dh_ptr + ((bh * N + n) * K + ok[:, None]) * V + ov[None, :], grad,
+        tl.store(dh_ptr + ((bh * N + n) * K + ok[:, None]) * V + ov[None, :], grad.to(dh_ptr.dtype.element_ty),
                  mask=(ok < K)[:, None] & (ov < V)[None, :])
         t, in_t, b, total = _chunk_decay(g_ptr, bh, n, T, C)
         grad = grad * tl.exp(total)

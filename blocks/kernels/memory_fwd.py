@@ -1,7 +1,7 @@
 """Forward kernels of the chunked gated memory y_t = q_t · S_t, S_t = g_t S_{t−1} + k_tᵀ v_t (linear_core's notation).
 
-Layout (contiguous): k [BH, T, K], v [BH, T, V], g = log decay [BH, T] (fp32), states h [BH, N, K, V] (fp32, the
-state entering each chunk of C tokens). Queries come in G groups sharing one state:
+Layout (contiguous): k [BH, T, K], v [BH, T, V], g = log decay [BH, T] (fp32), states h [BH, N, K, V] (the state
+entering each chunk of C tokens: summed in fp32, stored in the inputs' dtype, which every reader rounds it to anyway). Queries come in G groups sharing one state:
 - plain (PAIR false): q [BH·G, T, K] and y [BH·G, T, V] (fp32), one output per group;
 - complex pair (PAIR true, PAM's split-real read, K = V = 2d): q [BH, T, K] holds group 0; group 1 is group 0 with
   its halves swapped and signed (σ on the first half, −σ on the second: σ = +1 scores with Kᴴ, −1 with Kᵀ), and
@@ -66,7 +66,7 @@ def fwd_states(k_ptr, v_ptr, g_ptr, h_ptr, T, N, K: tl.constexpr, V: tl.constexp
     state = tl.zeros([BK, BV], dtype=tl.float32)
     for n in range(N):
         h_off = ((bh * N + n) * K + ok[:, None]) * V + ov[None, :]
-        tl.store(h_ptr + h_off, state, mask=(ok < K)[:, None] & (ov < V)[None, :])
+        tl.store(h_ptr + h_off, state.to(h_ptr.dtype.element_ty), mask=(ok < K)[:, None] & (ov < V)[None, :])
         t, in_t, b, total = _chunk_decay(g_ptr, bh, n, T, C)
         k = _rows(k_ptr, bh * T, t, in_t, ok, K, False, 1.0)
         v = _rows(v_ptr, bh * T, t, in_t, ov, V, False, 1.0)
