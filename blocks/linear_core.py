@@ -160,12 +160,13 @@ def fused(q, k, v, log_g):
     return chunked_memory(q, k, v, log_g)
 
 
-def fused_complex(q, k, v, log_g, sigma: float):
+def fused_complex(q, k, v, log_g, sigma: float, y_in_q_dtype: bool = False):
     """A complex (split-real) memory by the Triton kernels: q, k, v [B, H, T, 2d] as [re | im] with q = [qr | σ·qi];
-    returns [B, H, T, 2d] = [Re | Im] of Σ_i (Π g) s(K_i, Q_t) V_i, s = ⟨K, Q⟩ (σ = +1) or Σ K·Q (σ = −1)."""
+    returns [B, H, T, 2d] = [Re | Im] of Σ_i (Π g) s(K_i, Q_t) V_i, s = ⟨K, Q⟩ (σ = +1) or Σ K·Q (σ = −1), in fp32
+    or, with y_in_q_dtype, in q's dtype (for a caller that rounds it to that dtype next)."""
     _require_kernels(q.device)
     from .kernels.memory import complex_pair_memory
-    return complex_pair_memory(q, k, v, log_g, sigma)
+    return complex_pair_memory(q, k, v, log_g, sigma, y_in_q_dtype=y_in_q_dtype)
 
 
 def complex_qkv(y, cos, sin, keep, heads: int, head_dim: int, scale: float, sign: float):

@@ -201,10 +201,12 @@ class PAM(nn.Module):
         sign = 1.0 if self.cfg.conjugate else -1.0
         q, k, v = linear_core.complex_qkv(self.qkv(x), angle.cos(), angle.sin(), keep, h, d, 1.0 / math.sqrt(d),
                                           sign)
-        y = linear_core.fused_complex(q, k, v, log_g, sign)  # [B, H, T, 2d] = [Re | Im], fp32
         amp = torch.is_autocast_enabled(x.device.type)
-        merged = torch.empty(b, t, 2, h, d, device=x.device,
-                             dtype=torch.get_autocast_dtype(x.device.type) if amp else x.dtype)
+        dtype = torch.get_autocast_dtype(x.device.type) if amp else x.dtype
+        # [B, H, T, 2d] = [Re | Im]; written in the merge's dtype when q has it (bf16 under autocast), which the
+        # merge would round it to anyway: half the bytes of y and of its gradient, the same numbers
+        y = linear_core.fused_complex(q, k, v, log_g, sign, y_in_q_dtype=q.dtype == dtype)
+        merged = torch.empty(b, t, 2, h, d, device=x.device, dtype=dtype)
         merged.copy_(y.view(b, h, t, 2, d).permute(0, 2, 3, 1, 4))  # [Re heads | Im heads], cast in the same copy
         return self.out(merged.view(b, t, 2 * h * d))
 

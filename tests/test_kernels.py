@@ -86,6 +86,30 @@ def test_half_precision_inputs_save_chunk_states_in_their_dtype_and_stay_accurat
         assert rel_error(a.grad.cpu().double(), b.grad) < 3e-2, name
 
 
+def test_y_in_the_inputs_dtype_is_the_fp32_output_rounded_with_the_same_gradients():
+    # PAM's kernel path asks for y in q's dtype because it rounds y to that dtype next: the result must be exactly
+    # the fp32 output rounded, and the gradients (dy arriving in that dtype) exactly those of the fp32 path fed the
+    # same rounded dy. fp16 through the interpreter (its bf16 matmuls are broken), bf16 on a GPU.
+    from blocks.kernels import memory
+
+    half = torch.bfloat16 if DEVICES[0] == "cuda" else torch.float16
+    b, h, t, d = 1, 2, 100, 16
+    gen = torch.Generator().manual_seed(5)
+    q, k, v = (torch.randn(b, h, t, 2 * d, generator=gen) / d ** 0.5 for _ in range(3))
+    log_g = -torch.rand(b, h, t, generator=gen) * 0.5
+    dy = torch.randn(b, h, t, 2 * d, generator=gen).to(half)
+    out = {}
+    for low in (False, True):
+        ins = [x.to(DEVICES[0], half).requires_grad_() for x in (q, k, v)] + [log_g.to(DEVICES[0]).requires_grad_()]
+        y, _ = memory.memory_fwd_op(*ins, 1.0, 16, low)
+        assert y.dtype == (half if low else torch.float32)
+        y.backward(dy.to(y.device, y.dtype))
+        out[low] = [y.detach()] + [x.grad for x in ins]
+    assert torch.equal(out[True][0], out[False][0].to(half))
+    for name, a, b in zip(("q", "k", "v", "log_g"), out[True][1:], out[False][1:]):
+        assert torch.equal(a, b), name
+
+
 def test_tuning_picks_a_chunk_length_once_per_shape(monkeypatch):
     from blocks.kernels import memory
 

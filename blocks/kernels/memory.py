@@ -36,9 +36,10 @@ def _precision(dtype: torch.dtype) -> str:
 # call. The forward returns its chunk states beside y (for the backward; no gradient flows into them).
 @torch.library.custom_op("archsearch::memory_fwd", mutates_args=())
 def memory_fwd_op(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, log_g: torch.Tensor, sigma: float,
-                  chunk: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """sigma 0: q [B, H, G, T, dk] in groups; ±1: a complex pair, q [B, H, T, dk]. → (y fp32, chunk states in q's
-    dtype)."""
+                  chunk: int, y_in_q_dtype: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """sigma 0: q [B, H, G, T, dk] in groups; ±1: a complex pair, q [B, H, T, dk]. → (y, chunk states in q's dtype);
+    y in fp32, or with y_in_q_dtype in q's (for a caller that rounds it to that dtype next; its gradient then comes
+    in that dtype too, which the backward kernels round dy to anyway)."""
     pair = sigma != 0.0
     b, h, t, dk = k.shape
     g = 2 if pair else q.shape[2]
@@ -47,7 +48,7 @@ def memory_fwd_op(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, log_g: torc
     n = triton.cdiv(t, chunk)
     states = torch.empty(b * h, n, dk, dv, device=q.device, dtype=q.dtype)  # see _STATES_NOTE
     rows = b * h if pair else b * h * g
-    y = torch.empty(rows, t, dv, device=q.device, dtype=torch.float32)
+    y = torch.empty(rows, t, dv, device=q.device, dtype=q.dtype if y_in_q_dtype else torch.float32)
     kw = dict(C=chunk, PREC=_precision(q.dtype))
     launch(memory_fwd.fwd_states, lambda m: (triton.cdiv(dk, m["BK"]), triton.cdiv(dv, m["BV"]), b * h),
            kf, vf, gf, states, t, n, K=dk, V=dv, **kw)
@@ -57,10 +58,10 @@ def memory_fwd_op(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, log_g: torc
 
 
 @memory_fwd_op.register_fake
-def _(q, k, v, log_g, sigma, chunk):
+def _(q, k, v, log_g, sigma, chunk, y_in_q_dtype=False):
     b, h, t, dk = k.shape
     n = (t + chunk - 1) // chunk
-    return (q.new_empty(_y_shape(q, k, v, sigma != 0.0), dtype=torch.float32),
+    return (q.new_empty(_y_shape(q, k, v, sigma != 0.0), dtype=q.dtype if y_in_q_dtype else torch.float32),
             q.new_empty(b * h, n, dk, v.shape[-1]))
 
 
@@ -76,7 +77,7 @@ def memory_bwd_op(dy: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: torch.T
     qf, kf, vf, gf = _flat(q, k, v, log_g, pair)
     kw = dict(C=chunk, PREC=_precision(q.dtype), **_shape_kw(g, dk, dv, sigma))
     n = states.shape[1]
-    dyf = dy.float().reshape(-1, t, dv).contiguous()  # the kernels round it to the inputs' dtype
+    dyf = dy.reshape(-1, t, dv).contiguous()  # fp32 or q's dtype, as y was: the kernels round it to q's dtype
     dstates = torch.empty_like(states)
     launch(memory_bwd.bwd_states, lambda m: (triton.cdiv(dk, m["BK"]), triton.cdiv(dv, m["BV"]), b * h),
            qf, dyf, gf, dstates, t, n, **kw)
@@ -103,7 +104,7 @@ def _(dy, q, k, v, log_g, states, sigma, chunk):
 
 
 def _setup(ctx, inputs, output):
-    q, k, v, log_g, sigma, chunk = inputs
+    q, k, v, log_g, sigma, chunk, _ = inputs
     ctx.save_for_backward(q, k, v, log_g, output[1])
     ctx.sigma, ctx.chunk = sigma, chunk
     ctx.mark_non_differentiable(output[1])
@@ -111,7 +112,7 @@ def _setup(ctx, inputs, output):
 
 def _backward(ctx, dy, _dstates):
     q, k, v, log_g, states = ctx.saved_tensors
-    return (*memory_bwd_op(dy, q, k, v, log_g, states, ctx.sigma, ctx.chunk), None, None)
+    return (*memory_bwd_op(dy, q, k, v, log_g, states, ctx.sigma, ctx.chunk), None, None, None)
 
 
 memory_fwd_op.register_autograd(_backward, setup_context=_setup)
@@ -159,8 +160,9 @@ def chunked_memory(q, k, v, log_g, chunk: int | None = None) -> torch.Tensor:
     return memory_fwd_op(q, k, v, log_g, 0.0, chunk or _chunk(q, k, v, log_g, None))[0]
 
 
-def complex_pair_memory(q, k, v, log_g, sigma: float, chunk: int | None = None) -> torch.Tensor:
+def complex_pair_memory(q, k, v, log_g, sigma: float, chunk: int | None = None,
+                        y_in_q_dtype: bool = False) -> torch.Tensor:
     """PAM's read: y [B, H, T, 2d] = [Re | Im] of Σ_i (Π γ') ⟨K_i, Q_t⟩ V_i (sigma +1; −1: Σ K·Q), q = [qr | σ·qi]."""
     if q.shape[-1] % 2 or q.shape[-1] != v.shape[-1]:
         raise ValueError(f"a complex pair needs q, k, v of one even width 2d, got {q.shape[-1]} and {v.shape[-1]}")
-    return memory_fwd_op(q, k, v, log_g, float(sigma), chunk or _chunk(q, k, v, log_g, sigma))[0]
+    return memory_fwd_op(q, k, v, log_g, float(sigma), chunk or _chunk(q, k, v, log_g, sigma), y_in_q_dtype)[0]

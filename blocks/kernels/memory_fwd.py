@@ -2,7 +2,7 @@
 
 Layout (contiguous): k [BH, T, K], v [BH, T, V], g = log decay [BH, T] (fp32), states h [BH, N, K, V] (the state
 entering each chunk of C tokens: summed in fp32, stored in the inputs' dtype, which every reader rounds it to anyway). Queries come in G groups sharing one state:
-- plain (PAIR false): q [BH·G, T, K] and y [BH·G, T, V] (fp32), one output per group;
+- plain (PAIR false): q [BH·G, T, K] and y [BH·G, T, V] (fp32, or q's dtype), one output per group;
 - complex pair (PAIR true, PAM's split-real read, K = V = 2d): q [BH, T, K] holds group 0; group 1 is group 0 with
   its halves swapped and signed (σ on the first half, −σ on the second: σ = +1 scores with Kᴴ, −1 with Kᵀ), and
   y [BH, T, V] is the complex result [Re | Im] = a₀ + (∓) a₁ with a₁'s halves swapped, so no query copies and no
@@ -113,4 +113,5 @@ def fwd_output(q_ptr, k_ptr, v_ptr, g_ptr, h_ptr, y_ptr, T, N, G: tl.constexpr, 
     else:
         y = _group_output(q_ptr, k_ptr, v_ptr, h_ptr, row * T, bh, n, N, t, in_t, b, ov, T, K, V, C, BK, BV, False,
                           SIGMA, PREC)
-    tl.store(y_ptr + (row * T + t[:, None]) * V + ov[None, :], y, mask=in_t[:, None] & (ov < V)[None, :])
+    tl.store(y_ptr + (row * T + t[:, None]) * V + ov[None, :], y.to(y_ptr.dtype.element_ty),
+             mask=in_t[:, None] & (ov < V)[None, :])
