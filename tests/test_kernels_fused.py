@@ -91,6 +91,8 @@ def _opcheck_cases():
         ("memory pair", memory.memory_fwd_op, (r(b, h, t, 2 * d), r(b, h, t, 2 * d), r(b, h, t, 2 * d), log_g, -1.0,
                                                16)),
         ("memory groups", memory.memory_fwd_op, (r(b, h, 2, t, d), r(b, h, t, d), r(b, h, t, d), log_g, 0.0, 16)),
+        ("memory pair, half y", memory.memory_fwd_op,  # fp16: the interpreter's bf16 matmuls are broken
+         (*(r(b, h, t, 2 * d).detach().half().requires_grad_() for _ in range(3)), log_g, 1.0, 16, True)),
         ("cgu", cgu.cgu_fwd_op, (r(2, 5, 24), r(6), r(6))),
         ("cgu no gate bias", cgu.cgu_fwd_op, (r(2, 5, 24), r(6), None)),
         ("qkv", complex_qkv.qkv_fwd_op, (r(b, t, 6 * h * d), cos, sin, keep, h, d, 0.3, -1.0)),
