@@ -71,11 +71,11 @@ def test_half_precision_inputs_save_chunk_states_in_their_dtype_and_stay_accurat
     mine = [x.detach().to(DEVICES[0], half if i < 3 else torch.float32).requires_grad_() for i, x in enumerate(ref)]
     y, states = memory.memory_fwd_op(*mine, sigma, 16)
     assert states.dtype == half and y.dtype == torch.float32
-    if sigma:
-        q = ref[0]
-        qi = torch.cat([q[..., d // 2:], -q[..., :d // 2]], -1)  # group 1: halves swapped and signed (σ = +1)
-        a = linear_core.dual(torch.stack([q, qi], 2), *ref[1:])
-        y_ref = a[:, :, 0] + torch.cat([-a[:, :, 1, :, d // 2:], a[:, :, 1, :, :d // 2]], -1)
+    if sigma:  # PAM's reference read on the [re | im] halves (σ = +1: q = [qr | qi])
+        from blocks.pam import complex_memory
+
+        halves = [part for x in ref[:3] for part in x.split(d // 2, -1)]
+        y_ref = torch.cat(complex_memory(*halves, ref[3], mode="dual", chunk=16), -1)
     else:
         y_ref = linear_core.dual(*ref)
     weight = torch.randn(y_ref.shape, generator=torch.Generator().manual_seed(1), dtype=torch.float64)

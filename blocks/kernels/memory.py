@@ -26,11 +26,6 @@ def _precision(dtype: torch.dtype) -> str:
     return "ieee" if dtype == torch.float32 else "tf32"  # fp32 inputs mean a check run: no TF32 rounding
 
 
-# _STATES_NOTE: the state entering each chunk is accumulated in fp32 inside the kernels but stored (and so is its
-# gradient) in the inputs' dtype: every kernel that reads a stored state rounds it to that dtype before its matmul,
-# so storing it rounded changes no result and, under bf16 autocast, halves the largest tensors the forward writes
-# and the backward reads (PAM 100M: 100 MB per layer in fp32 at B 8, T 2048).
-#
 # Registered as torch.library custom ops so torch.compile sees them as single opaque ops with known output shapes
 # (register_fake): a compiled model stays one graph around them, where @torch.compiler.disable broke it at every
 # call. The forward returns its chunk states beside y (for the backward; no gradient flows into them).
@@ -46,7 +41,10 @@ def memory_fwd_op(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, log_g: torc
     dv = v.shape[-1]
     qf, kf, vf, gf = _flat(q, k, v, log_g, pair)
     n = triton.cdiv(t, chunk)
-    states = torch.empty(b * h, n, dk, dv, device=q.device, dtype=q.dtype)  # see _STATES_NOTE
+    # each chunk's entering state, summed in fp32 in the kernels but stored (its gradient too) in q's dtype: every
+    # kernel that reads it rounds it to that dtype first, so no result changes, and under bf16 the largest tensors
+    # the forward writes and the backward reads are halved (PAM 100M: 100 MB a layer in fp32 at B 8, T 2048)
+    states = torch.empty(b * h, n, dk, dv, device=q.device, dtype=q.dtype)
     rows = b * h if pair else b * h * g
     y = torch.empty(rows, t, dv, device=q.device, dtype=q.dtype if y_in_q_dtype else torch.float32)
     kw = dict(C=chunk, PREC=_precision(q.dtype))

@@ -1,7 +1,8 @@
 """Forward kernels of the chunked gated memory y_t = q_t · S_t, S_t = g_t S_{t−1} + k_tᵀ v_t (linear_core's notation).
 
 Layout (contiguous): k [BH, T, K], v [BH, T, V], g = log decay [BH, T] (fp32), states h [BH, N, K, V] (the state
-entering each chunk of C tokens: summed in fp32, stored in the inputs' dtype, which every reader rounds it to anyway). Queries come in G groups sharing one state:
+entering each chunk of C tokens: summed in fp32, stored in the inputs' dtype, which every reader rounds it to
+anyway). Queries come in G groups sharing one state:
 - plain (PAIR false): q [BH·G, T, K] and y [BH·G, T, V] (fp32, or q's dtype), one output per group;
 - complex pair (PAIR true, PAM's split-real read, K = V = 2d): q [BH, T, K] holds group 0; group 1 is group 0 with
   its halves swapped and signed (σ on the first half, −σ on the second: σ = +1 scores with Kᴴ, −1 with Kᵀ), and
