@@ -14,18 +14,29 @@ import sys
 import torch
 import torch.nn.functional as F
 
+from blocks import linear_core
+
+
+def lm_loss(logits: torch.Tensor, y: torch.Tensor, vocab: int) -> torch.Tensor:
+    """Mean next-token cross-entropy, in fp32, of logits [..., W ≥ vocab] as the model leaves them with keep_padding
+    (columns ≥ vocab are left out). On a GPU with Triton: two passes over the logits, padding and all
+    (blocks/kernels/cross_entropy.py); elsewhere torch's over the sliced logits."""
+    if linear_core.use_kernels(logits.device):
+        from blocks.kernels.cross_entropy import cross_entropy
+        return cross_entropy(logits, y, vocab)
+    return F.cross_entropy(logits[..., :vocab].float().flatten(0, 1), y.flatten(), ignore_index=-100)
+
 
 class LMLoss(torch.nn.Module):
-    """A model and its next-token loss as one module: (x, y) → mean cross-entropy, computed in fp32. Compiled whole
-    (`train.compile`), inductor fuses the logits' fp32 cast, log-softmax and their backward into reductions over the
-    bf16 logits, instead of writing and reading fp32 copies of them (16,384 × 50,304 fp32 logits are 3.3 GB)."""
+    """A SequenceModel and its next-token loss as one module: (x, y) → lm_loss. Compiled whole (`train.compile`),
+    model and loss stay one graph (the loss kernels are custom ops)."""
 
     def __init__(self, model: torch.nn.Module):
         super().__init__()
         self.model = model
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return F.cross_entropy(self.model(x).float().flatten(0, 1), y.flatten(), ignore_index=-100)
+        return lm_loss(self.model(x, keep_padding=True), y, self.model.vocab)
 
 
 def micro_loss(loss_fn, amp, x: torch.Tensor, y: torch.Tensor, accum: int) -> torch.Tensor:

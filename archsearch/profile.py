@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 from torch.profiler import ProfilerActivity, profile, record_function, schedule, tensorboard_trace_handler
 
-from .graph_step import LMLoss
+from .graph_step import LMLoss, lm_loss
 from .ir import IR
 from .lower import lower
 from .train import autocast_for, param_groups
@@ -81,9 +81,9 @@ def run(ir: IR, logdir: Path, *, device: torch.device, batch: int, seq_len: int,
                 loss = compiled_loss(ids[:, :-1], ids[:, 1:])
         else:
             with record_function("forward"), amp:
-                logits = model(ids[:, :-1])
+                logits = model(ids[:, :-1], keep_padding=True)
             with record_function("loss"):
-                loss = torch.nn.functional.cross_entropy(logits.float().flatten(0, 1), ids[:, 1:].flatten())
+                loss = lm_loss(logits, ids[:, 1:], model.vocab)
         with record_function("backward"):
             loss.backward()
         with record_function("optimizer"):

@@ -48,7 +48,7 @@ class SequenceModel(nn.Module):
         self.program = tuple(tuple(op) for op in program)
         self.blocks = nn.ModuleDict(blocks)
         self.scales = nn.ParameterDict({k: nn.Parameter(torch.tensor(float(v))) for k, v in scales.items()})
-        self.embed_key, self.tie_to = embed_key, tie_to
+        self.embed_key, self.tie_to, self.vocab = embed_key, tie_to, vocab
         self.lm_head = None if tie_to else nn.Linear(d_model, vocab, bias=False)
         if self.lm_head is not None:
             nn.init.normal_(self.lm_head.weight, 0.0, 0.02)
@@ -61,7 +61,10 @@ class SequenceModel(nn.Module):
         # values each op may free once it has run: keeps peak activation memory to what is still needed
         self._free = [tuple(j for j, last in last_use.items() if last == i) for i in range(len(self.program))]
 
-    def logits(self, x: torch.Tensor) -> torch.Tensor:
+    def logits(self, x: torch.Tensor, keep_padding: bool = False) -> torch.Tensor:
+        """Hidden states → logits [..., vocab]; with keep_padding, [..., W ≥ vocab] where the GPU pads the vocabulary
+        (columns ≥ vocab are zero: for a loss that leaves them out, which saves slicing them and padding their
+        gradient back)."""
         w = self.lm_head.weight if self.lm_head is not None else self.blocks[self.tie_to].weight
         vocab = w.shape[0]
         # cuBLAS's fast bf16 GEMMs need aligned rows: 16384 tokens × 768 to GPT-2's 50257 logits took 13.7 ms
@@ -69,20 +72,21 @@ class SequenceModel(nn.Module):
         # only read the table, and padding it would copy it: not below 256 tokens.
         pad = -vocab % 64 if x.is_cuda and x.numel() >= 256 * x.shape[-1] and not _UNPADDED[0] else 0
         if pad:
-            return nn.functional.linear(x, nn.functional.pad(w, (0, 0, 0, pad)))[..., :vocab]
+            padded = nn.functional.linear(x, nn.functional.pad(w, (0, 0, 0, pad)))
+            return padded if keep_padding else padded[..., :vocab]
         return nn.functional.linear(x, w)
 
-    def _run(self, ids, apply):
+    def _run(self, ids, apply, keep_padding: bool = False):
         vals = [None] * len(self.program)
         for i, (name, op, inputs, key) in enumerate(self.program):
             with torch.profiler.record_function(name) if self.trace_ops else nullcontext():
-                v = self._op(op, key, inputs, vals, ids, apply)
+                v = self._op(op, key, inputs, vals, ids, apply, keep_padding)
             vals[i] = v
             for j in self._free[i]:
                 vals[j] = None
         return v
 
-    def _op(self, op, key, inputs, vals, ids, apply):
+    def _op(self, op, key, inputs, vals, ids, apply, keep_padding):
         if op == "input":
             return ids
         if op == "block":
@@ -91,11 +95,11 @@ class SequenceModel(nn.Module):
         if op == "add":
             branch = self.drop(vals[inputs[1]])
             return vals[inputs[0]] + (branch * self.scales[key] if key in self.scales else branch)
-        return self.logits(vals[inputs[0]])
+        return self.logits(vals[inputs[0]], keep_padding)
 
-    def forward(self, ids: torch.Tensor) -> torch.Tensor:
-        """Token ids [B, T] → logits [B, T, V] (the parallel, training form)."""
-        return self._run(ids, lambda key, x: self.blocks[key](x))
+    def forward(self, ids: torch.Tensor, keep_padding: bool = False) -> torch.Tensor:
+        """Token ids [B, T] → logits [B, T, V] (the parallel, training form); keep_padding: see logits()."""
+        return self._run(ids, lambda key, x: self.blocks[key](x), keep_padding)
 
     def init_state(self, batch: int, device=None, dtype=None) -> dict:
         """Decode state of every stateful block (mixers' recurrent state or KV cache, the embedding's position)."""

@@ -37,6 +37,25 @@ def test_logits_padded_to_aligned_rows_are_the_plain_product():
     assert flops.count(model.logits, x)[0] == 2 * 300 * 64 * 100
 
 
+def test_the_loss_over_padded_logits_equals_torchs_over_the_vocabulary():
+    """LMLoss on the GPU: the loss kernel reads the padded logits (128 columns for vocab 100) and leaves the padding
+    out; loss and every gradient as torch's cross-entropy over the sliced logits."""
+    from archsearch.graph_step import LMLoss
+
+    model = _model("softmax_attention")
+    x, y = torch.randint(0, 100, (2, 150), device="cuda"), torch.randint(0, 100, (2, 150), device="cuda")
+    assert model(x, keep_padding=True).shape[-1] == 128
+    got = LMLoss(model)(x, y)
+    got.backward()
+    mine = [p.grad.clone() for p in model.parameters()]
+    model.zero_grad()
+    ref = torch.nn.functional.cross_entropy(model(x).flatten(0, 1), y.flatten())
+    ref.backward()
+    assert rel_error(got.detach(), ref.detach()) < 1e-5
+    for a, p in zip(mine, model.parameters()):
+        assert rel_error(a, p.grad) < 1e-4
+
+
 @pytest.mark.parametrize("mixer", MIXERS)
 def test_parallel_equals_step_on_gpu(mixer):
     model = _model(mixer).eval()

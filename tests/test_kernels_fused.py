@@ -1,4 +1,4 @@
-"""The fused elementwise kernels (blocks/kernels: the CGU's gate product) against the torch forms they replace, forward
+"""The fused elementwise kernels (blocks/kernels: the CGU's gate product, PAM's qkv preparation, the loss) against the torch forms they replace, forward
 and backward (every input and parameter gradient): on CPU through Triton's interpreter, natively on a GPU."""
 import pytest
 import torch
@@ -74,10 +74,35 @@ def test_complex_qkv_matches_the_torch_form(keep_width, sign):
         assert rel_error(a.cpu(), r) < 1e-5, name
 
 
+@pytest.mark.parametrize("width", [300, 320])  # the vocabulary alone, and padded past it (zeros, left out)
+def test_cross_entropy_matches_torch(width):
+    from blocks.kernels import cross_entropy
+
+    gen = torch.Generator().manual_seed(0)
+    vocab, lead = 300, (3, 45)  # rows over several column blocks of a small BLOCK (below)
+    x = 4 * torch.randn(*lead, width, generator=gen, dtype=torch.float64)
+    x[..., vocab:] = 0.0
+    y = torch.randint(0, vocab, lead, generator=gen)
+    y[0, :5], y[1, 0], y[1, 1] = -100, 0, vocab - 1  # ignored rows, the first and last classes
+    ref_x = x.clone().requires_grad_()
+    ref = torch.nn.functional.cross_entropy(ref_x[..., :vocab].flatten(0, 1), y.flatten()) * 0.37
+    ref.backward()
+    mine = x.float().to(DEVICE).requires_grad_()
+    before, cross_entropy.BLOCK = cross_entropy.BLOCK, 128
+    try:
+        got = cross_entropy.cross_entropy(mine, y.to(DEVICE), vocab) * 0.37
+        got.backward()
+    finally:
+        cross_entropy.BLOCK = before
+    assert rel_error(got.detach().cpu(), ref.detach()) < 1e-6
+    assert rel_error(mine.grad.cpu(), ref_x.grad) < 1e-5
+    assert (mine.grad[..., vocab:] == 0).all() and (mine.grad[0, :5] == 0).all()
+
+
 def _opcheck_cases():
     """(op, args) for every kernel op: torch.library.opcheck runs each against its fake (shapes, dtypes, strides),
     its schema and its autograd registration, and traces forward and backward with AOTAutograd."""
-    from blocks.kernels import cgu, complex_qkv, memory
+    from blocks.kernels import cgu, complex_qkv, cross_entropy, memory
     torch.manual_seed(0)
     b, h, t, d = 1, 2, 20, 8
 
@@ -97,6 +122,8 @@ def _opcheck_cases():
         ("cgu no gate bias", cgu.cgu_fwd_op, (r(2, 5, 24), r(6), None)),
         ("qkv", complex_qkv.qkv_fwd_op, (r(b, t, 6 * h * d), cos, sin, keep, h, d, 0.3, -1.0)),
         ("qkv no keep", complex_qkv.qkv_fwd_op, (r(b, t, 6 * h * d), cos, sin, None, h, d, 0.3, 1.0)),
+        ("cross-entropy", cross_entropy.cross_entropy_fwd,
+         (r(2, 5, 64), torch.tensor([[1, 2, -100, 3, 4], [5, 6, 7, 8, 0]], device=DEVICE), 60, -100)),
     ]
 
 
