@@ -186,9 +186,10 @@ class CGU(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.gate_up(x)
-        # one fused kernel each way (blocks/kernels/cgu.py); under torch.compile inductor fuses the torch form itself,
-        # together with the projections' casts around it
-        if not torch.compiler.is_compiling() and linear_core.use_kernels(y.device):
+        # one fused kernel each way (blocks/kernels/cgu.py). Compiled training uses it too (inductor's fusion of the
+        # torch form was 0.7 ms a step slower for PAM 100M on an H200, docs/performance.md); a compiled decode step
+        # (no gradients, one token) keeps the torch form, which inductor fuses with the norm and projections' casts
+        if linear_core.use_kernels(y.device) and (torch.is_grad_enabled() or not torch.compiler.is_compiling()):
             from .kernels.cgu import cgu_gate
             return self.down(cgu_gate(y, self.modrelu_bias, self.gate_bias))
         return self.down(gate_product(y, self.modrelu_bias, self.gate_bias))
