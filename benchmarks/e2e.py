@@ -59,6 +59,8 @@ def main() -> None:
     p.add_argument("--compile", action="store_true", help="also time every model under torch.compile (inductor)")
     p.add_argument("--compile-mode", default=None,
                    help="torch.compile mode of the compiled runs (default inductor's; e.g. max-autotune-no-cudagraphs)")
+    p.add_argument("--only", nargs="+", choices=["eager", "compile", "graph", "compile+graph"],
+                   help="time only these rows (of those the other flags ask for), e.g. --only compile+graph")
     p.add_argument("--cuda-graph", action="store_true",
                    help="also time every model with forward + backward replayed as a CUDA graph (train.cuda_graph)")
     args = p.parse_args()
@@ -77,6 +79,7 @@ def main() -> None:
         runs += [(f"{name} compiled+graph", nullcontext, "compile+graph")] if graphs and args.compile else []
         if not args.no_torch_forms and any(n.block in ("pam", "linear_attention") for n in ir.nodes()):
             runs.append((f"{name} (torch forms)", linear_core.torch_forms, ""))
+        runs = [r for r in runs if not args.only or (r[2] or "eager") in args.only]
         for label, forms, how in runs:
             torch.manual_seed(0)
             model = LMLoss(lower(ir).to(device).train())  # compiled with its loss, as train.compile does
