@@ -97,6 +97,8 @@ def test_cross_entropy_matches_torch(width):
     assert rel_error(got.detach().cpu(), ref.detach()) < 1e-6
     assert rel_error(mine.grad.cpu(), ref_x.grad) < 1e-5
     assert (mine.grad[..., vocab:] == 0).all() and (mine.grad[0, :5] == 0).all()
+    y[2, 3] = vocab  # a token id the vocabulary does not have: nan, not a read past the row
+    assert cross_entropy.cross_entropy(x.float().to(DEVICE), y.to(DEVICE), vocab).isnan()
 
 
 def _opcheck_cases():

@@ -7,7 +7,8 @@ at the card's bandwidth (docs/performance.md).
 The logits may be wider than the vocabulary (the model pads them to a multiple of 64 for cuBLAS,
 runtime.SequenceModel.logits): columns ≥ `vocab` are left out of the softmax and get a zero gradient, so the loss
 needs no slice of them and its gradient no zero-padded copy. Arithmetic in fp32; the gradient keeps the logits'
-dtype. Rows whose target is `ignore_index` have zero loss and zero gradient.
+dtype. Rows whose target is `ignore_index` have zero loss and zero gradient; a target outside the vocabulary gives a
+nan loss (torch's raises a device-side assert), which the trainer reports as a diverged run.
 """
 from __future__ import annotations
 
@@ -41,9 +42,9 @@ def ce_fwd(x_ptr, stride, y_ptr, loss_ptr, lse_ptr, V, WIDTH, IGNORE: tl.constex
         m = m_new
     lse = m + tl.log(s)
     target = tl.load(y_ptr + row)
-    valid = target != IGNORE
-    picked = tl.load(base + tl.where(valid, target, 0)).to(tl.float32)
-    tl.store(loss_ptr + row, tl.where(valid, lse - picked, 0.0))
+    known = (target >= 0) & (target < V)  # a target outside the vocabulary makes the loss nan (a diverged run)
+    picked = tl.load(base + tl.where(known, target, 0)).to(tl.float32)
+    tl.store(loss_ptr + row, tl.where(target == IGNORE, 0.0, tl.where(known, lse - picked, float("nan"))))
     tl.store(lse_ptr + row, lse)
 
 
