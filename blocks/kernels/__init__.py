@@ -1,7 +1,8 @@
-"""Triton kernels (issue 7): the matrix-state memories (memory*.py), PAM's input preparation (complex_qkv.py) and the
-CGU's gate product (cgu.py). Optional: nothing here is imported unless a block runs `mode: triton` (or `auto` on a
-CUDA GPU of compute capability ≥ 8.0 with Triton installed); the pure-torch forms stay the reference and the CPU
-path. Exported model files do not carry these kernels (they import torch only).
+"""Triton kernels (issue 7): the matrix-state memories (memory*.py), PAM's input preparation (complex_qkv.py), the
+CGU's gate product (cgu.py) and the language-model loss (cross_entropy.py, for graph_step.lm_loss). Optional: nothing
+here is imported unless a block runs `mode: triton` (or `auto`), or the loss runs, on a CUDA GPU of compute capability
+≥ 8.0 with Triton installed; the pure-torch forms stay the reference and the CPU path.
+Exported model files do not carry these kernels (they import torch only).
 """
 from __future__ import annotations
 
