@@ -358,11 +358,12 @@ def run_worker(space_path: str, *, out: Path, storage: str, trials: int, profile
         retrain_loop(setup, echo)
 
 
-def quality_text(attrs: dict) -> str:
-    """A trial's measured quality as a person reads it (perplexity or accuracy, not the minimised term)."""
-    if "val_ppl" in attrs:
+def quality_text(attrs: dict, quality: str = "ppl") -> str:
+    """A trial's measured quality as a person reads it (the search's quality: perplexity, accuracy or loss; not the
+    minimised term). A recall task records a perplexity too, so the search's own quality is asked for by name."""
+    if quality == "ppl" and "val_ppl" in attrs:
         return f"ppl {attrs['val_ppl']:.2f}"
-    if "val_accuracy" in attrs:
+    if quality == "accuracy" and "val_accuracy" in attrs:
         return f"accuracy {attrs['val_accuracy']:.4f}"
     return f"loss {attrs.get('val_loss', float('nan')):.4f}"
 
@@ -370,7 +371,7 @@ def quality_text(attrs: dict) -> str:
 def _pareto_text(trial, search) -> str:
     """quality, then each Pareto cost by name (the values after the minimised quality term)."""
     costs = ", ".join(f"{name} {v:.4g}" for name, v in zip(pareto_costs(search), trial.values[1:]))
-    return f"{quality_text(trial.user_attrs)}, {costs}"
+    return f"{quality_text(trial.user_attrs, search.quality)}, {costs}"
 
 
 def _best_text(study, multi: bool) -> str:
@@ -407,6 +408,6 @@ def summary(study) -> str:
                 best[fam] = t
         for fam, t in sorted(best.items(), key=lambda kv: kv[1].value):
             a = t.user_attrs
-            lines.append(f"  {fam:18s} trial {t.number:3d}  {t.value:.4f}  {quality_text(a)}  "
+            lines.append(f"  {fam:18s} trial {t.number:3d}  {t.value:.4f}  {quality_text(a, study.user_attrs.get('quality', 'ppl'))}  "
                          f"params {a.get('params', 0):,}  {a.get('latency_train_ms', 0):.1f} ms")
     return "\n".join(lines)

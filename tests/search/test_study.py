@@ -217,6 +217,14 @@ def test_pareto_mode_records_quality_and_costs(root, tmp_path):
                f"params {t.values[2]:.4g} |" in line for line in lines), lines
 
 
+def test_the_progress_line_names_the_searchs_own_quality():
+    from archsearch.search.study import quality_text
+
+    recall = {"val_ppl": 484.41, "val_accuracy": 0.93125, "val_loss": 6.18}  # a recall task records all three
+    assert quality_text(recall, "accuracy") == "accuracy 0.9313"
+    assert quality_text(recall, "ppl") == "ppl 484.41" and quality_text(recall, "loss") == "loss 6.1800"
+
+
 def test_a_trial_spec_file_retrains_as_is(root, tmp_path):
     from archsearch.spec import load_spec
 
