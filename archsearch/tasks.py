@@ -68,6 +68,9 @@ class MQARTask:
         self.cfg, self.vocab_size = cfg, cfg.mqar_vocab
         self.name = f"mqar {cfg.num_kv_pairs} pairs / vocab {cfg.mqar_vocab}"
         self._test = {}
+        # values are drawn uniformly from the vocabulary's upper half: a model that knows that, and nothing of the
+        # pairs, is right this often
+        self.chance_accuracy = 1.0 / (cfg.mqar_vocab - cfg.mqar_vocab // 2)
 
     def train_batch(self, batch: int, seq_len: int, rng: np.random.Generator):
         c = self.cfg

@@ -163,6 +163,20 @@ def verdict(done, q: Quality, cost: str = "latency_train_ms", stats: dict | None
             f"{p.user_attrs.get('card', '?')}." + _spread_note(p, r, stats))
 
 
+def chance_note(study, done, q: Quality, stats: dict) -> str:
+    """For a recall study: its chance accuracy, and whether any architecture learned the task at all (best seed mean,
+    or single run, above twice chance); a ranking of models that all guess says nothing about capacity."""
+    chance = study.user_attrs.get("chance_accuracy")
+    if q.short != "accuracy" or not chance:
+        return ""
+    best = max(stats[t.number]["mean"] if t.number in stats else t.user_attrs[q.key] for t in done)
+    note = f" Chance accuracy is {chance:.4f} (guessing among the values)."
+    if best < 2 * chance:
+        note += (f" No architecture here reaches twice that (best {best:.4f}): none learned the task at this budget, "
+                 "so this ranking says nothing about memory capacity.")
+    return note
+
+
 def equal_time_verdict(done, q: Quality, seconds: float, stats: dict | None = None) -> str:
     """Iso-time: every trial trained for the same measured step time, so quality alone ranks them."""
     stats = stats or {}
@@ -204,7 +218,8 @@ def write_report(study, out: Path, seeds=None) -> Path:
     if done:
         plots = [f"![{q.short} vs {cost}]({name})" for cost, name in PLOTS if _plot(done, cost, q, out / name)]
         _history(study, out / "history.png")
-        lines += ["## Verdict", "", verdict(done, q, verdict_cost(study), stats), ""]
+        lines += ["## Verdict", "", verdict(done, q, verdict_cost(study), stats) + chance_note(study, done, q, stats),
+                  ""]
         if study.user_attrs.get("train_seconds"):
             lines += ["### At equal training time", "",
                       equal_time_verdict(done, q, study.user_attrs["train_seconds"], stats), ""]

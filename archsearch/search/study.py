@@ -159,6 +159,9 @@ def prepare(setup: Setup, echo=print, workers: int = 1) -> None:
         study.set_user_attr("verdict_cost", cost)  # the report holds this cost equal
     if study.user_attrs.get("quality") != s.quality:
         study.set_user_attr("quality", s.quality)
+    chance = getattr(setup.objective.task, "chance_accuracy", None)
+    if s.quality == "accuracy" and chance and study.user_attrs.get("chance_accuracy") != chance:
+        study.set_user_attr("chance_accuracy", chance)  # the report says whether anything learned the task
     if study.user_attrs.get("train_seconds") != setup.profile.train_seconds:
         study.set_user_attr("train_seconds", setup.profile.train_seconds)  # iso-time: the report says so
     if not study.trials:

@@ -28,3 +28,19 @@ def test_report_without_a_study_is_one_line(tmp_path):
     r = subprocess.run([sys.executable, "-m", "archsearch", "report", str(tmp_path)], capture_output=True, text=True)
     assert r.returncode == 2 and r.stderr.strip().endswith(
         "no study.db or study.journal here: pass the output folder of `archsearch run` (or --storage)")
+
+
+def test_a_recall_study_says_when_nothing_beat_chance():
+    from types import SimpleNamespace as NS
+
+    from archsearch.search.families import Quality
+    from archsearch.search.report import chance_note
+
+    study = NS(user_attrs={"quality": "accuracy", "chance_accuracy": 1 / 256})
+    q = Quality(study)
+    guessing = [NS(number=0, user_attrs={"val_accuracy": 0.0043}), NS(number=1, user_attrs={"val_accuracy": 0.0051})]
+    note = chance_note(study, guessing, q, {1: {"mean": 0.0042}})  # seed means count where there are seeds
+    assert "Chance accuracy is 0.0039" in note and "best 0.0043" in note and "says nothing about memory" in note
+    learned = guessing + [NS(number=2, user_attrs={"val_accuracy": 0.935})]
+    assert chance_note(study, learned, q, {}) == " Chance accuracy is 0.0039 (guessing among the values)."
+    assert chance_note(NS(user_attrs={"quality": "ppl"}), guessing, Quality(NS(user_attrs={})), {}) == ""
