@@ -255,16 +255,17 @@ def _sigterm_as_interrupt() -> None:
 
 
 def wait_for_others(setup: Setup, echo=print, poll_s: float = 5.0) -> None:
-    """Before the re-training, let trials still running elsewhere (other hosts) finish."""
+    """Before the re-training, let trials still running elsewhere (other hosts) finish. Queued trials that nobody has
+    started are not waited for: with the trial budget spent (`--trials` below the baselines' count, say) nobody will."""
     said = False
     while True:
         if isinstance(setup.storage, RDBStorage):
             optuna.storages.fail_stale_trials(setup.study)
-        running = setup.study.get_trials(deepcopy=False, states=(TrialState.RUNNING, TrialState.WAITING))
+        running = setup.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
         if not running:
             return
         if not said:
-            echo(f"waiting for {len(running)} trial(s) still running or queued elsewhere…")
+            echo(f"waiting for {len(running)} trial(s) still running elsewhere…")
             said = True
         time.sleep(poll_s)
 
@@ -391,8 +392,10 @@ def summary(study) -> str:
     gone = superseded(trials)
     counts = {st.name.lower(): sum(t.state == st and t.number not in gone for t in trials) for st in FINISHED}
     retried = f", {len(gone)} retried" if gone else ""
+    queued = sum(t.state == TrialState.WAITING for t in trials)
+    queued = f", {queued} queued and not run" if queued else ""
     lines = [f"study '{study.study_name}': {len(trials)} trials — " +
-             ", ".join(f"{n} {k}" for k, n in counts.items()) + retried]
+             ", ".join(f"{n} {k}" for k, n in counts.items()) + retried + queued]
     reasons = {}
     for t in trials:
         r = t.user_attrs.get("pruned_reason") or t.user_attrs.get("failed_reason")

@@ -127,6 +127,15 @@ def test_ctrl_c_marks_the_running_trial_and_the_next_run_repeats_it(root, tmp_pa
     assert sum(t.state == TrialState.COMPLETE for t in _load(out).trials) == 2
 
 
+def test_fewer_trials_than_baselines_leaves_the_rest_queued_and_still_retrains(root, tmp_path):
+    # two baselines are enqueued; a budget of one trial must not wait for the second, which nobody will start
+    r = subprocess.run([sys.executable, "-m", "archsearch", "run", str(root / "search_spaces/smoke.yaml"),
+                        "--out", str(tmp_path / "o"), "--trials", "1"], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "2 trials — 1 complete, 0 pruned, 0 fail, 1 queued and not run" in r.stdout
+    assert "fairness: re-training" in r.stdout and "waiting for" not in r.stdout
+
+
 def test_two_workers_on_one_journal_share_the_trials(root, tmp_path):
     out = tmp_path / "w"
     text = _run(root, out, "--trials", "4", "--workers", "2", "--no-retrain")
