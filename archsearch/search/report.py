@@ -129,10 +129,14 @@ def _spread_note(p, r, stats: dict) -> str:
             f"their standard deviations ({noise:.3g}){'.' if gap > noise else ': within seed noise.'}")
 
 
+def _mean(t, q: Quality, stats: dict) -> float:
+    """A trial's quality: its seed mean where it was re-trained with more seeds, else its one run."""
+    return stats[t.number]["mean"] if t.number in stats else t.user_attrs[q.key]
+
+
 def _lead(p, r, q: Quality, stats: dict) -> str:
     """Whether the PAM-containing trial p beats the PAM-free r, by seed means where there are several seeds."""
-    mean = lambda t: stats[t.number]["mean"] if t.number in stats else t.user_attrs[q.key]  # noqa: E731
-    better = q.loss(mean(p)) < q.loss(mean(r))
+    better = q.loss(_mean(p, q, stats)) < q.loss(_mean(r, q, stats))
     if within_noise(p, r, stats):
         return f"No clear answer (PAM {'ahead' if better else 'behind'}, within seed noise)"
     return "PAM pays for itself" if better else "PAM does not pay for itself"
@@ -169,7 +173,7 @@ def chance_note(study, done, q: Quality, stats: dict) -> str:
     chance = study.user_attrs.get("chance_accuracy")
     if q.short != "accuracy" or not chance:
         return ""
-    best = max(stats[t.number]["mean"] if t.number in stats else t.user_attrs[q.key] for t in done)
+    best = max(_mean(t, q, stats) for t in done)
     note = f" Chance accuracy is {chance:.4f} (guessing among the values)."
     if best < 2 * chance:
         note += (f" No architecture here reaches twice that (best {best:.4f}): none learned the task at this budget, "

@@ -412,8 +412,9 @@ def summary(study) -> str:
             fam = family(t.user_attrs.get("mixers", []))
             if fam not in best or t.value < best[fam].value:
                 best[fam] = t
+        quality = study.user_attrs.get("quality", "ppl")
         for fam, t in sorted(best.items(), key=lambda kv: kv[1].value):
             a = t.user_attrs
-            lines.append(f"  {fam:18s} trial {t.number:3d}  {t.value:.4f}  {quality_text(a, study.user_attrs.get('quality', 'ppl'))}  "
+            lines.append(f"  {fam:18s} trial {t.number:3d}  {t.value:.4f}  {quality_text(a, quality)}  "
                          f"params {a.get('params', 0):,}  {a.get('latency_train_ms', 0):.1f} ms")
     return "\n".join(lines)
