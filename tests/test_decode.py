@@ -33,6 +33,29 @@ def test_tensor_positions_step_like_int_positions(mixer, positions):
             torch.testing.assert_close(got, want)
 
 
+@pytest.mark.parametrize("name, i", [("pam", 0), ("pam", 1), ("holographic", 0)])
+def test_the_forms_a_compiled_step_takes_compute_the_eager_step(name, i, monkeypatch):
+    """Under torch.compile a decode step writes PAM's state update and the decay/GSP gates' few-column maps as fp32
+    products and sums (for inductor to fuse; blocks/pam.py, blocks/gates.py). Run eagerly, those forms must give
+    the eager step's numbers; the compiled step itself is checked against eager on a GPU (tests/test_gpu.py)."""
+    from archsearch import registry
+
+    cls = registry.get(name)
+    torch.manual_seed(0)
+    block = cls(cls.Config(**cls.test_configs[i]), d_model=32).eval()
+    xs = torch.randn(4, 2, 32)
+    with torch.no_grad():
+        want, state = [], block.init_state(2)
+        for x in xs:
+            y, state = block.step(x, state)
+            want.append(y)
+        monkeypatch.setattr(torch.compiler, "is_compiling", lambda: True)
+        state = block.init_state(2)
+        for x, w in zip(xs, want):
+            y, state = block.step(x, state)
+            torch.testing.assert_close(y, w, atol=1e-7, rtol=1e-5)
+
+
 def test_state_trees_clone_and_copy_in_place():
     state = to_device_state(_model("pam").init_state(1), torch.device("cpu"))
     saved = clone_state(state)
