@@ -16,7 +16,7 @@ import argparse
 import torch
 import torch.nn.functional as F
 
-from archsearch.measure import median_ms
+from archsearch.measure import time_ms
 
 SHAPES = {"pam qkv 384→1152": (384, 1152), "cgu gate+up 384→2304": (384, 2304), "cgu down 1152→384": (1152, 384),
           "pam out 384→384": (384, 384)}
@@ -54,7 +54,7 @@ def main() -> None:
         row = []
         for form in (four, three):
             err = ((form(*ins).double().cpu() - ref).norm() / ref.norm()).item()
-            ms = median_ms(lambda: form(*ins).float().sum().backward(), device, repeats=args.repeats, warmup=3)
+            ms = time_ms(lambda: form(*ins).float().sum().backward(), device, repeats=args.repeats, warmup=3)
             row.append((ms, err))
         (ms4, e4), (ms3, e3) = row
         print(f"{name:24s} {ms4:10.3f} {ms3:10.3f} {ms3 / ms4:6.2f} {e4:11.2e} {e3:11.2e}", flush=True)

@@ -30,7 +30,7 @@ import torch
 from archsearch.compiler import compile_spec
 from archsearch.decode import GraphedDecoder, cut_caches, map_state
 from archsearch.lower import lower
-from archsearch.measure import median_ms
+from archsearch.measure import time_ms
 from archsearch.spec import load_spec
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -85,7 +85,7 @@ def prefill_ms(model, length: int, vocab: int, device, amp, repeats: int) -> flo
     """One forward pass over a prompt of `length` tokens at batch 1 (no gradients): the prefill before decoding."""
     ids = torch.randint(0, vocab, (1, length), device=device)
     with torch.no_grad(), amp:
-        return median_ms(lambda: model(ids), device, repeats=repeats, warmup=2)
+        return time_ms(lambda: model(ids), device, repeats=repeats, warmup=2)
 
 
 def decode_rows(model, name: str, args, device, amp) -> dict[str, dict[int, float]]:
@@ -104,14 +104,14 @@ def decode_rows(model, name: str, args, device, amp) -> dict[str, dict[int, floa
         rows |= {f"{name} CUDA graph": {}} | ({} if args.no_compile else {f"{name} compiled+graph": {}})
 
     def time_graph(graphed, row: str, c: int) -> None:
-        rows[row][c] = median_ms(lambda: graphed(tok), device, repeats=args.repeats, warmup=3)
+        rows[row][c] = time_ms(lambda: graphed(tok), device, repeats=args.repeats, warmup=3)
         if args.kernels and c == args.contexts[0]:
             print(f"  {row}, context {c}:\n{kernel_table(lambda: graphed(tok), top=args.kernels)}", flush=True)
     for c in args.contexts:
         state = at_context(model.init_state(b, device=device, dtype=cache_dtype), c)
         tok = torch.randint(0, args.vocab, (b,), device=device)
         with torch.no_grad(), amp:
-            rows[f"{name} eager"][c] = median_ms(lambda: model.step(tok, state), device, repeats=args.repeats, warmup=3)
+            rows[f"{name} eager"][c] = time_ms(lambda: model.step(tok, state), device, repeats=args.repeats, warmup=3)
         if device.type == "cuda" and kv_cache:  # decodes in the (cut) cache itself: no second copy of it
             cut = cut_caches(model, state, c + slack(args))
             modes = [("CUDA graph", False)] + ([] if args.no_compile else [("compiled+graph", args.compile_mode)])

@@ -21,7 +21,7 @@ import torch
 from archsearch.compiler import compile_spec
 from archsearch.graph_step import GraphedMicroStep, LMLoss, micro_loss
 from archsearch.lower import lower
-from archsearch.measure import median_ms
+from archsearch.measure import time_ms
 from archsearch.train import param_groups
 from blocks import linear_core
 
@@ -42,7 +42,7 @@ def step_ms(loss_fn, batch: int, seq: int, vocab: int, device, amp, repeats: int
         opt.step()
         opt.zero_grad(set_to_none=not graphed)
 
-    ms = median_ms(step, device, repeats=repeats, warmup=3)
+    ms = time_ms(step, device, repeats=repeats, warmup=3)
     return ms, not (graphed and micro.eager)
 
 

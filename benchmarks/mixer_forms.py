@@ -1,5 +1,5 @@
-"""Time the training forms of the recurrent mixers side by side (forward + backward of one block, median of repeats
-after warm-up; CUDA events on GPU), to pick what `mode: auto` should use on this device.
+"""Time the training forms of the recurrent mixers side by side (forward + backward of one block after warm-up:
+the median of repeats by CUDA events on GPU, the fastest repeat on CPU), to pick what `mode: auto` should use on this device.
 
     python benchmarks/mixer_forms.py [--batch-tokens 16384] [--seq 256 512 1024 2048]
 """
@@ -9,7 +9,7 @@ import argparse
 
 import torch
 
-from archsearch.measure import median_ms
+from archsearch.measure import time_ms
 from blocks.linear_attention import LinearAttention
 from blocks.pam import PAM
 
@@ -41,7 +41,7 @@ def main() -> None:
                     y.float().sum().backward()
 
                 try:
-                    res[mode] = median_ms(step, device, repeats=10, warmup=3)
+                    res[mode] = time_ms(step, device, repeats=10, warmup=3)
                 except torch.OutOfMemoryError:
                     res[mode] = float("nan")
                     torch.cuda.empty_cache()

@@ -28,7 +28,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from archsearch.measure import median_ms
+from archsearch.measure import time_ms
 from archsearch.testing import rel_error
 from blocks import linear_core
 from blocks.pam import complex_memory
@@ -118,14 +118,14 @@ def time_forms(b, t, device, repeats, busy: dict | None = None, paper_fp32: bool
             parts, log_g = pam_inputs(b, 6, t, 64, device, dtype)
             if name.startswith("PAM triton"):
                 parts = pair_inputs(parts)
-            out[name] = median_ms(lambda: fn(parts, log_g).backward(), device, repeats=repeats, warmup=2)
+            out[name] = time_ms(lambda: fn(parts, log_g).backward(), device, repeats=repeats, warmup=2)
             if busy is not None:
                 busy[name] = busy_ms(lambda: fn(parts, log_g).backward())
         except torch.OutOfMemoryError:
             out[name] = float("nan")
         if device.type == "cuda":
             torch.cuda.empty_cache()
-    out["SDPA causal 12×64"] = median_ms(sdpa(b, t, device), device, repeats=repeats, warmup=2)
+    out["SDPA causal 12×64"] = time_ms(sdpa(b, t, device), device, repeats=repeats, warmup=2)
     if busy is not None:
         busy["SDPA causal 12×64"] = busy_ms(sdpa(b, t, device))
     return out
@@ -145,7 +145,7 @@ def graphed_ms(b, t, device, repeats) -> dict:
     out = {}
     for name, (fn, ins) in forms.items():
         graphed = torch.cuda.make_graphed_callables(fn, tuple(ins))
-        out[name] = median_ms(lambda: graphed(*ins).float().sum().backward(), device, repeats=repeats, warmup=2)
+        out[name] = time_ms(lambda: graphed(*ins).float().sum().backward(), device, repeats=repeats, warmup=2)
     return out
 
 
