@@ -10,7 +10,8 @@ cut to C + repeats + 16 entries with the unwritten ones masked (a graph has fixe
 steps' own tokens), one graph per context. Ratios are printed against every row of the transformer (the same run).
 
     python benchmarks/decode.py [--contexts 1024 8192 32768] [--specs A.yaml B.yaml] [--batch 64] [--prefill 8192]
-                                [--kernels N] [--compile-mode MODE] [--no-compile] [--weights bf16]
+                                [--kernels N] [--compile-mode MODE] [--no-compile [MODEL ...]]
+                                [--weights bf16]
 
 At --batch 64 and 32k context GPT-2's bf16 KV cache is 77 GB: the state is filled in place and the graphed decoder
 decodes in the same buffers (no copy), so one cache is allocated per context.
@@ -91,17 +92,18 @@ def prefill_ms(model, length: int, vocab: int, device, amp, repeats: int) -> flo
 def decode_rows(model, name: str, args, device, amp) -> dict[str, dict[int, float]]:
     """{row label: {context: ms per decode step}}: eager, and on a GPU as a CUDA graph (and compiled)."""
     b = args.batch
+    compiled = args.no_compile is None or (args.no_compile != [] and name not in args.no_compile)
     cache_dtype = torch.bfloat16 if device.type == "cuda" else None
     kv_cache = any(getattr(blk, "name", "") == "softmax_attention" for blk in model.blocks.values())
     graphs = {}  # a recurrent model's graph serves every context; an attention model gets one per context
     if device.type == "cuda" and not kv_cache:
         graphs["CUDA graph"] = GraphedDecoder(model, b, device, autocast=torch.bfloat16)
-        if not args.no_compile:
+        if compiled:
             graphs["compiled+graph"] = GraphedDecoder(model, b, device, autocast=torch.bfloat16,
                                                       compile=args.compile_mode)
     rows = {f"{name} eager": {}} | {f"{name} {label}": {} for label in graphs}
     if device.type == "cuda" and kv_cache:
-        rows |= {f"{name} CUDA graph": {}} | ({} if args.no_compile else {f"{name} compiled+graph": {}})
+        rows |= {f"{name} CUDA graph": {}} | ({f"{name} compiled+graph": {}} if compiled else {})
 
     def time_graph(graphed, row: str, c: int) -> None:
         rows[row][c] = time_ms(lambda: graphed(tok), device, repeats=args.repeats, warmup=3)
@@ -114,7 +116,7 @@ def decode_rows(model, name: str, args, device, amp) -> dict[str, dict[int, floa
             rows[f"{name} eager"][c] = time_ms(lambda: model.step(tok, state), device, repeats=args.repeats, warmup=3)
         if device.type == "cuda" and kv_cache:  # decodes in the (cut) cache itself: no second copy of it
             cut = cut_caches(model, state, c + slack(args))
-            modes = [("CUDA graph", False)] + ([] if args.no_compile else [("compiled+graph", args.compile_mode)])
+            modes = [("CUDA graph", False)] + ([("compiled+graph", args.compile_mode)] if compiled else [])
             for label, how in modes:
                 graphed = GraphedDecoder(model, b, device, autocast=torch.bfloat16, state=cut, compile=how)
                 time_graph(graphed, f"{name} {label}", c)
@@ -143,9 +145,14 @@ def main() -> None:
                    help="on a GPU, also count each graphed step's kernels at the first context and list the N costliest")
     p.add_argument("--compile-mode", default="max-autotune-no-cudagraphs",
                    help="torch.compile mode of the compiled steps (default max-autotune-no-cudagraphs; or default, ...)")
-    p.add_argument("--no-compile", action="store_true",
-                   help="skip the torch.compile'd graphs (compiling and tuning take 1-2 min per model and context)")
+    p.add_argument("--no-compile", nargs="*", metavar="MODEL",
+                   help="skip the torch.compile'd graphs (compiling and tuning take 1-2 min per model and context), of "
+                        "every model or of the models named (a spec's file stem, e.g. gpt2_100m)")
     args = p.parse_args()
+    stems = [Path(sp).stem for sp in args.specs]
+    if args.no_compile and not set(args.no_compile) <= set(stems):
+        p.error(f"--no-compile names a model not in --specs: {sorted(set(args.no_compile) - set(stems))}; "
+                f"the models are {stems}")
     if args.batch < 1 or min(args.contexts) < 1 or args.prefill < 0:
         p.error("--batch and --contexts need positive numbers, --prefill a length >= 0")
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
