@@ -24,7 +24,7 @@ def fixed_log_decay(heads: int) -> torch.Tensor:
     return torch.log1p(-(2.0 ** (-5.0 - torch.arange(heads, dtype=torch.float64)))).float()
 
 
-class LinearAttention(nn.Module):
+class LinearAttention(linear_core.ModeChoice, nn.Module):
     """Gated linear attention (real matrix state per head); SAM, the real ablation of PAM, by default."""
 
     name = "linear_attention"
@@ -109,13 +109,6 @@ class LinearAttention(nn.Module):
             y = y[..., :-1] / y[..., -1:].clamp_min(1e-6)
         b, h, t, d = y.shape
         return self.out(y.transpose(1, 2).reshape(b, t, h * d).to(dtype))
-
-    mode_usable = staticmethod(linear_core.mode_usable)
-
-    def resolve_mode(self, seq_len: int, device: torch.device) -> str:
-        if self.cfg.mode != "auto":
-            return self.cfg.mode
-        return linear_core.auto_mode(seq_len, self.cfg.chunk, device)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         q, k, v, log_g = self._project(x, torch.arange(x.shape[1], device=x.device))

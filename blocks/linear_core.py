@@ -71,6 +71,18 @@ def auto_mode(seq_len: int, chunk: int, device: torch.device) -> str:
     return "dual" if seq_len <= limit else "chunked"
 
 
+class ModeChoice:
+    """What the matrix-state memories (PAM, linear attention) share about their `mode` field: whether a form runs on a
+    device, and the form `auto` stands for."""
+
+    mode_usable = staticmethod(mode_usable)
+
+    def resolve_mode(self, seq_len: int, device: torch.device) -> str:
+        if self.cfg.mode != "auto":
+            return self.cfg.mode
+        return auto_mode(seq_len, self.cfg.chunk, device)
+
+
 def decay_matrix(log_g: torch.Tensor) -> torch.Tensor:
     """L[..., t, i] = exp(Σ_{i<j≤t} log_g_j) for i ≤ t, else 0. log_g [..., T] → [..., T, T] (fp32)."""
     c = acc(log_g).cumsum(-1)

@@ -100,7 +100,7 @@ def complex_step(qr, qi, kr, ki, vr, vi, log_g, state, conjugate: bool = True):
     return (read(sr, qr) - read(si, qi), read(sr, qi) + read(si, qr)), (sr, si)
 
 
-class PAM(nn.Module):
+class PAM(linear_core.ModeChoice, nn.Module):
     """Phase-Associative Memory: complex matrix state per head, decay + GSP, complex RoPE, full complex score."""
 
     name = "pam"
@@ -174,13 +174,6 @@ class PAM(nn.Module):
         b, h, t, d = yr.shape
         y = torch.cat([yr.transpose(1, 2).reshape(b, t, h * d), yi.transpose(1, 2).reshape(b, t, h * d)], -1)
         return self.out(y.to(dtype))
-
-    mode_usable = staticmethod(linear_core.mode_usable)
-
-    def resolve_mode(self, seq_len: int, device: torch.device) -> str:
-        if self.cfg.mode != "auto":
-            return self.cfg.mode
-        return linear_core.auto_mode(seq_len, self.cfg.chunk, device)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         mode = self.resolve_mode(x.shape[1], x.device)
