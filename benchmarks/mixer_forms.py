@@ -1,5 +1,6 @@
 """Time the training forms of the recurrent mixers side by side (forward + backward of one block after warm-up:
-the median of repeats by CUDA events on GPU, the fastest repeat on CPU), to pick what `mode: auto` should use on this device.
+the median of repeats by CUDA events on GPU, the fastest repeat on CPU), to pick what `mode: auto` should use on this
+device.
 
     python benchmarks/mixer_forms.py [--batch-tokens 16384] [--seq 256 512 1024 2048]
 """
