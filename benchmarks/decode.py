@@ -10,7 +10,7 @@ cut to C + repeats + 16 entries with the unwritten ones masked (a graph has fixe
 steps' own tokens), one graph per context. Ratios are printed against every row of the transformer (the same run).
 
     python benchmarks/decode.py [--contexts 1024 8192 32768] [--specs A.yaml B.yaml] [--batch 64] [--prefill 8192]
-                                [--kernels N] [--compile-mode MODE] [--no-compile [MODEL ...]]
+                                [--kernels N [--kernel-sequence N]] [--compile-mode MODE] [--no-compile [MODEL ...]]
                                 [--weights bf16]
 
 At --batch 64 and 32k context GPT-2's bf16 KV cache is 77 GB: the state is filled in place and the graphed decoder
@@ -48,9 +48,11 @@ def at_context(state, context: int):
     return map_state(leaf, state)
 
 
-def kernel_table(fn, steps: int = 5, top: int = 6) -> str:
+def kernel_table(fn, steps: int = 5, top: int = 6, sequence: int = 0) -> str:
     """What the GPU runs in one call of fn (a graphed decode step): kernels per step, their GPU time, and the `top`
-    kernels by time — where a step's time goes when it is bound by the number of kernels, not by bytes or FLOPs."""
+    kernels by time — where a step's time goes when it is bound by the number of kernels, not by bytes or FLOPs.
+    `sequence`: also the first that many kernels of one step in launch order, with their start times (one layer's
+    kernels, read in order, show which op each belongs to)."""
     from torch.profiler import ProfilerActivity, profile
 
     fn()
@@ -67,6 +69,11 @@ def kernel_table(fn, steps: int = 5, top: int = 6) -> str:
     lines = [f"    {len(kernels) / steps:.0f} kernels per step, {total / 1000:.3f} ms of GPU time"]
     for name, us in sorted(by_name.items(), key=lambda kv: -sum(kv[1]))[:top]:
         lines.append(f"    {len(us) / steps:5.0f} × {sum(us) / len(us):6.2f} us  {name[:90]}")
+    if sequence:
+        first = sorted(kernels, key=lambda e: e.time_range.start)[:sequence]
+        lines.append("    the first kernels of a step in launch order: start and duration (us)")
+        lines += [f"    {e.time_range.start - first[0].time_range.start:8.1f} {e.time_range.elapsed_us():7.2f}  "
+                  f"{e.name[:110]}" for e in first]
     return "\n".join(lines)
 
 
@@ -108,7 +115,8 @@ def decode_rows(model, name: str, args, device, amp) -> dict[str, dict[int, floa
     def time_graph(graphed, row: str, c: int) -> None:
         rows[row][c] = time_ms(lambda: graphed(tok), device, repeats=args.repeats, warmup=3)
         if args.kernels and c == args.contexts[0]:
-            print(f"  {row}, context {c}:\n{kernel_table(lambda: graphed(tok), top=args.kernels)}", flush=True)
+            table = kernel_table(lambda: graphed(tok), top=args.kernels, sequence=args.kernel_sequence)
+            print(f"  {row}, context {c}:\n{table}", flush=True)
     for c in args.contexts:
         state = at_context(model.init_state(b, device=device, dtype=cache_dtype), c)
         tok = torch.randint(0, args.vocab, (b,), device=device)
@@ -143,6 +151,8 @@ def main() -> None:
                    help="parameters as trained (fp32, cast under autocast every step) or stored in bf16, as served")
     p.add_argument("--kernels", type=int, default=0, metavar="N",
                    help="on a GPU, also count each graphed step's kernels at the first context and list the N costliest")
+    p.add_argument("--kernel-sequence", type=int, default=0, metavar="N",
+                   help="with --kernels, also list the first N kernels of one step in launch order")
     p.add_argument("--compile-mode", default="max-autotune-no-cudagraphs",
                    help="torch.compile mode of the compiled steps (default max-autotune-no-cudagraphs; or default, ...)")
     p.add_argument("--no-compile", nargs="*", metavar="MODEL",
