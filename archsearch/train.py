@@ -96,8 +96,10 @@ def _save(path: Path, state: dict) -> None:
 def train(model: torch.nn.Module, task, cfg: TrainConfig, *, seq_len: int, on_eval=None,
           checkpoint: Path | None = None, progress: bool = True, label: str = "train") -> TrainResult:
     """Train `model` on `task` for cfg.tokens tokens. on_eval(step, tokens, metrics) → True stops the run.
-    On CPU the run is bit-for-bit reproducible: deterministic kernels are switched on for its duration (without
-    them, multi-threaded CPU backward passes such as the embedding's accumulate in a varying order)."""
+    On CPU deterministic kernels are switched on for the run's duration (without them, multi-threaded CPU backward
+    passes such as the embedding's accumulate in a varying order), so a seed repeats its run bit for bit at a fixed
+    thread count: one thread always did in our tests, two usually, though a CI machine once gave 2e-4 apart. The
+    thread count itself changes the last bits."""
     device = resolve_device(cfg.device)
     before = torch.are_deterministic_algorithms_enabled()
     torch.use_deterministic_algorithms(before or device.type == "cpu")
