@@ -10,7 +10,8 @@ cache's length, whatever the context; pass a `state` whose caches are as long as
 A graph removes the CPU's per-op launch cost but still runs every small kernel of the step (a 100M PAM step is
 ~2,160 of them on an H200); `compile=True` first fuses the step with torch.compile (inductor), so the graph replays
 far fewer (~440; ~280 with compile="max-autotune-no-cudagraphs", docs/performance.md).
-The weights must not change after construction (a compiled step keeps the complex block matrices it was built with).
+The weights must not change after construction: the step is captured inside blocks.complex.frozen_weights, so the
+graph reads complex block matrices built once, which the decoder keeps alive (the model itself keeps nothing).
 
 Position counters (Python ints in the eager state) become 0-d device tensors, so the graph reads and advances them
 on the GPU; the state lives in fixed buffers that each replay updates in place.
@@ -20,6 +21,8 @@ from __future__ import annotations
 from contextlib import nullcontext
 
 import torch
+
+from blocks.complex import frozen_weights
 
 WARMUP_STEPS = 3  # eager steps on a side stream before capture (lazy caches, cuBLAS workspaces)
 
@@ -111,20 +114,21 @@ class GraphedDecoder:
         self.tokens = torch.zeros(batch, dtype=torch.long, device=device)
         start = _snapshot(model, self.state)
         self._body = _step_and_update
-        if compile:
-            with torch.no_grad(), self._amp():  # one eager step first: lazy caches are built outside the trace
-                model.step(self.tokens, clone_state(self.state))
-            mode = compile if isinstance(compile, str) else None
-            self._body = torch.compile(_step_and_update, dynamic=False, mode=mode)
-        side = torch.cuda.Stream(device)
-        side.wait_stream(torch.cuda.current_stream(device))
-        with torch.cuda.stream(side):
-            for _ in range(WARMUP_STEPS):
-                self._step()
-        torch.cuda.current_stream(device).wait_stream(side)
-        self.graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(self.graph):
-            self.logits = self._step()
+        with frozen_weights(model) as self._frozen:  # the graph reads these; the model drops them on exit
+            if compile:
+                with torch.no_grad(), self._amp():  # one eager step first: lazy initialisation outside the trace
+                    model.step(self.tokens, clone_state(self.state))
+                mode = compile if isinstance(compile, str) else None
+                self._body = torch.compile(_step_and_update, dynamic=False, mode=mode)
+            side = torch.cuda.Stream(device)
+            side.wait_stream(torch.cuda.current_stream(device))
+            with torch.cuda.stream(side):
+                for _ in range(WARMUP_STEPS):
+                    self._step()
+            torch.cuda.current_stream(device).wait_stream(side)
+            self.graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(self.graph):
+                self.logits = self._step()
         _restore(model, self.state, start)  # capture ran the step once more; warm-up ran it three times
 
     def _step(self) -> torch.Tensor:

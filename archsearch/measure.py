@@ -9,6 +9,8 @@ from contextlib import nullcontext
 
 import torch
 
+from blocks.complex import frozen_weights
+
 from . import flops
 from .graph_step import GraphedMicroStep, LMLoss, micro_loss
 
@@ -42,7 +44,7 @@ def decode_ms(model: torch.nn.Module, vocab: int, context: int, device: torch.de
     was_training = model.training
     model.eval()
     ids = torch.randint(0, vocab, (context + 1,), device=device)
-    with torch.no_grad(), amp:
+    with torch.no_grad(), amp, frozen_weights(model):  # decoding's best form: complex weights built once
         state = model.init_state(1, device=device)
         for t in range(context):
             _, state = model.step(ids[t:t + 1], state)

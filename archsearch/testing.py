@@ -8,7 +8,9 @@ the Config defaults): shape preserved; causality; step form == parallel form (fp
 steps); every parallel form (the Config's `mode` choices, those the block's optional `mode_usable(mode, device)` allows
 here) == the recurrence, forward and backward; gradients reach every parameter;
 analytic params == built params; analytic FLOPs == FLOPs counted on the reference (step) path within 2%; no NaN/inf
-in fp32 and under bf16 autocast; reported state bytes == bytes of the real step state.
+in fp32 and under bf16 autocast; reported state bytes == bytes of the real step state; after an optimiser step (fused
+AdamW, which leaves the parameters' version counters alone) the no-grad forward and step forms change (no module keeps
+weights derived from its parameters across calls).
 """
 from __future__ import annotations
 
@@ -24,7 +26,7 @@ from .errors import Loc
 
 D_MODEL, SEQ_LEN, VOCAB, BATCH = 32, 64, 50, 2
 REL_TOL, FLOP_TOL = 1e-5, 0.02
-CHECKS = ("shape", "causality", "step", "forms", "gradients", "params", "flops", "finite", "state_bytes")
+CHECKS = ("shape", "causality", "step", "forms", "gradients", "params", "flops", "finite", "state_bytes", "updates")
 
 
 @dataclass(frozen=True)
@@ -177,6 +179,29 @@ def check_state_bytes(case: Case) -> None:
     m = case.build()
     real = sum(t.numel() * t.element_size() for t in leaves(m.init_state(1))) if _stateful(m) else 0
     assert real == case.cost()["state_bytes"], f"step state holds {real} bytes, analytic {case.cost()['state_bytes']}"
+
+
+def check_updates(case: Case) -> None:
+    m, x = case.build(), case.inputs()
+    params = [p for p in m.parameters() if p.requires_grad]
+    if not params:
+        return
+
+    def no_grad_outputs(module):
+        with torch.no_grad():
+            return [module(x)] + ([run_steps(module, x[:, :4])] if _stateful(module) else [])
+    before = no_grad_outputs(m)  # evaluation before the step: whatever a module might keep is built here
+    m.train()
+    y = m(x)
+    (y * torch.randn(y.shape, generator=torch.Generator().manual_seed(5))).sum().backward()
+    torch.optim.AdamW(params, lr=1e-2, fused=True).step()  # fused: no version counter moves
+    m.eval()
+    fresh = case.build(seed=1)
+    fresh.load_state_dict(m.state_dict())
+    for name, a, b, c in zip(("forward", "step form"), before, no_grad_outputs(m), no_grad_outputs(fresh)):
+        assert not torch.equal(a, b), f"the no-grad {name} is unchanged by an optimiser step: stale derived weights"
+        assert torch.equal(b, c), f"the no-grad {name} differs from a fresh module's with the same state dict " \
+                                  f"(relative error {rel_error(b, c):.3g}): state derived from old weights"
 
 
 def run_check(cls, check: str) -> None:

@@ -30,6 +30,7 @@ import torch
 
 from archsearch.compiler import compile_spec
 from archsearch.decode import GraphedDecoder, cut_caches, map_state
+from blocks.complex import frozen_weights
 from archsearch.lower import lower
 from archsearch.measure import time_ms
 from archsearch.spec import load_spec
@@ -120,7 +121,7 @@ def decode_rows(model, name: str, args, device, amp) -> dict[str, dict[int, floa
     for c in args.contexts:
         state = at_context(model.init_state(b, device=device, dtype=cache_dtype), c)
         tok = torch.randint(0, args.vocab, (b,), device=device)
-        with torch.no_grad(), amp:
+        with torch.no_grad(), amp, frozen_weights(model):  # the eager step's best form: weights built once
             rows[f"{name} eager"][c] = time_ms(lambda: model.step(tok, state), device, repeats=args.repeats, warmup=3)
         if device.type == "cuda" and kv_cache:  # decodes in the (cut) cache itself: no second copy of it
             cut = cut_caches(model, state, c + slack(args))

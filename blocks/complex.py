@@ -7,6 +7,7 @@ No torch.complex dtypes on the hot path (no bf16 complex, poor kernels).
 from __future__ import annotations
 
 import math
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -62,22 +63,41 @@ class ComplexLinear(nn.Module):
                 for part in w.split(n_out // parts, 0):
                     init_complex_part(part, init)
 
+    _frozen: torch.Tensor | None = None  # set only inside frozen_weights()
+
     def block_matrix(self) -> torch.Tensor:
-        """The real [2m, 2n] matrix acting on [xr | xi]. Without gradients (evaluation, decoding) it is built once and
-        kept until the weights change: a decode step multiplies one token, so rebuilding it every step would cost
-        more than the product itself."""
-        if torch.is_grad_enabled():
-            return torch.cat([torch.cat([self.wr, -self.wi], 1), torch.cat([self.wi, self.wr], 1)], 0)
-        if torch.compiler.is_compiling() and hasattr(self, "_block"):
-            return self._block  # a compiled decode step (archsearch.decode) runs after an eager warm-up built it
-        key = (self.wr._version, self.wi._version, self.wr.data_ptr(), self.wi.data_ptr())
-        if getattr(self, "_block_key", None) != key:
-            self._block = torch.cat([torch.cat([self.wr, -self.wi], 1), torch.cat([self.wi, self.wr], 1)], 0)
-            self._block_key = key
-        return self._block
+        """The real [2m, 2n] matrix acting on [xr | xi], built from the parameters on every call (a cat of two small
+        matrices); inside frozen_weights() the one built on entry."""
+        if self._frozen is not None:
+            if torch.is_grad_enabled():
+                raise RuntimeError("frozen_weights() is for inference: no gradient reaches frozen weights")
+            return self._frozen
+        return torch.cat([torch.cat([self.wr, -self.wi], 1), torch.cat([self.wi, self.wr], 1)], 0)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # [..., 2n] → [..., 2m]
         return F.linear(x, self.block_matrix())
+
+
+@contextmanager
+def frozen_weights(model: nn.Module):
+    """Decoding without rebuilding weights: inside this context every ComplexLinear of `model` multiplies by a block
+    matrix built once on entry (a decode step multiplies one token, so rebuilding the matrix each step costs more than
+    the product), and on exit the matrices are dropped. The parameters must not change inside, and no gradient flows
+    (a forward with gradients raises). Yields the built matrices: a CUDA graph captured inside reads them, so whoever
+    replays it keeps them (archsearch.decode.GraphedDecoder)."""
+    layers = [m for m in model.modules() if isinstance(m, ComplexLinear)]
+    before = [m._frozen for m in layers]  # an enclosing context's, restored on exit
+    try:
+        with torch.no_grad():
+            for m in layers:
+                m._frozen = m.block_matrix()
+        yield [m._frozen for m in layers]
+    finally:
+        for m, b in zip(layers, before):
+            if b is None:
+                m.__dict__.pop("_frozen", None)
+            else:
+                m._frozen = b
 
 
 def modrelu(re: torch.Tensor, im: torch.Tensor, bias: torch.Tensor):
