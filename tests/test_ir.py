@@ -55,9 +55,11 @@ def test_vocab_from_data():
     spec = parse_text("model: {d_model: 8, seq_len: 4}\nstack: {depth: 1, sublayers: [mlp]}\n")
     assert build(spec, vocab=300).model.vocab == 300
     fixed = parse_text("model: {d_model: 8, seq_len: 4, vocab: 100}\nstack: {depth: 1, sublayers: [mlp]}\n")
-    assert build(fixed, vocab=50).model.vocab == 100
-    with pytest.raises(SpecError, match="the data has 300 tokens but the spec fixes vocab 100"):
-        build(fixed, vocab=300)
+    assert build(fixed).model.vocab == 100
+    for data in (50, 300):  # 50 rows no token reaches (a silent waste), or tokens no row has
+        with pytest.raises(SpecError, match=f"vocab: fixes 100 tokens but the data's tokenizer \\(or --vocab\\) has "
+                                            f"{data}: write 'vocab: data'"):
+            build(fixed, vocab=data)
 
 
 def test_dump_and_replace_do_not_mutate():
