@@ -28,6 +28,9 @@ class TrainConfig:
     lr: float = 1e-3
     min_lr_ratio: float = field(default=0.1, metadata={"doc": "cosine floor as a fraction of lr"})
     warmup: float = field(default=0.05, metadata={"doc": "warm-up as a fraction of the steps"})
+    schedule: Literal["cosine", "wsd"] = field(default="cosine", metadata={
+        "doc": "after warm-up: cosine to the floor, or wsd (constant, then linear to the floor over the last `decay`)"})
+    decay: float = field(default=0.2, metadata={"doc": "wsd: the final fraction of the steps that decays"})
     weight_decay: float = field(default=0.1, metadata={"doc": "AdamW; never on norms, biases, gains, scalars"})
     beta1: float = 0.9
     beta2: float = 0.95
@@ -39,3 +42,4 @@ class TrainConfig:
     precision: Literal["auto", "fp32", "bf16"] = field(default="auto", metadata={"doc": "auto: bf16 on GPU"})
     compile: bool = False
     cuda_graph: bool = field(default=False, metadata={"doc": "GPU: replay each micro-step as a CUDA graph"})
+    fused: bool | None = field(default=None, metadata={"doc": "fused AdamW; null: on CUDA only"})

@@ -1,6 +1,6 @@
 """Budgeted training: a function, not a trainer object. The budget is in tokens; batch size is a token count
-(gradient accumulation makes up the rest); AdamW without decay on norms, biases, gains and scalars; linear warm-up
-then cosine; gradient clipping; bf16 autocast on GPU (the memories accumulate their state in fp32); optional
+(gradient accumulation makes up the rest); AdamW (fused on CUDA) without decay on norms, biases, gains and scalars;
+linear warm-up then cosine or warmup-stable-decay; gradient clipping; bf16 autocast on GPU (the memories accumulate their state in fp32); optional
 torch.compile (of the model with its loss) and, on GPU, each micro-step replayed as a CUDA graph (graph_step.py);
 seeded; intermediate evaluations reported to a callback that may stop the run (search pruning); a NaN/inf loss
 stops the run with its reason; checkpoint and resume."""
@@ -30,7 +30,7 @@ class TrainResult:
     steps: int
     tokens: int
     seconds: float
-    tokens_per_s: float
+    tokens_per_s: float  # steady state: evaluations and the first step (graph capture, compilation) left out
     train_loss: float
     peak_memory_bytes: int
     device: str
@@ -59,11 +59,17 @@ def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
 
 
 def lr_at(step: int, total: int, cfg: TrainConfig) -> float:
+    """Linear warm-up, then cosine to lr·min_lr_ratio, or (wsd) the full rate until the last `decay` of the steps and
+    a linear fall to the same floor over them."""
     warm = max(1, int(cfg.warmup * total))
     if step < warm:
         return cfg.lr * (step + 1) / warm
-    progress = (step - warm) / max(1, total - warm)
     floor = cfg.lr * cfg.min_lr_ratio
+    if cfg.schedule == "wsd":
+        start = max(warm, total - max(1, round(cfg.decay * total)))
+        progress = (step - start + 1) / max(1, total - start)
+        return cfg.lr if step < start else cfg.lr - (cfg.lr - floor) * min(progress, 1.0)
+    progress = (step - warm) / max(1, total - warm)
     return floor + (cfg.lr - floor) * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
 
 
@@ -114,11 +120,13 @@ def _train(model, task, cfg: TrainConfig, device: torch.device, seq_len: int, on
     model.to(device).train()
     amp = autocast_for(device, cfg.precision)
     micro, accum, steps = plan(cfg, seq_len)
+    fused = device.type == "cuda" if cfg.fused is None else cfg.fused
     opt = torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2),
-                            fused=device.type == "cuda")
+                            fused=fused)
     rng = np.random.default_rng(cfg.seed)
     eval_at = {round(k * steps / (cfg.evals + 1)) for k in range(1, cfg.evals + 1)} - {0, steps}
     step, tokens, evals, elapsed, loss_avg = 0, 0, [], 0.0, float("nan")
+    steady = [0.0, 0]  # seconds and tokens of the steps after the first, evaluations left out: the throughput
     if checkpoint is not None and checkpoint.is_file():
         state = torch.load(checkpoint, map_location=device, weights_only=False)
         model.load_state_dict(state["model"])
@@ -126,6 +134,7 @@ def _train(model, task, cfg: TrainConfig, device: torch.device, seq_len: int, on
         rng.bit_generator.state = state["rng"]
         torch.set_rng_state(state["torch_rng"])
         step, tokens, evals, elapsed, loss_avg = state["step"], state["tokens"], state["evals"], state["elapsed"], state["loss"]
+        steady = state.get("steady", steady)
         print(f"{label}: resuming from {checkpoint} at step {step}/{steps}", file=sys.stderr)
     loss_fn = torch.compile(LMLoss(model)) if cfg.compile else LMLoss(model)  # compiled with its loss: fused
     graphed = cfg.cuda_graph and device.type == "cuda"
@@ -135,7 +144,9 @@ def _train(model, task, cfg: TrainConfig, device: torch.device, seq_len: int, on
         torch.cuda.reset_peak_memory_stats(device)
     bar = Progress(steps, label, enabled=progress)
     status, reason, t0 = "completed", "", time.perf_counter() - elapsed
+    first = step  # the first step of this process captures the graph or compiles: not in the throughput
     while step < steps:
+        t_step = time.perf_counter()
         lr = lr_at(step, steps, cfg)
         for g in opt.param_groups:
             g["lr"] = lr
@@ -154,8 +165,11 @@ def _train(model, task, cfg: TrainConfig, device: torch.device, seq_len: int, on
         opt.zero_grad(set_to_none=not graphed)  # a graph adds into the gradient tensors it was captured with
         step += 1
         tokens += micro * accum * seq_len
+        if step > first + 1:
+            steady[0] += time.perf_counter() - t_step
+            steady[1] += micro * accum * seq_len
         loss_avg = total if math.isnan(loss_avg) else 0.9 * loss_avg + 0.1 * total
-        rate = tokens / max(time.perf_counter() - t0, 1e-9)
+        rate = steady[1] / steady[0] if steady[0] else tokens / max(time.perf_counter() - t0, 1e-9)
         bar.update(step, f"loss {loss_avg:.3f} lr {lr:.2e} {rate:,.0f} tok/s")
         if step in eval_at:
             metrics = task.evaluate(model, seq_len, device, max_tokens=cfg.eval_tokens, autocast=amp)
@@ -163,11 +177,12 @@ def _train(model, task, cfg: TrainConfig, device: torch.device, seq_len: int, on
             if checkpoint is not None:
                 _save(checkpoint, {"model": model.state_dict(), "optim": opt.state_dict(), "rng": rng.bit_generator.state,
                                    "torch_rng": torch.get_rng_state(), "step": step, "tokens": tokens, "evals": evals,
-                                   "elapsed": time.perf_counter() - t0, "loss": loss_avg, "config": asdict(cfg)})
+                                   "elapsed": time.perf_counter() - t0, "loss": loss_avg, "config": asdict(cfg),
+                                   "steady": steady})
             if on_eval is not None and on_eval(step, tokens, metrics):
                 status, reason = "stopped", f"stopped by the caller at step {step}"
                 break
     bar.close()
     seconds = time.perf_counter() - t0
-    return TrainResult(status, reason, step, tokens, seconds, tokens / max(seconds, 1e-9), loss_avg,
-                       _peak_memory(device), str(device), evals)
+    rate = steady[1] / steady[0] if steady[0] else tokens / max(seconds, 1e-9)  # a one-step run: all it has
+    return TrainResult(status, reason, step, tokens, seconds, rate, loss_avg, _peak_memory(device), str(device), evals)

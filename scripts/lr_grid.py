@@ -41,7 +41,7 @@ def main(argv=None) -> int:
                 task = task or tasks.make(spec.task)
                 name = f"{Path(path).stem}-lr{lr:g}"
                 m = train_spec(spec, out=out / name, fresh=True, task=task, progress=False)
-                m.pop("model")
+                m.pop("model", None)
                 runs.append(m)
                 print(f"{name}: ppl {m.get('val_ppl', float('nan')):.2f}  {m['tokens_per_s']:,.0f} tok/s  "
                       f"{m['status']}", flush=True)

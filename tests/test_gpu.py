@@ -273,3 +273,39 @@ def test_profile_of_the_compiled_step_names_inductors_kernels(tmp_path):
     prof = profile.run(ir, tmp_path, device=torch.device("cuda"), batch=2, seq_len=64, steps=1, compiled=True)
     names = [r.name for r in prof.ops]
     assert prof.rows == [] and any(n.startswith("kernel triton_") for n in names), names[:10]
+
+
+@pytest.mark.parametrize("family", ["pam_paper", "pam", "linear_attention", "holographic", "softmax_attention"])
+def test_reported_metrics_are_the_saved_weights_on_the_gpu(family, tmp_path):
+    """As tests/test_saved_numbers.py, with the GPU's own settings: fused AdamW (the default there), bf16 autocast and
+    CUDA graphs, through several evaluations."""
+    import numpy as np
+
+    from archsearch.compiler import compile_spec
+    from archsearch.experiment import train_spec
+    from archsearch.tasks import LMTask
+    from archsearch.train import autocast_for
+    from test_saved_numbers import _doc
+
+    doc = _doc(family)
+    del doc["train"]["fused"]
+    doc["train"] |= {"device": "cuda", "cuda_graph": True}
+    spec = parse(doc, f"{family}.yaml")
+    rng = np.random.default_rng(0)
+    stream = np.tile(rng.integers(0, 64, 50), 40)
+    task = LMTask.from_streams({"train": stream, "validation": stream[:1500]}, {"validation": 1500}, 64)
+    m = train_spec(spec, out=tmp_path, task=task, progress=False)
+    assert m["status"] == "completed" and len(m["evals"]) == 3
+    torch.manual_seed(123)
+    fresh = lower(compile_spec(spec, vocab=64))
+    fresh.load_state_dict(torch.load(tmp_path / "weights.pt", weights_only=True))
+    again = task.evaluate(fresh.cuda(), 32, torch.device("cuda"), autocast=autocast_for(torch.device("cuda"), "auto"))
+    assert m["val_ppl"] == again["ppl"] and m["val_ppl"] < 64
+
+
+def test_a_graphed_decoder_leaves_nothing_on_the_model():
+    from archsearch.decode import GraphedDecoder
+
+    model = _model("pam").eval()
+    GraphedDecoder(model, batch=1, device=torch.device("cuda"), compile=False)
+    assert not [n for n, m in model.named_modules() if "_frozen" in m.__dict__]
