@@ -62,33 +62,38 @@ class LMTask:
 
 
 class MQARTask:
+    """Associative recall. Searches select on a `validation` set and reports score a `test` set: fixed sequences drawn
+    from two seeds, the same for every model. Beside accuracy, the memory-free floors on the same sequences."""
+
     kind = "mqar"
+    SEEDS = {"validation": 7654321, "test": 1234567}
 
     def __init__(self, cfg: TaskConfig):
         self.cfg, self.vocab_size = cfg, cfg.mqar_vocab
         self.name = f"mqar {cfg.num_kv_pairs} pairs / vocab {cfg.mqar_vocab}"
-        self._test = {}
-        # values are drawn uniformly from the vocabulary's upper half: a model that knows that, and nothing of the
-        # pairs, is right this often
-        self.chance_accuracy = 1.0 / (cfg.mqar_vocab - cfg.mqar_vocab // 2)
+        self._sets = {}
 
     def train_batch(self, batch: int, seq_len: int, rng: np.random.Generator):
         c = self.cfg
         return mqar.batch(batch, seq_len, c.num_kv_pairs, c.mqar_vocab, c.power_a, rng)
 
-    def test_set(self, seq_len: int):
-        if seq_len not in self._test:  # fixed: the same sequences for every model
+    def test_set(self, seq_len: int, split: str = "test"):
+        if (seq_len, split) not in self._sets:  # fixed: the same sequences for every model
             c = self.cfg
-            self._test[seq_len] = mqar.batch(c.test_examples, seq_len, c.num_kv_pairs, c.mqar_vocab, c.power_a,
-                                             np.random.default_rng(1234567))
-        return self._test[seq_len]
+            self._sets[seq_len, split] = mqar.batch(c.test_examples, seq_len, c.num_kv_pairs, c.mqar_vocab, c.power_a,
+                                                    np.random.default_rng(self.SEEDS[split]))
+        return self._sets[seq_len, split]
+
+    def floors(self, seq_len: int, split: str = "test") -> dict:
+        """Accuracies reachable without an associative memory, on the same sequences (mqar.floors)."""
+        return mqar.floors(*self.test_set(seq_len, split), self.cfg.num_kv_pairs)
 
     @torch.no_grad()
     def evaluate(self, model, seq_len: int, device, *, split: str = "validation", max_tokens: int | None = None,
                  batch: int = 64, autocast=None) -> dict:
         was_training = model.training
         model.eval()
-        x_all, y_all = self.test_set(seq_len)
+        x_all, y_all = self.test_set(seq_len, split)
         correct = total = 0
         nll = 0.0
         for i in range(0, len(x_all), batch):

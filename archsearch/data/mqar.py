@@ -40,3 +40,14 @@ def batch(n: int, seq_len: int, num_kv_pairs: int, vocab: int, power_a: float = 
     inputs[rows, pos] = keys
     targets[rows, pos] = values
     return torch.from_numpy(inputs), torch.from_numpy(targets)
+
+
+def floors(inputs: torch.Tensor, targets: torch.Tensor, num_kv_pairs: int) -> dict:
+    """What a model without associative recall can score on these sequences: `uniform`, the expected accuracy of
+    guessing among the context's values (1/num_kv_pairs); `positional`, the accuracy of answering the j-th query with
+    the j-th pair's value (query order follows pair order more often than chance: gaps are power-law, and the pairs'
+    slots are drawn in order)."""
+    mask = targets != IGNORE
+    values = inputs[:, 1:2 * num_kv_pairs:2]  # [n, pairs], in pair order
+    answers = targets[mask].view(len(targets), num_kv_pairs)  # row-major: each sequence's queries in position order
+    return {"uniform": 1.0 / num_kv_pairs, "positional": (answers == values).float().mean().item()}
