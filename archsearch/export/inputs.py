@@ -66,9 +66,9 @@ def trial_weights(src: Source) -> dict:
 
     path = weights_path(src.out, src.trial)
     if not path.is_file():
-        raise SpecError(Loc(str(src.out)), f"trial {src.trial}'s weights were not kept (only the top trials', each "
-                                           f"family's best and the verdict's pair are): retrain it with `archsearch "
-                                           f"train {src.out}/trials/trial_{src.trial:04d}.yaml` and export that")
+        raise SpecError(Loc(str(src.out)), f"trial {src.trial}'s weights are not in weights/ (a copy of the study "
+                                           f"without them?): retrain it with `archsearch train "
+                                           f"{src.out}/trials/trial_{src.trial:04d}.yaml` and export that")
     return load_weights(path)
 
 

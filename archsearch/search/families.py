@@ -17,11 +17,12 @@ def pam_fraction(trial) -> float:
 class Quality:
     """The study's quality measure: perplexity or loss (lower is better) or accuracy (higher is better)."""
 
-    LABELS = {"ppl": "validation perplexity", "loss": "validation loss", "accuracy": "test accuracy"}
+    LABELS = {"ppl": "validation perplexity", "loss": "validation loss", "accuracy": "validation accuracy"}
 
     def __init__(self, study):
         self.short = study.user_attrs.get("quality", "ppl")
         self.key, self.label = f"val_{self.short}", self.LABELS[self.short]
+        self.test_key = f"test_{self.short}"  # what the re-training runs report: the split no selection saw
         self.sign = -1.0 if self.short == "accuracy" else 1.0
 
     def loss(self, value: float) -> float:  # lower is better
@@ -45,3 +46,13 @@ def verdict_pair(done, q: Quality, cost: str):
     p = min(with_pam, key=q.of)
     rivals = [t for t in without if t.user_attrs[cost] <= p.user_attrs[cost]]
     return p, (min(rivals, key=q.of) if rivals else None)
+
+
+def equal_time_pair(done, q: Quality):
+    """(best PAM-containing trial, best PAM-free trial) by quality alone: an iso-time study's trials all trained for the
+    same measured time. None, None without both."""
+    with_pam = [t for t in done if pam_fraction(t) > 0]
+    without = [t for t in done if pam_fraction(t) == 0]
+    if not with_pam or not without:
+        return None, None
+    return min(with_pam, key=q.of), min(without, key=q.of)

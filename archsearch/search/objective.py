@@ -19,10 +19,11 @@ from ..experiment import device_name
 from ..lower import lower
 from ..measure import measure
 from ..passes import run_passes
+from ..saved import evaluate_saved, saved_state
 from ..spec import parse
 from ..train import autocast_for, plan, resolve_device, step_shape, train
 from .recovery import INTERRUPTED
-from .space import Space, lr_grid, pareto_costs, sample, sample_lr
+from .space import Space, lr_distribution, lr_grid, pareto_costs, sample, sample_lr
 
 
 def quality(metrics: dict, name: str) -> float:
@@ -32,9 +33,9 @@ def quality(metrics: dict, name: str) -> float:
     return math.log(metrics["ppl"]) if name == "ppl" else metrics["loss"]
 
 
-def result_quality(result: dict, name: str) -> float:
-    """The quality term of a run's results (keys `val_…`, as fit() returns them)."""
-    return quality({k[4:]: v for k, v in result.items() if k.startswith("val_")}, name)
+def result_quality(result: dict, name: str, prefix: str = "val_") -> float:
+    """The quality term of a run's results (keys `val_…` or `test_…`, as fit() returns them)."""
+    return quality({k[len(prefix):]: v for k, v in result.items() if k.startswith(prefix)}, name)
 
 
 def weighted(q: float, costs: dict, reference: dict, weights: dict) -> float:
@@ -68,11 +69,19 @@ class Objective:
         self.device, self.progress = device, progress
 
     # ------------------------------------------------------------------------------------------ pieces
+    def baseline_grid(self, trial) -> list[float] | None:
+        """The learning rates an enqueued baseline trains at (keeping the best), or None."""
+        if "baseline" not in (getattr(trial, "user_attrs", None) or {}):
+            return None
+        return [float(v) for v in self.profile.baseline_lr_grid or []] or None
+
     def spec_of(self, trial, label: str | None = None):
-        """The trial's spec (any object with Optuna's suggest_* methods) with the profile's budget."""
+        """The trial's spec (any object with Optuna's suggest_* methods) with the profile's budget. A baseline with a
+        learning-rate grid suggests no rate: the one it trains best at is recorded after the grid (record_lr)."""
         doc = sample(self.space, trial, self.profile)
         spec = parse(doc, f"{self.space.file}#{label or f'trial{trial.number}'}")
-        lr = sample_lr(self.space, trial, spec.train.lr)
+        grid = self.baseline_grid(trial)
+        lr = grid[0] if grid else sample_lr(self.space, trial, spec.train.lr, self.profile)
         p = self.profile
         train_cfg = replace(spec.train, tokens=p.tokens, batch_tokens=p.batch_tokens, lr=lr,
                             seq_len=p.seq_len or spec.train.seq_len, seed=self.space.search.seed,
@@ -108,10 +117,10 @@ class Objective:
                 return f"{key} {costs[key]:,.6g} exceeds the limit {limit:,.6g}"
         return None
 
-    def fit(self, spec, ir, on_eval=None, label: str = "") -> tuple[dict, torch.nn.Module]:
-        """Train a fresh model of `spec` and evaluate it on the whole validation split: (results, model).
-        TrialFailed when it diverges, runs out of memory or a block raises; results hold 'stopped' when on_eval
-        stopped it."""
+    def fit(self, spec, ir, on_eval=None, label: str = "", splits=("validation",)) -> tuple[dict, dict | None]:
+        """Train a fresh model of `spec`; score its saved weights, loaded into a freshly built model, on the whole of
+        each split (keys val_…, test_…): (results, the saved state dict). TrialFailed when it diverges, runs out of
+        memory or a block raises; results hold 'stopped' (and no state) when on_eval stopped it."""
         device = resolve_device(spec.train.device)
         _, seq_len = step_shape(spec.train, ir.model.seq_len)
         try:
@@ -123,13 +132,16 @@ class Objective:
                 raise TrialFailed(f"diverged: {result.reason}")
             info = {"tokens_per_s": result.tokens_per_s, "train_seconds": result.seconds}
             if result.status == "stopped":
-                return {**info, "stopped": f"pruned on intermediate validation loss at step {result.steps}"}, model
-            final = self.task.evaluate(model, seq_len, device, autocast=autocast_for(device, spec.train.precision))
+                return {**info, "stopped": f"pruned on intermediate validation loss at step {result.steps}"}, None
+            state = saved_state(model)
+            del model
+            final, _ = evaluate_saved(ir, state, self.task, seq_len, device,
+                                      autocast_for(device, spec.train.precision), splits)
         except torch.OutOfMemoryError:
             raise TrialFailed("out of memory") from None
         except (RuntimeError, ValueError) as e:  # a block error: recorded, and the study goes on
             raise TrialFailed(f"{e.__class__.__name__}: {str(e).splitlines()[0]}", traceback.format_exc(limit=3)) from None
-        return {**info, **{f"val_{k}": v for k, v in final.items()}}, model
+        return {**info, **final}, state
 
     # ------------------------------------------------------------------------------------------ one trial
     def __call__(self, trial: optuna.Trial):
@@ -194,35 +206,32 @@ class Objective:
         _, seq_len = step_shape(spec.train, ir.model.seq_len)
         tokens = iso_time_tokens(spec.train, seq_len, self.profile.train_seconds, latency_ms)
         trial.set_user_attr("train_tokens", tokens)
-        path = Path(trial.user_attrs["spec_file"])
-        doc = yaml.safe_load(path.read_text())
-        doc["train"]["tokens"] = tokens
-        path.write_text(yaml.safe_dump(doc, sort_keys=False))
+        rewrite_train(trial, tokens=tokens)
         return replace(spec, train=replace(spec.train, tokens=tokens))
 
     def train_for(self, trial, spec, ir) -> float:
         """Train with the trial's learning rate, or with each rate of the grid keeping the best; record the results
-        and return the best run's quality term."""
-        baseline = "baseline" in trial.user_attrs
-        grid = lr_grid(self.space) or (baseline and [float(v) for v in self.profile.baseline_lr_grid or []]) or None
-        # baselines always train to the end: every study holds each family's full measurement; a grid's runs would
-        # report the same steps twice, so best-of-grid trials are not pruned either
-        pruning = self.space.search.objective == "weighted" and not baseline and not grid
+        (the chosen rate's curve among them) and return the best run's quality term."""
+        baseline_grid = self.baseline_grid(trial)
+        grid = lr_grid(self.space, self.profile) or baseline_grid
+        # a grid's runs would report the same steps twice, so best-of-grid trials are not pruned; a baseline's chosen
+        # curve is reported afterwards, so that the pruner compares later trials with it too
+        pruning = self.space.search.objective == "weighted" and not grid
         curve = []
 
         def on_eval(step, tokens, metrics):
             curve.append((step, metrics["loss"]))
-            trial.set_user_attr("val_loss_curve", curve)
             if not pruning:
                 return False
+            trial.set_user_attr("val_loss_curve", curve)
             trial.report(metrics["loss"], len(curve))  # the k-th evaluation: an equal fraction of every budget
             return trial.should_prune()
 
         best, tried = None, {}
         for lr in grid or [spec.train.lr]:
-            curve.clear()
+            curve = []
             run_spec = replace(spec, train=replace(spec.train, lr=lr))
-            result, model = self.fit(run_spec, ir, on_eval,
+            result, state = self.fit(run_spec, ir, on_eval,
                                      label=f"trial {trial.number}" + (f" lr {lr:g}" if grid else ""))
             trial.set_user_attr("tokens_per_s", result["tokens_per_s"])
             trial.set_user_attr("train_seconds", result["train_seconds"])
@@ -232,21 +241,30 @@ class Objective:
             q = result_quality(result, self.space.search.quality)
             tried[f"{lr:g}"] = q
             if best is None or q < best[0]:
-                best = (q, lr, result)
-                self.save_weights(trial.number, model)
-        q, lr, result = best
+                best = (q, lr, result, curve)
+                self.save_weights(trial.number, state)
+        q, lr, result, curve = best
         trial.set_user_attr("lr", lr)
         if grid:
+            rewrite_train(trial, lr=lr)
+        trial.set_user_attr("val_loss_curve", curve)
+        if grid:
             trial.set_user_attr("lr_grid_quality", tried)
+            if self.space.search.objective == "weighted":
+                for k, (_, loss) in enumerate(curve, 1):
+                    trial.report(loss, k)
+        if baseline_grid:
+            record_lr(trial, lr, lr_distribution(self.space, self.profile))
         for k, v in result.items():
             trial.set_user_attr(k, v)
         return q
 
-    def save_weights(self, number: int, model) -> None:
-        """The trained weights of a trial, for `archsearch export` (only the best trials' are kept: keep_weights)."""
+    def save_weights(self, number: int, state: dict) -> None:
+        """A complete trial's trained weights: what its numbers were computed from (`archsearch export`, the
+        report's check)."""
         path = weights_path(self.out, number)
         path.parent.mkdir(parents=True, exist_ok=True)
-        torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, path)
+        torch.save(state, path)
 
     @staticmethod
     def prune(trial, reason: str):
@@ -261,8 +279,34 @@ class Objective:
         return float("nan")  # Optuna records a NaN objective as FAIL; the study goes on
 
 
+def rewrite_train(trial, **values) -> None:
+    """Set train settings in the trial's spec file (the budget iso-time chose, the rate a grid chose), so that
+    `archsearch train` on it reruns the trial's own run."""
+    path = Path(trial.user_attrs["spec_file"])
+    doc = yaml.safe_load(path.read_text())
+    doc["train"].update(values)
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+
+
+def record_lr(trial, lr: float, distribution) -> None:
+    """Record the rate a baseline trained best at as its `lr` parameter, as trial.suggest_* records a sampled one, so
+    that the sampler learns from the rate actually used (the grid chose it, not the sampler). A rate outside the
+    searched range is kept as a user attribute only."""
+    if distribution is None or "lr" in trial.params:
+        return
+    value = distribution.to_internal_repr(lr)
+    if distribution._contains(value):
+        trial.storage.set_trial_param(trial._trial_id, "lr", value, distribution)
+
+
 def weights_path(out: Path, number: int) -> Path:
     return out / "weights" / f"trial_{number:04d}.pt"
+
+
+def run_weights_path(out: Path, source: int, seed: int, scale: float) -> Path:
+    """A re-training run's weights: the source trial, its seed and budget scale."""
+    name = f"trial_{source:04d}_seed{seed}" + (f"_x{scale:g}" if scale != 1.0 else "")
+    return out / "weights" / "runs" / f"{name}.pt"
 
 
 def mixers(spec) -> list[str]:

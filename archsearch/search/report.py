@@ -1,7 +1,8 @@
-"""`archsearch report OUT_DIR`: report.md and PNG plots from a study — the Pareto fronts of validation quality
-against measured training-step latency, against FLOPs and against decode-state bytes (points coloured by the fraction
-of PAM layers), the optimisation history, the best architecture of each family with all its costs, the re-training
-seeds, the verdict (and, for an iso-time study, the verdict at equal training time), and the screen's fidelity."""
+"""`archsearch report OUT_DIR`: report.md and PNG plots from a study — the verdicts (verdicts.py: chosen on
+validation, compared on the test split over fresh seeds), the Pareto fronts of validation quality against measured
+training-step latency, against FLOPs and against decode-state bytes (points coloured by the fraction of PAM layers),
+the optimisation history, the best architecture of each family with all its costs, the fresh-seed test numbers, the
+screen's fidelity, and the check of every number against its saved weights (verify.py)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -11,9 +12,11 @@ from optuna.trial import TrialState
 
 from ..errors import Loc, SpecError
 from .recovery import superseded
-from .families import Quality, family, pam_fraction, verdict_cost, verdict_pair
+from . import verify
+from .families import Quality, family, pam_fraction, verdict_cost
 from .retrain import SEEDS, fidelity_pairs, load_seeds, seed_stats, spearman
-from .study import summary
+from .summary import summary
+from .verdicts import equal_time_verdict, floor_of, floor_note, verdict
 
 COLUMNS = (("val_ppl", "val ppl", "{:.2f}"), ("val_bpb", "bits/byte", "{:.4f}"), ("val_accuracy", "accuracy", "{:.4f}"),
            ("params", "params", "{:,.0f}"), ("flops_per_token", "FLOPs/token", "{:,.0f}"),
@@ -101,102 +104,6 @@ def _history(study, path: Path) -> None:
     plt.close(fig)
 
 
-def _with_seeds(t, q: Quality, stats: dict) -> str:
-    s = stats.get(t.number)
-    fmt = "{:.2f}" if q.short == "ppl" else "{:.4f}"
-    if s:
-        return f"{q.short} {fmt.format(s['mean'])} ± {fmt.format(s['std'])} over {s['n']} seeds"
-    return f"{q.short} {fmt.format(t.user_attrs[q.key])} (1 seed)"
-
-
-def _gap(p, r, stats: dict):
-    """(gap of the pair's seed means, sum of their standard deviations), or None unless both have several seeds."""
-    sp, sr = stats.get(p.number), stats.get(r.number)
-    return (abs(sp["mean"] - sr["mean"]), sp["std"] + sr["std"]) if sp and sr else None
-
-
-def within_noise(p, r, stats: dict) -> bool:
-    gap = _gap(p, r, stats)
-    return gap is not None and gap[0] <= gap[1]
-
-
-def _spread_note(p, r, stats: dict) -> str:
-    """Whether the gap between the pair is larger than their seed spread (or that there is no spread to judge by)."""
-    if _gap(p, r, stats) is None:
-        return " A single seed each: the gap is not yet tested against seed noise."
-    gap, noise = _gap(p, r, stats)
-    return (f" The gap of the seed means ({gap:.3g}) is {'larger' if gap > noise else 'no larger'} than the sum of "
-            f"their standard deviations ({noise:.3g}){'.' if gap > noise else ': within seed noise.'}")
-
-
-def _mean(t, q: Quality, stats: dict) -> float:
-    """A trial's quality: its seed mean where it was re-trained with more seeds, else its one run."""
-    return stats[t.number]["mean"] if t.number in stats else t.user_attrs[q.key]
-
-
-def _lead(p, r, q: Quality, stats: dict) -> str:
-    """Whether the PAM-containing trial p beats the PAM-free r, by seed means where there are several seeds."""
-    better = q.loss(_mean(p, q, stats)) < q.loss(_mean(r, q, stats))
-    if within_noise(p, r, stats):
-        return f"No clear answer (PAM {'ahead' if better else 'behind'}, within seed noise)"
-    return "PAM pays for itself" if better else "PAM does not pay for itself"
-
-
-def verdict(done, q: Quality, cost: str = "latency_train_ms", stats: dict | None = None) -> str:
-    """The best PAM-containing architecture against the best PAM-free one at equal or lower measured cost."""
-    stats = stats or {}
-    p, r = verdict_pair(done, q, cost)
-    if p is None:
-        has_pam = any(pam_fraction(t) > 0 for t in done)
-        return "No verdict: the study has no complete trial " + ("without PAM." if has_pam else "with PAM.")
-    unit = {"latency_train_ms": " ms per training step", "state_bytes": " bytes of decode state",
-            "latency_decode_ms": " ms per decoded token", "flops_per_token": " FLOPs per token"}.get(cost, f" {cost}")
-    fmt = "{:,.0f}" if cost in ("state_bytes", "flops_per_token", "params") else "{:.2f}"
-    c = lambda t: fmt.format(t.user_attrs[cost]) + unit  # noqa: E731
-    if r is None:
-        without = [t for t in done if pam_fraction(t) == 0 and cost in t.user_attrs]
-        cheapest = min(without, key=lambda t: t.user_attrs[cost])
-        return (f"The best PAM-containing architecture (trial {p.number}, {_with_seeds(p, q, stats)} at {c(p)}) "
-                f"has no PAM-free rival as cheap; the cheapest PAM-free one (trial {cheapest.number}) needs "
-                f"{c(cheapest)} for {_with_seeds(cheapest, q, stats)}.")
-    lead = _lead(p, r, q, stats)
-    return (f"{lead} here: the best PAM-containing "
-            f"architecture (trial {p.number}, {'+'.join(p.user_attrs['mixers'])}) reaches {_with_seeds(p, q, stats)} "
-            f"at {c(p)}, against {_with_seeds(r, q, stats)} for the best PAM-free architecture at equal or lower "
-            f"cost (trial {r.number}, {'+'.join(r.user_attrs['mixers'])}, {c(r)}); measured on "
-            f"{p.user_attrs.get('card', '?')}." + _spread_note(p, r, stats))
-
-
-def chance_note(study, done, q: Quality, stats: dict) -> str:
-    """For a recall study: its chance accuracy, and whether any architecture learned the task at all (best seed mean,
-    or single run, above twice chance); a ranking of models that all guess says nothing about capacity."""
-    chance = study.user_attrs.get("chance_accuracy")
-    if q.short != "accuracy" or not chance:
-        return ""
-    best = max(_mean(t, q, stats) for t in done)
-    note = f" Chance accuracy is {chance:.4f} (guessing among the values)."
-    if best < 2 * chance:
-        note += (f" No architecture here reaches twice that (best {best:.4f}): none learned the task at this budget, "
-                 "so this ranking says nothing about memory capacity.")
-    return note
-
-
-def equal_time_verdict(done, q: Quality, seconds: float, stats: dict | None = None) -> str:
-    """Iso-time: every trial trained for the same measured step time, so quality alone ranks them."""
-    stats = stats or {}
-    with_pam = [t for t in done if pam_fraction(t) > 0]
-    without = [t for t in done if pam_fraction(t) == 0]
-    if not with_pam or not without:
-        return "No verdict: the study has no complete trial " + ("without PAM." if with_pam else "with PAM.")
-    p, r = min(with_pam, key=q.of), min(without, key=q.of)
-    lead = _lead(p, r, q, stats)
-    tok = lambda t: f"{t.user_attrs['train_tokens']:,} tokens" if "train_tokens" in t.user_attrs else "?"  # noqa: E731
-    return (f"{lead} at equal training time ({seconds:g} s of measured training-step time each): the best "
-            f"PAM-containing architecture (trial {p.number}, {'+'.join(p.user_attrs['mixers'])}, {tok(p)}) reaches "
-            f"{_with_seeds(p, q, stats)}, the best PAM-free one (trial {r.number}, {'+'.join(r.user_attrs['mixers'])}, "
-            f"{tok(r)}) {_with_seeds(r, q, stats)}." + _spread_note(p, r, stats))
-
-
 def fidelity_section(study, seeds, q: Quality) -> list[str]:
     factor, pairs = fidelity_pairs(study, seeds, q.key)
     if len(pairs) < 3:
@@ -212,47 +119,75 @@ def fidelity_section(study, seeds, q: Quality) -> list[str]:
     return lines
 
 
-def write_report(study, out: Path, seeds=None) -> Path:
+def _family_table(done, q: Quality, stats: dict) -> list[str]:
+    cols = [c for c in COLUMNS if any(c[0] in t.user_attrs for t in done)]
+    lines = [f"| family | trial | mixers | test {q.short}, fresh seeds | " + " | ".join(c[1] for c in cols) + " |",
+             "|" + "---|" * (4 + len(cols))]
+    best = {}
+    for t in done:
+        fam = family(t.user_attrs.get("mixers", []))
+        if fam not in best or q.loss(t.user_attrs[q.key]) < q.loss(best[fam].user_attrs[q.key]):
+            best[fam] = t
+    for fam, t in sorted(best.items(), key=lambda kv: q.loss(kv[1].user_attrs[q.key])):
+        s = stats.get(t.number)
+        test = (f"{s['mean']:.4g}" + (f" ± {s['std']:.2g}" if s["n"] > 1 else "") + f" (n = {s['n']})") if s else "–"
+        cells = [fmt.format(t.user_attrs[k] / (2**20 if k == "peak_memory_bytes" else 1)) if t.user_attrs.get(k)
+                 else "–" for k, _, fmt in cols]  # no peak memory on CPU
+        lines.append(f"| {fam} | {t.number} | {', '.join(t.user_attrs.get('mixers', []))} | {test} | "
+                     + " | ".join(cells) + " |")
+    return lines
+
+
+def _seeds_table(study, q: Quality, stats: dict) -> list[str]:
+    lines = ["", "## Re-trained with fresh seeds: test split", "",
+             f"The top trials, each family's best and the verdicts' pairs, trained again with seeds the search did not "
+             f"use and scored from their saved weights on the test split (the search selected on validation). Test "
+             f"{q.short}: mean ± standard deviation.", "",
+             f"| trial | family | mixers | validation {q.short} (search run) | test {q.short} | seeds | each seed |",
+             "|---|---|---|---|---|---|---|"]
+    for n, s in sorted(stats.items(), key=lambda kv: q.loss(kv[1]["mean"])):
+        a = study.trials[n].user_attrs
+        spread = f" ± {s['std']:.2g}" if s["n"] > 1 else ""
+        lines.append(f"| {n} | {family(a.get('mixers', []))} | {'+'.join(a.get('mixers', []))} | "
+                     f"{a[q.key]:.4g} | {s['mean']:.4g}{spread} | {s['n']} | {', '.join(f'{v:.4g}' for v in s['values'])} |")
+    return lines
+
+
+def write_report(study, out: Path, seeds=None, check: bool = True) -> Path:
+    """report.md and its plots in `out`; with `check`, every number whose weights are in `out` is first evaluated
+    again from them (verify.py)."""
     out.mkdir(parents=True, exist_ok=True)
     gone = superseded(study.trials)
     q = Quality(study)
     done = [t for t in study.trials if t.state == TrialState.COMPLETE and q.key in t.user_attrs and t.number not in gone]
-    stats = seed_stats(study, seeds, q.key)
+    stats = seed_stats(study, seeds, q.test_key)
+    saved = verify.check_saved(study, seeds, out) if check else (study.user_attrs.get(verify.CHECK) or {})
+    floor = floor_of(study)
     lines = [f"# Study `{study.study_name}`", "", "```", summary(study), "```", ""]
     if done:
         plots = [f"![{q.short} vs {cost}]({name})" for cost, name in PLOTS if _plot(done, cost, q, out / name)]
         _history(study, out / "history.png")
-        lines += ["## Verdict", "", verdict(done, q, verdict_cost(study), stats) + chance_note(study, done, q, stats),
-                  ""]
+        lines += ["## Verdict", "", verdict(done, q, verdict_cost(study), stats, floor)
+                  + floor_note(study, done, q, stats), ""]
         if study.user_attrs.get("train_seconds"):
             lines += ["### At equal training time", "",
-                      equal_time_verdict(done, q, study.user_attrs["train_seconds"], stats), ""]
-        lines += [" ".join(plots), "",
-                  "![history](history.png)", "", f"## Best {q.short} per family", "",
-                  f"Each family's trial of best {q.short} (the summary above ranks by the objective, which also "
-                  "weighs the costs, so its trial can differ).", ""]
-        cols = [c for c in COLUMNS if any(c[0] in t.user_attrs for t in done)]
-        lines += ["| family | trial | mixers | " + " | ".join(c[1] for c in cols) + " |", "|" + "---|" * (3 + len(cols))]
-        best = {}
-        for t in done:
-            fam = family(t.user_attrs.get("mixers", []))
-            if fam not in best or q.loss(t.user_attrs[q.key]) < q.loss(best[fam].user_attrs[q.key]):
-                best[fam] = t
-        for fam, t in sorted(best.items(), key=lambda kv: q.loss(kv[1].user_attrs[q.key])):
-            cells = [fmt.format(t.user_attrs[k] / (2**20 if k == "peak_memory_bytes" else 1)) if t.user_attrs.get(k)
-                     else "–" for k, _, fmt in cols]  # no peak memory on CPU
-            lines.append(f"| {fam} | {t.number} | {', '.join(t.user_attrs.get('mixers', []))} | " + " | ".join(cells) + " |")
+                      equal_time_verdict(done, q, study.user_attrs["train_seconds"], stats, floor), ""]
+        if verify.mismatches(saved):
+            lines += ["**Some numbers of this study do not match their saved weights (see the last section).**", ""]
+        lines += [" ".join(plots), "", "![history](history.png)", "", f"## Best {q.short} per family", "",
+                  f"Each family's trial of best validation {q.short} in the search (the summary above ranks by the "
+                  "objective, which also weighs the costs, so its trial can differ); the test column is its fresh "
+                  "seeds' mean where it was re-trained.", ""]
+        lines += _family_table(done, q, stats)
+        matched = sorted({t.user_attrs["matched"] for t in done if "matched" in t.user_attrs})
+        if matched:
+            lines += ["", "Baselines (enqueued first, each at its best learning rate of the profile's grid) at sizes "
+                          "matched across families: " + "; ".join(matched) + "."]
         if stats:
-            lines += ["", "## Re-trained with more seeds", "",
-                      f"The top trials and each family's best, trained again with other seeds (the search's run is "
-                      f"the first). {q.label}: mean ± standard deviation.", "",
-                      f"| trial | family | {q.short} mean ± std | seeds | each seed |", "|---|---|---|---|---|"]
-            for n, s in sorted(stats.items(), key=lambda kv: q.loss(kv[1]["mean"])):
-                t = study.trials[n]
-                lines.append(f"| {n} | {family(t.user_attrs.get('mixers', []))} | {s['mean']:.4g} ± {s['std']:.2g} | "
-                             f"{s['n']} | {', '.join(f'{v:.4g}' for v in s['values'])} |")
+            lines += _seeds_table(study, q, stats)
         lines += fidelity_section(study, seeds, q)
         card = done[0].user_attrs.get("card", "?")
+        lines += verify.section(study, seeds, saved)
         lines += ["", f"Measured on {card}. Each trial's exact spec: `trials/trial_N.yaml`; the study opens in "
                       f"optuna-dashboard (see docs/search.md)."]
     else:

@@ -1,11 +1,13 @@
-"""Fairness after the search: the top-k architectures, the best of each family and the verdict's pair are trained
-again with more seeds. Fidelity, when the profile asks for it: trials spread over the screen's ranking are trained
-again `factor` times longer, and the report gives the rank correlation between the two budgets.
+"""Fairness after the search: the top-k architectures and the best of each family are trained again with fresh seeds,
+the verdict's pairs with more (`verdict_seeds`), and each run is scored from its saved weights on the validation and
+the test split: the search selects on validation, the report states test-split numbers of runs that took no part in
+the selection. Fidelity, when the profile asks for it: trials spread over the screen's ranking are trained again
+`factor` times longer, and the report gives the rank correlation between the two budgets.
 
 Each (trial, seed, scale) run is a trial of a second Optuna study, `NAME.seeds`, in the same storage: enqueued once, claimed
 by whichever worker (on any host) moves it from WAITING to RUNNING first, so runs are shared out without duplicates
 and a resumed study keeps every finished run; a run whose host is lost stops beating (an RDB storage's heartbeat) and
-is failed and queued again by the next run's recovery. The search's own run counts as the first seed."""
+is failed and queued again by the next run's recovery."""
 from __future__ import annotations
 
 import statistics
@@ -14,8 +16,11 @@ from dataclasses import replace
 import optuna
 from optuna.trial import FixedTrial, TrialState
 
-from .families import Quality, family, verdict_cost, verdict_pair
-from .objective import Objective, TrialFailed, result_quality, worker_id
+import torch
+
+from .families import Quality, equal_time_pair, family, verdict_cost, verdict_pair
+from ..saved import PREFIX
+from .objective import Objective, TrialFailed, result_quality, run_weights_path, worker_id
 from .recovery import INTERRUPTED, counted, heartbeat
 from .space import retrain_settings
 
@@ -27,28 +32,31 @@ def seeds_study_name(name: str) -> str:
     return name + SEEDS
 
 
-def selected(study, top_k: int) -> list:
-    """The top-k complete trials by the first objective, the best of each family, and the verdict's pair (the best
-    PAM-containing architecture by quality and the best PAM-free one at equal or lower cost), each once."""
+def _complete(study) -> list:
     done = [t for t in counted(study.trials) if t.state == TrialState.COMPLETE and t.values]
-    done.sort(key=lambda t: t.values[0])
+    return sorted(done, key=lambda t: t.values[0])
+
+
+def verdict_trials(study) -> list:
+    """The trials the verdicts compare, chosen on validation: the best PAM-containing architecture and the best PAM-free
+    one at equal or lower cost, and (an iso-time study) the best of each at equal training time."""
+    q = Quality(study)
+    done = [t for t in _complete(study) if q.key in t.user_attrs]
+    pairs = [verdict_pair(done, q, verdict_cost(study))]
+    if study.user_attrs.get("train_seconds"):
+        pairs.append(equal_time_pair(done, q))
+    return list({t.number: t for pair in pairs for t in pair if t}.values())
+
+
+def selected(study, top_k: int) -> list:
+    """The top-k complete trials by the first objective, the best of each family, and the verdicts' trials, each
+    once."""
+    done = _complete(study)
     chosen = done[:top_k]
     for fam in sorted({family(t.user_attrs.get("mixers", [])) for t in done}):
         chosen.append(next(t for t in done if family(t.user_attrs.get("mixers", [])) == fam))
-    q = Quality(study)
-    chosen += [t for t in verdict_pair([t for t in done if q.key in t.user_attrs], q, verdict_cost(study)) if t]
+    chosen += verdict_trials(study)
     return list({t.number: t for t in chosen}.values())
-
-
-def keep_weights(study, out, top_k: int = 3) -> None:
-    """Delete saved weights of trials that are neither in the top k, nor the best of a family, nor in the verdict."""
-    from .objective import weights_path
-
-    keep = {t.number for t in selected(study, top_k)}
-    folder = weights_path(out, 0).parent
-    for path in folder.glob("trial_*.pt") if folder.is_dir() else ():
-        if int(path.stem.split("_")[1]) not in keep:
-            path.unlink(missing_ok=True)
 
 
 def spread(study, n: int) -> list:
@@ -62,11 +70,13 @@ def spread(study, n: int) -> list:
 
 
 def jobs(study, space, profile=None) -> list[tuple[int, int, float]]:
-    """(source trial, seed, budget scale) of every run wanted: more seeds at the search's budget, and the fidelity
-    runs (the search's seed, `factor` times the budget)."""
-    top_k, seeds = retrain_settings(space)
+    """(source trial, seed, budget scale) of every run wanted: fresh seeds (never the search's own) at the search's
+    budget, and the fidelity runs (the search's seed, `factor` times the budget)."""
+    top_k, seeds, verdict_seeds = retrain_settings(space, profile)
     base = space.search.seed
-    wanted = [(t.number, base + i, 1.0) for t in selected(study, top_k) for i in range(1, seeds)]
+    verdict = {t.number for t in verdict_trials(study)}
+    wanted = [(t.number, base + i, 1.0) for t in selected(study, top_k)
+              for i in range(1, 1 + (verdict_seeds if t.number in verdict else seeds))]
     fidelity = getattr(profile, "fidelity", None)
     if fidelity:
         wanted += [(t.number, t.user_attrs.get("seed", base), float(fidelity["factor"]))
@@ -117,8 +127,8 @@ def _run_one(job, seeds_study, study, storage, objective: Objective, echo) -> No
                                        tokens=tokens))
     put("train_tokens", tokens)
     ir, _ = objective.costs(spec)
-    try:
-        result, _ = objective.fit(spec, ir, label=what)
+    try:  # fidelity runs are compared with the screen's validation numbers; the others are reported on test
+        result, state = objective.fit(spec, ir, label=what, splits=("validation",) if scale != 1.0 else ("test",))
     except TrialFailed as e:
         put("failed_reason", e.reason)
         seeds_study.tell(job.number, state=TrialState.FAIL)
@@ -128,29 +138,30 @@ def _run_one(job, seeds_study, study, storage, objective: Objective, echo) -> No
         put("failed_reason", INTERRUPTED)
         seeds_study.tell(job.number, state=TrialState.FAIL)
         raise
+    path = run_weights_path(objective.out, source, seed, scale)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(state, path)
     for k, v in result.items():
         put(k, v)
     name = objective.space.search.quality
-    seeds_study.tell(job.number, result_quality(result, name))
-    echo(f"retrain {what}: {name} {result[f'val_{name}']:.4g}")
+    split = "validation" if scale != 1.0 else "test"
+    seeds_study.tell(job.number, result_quality(result, name, PREFIX[split]))
+    echo(f"retrain {what}: {split} {name} {result[PREFIX[split] + name]:.4g}")
 
 
-def seed_stats(study, seeds_study, metric: str = "val_ppl") -> dict[int, dict]:
-    """{trial number: {mean, std, n, values}} of `metric` over the search run and its re-training runs."""
+def seed_stats(study, seeds_study, metric: str = "test_ppl") -> dict[int, dict]:
+    """{trial number: {mean, std, n, values}} of `metric` over the trial's re-training runs at the search's budget
+    (fresh seeds: the search's own run, which selected the trial, is not among them); std is nan for one run."""
     runs: dict[int, dict[int, float]] = {}
-    for t in study.trials:
-        if t.state == TrialState.COMPLETE and metric in t.user_attrs:
-            runs.setdefault(t.number, {})[t.user_attrs.get("seed", 0)] = t.user_attrs[metric]
-    if seeds_study is not None:
-        for j in seeds_study.trials:
-            src = j.user_attrs.get("source")
-            if j.state == TrialState.COMPLETE and metric in j.user_attrs and src in runs and _job(j)[2] == 1.0:
-                runs[src].setdefault(j.user_attrs["seed"], j.user_attrs[metric])
+    for j in seeds_study.trials if seeds_study is not None else ():
+        source, seed, scale = _job(j)
+        if j.state == TrialState.COMPLETE and metric in j.user_attrs and scale == 1.0:
+            runs.setdefault(source, {}).setdefault(seed, j.user_attrs[metric])
     out = {}
     for n, by_seed in runs.items():
         vals = [by_seed[s] for s in sorted(by_seed)]
-        if len(vals) > 1:
-            out[n] = {"mean": statistics.fmean(vals), "std": statistics.stdev(vals), "n": len(vals), "values": vals}
+        out[n] = {"mean": statistics.fmean(vals), "std": statistics.stdev(vals) if len(vals) > 1 else float("nan"),
+                  "n": len(vals), "values": vals}
     return out
 
 

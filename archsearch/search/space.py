@@ -17,6 +17,7 @@ from typing import Any, Literal
 from .. import configs
 from ..errors import Loc, SpecError, unknown
 from ..yamlloc import load_file, loc_of
+from .baselines import check_baselines
 
 DISTRIBUTIONS = ("int", "float", "log", "choice", "per_layer")
 
@@ -31,6 +32,10 @@ class Profile:
     train_seconds: float | None = None  # iso-time: each trial trains this long in measured step time, not `tokens`
     fidelity: Any = None  # {trials: N, factor: F}: N trials spread over the ranking trained F× longer (rank agreement)
     baseline_lr_grid: Any = None  # the enqueued baselines train at each of these rates, keeping the best
+    lr: Any = None  # this profile's learning rate (a number, a distribution or {grid: [...]}), replacing search.lr
+    baseline_params: Any = None  # {parameter: value} fixed for every baseline (its own `params` win): matched sizes
+    baseline_matched: str | None = None  # what those sizes match (e.g. "inner width = d_model"), for the report
+    retrain: Any = None  # {top_k, seeds, verdict_seeds} for this profile, replacing search.retrain
     spec: Any = None  # a partial spec template merged over `spec:` for this profile (e.g. smaller widths on CPU)
 
 
@@ -46,7 +51,7 @@ class SearchConfig:
     seed: int = 0
     lr: Any = None  # a distribution or a number: the learning rate, searched per architecture; or {grid: [...]}
     decode_context: int | None = None  # context of the measured decode step (default: the trial's seq_len − 1; 0: off)
-    retrain: Any = None  # fairness: {top_k, seeds} re-trained after the search (default {top_k: 3, seeds: 3})
+    retrain: Any = None  # {top_k, seeds, verdict_seeds}: fresh seeds after the search (default {3, 3, 5})
     max_params: int | None = None
     max_state_bytes: int | None = None
     max_latency_ms: float | None = None
@@ -169,12 +174,25 @@ def load_space(path) -> Space:
             _check_named(p.spec, loc_of(raw["profiles"][name], "spec", sloc), named)
         _check_profile(p, raw["profiles"][name], loc_of(raw["profiles"], name, sloc))
     if cfg.baselines is not None:
-        _check_baselines(cfg.baselines, loc_of(raw, "baselines", sloc))
+        check_baselines(cfg.baselines, loc_of(raw, "baselines", sloc))
     if cfg.lr is not None:
         _check_lr(cfg.lr, loc_of(raw, "lr", sloc))
     if cfg.retrain is not None:
         _check_retrain(cfg.retrain, loc_of(raw, "retrain", sloc))
-    return Space(str(path), cfg, template, profiles)
+    space = Space(str(path), cfg, template, profiles)
+    for name, p in profiles.items():
+        _check_grid_in_range(space, p, loc_of(raw["profiles"][name], "baseline_lr_grid", sloc))
+    return space
+
+
+def _check_grid_in_range(space: Space, profile: Profile, loc: Loc) -> None:
+    """A baseline records the rate it trained best at as its `lr` parameter, for the sampler to learn from: every rate
+    of its grid must lie in the searched range."""
+    dist = lr_distribution(space, profile)
+    for v in (profile.baseline_lr_grid or []) if dist is not None else []:
+        if not dist.low <= v <= dist.high:
+            raise SpecError(loc, f"rate {v:g} lies outside the searched lr range [{dist.low:g}, {dist.high:g}]: the "
+                                 "sampler could not learn from a baseline trained at it")
 
 
 def _check_lr(lr, loc: Loc) -> None:
@@ -217,47 +235,25 @@ def _check_profile(p: Profile, raw, loc: Loc) -> None:
                                                        f"{f['trials']!r}")
         if isinstance(f["factor"], bool) or not isinstance(f["factor"], (int, float)) or f["factor"] <= 1:
             raise SpecError(loc_of(f, "factor", floc), f"needs a number > 1, got {f['factor']!r}")
+    if p.lr is not None:
+        _check_lr(p.lr, loc_of(raw, "lr", loc))
+    if p.retrain is not None:
+        _check_retrain(p.retrain, loc_of(raw, "retrain", loc))
+    if p.baseline_params is not None and not isinstance(p.baseline_params, dict):
+        raise SpecError(loc_of(raw, "baseline_params", loc), "expected a mapping {parameter: value}")
     if p.baseline_lr_grid is not None:
         _check_lr({"grid": p.baseline_lr_grid}, loc_of(raw, "baseline_lr_grid", loc))
 
 
-def baseline_entry(entry) -> tuple[str | list, dict]:
-    """(mixers, fixed parameters) of one `baselines` entry: a name, a list of names (one per layer) or
-    {mixers: name or list, params: {parameter: value}}."""
-    if isinstance(entry, dict):
-        return entry["mixers"], dict(entry.get("params") or {})
-    return entry, {}
+RETRAIN_KEYS = ("top_k", "seeds", "verdict_seeds")
 
 
-def baseline_label(entry) -> str:
-    mixers, params = baseline_entry(entry)
-    label = mixers if isinstance(mixers, str) else "+".join(mixers)
-    return label + "".join(f" {k}={v}" for k, v in params.items())
-
-
-def _check_baselines(value, loc: Loc) -> None:
-    if not isinstance(value, list):
-        raise SpecError(loc, "expected a list of baselines")
-    for i, entry in enumerate(value):
-        eloc = loc_of(value, i, loc)
-        if isinstance(entry, dict):
-            if "mixers" not in entry or set(entry) - {"mixers", "params"}:
-                raise SpecError(eloc, "expected {mixers: NAME or [NAME, ...], params: {parameter: value}}")
-            if not isinstance(entry.get("params") or {}, dict):
-                raise SpecError(loc_of(entry, "params", eloc), "expected a mapping {parameter: value}")
-            entry, eloc = entry["mixers"], loc_of(entry, "mixers", eloc)
-        names = [entry] if isinstance(entry, str) else entry
-        if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
-            raise SpecError(eloc, "expected a mixer name or a non-empty list of them (one per layer)")
-
-
-RETRAIN_KEYS = ("top_k", "seeds")
-
-
-def retrain_settings(space: "Space") -> tuple[int, int]:
-    """(top_k, seeds) for the fairness re-training; seeds counts the search's own run."""
-    r = space.search.retrain or {}
-    return int(r.get("top_k", 3)), int(r.get("seeds", 3))
+def retrain_settings(space: "Space", profile: Profile | None = None) -> tuple[int, int, int]:
+    """(top_k, seeds, verdict_seeds) of the re-training after the search: the top k trials and each family's best get
+    `seeds` fresh seeds, the verdict's pairs `verdict_seeds` (the selecting run is never one of them). The profile's
+    `retrain` replaces the search section's."""
+    r = (profile.retrain if profile is not None and profile.retrain is not None else space.search.retrain) or {}
+    return int(r.get("top_k", 3)), int(r.get("seeds", 3)), int(r.get("verdict_seeds", 5))
 
 
 def _check_retrain(value, loc: Loc) -> None:
@@ -381,42 +377,32 @@ def sample(space: Space, trial, profile: Profile | None = None) -> dict:
     return Sampler(trial).walk(template_for(space, profile) if profile else space.template, "")
 
 
-def lr_grid(space: Space) -> list[float] | None:
+def lr_setting(space: Space, profile: Profile | None = None):
+    """The learning rate as the profile (else the search section) gives it: a number, a distribution or a grid."""
+    return profile.lr if profile is not None and profile.lr is not None else space.search.lr
+
+
+def lr_grid(space: Space, profile: Profile | None = None) -> list[float] | None:
     """The learning rates each trial trains with (keeping the best), when the space asks for best-of-grid."""
-    lr = space.search.lr
+    lr = lr_setting(space, profile)
     return [float(v) for v in lr["grid"]] if isinstance(lr, dict) and "grid" in lr else None
 
 
-def sample_lr(space: Space, trial, default: float) -> float:
-    lr = space.search.lr
+def sample_lr(space: Space, trial, default: float, profile: Profile | None = None) -> float:
+    lr = lr_setting(space, profile)
     if lr is None:
         return default
-    if lr_grid(space):
-        return lr_grid(space)[0]
+    if lr_grid(space, profile):
+        return lr_grid(space, profile)[0]
     return Sampler(trial).walk(lr, "lr") if isinstance(lr, dict) else float(lr)
 
 
-class CentreTrial:
-    """Stands in for an Optuna trial and answers every suggestion with the middle of its range (the geometric middle
-    on a log scale, the middle option of a choice), unless `fixed` names the parameter. Used to place the baselines
-    at the space's size: the same width and depth for every family."""
+def lr_distribution(space: Space, profile: Profile | None = None):
+    """The Optuna distribution a sampled `lr` is recorded under (as Sampler.value asks for it), or None."""
+    from optuna.distributions import FloatDistribution
 
-    def __init__(self, fixed: dict | None = None):
-        self.fixed, self.params = dict(fixed or {}), {}
-        self.outside: dict[str, object] = {}  # fixed values the space's distribution does not contain
-
-    def _keep(self, name, value, contains):
-        if name in self.fixed and not contains(self.fixed[name]):
-            self.outside[name] = self.fixed[name]
-        value = self.fixed.get(name, value)
-        self.params[name] = value
-        return value
-
-    def suggest_int(self, name, low, high, step=1, log=False):
-        return self._keep(name, low + ((high - low) // step // 2) * step, range(low, high + 1, step).__contains__)
-
-    def suggest_float(self, name, low, high, log=False):
-        return self._keep(name, (low * high) ** 0.5 if log else (low + high) / 2, lambda v: low <= v <= high)
-
-    def suggest_categorical(self, name, choices):
-        return self._keep(name, choices[(len(choices) - 1) // 2], lambda v: v in choices)
+    lr = lr_setting(space, profile)
+    if not _is_dist(lr) or next(iter(lr)) not in ("float", "log"):
+        return None
+    kind, (low, high) = next(iter(lr.items()))
+    return FloatDistribution(float(low), float(high), log=kind == "log")

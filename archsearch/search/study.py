@@ -23,12 +23,13 @@ from .. import registry, tasks
 from ..errors import Loc, SpecError
 from ..progress import fmt_duration
 from ..spec import parse
+from ..train import step_shape
 from . import retrain
 from .objective import Objective, mixers as spec_mixers, worker_id
-from .recovery import FINISHED, counted, recover, retry_stale, superseded
-from .families import family
-from .space import (CentreTrial, options, baseline_entry, baseline_label, first_choice, load_space, pareto_costs,
-                    template_for)
+from .recovery import counted, recover, retry_stale
+from .baselines import CentreTrial, baseline_entry, baseline_label, baseline_matched
+from .space import first_choice, load_space, options, pareto_costs, template_for
+from .summary import best_text, pareto_text, summary
 
 HEARTBEAT_S = int(os.environ.get("ARCHSEARCH_HEARTBEAT_S", "30"))  # a lost worker's trial is failed after 3 beats
 
@@ -44,16 +45,21 @@ def make_sampler(name: str, seed: int):
     return optuna.samplers.TPESampler(seed=seed)
 
 
+PRUNING_POOL = 5  # curves the median pruner needs at a step before it prunes anything there
+
+
 def make_pruner(name: str, multi: bool, evals: int):
     """Trials report their k-th intermediate evaluation as step k (of `evals`, at k/(evals+1) of the budget, so
     trials of one study are compared at equal fractions of it, in tokens or, iso-time, in time); no trial is pruned
-    in its first third (early losses mislead)."""
+    in its first third (early losses mislead). The median is over every complete trial's curve, the baselines' at
+    their chosen rate included (objective.train_for reports it), and needs PRUNING_POOL curves at that step."""
     if multi or name == "none":  # Optuna does not prune multi-objective studies
         return optuna.pruners.NopPruner()
     first = max(1, math.ceil((evals + 1) / 3))
     if name == "hyperband":
         return optuna.pruners.HyperbandPruner(min_resource=first, max_resource=max(first, evals))
-    return optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=first)
+    return optuna.pruners.MedianPruner(n_startup_trials=PRUNING_POOL, n_warmup_steps=first,
+                                       n_min_trials=PRUNING_POOL)
 
 
 def default_storage(out: Path, workers: int) -> str:
@@ -96,11 +102,13 @@ def baseline_params(template: dict, entry) -> dict:
 
 
 def centre_trial(objective: Objective, template: dict, entry):
-    """The entry's architecture at the middle of every other range (all baselines share width and rate; pure ones
-    depth too): the parameters to enqueue, the spec, and {parameter: value} for the entry's values that the space's
+    """The entry's architecture at the profile's baseline_params and the middle of every other range (all baselines
+    share width and rate; pure ones depth too): the parameters to enqueue, the spec, and {parameter: value} for the entry's values that the space's
     ranges do not contain (e.g. a hybrid deeper than the profile's depth range)."""
-    centre = CentreTrial(baseline_params(template, entry))
+    centre = CentreTrial({**(objective.profile.baseline_params or {}), **baseline_params(template, entry)})
     spec, _ = objective.spec_of(centre, label=f"baseline-{baseline_label(entry)}")
+    if objective.profile.baseline_lr_grid:
+        centre.params.pop("lr", None)  # the grid picks it; the trial then records the rate it chose
     return centre.params, spec, centre.outside
 
 
@@ -159,9 +167,14 @@ def prepare(setup: Setup, echo=print, workers: int = 1) -> None:
         study.set_user_attr("verdict_cost", cost)  # the report holds this cost equal
     if study.user_attrs.get("quality") != s.quality:
         study.set_user_attr("quality", s.quality)
-    chance = getattr(setup.objective.task, "chance_accuracy", None)
-    if s.quality == "accuracy" and chance and study.user_attrs.get("chance_accuracy") != chance:
-        study.set_user_attr("chance_accuracy", chance)  # the report says whether anything learned the task
+    floors = getattr(setup.objective.task, "floors", None)
+    if floors is not None:  # recall: the report says which families cleared the memory-free floors
+        spec = parse(first_choice(setup.template))
+        _, seq_len = step_shape(replace(spec.train, seq_len=setup.profile.seq_len or spec.train.seq_len),
+                                spec.model.seq_len)
+        found = {split: floors(seq_len, split) for split in ("validation", "test")}
+        if study.user_attrs.get("floors") != found:
+            study.set_user_attr("floors", found)
     if study.user_attrs.get("train_seconds") != setup.profile.train_seconds:
         study.set_user_attr("train_seconds", setup.profile.train_seconds)  # iso-time: the report says so
     if not study.trials:
@@ -178,7 +191,10 @@ def prepare(setup: Setup, echo=print, workers: int = 1) -> None:
                 echo(f"baseline {baseline_label(entry)} skipped: the {setup.profile_name} profile's space cannot build "
                      f"it (it gives {'+'.join(spec_mixers(spec))})")
                 continue
-            study.enqueue_trial(params, user_attrs={"baseline": baseline_label(entry)}, skip_if_exists=True)
+            said = baseline_matched(entry) or setup.profile.baseline_matched
+            matched = {"matched": said} if said else {}
+            study.enqueue_trial(params, user_attrs={"baseline": baseline_label(entry), **matched},
+                                skip_if_exists=True)
     if not setup.multi and s.weights and "reference" not in study.user_attrs:
         if not (s.baselines or []):
             raise SpecError(Loc(setup.space.file, 0, "search.baselines"),
@@ -221,10 +237,10 @@ def _progress(setup: Setup, n_trials: int, echo):
         elapsed = time.perf_counter() - start
         eta = elapsed / max(1, n_done - first) * max(0, n_trials - n_done)
         what = trial.user_attrs.get("pruned_reason") or trial.user_attrs.get("failed_reason") or \
-            (_pareto_text(trial, setup.space.search) if setup.multi and trial.values else
+            (pareto_text(trial, setup.space.search) if setup.multi and trial.values else
              f"{trial.value:.4f}" if trial.value is not None else "")
         echo(f"trial {trial.number} ({n_done}/{n_trials}) {trial.state.name.lower()}: {what} | "
-             f"best {_best_text(study, setup.multi)} | elapsed {fmt_duration(elapsed)}, ETA {fmt_duration(eta)}")
+             f"best {best_text(study, setup.multi)} | elapsed {fmt_duration(elapsed)}, ETA {fmt_duration(eta)}")
     return callback
 
 
@@ -233,10 +249,8 @@ def search_loop(setup: Setup, n_trials: int, echo=print) -> None:
     if len(counted(setup.study.trials)) >= n_trials:
         return
     timeout = setup.profile.timeout_minutes * 60 if setup.profile.timeout_minutes else None
-    top_k = max(3, retrain.retrain_settings(setup.space)[0])
-    keep = lambda study, trial: retrain.keep_weights(study, setup.out, top_k)  # noqa: E731
     setup.study.optimize(setup.objective, n_trials=None, timeout=timeout, catch=(),
-                         callbacks=[_progress(setup, n_trials, echo), keep, _stop_at(n_trials)])
+                         callbacks=[_progress(setup, n_trials, echo), _stop_at(n_trials)])
 
 
 def retrain_loop(setup: Setup, echo=print) -> None:
@@ -295,7 +309,8 @@ def run_search(space_path: str, *, out: Path | None = None, storage: str | None 
             pool.run(setup, "search", workers, n_trials, echo)
         else:
             search_loop(setup, n_trials, echo)
-        if retrain_after and (retrain.retrain_settings(setup.space)[1] > 1 or setup.profile.fidelity):
+        _, fresh_seeds, verdict_seeds = retrain.retrain_settings(setup.space, setup.profile)
+        if retrain_after and (fresh_seeds or verdict_seeds or setup.profile.fidelity):
             wait_for_others(setup, echo)
             seeds = setup.seeds_study()
             recover(seeds, setup.storage)
@@ -303,8 +318,8 @@ def run_search(space_path: str, *, out: Path | None = None, storage: str | None 
             pending = len(seeds.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
             if pending:
                 fid = setup.profile.fidelity
-                echo(f"fairness: re-training {pending} run(s) ({new} new) — the top trials and each family's best, "
-                     f"with {retrain.retrain_settings(setup.space)[1]} seeds in all"
+                echo(f"fairness: re-training {pending} run(s) ({new} new) with fresh seeds, scored on the test split — "
+                     f"the top trials and each family's best {fresh_seeds} each, the verdicts' pairs {verdict_seeds}"
                      + (f"; fidelity: {fid['trials']} trials at {fid['factor']:g}× the budget" if fid else ""))
                 if workers > 1:
                     pool.run(setup, "retrain", workers, n_trials, echo)
@@ -319,7 +334,8 @@ def run_search(space_path: str, *, out: Path | None = None, storage: str | None 
         profile_trials(study, setup, profile_top, echo)
     echo(summary(study))
     from .report import write_report
-    echo(f"report: {write_report(study, setup.out, retrain.load_seeds(setup.storage, study.study_name))}")
+    report = write_report(study, setup.out, retrain.load_seeds(setup.storage, study.study_name))
+    echo(f"report: {report} (every number checked against its saved weights)")
     if interrupted:
         raise KeyboardInterrupt
     return study
@@ -331,7 +347,7 @@ def profile_trials(study, setup: Setup, k: int, echo=print) -> None:
     from .. import profile
     from ..compiler import compile_spec
     from ..export.inputs import trial_source
-    from ..train import resolve_device, step_shape
+    from ..train import resolve_device
 
     done = sorted((t for t in counted(study.trials) if t.state == TrialState.COMPLETE and t.values),
                   key=lambda t: t.values[0])[:k]
@@ -360,61 +376,3 @@ def run_worker(space_path: str, *, out: Path, storage: str, trials: int, profile
         measure_reference(setup, echo)
     else:
         retrain_loop(setup, echo)
-
-
-def quality_text(attrs: dict, quality: str = "ppl") -> str:
-    """A trial's measured quality as a person reads it (the search's quality: perplexity, accuracy or loss; not the
-    minimised term). A recall task records a perplexity too, so the search's own quality is asked for by name."""
-    if quality == "ppl" and "val_ppl" in attrs:
-        return f"ppl {attrs['val_ppl']:.2f}"
-    if quality == "accuracy" and "val_accuracy" in attrs:
-        return f"accuracy {attrs['val_accuracy']:.4f}"
-    return f"loss {attrs.get('val_loss', float('nan')):.4f}"
-
-
-def _pareto_text(trial, search) -> str:
-    """quality, then each Pareto cost by name (the values after the minimised quality term)."""
-    costs = ", ".join(f"{name} {v:.4g}" for name, v in zip(pareto_costs(search), trial.values[1:]))
-    return f"{quality_text(trial.user_attrs, search.quality)}, {costs}"
-
-
-def _best_text(study, multi: bool) -> str:
-    try:
-        if multi:
-            return f"{len(study.best_trials)} on the Pareto front"
-        return f"{study.best_value:.4f} (trial {study.best_trial.number})"
-    except ValueError:
-        return "none yet"
-
-
-def summary(study) -> str:
-    trials = study.trials
-    gone = superseded(trials)
-    counts = {st.name.lower(): sum(t.state == st and t.number not in gone for t in trials) for st in FINISHED}
-    retried = f", {len(gone)} retried" if gone else ""
-    queued = sum(t.state == TrialState.WAITING for t in trials)
-    queued = f", {queued} queued and not run" if queued else ""
-    lines = [f"study '{study.study_name}': {len(trials)} trials — " +
-             ", ".join(f"{n} {k}" for k, n in counts.items()) + retried + queued]
-    reasons = {}
-    for t in trials:
-        r = t.user_attrs.get("pruned_reason") or t.user_attrs.get("failed_reason")
-        if r and t.number not in gone:
-            key = r.split(":")[0] if "exceeds" not in r else r.split(" exceeds")[0] + " over its limit"
-            reasons[key] = reasons.get(key, 0) + 1
-    for r, n in sorted(reasons.items(), key=lambda kv: -kv[1]):
-        lines.append(f"  {n} × {r}")
-    complete = [t for t in trials if t.state == TrialState.COMPLETE]
-    if complete and len(study.directions) == 1:
-        lines.append("best per family (objective, quality, params, train-step ms):")
-        best = {}
-        for t in complete:
-            fam = family(t.user_attrs.get("mixers", []))
-            if fam not in best or t.value < best[fam].value:
-                best[fam] = t
-        quality = study.user_attrs.get("quality", "ppl")
-        for fam, t in sorted(best.items(), key=lambda kv: kv[1].value):
-            a = t.user_attrs
-            lines.append(f"  {fam:18s} trial {t.number:3d}  {t.value:.4f}  {quality_text(a, quality)}  "
-                         f"params {a.get('params', 0):,}  {a.get('latency_train_ms', 0):.1f} ms")
-    return "\n".join(lines)

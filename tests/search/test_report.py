@@ -15,7 +15,8 @@ def test_report_from_a_smoke_study(root, tmp_path):
     out = tmp_path / "o"
     run_search(str(root / "search_spaces/smoke.yaml"), out=out, trials=2, retrain_after=False, echo=lambda *a, **k: None)
     text = (out / "report.md").read_text()
-    assert "## Verdict" in text and "PAM-containing architecture (trial 1," in text  # wording depends on timings
+    assert "## Verdict" in text and "PAM-containing architecture" in text and "(trial 1, " in text  # by timings
+    assert "## Checked from the saved weights" in text and "2 of 2 complete trials" in text
     assert "| softmax_attention | 0 | softmax_attention" in text and "| pam | 1 | pam" in text
     for png in ("pareto_latency.png", "pareto_flops.png", "pareto_state.png", "history.png"):
         assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -30,17 +31,60 @@ def test_report_without_a_study_is_one_line(tmp_path):
         "no study.db or study.journal here: pass the output folder of `archsearch run` (or --storage)")
 
 
-def test_a_recall_study_says_when_nothing_beat_chance():
+def test_a_recall_study_gives_its_floors_and_says_when_nothing_cleared_them():
     from types import SimpleNamespace as NS
 
     from archsearch.search.families import Quality
-    from archsearch.search.report import chance_note
+    from archsearch.search.verdicts import floor_note
 
-    study = NS(user_attrs={"quality": "accuracy", "chance_accuracy": 1 / 256})
+    study = NS(user_attrs={"quality": "accuracy", "floors": {"test": {"uniform": 0.0625, "positional": 0.085}}})
     q = Quality(study)
-    guessing = [NS(number=0, user_attrs={"val_accuracy": 0.0043}), NS(number=1, user_attrs={"val_accuracy": 0.0051})]
-    note = chance_note(study, guessing, q, {1: {"mean": 0.0042}})  # seed means count where there are seeds
-    assert "Chance accuracy is 0.0039" in note and "best 0.0043" in note and "says nothing about memory" in note
+    guessing = [NS(number=0, user_attrs={"val_accuracy": 0.13}), NS(number=1, user_attrs={"val_accuracy": 0.09})]
+    note = floor_note(study, guessing, q, {1: {"mean": 0.1, "n": 3}})  # test means count where there are seeds
+    assert "0.0625 (guessing among the context's values) and 0.0850" in note and "at 0.0850 + 0.1 or above" in note
+    assert "best 0.1300" in note and "says nothing about memory capacity" in note
     learned = guessing + [NS(number=2, user_attrs={"val_accuracy": 0.935})]
-    assert chance_note(study, learned, q, {}) == " Chance accuracy is 0.0039 (guessing among the values)."
-    assert chance_note(NS(user_attrs={"quality": "ppl"}), guessing, Quality(NS(user_attrs={})), {}) == ""
+    assert "none learned" not in floor_note(study, learned, q, {})
+    assert floor_note(NS(user_attrs={"quality": "ppl"}), guessing, Quality(NS(user_attrs={})), {}) == ""
+
+
+def _trial(n, mixers, ppl, **attrs):
+    from types import SimpleNamespace as NS
+
+    return NS(number=n, user_attrs={"mixers": mixers, "val_ppl": ppl, "latency_train_ms": 1.0, **attrs})
+
+
+def test_the_verdict_compares_fresh_test_seeds_with_a_welch_interval():
+    from types import SimpleNamespace as NS
+
+    from archsearch.search.families import Quality
+    from archsearch.search.verdicts import verdict
+
+    q = Quality(NS(user_attrs={}))
+    done = [_trial(0, ["pam"], 50.0), _trial(1, ["softmax_attention"], 52.0)]
+    stats = {0: {"values": [50.0, 51.0, 49.0, 50.5, 49.5]}, 1: {"values": [55.0, 56.0, 54.0, 55.5, 54.5]}}
+    for s in stats.values():
+        s.update(n=5, mean=sum(s["values"]) / 5, std=(sum((v - sum(s["values"]) / 5) ** 2 for v in s["values"]) / 4) ** .5)
+    text = verdict(done, q, "latency_train_ms", stats)
+    assert text.startswith("At equal or lower latency_train_ms: the best PAM-containing architecture by validation "
+                           "(trial 0, pam")
+    # difference -5 with standard error sqrt(2 * 0.625 / 5) = 0.5 on 8 degrees of freedom: t = 2.306
+    assert "PAM pays for itself. Compared: test-split ppl, the mean of fresh seeds" in text
+    assert "difference -5, 95% interval [-6.153, -3.847] (Welch, 8.0 degrees of freedom)" in text
+    stats[1]["values"] = [50.0, 52.0, 48.0, 51.0, 49.5]
+    stats[1]["mean"] = 50.1
+    assert "No clear answer (PAM ahead; the interval includes 0)" in verdict(done, q, "latency_train_ms", stats)
+    assert "Provisional (PAM ahead)" in verdict(done, q, "latency_train_ms", {})  # no fresh seeds yet
+
+
+def test_a_pair_that_did_not_learn_recall_gets_no_capacity_claim():
+    from types import SimpleNamespace as NS
+
+    from archsearch.search.families import Quality
+    from archsearch.search.verdicts import verdict
+
+    q = Quality(NS(user_attrs={"quality": "accuracy"}))
+    done = [_trial(0, ["pam"], 0, val_accuracy=0.09), _trial(1, ["linear_attention"], 0, val_accuracy=0.8)]
+    text = verdict(done, q, "latency_train_ms", {}, floor=0.085)
+    assert text.startswith("No capacity claim: trial 0 (pam, validation accuracy 0.0900 (the selecting run only)) did "
+                           "not learn the task (below the higher memory-free floor 0.0850 + 0.1).")

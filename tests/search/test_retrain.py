@@ -42,16 +42,29 @@ def test_runs_are_enqueued_once_and_claimed_once():
     assert not storage.set_trial_state_values(job._trial_id, TrialState.RUNNING)  # a second claim fails
 
 
-def test_seed_statistics_include_the_search_run():
+def test_seed_statistics_are_the_fresh_seeds_test_numbers():
     study = _study([(10.0, ["pam"], TrialState.COMPLETE), (20.0, ["pam"], TrialState.COMPLETE)])
     seeds = optuna.create_study()
-    for seed, ppl in ((1, 12.0), (2, 14.0)):
-        seeds.add_trial(create_trial(state=TrialState.COMPLETE, value=ppl,
-                                     user_attrs={"source": 0, "seed": seed, "val_ppl": ppl}))
+    for source, seed, ppl, scale in ((0, 1, 12.0, 1.0), (0, 2, 14.0, 1.0), (1, 1, 21.0, 1.0), (0, 0, 9.0, 4.0)):
+        seeds.add_trial(create_trial(state=TrialState.COMPLETE, value=ppl, user_attrs={
+            "source": source, "seed": seed, "scale": scale, "val_ppl": ppl - 1, "test_ppl": ppl}))
     stats = retrain.seed_stats(study, seeds)
-    assert list(stats) == [0]  # trial 1 has one seed only
-    assert stats[0]["values"] == [10.0, 12.0, 14.0] and stats[0]["mean"] == pytest.approx(12.0)
-    assert stats[0]["std"] == pytest.approx(2.0) and stats[0]["n"] == 3
+    # the search's own run (10.0, which selected the trial) and the fidelity run at 4x are not among them
+    assert stats[0]["values"] == [12.0, 14.0] and stats[0]["mean"] == pytest.approx(13.0)
+    assert stats[0]["std"] == pytest.approx(2 ** 0.5) and stats[0]["n"] == 2
+    assert stats[1]["n"] == 1 and stats[1]["std"] != stats[1]["std"]  # one run: no spread (nan)
+
+
+def test_the_verdicts_pairs_get_more_fresh_seeds(tmp_path):
+    from types import SimpleNamespace as NS
+
+    study = _study([(5.0, ["pam"], TrialState.COMPLETE), (3.0, ["softmax_attention"], TrialState.COMPLETE),
+                    (4.0, ["linear_attention"], TrialState.COMPLETE)])
+    study.set_user_attr("train_seconds", 3)  # iso-time: the equal-time pair is pam (0) against attention (1)
+    space = NS(search=NS(seed=10, retrain={"top_k": 1, "seeds": 2, "verdict_seeds": 5}))
+    wanted = retrain.jobs(study, space)
+    by_trial = {n: sorted(s for t, s, _ in wanted if t == n) for n in (0, 1, 2)}
+    assert by_trial == {0: [11, 12, 13, 14, 15], 1: [11, 12, 13, 14, 15], 2: [11, 12]}  # never seed 10, the search's
 
 
 def test_a_retried_trial_no_longer_counts():

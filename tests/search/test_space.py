@@ -3,7 +3,8 @@ import optuna
 import pytest
 
 from archsearch.errors import SpecError
-from archsearch.search.space import CentreTrial, load_space, sample
+from archsearch.search.baselines import CentreTrial
+from archsearch.search.space import load_space, sample
 from archsearch.spec import parse
 
 SPACE = """
@@ -101,7 +102,7 @@ def test_a_profile_can_narrow_the_spec(tmp_path):
 
 
 def test_centre_trial_places_baselines_in_the_middle(tmp_path):
-    from archsearch.search.space import CentreTrial, sample_lr
+    from archsearch.search.space import sample_lr
 
     space = _space(tmp_path)
     centre = CentreTrial({"stack.sublayers[0].block[0]": "pam", "stack.sublayers[0].block[1]": "pam",
@@ -131,11 +132,29 @@ def test_lr_grid_and_retrain_settings(tmp_path):
     from archsearch.search.space import lr_grid, retrain_settings
 
     space = _space(tmp_path, SPACE.replace("lr: {log: [1.0e-4, 1.0e-2]}", "lr: {grid: [0.001, 0.003]}\n  retrain: {top_k: 1, seeds: 4}"))
-    assert lr_grid(space) == [0.001, 0.003] and retrain_settings(space) == (1, 4)
-    assert retrain_settings(_space(tmp_path)) == (3, 3)
+    assert lr_grid(space) == [0.001, 0.003] and retrain_settings(space) == (1, 4, 5)
+    assert retrain_settings(_space(tmp_path)) == (3, 3, 5)
     with pytest.raises(SpecError) as e:
         _space(tmp_path, SPACE.replace("lr: {log: [1.0e-4, 1.0e-2]}", "retrain: {top: 1}"))
     assert "search.retrain.top: unknown key 'top'" in str(e.value)
+
+
+def test_a_baseline_grid_outside_the_searched_range_is_refused(tmp_path):
+    text = SPACE.replace("profiles: {cpu: {", "profiles: {gpu: {baseline_lr_grid: [1.0e-5, 1.0e-3]}, cpu: {")
+    assert text != SPACE
+    with pytest.raises(SpecError, match="baseline_lr_grid: rate 1e-05 lies outside the searched lr range"):
+        _space(tmp_path, text)
+
+
+def test_profile_lr_and_baseline_params(tmp_path):
+    from archsearch.search.space import lr_distribution, lr_setting
+
+    text = SPACE.replace("profiles: {cpu: {", "profiles: {gpu: {lr: {log: [1.0e-5, 1.0e-2]}, baseline_lr_grid: [1.0e-5], "
+                                               "baseline_params: {model.d_model: 32}, baseline_matched: width}, cpu: {")
+    space = _space(tmp_path, text)
+    gpu = space.profiles["gpu"]
+    assert lr_setting(space, gpu) == {"log": [1.0e-5, 1.0e-2]} and lr_distribution(space, gpu).low == 1e-5
+    assert gpu.baseline_params == {"model.d_model": 32} and gpu.baseline_matched == "width"
 
 
 NAMED = SPACE.replace(
@@ -176,7 +195,7 @@ def test_bad_named_choice(tmp_path, old, new, message):
 
 
 def test_baselines_take_names_lists_and_fixed_parameters(tmp_path):
-    from archsearch.search.space import baseline_label
+    from archsearch.search.baselines import baseline_label
     from archsearch.search.study import baseline_params
 
     entries = "[pam, [pam, softmax_attention], {mixers: pam, params: {skeleton: complex}}]"

@@ -46,12 +46,14 @@ def test_smoke_space_end_to_end_then_resume(root, tmp_path):
     shared = {k: v for k, v in t0.params.items() if "block" not in k}
     assert shared == {k: v for k, v in t1.params.items() if "block" not in k and "config.pam" not in k}
     assert (out / "trials/trial_0000.yaml").is_file() and study.user_attrs["reference"]["params"] == t0.user_attrs["params"]
-    # fairness: both trials (each its family's best) re-trained with seeds 1 and 2
+    # fairness: both trials (each its family's best) re-trained with fresh seeds 1 and 2, scored on the test split
     assert "fairness: re-training 4 run(s)" in first
     seeds = _load(out, "smoke.seeds")
     assert sorted((j.user_attrs["source"], j.user_attrs["seed"]) for j in seeds.trials) == [(0, 1), (0, 2), (1, 1), (1, 2)]
-    assert all(j.state == TrialState.COMPLETE and j.user_attrs["val_ppl"] > 1 for j in seeds.trials)
-    assert "over 3 seeds" in (out / "report.md").read_text()
+    assert all(j.state == TrialState.COMPLETE and j.user_attrs["test_ppl"] > 1 for j in seeds.trials)
+    report = (out / "report.md").read_text()
+    assert "over 2 fresh seeds" in report or "(n = 2)" in report
+    assert "2 of 2 complete trials, 4 of 4 re-training runs) were evaluated again" in report
     second = _run(root, out, "--trials", "3", "--profile-top", "1")
     assert "resuming study 'smoke': 2 finished trial(s) kept, 1 to go" in second
     tables = list((out / "profiles").glob("trial_*/table.txt"))  # the best trial, profiled: nodes, then top ops
@@ -177,6 +179,19 @@ def test_best_of_grid_learning_rate(root, tmp_path):
     assert "lr" not in t.params  # a grid is not a searched parameter
 
 
+def test_a_baseline_grid_records_its_chosen_rate_and_curve_for_the_sampler_and_pruner(root, tmp_path):
+    space = tmp_path / "grid.yaml"
+    space.write_text((root / "search_spaces/smoke.yaml").read_text()
+                     .replace("cpu: {trials: 4,", "cpu: {trials: 4, baseline_lr_grid: [0.001, 0.003],"))
+    study = run_search(str(space), out=tmp_path / "o", trials=1, retrain_after=False, echo=_quiet)
+    t = study.trials[0]
+    tried = t.user_attrs["lr_grid_quality"]
+    assert t.user_attrs["baseline"] == "softmax_attention" and set(tried) == {"0.001", "0.003"}
+    assert t.params["lr"] == t.user_attrs["lr"] == float(min(tried, key=tried.get))  # what TPE learns from
+    curve = t.user_attrs["val_loss_curve"]  # the chosen rate's, reported as the pruner's intermediate values
+    assert len(curve) == 2 and t.intermediate_values == {k: loss for k, (_, loss) in enumerate(curve, 1)}
+
+
 def test_constraint_violations_are_pruned_before_any_tensor(root, tmp_path, monkeypatch):
     space = tmp_path / "tight.yaml"
     text = (root / "search_spaces/smoke.yaml").read_text().replace("max_params: 400000", "max_params: 1000")
@@ -227,7 +242,7 @@ def test_pareto_mode_records_quality_and_costs(root, tmp_path):
 
 
 def test_the_progress_line_names_the_searchs_own_quality():
-    from archsearch.search.study import quality_text
+    from archsearch.search.summary import quality_text
 
     recall = {"val_ppl": 484.41, "val_accuracy": 0.93125, "val_loss": 6.18}  # a recall task records all three
     assert quality_text(recall, "accuracy") == "accuracy 0.9313"
@@ -249,7 +264,8 @@ def test_iso_time_study_with_paper_skeleton_hybrid_seeds_and_fidelity(root, tmp_
     text = (root / "search_spaces/smoke.yaml").read_text()
     text = text.replace("  baselines: [softmax_attention, pam]\n",
                         "  baselines: [softmax_attention, [softmax_attention, pam], "
-                        "{mixers: pam, params: {skeleton: complex}}]\n  retrain: {seeds: 1}\n")
+                        "{mixers: pam, params: {skeleton: complex}}]\n")
+    text = text.replace("retrain: {top_k: 1, seeds: 2, verdict_seeds: 2}", "retrain: {seeds: 0, verdict_seeds: 0}")
     text = text.replace("cpu: {trials: 4, tokens: 60000,",
                         "cpu: {trials: 4, train_seconds: 1.0, fidelity: {trials: 3, factor: 2}, tokens: 60000,")
     text = text.replace("    norm: rmsnorm\n", "    norm: {choice: {real: rmsnorm, complex: complex_norm}, name: skeleton}\n")

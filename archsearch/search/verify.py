@@ -1,0 +1,91 @@
+"""The report's check that its numbers are its weights': every complete trial's and every re-training run's saved
+weights are loaded into a freshly built model (of the trial's exact spec file) and evaluated again, and the result
+is compared with the number the study recorded. The outcome is kept in the study (user attribute `saved_check`), so a
+report written where the weights are not (a copy of the study) still states it."""
+from __future__ import annotations
+
+import torch
+from optuna.trial import TrialState
+
+from .. import tasks
+from ..compiler import compile_spec
+from ..export.inputs import trial_source
+from ..saved import PREFIX, evaluate_saved
+from ..train import autocast_for, resolve_device, step_shape
+from .families import Quality
+from .objective import run_weights_path, weights_path
+
+REL_TOL = 1e-4  # the same weights, data and kernels: differences beyond rounding mean a different model was scored
+CHECK = "saved_check"
+
+
+def _evaluator(out):
+    tasks_by_config = {}
+
+    def evaluate(t, path, splits) -> dict:
+        src = trial_source(out, t)
+        spec = src.spec
+        key = repr(spec.task)
+        if key not in tasks_by_config:
+            tasks_by_config[key] = tasks.make(spec.task)
+        task = tasks_by_config[key]
+        ir = compile_spec(spec, vocab=task.vocab_size)
+        device = resolve_device(spec.train.device)
+        _, seq_len = step_shape(spec.train, ir.model.seq_len)
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        metrics, _ = evaluate_saved(ir, state, task, seq_len, device, autocast_for(device, spec.train.precision),
+                                    splits)
+        return metrics
+    return evaluate
+
+
+def check_saved(study, seeds, out) -> dict:
+    """{label: {"metric", "recorded", "again"}} for every trial and run whose weights are here, merged into (and
+    stored as) the study's earlier check."""
+    q = Quality(study)
+    done = dict(study.user_attrs.get(CHECK) or {})
+    evaluate = _evaluator(out)
+    todo = []
+    for t in study.trials:
+        if t.state == TrialState.COMPLETE and q.key in t.user_attrs:
+            todo.append((f"trial {t.number}", t, weights_path(out, t.number), "validation", t.user_attrs[q.key]))
+    for j in seeds.trials if seeds is not None else ():
+        source, seed, scale = j.user_attrs.get("source"), j.user_attrs.get("seed"), j.user_attrs.get("scale", 1.0)
+        split = "test" if scale == 1.0 else "validation"
+        key = PREFIX[split] + q.short
+        if j.state == TrialState.COMPLETE and key in j.user_attrs:
+            todo.append((f"run {j.number} (trial {source} seed {seed}" + (f" ×{scale:g}" if scale != 1.0 else "") + ")",
+                         study.trials[source], run_weights_path(out, source, seed, scale), split, j.user_attrs[key]))
+    for label, t, path, split, recorded in todo:
+        if label in done or not path.is_file():
+            continue
+        again = evaluate(t, path, (split,))[PREFIX[split] + q.short]
+        done[label] = {"metric": PREFIX[split] + q.short, "recorded": recorded, "again": again}
+    if done != (study.user_attrs.get(CHECK) or {}):
+        study.set_user_attr(CHECK, done)
+    return done
+
+
+def mismatches(check: dict) -> list[str]:
+    return [k for k, v in check.items() if abs(v["again"] - v["recorded"]) > REL_TOL * abs(v["recorded"])]
+
+
+def section(study, seeds, check: dict) -> list[str]:
+    """The report's lines on the check."""
+    n_trials = sum(t.state == TrialState.COMPLETE for t in study.trials)
+    n_runs = sum(j.state == TrialState.COMPLETE for j in (seeds.trials if seeds is not None else ()))
+    lines = ["", "## Checked from the saved weights", ""]
+    if not check:
+        return lines + ["No saved weights were found next to this study, and it records no earlier check: its numbers "
+                        "have not been re-evaluated."]
+    worst = max(abs(v["again"] - v["recorded"]) / max(abs(v["recorded"]), 1e-30) for v in check.values())
+    bad = mismatches(check)
+    lines.append(f"{len(check)} number{'s' if len(check) != 1 else ''} ({sum(k.startswith('trial') for k in check)} "
+                 f"of {n_trials} complete trials, "
+                 f"{sum(k.startswith('run') for k in check)} of {n_runs} re-training runs) were evaluated again from "
+                 f"their saved weights in a freshly built model; largest relative difference from the recorded "
+                 f"number {worst:.2g} (tolerance {REL_TOL:g}).")
+    if bad:
+        lines += ["", f"**{len(bad)} numbers do not match their weights; do not use them:** " + ", ".join(
+            f"{k} recorded {check[k]['recorded']:.6g}, again {check[k]['again']:.6g}" for k in bad) + "."]
+    return lines
