@@ -49,12 +49,14 @@ def verdict_trials(study) -> list:
 
 
 def selected(study, top_k: int) -> list:
-    """The top-k complete trials by the first objective, the best of each family, and the verdicts' trials, each
-    once."""
+    """The top-k complete trials by the first objective, each family's best by validation quality (the trial the
+    report's family table shows), and the verdicts' trials, each once."""
     done = _complete(study)
     chosen = done[:top_k]
-    for fam in sorted({family(t.user_attrs.get("mixers", [])) for t in done}):
-        chosen.append(next(t for t in done if family(t.user_attrs.get("mixers", [])) == fam))
+    q = Quality(study)
+    rated = sorted((t for t in done if q.key in t.user_attrs), key=q.of)
+    for fam in sorted({family(t.user_attrs.get("mixers", [])) for t in rated}):
+        chosen.append(next(t for t in rated if family(t.user_attrs.get("mixers", [])) == fam))
     chosen += verdict_trials(study)
     return list({t.number: t for t in chosen}.values())
 

@@ -2,6 +2,8 @@
 trials ended with each family's best (printed after a run and at the top of the report)."""
 from __future__ import annotations
 
+import re
+
 from optuna.trial import TrialState
 
 from .families import family
@@ -48,6 +50,7 @@ def summary(study) -> str:
         r = t.user_attrs.get("pruned_reason") or t.user_attrs.get("failed_reason")
         if r and t.number not in gone:
             key = r.split(":")[0] if "exceeds" not in r else r.split(" exceeds")[0] + " over its limit"
+            key = re.sub(r" at step \d+$", "", key)  # one line for every trial pruned on its curve
             reasons[key] = reasons.get(key, 0) + 1
     for r, n in sorted(reasons.items(), key=lambda kv: -kv[1]):
         lines.append(f"  {n} × {r}")

@@ -31,6 +31,14 @@ def test_top_k_then_the_best_of_each_family():
     assert [t.number for t in retrain.selected(study, 2)] == [1, 2, 4, 0]
 
 
+def test_a_familys_best_is_chosen_by_quality_not_by_the_weighted_objective():
+    study = _study([(3.0, ["pam"], TrialState.COMPLETE), (4.0, ["pam"], TrialState.COMPLETE)])
+    study.add_trial(create_trial(state=TrialState.COMPLETE, value=5.0, params={"x": 5.0},
+                                 distributions={"x": FloatDistribution(0, 100)},
+                                 user_attrs={"mixers": ["pam"], "val_ppl": 1.0, "seed": 0}))  # slow, but the best ppl
+    assert [t.number for t in retrain.selected(study, 1)] == [0, 2]
+
+
 def test_runs_are_enqueued_once_and_claimed_once():
     seeds = optuna.create_study(study_name="s.seeds")
     assert retrain.enqueue(seeds, [(0, 1, 1.0), (0, 2, 1.0), (3, 1, 1.0)]) == 3
