@@ -168,24 +168,23 @@ def _run_report(out):
     return (out / "report.md").read_text()
 
 
-def test_best_of_grid_learning_rate(root, tmp_path):
+def _first_trial_of_smoke_with(root, tmp_path, old: str, new: str):
+    """The first trial of a one-trial smoke study whose space has `old` replaced by `new`, and its grid's results."""
     space = tmp_path / "grid.yaml"
-    space.write_text((root / "search_spaces/smoke.yaml").read_text()
-                     .replace("lr: {log: [1.0e-3, 3.0e-3]}", "lr: {grid: [0.0003, 0.003]}"))
-    study = run_search(str(space), out=tmp_path / "o", trials=1, retrain_after=False, echo=_quiet)
-    t = study.trials[0]
-    tried = t.user_attrs["lr_grid_quality"]
+    space.write_text((root / "search_spaces/smoke.yaml").read_text().replace(old, new))
+    t = run_search(str(space), out=tmp_path / "o", trials=1, retrain_after=False, echo=_quiet).trials[0]
+    return t, t.user_attrs["lr_grid_quality"]
+
+
+def test_best_of_grid_learning_rate(root, tmp_path):
+    t, tried = _first_trial_of_smoke_with(root, tmp_path, "lr: {log: [1.0e-3, 3.0e-3]}", "lr: {grid: [0.0003, 0.003]}")
     assert set(tried) == {"0.0003", "0.003"} and t.user_attrs["lr"] == float(min(tried, key=tried.get))
     assert "lr" not in t.params  # a grid is not a searched parameter
 
 
 def test_a_baseline_grid_records_its_chosen_rate_and_curve_for_the_sampler_and_pruner(root, tmp_path):
-    space = tmp_path / "grid.yaml"
-    space.write_text((root / "search_spaces/smoke.yaml").read_text()
-                     .replace("cpu: {trials: 4,", "cpu: {trials: 4, baseline_lr_grid: [0.001, 0.003],"))
-    study = run_search(str(space), out=tmp_path / "o", trials=1, retrain_after=False, echo=_quiet)
-    t = study.trials[0]
-    tried = t.user_attrs["lr_grid_quality"]
+    t, tried = _first_trial_of_smoke_with(root, tmp_path, "cpu: {trials: 4,",
+                                          "cpu: {trials: 4, baseline_lr_grid: [0.001, 0.003],")
     assert t.user_attrs["baseline"] == "softmax_attention" and set(tried) == {"0.001", "0.003"}
     assert t.params["lr"] == t.user_attrs["lr"] == float(min(tried, key=tried.get))  # what TPE learns from
     curve = t.user_attrs["val_loss_curve"]  # the chosen rate's, reported as the pruner's intermediate values
