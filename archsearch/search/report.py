@@ -162,16 +162,16 @@ def write_report(study, out: Path, seeds=None, check: bool = True) -> Path:
     done = [t for t in study.trials if t.state == TrialState.COMPLETE and q.key in t.user_attrs and t.number not in gone]
     stats = seed_stats(study, seeds, q.test_key)
     saved = verify.check_saved(study, seeds, out) if check else (study.user_attrs.get(verify.CHECK) or {})
-    floor = floor_of(study)
+    floors = floor_of(study)
     lines = [f"# Study `{study.study_name}`", "", "```", summary(study), "```", ""]
     if done:
         plots = [f"![{q.short} vs {cost}]({name})" for cost, name in PLOTS if _plot(done, cost, q, out / name)]
         _history(study, out / "history.png")
-        lines += ["## Verdict", "", verdict(done, q, verdict_cost(study), stats, floor)
+        lines += ["## Verdict", "", verdict(done, q, verdict_cost(study), stats, floors)
                   + floor_note(study, done, q, stats), ""]
         if study.user_attrs.get("train_seconds"):
             lines += ["### At equal training time", "",
-                      equal_time_verdict(done, q, study.user_attrs["train_seconds"], stats, floor), ""]
+                      equal_time_verdict(done, q, study.user_attrs["train_seconds"], stats, floors), ""]
         if verify.mismatches(saved):
             lines += ["**Some numbers of this study do not match their saved weights (see the last section).**", ""]
         lines += [" ".join(plots), "", "![history](history.png)", "", f"## Best {q.short} per family", "",

@@ -155,9 +155,10 @@ def seed_stats(study, seeds_study, metric: str = "test_ppl") -> dict[int, dict]:
     """{trial number: {mean, std, n, values}} of `metric` over the trial's re-training runs at the search's budget
     (fresh seeds: the search's own run, which selected the trial, is not among them); std is nan for one run."""
     runs: dict[int, dict[int, float]] = {}
+    own = {t.number: t.user_attrs.get("seed") for t in study.trials}  # a selecting run's seed never counts
     for j in seeds_study.trials if seeds_study is not None else ():
         source, seed, scale = _job(j)
-        if j.state == TrialState.COMPLETE and metric in j.user_attrs and scale == 1.0:
+        if j.state == TrialState.COMPLETE and metric in j.user_attrs and scale == 1.0 and seed != own.get(source):
             runs.setdefault(source, {}).setdefault(seed, j.user_attrs[metric])
     out = {}
     for n, by_seed in runs.items():

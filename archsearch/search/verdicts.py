@@ -36,14 +36,19 @@ def best_value(t, q: Quality, stats: dict) -> float:
     return stats[t.number]["mean"] if t.number in stats else t.user_attrs[q.key]
 
 
-def floor_of(study) -> float | None:
-    """The higher memory-free floor of a recall study's test set, or None."""
-    floors = (study.user_attrs.get("floors") or {}).get("test")
-    return max(floors.values()) if floors else None
+def floor_of(study) -> dict | None:
+    """{split: the higher memory-free floor of that split's sequences} of a recall study, or None."""
+    floors = study.user_attrs.get("floors") or {}
+    return {split: max(f.values()) for split, f in floors.items()} or None
 
 
-def learned(t, q: Quality, stats: dict, floor: float | None) -> bool:
-    return floor is None or q.short != "accuracy" or best_value(t, q, stats) >= floor + MARGIN
+def _floor_for(t, stats: dict, floors: dict) -> float:
+    """The floor of the split a trial is judged on: test for its fresh seeds, validation for its search run."""
+    return floors["test" if t.number in stats else "validation"]
+
+
+def learned(t, q: Quality, stats: dict, floors: dict | None) -> bool:
+    return not floors or q.short != "accuracy" or best_value(t, q, stats) >= _floor_for(t, stats, floors) + MARGIN
 
 
 def compare(p, r, q: Quality, stats: dict) -> str:
@@ -61,22 +66,22 @@ def compare(p, r, q: Quality, stats: dict) -> str:
                 f"{_fmt(q, sp['mean'])} ± {_fmt(q, sp['std'])} (n = {sp['n']}) against {_fmt(q, sr['mean'])} ± "
                 f"{_fmt(q, sr['std'])} (n = {sr['n']}); difference {w['diff']:+.4g}, 95% interval "
                 f"[{w['low']:+.4g}, {w['high']:+.4g}] (Welch, {w['df']:.1f} degrees of freedom).")
-    better = q.loss(best_value(p, q, stats)) < q.loss(best_value(r, q, stats))
+    better = q.loss(p.user_attrs[q.key]) < q.loss(r.user_attrs[q.key])  # one split: the selecting runs' validation
     return (f"Provisional (PAM {'ahead' if better else 'behind'}): the pair has not been re-trained with fresh seeds "
             f"on the test split yet, so this compares the selecting runs' validation {q.short}: "
             f"{_fmt(q, p.user_attrs[q.key])} against {_fmt(q, r.user_attrs[q.key])}.")
 
 
-def _not_learned(pair, q: Quality, stats: dict, floor: float | None) -> str:
-    missed = [t for t in pair if not learned(t, q, stats, floor)]
+def _not_learned(pair, q: Quality, stats: dict, floors: dict | None) -> str:
+    missed = [t for t in pair if not learned(t, q, stats, floors)]
     if not missed:
         return ""
-    names = " and ".join(f"trial {t.number} ({mixers_of(t)}, {measured(t, q, stats)})" for t in missed)
-    return (f"No capacity claim: {names} did not learn the task (below the higher memory-free floor "
-            f"{floor:.4f} + {MARGIN:g}). ")
+    names = " and ".join(f"trial {t.number} ({mixers_of(t)}, {measured(t, q, stats)}; floor "
+                         f"{_floor_for(t, stats, floors):.4f})" for t in missed)
+    return f"No capacity claim: {names} did not learn the task (below the higher memory-free floor + {MARGIN:g}). "
 
 
-def verdict(done, q: Quality, cost: str, stats: dict, floor: float | None = None) -> str:
+def verdict(done, q: Quality, cost: str, stats: dict, floors: dict | None = None) -> str:
     """The best PAM-containing architecture (by validation) against the best PAM-free one at equal or lower cost."""
     p, r = verdict_pair(done, q, cost)
     if p is None:
@@ -90,20 +95,20 @@ def verdict(done, q: Quality, cost: str, stats: dict, floor: float | None = None
         return (f"The best PAM-containing architecture (trial {p.number}, {measured(p, q, stats)} at {c(p)}) has no "
                 f"PAM-free rival as cheap; the cheapest PAM-free one (trial {cheapest.number}) needs {c(cheapest)} "
                 f"for {measured(cheapest, q, stats)}.")
-    return (_not_learned((p, r), q, stats, floor) +
+    return (_not_learned((p, r), q, stats, floors) +
             f"At equal or lower {cost}: the best PAM-containing architecture by validation (trial {p.number}, "
             f"{mixers_of(p)}, {c(p)}) against the best PAM-free one at equal or lower cost (trial {r.number}, "
             f"{mixers_of(r)}, {c(r)}); measured on {p.user_attrs.get('card', '?')}. " + compare(p, r, q, stats))
 
 
-def equal_time_verdict(done, q: Quality, seconds: float, stats: dict, floor: float | None = None) -> str:
+def equal_time_verdict(done, q: Quality, seconds: float, stats: dict, floors: dict | None = None) -> str:
     """Iso-time: every trial trained for the same measured step time, so quality alone picks the pair."""
     p, r = equal_time_pair(done, q)
     if p is None:
         has_pam = any(pam_fraction(t) > 0 for t in done)
         return "No verdict: the study has no complete trial " + ("without PAM." if has_pam else "with PAM.")
     tok = lambda t: f"{t.user_attrs['train_tokens']:,} tokens" if "train_tokens" in t.user_attrs else "?"  # noqa: E731
-    return (_not_learned((p, r), q, stats, floor) +
+    return (_not_learned((p, r), q, stats, floors) +
             f"At equal training time ({seconds:g} s of measured training-step time each): the best PAM-containing "
             f"architecture by validation (trial {p.number}, {mixers_of(p)}, {tok(p)}) against the best PAM-free one "
             f"(trial {r.number}, {mixers_of(r)}, {tok(r)}). " + compare(p, r, q, stats))

@@ -85,6 +85,10 @@ def test_a_pair_that_did_not_learn_recall_gets_no_capacity_claim():
 
     q = Quality(NS(user_attrs={"quality": "accuracy"}))
     done = [_trial(0, ["pam"], 0, val_accuracy=0.09), _trial(1, ["linear_attention"], 0, val_accuracy=0.8)]
-    text = verdict(done, q, "latency_train_ms", {}, floor=0.085)
-    assert text.startswith("No capacity claim: trial 0 (pam, validation accuracy 0.0900 (the selecting run only)) did "
-                           "not learn the task (below the higher memory-free floor 0.0850 + 0.1).")
+    text = verdict(done, q, "latency_train_ms", {}, floors={"validation": 0.091, "test": 0.085})
+    assert text.startswith("No capacity claim: trial 0 (pam, validation accuracy 0.0900 (the selecting run only); floor "
+                           "0.0910) did not learn the task (below the higher memory-free floor + 0.1).")
+    # judged by its fresh seeds on the test set, against that set's floor: 0.188 clears 0.085 + 0.1, not 0.091 + 0.1
+    stats = {0: {"mean": 0.188, "std": 0.01, "n": 2, "values": [0.178, 0.198]}}
+    assert "No capacity claim" not in verdict(done, q, "latency_train_ms", stats,
+                                              floors={"validation": 0.091, "test": 0.085})

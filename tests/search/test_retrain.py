@@ -53,7 +53,8 @@ def test_runs_are_enqueued_once_and_claimed_once():
 def test_seed_statistics_are_the_fresh_seeds_test_numbers():
     study = _study([(10.0, ["pam"], TrialState.COMPLETE), (20.0, ["pam"], TrialState.COMPLETE)])
     seeds = optuna.create_study()
-    for source, seed, ppl, scale in ((0, 1, 12.0, 1.0), (0, 2, 14.0, 1.0), (1, 1, 21.0, 1.0), (0, 0, 9.0, 4.0)):
+    for source, seed, ppl, scale in ((0, 1, 12.0, 1.0), (0, 2, 14.0, 1.0), (1, 1, 21.0, 1.0), (0, 0, 9.0, 4.0),
+                                     (1, 0, 5.0, 1.0)):  # the last reuses trial 1's own seed: never counted
         seeds.add_trial(create_trial(state=TrialState.COMPLETE, value=ppl, user_attrs={
             "source": source, "seed": seed, "scale": scale, "val_ppl": ppl - 1, "test_ppl": ppl}))
     stats = retrain.seed_stats(study, seeds)
