@@ -72,7 +72,8 @@ def build(spec: Spec, vocab: int | None = None) -> IR:
     """The IR of a spec. `vocab` comes from the data's tokenizer when the spec says `vocab: data`."""
     m = spec.model
     if m.vocab is not None and vocab is not None and vocab != m.vocab:  # rows no token reaches, or tokens no row has
-        raise SpecError(m.loc.child("vocab"), f"fixes {m.vocab} tokens but the data's tokenizer (or --vocab) has {vocab}: write "
+        raise SpecError(m.loc.child("vocab"), f"fixes {m.vocab} tokens but the data's tokenizer (or --vocab) has "
+                                              f"{vocab}: write "
                                               "'vocab: data', or train with the tokenizer the spec was made for "
                                               "(task.tokenizer: gpt2 for GPT-2's 50257)")
     v = m.vocab if m.vocab is not None else vocab

@@ -22,6 +22,7 @@ from .train import autocast_for, resolve_device, step_shape, train
 
 RUN_FILE = "run.json"  # {fingerprint, complete}: which run a folder holds
 
+
 def device_name(device: torch.device) -> str:
     return torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
 
@@ -78,9 +79,9 @@ def train_spec(spec: Spec | str, *, out: Path | None = None, fresh: bool = False
         device = resolve_device(spec.train.device)
     except (ValueError, RuntimeError) as e:
         raise SpecError(Loc("--device"), str(e)) from None
-    checkpoint = None
+    checkpoint, key = None, fingerprint(ir, spec)
     if out is not None:
-        done = _claim(out, fingerprint(ir, spec), fresh)
+        done = _claim(out, key, fresh)
         if done is not None:
             print(f"{out}: this run is complete (same spec and settings); its saved results follow. --fresh trains "
                   "it again", file=sys.stderr)
@@ -109,7 +110,7 @@ def train_spec(spec: Spec | str, *, out: Path | None = None, fresh: bool = False
         torch.save(state, out / "weights.pt")
         (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
         if result.status == "completed":
-            (out / RUN_FILE).write_text(json.dumps({"fingerprint": fingerprint(ir, spec), "complete": True}) + "\n")
+            (out / RUN_FILE).write_text(json.dumps({"fingerprint": key, "complete": True}) + "\n")
     metrics["model"] = model  # the model that was scored (None when the run diverged)
     return metrics
 

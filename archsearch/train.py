@@ -1,7 +1,7 @@
 """Budgeted training: a function, not a trainer object. The budget is in tokens; batch size is a token count
 (gradient accumulation makes up the rest); AdamW (fused on CUDA) without decay on norms, biases, gains and scalars;
-linear warm-up then cosine or warmup-stable-decay; gradient clipping; bf16 autocast on GPU (the memories accumulate their state in fp32); optional
-torch.compile (of the model with its loss) and, on GPU, each micro-step replayed as a CUDA graph (graph_step.py);
+linear warm-up then cosine or warmup-stable-decay; gradient clipping; bf16 autocast on GPU (the memories accumulate
+their state in fp32); optional torch.compile (of the model with its loss) and, on GPU, each micro-step replayed as a CUDA graph (graph_step.py);
 seeded; intermediate evaluations reported to a callback that may stop the run (search pruning); a NaN/inf loss
 stops the run with its reason; checkpoint and resume."""
 from __future__ import annotations
@@ -93,6 +93,11 @@ def _peak_memory(device: torch.device) -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # peak RSS of the process on CPU
 
 
+def _rate(steady: list, tokens: int, seconds: float) -> float:
+    """Tokens/s of the steady steps; all of the run's (first step included) until there is a second step."""
+    return steady[1] / steady[0] if steady[0] else tokens / max(seconds, 1e-9)
+
+
 def _save(path: Path, state: dict) -> None:
     tmp = path.with_suffix(f".tmp{os.getpid()}")
     torch.save(state, tmp)
@@ -169,7 +174,7 @@ def _train(model, task, cfg: TrainConfig, device: torch.device, seq_len: int, on
             steady[0] += time.perf_counter() - t_step
             steady[1] += micro * accum * seq_len
         loss_avg = total if math.isnan(loss_avg) else 0.9 * loss_avg + 0.1 * total
-        rate = steady[1] / steady[0] if steady[0] else tokens / max(time.perf_counter() - t0, 1e-9)
+        rate = _rate(steady, tokens, time.perf_counter() - t0)
         bar.update(step, f"loss {loss_avg:.3f} lr {lr:.2e} {rate:,.0f} tok/s")
         if step in eval_at:
             metrics = task.evaluate(model, seq_len, device, max_tokens=cfg.eval_tokens, autocast=amp)
@@ -184,5 +189,5 @@ def _train(model, task, cfg: TrainConfig, device: torch.device, seq_len: int, on
                 break
     bar.close()
     seconds = time.perf_counter() - t0
-    rate = steady[1] / steady[0] if steady[0] else tokens / max(seconds, 1e-9)  # a one-step run: all it has
-    return TrainResult(status, reason, step, tokens, seconds, rate, loss_avg, _peak_memory(device), str(device), evals)
+    return TrainResult(status, reason, step, tokens, seconds, _rate(steady, tokens, seconds), loss_avg,
+                       _peak_memory(device), str(device), evals)

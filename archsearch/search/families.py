@@ -37,22 +37,14 @@ def verdict_cost(study) -> str:
     return study.user_attrs.get("verdict_cost", "latency_train_ms")
 
 
-def verdict_pair(done, q: Quality, cost: str):
-    """(best PAM-containing trial, best PAM-free trial at equal or lower `cost`, or None); None, None without both."""
-    with_pam = [t for t in done if pam_fraction(t) > 0 and cost in t.user_attrs]
-    without = [t for t in done if pam_fraction(t) == 0 and cost in t.user_attrs]
+def verdict_pair(done, q: Quality, cost: str | None):
+    """(best PAM-containing trial, best PAM-free trial at equal or lower `cost`, or None); None, None without both.
+    With `cost` None (an iso-time study: every trial trained for the same measured time) quality alone picks both."""
+    costed = [t for t in done if cost is None or cost in t.user_attrs]
+    with_pam = [t for t in costed if pam_fraction(t) > 0]
+    without = [t for t in costed if pam_fraction(t) == 0]
     if not with_pam or not without:
         return None, None
     p = min(with_pam, key=q.of)
-    rivals = [t for t in without if t.user_attrs[cost] <= p.user_attrs[cost]]
+    rivals = [t for t in without if cost is None or t.user_attrs[cost] <= p.user_attrs[cost]]
     return p, (min(rivals, key=q.of) if rivals else None)
-
-
-def equal_time_pair(done, q: Quality):
-    """(best PAM-containing trial, best PAM-free trial) by quality alone: an iso-time study's trials all trained for the
-    same measured time. None, None without both."""
-    with_pam = [t for t in done if pam_fraction(t) > 0]
-    without = [t for t in done if pam_fraction(t) == 0]
-    if not with_pam or not without:
-        return None, None
-    return min(with_pam, key=q.of), min(without, key=q.of)

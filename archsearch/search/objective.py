@@ -23,7 +23,8 @@ from ..saved import evaluate_saved, saved_state
 from ..spec import parse
 from ..train import autocast_for, plan, resolve_device, step_shape, train
 from .recovery import INTERRUPTED
-from .space import Space, lr_distribution, lr_grid, pareto_costs, sample, sample_lr
+from .sampling import lr_grid, sample, sample_lr
+from .space import Space, lr_distribution, pareto_costs
 
 
 def quality(metrics: dict, name: str) -> float:
@@ -245,10 +246,9 @@ class Objective:
                 self.save_weights(trial.number, state)
         q, lr, result, curve = best
         trial.set_user_attr("lr", lr)
-        if grid:
-            rewrite_train(trial, lr=lr)
         trial.set_user_attr("val_loss_curve", curve)
         if grid:
+            rewrite_train(trial, lr=lr)
             trial.set_user_attr("lr_grid_quality", tried)
             if self.space.search.objective == "weighted":
                 for k, (_, loss) in enumerate(curve, 1):

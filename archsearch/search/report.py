@@ -149,7 +149,8 @@ def _seeds_table(study, q: Quality, stats: dict) -> list[str]:
         a = study.trials[n].user_attrs
         spread = f" ± {s['std']:.2g}" if s["n"] > 1 else ""
         lines.append(f"| {n} | {family(a.get('mixers', []))} | {'+'.join(a.get('mixers', []))} | "
-                     f"{a[q.key]:.4g} | {s['mean']:.4g}{spread} | {s['n']} | {', '.join(f'{v:.4g}' for v in s['values'])} |")
+                     f"{a[q.key]:.4g} | {s['mean']:.4g}{spread} | {s['n']} | "
+                     + ", ".join(f"{v:.4g}" for v in s["values"]) + " |")
     return lines
 
 

@@ -18,7 +18,7 @@ from optuna.trial import FixedTrial, TrialState
 
 import torch
 
-from .families import Quality, equal_time_pair, family, verdict_cost, verdict_pair
+from .families import Quality, family, verdict_cost, verdict_pair
 from ..saved import PREFIX
 from .objective import Objective, TrialFailed, result_quality, run_weights_path, worker_id
 from .recovery import INTERRUPTED, counted, heartbeat
@@ -44,7 +44,7 @@ def verdict_trials(study) -> list:
     done = [t for t in _complete(study) if q.key in t.user_attrs]
     pairs = [verdict_pair(done, q, verdict_cost(study))]
     if study.user_attrs.get("train_seconds"):
-        pairs.append(equal_time_pair(done, q))
+        pairs.append(verdict_pair(done, q, None))
     return list({t.number: t for pair in pairs for t in pair if t}.values())
 
 
@@ -86,13 +86,13 @@ def jobs(study, space, profile=None) -> list[tuple[int, int, float]]:
     return wanted
 
 
-def _job(t) -> tuple:
+def job_key(t) -> tuple:
     return t.user_attrs.get("source"), t.user_attrs.get("seed"), t.user_attrs.get("scale", 1.0)
 
 
 def enqueue(seeds_study, wanted: list[tuple[int, int, float]]) -> int:
     """Enqueue the runs not already done, waiting or running."""
-    have = {_job(t) for t in seeds_study.get_trials(deepcopy=False)
+    have = {job_key(t) for t in seeds_study.get_trials(deepcopy=False)
             if t.state in (TrialState.COMPLETE, TrialState.WAITING, TrialState.RUNNING)}
     new = [j for j in wanted if j not in have]
     for source, seed, scale in new:
@@ -118,7 +118,7 @@ def run_jobs(seeds_study, study, storage, objective: Objective, echo=print) -> i
 
 
 def _run_one(job, seeds_study, study, storage, objective: Objective, echo) -> None:
-    source, seed, scale = _job(job)
+    source, seed, scale = job_key(job)
     what = f"trial {source} seed {seed}" + (f" at {scale:g}× the budget" if scale != 1.0 else "")
     put = lambda k, v: storage.set_trial_user_attr(job._trial_id, k, v)  # noqa: E731
     put("worker", worker_id())
@@ -157,7 +157,7 @@ def seed_stats(study, seeds_study, metric: str = "test_ppl") -> dict[int, dict]:
     runs: dict[int, dict[int, float]] = {}
     own = {t.number: t.user_attrs.get("seed") for t in study.trials}  # a selecting run's seed never counts
     for j in seeds_study.trials if seeds_study is not None else ():
-        source, seed, scale = _job(j)
+        source, seed, scale = job_key(j)
         if j.state == TrialState.COMPLETE and metric in j.user_attrs and scale == 1.0 and seed != own.get(source):
             runs.setdefault(source, {}).setdefault(seed, j.user_attrs[metric])
     out = {}
@@ -172,7 +172,7 @@ def fidelity_pairs(study, seeds_study, metric: str = "val_ppl") -> tuple[float, 
     """(budget factor, [(trial, screen metric, longer-budget metric)]) of the fidelity runs that finished."""
     pairs, factor = [], 0.0
     for j in seeds_study.trials if seeds_study is not None else ():
-        source, seed, scale = _job(j)
+        source, seed, scale = job_key(j)
         if scale != 1.0 and j.state == TrialState.COMPLETE and metric in j.user_attrs:
             src = study.trials[source]
             if metric in src.user_attrs:

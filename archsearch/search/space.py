@@ -1,4 +1,5 @@
-"""Search spaces: a spec template whose values may be distributions, sampled define-by-run by an Optuna trial.
+"""Search spaces: a spec template whose values may be distributions, with the search's settings and profiles,
+loaded and checked here (sampling.py walks them for an Optuna trial).
 
 A distribution is a one-key mapping anywhere in the `spec:` section:
   {int: [lo, hi]} (optional `step`), {float: [lo, hi]}, {log: [lo, hi]}, {choice: [a, b, ...]},
@@ -76,7 +77,7 @@ class Space:
     profiles: dict = field(default_factory=dict)
 
 
-def _is_dist(value) -> bool:
+def is_dist(value) -> bool:
     return isinstance(value, dict) and bool(value) and next(iter(value)) in DISTRIBUTIONS
 
 
@@ -116,7 +117,7 @@ def _check_dist(value, loc: Loc) -> None:
 
 def _walk_check(value, loc: Loc) -> None:
     """Validate every distribution in the template up front, so a bad space fails before any trial."""
-    if _is_dist(value):
+    if is_dist(value):
         _check_dist(value, loc)
         args = value[next(iter(value))]
         for i, c in (args.items() if isinstance(args, dict) else enumerate(args)):
@@ -203,7 +204,7 @@ def _check_lr(lr, loc: Loc) -> None:
             raise SpecError(loc_of(lr, "grid", loc), "'grid' needs a non-empty list of positive learning rates")
     elif isinstance(lr, dict):
         _walk_check(lr, loc)
-        if not _is_dist(lr):
+        if not is_dist(lr):
             raise SpecError(loc, f"expected a number, a distribution or {{grid: [...]}}, got keys {sorted(lr)}")
     elif not isinstance(lr, (int, float)) or isinstance(lr, bool) or lr <= 0:
         raise SpecError(loc, f"expected a positive learning rate, a distribution or {{grid: [...]}}, got {lr!r}")
@@ -211,7 +212,7 @@ def _check_lr(lr, loc: Loc) -> None:
 
 def _check_named(value, loc: Loc, seen: dict) -> None:
     """Choices that share a `name` are one parameter: they must offer the same labels."""
-    if _is_dist(value) and "name" in value:
+    if is_dist(value) and "name" in value:
         labels = list(value["choice"])
         first = seen.setdefault(value["name"], (labels, loc))
         if first[0] != labels:
@@ -266,135 +267,9 @@ def _check_retrain(value, loc: Loc) -> None:
             raise SpecError(loc_of(value, k, loc), f"expected a whole number >= 0, got {v!r}")
 
 
-# ---------------------------------------------------------------------------------------------- sampling
-class Sampler:
-    """Turns the template into a plain spec dict by asking `suggest` for each distribution (define-by-run)."""
-
-    def __init__(self, trial):
-        self.trial = trial
-
-    def value(self, dist, path: str):
-        kind, args = next(iter(dist.items()))
-        t = self.trial
-        if kind == "int":
-            return t.suggest_int(path, args[0], args[1], step=dist.get("step", 1))
-        if kind == "float":
-            return t.suggest_float(path, float(args[0]), float(args[1]))
-        if kind == "log":
-            return t.suggest_float(path, float(args[0]), float(args[1]), log=True)
-        if kind == "choice" and isinstance(args, dict):  # labelled and named: one parameter for every such choice
-            return self.walk(args[t.suggest_categorical(dist["name"], list(args))], path)
-        if kind == "choice":
-            return self.walk(args[self.index(path, args)], path)
-        raise ValueError(f"{path}: 'per_layer' applies only to a sublayer's block")
-
-    def index(self, path: str, choices) -> int:
-        labels = [c if isinstance(c, (str, int, float, bool)) else str(i) for i, c in enumerate(choices)]
-        return labels.index(self.trial.suggest_categorical(path, labels))
-
-    def walk(self, value, path: str):
-        if _is_dist(value):
-            return self.value(value, path)
-        if isinstance(value, dict):
-            if "depth" in value and "sublayers" in value:
-                return self.stack(value, path)
-            return {k: self.walk(v, f"{path}.{k}" if path else str(k)) for k, v in value.items()}
-        if isinstance(value, list):
-            return [self.walk(v, f"{path}[{i}]") for i, v in enumerate(value)]
-        return value
-
-    def stack(self, value: dict, path: str) -> dict:
-        depth = self.walk(value["depth"], f"{path}.depth")
-        out = {"depth": depth}
-        for k, v in value.items():
-            if k == "sublayers":
-                out[k] = [self.sublayer(s, depth, f"{path}.sublayers[{i}]") for i, s in enumerate(v)]
-            elif k != "depth":
-                out[k] = self.walk(v, f"{path}.{k}")
-        return out
-
-    def sublayer(self, value, depth: int, path: str):
-        if not isinstance(value, dict):
-            return self.walk(value, path)
-        block = value.get("block")
-        out = {k: self.walk(v, f"{path}.{k}") for k, v in value.items() if k not in ("block", "config")}
-        if isinstance(block, dict) and "per_layer" in block:
-            names = [self.walk(block["per_layer"][self.index(f"{path}.block[{i}]", block["per_layer"])], "")
-                     for i in range(depth)]
-            out["block"] = names
-            chosen = dict.fromkeys(names)
-        else:
-            out["block"] = self.walk(block, f"{path}.block")
-            chosen = None
-        config = value.get("config")
-        keyed = isinstance(config, dict) and config and all(not _is_dist(config) and k in _names(block) for k in config)
-        if keyed:
-            names = chosen or {out["block"]: None}
-            picked = {n: self.walk(config[n], f"{path}.config.{n}") for n in names if n in config}
-            out["config"] = picked if chosen else picked.get(out["block"], {})
-        elif config is not None:
-            out["config"] = self.walk(config, f"{path}.config")
-        return out
-
-
-def _names(block) -> set:
-    if _is_dist(block):
-        return {c for c in options(block) if isinstance(c, str)}
-    return {block} if isinstance(block, str) else set()
-
-
-def merge(base, over):
-    """`over` laid onto `base`: mappings merge key by key, lists item by position (a distribution replaces whatever
-    it lands on)."""
-    if isinstance(base, dict) and isinstance(over, dict) and not _is_dist(over) and not _is_dist(base):
-        out = dict(base)
-        for k, v in over.items():
-            out[k] = merge(base[k], v) if k in base else v
-        return out
-    if isinstance(base, list) and isinstance(over, list):
-        return [merge(b, o) for b, o in zip(base, over)] + base[len(over):] + over[len(base):]
-    return over
-
-
-def first_choice(value):
-    """The template with every distribution replaced by its first option (a template without any is unchanged)."""
-    if _is_dist(value):
-        kind, args = next(iter(value.items()))
-        return first_choice(options(value)[0]) if kind in ("choice", "per_layer") else args[0]
-    if isinstance(value, dict):
-        return {k: first_choice(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [first_choice(v) for v in value]
-    return value
-
-
-def template_for(space: Space, profile: Profile):
-    return merge(space.template, profile.spec) if profile.spec else space.template
-
-
-def sample(space: Space, trial, profile: Profile | None = None) -> dict:
-    """A plain spec dict for this trial (its parameters recorded by the trial)."""
-    return Sampler(trial).walk(template_for(space, profile) if profile else space.template, "")
-
-
 def lr_setting(space: Space, profile: Profile | None = None):
     """The learning rate as the profile (else the search section) gives it: a number, a distribution or a grid."""
     return profile.lr if profile is not None and profile.lr is not None else space.search.lr
-
-
-def lr_grid(space: Space, profile: Profile | None = None) -> list[float] | None:
-    """The learning rates each trial trains with (keeping the best), when the space asks for best-of-grid."""
-    lr = lr_setting(space, profile)
-    return [float(v) for v in lr["grid"]] if isinstance(lr, dict) and "grid" in lr else None
-
-
-def sample_lr(space: Space, trial, default: float, profile: Profile | None = None) -> float:
-    lr = lr_setting(space, profile)
-    if lr is None:
-        return default
-    if lr_grid(space, profile):
-        return lr_grid(space, profile)[0]
-    return Sampler(trial).walk(lr, "lr") if isinstance(lr, dict) else float(lr)
 
 
 def lr_distribution(space: Space, profile: Profile | None = None):
@@ -402,7 +277,7 @@ def lr_distribution(space: Space, profile: Profile | None = None):
     from optuna.distributions import FloatDistribution
 
     lr = lr_setting(space, profile)
-    if not _is_dist(lr) or next(iter(lr)) not in ("float", "log"):
+    if not is_dist(lr) or next(iter(lr)) not in ("float", "log"):
         return None
     kind, (low, high) = next(iter(lr.items()))
     return FloatDistribution(float(low), float(high), log=kind == "log")

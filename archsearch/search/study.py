@@ -28,7 +28,8 @@ from . import retrain
 from .objective import Objective, mixers as spec_mixers, worker_id
 from .recovery import counted, recover, retry_stale
 from .baselines import CentreTrial, baseline_entry, baseline_label, baseline_matched
-from .space import first_choice, load_space, options, pareto_costs, template_for
+from .sampling import first_choice, template_for
+from .space import load_space, options, pareto_costs
 from .summary import best_text, pareto_text, summary
 
 HEARTBEAT_S = int(os.environ.get("ARCHSEARCH_HEARTBEAT_S", "30"))  # a lost worker's trial is failed after 3 beats
@@ -103,8 +104,8 @@ def baseline_params(template: dict, entry) -> dict:
 
 def centre_trial(objective: Objective, template: dict, entry):
     """The entry's architecture at the profile's baseline_params and the middle of every other range (all baselines
-    share width and rate; pure ones depth too): the parameters to enqueue, the spec, and {parameter: value} for the entry's values that the space's
-    ranges do not contain (e.g. a hybrid deeper than the profile's depth range)."""
+    share width and rate; pure ones depth too): the parameters to enqueue, the spec, and {parameter: value} for the
+    entry's values that the space's ranges do not contain (e.g. a hybrid deeper than the profile's depth range)."""
     centre = CentreTrial({**(objective.profile.baseline_params or {}), **baseline_params(template, entry)})
     spec, _ = objective.spec_of(centre, label=f"baseline-{baseline_label(entry)}")
     if objective.profile.baseline_lr_grid:

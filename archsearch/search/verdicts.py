@@ -6,7 +6,7 @@ task at all: a family that does not clear the memory-free floors by MARGIN is "n
 made for it."""
 from __future__ import annotations
 
-from .families import Quality, equal_time_pair, pam_fraction, verdict_pair
+from .families import Quality, pam_fraction, verdict_pair
 from .stats import welch
 
 MARGIN = 0.1  # accuracy above the higher memory-free floor that counts as having learned a recall task
@@ -103,7 +103,7 @@ def verdict(done, q: Quality, cost: str, stats: dict, floors: dict | None = None
 
 def equal_time_verdict(done, q: Quality, seconds: float, stats: dict, floors: dict | None = None) -> str:
     """Iso-time: every trial trained for the same measured step time, so quality alone picks the pair."""
-    p, r = equal_time_pair(done, q)
+    p, r = verdict_pair(done, q, None)
     if p is None:
         has_pam = any(pam_fraction(t) > 0 for t in done)
         return "No verdict: the study has no complete trial " + ("without PAM." if has_pam else "with PAM.")

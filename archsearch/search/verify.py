@@ -14,6 +14,7 @@ from ..saved import PREFIX, evaluate_saved
 from ..train import autocast_for, resolve_device, step_shape
 from .families import Quality
 from .objective import run_weights_path, weights_path
+from .retrain import job_key
 
 REL_TOL = 1e-4  # the same weights, data and kernels: differences beyond rounding mean a different model was scored
 CHECK = "saved_check"
@@ -45,17 +46,17 @@ def check_saved(study, seeds, out) -> dict:
     q = Quality(study)
     done = dict(study.user_attrs.get(CHECK) or {})
     evaluate = _evaluator(out)
-    todo = []
-    for t in study.trials:
+    todo, trials = [], study.trials
+    for t in trials:
         if t.state == TrialState.COMPLETE and q.key in t.user_attrs:
             todo.append((f"trial {t.number}", t, weights_path(out, t.number), "validation", t.user_attrs[q.key]))
     for j in seeds.trials if seeds is not None else ():
-        source, seed, scale = j.user_attrs.get("source"), j.user_attrs.get("seed"), j.user_attrs.get("scale", 1.0)
-        split = "test" if scale == 1.0 else "validation"
+        source, seed, scale = job_key(j)
+        split = "test" if scale == 1.0 else "validation"  # as retrain._run_one scores it
         key = PREFIX[split] + q.short
         if j.state == TrialState.COMPLETE and key in j.user_attrs:
             todo.append((f"run {j.number} (trial {source} seed {seed}" + (f" ×{scale:g}" if scale != 1.0 else "") + ")",
-                         study.trials[source], run_weights_path(out, source, seed, scale), split, j.user_attrs[key]))
+                         trials[source], run_weights_path(out, source, seed, scale), split, j.user_attrs[key]))
     for label, t, path, split, recorded in todo:
         if label in done or not path.is_file():
             continue

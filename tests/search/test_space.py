@@ -4,7 +4,8 @@ import pytest
 
 from archsearch.errors import SpecError
 from archsearch.search.baselines import CentreTrial
-from archsearch.search.space import load_space, sample
+from archsearch.search.sampling import sample
+from archsearch.search.space import load_space
 from archsearch.spec import parse
 
 SPACE = """
@@ -87,7 +88,7 @@ def test_decode_latency_is_a_weightable_cost_when_it_is_measured(tmp_path):
 
 
 def test_a_profile_can_narrow_the_spec(tmp_path):
-    from archsearch.search.space import merge, template_for
+    from archsearch.search.sampling import merge, template_for
 
     assert merge({"a": 1, "b": [{"x": 1, "y": 2}, 5]}, {"b": [{"y": 3}]}) == {"a": 1, "b": [{"x": 1, "y": 3}, 5]}
     assert merge({"d": {"int": [2, 8]}}, {"d": {"int": [2, 3]}}) == {"d": {"int": [2, 3]}}
@@ -102,7 +103,7 @@ def test_a_profile_can_narrow_the_spec(tmp_path):
 
 
 def test_centre_trial_places_baselines_in_the_middle(tmp_path):
-    from archsearch.search.space import sample_lr
+    from archsearch.search.sampling import sample_lr
 
     space = _space(tmp_path)
     centre = CentreTrial({"stack.sublayers[0].block[0]": "pam", "stack.sublayers[0].block[1]": "pam",
@@ -129,7 +130,8 @@ def test_bad_learning_rate(tmp_path, lr, message):
 
 
 def test_lr_grid_and_retrain_settings(tmp_path):
-    from archsearch.search.space import lr_grid, retrain_settings
+    from archsearch.search.sampling import lr_grid
+    from archsearch.search.space import retrain_settings
 
     space = _space(tmp_path, SPACE.replace("lr: {log: [1.0e-4, 1.0e-2]}", "lr: {grid: [0.001, 0.003]}\n  retrain: {top_k: 1, seeds: 4}"))
     assert lr_grid(space) == [0.001, 0.003] and retrain_settings(space) == (1, 4, 5)
