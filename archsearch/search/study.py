@@ -141,6 +141,9 @@ class Setup:
         seed = zlib.crc32(worker_id().encode()) if shared else s.seed
         self.study = _create(s.name, self.storage, directions=directions, sampler=make_sampler(s.sampler, seed),
                              pruner=make_pruner(s.pruner, self.multi, evals))
+        before = len(self.study.get_trials(deepcopy=False))
+        if before and not shared:  # a resumed run would otherwise replay the first run's random draws
+            self.study.sampler = make_sampler(s.sampler, s.seed + before)
         task = tasks.make(parse(first_choice(self.template)).task)  # the task section needs no sampling
         self.objective = Objective(self.space, task, self.profile, self.out, device=device)
 

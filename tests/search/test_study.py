@@ -304,3 +304,22 @@ def test_a_listed_hybrid_deeper_than_the_depth_range_is_skipped_with_a_message(r
     assert [t.user_attrs["baseline"] for t in setup.study.get_trials(deepcopy=False)] == ["softmax_attention"]
     assert any("baseline pam+pam+softmax_attention skipped: outside the cpu profile's space (stack.depth = 3)" in line
                for line in lines), lines
+
+
+def test_a_resumed_lone_run_does_not_replay_the_first_runs_draws(root, tmp_path):
+    from archsearch.search.study import Setup
+
+    def draws(n):
+        study = Setup(str(root / "search_spaces/smoke.yaml"), tmp_path / "r", None, "cpu", "cpu").study
+        out = []
+        for _ in range(n):
+            trial = study.ask()
+            out.append(trial.suggest_float("x", 0.0, 1.0))
+            study.tell(trial, out[-1])
+        return out
+
+    first = draws(2)
+    again = draws(2)  # the same folder: a resume with 2 trials already in the study
+    assert not set(first) & set(again)
+    assert Setup(str(root / "search_spaces/smoke.yaml"), tmp_path / "fresh", None, "cpu", "cpu").study.ask() \
+        .suggest_float("x", 0.0, 1.0) == first[0]  # a fresh study still starts from the space's seed
