@@ -17,10 +17,10 @@ class LMTask:
     kind = "lm"
 
     def __init__(self, cfg: TaskConfig):
-        corpus = corpora.load(cfg.data)
+        corpus = corpora.load(cfg.data)  # a WikiText folder is only hashed here, its text read on a cache miss
         self.tokenizer = tokenizers.make(cfg.tokenizer, corpus, cache.cache_dir(), cfg.vocab_size)
         self.streams = cache.tokens(corpus, self.tokenizer)
-        self.split_bytes = {s: corpus.bytes(s) for s in corpora.SPLITS}
+        self.split_bytes = cache.split_bytes(corpus, self.tokenizer)  # stored with the tokens: a hit reads no text
         self.vocab_size = self.tokenizer.vocab_size
         self.name = f"{corpus.name} / {self.tokenizer.id}"
 
