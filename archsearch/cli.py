@@ -84,8 +84,13 @@ def cmd_train(args) -> int:
 def cmd_run(args) -> int:
     from pathlib import Path
 
+    from .ladder.config import is_ladder_file
     from .search.study import run_search, run_worker
 
+    if is_ladder_file(args.space):
+        return _run_ladder(args)
+    if args.data:
+        raise SpecError(Loc("--data"), "applies to a ladder; a search space names its data in spec.task.data")
     if args.worker:
         if not (args.out and args.storage and args.trials and args.profile):
             raise SpecError(Loc("--worker"), "is started by `run --workers N` with --out, --storage, --trials, --profile")
@@ -193,6 +198,22 @@ def cmd_profile(args) -> int:
     return 0
 
 
+def _run_ladder(args) -> int:
+    from pathlib import Path
+
+    from .ladder.report import write_report
+    from .ladder.runner import run_ladder
+
+    for flag, given in (("--trials", args.trials), ("--profile", args.profile), ("--workers", args.workers != 1),
+                        ("--no-retrain", args.no_retrain), ("--profile-top", args.profile_top)):
+        if given:
+            raise SpecError(Loc(flag), f"does not apply to a ladder ({args.space}); see docs/ladder.md")
+    run = run_ladder(args.space, out=Path(args.out) if args.out else None, storage=args.storage, device=args.device,
+                     data=args.data, timeout_minutes=args.timeout_minutes)
+    print(f"report: {write_report(run.out, args.storage)}")
+    return 0
+
+
 def _task_vocab(spec) -> int | None:
     """A spec whose vocab is 'data': the task's tokenizer says (built and cached on first use)."""
     if spec.model.vocab is not None:
@@ -205,8 +226,13 @@ def _task_vocab(spec) -> int | None:
 def cmd_report(args) -> int:
     from pathlib import Path
 
+    from .ladder.report import is_ladder_folder
+    from .ladder.report import write_report as write_ladder_report
     from .search.report import load, write_report
 
+    if is_ladder_folder(Path(args.out_dir)):
+        print(f"wrote {write_ladder_report(Path(args.out_dir), args.storage)} and its plots")
+        return 0
     study, seeds = load(Path(args.out_dir), args.storage)
     path = write_report(study, Path(args.out_dir), seeds)
     print(f"wrote {path} and its plots")
@@ -244,8 +270,10 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--vocab", type=_vocab, help="vocabulary size for a spec whose vocab is 'data'")
     c.add_argument("--dump-after", metavar="PASS", help="print the IR after this pass (validate, shapes, cost)")
     c.set_defaults(fn=cmd_compile)
-    r = sub.add_parser("run", help="search a space of architectures with Optuna (resumes when re-run)")
-    r.add_argument("space", help="a search space (YAML); see docs/search.md")
+    r = sub.add_parser("run", help="search a space of architectures with Optuna, or climb a scaling ladder "
+                                   "(resumes when re-run)")
+    r.add_argument("space", help="a search space (YAML; docs/search.md) or a ladder (docs/ladder.md)")
+    r.add_argument("--data", help="a ladder's corpus (replaces its task.data), e.g. a WikiText folder")
     r.add_argument("--out", help="output folder (default runs/NAME): the study, trials/*.yaml, report.md")
     r.add_argument("--storage", help="an Optuna storage URL (default sqlite:///OUT/study.db, or "
                                      "journal:OUT/study.journal with --workers), postgresql://…, journal:FILE")
@@ -255,7 +283,8 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--workers", type=_positive(int), default=1,
                    help="processes on one study: one per visible GPU, or N CPU processes (default 1)")
     r.add_argument("--timeout-minutes", type=_positive(float),
-                   help="stop starting trials after this long (default: the profile's timeout_minutes)")
+                   help="stop starting trials after this long (default: the profile's timeout_minutes); a ladder "
+                        "starts no run that it does not expect to finish within it")
     r.add_argument("--no-retrain", action="store_true", help="skip the re-training of the best with more seeds")
     r.add_argument("--profile-top", type=int, default=0, metavar="K",
                    help="at the end, profile the best K trials into OUT/profiles/ (see `archsearch profile`)")

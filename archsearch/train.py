@@ -178,7 +178,9 @@ def _train(model, task, cfg: TrainConfig, device: torch.device, seq_len: int, on
         bar.update(step, f"loss {loss_avg:.3f} lr {lr:.2e} {rate:,.0f} tok/s")
         if step in eval_at:
             metrics = task.evaluate(model, seq_len, device, max_tokens=cfg.eval_tokens, autocast=amp)
-            evals.append({"step": step, "tokens": tokens, **metrics})
+            # `tokens` is the training tokens so far; the evaluation's own count is `eval_tokens`
+            evals.append({**{("eval_tokens" if k == "tokens" else k): v for k, v in metrics.items()}, "step": step,
+                          "tokens": tokens})
             if checkpoint is not None:
                 _save(checkpoint, {"model": model.state_dict(), "optim": opt.state_dict(), "rng": rng.bit_generator.state,
                                    "torch_rng": torch.get_rng_state(), "step": step, "tokens": tokens, "evals": evals,

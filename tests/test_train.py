@@ -63,6 +63,9 @@ def test_training_learns_and_reports(task):
     result = train(_model(), task, CFG, seq_len=32, progress=False, on_eval=lambda s, t, m: seen.append(m) and False)
     assert result.status == "completed" and result.steps == 32 and result.tokens == 32 * 32 * 8
     assert len(seen) == 3 and seen[-1]["loss"] < seen[0]["loss"] < math.log(64)
+    # each recorded evaluation says how far training was (its own token count is eval_tokens)
+    assert [e["tokens"] for e in result.evals] == [e["step"] * 32 * 8 for e in result.evals]
+    assert all(e["eval_tokens"] == seen[0]["tokens"] for e in result.evals)
 
 
 def test_divergence_stops_with_a_reason(task):

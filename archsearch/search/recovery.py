@@ -17,11 +17,13 @@ from optuna.trial import TrialState
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 MAX_RETRIES = 1  # a trial that kills its worker twice is left failed instead of taking the study down in a loop
 INTERRUPTED = "interrupted"
+# what makes a trial the same run again: a baseline's role, a re-training run's source and seed, a ladder run's job
+RETRY_KEEPS = ("baseline", "source", "seed", "job", "family", "rung", "lr", "phase")
 
 
 def retry(study, trial) -> None:
     """Enqueue a fresh copy of `trial` (same parameters, same baseline role)."""
-    keep = {k: v for k, v in trial.user_attrs.items() if k in ("baseline", "source", "seed")}
+    keep = {k: v for k, v in trial.user_attrs.items() if k in RETRY_KEEPS}
     study.enqueue_trial(dict(trial.params) or dict(trial.system_attrs.get("fixed_params", {})),
                         user_attrs={**keep, "retry_of": trial.number,
                                     "retries": trial.user_attrs.get("retries", 0) + 1})

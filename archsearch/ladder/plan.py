@@ -1,0 +1,144 @@
+"""Which runs a ladder wants, given the runs finished so far (pure: no torch, no storage).
+
+Per rung, from the lowest: each family trains at each of its rates with the ladder's seed (scored on validation), then
+at its best rate with `seeds` fresh seeds (scored on the test split; the selecting run is not among them). An `around`
+rung's rates wait for the family's choice at the rung below; `drop_behind` keeps a family that is far behind at a rung
+from climbing further, which waits for every family's grid at that rung."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from .config import Ladder
+
+PHASES = ("grid", "seeds")
+
+
+@dataclass(frozen=True)
+class Job:
+    family: str
+    rung: str
+    lr: float
+    seed: int
+    phase: str  # grid: selects the rate on validation; seeds: reported on the test split
+
+    @property
+    def key(self) -> str:
+        return f"{self.family}/{self.rung}/lr={self.lr:.4g}/seed={self.seed}"
+
+    def attrs(self) -> dict:
+        return {"job": self.key, "family": self.family, "rung": self.rung, "lr": self.lr, "seed": self.seed,
+                "phase": self.phase}
+
+
+@dataclass(frozen=True)
+class Done:
+    """A finished run: its validation perplexity, or None when it failed (diverged, out of memory)."""
+
+    job: Job
+    val_ppl: float | None
+
+
+def rate(x: float) -> float:
+    """A learning rate as keys and specs write it: 4 significant digits."""
+    return float(f"{x:.4g}")
+
+
+def best_rate(ladder: Ladder, done: dict[str, Done], family: str, rung: str) -> float | None:
+    """The rate of (family, rung) with the lowest validation perplexity, once all its rates have finished (None
+    before, or when every one failed)."""
+    rates = rates_of(ladder, done, family, rung)
+    if rates is None:
+        return None
+    runs = [done.get(Job(family, rung, lr, ladder.seed, "grid").key) for lr in rates]
+    if any(r is None for r in runs):
+        return None
+    ok = [r for r in runs if r.val_ppl is not None and math.isfinite(r.val_ppl)]
+    return min(ok, key=lambda r: r.val_ppl).job.lr if ok else None
+
+
+def rates_of(ladder: Ladder, done: dict[str, Done], family: str, rung: str) -> list[float] | None:
+    """The rates (family, rung) trains at, or None while they depend on a rung below that has not chosen yet."""
+    r = ladder.rung(rung)
+    if r.rates == "grid":
+        return [rate(x) for x in ladder.lr_grid]
+    i = ladder.index(rung)
+    below = ladder.rungs[i - 1].name
+    centre = best_rate(ladder, done, family, below)
+    if centre is None:
+        return None
+    before = best_rate(ladder, done, family, ladder.rungs[i - 2].name) if i >= 2 else None
+    # the rung below kept its own rung's rate (the top of what it tried): look above; else, as usual with size, below
+    up = before is not None and centre >= before
+    if ladder.around == 3:
+        return [_neighbour(ladder, centre, -1), rate(centre), _neighbour(ladder, centre, +1)]
+    return sorted([rate(centre), _neighbour(ladder, centre, +1 if up else -1)])
+
+
+def _neighbour(ladder: Ladder, centre: float, side: int) -> float:
+    """The grid's next rate above (+1) or below (−1) `centre`, or one grid step away beyond the grid's ends."""
+    grid = [rate(x) for x in ladder.lr_grid]
+    if centre in grid and 0 <= grid.index(centre) + side < len(grid):
+        return grid[grid.index(centre) + side]
+    return rate(centre * ladder.grid_ratio() ** side)
+
+
+def _finished_grid(ladder: Ladder, done: dict[str, Done], family: str, rung: str) -> bool:
+    rates = rates_of(ladder, done, family, rung)
+    return rates is not None and all(Job(family, rung, lr, ladder.seed, "grid").key in done for lr in rates)
+
+
+def _best_ppl(ladder: Ladder, done: dict[str, Done], family: str, rung: str) -> float | None:
+    lr = best_rate(ladder, done, family, rung)
+    return None if lr is None else done[Job(family, rung, lr, ladder.seed, "grid").key].val_ppl
+
+
+def climbs(ladder: Ladder, done: dict[str, Done], family: str, rung_index: int) -> bool | None:
+    """Whether `family` goes on to the rung above rung_index: True, False (failed there, or behind by more than
+    drop_behind), or None while that is not known yet."""
+    rung = ladder.rungs[rung_index].name
+    if not _finished_grid(ladder, done, family, rung):
+        return None
+    mine = _best_ppl(ladder, done, family, rung)
+    if mine is None:
+        return False
+    if ladder.drop_behind is None:
+        return True
+    here = [f.name for f in ladder.families if rung in f.rungs]
+    if not all(_finished_grid(ladder, done, f, rung) for f in here):
+        return None
+    best = min(p for p in (_best_ppl(ladder, done, f, rung) for f in here) if p is not None)
+    return mine <= ladder.drop_behind * best
+
+
+def wanted(ladder: Ladder, done: dict[str, Done]) -> list[Job]:
+    """Every run the ladder wants now (finished ones included), in the order to run them: rung by rung, a rung's
+    grids before its seeds, families in file order."""
+    jobs = []
+    for fam in ladder.families:
+        for i, rung in enumerate(ladder.rungs):
+            if rung.name not in fam.rungs or (i > 0 and not climbs(ladder, done, fam.name, i - 1)):
+                break
+            rates = rates_of(ladder, done, fam.name, rung.name)
+            if rates is None:
+                break
+            jobs += [Job(fam.name, rung.name, lr, ladder.seed, "grid") for lr in rates]
+            best = best_rate(ladder, done, fam.name, rung.name)
+            if best is not None:
+                jobs += [Job(fam.name, rung.name, best, ladder.seed + k, "seeds") for k in range(1, ladder.seeds + 1)]
+    order = {f.name: n for n, f in enumerate(ladder.families)}
+    return sorted(jobs, key=lambda j: (ladder.index(j.rung), PHASES.index(j.phase), order[j.family], j.lr, j.seed))
+
+
+def dropped(ladder: Ladder, done: dict[str, Done]) -> dict[str, str]:
+    """{family: why it stopped below the top of its rungs} for the report."""
+    out = {}
+    for fam in ladder.families:
+        for i, rung in enumerate(ladder.rungs[:-1]):
+            above = ladder.rungs[i + 1].name
+            if rung.name in fam.rungs and above in fam.rungs and climbs(ladder, done, fam.name, i) is False:
+                mine = _best_ppl(ladder, done, fam.name, rung.name)
+                out[fam.name] = (f"every rate failed at {rung.name}" if mine is None else
+                                 f"more than {ladder.drop_behind:g}× the best validation perplexity at {rung.name}")
+                break
+    return out

@@ -1,0 +1,222 @@
+"""A ladder's report (OUT/report.md and plots), written from its study alone: the answer per rung (the best
+PAM-containing family against the best PAM-free one, chosen on validation, compared on the test split over fresh
+seeds, at equal tokens per parameter and at equal GPU time), every family at every rung, the fitted power laws and
+their extrapolation, the requested ratios, and the check against the saved weights."""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import optuna
+
+from ..search.stats import welch
+from . import check
+from .config import load_ladder
+from .fit import extrapolate, interpolate
+from .plan import dropped
+from .results import Cell, best_of, gather
+from .runner import COPY, finished
+
+EXTRAPOLATE_TO = 1e8  # non-embedding parameters: the paper's headline size
+PLOTS = (("non_embedding", "non-embedding parameters", "ladder_params.png"),
+         ("train_flops", "training FLOPs", "ladder_flops.png"),
+         ("gpu_seconds", "measured training GPU-seconds", "ladder_gpu_seconds.png"))
+
+
+def is_ladder_folder(out: Path) -> bool:
+    return (out / COPY).is_file()
+
+
+def _load(out: Path, storage: str | None):
+    ladder = load_ladder(out / COPY)
+    url = storage or f"sqlite:///{out / 'ladder.db'}"
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    return ladder, optuna.load_study(study_name=ladder.name, storage=url)
+
+
+def _pm(c: Cell, key: str, digits: int = 2) -> str:
+    n = len(c.values(key))
+    if not n:
+        return "–"
+    sd = c.std(key)
+    return f"{c.mean(key):.{digits}f}" + (f" ± {sd:.{digits}f}" if not math.isnan(sd) else "") + f" (n = {n})"
+
+
+def _line(cells: dict, family: str, x: str, y: str = "test_ppl") -> tuple[list[float], list[float]]:
+    pts = [(c.mean(x) if x != "non_embedding" else c.non_embedding, c.mean(y))
+           for (f, _), c in cells.items() if f == family and c.seeds]
+    pts = sorted(p for p in pts if not math.isnan(p[1]))
+    return [p[0] for p in pts], [p[1] for p in pts]
+
+
+def _answer(ladder, cells: dict) -> list[str]:
+    lines = ["## The answer per rung", "",
+             "Per rung, the family of lowest validation perplexity (at its chosen rate) among those with a PAM layer "
+             "and among those without; both compared on the test split over fresh seeds (mean ± standard deviation; "
+             "the rate-selecting run is not among them). Equal tokens: every family trains for the ladder's tokens "
+             "per non-embedding parameter. Equal GPU time: the PAM family's test perplexity at the PAM-free one's "
+             "measured training GPU-seconds, read off the PAM family's ladder line (log–log between its measured "
+             "rungs; no extrapolation).", "",
+             "| rung | PAM-containing | test ppl | PAM-free | test ppl | difference (95% interval, Welch) | "
+             "PAM at equal GPU time |", "|---|---|---|---|---|---|---|"]
+    for rung in ladder.rungs:
+        here = [c for (f, r), c in cells.items() if r == rung.name]
+        p, q = best_of([c for c in here if c.pam]), best_of([c for c in here if not c.pam])
+        if not (p and q):
+            cols = [f"{c.family} | {_pm(c, 'test_ppl')}" if c else "– | –" for c in (p, q)]
+            lines.append(f"| {rung.name} | {cols[0]} | {cols[1]} | not both measured | – |")
+            continue
+        w = welch(p.values("test_ppl"), q.values("test_ppl"))
+        diff = (f"{w['diff']:+.2f} [{w['low']:+.2f}, {w['high']:+.2f}], {w['df']:.1f} df" if w else
+                "fewer than 2 seeds a side")
+        budget = q.mean("gpu_seconds")
+        xs, ys = _line(cells, p.family, "gpu_seconds")
+        at = interpolate(xs, ys, budget)
+        equal_time = (f"{at:.2f} at {budget:.3g} s" if at is not None else
+                      f"outside its measured range ({budget:.3g} s)")
+        lines.append(f"| {rung.name} | {p.family} | {_pm(p, 'test_ppl')} | {q.family} | {_pm(q, 'test_ppl')} | "
+                     f"{diff} | {equal_time} |")
+    return lines
+
+
+def _table(ladder, study, cells: dict) -> list[str]:
+    lines = ["", "## Every family at every rung", "",
+             "Validation perplexity of each rate the family tried (the chosen one in bold; † the chosen rate is at "
+             "the edge of those tried), then the fresh seeds at that rate on the test split.", "",
+             "| family | rung | non-embedding params | tokens (epochs) | rates: val ppl | test ppl | test bits/byte | "
+             "GPU-seconds | training FLOPs | tokens/s |", "|---|---|---|---|---|---|---|---|---|---|"]
+    split = study.user_attrs.get("train_split_tokens")
+    for (fam, rung), c in cells.items():
+        epochs = f" ({c.tokens / split:.2f})" if split else ""
+        rates = ", ".join(("**" if lr == c.best_lr else "") + f"{lr:.3g}: " +
+                          (f"{v:.2f}" if v is not None else "failed") + ("**" if lr == c.best_lr else "")
+                          for lr, v in sorted(c.grid.items())) or "not run"
+        lines.append(f"| {fam} | {rung} | {c.non_embedding:,} | {c.tokens:,}{epochs} | {rates}{' †' * c.edge} | "
+                     f"{_pm(c, 'test_ppl')} | {_pm(c, 'test_bpb', 4)} | {c.mean('gpu_seconds'):.3g} | "
+                     f"{c.mean('train_flops'):.3g} | {c.mean('tokens_per_s'):,.0f} |")
+    return lines
+
+
+def _fits(ladder, cells: dict) -> list[str]:
+    lines = ["", "## Power laws", "",
+             "Test loss (nats per token) against non-embedding parameters, L = a·N^(−α), least squares in "
+             f"log–log over the seed means; extrapolated to {EXTRAPOLATE_TO:.0e} with a 95% bootstrap interval over "
+             "seeds "
+             "(it covers seed noise, not whether the law holds beyond the measured sizes).", "",
+             f"| family | rungs | α | test ppl at {EXTRAPOLATE_TO / 1e6:.0f}M (95% interval) |", "|---|---|---|---|"]
+    for fam in ladder.families:
+        pts = {c.non_embedding: c.values("test_loss") for (f, _), c in cells.items() if f == fam.name and c.seeds}
+        e = extrapolate(pts, EXTRAPOLATE_TO)
+        if e is None:
+            lines.append(f"| {fam.name} | {len(pts)} | – | needs two rungs |")
+            continue
+        two = " (a line through two points)" if e["sizes"] == 2 else ""
+        lines.append(f"| {fam.name} | {e['sizes']} | {e['alpha']:.4f} | {math.exp(e['value']):.2f} "
+                     f"({math.exp(e['lo']):.2f} – {math.exp(e['hi']):.2f}){two} |")
+    return lines
+
+
+def _ratios(ladder, cells: dict) -> list[str]:
+    if not ladder.ratios:
+        return []
+    heads = [f"{a} / {b}" for a, b in ladder.ratios]
+    lines = ["", "## Perplexity ratios per rung", "", "Test perplexity, seed means (where a rung has no seed runs: "
+             "validation perplexity at the chosen rates, marked v).", "",
+             "| rung | " + " | ".join(heads) + " |", "|---" * (len(heads) + 1) + "|"]
+    for rung in ladder.rungs:
+        row = []
+        for a, b in ladder.ratios:
+            ca, cb = cells.get((a, rung.name)), cells.get((b, rung.name))
+            if ca and cb and ca.seeds and cb.seeds:
+                row.append(f"{ca.mean('test_ppl') / cb.mean('test_ppl'):.3f}")
+            elif ca and cb and ca.best_val and cb.best_val:
+                row.append(f"{ca.best_val / cb.best_val:.3f} v")
+            else:
+                row.append("–")
+        lines.append(f"| {rung.name} | " + " | ".join(row) + " |")
+    return lines
+
+
+def _plots(ladder, cells: dict, out: Path) -> list[str]:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = []
+    for key, label, name in PLOTS:
+        fig, ax = plt.subplots(figsize=(6.4, 4.4))
+        for fam in ladder.families:
+            own = sorted((c for (f, _), c in cells.items() if f == fam.name and c.seeds), key=lambda c: c.non_embedding)
+            if not own:
+                continue
+            xs = [c.non_embedding if key == "non_embedding" else c.mean(key) for c in own]
+            ys = [c.mean("test_ppl") for c in own]
+            err = [0.0 if math.isnan(c.std("test_ppl")) else c.std("test_ppl") for c in own]
+            ax.errorbar(xs, ys, yerr=err, marker="o", capsize=3, label=fam.name, linestyle="--" if not own[0].pam
+                        else "-")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel(label)
+        ax.set_ylabel("test perplexity (seed mean ± sd)")
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=7)
+        fig.tight_layout()
+        fig.savefig(out / name, dpi=110)
+        plt.close(fig)
+        names.append(f"![test ppl vs {label}]({name})")
+    return names
+
+
+def _curves(ladder, cells: dict, out: Path) -> list[str]:
+    """Validation loss against training tokens of each family's rate-selecting run at its chosen rate."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.4))
+    for (fam, rung), c in cells.items():
+        run = c.chosen()
+        pts = [(p["tokens"], p["val_loss"]) for p in (run or {}).get("curve", []) if p.get("val_loss") is not None]
+        if run and "val_loss" in run:
+            pts.append((run["tokens"], run["val_loss"]))  # the final, whole-split number
+        if pts:
+            ax.plot(*zip(*pts), marker=".", label=f"{fam} {rung} (lr {c.best_lr:g})")
+    if not ax.lines:
+        plt.close(fig)
+        return []
+    ax.set_xlabel("training tokens")
+    ax.set_ylabel("validation loss (nats/token)")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=6)
+    fig.tight_layout()
+    fig.savefig(out / "curves.png", dpi=110)
+    plt.close(fig)
+    return ["![validation curves](curves.png)"]
+
+
+def write_report(out: Path, storage: str | None = None) -> Path:
+    ladder, study = _load(out, storage)
+    done = finished(study)
+    cells = gather(ladder, study, done)
+    cards = sorted({r.get("card") for c in cells.values() for r in c.runs if r.get("card")})
+    failed = [t.user_attrs for t in study.get_trials(deepcopy=False) if t.user_attrs.get("job") in done
+              and done[t.user_attrs["job"]].val_ppl is None and "failed_reason" in t.user_attrs]
+    budget = (f"{ladder.tokens:,} training tokens a run" if ladder.tokens is not None else
+              f"{ladder.tokens_per_param:g} training tokens per non-embedding parameter")
+    lines = [f"# Ladder `{ladder.name}`", "",
+             f"Task: {study.user_attrs.get('task', '?')}. {budget}; rates "
+             f"{', '.join(f'{x:g}' for x in ladder.lr_grid)} (rungs marked `around` "
+             f"train {ladder.around} rates around the rung below's choice); {ladder.seeds} fresh seeds at the chosen "
+             f"rate. {len(done)} runs finished. Measured on {', '.join(cards) or 'nothing yet'}. The ladder as run: "
+             f"[{COPY}]({COPY}); each run's exact spec: `specs/`.", ""]
+    lines += _answer(ladder, cells) + _table(ladder, study, cells) + _fits(ladder, cells) + _ratios(ladder, cells)
+    lines += ["", "## Plots", "", " ".join(_plots(ladder, cells, out) + _curves(ladder, cells, out))]
+    gone = dropped(ladder, done)
+    if gone or failed:
+        lines += ["", "## Stopped and failed", ""]
+        lines += [f"- {f} climbed no further: {why}." for f, why in gone.items()]
+        lines += [f"- {a['job']}: {a['failed_reason']}" for a in failed]
+    lines += check.lines(study, check.check_saved(study, out))
+    path = out / "report.md"
+    path.write_text("\n".join(lines) + "\n")
+    return path

@@ -1,0 +1,88 @@
+"""A ladder study's results gathered per (family, rung): the grid's validation perplexities, the chosen rate, and
+the fresh seeds' test numbers and costs. Plain data for the report and its plots."""
+from __future__ import annotations
+
+import math
+import statistics
+from dataclasses import dataclass, field
+
+from optuna.trial import TrialState
+
+from .config import Ladder
+from .plan import best_rate
+
+
+COSTS = ("gpu_seconds", "tokens_per_s", "train_flops", "train_seconds", "peak_memory_bytes")
+
+
+@dataclass
+class Cell:
+    family: str
+    rung: str
+    non_embedding: int
+    params: int
+    tokens: int
+    pam: bool  # the architecture holds a PAM layer
+    grid: dict = field(default_factory=dict)  # lr → validation ppl (None: failed)
+    best_lr: float | None = None
+    seeds: list = field(default_factory=list)  # user attrs of the finished seed runs
+    runs: list = field(default_factory=list)  # user attrs of every finished run (speed does not depend on the rate)
+
+    @property
+    def best_val(self) -> float | None:
+        return None if self.best_lr is None else self.grid.get(self.best_lr)
+
+    def values(self, key: str) -> list[float]:
+        """`key` over the seed runs; for costs (the same architecture and shapes in every run), over all runs."""
+        rows = self.runs if key in COSTS else self.seeds
+        return [r[key] for r in rows if key in r]
+
+    def chosen(self) -> dict | None:
+        """The rate-selecting run at the chosen rate (its validation curve, its costs)."""
+        return next((r for r in self.runs if r["phase"] == "grid" and r["lr"] == self.best_lr), None)
+
+    def mean(self, key: str) -> float:
+        v = self.values(key)
+        return statistics.fmean(v) if v else math.nan
+
+    def std(self, key: str) -> float:
+        v = self.values(key)
+        return statistics.stdev(v) if len(v) > 1 else math.nan
+
+    @property
+    def edge(self) -> bool:
+        """The chosen rate is the lowest or highest tried: a better one may lie outside."""
+        tried = sorted(self.grid)
+        return self.best_lr is not None and len(tried) > 1 and self.best_lr in (tried[0], tried[-1])
+
+
+def gather(ladder: Ladder, study, done: dict) -> dict[tuple[str, str], Cell]:
+    sizes = study.user_attrs.get("sizes") or {}
+    cells: dict[tuple[str, str], Cell] = {}
+    for fam in ladder.families:
+        for rung in fam.rungs:
+            s = sizes.get(f"{fam.name}/{rung}")
+            if s:
+                cells[(fam.name, rung)] = Cell(fam.name, rung, s["non_embedding"], s["params"], s["tokens"],
+                                               "pam" in s.get("mixers", []))
+    for t in study.get_trials(deepcopy=False):
+        a = t.user_attrs
+        cell = cells.get((a.get("family"), a.get("rung")))
+        if cell is None or a.get("job") not in done:
+            continue
+        if t.state == TrialState.COMPLETE:
+            cell.runs.append(dict(a))
+        if a["phase"] == "grid":
+            cell.grid[float(a["lr"])] = a.get("val_ppl") if t.state == TrialState.COMPLETE else None
+        elif t.state == TrialState.COMPLETE:
+            cell.seeds.append(dict(a))
+    for cell in cells.values():
+        cell.best_lr = best_rate(ladder, done, cell.family, cell.rung)
+        cell.seeds.sort(key=lambda r: r["seed"])
+    return cells
+
+
+def best_of(cells: list[Cell]) -> Cell | None:
+    """The cell of lowest validation perplexity at its chosen rate (selection never looks at the test split)."""
+    rated = [c for c in cells if c.best_val is not None and c.seeds]
+    return min(rated, key=lambda c: c.best_val) if rated else None

@@ -1,0 +1,249 @@
+"""Run a ladder: every run is a trial of an Optuna study (OUT/ladder.db by default), enqueued when the plan wants it
+and claimed atomically, so an interrupted ladder resumes where it stopped and repeats no finished run. Each run's
+numbers are those of its saved weights loaded into a freshly built model (archsearch.saved)."""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import optuna
+import torch
+import yaml
+from optuna.trial import TrialState
+
+from .. import tasks
+from ..build import build
+from ..errors import Loc, SpecError
+from ..experiment import device_name
+from ..lower import lower
+from ..passes import run_passes
+from ..saved import evaluate_saved, saved_state
+from ..search.objective import mixers, worker_id
+from ..search.recovery import INTERRUPTED, counted, heartbeat, recover
+from ..search.study import make_storage
+from ..train import autocast_for, resolve_device, step_shape, train
+from ..yamlloc import load_file
+from .config import load_ladder
+from .plan import Done, Job, wanted
+from .specs import check_size, non_embedding, plain, spec_doc, spec_of, tokens_for
+
+COPY = "ladder.yaml"  # the ladder file as run, kept beside its study: the report reads it
+
+
+def weights_path(out: Path, job: Job) -> Path:
+    return out / "weights" / job.family / job.rung / f"lr{job.lr:.4g}_seed{job.seed}.pt"
+
+
+def spec_path(out: Path, job: Job) -> Path:
+    return out / "specs" / f"{job.family}-{job.rung}-lr{job.lr:.4g}-seed{job.seed}.yaml"
+
+
+def job_of(t) -> Job:
+    a = t.user_attrs
+    return Job(a["family"], a["rung"], float(a["lr"]), int(a["seed"]), a["phase"])
+
+
+def finished(study) -> dict[str, Done]:
+    """Runs that count: complete (their validation perplexity) or failed for good (None); an interrupted run is
+    not finished (it is queued again)."""
+    out = {}
+    for t in counted(study.get_trials(deepcopy=False)):
+        if "job" not in t.user_attrs:
+            continue
+        if t.state == TrialState.COMPLETE:
+            out[t.user_attrs["job"]] = Done(job_of(t), t.user_attrs.get("val_ppl"))
+        elif t.state == TrialState.FAIL and t.user_attrs.get("failed_reason") != INTERRUPTED:
+            out[t.user_attrs["job"]] = Done(job_of(t), None)
+    return out
+
+
+class LadderRun:
+    """The ladder, its task (built once: every family trains on the same tokens), sizes and study."""
+
+    def __init__(self, path: str, out: Path | None, storage: str | None, device: str | None, data: str | None,
+                 echo=print):
+        self.ladder = load_ladder(path)
+        if data:
+            self.ladder = replace(self.ladder, task={**self.ladder.task, "data": data})
+        if device:
+            self.ladder = replace(self.ladder, train={**self.ladder.train, "device": device})
+        self.out = out or Path("runs") / self.ladder.name
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.echo = echo
+        first = self.ladder.families[0]
+        self.task = tasks.make(spec_of(self.ladder, Job(first.name, next(iter(first.rungs)), 1e-3, 0, "grid")).task)
+        self.sizes = self._sizes()
+        self.storage = make_storage(storage or f"sqlite:///{self.out / 'ladder.db'}")
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        self.study = optuna.create_study(study_name=self.ladder.name, storage=self.storage, load_if_exists=True)
+        (self.out / COPY).write_text(yaml.safe_dump(self._as_run(path), sort_keys=False))
+        self.study.set_user_attr("sizes", self.sizes)
+        self.study.set_user_attr("task", self.task.name)
+        if hasattr(self.task, "streams"):  # how many times a run sees the training text: tokens / this
+            self.study.set_user_attr("train_split_tokens", int(len(self.task.streams["train"])))
+
+    def _as_run(self, path: str) -> dict:
+        """The ladder file as run, standing alone: families' spec files inlined, the task and train settings as
+        used (--data, --device)."""
+        doc = plain(load_file(Path(path)))
+        for name, fam in doc["families"].items():
+            if "file" in fam:
+                fam["spec"] = plain(self.ladder.family(name).spec)
+                del fam["file"]
+        doc["task"], doc["train"] = plain(self.ladder.task), plain(self.ladder.train)
+        return doc
+
+    def _sizes(self) -> dict:
+        """{"family/rung": {non_embedding, params, flops_per_token, tokens}}, each checked against its rung."""
+        out = {}
+        for fam in self.ladder.families:
+            for rung in fam.rungs:
+                spec = spec_of(self.ladder, Job(fam.name, rung, 1e-3, 0, "grid"))
+                ir = run_passes(build(spec, vocab=self.task.vocab_size))
+                n = non_embedding(ir)
+                check_size(self.ladder, fam.name, rung, n)
+                out[f"{fam.name}/{rung}"] = {
+                    "non_embedding": n, "params": ir.meta["params"], "flops_per_token": ir.meta["flops"],
+                    "tokens": tokens_for(self.ladder, n, spec.train.batch_tokens), "mixers": mixers(spec)}
+        return out
+
+    def size_table(self) -> str:
+        lines = [f"{'family':<22} {'rung':<6} {'non-embedding':>14} {'params':>12} {'FLOPs/token':>13} {'tokens':>13}"]
+        for key, s in self.sizes.items():
+            fam, rung = key.split("/")
+            lines.append(f"{fam:<22} {rung:<6} {s['non_embedding']:>14,} {s['params']:>12,} "
+                         f"{s['flops_per_token']:>13,} {s['tokens']:>13,}")
+        return "\n".join(lines)
+
+    # ------------------------------------------------------------------------------------------ the queue
+    def _enqueue(self, jobs: list[Job]) -> None:
+        have = {t.user_attrs.get("job") for t in self.study.get_trials(deepcopy=False)
+                if t.state in (TrialState.COMPLETE, TrialState.WAITING, TrialState.RUNNING)}
+        have |= set(finished(self.study))
+        for job in jobs:
+            if job.key not in have:
+                self.study.enqueue_trial({}, user_attrs=job.attrs())
+
+    def _next(self, order: list[Job]):
+        rank = {j.key: i for i, j in enumerate(order)}
+        waiting = [t for t in self.study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
+                   if t.user_attrs.get("job") in rank]
+        return min(waiting, key=lambda t: rank[t.user_attrs["job"]]) if waiting else None
+
+    def estimate(self, job: Job) -> float | None:
+        """Seconds a run should take: from a finished run of the same family and rung, else from the family's rung
+        below scaled by FLOPs per token and tokens; None when nothing of the family has run."""
+        runs = [t for t in self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+                if t.user_attrs.get("family") == job.family and "wall_seconds" in t.user_attrs]
+        same = [t for t in runs if t.user_attrs["rung"] == job.rung]
+        if same:
+            return max(t.user_attrs["wall_seconds"] for t in same)
+        if not runs:
+            return None
+        t = max(runs, key=lambda t: self.sizes[f"{job.family}/{t.user_attrs['rung']}"]["non_embedding"])
+        a, b = self.sizes[f"{job.family}/{t.user_attrs['rung']}"], self.sizes[f"{job.family}/{job.rung}"]
+        work = lambda s: s["flops_per_token"] * s["tokens"]  # noqa: E731
+        return t.user_attrs["wall_seconds"] * work(b) / work(a)
+
+    def run(self, timeout_minutes: float | None = None) -> int:
+        """Run what the plan wants until nothing is left or the next run would not finish within the time limit;
+        returns how many runs this process finished."""
+        start, ran = time.monotonic(), 0
+        recover(self.study, self.storage)
+        while True:
+            order = wanted(self.ladder, finished(self.study))
+            self._enqueue(order)
+            t = self._next(order)
+            if t is None:
+                return ran
+            job = job_of(t)
+            if timeout_minutes is not None:
+                left = timeout_minutes * 60 - (time.monotonic() - start)
+                need = self.estimate(job)
+                if left <= 0 or (need is not None and need > left):
+                    self.echo(f"time limit: {job.key} would need about {need or 0:.0f} s, {max(left, 0):.0f} s left; "
+                              "stopping here (the same command resumes)")
+                    return ran
+            if not self.storage.set_trial_state_values(t._trial_id, TrialState.RUNNING):
+                continue  # another worker claimed it
+            with heartbeat(self.storage, t._trial_id):
+                self._run_one(t, job)
+            ran += 1
+
+    def _run_one(self, t, job: Job) -> None:
+        put = lambda k, v: self.storage.set_trial_user_attr(t._trial_id, k, v)  # noqa: E731
+        size = self.sizes[f"{job.family}/{job.rung}"]
+        spec = spec_of(self.ladder, job, tokens=size["tokens"])
+        path = spec_path(self.out, job)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(yaml.safe_dump(spec_doc(self.ladder, job.family, job.rung, lr=job.lr, seed=job.seed,
+                                                tokens=size["tokens"]), sort_keys=False))
+        put("worker", worker_id())
+        put("spec_file", str(path.relative_to(self.out)))  # relative: the study folder may move
+        splits = ("validation",) if job.phase == "grid" else ("validation", "test")
+        t0 = time.perf_counter()
+        try:
+            result, state, ir = self._fit(spec, job, splits)
+        except KeyboardInterrupt:
+            put("failed_reason", INTERRUPTED)
+            self.study.tell(t.number, state=TrialState.FAIL)
+            raise
+        except _Failed as e:
+            put("failed_reason", str(e))
+            self.study.tell(t.number, state=TrialState.FAIL)
+            self.echo(f"{job.key}: failed: {e}")
+            return
+        weights = weights_path(self.out, job)
+        weights.parent.mkdir(parents=True, exist_ok=True)
+        torch.save(state, weights)
+        result.update(size, wall_seconds=time.perf_counter() - t0, weights=str(weights.relative_to(self.out)),
+                      train_flops=3 * size["flops_per_token"] * result["tokens"],
+                      gpu_seconds=result["tokens"] / result["tokens_per_s"])
+        for k, v in result.items():
+            put(k, v)
+        self.study.tell(t.number, result["val_ppl"])
+        shown = "test" if job.phase == "seeds" else "val"
+        self.echo(f"{job.key}: {shown} ppl {result[shown + '_ppl']:.3f} ({result['tokens']:,} tokens, "
+                  f"{result['tokens_per_s']:,.0f} tok/s)")
+
+    def _fit(self, spec, job: Job, splits) -> tuple[dict, dict, object]:
+        ir = run_passes(build(spec, vocab=self.task.vocab_size))
+        _, seq_len = step_shape(spec.train, ir.model.seq_len)
+        if seq_len > ir.model.seq_len:
+            raise SpecError(Loc(self.ladder.file, 0, "train.seq_len"), f"{seq_len} exceeds model.seq_len "
+                                                                        f"{ir.model.seq_len} ({job.family})")
+        device = resolve_device(spec.train.device)
+        try:
+            torch.manual_seed(spec.train.seed)
+            model = lower(ir)
+            res = train(model, self.task, spec.train, seq_len=seq_len, label=job.key)
+            if res.status == "diverged":
+                raise _Failed(f"diverged: {res.reason}")
+            state = saved_state(model)
+            del model
+            final, _ = evaluate_saved(ir, state, self.task, seq_len, device,
+                                      autocast_for(device, spec.train.precision), splits)
+        except torch.OutOfMemoryError:
+            raise _Failed("out of memory") from None
+        if not all(math.isfinite(final[k]) for k in final if k.endswith("_ppl")):
+            raise _Failed("non-finite perplexity")
+        return {**final, "tokens": res.tokens, "steps": res.steps, "tokens_per_s": res.tokens_per_s,
+                "train_seconds": res.seconds, "peak_memory_bytes": res.peak_memory_bytes, "card": device_name(device),
+                "curve": [{"tokens": e["tokens"], "val_loss": e["loss"]} for e in res.evals]}, state, ir
+
+
+class _Failed(Exception):
+    """A run without a result (diverged, out of memory): recorded as failed, and the ladder goes on."""
+
+
+def run_ladder(path: str, out: Path | None = None, storage: str | None = None, device: str | None = None,
+               data: str | None = None, timeout_minutes: float | None = None, echo=print) -> LadderRun:
+    run = LadderRun(path, out, storage, device, data, echo)
+    echo(f"ladder '{run.ladder.name}' on {run.task.name}: {len(run.sizes)} family × rung sizes\n{run.size_table()}")
+    n = run.run(timeout_minutes)
+    left = [j for j in wanted(run.ladder, finished(run.study)) if j.key not in finished(run.study)]
+    echo(f"ladder '{run.ladder.name}': {n} run(s) this time, {len(finished(run.study))} finished, "
+         f"{len(left)} wanted still")
+    return run

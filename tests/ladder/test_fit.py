@@ -1,0 +1,29 @@
+"""Power laws along a ladder: fit, extrapolation interval, interpolation."""
+import math
+
+from archsearch.ladder.fit import extrapolate, interpolate, power_law, predict
+
+
+def test_power_law_recovers_an_exact_law():
+    xs = [1e6, 3e6, 1e7]
+    ys = [5.0 * x ** -0.07 for x in xs]
+    log_a, alpha = power_law(xs, ys)
+    assert math.isclose(alpha, 0.07, rel_tol=1e-9) and math.isclose(math.exp(log_a), 5.0, rel_tol=1e-9)
+    assert math.isclose(predict((log_a, alpha), 1e8), 5.0 * 1e8 ** -0.07, rel_tol=1e-9)
+
+
+def test_extrapolation_interval_holds_the_truth_and_widens_with_noise():
+    truth = lambda x: 6.0 * x ** -0.08  # noqa: E731
+    quiet = {x: [truth(x) * (1 + e) for e in (-0.001, 0.0, 0.001)] for x in (2e6, 6e6, 2e7)}
+    loud = {x: [truth(x) * (1 + e) for e in (-0.03, 0.0, 0.03)] for x in (2e6, 6e6, 2e7)}
+    q, ld = extrapolate(quiet, 1e8), extrapolate(loud, 1e8)
+    assert q["lo"] <= truth(1e8) <= q["hi"] and ld["lo"] <= truth(1e8) <= ld["hi"]
+    assert ld["hi"] - ld["lo"] > 5 * (q["hi"] - q["lo"])
+    assert extrapolate({1e6: [3.0]}, 1e8) is None
+
+
+def test_interpolation_is_log_log_and_never_extrapolates():
+    xs, ys = [1.0, 100.0], [10.0, 1.0]
+    assert math.isclose(interpolate(xs, ys, 10.0), math.sqrt(10.0))
+    assert interpolate(xs, ys, 1.0) == 10.0 and interpolate(xs, ys, 100.0) == 1.0
+    assert interpolate(xs, ys, 1000.0) is None and interpolate(xs, ys, 0.5) is None

@@ -1,0 +1,96 @@
+"""A ladder end to end on CPU through the CLI: the smoke ladder on a tiny WikiText folder, its report checked
+against the saved weights, resume after a clean stop, the time limit, and one-line errors."""
+import signal
+import subprocess
+import sys
+import time
+
+import optuna
+from optuna.trial import TrialState
+
+SMOKE = "search_spaces/smoke_ladder.yaml"
+
+
+def _cli(root, *args):
+    return subprocess.run([sys.executable, "-m", "archsearch", *args], capture_output=True, text=True, cwd=root)
+
+
+def _study(out):
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    return optuna.load_study(study_name="smoke_ladder", storage=f"sqlite:///{out / 'ladder.db'}")
+
+
+def _complete_once(out) -> list[str]:
+    jobs = [t.user_attrs["job"] for t in _study(out).trials if t.state == TrialState.COMPLETE]
+    assert len(jobs) == len(set(jobs)), "a finished run was repeated"
+    assert not [t for t in _study(out).trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
+    return jobs
+
+
+def test_smoke_ladder_end_to_end_then_resume(root, tmp_path):
+    out = tmp_path / "l"
+    r = _cli(root, "run", SMOKE, "--data", "tests/fixtures/wikitext", "--out", str(out))
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "16 run(s) this time, 16 finished" in r.stdout
+    jobs = _complete_once(out)
+    assert sum(j.endswith("seed=0") for j in jobs) == 8 and len(jobs) == 16  # 2 rates × 2 rungs × 2 families + seeds
+    report = (out / "report.md").read_text()
+    assert "16 of 16 finished runs were evaluated again" in report and "largest relative difference from the " \
+        "recorded number 0 " in report
+    assert "| small | pam |" in report and "pam / transformer" in report
+    for png in ("ladder_params.png", "ladder_flops.png", "ladder_gpu_seconds.png"):
+        assert (out / png).stat().st_size > 1000
+    # seed runs report the test split and differ from the rate-selecting run's seed
+    seeds = [t for t in _study(out).trials if t.user_attrs["phase"] == "seeds"]
+    assert all("test_ppl" in t.user_attrs and t.user_attrs["seed"] in (1, 2) for t in seeds)
+    again = _cli(root, "run", SMOKE, "--data", "tests/fixtures/wikitext", "--out", str(out))
+    assert again.returncode == 0 and "0 run(s) this time, 16 finished" in again.stdout
+    # the report regenerates from the study alone (weights gone: the stored check is kept)
+    for w in (out / "weights").rglob("*.pt"):
+        w.unlink()
+    (out / "report.md").unlink()
+    rep = _cli(root, "report", str(out))
+    assert rep.returncode == 0, rep.stderr
+    assert (out / "report.md").read_text() == report
+
+
+def test_sigterm_mid_ladder_then_resume_repeats_nothing(root, tmp_path):
+    out = tmp_path / "k"
+    proc = subprocess.Popen([sys.executable, "-m", "archsearch", "run", SMOKE, "--data", "tests/fixtures/wikitext",
+                             "--out", str(out)], cwd=root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 240
+    while time.time() < deadline:
+        time.sleep(0.3)
+        try:
+            states = [t.state for t in _study(out).trials]
+        except Exception:  # not created yet, or busy
+            continue
+        if states.count(TrialState.COMPLETE) >= 3 and TrialState.RUNNING in states:
+            break
+    proc.send_signal(signal.SIGTERM)
+    proc.communicate(timeout=120)
+    interrupted = [t for t in _study(out).trials if t.state == TrialState.FAIL]
+    assert len(interrupted) <= 1
+    r = _cli(root, "run", SMOKE, "--data", "tests/fixtures/wikitext", "--out", str(out))
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert len(_complete_once(out)) == 16
+
+
+def test_time_limit_starts_no_run_it_cannot_finish(root, tmp_path):
+    out = tmp_path / "t"
+    r = _cli(root, "run", SMOKE, "--data", "tests/fixtures/wikitext", "--out", str(out), "--timeout-minutes", "0.0001")
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "time limit:" in r.stdout and "the same command resumes" in r.stdout
+    assert len(_study(out).trials) <= 8  # at most the first run: nothing is known about the time one takes
+
+
+def test_one_line_errors(root, tmp_path):
+    r = _cli(root, "run", SMOKE, "--trials", "3", "--out", str(tmp_path / "e"))
+    assert r.returncode != 0 and "--trials" in r.stderr and "Traceback" not in r.stderr
+    bad = tmp_path / "bad.yaml"
+    bad.write_text((root / SMOKE).read_text().replace("small: {params: 9500}", "small: {params: 15000}"))
+    r = _cli(root, "run", str(bad), "--data", "tests/fixtures/wikitext", "--out", str(tmp_path / "b"))
+    assert r.returncode != 0 and "Traceback" not in r.stderr
+    assert "families.transformer.rungs.small" in r.stderr and "non-embedding parameters" in r.stderr
+    r = _cli(root, "run", "search_spaces/smoke.yaml", "--data", "x", "--out", str(tmp_path / "s"))
+    assert r.returncode != 0 and "--data" in r.stderr and "Traceback" not in r.stderr

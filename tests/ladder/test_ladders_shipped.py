@@ -1,0 +1,31 @@
+"""The shipped ladders parse, and every family sits within its rung's tolerance (compile only, nothing allocated)."""
+import pytest
+
+from archsearch.compiler import compile_spec
+from archsearch.ladder.config import load_ladder
+from archsearch.ladder.plan import Job
+from archsearch.ladder.specs import check_size, non_embedding, spec_of, tokens_for
+
+
+@pytest.mark.parametrize("path, vocab", [("search_spaces/scaling_ladder.yaml", 4096),
+                                         ("search_spaces/paper_100m.yaml", 50257),
+                                         ("search_spaces/smoke_ladder.yaml", 257)])
+def test_every_family_fits_its_rung(root, path, vocab):
+    ladder = load_ladder(root / path)
+    for fam in ladder.families:
+        for rung in fam.rungs:
+            spec = spec_of(ladder, Job(fam.name, rung, 1e-3, 0, "grid"))
+            n = non_embedding(compile_spec(spec, vocab=vocab))
+            check_size(ladder, fam.name, rung, n)
+            tokens = tokens_for(ladder, n, spec.train.batch_tokens)
+            assert tokens % spec.train.batch_tokens == 0
+            if ladder.tokens is None:
+                assert tokens == pytest.approx(ladder.tokens_per_param * n, abs=spec.train.batch_tokens)
+            else:
+                assert tokens == pytest.approx(ladder.tokens, abs=spec.train.batch_tokens)
+
+
+def test_non_embedding_leaves_out_the_tables(root):
+    ir = compile_spec(root / "examples/gpt2_100m.yaml", vocab=50257)
+    # 100,283,232 in all; the token table 50257 × 672 and the learned positions 2048 × 672 are the embedding
+    assert non_embedding(ir) == 100_283_232 - 50257 * 672 - 2048 * 672

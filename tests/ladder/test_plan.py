@@ -1,0 +1,118 @@
+"""The ladder's plan, pure: which runs it wants given the finished ones."""
+import textwrap
+
+import pytest
+
+from archsearch.errors import SpecError
+from archsearch.ladder.config import load_ladder
+from archsearch.ladder.plan import Done, Job, best_rate, dropped, rates_of, wanted
+
+LADDER = """
+ladder:
+  name: t
+  lr_grid: [1.0e-3, 3.0e-3, 1.0e-2]
+  seeds: 2
+  drop_behind: 1.5
+  rungs:
+    a: {params: 100}
+    b: {params: 300, rates: around}
+    c: {params: 900, rates: around}
+families:
+  x: {spec: {model: {d_model: 8}}, rungs: {a: {}, b: {}, c: {}}}
+  y: {spec: {model: {d_model: 8}}, rungs: {a: {}, b: {}}}
+"""
+
+
+def _ladder(tmp_path, text=LADDER):
+    path = tmp_path / "l.yaml"
+    path.write_text(textwrap.dedent(text))
+    return load_ladder(path)
+
+
+def _finish(done, jobs, ppl):
+    for j in jobs:
+        done[j.key] = Done(j, ppl(j))
+
+
+def test_grid_first_then_seeds_at_the_best_rate_then_around_the_choice(tmp_path):
+    lad = _ladder(tmp_path)
+    done = {}
+    first = wanted(lad, done)
+    assert [(j.family, j.rung, j.lr, j.phase) for j in first] == [
+        ("x", "a", 1e-3, "grid"), ("x", "a", 3e-3, "grid"), ("x", "a", 1e-2, "grid"),
+        ("y", "a", 1e-3, "grid"), ("y", "a", 3e-3, "grid"), ("y", "a", 1e-2, "grid")]
+    _finish(done, first, lambda j: {1e-3: 30.0, 3e-3: 20.0, 1e-2: 25.0}[j.lr])
+    nxt = [j for j in wanted(lad, done) if j.key not in done]
+    seeds = [j for j in nxt if j.phase == "seeds"]
+    assert {(j.family, j.lr, j.seed) for j in seeds} == {("x", 3e-3, 1), ("x", 3e-3, 2), ("y", 3e-3, 1), ("y", 3e-3, 2)}
+    assert nxt.index(seeds[0]) < min(nxt.index(j) for j in nxt if j.rung == "b")  # a rung's seeds before the next rung
+    # rung b: the choice of a and its neighbour below (larger models usually want lower rates)
+    assert rates_of(lad, done, "x", "b") == [1e-3, 3e-3]
+
+
+def test_around_follows_the_evidence(tmp_path):
+    lad = _ladder(tmp_path)
+    done = {}
+    _finish(done, [j for j in wanted(lad, done)], lambda j: {1e-3: 30.0, 3e-3: 20.0, 1e-2: 25.0}[j.lr])
+    assert rates_of(lad, done, "x", "b") == [1e-3, 3e-3]
+    # b kept a's rate (the top of what it tried): c looks above
+    kept = dict(done)
+    _finish(kept, [j for j in wanted(lad, kept) if j.rung == "b" and j.phase == "grid"],
+            lambda j: 10.0 if j.lr == 3e-3 else 12.0)
+    assert best_rate(lad, kept, "x", "b") == 3e-3 and rates_of(lad, kept, "x", "c") == [3e-3, 1e-2]
+    # b went down: c goes on down, one grid step beyond the grid's end
+    fell = dict(done)
+    _finish(fell, [j for j in wanted(lad, fell) if j.rung == "b" and j.phase == "grid"],
+            lambda j: 10.0 if j.lr == 1e-3 else 12.0)
+    assert rates_of(lad, fell, "x", "c") == [0.0003162, 1e-3]
+
+
+def test_a_family_far_behind_or_failed_climbs_no_further(tmp_path):
+    lad = _ladder(tmp_path)
+    done = {}
+    _finish(done, wanted(lad, done), lambda j: (10.0 if j.family == "x" else 16.0) if j.lr == 3e-3 else None)
+    assert all(j.family == "x" for j in wanted(lad, done) if j.rung == "b")
+    assert "more than 1.5×" in dropped(lad, done)["y"]
+    failed = {}
+    _finish(failed, wanted(lad, failed), lambda j: None if j.family == "y" else 10.0)
+    assert dropped(lad, failed)["y"] == "every rate failed at a"
+    assert not [j for j in wanted(lad, failed) if j.family == "y" and j.phase == "seeds"]
+
+
+def test_a_rung_waits_for_every_familys_grid_when_dropping_is_on(tmp_path):
+    lad = _ladder(tmp_path)
+    done = {}
+    _finish(done, [j for j in wanted(lad, done) if j.family == "x"], lambda j: 10.0)
+    assert not [j for j in wanted(lad, done) if j.rung == "b"]  # y has not finished its grid at a
+
+
+@pytest.mark.parametrize("change, message", [
+    ("    b: {params: 300, rates: around}\n", None),
+    ("    b: {params: 50, rates: around}\n", "rungs go from small to large"),
+    ("    b: {params: 300, rates: sometimes}\n", "rates must be one of"),
+])
+def test_rung_errors(tmp_path, change, message):
+    text = LADDER.replace("    b: {params: 300, rates: around}\n", change)
+    if message is None:
+        _ladder(tmp_path, text)
+        return
+    with pytest.raises(SpecError, match=message):
+        _ladder(tmp_path, text)
+
+
+@pytest.mark.parametrize("old, new, message", [
+    ("rungs: {a: {}, b: {}}}", "rungs: {b: {}}}", "must climb from the lowest rung"),
+    ("rungs: {a: {}, b: {}}}", "rungs: {a: {}, z: {}}}", "no rung 'z'"),
+    ("  y: {spec: {model: {d_model: 8}}, ", "  y: {file: nothere.yaml, ", "no such spec file"),
+    ("  seeds: 2\n", "  seeds: 2\n  ratios: [[x, w]]\n", "not a pair of family names"),
+    ("  seeds: 2\n", "  seeds: 2\n  speed: 3\n", "unknown key 'speed'"),
+    ("  lr_grid: [1.0e-3, 3.0e-3, 1.0e-2]\n", "  lr_grid: []\n", "non-empty list"),
+])
+def test_family_and_ladder_errors_name_the_place(tmp_path, old, new, message):
+    with pytest.raises(SpecError, match=message) as e:
+        _ladder(tmp_path, LADDER.replace(old, new))
+    assert "l.yaml" in str(e.value)
+
+
+def test_job_keys_are_stable():
+    assert Job("x", "a", 0.0031622776, 3, "seeds").key == "x/a/lr=0.003162/seed=3"
