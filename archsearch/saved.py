@@ -6,6 +6,7 @@ from __future__ import annotations
 import torch
 
 from .lower import lower
+from .train import TrainResult, autocast_for, train
 
 PREFIX = {"validation": "val_", "test": "test_"}  # how a split's metrics are keyed in results
 
@@ -31,3 +32,18 @@ def evaluate_saved(ir, state: dict, task, seq_len: int, device, autocast=None,
         metrics = task.evaluate(model, seq_len, device, split=split, autocast=autocast)
         out.update({PREFIX[split] + k: v for k, v in metrics.items()})
     return out, model
+
+
+def train_then_score(ir, cfg, task, seq_len: int, device, splits: tuple[str, ...], *, on_eval=None,
+                     progress: bool = True, label: str = "train") -> tuple[TrainResult, dict | None, dict | None]:
+    """Seed, build a fresh model of `ir`, train it with `cfg`, and score its saved weights in another fresh model on
+    the whole of each split: (the training result, the metrics and the saved state, both None unless it completed)."""
+    torch.manual_seed(cfg.seed)
+    model = lower(ir)
+    result = train(model, task, cfg, seq_len=seq_len, on_eval=on_eval, progress=progress, label=label)
+    if result.status != "completed":
+        return result, None, None
+    state = saved_state(model)
+    del model
+    final, _ = evaluate_saved(ir, state, task, seq_len, device, autocast_for(device, cfg.precision), splits)
+    return result, final, state

@@ -17,13 +17,12 @@ from .. import tasks
 from ..build import build
 from ..errors import Loc, SpecError
 from ..experiment import device_name
-from ..lower import lower
 from ..passes import run_passes
-from ..saved import evaluate_saved, saved_state
+from ..saved import train_then_score
 from ..search.objective import mixers, worker_id
 from ..search.recovery import INTERRUPTED, counted, heartbeat, recover
 from ..search.study import make_storage
-from ..train import autocast_for, resolve_device, step_shape, train
+from ..train import resolve_device, step_shape
 from ..yamlloc import load_file
 from .config import load_ladder
 from .plan import Done, Job, wanted
@@ -216,15 +215,9 @@ class LadderRun:
                                                                         f"{ir.model.seq_len} ({job.family})")
         device = resolve_device(spec.train.device)
         try:
-            torch.manual_seed(spec.train.seed)
-            model = lower(ir)
-            res = train(model, self.task, spec.train, seq_len=seq_len, label=job.key)
-            if res.status == "diverged":
-                raise _Failed(f"diverged: {res.reason}")
-            state = saved_state(model)
-            del model
-            final, _ = evaluate_saved(ir, state, self.task, seq_len, device,
-                                      autocast_for(device, spec.train.precision), splits)
+            res, final, state = train_then_score(ir, spec.train, self.task, seq_len, device, splits, label=job.key)
+            if res.status != "completed":
+                raise _Failed(f"{res.status}: {res.reason}")
         except torch.OutOfMemoryError:
             raise _Failed("out of memory") from None
         if not all(math.isfinite(final[k]) for k in final if k.endswith("_ppl")):

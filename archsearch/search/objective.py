@@ -19,9 +19,9 @@ from ..experiment import device_name
 from ..lower import lower
 from ..measure import measure
 from ..passes import run_passes
-from ..saved import evaluate_saved, saved_state
+from ..saved import train_then_score
 from ..spec import parse
-from ..train import autocast_for, plan, resolve_device, step_shape, train
+from ..train import autocast_for, plan, resolve_device, step_shape
 from .recovery import INTERRUPTED
 from .sampling import lr_grid, sample, sample_lr
 from .space import Space, lr_distribution, pareto_costs
@@ -125,19 +125,13 @@ class Objective:
         device = resolve_device(spec.train.device)
         _, seq_len = step_shape(spec.train, ir.model.seq_len)
         try:
-            torch.manual_seed(spec.train.seed)
-            model = lower(ir)
-            result = train(model, self.task, spec.train, seq_len=seq_len, on_eval=on_eval, progress=self.progress,
-                           label=label)
+            result, final, state = train_then_score(ir, spec.train, self.task, seq_len, device, splits,
+                                                    on_eval=on_eval, progress=self.progress, label=label)
             if result.status == "diverged":
                 raise TrialFailed(f"diverged: {result.reason}")
             info = {"tokens_per_s": result.tokens_per_s, "train_seconds": result.seconds}
             if result.status == "stopped":
                 return {**info, "stopped": f"pruned on intermediate validation loss at step {result.steps}"}, None
-            state = saved_state(model)
-            del model
-            final, _ = evaluate_saved(ir, state, self.task, seq_len, device,
-                                      autocast_for(device, spec.train.precision), splits)
         except torch.OutOfMemoryError:
             raise TrialFailed("out of memory") from None
         except (RuntimeError, ValueError) as e:  # a block error: recorded, and the study goes on

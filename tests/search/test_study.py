@@ -10,6 +10,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
+from archsearch import saved as saved_module
 from archsearch.search import objective as objective_module
 from archsearch.search.study import run_search
 
@@ -195,7 +196,8 @@ def test_constraint_violations_are_pruned_before_any_tensor(root, tmp_path, monk
     space = tmp_path / "tight.yaml"
     text = (root / "search_spaces/smoke.yaml").read_text().replace("max_params: 400000", "max_params: 1000")
     space.write_text(text.replace("  weights: {latency_train_ms: 0.1}\n", ""))  # no reference to measure either
-    monkeypatch.setattr(objective_module, "lower", lambda ir: pytest.fail("a model was built"))
+    for module in (objective_module, saved_module):
+        monkeypatch.setattr(module, "lower", lambda ir: pytest.fail("a model was built"))
     study = run_search(str(space), out=tmp_path / "o", trials=3, retrain_after=False, echo=_quiet)
     assert [t.state for t in study.trials] == [TrialState.PRUNED] * 3
     assert all("params" in t.user_attrs["pruned_reason"] and "exceeds the limit 1,000" in t.user_attrs["pruned_reason"]
@@ -203,7 +205,7 @@ def test_constraint_violations_are_pruned_before_any_tensor(root, tmp_path, monk
 
 
 def test_a_diverging_trial_is_failed_and_the_study_goes_on(root, tmp_path, monkeypatch):
-    real_train = objective_module.train
+    real_train = saved_module.train
     calls = []
 
     def poisoned(model, *args, **kwargs):
@@ -214,7 +216,7 @@ def test_a_diverging_trial_is_failed_and_the_study_goes_on(root, tmp_path, monke
                 next(model.parameters()).fill_(float("nan"))
         return real_train(model, *args, **kwargs)
 
-    monkeypatch.setattr(objective_module, "train", poisoned)
+    monkeypatch.setattr(saved_module, "train", poisoned)
     lines = []
     study = run_search(str(root / "search_spaces/smoke.yaml"), out=tmp_path / "o", trials=2, retrain_after=False,
                        echo=lines.append)
