@@ -154,6 +154,9 @@ def _plots(ladder, cells: dict, out: Path) -> list[str]:
             err = [0.0 if math.isnan(c.std("test_ppl")) else c.std("test_ppl") for c in own]
             ax.errorbar(xs, ys, yerr=err, marker="o", capsize=3, label=fam.name, linestyle="--" if not own[0].pam
                         else "-")
+        if not ax.lines:
+            plt.close(fig)
+            continue
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_xlabel(label)

@@ -162,8 +162,9 @@ class LadderRun:
                 left = timeout_minutes * 60 - (time.monotonic() - start)
                 need = self.estimate(job)
                 if left <= 0 or (need is not None and need > left):
-                    self.echo(f"time limit: {job.key} would need about {need or 0:.0f} s, {max(left, 0):.0f} s left; "
-                              "stopping here (the same command resumes)")
+                    why = f"{job.key} would need about {need:.0f} s, {max(left, 0):.0f} s left" if need else \
+                        f"{timeout_minutes:g} minutes have passed"
+                    self.echo(f"time limit: {why}; stopping here (the same command resumes)")
                     return ran
             if not self.storage.set_trial_state_values(t._trial_id, TrialState.RUNNING):
                 continue  # another worker claimed it
