@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import torch
 
+from . import tasks
+from .compiler import compile_spec
 from .lower import lower
-from .train import TrainResult, autocast_for, train
+from .train import TrainResult, autocast_for, resolve_device, step_shape, train
 
 PREFIX = {"validation": "val_", "test": "test_"}  # how a split's metrics are keyed in results
 
@@ -47,3 +49,24 @@ def train_then_score(ir, cfg, task, seq_len: int, device, splits: tuple[str, ...
     del model
     final, _ = evaluate_saved(ir, state, task, seq_len, device, autocast_for(device, cfg.precision), splits)
     return result, final, state
+
+
+class WeightsFileEvaluator:
+    """Metrics of a saved weights file of `spec` in a freshly built model, over whole splits: how a report checks its
+    numbers again. Each task (corpus and tokenizer, or recall sequences) is built once."""
+
+    def __init__(self):
+        self._tasks = {}
+
+    def __call__(self, spec, path, splits: tuple[str, ...]) -> dict:
+        key = repr(spec.task)
+        if key not in self._tasks:
+            self._tasks[key] = tasks.make(spec.task)
+        task = self._tasks[key]
+        ir = compile_spec(spec, vocab=task.vocab_size)
+        device = resolve_device(spec.train.device)
+        _, seq_len = step_shape(spec.train, ir.model.seq_len)
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        metrics, _ = evaluate_saved(ir, state, task, seq_len, device, autocast_for(device, spec.train.precision),
+                                    splits)
+        return metrics

@@ -5,17 +5,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import torch
 from optuna.trial import TrialState
 
-from .. import tasks
-from ..compiler import compile_spec
-from ..saved import evaluate_saved
+from ..saved import WeightsFileEvaluator
+from ..search.verify import CHECK, REL_TOL
 from ..spec import load_spec
-from ..train import autocast_for, resolve_device, step_shape
-
-REL_TOL = 1e-4  # the same weights, data and kernels: beyond rounding, a different model was scored
-CHECK = "saved_check"
 
 
 def recorded_metric(t) -> tuple[str, str]:
@@ -27,20 +21,13 @@ def check_saved(study, out: Path) -> dict:
     """{job: {"metric", "recorded", "again"}} for every run whose weights are in `out`, merged into the stored
     check."""
     done = dict(study.user_attrs.get(CHECK) or {})
-    task_cache = {}
+    evaluate = WeightsFileEvaluator()
     for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
         job, weights, spec_file = t.user_attrs.get("job"), t.user_attrs.get("weights"), t.user_attrs.get("spec_file")
         if job in done or not weights or not (out / weights).is_file() or not (out / (spec_file or "")).is_file():
             continue
         split, key = recorded_metric(t)
-        spec = load_spec(out / spec_file)
-        task = task_cache.get(repr(spec.task)) or task_cache.setdefault(repr(spec.task), tasks.make(spec.task))
-        ir = compile_spec(spec, vocab=task.vocab_size)
-        device = resolve_device(spec.train.device)
-        _, seq_len = step_shape(spec.train, ir.model.seq_len)
-        state = torch.load(out / weights, map_location="cpu", weights_only=True)
-        metrics, _ = evaluate_saved(ir, state, task, seq_len, device, autocast_for(device, spec.train.precision),
-                                    (split,))
+        metrics = evaluate(load_spec(out / spec_file), out / weights, (split,))
         done[job] = {"metric": key, "recorded": t.user_attrs[key], "again": metrics[key]}
     if done != (study.user_attrs.get(CHECK) or {}):
         study.set_user_attr(CHECK, done)

@@ -237,7 +237,7 @@ def run_ladder(path: str, out: Path | None = None, storage: str | None = None, d
     run = LadderRun(path, out, storage, device, data, echo)
     echo(f"ladder '{run.ladder.name}' on {run.task.name}: {len(run.sizes)} family × rung sizes\n{run.size_table()}")
     n = run.run(timeout_minutes)
-    left = [j for j in wanted(run.ladder, finished(run.study)) if j.key not in finished(run.study)]
-    echo(f"ladder '{run.ladder.name}': {n} run(s) this time, {len(finished(run.study))} finished, "
-         f"{len(left)} wanted still")
+    done = finished(run.study)
+    left = [j for j in wanted(run.ladder, done) if j.key not in done]
+    echo(f"ladder '{run.ladder.name}': {n} run(s) this time, {len(done)} finished, {len(left)} wanted still")
     return run

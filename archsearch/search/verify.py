@@ -4,14 +4,10 @@ is compared with the number the study recorded. The outcome is kept in the study
 report written where the weights are not (a copy of the study) still states it."""
 from __future__ import annotations
 
-import torch
 from optuna.trial import TrialState
 
-from .. import tasks
-from ..compiler import compile_spec
 from ..export.inputs import trial_source
-from ..saved import PREFIX, evaluate_saved
-from ..train import autocast_for, resolve_device, step_shape
+from ..saved import PREFIX, WeightsFileEvaluator
 from .families import Quality
 from .objective import run_weights_path, weights_path
 from .retrain import job_key
@@ -21,23 +17,8 @@ CHECK = "saved_check"
 
 
 def _evaluator(out):
-    tasks_by_config = {}
-
-    def evaluate(t, path, splits) -> dict:
-        src = trial_source(out, t)
-        spec = src.spec
-        key = repr(spec.task)
-        if key not in tasks_by_config:
-            tasks_by_config[key] = tasks.make(spec.task)
-        task = tasks_by_config[key]
-        ir = compile_spec(spec, vocab=task.vocab_size)
-        device = resolve_device(spec.train.device)
-        _, seq_len = step_shape(spec.train, ir.model.seq_len)
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        metrics, _ = evaluate_saved(ir, state, task, seq_len, device, autocast_for(device, spec.train.precision),
-                                    splits)
-        return metrics
-    return evaluate
+    evaluate = WeightsFileEvaluator()
+    return lambda t, path, splits: evaluate(trial_source(out, t).spec, path, splits)
 
 
 def check_saved(study, seeds, out) -> dict:
