@@ -42,6 +42,11 @@ def _pm(c: Cell, key: str, digits: int = 2) -> str:
     return f"{c.mean(key):.{digits}f}" + (f" ± {sd:.{digits}f}" if not math.isnan(sd) else "") + f" (n = {n})"
 
 
+def _num(c: Cell, key: str, fmt: str) -> str:
+    """A cost's mean over the cell's runs, or a dash where none has run."""
+    return format(c.mean(key), fmt) if c.values(key) else "–"
+
+
 def _line(cells: dict, family: str, x: str, y: str = "test_ppl") -> tuple[list[float], list[float]]:
     pts = [(c.mean(x) if x != "non_embedding" else c.non_embedding, c.mean(y))
            for (f, _), c in cells.items() if f == family and c.seeds]
@@ -79,7 +84,7 @@ def _answer(ladder, cells: dict) -> list[str]:
     return lines
 
 
-def _table(ladder, study, cells: dict) -> list[str]:
+def _table(ladder, study, cells: dict, gone: dict) -> list[str]:
     lines = ["", "## Every family at every rung", "",
              "Validation perplexity of each rate the family tried (the chosen one in bold; † the chosen rate is at "
              "the edge of those tried), then the fresh seeds at that rate on the test split.", "",
@@ -90,10 +95,11 @@ def _table(ladder, study, cells: dict) -> list[str]:
         epochs = f" ({c.tokens / split:.2f})" if split else ""
         rates = ", ".join(("**" if lr == c.best_lr else "") + f"{lr:.3g}: " +
                           (f"{v:.2f}" if v is not None else "failed") + ("**" if lr == c.best_lr else "")
-                          for lr, v in sorted(c.grid.items())) or "not run"
+                          for lr, v in sorted(c.grid.items())) or (
+            "dropped (below)" if fam in gone else "not run")
         lines.append(f"| {fam} | {rung} | {c.non_embedding:,} | {c.tokens:,}{epochs} | {rates}{' †' * c.edge} | "
-                     f"{_pm(c, 'test_ppl')} | {_pm(c, 'test_bpb', 4)} | {c.mean('gpu_seconds'):.3g} | "
-                     f"{c.mean('train_flops'):.3g} | {c.mean('tokens_per_s'):,.0f} |")
+                     f"{_pm(c, 'test_ppl')} | {_pm(c, 'test_bpb', 4)} | {_num(c, 'gpu_seconds', '.3g')} | "
+                     f"{_num(c, 'train_flops', '.3g')} | {_num(c, 'tokens_per_s', ',.0f')} |")
     return lines
 
 
@@ -212,9 +218,9 @@ def write_report(out: Path, storage: str | None = None) -> Path:
              f"train {ladder.around} rates around the rung below's choice); {ladder.seeds} fresh seeds at the chosen "
              f"rate. {len(done)} runs finished. Measured on {', '.join(cards) or 'nothing yet'}. The ladder as run: "
              f"[{COPY}]({COPY}); each run's exact spec: `specs/`.", ""]
-    lines += _answer(ladder, cells) + _table(ladder, study, cells) + _fits(ladder, cells) + _ratios(ladder, cells)
-    lines += ["", "## Plots", "", " ".join(_plots(ladder, cells, out) + _curves(ladder, cells, out))]
     gone = dropped(ladder, done)
+    lines += _answer(ladder, cells) + _table(ladder, study, cells, gone) + _fits(ladder, cells) + _ratios(ladder, cells)
+    lines += ["", "## Plots", "", " ".join(_plots(ladder, cells, out) + _curves(ladder, cells, out))]
     if gone or failed:
         lines += ["", "## Stopped and failed", ""]
         lines += [f"- {f} climbed no further: {why}." for f, why in gone.items()]
