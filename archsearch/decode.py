@@ -65,30 +65,24 @@ def copy_state(dst, src) -> None:
             d.copy_(s)
 
 
-def _is_kv(model, key) -> bool:
-    return getattr(model.blocks[key], "name", "") == "softmax_attention"
-
-
 def cut_caches(model, state, length: int):
-    """`state` with every softmax_attention KV cache cut to its first `length` entries: a graphed attention step
-    attends over its whole cache, so a GraphedDecoder(state=…) template should hold only what the decode needs."""
-    return {key: (s[0][:, :, :length], s[1][:, :, :length], s[2]) if _is_kv(model, key) else s
+    """`state` with every cache cut to its first `length` entries, by the blocks that keep one (`cut_cache`, e.g.
+    softmax attention's KV cache); other blocks' states pass unchanged. A graphed attention step attends over its
+    whole cache, so a GraphedDecoder(state=…) template should hold only what the decode needs. The cut states are
+    views of the same buffers."""
+    return {key: model.blocks[key].cut_cache(s, length) if hasattr(model.blocks[key], "cut_cache") else s
             for key, s in state.items()}
 
 
 def _snapshot(model, state):
-    """What a step changes that a later step reads: everything but the KV caches' entries (those past the position
-    counter are masked until written again, so restoring the counter restores the cache). Copying a batch-64 32k
-    cache instead would double the largest allocation of the decode."""
-    return {key: s[2].clone() if _is_kv(model, key) else clone_state(s) for key, s in state.items()}
+    """What a step changes that a later step reads: everything but the caches' entries (cut to none: entries past
+    the position counter are masked until written again, so restoring the counter restores the cache). Copying a
+    batch-64 32k cache instead would double the largest allocation of the decode."""
+    return clone_state(cut_caches(model, state, 0))
 
 
 def _restore(model, state, snapshot) -> None:
-    for key, saved in snapshot.items():
-        if _is_kv(model, key):
-            state[key][2].copy_(saved)
-        else:
-            copy_state(state[key], saved)
+    copy_state(cut_caches(model, state, 0), snapshot)
 
 
 def _step_and_update(model, tokens, state):

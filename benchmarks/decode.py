@@ -102,7 +102,7 @@ def decode_rows(model, name: str, args, device, amp) -> dict[str, dict[int, floa
     b = args.batch
     compiled = args.no_compile is None or (args.no_compile != [] and name not in args.no_compile)
     cache_dtype = torch.bfloat16 if device.type == "cuda" else None
-    kv_cache = any(getattr(blk, "name", "") == "softmax_attention" for blk in model.blocks.values())
+    kv_cache = any(hasattr(blk, "cut_cache") for blk in model.blocks.values())  # a cache the graph attends over whole
     graphs = {}  # a recurrent model's graph serves every context; an attention model gets one per context
     if device.type == "cuda" and not kv_cache:
         graphs["CUDA graph"] = GraphedDecoder(model, b, device, autocast=torch.bfloat16)

@@ -93,6 +93,13 @@ class SoftmaxAttention(nn.Module):
         dtype = dtype or torch.float32
         return torch.zeros(shape, device=device, dtype=dtype), torch.zeros(shape, device=device, dtype=dtype), 0
 
+    @staticmethod
+    def cut_cache(state, length: int):
+        """The state with its K and V caches cut to their first `length` entries (views of the same buffers): a step
+        at a device position (_step_at) attends over the whole cache, so a decode keeps it as short as it needs."""
+        k_cache, v_cache, n = state
+        return k_cache[:, :, :length], v_cache[:, :, :length], n
+
     def step(self, x_t: torch.Tensor, state):
         k_cache, v_cache, n = state
         if isinstance(n, torch.Tensor):

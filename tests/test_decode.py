@@ -86,3 +86,28 @@ def test_attention_at_a_device_position_reads_only_what_was_written():
 def test_graph_decode_needs_a_gpu():
     with pytest.raises(ValueError, match="needs a CUDA device"):
         GraphedDecoder(_model("pam"), batch=1, device=torch.device("cpu"))
+
+
+def test_blocks_cut_their_own_caches_and_a_snapshot_keeps_only_what_a_step_reads():
+    """decode asks a block with a cache to cut it (cut_cache): softmax attention's KV cache becomes views of its
+    first entries; a recurrent state passes unchanged. A snapshot cuts the caches to nothing (their entries past the
+    counter are masked), and restoring it rewinds the counters and recurrent states in place."""
+    from archsearch.decode import _restore, _snapshot, cut_caches
+
+    model = _model("softmax_attention")
+    state = to_device_state(model.init_state(2), torch.device("cpu"))
+    cut = cut_caches(model, state, 5)
+    kv = cut["l0__softmax_attention"]
+    assert kv[0].shape[2] == 5 and kv[0].data_ptr() == state["l0__softmax_attention"][0].data_ptr()
+    saved = _snapshot(model, state)
+    assert saved["l0__softmax_attention"][0].numel() == 0
+    with torch.no_grad():
+        for t in range(3):
+            _, new = model.step(torch.tensor([t, t]), state)
+            copy_state(state, new)
+    assert int(state["l0__softmax_attention"][2]) == 3
+    _restore(model, state, saved)
+    assert int(state["l0__softmax_attention"][2]) == 0
+    recurrent = _model("pam")
+    pam_state = recurrent.init_state(1)
+    assert cut_caches(recurrent, pam_state, 0)["l0__pam"] is pam_state["l0__pam"]
