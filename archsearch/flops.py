@@ -8,14 +8,13 @@ matrix when is_causal is set). Elementwise work counts as 0, as in the analytic 
 from __future__ import annotations
 
 import math
+from contextlib import contextmanager
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from blocks import linear_core
+from blocks.fastpath import reference_forms
 from blocks.holographic import fft_flops
-
-from .runtime import unpadded_logits
 
 aten = torch.ops.aten
 
@@ -48,9 +47,24 @@ def counter() -> FlopCounterMode:
     return FlopCounterMode(display=False, custom_mapping=EXTRA)
 
 
-def count(fn, *args, **kwargs) -> tuple[int, object]:
-    """(FLOPs counted while running fn(*args, **kwargs), its result), on the pure-torch forms of the memories and
-    against the vocabulary's own rows (not the padding the GPU's logits use)."""
-    with linear_core.torch_forms(), unpadded_logits(), counter() as c:
+@contextmanager
+def _unpadded(model):
+    """`model`'s logits against the vocabulary's own rows (its pad_logits setting off) inside, restored on exit."""
+    before = getattr(model, "pad_logits", None)
+    if before is None:
+        yield
+        return
+    model.pad_logits = False
+    try:
+        yield
+    finally:
+        model.pad_logits = before
+
+
+def count(fn, *args, model=None, **kwargs) -> tuple[int, object]:
+    """(FLOPs counted while running fn(*args, **kwargs), its result), on the torch twins of every fast path
+    (blocks.fastpath.reference_forms) and, for the SequenceModel `model` that fn runs, against the vocabulary's own
+    rows (not the padding its logits use on a GPU): the same count on every device."""
+    with reference_forms(), _unpadded(model), counter() as c:
         out = fn(*args, **kwargs)
     return c.get_total_flops(), out

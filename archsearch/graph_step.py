@@ -5,26 +5,15 @@ small models and the PAM kernels' launches are bound by exactly that host time (
 The optimiser, gradient clipping, the divergence check and evaluations stay outside the graph. Gradients live in
 fixed tensors that the captured backward adds into (zeroed in place between steps, never set to None), so gradient
 accumulation works as in eager mode. A model the graph cannot hold (a host sync in its forward, say) is reported
-in one line and trained eagerly. The model is captured with its loss (LMLoss), compiled with it under
-`train.compile`."""
+in one line and trained eagerly. The model is captured with its loss (LMLoss, over blocks.fused_loss), compiled with
+it under `train.compile`."""
 from __future__ import annotations
 
 import sys
 
 import torch
-import torch.nn.functional as F
 
-from blocks import linear_core
-
-
-def lm_loss(logits: torch.Tensor, y: torch.Tensor, vocab: int) -> torch.Tensor:
-    """Mean next-token cross-entropy, in fp32, of logits [..., W ≥ vocab] as the model leaves them with keep_padding
-    (columns ≥ vocab are left out). On a GPU with Triton: two passes over the logits, padding and all
-    (blocks/kernels/cross_entropy.py); elsewhere torch's over the sliced logits."""
-    if linear_core.use_kernels(logits.device):
-        from blocks.kernels.cross_entropy import cross_entropy
-        return cross_entropy(logits, y, vocab)
-    return F.cross_entropy(logits[..., :vocab].float().flatten(0, 1), y.flatten(), ignore_index=-100)
+from blocks.fused_loss import lm_loss
 
 
 class LMLoss(torch.nn.Module):

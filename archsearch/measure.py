@@ -86,7 +86,7 @@ def measure(model: torch.nn.Module, vocab: int, batch: int, seq_len: int, device
     out = {"latency_train_ms": time_ms(timed_step, device, repeats),
            "latency_prefill_ms": time_ms(prefill, device, repeats)}
     out["peak_memory_bytes"] = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else 0
-    counted, _ = flops.count(train_step)
+    counted, _ = flops.count(train_step, model=model)
     out["flops_train_step"] = counted
     out["measure_batch"], out["measure_seq_len"] = batch, seq_len
     if decode_context:

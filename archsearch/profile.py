@@ -14,7 +14,9 @@ from pathlib import Path
 import torch
 from torch.profiler import ProfilerActivity, profile, record_function, schedule, tensorboard_trace_handler
 
-from .graph_step import LMLoss, lm_loss
+from blocks.fused_loss import lm_loss
+
+from .graph_step import LMLoss
 from .ir import IR
 from .lower import lower
 from .train import autocast_for, param_groups

@@ -6,24 +6,10 @@ A program is a tuple of ops (name, op, inputs, key): `inputs` index earlier ops'
 """
 from __future__ import annotations
 
-from contextlib import contextmanager, nullcontext
+from contextlib import nullcontext
 
 import torch
 from torch import nn
-
-
-_UNPADDED = [False]  # set inside unpadded_logits()
-
-
-@contextmanager
-def unpadded_logits():
-    """Logits against the vocabulary's own rows even where padding them would be faster: counted FLOPs
-    (archsearch.flops) stay the same on every device."""
-    _UNPADDED[0], before = True, _UNPADDED[0]
-    try:
-        yield
-    finally:
-        _UNPADDED[0] = before
 
 
 class ComplexDropout(nn.Module):
@@ -43,8 +29,11 @@ class ComplexDropout(nn.Module):
 
 class SequenceModel(nn.Module):
     def __init__(self, program, blocks: dict, scales: dict, *, vocab: int, d_model: int, dropout: float,
-                 tie_to: str | None, embed_key: str, dropout_mask: str = "real"):
+                 tie_to: str | None, embed_key: str, dropout_mask: str = "real", pad_logits: bool = True):
+        """pad_logits: a setting, not a parameter: on a GPU compute the logits against the vocabulary padded to a
+        multiple of 64 rows (logits()); archsearch.flops counts with it off."""
         super().__init__()
+        self.pad_logits = pad_logits
         self.program = tuple(tuple(op) for op in program)
         self.blocks = nn.ModuleDict(blocks)
         self.scales = nn.ParameterDict({k: nn.Parameter(torch.tensor(float(v))) for k, v in scales.items()})
@@ -70,7 +59,7 @@ class SequenceModel(nn.Module):
         # cuBLAS's fast bf16 GEMMs need aligned rows: 16384 tokens × 768 to GPT-2's 50257 logits took 13.7 ms
         # forward on an H200, padded to 50304 1.95 ms (the padding's logits are sliced off). A few tokens (decoding)
         # only read the table, and padding it would copy it: not below 256 tokens.
-        pad = -vocab % 64 if x.is_cuda and x.numel() >= 256 * x.shape[-1] and not _UNPADDED[0] else 0
+        pad = -vocab % 64 if self.pad_logits and x.is_cuda and x.numel() >= 256 * x.shape[-1] else 0
         if pad:
             padded = nn.functional.linear(x, nn.functional.pad(w, (0, 0, 0, pad)))
             return padded if keep_padding else padded[..., :vocab]

@@ -23,7 +23,7 @@ from archsearch.graph_step import GraphedMicroStep, LMLoss, micro_loss
 from archsearch.lower import lower
 from archsearch.measure import time_ms
 from archsearch.train import param_groups
-from blocks import linear_core
+from blocks import fastpath
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -78,7 +78,7 @@ def main() -> None:
         runs += [(f"{name} CUDA graph", nullcontext, "graph")] if graphs else []
         runs += [(f"{name} compiled+graph", nullcontext, "compile+graph")] if graphs and args.compile else []
         if not args.no_torch_forms and any(n.block in ("pam", "linear_attention") for n in ir.nodes()):
-            runs.append((f"{name} (torch forms)", linear_core.torch_forms, ""))
+            runs.append((f"{name} (torch forms)", fastpath.reference_forms, ""))
         runs = [r for r in runs if not args.only or (r[2] or "eager") in args.only]
         for label, forms, how in runs:
             torch.manual_seed(0)

@@ -30,7 +30,7 @@ import torch.nn.functional as F
 
 from archsearch.measure import time_ms
 from archsearch.testing import rel_error
-from blocks import linear_core
+from blocks import fastpath, linear_core
 from blocks.pam import complex_memory
 
 
@@ -96,7 +96,7 @@ def busy_ms(fn, iters: int = 5) -> float:
 
 def time_forms(b, t, device, repeats, busy: dict | None = None, paper_fp32: bool = True, chunks: bool = False) -> dict:
     half = torch.bfloat16 if device.type == "cuda" else torch.float32
-    fast = linear_core.triton_usable(device)
+    fast = fastpath.kernels_available(device)
     forms = {"PAM triton": (pam_pair(), half)} if fast else {}
     if fast and chunks:
         from blocks.kernels.memory import CHUNKS
@@ -138,7 +138,8 @@ def graphed_ms(b, t, device, repeats) -> dict:
     la = [x.detach().requires_grad_() for x in (parts[0][:, :, None], parts[2], parts[4])]
     g = torch.Generator(device="cpu").manual_seed(0)
     qkv = [torch.randn(b, 12, t, 64, generator=g).to(device, torch.bfloat16).requires_grad_() for _ in range(3)]
-    forms = {"PAM triton": (lambda q, k, v, lg: linear_core.fused_complex(q, k, v, lg, 1.0),
+    pair = fastpath.kernel("memory", device).complex_pair_memory
+    forms = {"PAM triton": (lambda q, k, v, lg: pair(q, k, v, lg, 1.0),
                             (*pair_inputs(parts), log_g)),
              "LA triton 6×64": (lambda q, k, v, lg: linear_core.memory(q, k, v, lg, "triton", 64), (*la, log_g)),
              "SDPA causal 12×64": (lambda q, k, v: F.scaled_dot_product_attention(q, k, v, is_causal=True), qkv)}
@@ -167,7 +168,7 @@ def check(device) -> None:
         (y * weight[:, :, None]).sum().backward()
         return [y] + [x.grad for x in ins]
 
-    fast = linear_core.triton_usable(device)
+    fast = fastpath.kernels_available(device)
     ref = run_pam("recurrent")
     for mode in ["dual", "chunked"] + (["triton"] if fast else []):
         for name, a, b in zip(("yr", "yi", "dqr", "dqi", "dkr", "dki", "dvr", "dvi", "dlog_g"), run_pam(mode), ref):

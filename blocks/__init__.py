@@ -4,7 +4,9 @@ examples/custom_block/README.md). Block files import torch and the standard libr
 `export` can copy them as source.
 
 The built-ins are listed here. To add a block, drop a file defining such a class into this folder: archsearch
-registers it by its `name` (see examples/custom_block/).
+registers it by its `name` (see examples/custom_block/). Beside the blocks: linear_core.py (the matrix memories'
+forms), fastpath.py (whether a Triton kernel or its torch twin runs, and the only door to kernels/), fused_loss.py
+(the language model's loss).
 """
 from .complex import CGU, ComplexLinearBlock, ComplexNormBlock
 from .embedding import Embedding

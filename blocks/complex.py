@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import linear_core
+from . import fastpath
 
 EPS_MAG = 1e-8
 
@@ -208,15 +208,15 @@ class CGU(nn.Module):
         y = self.gate_up(x)
         # one fused kernel each way (blocks/kernels/cgu.py). Compiled training uses it too (inductor's fusion of the
         # torch form was 0.7 ms a step slower for PAM 100M on an H200, docs/performance.md); a compiled decode step
-        # (no gradients, one token) keeps the torch form, which inductor fuses with the norm and projections' casts
-        if linear_core.use_kernels(y.device) and (torch.is_grad_enabled() or not torch.compiler.is_compiling()):
-            from .kernels.cgu import cgu_gate
-            return self.down(cgu_gate(y, self.modrelu_bias, self.gate_bias))
+        # keeps the torch twin, which inductor fuses with the norm and projections' casts
+        if fastpath.use_kernels(y.device) and not fastpath.compiled_decode():
+            return self.down(fastpath.kernel("cgu", y.device).cgu_gate(y, self.modrelu_bias, self.gate_bias))
         return self.down(gate_product(y, self.modrelu_bias, self.gate_bias))
 
 
 def gate_product(y: torch.Tensor, modrelu_bias: torch.Tensor, gate_bias: torch.Tensor | None) -> torch.Tensor:
-    """The CGU's middle: [gr | ur | gi | ui] → [hr | hi] = (g · σ(|g| + c)/|g|) · modReLU(u), complex."""
+    """The CGU's middle: [gr | ur | gi | ui] → [hr | hi] = (g · σ(|g| + c)/|g|) · modReLU(u), complex. The torch twin
+    of kernels/cgu.cgu_gate."""
     gr, ur, gi, ui = y.chunk(4, -1)
     ur, ui = modrelu(ur, ui, modrelu_bias)
     gmag = magnitude(gr, gi)

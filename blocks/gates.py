@@ -10,15 +10,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import fastpath
 from .linear_core import acc
 
 
 def linear(layer: nn.Linear, x: torch.Tensor) -> torch.Tensor:
-    """layer(x). In a compiled decode step (one token, no gradients) as a product and sum in fp32, which inductor can
-    fuse into the kernel that makes x: as GEMMs, these two few-column maps cast their weights to bf16 in kernels of
-    their own and ran tuned templates, ~10 of a 100M PAM layer's ~43 µs of decode step on an H200
+    """layer(x). On one token of a compiled decode step (fastpath.compiled_decode) as a product and sum in fp32, which
+    inductor can fuse into the kernel that makes x: as GEMMs, these two few-column maps cast their weights to bf16 in
+    kernels of their own and ran tuned templates, ~10 of a 100M PAM layer's ~43 µs of decode step on an H200
     (docs/performance.md)."""
-    if torch.compiler.is_compiling() and not torch.is_grad_enabled() and x.shape[-2] == 1:
+    if fastpath.compiled_decode() and x.shape[-2] == 1:
         return (acc(x)[..., None, :] * acc(layer.weight)).sum(-1) + acc(layer.bias)
     return layer(x)
 

@@ -13,18 +13,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import linear_core
+from . import fastpath, linear_core
 from .gates import DecayGSP
 from .rope import apply_rope, rope_angles, step_positions
-
-Mode = Literal["auto", "recurrent", "dual", "chunked", "triton"]
 
 
 def fixed_log_decay(heads: int) -> torch.Tensor:
     return torch.log1p(-(2.0 ** (-5.0 - torch.arange(heads, dtype=torch.float64)))).float()
 
 
-class LinearAttention(linear_core.ModeChoice, nn.Module):
+class LinearAttention(fastpath.ModeChoice, nn.Module):
     """Gated linear attention (real matrix state per head); SAM, the real ablation of PAM, by default."""
 
     name = "linear_attention"
@@ -46,7 +44,7 @@ class LinearAttention(linear_core.ModeChoice, nn.Module):
         gsp: Literal["head", "channel", "off"] = "head"
         gsp_bias: float = -3.0
         feature_map: Literal["none", "elu1"] = field(default="none", metadata={"doc": "elu1: kernelised, normalised"})
-        mode: Mode = "auto"
+        mode: fastpath.Mode = "auto"
         chunk: int = 64
         init_std: float = 0.02
 

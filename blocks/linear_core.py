@@ -7,80 +7,19 @@ All forms compute y_t = q_t · S_t with S_t = g_t S_{t−1} + k_tᵀ v_t, accumu
 - dual: the O(T²) form y = ((q kᵀ) ⊙ L) v with L[t, i] = exp(c_t − c_i) for i ≤ t, c = cumsum(log_g);
 - chunked: dual inside chunks of C tokens, chunk states combined by a decay-masked matmul across chunks:
   batched matmuls only, no Python loop over chunks;
-- triton: the chunked form as fused Triton kernels (blocks/kernels; GPU, or CPU under TRITON_INTERPRET=1).
+- triton: the chunked form as fused Triton kernels (blocks/kernels; GPU, or CPU under TRITON_INTERPRET=1), `chunked`
+  its torch twin. Which form `auto` stands for is blocks/fastpath.py's choice.
 """
 from __future__ import annotations
 
-from contextlib import contextmanager
-
 import torch
 
-_TORCH_ONLY = [False]  # set inside torch_forms(): `auto` then ignores the kernels
+from . import fastpath
 
 
 def acc(x: torch.Tensor) -> torch.Tensor:
     """At least fp32 for accumulation (bf16/fp16 inputs are promoted; fp64 stays fp64)."""
     return x.to(torch.promote_types(x.dtype, torch.float32))
-
-
-def _kernels():
-    """The Triton kernel package, or None where it cannot be imported (an exported standalone file has no package:
-    it runs the pure-torch forms)."""
-    try:
-        from . import kernels
-    except ImportError:
-        return None
-    return kernels
-
-
-@torch.compiler.assume_constant_result  # asked once while tracing, not a graph break in every compiled block
-def triton_usable(device: torch.device) -> bool:
-    kernels = _kernels()
-    return kernels is not None and kernels.usable(device)
-
-
-@contextmanager
-def torch_forms():
-    """Within this context `mode: auto` picks a pure-torch form even where the kernels could run: FLOPs are counted
-    on the torch path (archsearch.flops), since a counter sees nothing inside a Triton kernel."""
-    _TORCH_ONLY[0], before = True, _TORCH_ONLY[0]
-    try:
-        yield
-    finally:
-        _TORCH_ONLY[0] = before
-
-
-def mode_usable(mode: str, device) -> bool:
-    """Whether a block's `mode` can run on `device` (only the Triton form has requirements)."""
-    return mode != "triton" or triton_usable(torch.device(device))
-
-
-def use_kernels(device: torch.device) -> bool:
-    """Whether `auto` runs Triton kernels here: a CUDA device with Triton, outside torch_forms()."""
-    return device.type == "cuda" and not _TORCH_ONLY[0] and triton_usable(device)
-
-
-def auto_mode(seq_len: int, chunk: int, device: torch.device) -> str:
-    """The fastest form here: the Triton kernels on a CUDA GPU with Triton installed (benchmarks/mixers.py), else
-    the faster pure-torch form as measured by benchmarks/mixer_forms.py (docs/performance.md): on an H200 the
-    O(T²) dual form wins up to T = 1024 (fewer, larger kernels) and the chunked form beyond; on CPU the chunked
-    form wins as soon as T exceeds one chunk."""
-    if use_kernels(device):
-        return "triton"
-    limit = 16 * chunk if device.type == "cuda" else chunk
-    return "dual" if seq_len <= limit else "chunked"
-
-
-class ModeChoice:
-    """What the matrix-state memories (PAM, linear attention) share about their `mode` field: whether a form runs on a
-    device, and the form `auto` stands for."""
-
-    mode_usable = staticmethod(mode_usable)
-
-    def resolve_mode(self, seq_len: int, device: torch.device) -> str:
-        if self.cfg.mode != "auto":
-            return self.cfg.mode
-        return auto_mode(seq_len, self.cfg.chunk, device)
 
 
 def decay_matrix(log_g: torch.Tensor) -> torch.Tensor:
@@ -157,36 +96,10 @@ def chunked(q, k, v, log_g, chunk: int = 64):
     return y.reshape(b, h, g, n * chunk, dv)[:, :, :, :t]
 
 
-def _require_kernels(device) -> None:
-    if not triton_usable(device):
-        raise RuntimeError("mode 'triton' needs Triton and a CUDA GPU of compute capability 8.0 or newer (or "
-                           "TRITON_INTERPRET=1 on CPU with a Triton "
-                           "whose interpreter runs here); use mode 'auto'")
-
-
 def fused(q, k, v, log_g):
-    """The chunked form by the Triton kernels (same contract as `chunked`). Raises a one-line error where they
-    cannot run."""
-    _require_kernels(q.device)
-    from .kernels.memory import chunked_memory
-    return chunked_memory(q, k, v, log_g)
-
-
-def fused_complex(q, k, v, log_g, sigma: float, y_in_q_dtype: bool = False):
-    """A complex (split-real) memory by the Triton kernels: q, k, v [B, H, T, 2d] as [re | im] with q = [qr | σ·qi];
-    returns [B, H, T, 2d] = [Re | Im] of Σ_i (Π g) s(K_i, Q_t) V_i, s = ⟨K, Q⟩ (σ = +1) or Σ K·Q (σ = −1), in fp32
-    or, with y_in_q_dtype, in q's dtype (for a caller that rounds it to that dtype next)."""
-    _require_kernels(q.device)
-    from .kernels.memory import complex_pair_memory
-    return complex_pair_memory(q, k, v, log_g, sigma, y_in_q_dtype=y_in_q_dtype)
-
-
-def complex_qkv(y, cos, sin, keep, heads: int, head_dim: int, scale: float, sign: float):
-    """PAM's projection y [B, T, 6·H·d] → the pair kernels' q, k, v [B, H, T, 2d] by one Triton kernel (RoPE from
-    cos/sin [T, d], q's scale and sign, GSP's value scale keep [B, H, T, 1 or d] or None)."""
-    _require_kernels(y.device)
-    from .kernels.complex_qkv import complex_qkv as kernel
-    return kernel(y, cos, sin, keep, heads, head_dim, scale, sign)
+    """The chunked form by the Triton kernels (same contract as `chunked`, its twin). Raises a one-line error where
+    they cannot run."""
+    return fastpath.kernel("memory", q.device).chunked_memory(q, k, v, log_g)
 
 
 def memory(q, k, v, log_g, mode: str, chunk: int):

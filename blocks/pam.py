@@ -6,8 +6,9 @@ heads concatenated → W_o. The stream is real of width D; the block views it as
 
 Forms (`mode`): recurrent (the per-step reference, native complex state), dual (O(T²)), chunked (chunkwise parallel,
 no Python loop over chunks), triton (the chunked form as fused kernels, blocks/kernels); auto picks triton on a CUDA
-GPU with Triton, else dual or chunked by length (linear_core.auto_mode). All but the recurrence run the split-real
-complex product as a real matrix memory with key/value width 2d and two queries (Re and Im parts).
+GPU with Triton, else dual or chunked by length (fastpath.auto_mode). All but the recurrence run the split-real
+complex product as a real matrix memory with key/value width 2d and two queries (Re and Im parts). pair_qkv and
+pair_memory are the torch twins of the kernel path's two steps, in its layout.
 """
 from __future__ import annotations
 
@@ -18,12 +19,10 @@ from typing import Literal
 import torch
 from torch import nn
 
-from . import linear_core
+from . import fastpath, linear_core
 from .complex import ComplexLinear, magnitude, split
 from .gates import DecayGSP
 from .rope import step_positions
-
-Mode = Literal["auto", "recurrent", "dual", "chunked", "triton"]
 
 
 def rope_frequencies(head_dim: int, variant: str, base: float) -> torch.Tensor:
@@ -64,8 +63,8 @@ def complex_memory(qr, qi, kr, ki, vr, vi, log_g, *, mode: str, chunk: int, conj
         return torch.stack([y[0] for y in ys], 2), torch.stack([y[1] for y in ys], 2)
     k, v = torch.cat([kr, ki], -1), torch.cat([vr, vi], -1)
     if mode == "triton":  # the kernels derive the Im query themselves and return [Re | Im]
-        y = linear_core.fused_complex(torch.cat([qr, qi if conjugate else -qi], -1), k, v, log_g,
-                                      1.0 if conjugate else -1.0)
+        y = fastpath.kernel("memory", qr.device).complex_pair_memory(torch.cat([qr, qi if conjugate else -qi], -1),
+                                                                     k, v, log_g, 1.0 if conjugate else -1.0)
         return y[..., :d], y[..., d:]
     q = score_queries(qr, qi, conjugate)
     y = linear_core.memory(q, k, v, log_g, mode, chunk)
@@ -82,13 +81,14 @@ def complex_step(qr, qi, kr, ki, vr, vi, log_g, state, conjugate: bool = True):
     """One token of S ← γ'S + V Kᴴ (or V Kᵀ), y = S Q, native complex: 8d² FLOPs to write, 8d² to read per head.
 
     Eager, the products are matmuls (what the FLOP counter sees, rounded to bf16 under autocast like the kernels'
-    inputs). Compiled (a decode step, archsearch.decode), they are broadcast products and sums in fp32, which inductor
-    fuses with the update into one kernel instead of launching eight one-row batched matmuls per layer and step."""
+    inputs). In a compiled decode step (fastpath.compiled_decode) they are broadcast products and sums in fp32, which
+    inductor fuses with the update into one kernel instead of launching eight one-row batched matmuls per layer and
+    step."""
     sr, si = state
     acc = linear_core.acc
     g = acc(log_g).exp()[..., None, None]
     col, row = (lambda a: acc(a)[..., :, None]), (lambda a: acc(a)[..., None, :])  # noqa: E731
-    if torch.compiler.is_compiling():
+    if fastpath.compiled_decode():
         outer = lambda a, b: col(a) * row(b)  # noqa: E731
         read = lambda s, q: (s * row(q)).sum(-1)  # noqa: E731
     else:
@@ -100,7 +100,33 @@ def complex_step(qr, qi, kr, ki, vr, vi, log_g, state, conjugate: bool = True):
     return (read(sr, qr) - read(si, qi), read(sr, qi) + read(si, qr)), (sr, si)
 
 
-class PAM(linear_core.ModeChoice, nn.Module):
+def pair_qkv(y, cos, sin, keep, heads: int, head_dim: int, scale: float, sign: float):
+    """PAM's projection y [B, T, 6·H·d] ([re | im] × [q | k | v] × H × d) → the pair memory's q, k, v [B, H, T, 2d]:
+    q = scale·[Re | sign·Im](Q e^{iθt}), k = [Re | Im](K e^{iθt}), v = keep ⊙ [Vr | Vi], from cos/sin [T, d] and GSP's
+    keep [B, H, T, 1 or d] or None. The torch twin of kernels/complex_qkv.py: fp32 arithmetic, y's dtype out."""
+    b, t = y.shape[:2]
+    parts = linear_core.acc(y).view(b, t, 2, 3, heads, head_dim).permute(2, 3, 0, 4, 1, 5)  # [re/im, q/k/v, ...]
+    cos, sin = cos.to(parts.dtype), sin.to(parts.dtype)
+    rot = lambda re, im: (re * cos - im * sin, re * sin + im * cos)  # noqa: E731
+    (qr, qi), (kr, ki) = rot(parts[0, 0], parts[1, 0]), rot(parts[0, 1], parts[1, 1])
+    vr, vi = parts[0, 2], parts[1, 2]
+    if keep is not None:
+        vr, vi = vr * keep.to(vr.dtype), vi * keep.to(vi.dtype)
+    return tuple(x.to(y.dtype) for x in (scale * torch.cat([qr, sign * qi], -1), torch.cat([kr, ki], -1),
+                                         torch.cat([vr, vi], -1)))
+
+
+def pair_memory(q, k, v, log_g, sigma: float):
+    """The complex pair memory on [re | im] halves: q = [qr | σ·qi], k, v [B, H, T, 2d], log_g [B, H, T] → [Re | Im]
+    [B, H, T, 2d] in fp32 of Σ_i (Π γ') s(K_i, Q_t) V_i, s = ⟨K, Q⟩ (σ = +1) or Σ K·Q (σ = −1). The torch twin of
+    kernels/memory.complex_pair_memory (the chunked form)."""
+    d = q.shape[-1] // 2
+    yr, yi = complex_memory(q[..., :d], sigma * q[..., d:], k[..., :d], k[..., d:], v[..., :d], v[..., d:], log_g,
+                            mode="chunked", chunk=64, conjugate=sigma > 0)
+    return torch.cat([yr, yi], -1)
+
+
+class PAM(fastpath.ModeChoice, nn.Module):
     """Phase-Associative Memory: complex matrix state per head, decay + GSP, complex RoPE, full complex score."""
 
     name = "pam"
@@ -123,7 +149,7 @@ class PAM(linear_core.ModeChoice, nn.Module):
         gsp: Literal["head", "channel", "off"] = field(default="head", metadata={"doc": "v1 head, v2 channel"})
         gsp_bias: float = -3.0
         conjugate: bool = field(default=True, metadata={"doc": "score with Kᴴ (paper); false: Kᵀ (ablation)"})
-        mode: Mode = "auto"
+        mode: fastpath.Mode = "auto"
         chunk: int = 64
         init: Literal["orthogonal", "gaussian"] = field(default="orthogonal", metadata={"doc": "v1 / v2"})
 
@@ -192,13 +218,14 @@ class PAM(linear_core.ModeChoice, nn.Module):
         angle = torch.arange(t, device=x.device, dtype=torch.float32)[:, None] * self.theta[None, :]
         log_g, keep = self.gates(x, magnitude(*split(x)))
         sign = 1.0 if self.cfg.conjugate else -1.0
-        q, k, v = linear_core.complex_qkv(self.qkv(x), angle.cos(), angle.sin(), keep, h, d, 1.0 / math.sqrt(d),
-                                          sign)
+        kernels = fastpath.kernel("complex_qkv", x.device)
+        q, k, v = kernels.complex_qkv(self.qkv(x), angle.cos(), angle.sin(), keep, h, d, 1.0 / math.sqrt(d), sign)
         amp = torch.is_autocast_enabled(x.device.type)
         dtype = torch.get_autocast_dtype(x.device.type) if amp else x.dtype
         # [B, H, T, 2d] = [Re | Im]; written in the merge's dtype when q has it (bf16 under autocast), which the
         # merge would round it to anyway: half the bytes of y and of its gradient, the same numbers
-        y = linear_core.fused_complex(q, k, v, log_g, sign, y_in_q_dtype=q.dtype == dtype)
+        y = fastpath.kernel("memory", x.device).complex_pair_memory(q, k, v, log_g, sign,
+                                                                    y_in_q_dtype=q.dtype == dtype)
         merged = torch.empty(b, t, 2, h, d, device=x.device, dtype=dtype)
         merged.copy_(y.view(b, h, t, 2, d).permute(0, 2, 3, 1, 4))  # [Re heads | Im heads], cast in the same copy
         return self.out(merged.view(b, t, 2 * h * d))

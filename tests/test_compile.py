@@ -34,8 +34,8 @@ def test_compiled_block_matches_eager_forward_and_backward(cls, cfg):
 def test_kernels_compile_into_one_graph_and_match_eager(cls, cfg):
     """The Triton forms are custom ops to torch.compile: a block that runs them compiles without a graph break
     (fullgraph) and gives eager's output and gradients. On CPU the kernels run in Triton's interpreter."""
-    from blocks import linear_core
-    if not linear_core.mode_usable("triton", "cpu"):
+    from blocks import fastpath
+    if not fastpath.mode_usable("triton", "cpu"):
         pytest.skip("the Triton interpreter does not run here")
     torch.manual_seed(0)
     block = cls(cls.Config(heads=2, head_dim=16, mode="triton", **cfg), d_model=64)

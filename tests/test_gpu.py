@@ -12,7 +12,7 @@ from archsearch.measure import measure
 from archsearch.passes import run_passes
 from archsearch.spec import parse
 from archsearch.testing import rel_error
-from blocks import linear_core
+from blocks import fastpath
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
 MIXERS = ("softmax_attention", "pam", "linear_attention", "holographic")
@@ -34,7 +34,8 @@ def test_logits_padded_to_aligned_rows_are_the_plain_product():
     torch.testing.assert_close(logits, x @ w.t())
     from archsearch import flops  # counted FLOPs stay those of the vocabulary's own rows
 
-    assert flops.count(model.logits, x)[0] == 2 * 300 * 64 * 100
+    assert flops.count(model.logits, x, model=model)[0] == 2 * 300 * 64 * 100
+    assert model.pad_logits and model.logits(x).stride(1) == 128  # the setting is the model's again
 
 
 def test_the_loss_over_padded_logits_equals_torchs_over_the_vocabulary():
@@ -120,7 +121,7 @@ def test_the_100m_pam_layout_with_kernels_under_bf16_is_as_accurate_as_the_torch
     model = lower(run_passes(build(parse(doc)))).cuda()
     ids = torch.randint(0, 300, (2, 256), device="cuda")
     out = {}
-    for run, forms, half in (("fp32", linear_core.torch_forms, False), ("torch bf16", linear_core.torch_forms, True),
+    for run, forms, half in (("fp32", fastpath.reference_forms, False), ("torch bf16", fastpath.reference_forms, True),
                              ("kernels bf16", nullcontext, True)):
         model.zero_grad()
         with forms(), torch.autocast("cuda", dtype=torch.bfloat16, enabled=half):

@@ -1,13 +1,15 @@
-"""The Triton kernels of the gated memory (blocks/kernels) against the O(T²) form in float64, forward and backward:
-on CPU through Triton's interpreter (tests/conftest.py sets TRITON_INTERPRET=1 without a GPU), natively on a GPU."""
+"""What the gated memory's Triton kernels (blocks/kernels/memory*.py) do beyond their twins' contract
+(tests/test_kernel_twins.py): other chunk lengths, half-precision chunk states, y in the inputs' dtype, tuning, the
+block glue around the complex pair; and when they cannot run. On CPU through Triton's interpreter (tests/conftest.py
+sets TRITON_INTERPRET=1 without a GPU), natively on a GPU."""
 import pytest
 import torch
 
 from archsearch.testing import rel_error
-from blocks import linear_core
+from blocks import fastpath, linear_core
 
 DEVICES = ["cuda"] if torch.cuda.is_available() else ["cpu"]
-pytestmark = pytest.mark.skipif(not linear_core.triton_usable(torch.device(DEVICES[0])),
+pytestmark = pytest.mark.skipif(not fastpath.kernels_available(torch.device(DEVICES[0])),
                                 reason="needs Triton (and a GPU or a working interpreter)")
 SHAPES = [  # B, H, G, T, dk, dv: PAM's split-real read (G = 2), real linear attention, a normaliser column (dv = d+1)
     (1, 2, 2, 40, 16, 16),
@@ -23,21 +25,6 @@ def _inputs(b, h, g, t, dk, dv, seed=0):
     v = torch.randn(b, h, t, dv, generator=gen, dtype=torch.float64)
     log_g = -torch.rand(b, h, t, generator=gen, dtype=torch.float64) * 0.5
     return [x.requires_grad_() for x in (q, k, v, log_g)]
-
-
-@pytest.mark.parametrize("device", DEVICES)
-@pytest.mark.parametrize("shape", SHAPES)
-def test_fused_matches_dual_forward_and_backward(shape, device):
-    ref = _inputs(*shape)
-    mine = [x.detach().float().to(device).requires_grad_() for x in ref]
-    y_ref = linear_core.dual(*ref)
-    y = linear_core.fused(*mine)
-    weight = torch.randn(y_ref.shape, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
-    (y_ref * weight).sum().backward()
-    (y * weight.float().to(device)).sum().backward()
-    assert rel_error(y.cpu(), y_ref) < 1e-5
-    for name, a, b in zip(("q", "k", "v", "log_g"), mine, ref):
-        assert rel_error(a.grad.cpu(), b.grad) < 1e-5, name
 
 
 @pytest.mark.parametrize("chunk", [32, 128])
@@ -108,6 +95,9 @@ def test_y_in_the_inputs_dtype_is_the_fp32_output_rounded_with_the_same_gradient
     assert torch.equal(out[True][0], out[False][0].to(half))
     for name, a, b in zip(("q", "k", "v", "log_g"), out[True][1:], out[False][1:]):
         assert torch.equal(a, b), name
+    ins = [x.to(DEVICES[0], half).requires_grad_() for x in (q, k, v)] + [log_g.to(DEVICES[0]).requires_grad_()]
+    result = torch.library.opcheck(memory.memory_fwd_op, (*ins, 1.0, 16, True))  # the variant the contract skips
+    assert set(result.values()) == {"SUCCESS"}, result
 
 
 def test_tuning_picks_a_chunk_length_once_per_shape(monkeypatch):
@@ -147,16 +137,11 @@ def test_a_gpu_older_than_ampere_keeps_the_torch_forms(monkeypatch):
     kernels._usable.cache_clear()
     try:
         assert not kernels.usable(torch.device("cuda"))
-        assert linear_core.auto_mode(4096, 64, torch.device("cuda")) == "chunked"
+        assert fastpath.auto_mode(4096, 64, torch.device("cuda")) == "chunked"
         with pytest.raises(RuntimeError, match="compute capability 8.0 or newer"):  # mode: triton asked for
-            linear_core._require_kernels(torch.device("cuda"))
+            fastpath.kernel("memory", torch.device("cuda"))
     finally:
         kernels._usable.cache_clear()
-
-
-def test_fused_under_torch_forms_is_not_picked_by_auto():
-    with linear_core.torch_forms():
-        assert linear_core.auto_mode(4096, 64, torch.device("cuda")) != "triton"
 
 
 def test_triton_mode_without_a_way_to_run_is_a_clear_error(monkeypatch):

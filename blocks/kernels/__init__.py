@@ -1,8 +1,12 @@
 """Triton kernels (issue 7): the matrix-state memories (memory*.py), PAM's input preparation (complex_qkv.py), the
-CGU's gate product (cgu.py) and the language-model loss (cross_entropy.py, for graph_step.lm_loss). Optional: nothing
-here is imported unless a block runs `mode: triton` (or `auto`), or the loss runs, on a CUDA GPU of compute capability
-≥ 8.0 with Triton installed; the pure-torch forms stay the reference and the CPU path.
-Exported model files do not carry these kernels (they import torch only).
+CGU's gate product (cgu.py) and the language-model loss (cross_entropy.py). Optional: only blocks/fastpath.py imports
+them, where fastpath.use_kernels() says they run (a CUDA GPU of compute capability ≥ 8.0 with Triton installed) or a
+block asks for `mode: triton`; their torch twins stay the reference and the CPU path. Exported model files do not
+carry these kernels (they import torch only).
+
+Each kernel (what a kernel module lists in `__all__`) names its torch twin in TWINS: a function in blocks/ with the
+same arguments and result in plain torch, the obvious form the kernel is checked against (tests/test_kernel_twins.py
+walks the table).
 """
 from __future__ import annotations
 
@@ -12,6 +16,14 @@ import importlib.util
 import os
 
 import torch
+
+TWINS = {  # kernel (module.function in blocks/kernels) → its torch twin (module.function in blocks/)
+    "memory.chunked_memory": "linear_core.chunked",
+    "memory.complex_pair_memory": "pam.pair_memory",
+    "complex_qkv.complex_qkv": "pam.pair_qkv",
+    "cgu.cgu_gate": "complex.gate_product",
+    "cross_entropy.cross_entropy": "fused_loss.cross_entropy",
+}
 
 
 def _version(package: str) -> tuple:

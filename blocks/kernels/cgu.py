@@ -13,6 +13,8 @@ import torch
 import triton
 import triton.language as tl
 
+__all__ = ["cgu_gate"]  # the kernels; TWINS (__init__.py) names their torch twins
+
 BLOCK_N, BLOCK_H = 16, 128
 BWD_N, BWD_H, BWD_WARPS = 4, 128, 4  # the backward holds ~30 fp32 values an element: small tiles (H200: 0.155 ms at
 # 16,384 × 1,152, against 0.201 ms at the forward's 16 × 128; 8 × 64 0.156, 16 × 128 with 8 warps 0.168)

@@ -14,6 +14,8 @@ import torch
 import triton
 import triton.language as tl
 
+__all__ = ["complex_qkv"]  # the kernels; TWINS (__init__.py) names their torch twins
+
 BLOCK_T = 32
 
 

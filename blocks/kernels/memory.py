@@ -17,6 +17,8 @@ import triton
 from . import memory_bwd, memory_fwd
 from .tuning import direct, enabled, fastest, launch, tuning_on
 
+__all__ = ["chunked_memory", "complex_pair_memory"]  # the kernels; TWINS (__init__.py) names their torch twins
+
 CHUNK = 64  # the chunk length, unless tuning picks one of CHUNKS
 CHUNKS = (32, 64, 128)
 _TUNED_CHUNK: dict = {}

@@ -1,0 +1,103 @@
+"""Which form of a fast path runs: a Triton kernel (blocks/kernels) or its torch twin. The one owner of that choice
+(DESIGN.md §10) and the only door to the Triton package; block files ask here and nowhere else.
+
+- Mode: the parallel forms of a matrix memory (`mode` in pam and linear_attention); ModeChoice resolves `auto`.
+- reference_forms(): inside it every choice falls on the torch twins. FLOPs are counted there (archsearch.flops),
+  since a counter sees nothing inside a kernel.
+- kernels_available(device): whether the kernels can run on `device` at all (what an explicit `mode: triton` needs).
+- use_kernels(device): the one check a fast path asks: run the kernel here? A CUDA GPU that can run them, outside
+  reference_forms(). On CPU the interpreter runs them only when a block asks for them by name (tests).
+- compiled_decode(): the one rule for a compiled decode step (traced by torch.compile, no gradients): blocks write
+  their few-token work as products and sums that inductor fuses instead of launching kernels and GEMMs of their own.
+- kernel(name, device): the kernel module blocks/kernels/<name>.py, or a one-line error where it cannot run.
+
+Torch only: `export` copies this file beside the blocks, and an exported file has no kernel package, so
+kernels_available() is False there and every block runs its torch twin.
+"""
+from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import Literal
+
+import torch
+
+Mode = Literal["auto", "recurrent", "dual", "chunked", "triton"]
+
+_REFERENCE = [False]  # set inside reference_forms() only
+
+
+@contextmanager
+def reference_forms():
+    """Within this context every fast path runs its torch twin and `mode: auto` a pure-torch form."""
+    _REFERENCE[0], before = True, _REFERENCE[0]
+    try:
+        yield
+    finally:
+        _REFERENCE[0] = before
+
+
+def _package():
+    """blocks.kernels, or None where it cannot be imported (no Triton package here, or an exported file: no
+    package at all). Imported inside a function so that importing a block never imports Triton."""
+    try:
+        from . import kernels
+    except ImportError:
+        return None
+    return kernels
+
+
+@torch.compiler.assume_constant_result  # asked once while tracing, not a graph break in every compiled block
+def kernels_available(device: torch.device) -> bool:
+    package = _package()
+    return package is not None and package.usable(device)
+
+
+def use_kernels(device: torch.device) -> bool:
+    return device.type == "cuda" and not _REFERENCE[0] and kernels_available(device)
+
+
+def compiled_decode() -> bool:
+    return torch.compiler.is_compiling() and not torch.is_grad_enabled()
+
+
+def mode_usable(mode: str, device) -> bool:
+    """Whether a block's `mode` can run on `device` (only the Triton form has requirements)."""
+    return mode != "triton" or kernels_available(torch.device(device))
+
+
+def auto_mode(seq_len: int, chunk: int, device: torch.device) -> str:
+    """The fastest form here: the Triton kernels where use_kernels() says so (benchmarks/mixers.py), else the faster
+    pure-torch form as measured by benchmarks/mixer_forms.py (docs/performance.md): on an H200 the O(T²) dual form
+    wins up to T = 1024 (fewer, larger kernels) and the chunked form beyond; on CPU the chunked form wins as soon as
+    T exceeds one chunk."""
+    if use_kernels(device):
+        return "triton"
+    limit = 16 * chunk if device.type == "cuda" else chunk
+    return "dual" if seq_len <= limit else "chunked"
+
+
+class ModeChoice:
+    """What the matrix memories (PAM, linear attention) share about their `mode` field: whether a form runs on a
+    device, and the form `auto` stands for."""
+
+    mode_usable = staticmethod(mode_usable)
+
+    def resolve_mode(self, seq_len: int, device: torch.device) -> str:
+        if self.cfg.mode != "auto":
+            return self.cfg.mode
+        return auto_mode(seq_len, self.cfg.chunk, device)
+
+
+def require_kernels(device) -> None:
+    if not kernels_available(device):
+        raise RuntimeError("mode 'triton' needs Triton and a CUDA GPU of compute capability 8.0 or newer (or "
+                           "TRITON_INTERPRET=1 on CPU with a Triton "
+                           "whose interpreter runs here); use mode 'auto'")
+
+
+def kernel(name: str, device: torch.device):
+    """The kernel module blocks/kernels/<name>.py (its table entry names its torch twin: blocks.kernels.TWINS).
+    Raises a one-line error where the kernels cannot run on `device`."""
+    require_kernels(device)
+    from .kernels import cgu, complex_qkv, cross_entropy, memory
+    return {"cgu": cgu, "complex_qkv": complex_qkv, "cross_entropy": cross_entropy, "memory": memory}[name]

@@ -1,0 +1,233 @@
+"""The kernel contract (DESIGN.md §10), walked over blocks.kernels.TWINS as the block contract walks the registry:
+every Triton kernel names its torch twin, and on each example below the kernel (fp32, on the GPU or through Triton's
+interpreter on CPU) gives the twin's result in fp64, forward and backward; every custom op it calls passes
+torch.library.opcheck; in half precision (bf16 on a GPU, fp16 in the interpreter, whose bf16 products are wrong) its
+error is within the twin's own half-precision error. Without a way to run the kernels those checks skip, and the
+twin-side ones still run: the table is complete, every twin exists and keeps the contract's shapes.
+
+A new kernel: list it in its module's `__all__`, name its twin in TWINS, add it to fastpath.kernel's door, and give
+it examples here.
+"""
+import ast
+import importlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import torch
+from torch.overrides import TorchFunctionMode
+
+import blocks.kernels
+from archsearch.testing import rel_error
+from blocks import fastpath
+from blocks.kernels import TWINS
+
+FOLDER = Path(blocks.kernels.__file__).parent
+DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
+HALF = torch.bfloat16 if DEVICE == "cuda" else torch.float16
+needs_kernels = pytest.mark.skipif(not fastpath.kernels_available(torch.device(DEVICE)),
+                                   reason="needs Triton and a GPU of compute capability 8.0+, or a working interpreter")
+
+
+@dataclass
+class Example:
+    args: list  # fp64 on CPU; the walker moves and casts them
+    shapes: list  # the contract: the shape of each output
+    grad: tuple  # which args get gradients
+    half: tuple = ()  # which args are activations, cast to half precision in the half-precision check (the rest fp32)
+
+
+def _gen(seed: int = 0) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+def _memory(b, h, g, t, dk, dv):
+    gen = _gen()
+    q = torch.randn(b, h, g, t, dk, generator=gen, dtype=torch.float64) / dk ** 0.5
+    k, v = (torch.randn(b, h, t, w, generator=gen, dtype=torch.float64) for w in (dk, dv))
+    log_g = -torch.rand(b, h, t, generator=gen, dtype=torch.float64) * 0.5
+    return Example([q, k, v, log_g], [(b, h, g, t, dv)], grad=(0, 1, 2, 3), half=(0, 1, 2))
+
+
+def _pair(b, h, t, d, sigma):
+    gen = _gen(2)
+    q, k, v = (torch.randn(b, h, t, 2 * d, generator=gen, dtype=torch.float64) / d ** 0.5 for _ in range(3))
+    log_g = -torch.rand(b, h, t, generator=gen, dtype=torch.float64) * 0.3
+    return Example([q, k, v, log_g, sigma], [(b, h, t, 2 * d)], grad=(0, 1, 2, 3), half=(0, 1, 2))
+
+
+def _qkv(keep_width, sign, b=2, t=45, h=3, d=12):
+    gen = _gen()
+    y = torch.randn(b, t, 6 * h * d, generator=gen, dtype=torch.float64)
+    angle = torch.arange(t, dtype=torch.float64)[:, None] * torch.rand(d, generator=gen, dtype=torch.float64)
+    keep = None if keep_width is None else torch.rand(b, h, t, keep_width, generator=gen, dtype=torch.float64)
+    return Example([y, angle.cos(), angle.sin(), keep, h, d, 0.3, sign], [(b, h, t, 2 * d)] * 3,
+                   grad=(0,) if keep is None else (0, 3), half=(0,))
+
+
+def _cgu(shape, gate_bias: bool):
+    gen = _gen()
+    *lead, h = shape
+    y = torch.randn(*lead, 4 * h, generator=gen, dtype=torch.float64)
+    b = -0.1 + 0.3 * torch.randn(h, generator=gen, dtype=torch.float64)  # some modReLUs closed, some open
+    c = 0.5 * torch.randn(h, generator=gen, dtype=torch.float64) if gate_bias else None
+    return Example([y, b, c], [(*lead, 2 * h)], grad=(0, 1, 2) if gate_bias else (0, 1), half=(0,))
+
+
+def _loss(width, vocab=300, lead=(3, 45)):
+    gen = _gen()
+    x = 4 * torch.randn(*lead, width, generator=gen, dtype=torch.float64)
+    x[..., vocab:] = 0.0  # the model's padding
+    y = torch.randint(0, vocab, lead, generator=gen)
+    y[0, :5], y[1, 0], y[1, 1] = -100, 0, vocab - 1  # ignored rows, the first and last classes
+    return Example([x, y, vocab], [()], grad=(0,), half=(0,))
+
+
+EXAMPLES = {  # per kernel: tile edges, both signs, with and without the optional inputs
+    "memory.chunked_memory": [_memory(1, 2, 2, 40, 16, 16), _memory(2, 1, 1, 100, 8, 9), _memory(1, 1, 2, 130, 32, 20)],
+    "memory.complex_pair_memory": [_pair(1, 2, 70, 8, 1.0), _pair(2, 1, 40, 24, -1.0)],
+    "complex_qkv.complex_qkv": [_qkv(None, 1.0), _qkv(1, -1.0), _qkv(12, 1.0)],
+    "cgu.cgu_gate": [_cgu((2, 37, 150), True), _cgu((5, 16), False)],
+    "cross_entropy.cross_entropy": [_loss(300), _loss(320)],
+}
+CASES = [(name, i) for name in TWINS for i in range(len(EXAMPLES.get(name, [])))]
+
+
+def _twin(name: str):
+    module, fn = TWINS[name].split(".")
+    return getattr(importlib.import_module(f"blocks.{module}"), fn)
+
+
+def _kernel(name: str):
+    module, fn = name.split(".")
+    return getattr(fastpath.kernel(module, torch.device(DEVICE)), fn)
+
+
+def _outputs(out) -> list:
+    return list(out) if isinstance(out, (tuple, list)) else [out]
+
+
+def _args(ex: Example, dtype, device, half: bool = False) -> list:
+    """ex.args on device, floating ones in dtype (with `half`, only ex.half's; the others fp32), ex.grad's requiring
+    gradients."""
+    args = []
+    for i, a in enumerate(ex.args):
+        if isinstance(a, torch.Tensor) and a.is_floating_point():
+            a = a.to(device, torch.float32 if half and i not in ex.half else dtype).requires_grad_(i in ex.grad)
+        elif isinstance(a, torch.Tensor):
+            a = a.to(device)
+        args.append(a)
+    return args
+
+
+def _run(fn, ex: Example, dtype, device, half: bool = False) -> list:
+    """fn's outputs and the gradients of Σ outputs · fixed weights for ex.grad's inputs, in fp64 on CPU."""
+    args = _args(ex, dtype, device, half)
+    outs = _outputs(fn(*args))
+    gen = _gen(1)
+    total = 0
+    for o in outs:
+        wide = torch.promote_types(o.dtype, torch.float32)
+        total = total + (o.to(wide) * torch.randn(o.shape, generator=gen, dtype=torch.float64).to(device, wide)).sum()
+    grads = torch.autograd.grad(total, [args[i] for i in ex.grad])
+    return [x.detach().cpu().double() for x in [*outs, *grads]]
+
+
+# ------------------------------------------------------------------------------------------------- the table itself
+def _kernel_modules() -> dict:
+    """{module: its __all__} for every module of blocks/kernels that registers a torch.library custom op (read from
+    the source: no Triton needed)."""
+    found = {}
+    for path in sorted(FOLDER.glob("*.py")):
+        text = path.read_text()
+        if "torch.library.custom_op" not in text:
+            continue
+        exported = None
+        for node in ast.parse(text).body:
+            if isinstance(node, ast.Assign) and any(getattr(t, "id", "") == "__all__" for t in node.targets):
+                exported = ast.literal_eval(node.value)
+        found[path.stem] = exported
+    return found
+
+
+def test_every_kernel_names_a_twin_and_has_examples():
+    modules = _kernel_modules()
+    assert modules and all(names for names in modules.values()), f"a kernel module without __all__: {modules}"
+    kernels = {f"{m}.{n}" for m, names in modules.items() for n in names}
+    assert kernels == set(TWINS), f"kernels without a twin: {kernels - set(TWINS)}; not kernels: {set(TWINS) - kernels}"
+    assert set(EXAMPLES) == set(TWINS), "every kernel needs examples here"
+    door = next(n for n in ast.walk(ast.parse(Path(fastpath.__file__).read_text()))
+                if isinstance(n, ast.FunctionDef) and n.name == "kernel")
+    keys = {k.value for d in ast.walk(door) if isinstance(d, ast.Dict) for k in d.keys}
+    assert keys == set(modules), "fastpath.kernel is the door to every kernel module"
+
+
+def test_only_fastpath_imports_the_kernels():
+    root = FOLDER.parents[1]
+    for path in [*root.glob("blocks/*.py"), *root.glob("archsearch/**/*.py")]:
+        if path.name == "fastpath.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.Import, ast.ImportFrom)):
+                names = [getattr(node, "module", None) or ""] + [a.name for a in node.names]
+                assert not any("kernels" in n for n in names), f"{path.relative_to(root)} imports the kernels"
+
+
+@pytest.mark.parametrize("name, i", CASES)
+def test_the_twin_keeps_the_contract(name, i):
+    ex = EXAMPLES[name][i]
+    outs = _run(_twin(name), ex, torch.float64, "cpu")
+    assert [tuple(o.shape) for o in outs[:len(ex.shapes)]] == [tuple(s) for s in ex.shapes]
+    assert all(torch.isfinite(o).all() for o in outs)
+
+
+# ------------------------------------------------------------------------------------------------ kernel against twin
+@needs_kernels
+@pytest.mark.parametrize("name, i", CASES)
+def test_the_kernel_gives_its_twins_numbers(name, i):
+    ex = EXAMPLES[name][i]
+    ref = _run(_twin(name), ex, torch.float64, "cpu")
+    got = _run(_kernel(name), ex, torch.float32, DEVICE)
+    assert len(got) == len(ref)
+    for j, (a, r) in enumerate(zip(got, ref)):
+        assert a.shape == r.shape and rel_error(a, r) < 1e-5, f"{'output' if j < len(ex.shapes) else 'gradient'} {j}"
+
+
+class _CustomOps(TorchFunctionMode):
+    """Records every archsearch:: custom op called, with its arguments."""
+
+    def __init__(self):
+        super().__init__()
+        self.calls = []
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        if isinstance(func, torch._ops.OpOverload) and func.namespace == "archsearch":
+            self.calls.append((func, args, kwargs or {}))
+        return func(*args, **(kwargs or {}))
+
+
+@needs_kernels
+@pytest.mark.parametrize("name, i", sorted({(name, i) for name in TWINS for i in (0, len(EXAMPLES[name]) - 1)}))
+def test_every_custom_op_a_kernel_calls_passes_opcheck(name, i):
+    """torch.library.opcheck: each op against its fake (shapes, dtypes, strides), its schema and its autograd
+    registration, traced forward and backward by AOTAutograd: what torch.compile relies on. On the first and the last
+    example (with and without the optional inputs)."""
+    with _CustomOps() as ops:
+        _kernel(name)(*_args(EXAMPLES[name][i], torch.float32, DEVICE))
+    assert ops.calls, f"{name} calls no custom op: torch.compile would trace into Triton"
+    for op, op_args, op_kwargs in ops.calls:
+        result = torch.library.opcheck(op, op_args, op_kwargs)
+        assert set(result.values()) == {"SUCCESS"}, (str(op), result)
+
+
+@needs_kernels
+@pytest.mark.parametrize("name", list(TWINS))
+def test_in_half_precision_the_kernel_is_as_accurate_as_its_twin(name):
+    """Against the fp64 twin, the kernel on half-precision activations is within twice the twin's own error on the
+    same inputs, plus 1e-2 (a gradient that is a sum of cancelling terms is far off in half precision either way)."""
+    ex = EXAMPLES[name][0]
+    ref = _run(_twin(name), ex, torch.float64, "cpu")
+    twin = _run(_twin(name), ex, HALF, "cpu" if HALF == torch.float16 else DEVICE, half=True)
+    got = _run(_kernel(name), ex, HALF, DEVICE, half=True)
+    for j, (a, t, r) in enumerate(zip(got, twin, ref)):
+        assert rel_error(a, r) <= 2 * rel_error(t, r) + 1e-2, f"{'output' if j < len(ex.shapes) else 'gradient'} {j}"
