@@ -1,5 +1,5 @@
 """Decode without per-layer Python overhead: a model's whole decode step captured once in a CUDA graph and replayed
-per token (issue 7). Every block's step has fixed shapes once its position counter is a device tensor: the
+per token. Every block's step has fixed shapes once its position counter is a device tensor: the
 recurrent memories (pam, linear_attention, holographic) by construction, and softmax attention by attending over its
 whole preallocated KV cache with the entries not yet written masked out — so a graphed attention step costs the
 cache's length, whatever the context; pass a `state` whose caches are as long as the decode needs.

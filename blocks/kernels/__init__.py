@@ -1,4 +1,4 @@
-"""Triton kernels (issue 7): the matrix-state memories (memory*.py), PAM's input preparation (complex_qkv.py), the
+"""Triton kernels: the matrix-state memories (memory*.py), PAM's input preparation (complex_qkv.py), the
 CGU's gate product (cgu.py) and the language-model loss (cross_entropy.py). Optional: only blocks/fastpath.py imports
 them, where fastpath.use_kernels() says they run (a CUDA GPU of compute capability ≥ 8.0 with Triton installed) or a
 block asks for `mode: triton`; their torch twins stay the reference and the CPU path. Exported model files do not

@@ -1,4 +1,4 @@
-"""The complex gated unit's elementwise middle as one kernel forward and one backward (issue 7: in eager torch it is
+"""The complex gated unit's elementwise middle as one kernel forward and one backward (in eager torch it is
 ~20 elementwise ops, each a pass over the [tokens, 4h] activations, plus zero-filled gradients for every slice).
 
 y = [gr | ur | gi | ui] (the fused gate/up projection, [N, 4h]) → [hr | hi] ([N, 2h]):

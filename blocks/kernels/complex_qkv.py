@@ -1,4 +1,4 @@
-"""PAM's inputs to the memory kernels in one kernel forward and one backward (issue 7: in eager torch, the head
+"""PAM's inputs to the memory kernels in one kernel forward and one backward (in eager torch, the head
 permutes, complex RoPE on Q and K, the 1/√d scale, GSP's value scale and the [re | im] concatenations are ~20
 elementwise ops, each a pass over the activations, and as many again backward).
 

@@ -6,9 +6,9 @@ chunk length 64. ARCHSEARCH_KERNEL_TUNING=1 tunes instead: the chunk length (32,
 forward + backward once per input shape, memory.py) and each kernel's tiles, warps and stages (Triton's autotuner,
 per head shape and chunk count). Every candidate is compiled on the first use of a head shape (minutes) and timed on
 the first use of each length, which a search over many shapes would pay again and again. Every candidate is checked
-on a GPU by tests/test_gpu.py (an earlier form of the complex-pair kernels crashed under some of them; its `%`
-column swap has since been rewritten). fp32 inputs mean a check run (ieee products): the CHECK config only. Under the Triton interpreter (CPU tests) one small config, since
-every candidate would run in Python."""
+on a GPU by tests/test_gpu.py, since a tile choice can break a kernel that the default's does not (memory_fwd's
+_swap_halves says how). fp32 inputs mean a check run (ieee products): the CHECK config only. Under the Triton
+interpreter (CPU tests) one small config, since every candidate would run in Python."""
 from __future__ import annotations
 
 import functools
