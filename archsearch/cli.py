@@ -172,20 +172,16 @@ def cmd_profile(args) -> int:
 
     from . import profile
     from .compiler import compile_spec
+    from .context import run_context
     from .export.inputs import vocab_of
-    from .train import resolve_device, step_shape
 
     src = _source(args)
     ir = compile_spec(src.spec, vocab=vocab_of(src, None, args.vocab) or _task_vocab(src.spec))
-    try:
-        device = resolve_device(args.device or src.spec.train.device)
-    except (ValueError, RuntimeError) as e:
-        raise SpecError(Loc("--device"), str(e)) from None
-    batch, seq_len = step_shape(replace(src.spec.train, seq_len=args.seq_len or src.spec.train.seq_len),
-                                ir.model.seq_len)
-    if seq_len > ir.model.seq_len:
-        raise SpecError(Loc("--seq-len"), f"{seq_len} exceeds the model's seq_len {ir.model.seq_len}")
-    batch = args.batch or batch
+    train = replace(src.spec.train, seq_len=args.seq_len or src.spec.train.seq_len,
+                    device=args.device or src.spec.train.device)
+    ctx = run_context(train, ir.model.seq_len, Loc("--seq-len") if args.seq_len else
+                      Loc(src.spec.file, 0, "train.seq_len"))
+    device, batch, seq_len = ctx.device, args.batch or ctx.batch, ctx.seq_len
     name = Path(src.spec.file).stem + (f"-trial{src.trial}" if src.trial is not None else "")
     logdir = Path(args.logdir) if args.logdir else Path("runs") / "profile" / name
     prof = profile.run(ir, logdir, device=device, batch=batch, seq_len=seq_len, steps=args.steps,

@@ -13,18 +13,15 @@ import torch
 
 from . import tasks
 from .build import build
+from .context import device_name, run_context
 from .errors import Loc, SpecError
 from .lower import lower
 from .passes import run_passes
 from .saved import evaluate_saved, saved_state
 from .spec import Spec, load_spec
-from .train import autocast_for, resolve_device, step_shape, train
+from .train import train
 
 RUN_FILE = "run.json"  # {fingerprint, complete}: which run a folder holds
-
-
-def device_name(device: torch.device) -> str:
-    return torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
 
 
 def with_overrides(spec: Spec, **kw) -> Spec:
@@ -72,13 +69,7 @@ def train_spec(spec: Spec | str, *, out: Path | None = None, fresh: bool = False
     spec = spec if isinstance(spec, Spec) else load_spec(spec)
     task = task or tasks.make(spec.task)
     ir = run_passes(build(spec, vocab=task.vocab_size))
-    _, seq_len = step_shape(spec.train, ir.model.seq_len)
-    if seq_len > ir.model.seq_len:
-        raise SpecError(Loc(spec.file, 0, "train.seq_len"), f"{seq_len} exceeds model.seq_len {ir.model.seq_len}")
-    try:
-        device = resolve_device(spec.train.device)
-    except (ValueError, RuntimeError) as e:
-        raise SpecError(Loc("--device"), str(e)) from None
+    ctx = run_context(spec.train, ir.model.seq_len, Loc(spec.file, 0, "train.seq_len"))
     checkpoint, key = None, fingerprint(ir, spec)
     if out is not None:
         done = _claim(out, key, fresh)
@@ -89,23 +80,23 @@ def train_spec(spec: Spec | str, *, out: Path | None = None, fresh: bool = False
         checkpoint = out / "checkpoint.pt"
     torch.manual_seed(spec.train.seed)
     model = lower(ir)
-    result = train(model, task, spec.train, seq_len=seq_len, on_eval=on_eval, checkpoint=checkpoint,
+    result = train(model, task, spec.train, seq_len=ctx.seq_len, on_eval=on_eval, checkpoint=checkpoint,
                    progress=progress, label=Path(spec.file).stem)
     t0 = time.perf_counter()
     state = saved_state(model)
     del model
-    final, model = evaluate_saved(ir, state, task, seq_len, device, autocast_for(device, spec.train.precision)) \
+    final, model = evaluate_saved(ir, state, task, ctx.seq_len, ctx.device, ctx.autocast()) \
         if result.status != "diverged" else ({}, None)
     metrics = {
         "spec": spec.file, "task": task.name, "status": result.status, "reason": result.reason,
         "params": ir.meta["params"], "flops_per_token": ir.meta["flops"], "state_bytes": ir.meta["state_bytes"],
-        "seq_len": seq_len, "device": result.device, "card": device_name(device), "seed": spec.train.seed,
+        "seq_len": ctx.seq_len, "device": result.device, "card": device_name(ctx.device), "seed": spec.train.seed,
         "lr": spec.train.lr, "tokens": result.tokens, "steps": result.steps, "train_seconds": result.seconds,
         "tokens_per_s": result.tokens_per_s, "peak_memory_bytes": result.peak_memory_bytes,
         "train_loss": result.train_loss, "eval_seconds": time.perf_counter() - t0, **final, "evals": result.evals,
     }
     if hasattr(task, "floors"):  # recall: what a model without associative memory scores on the same sequences
-        metrics["val_floors"] = task.floors(seq_len, "validation")
+        metrics["val_floors"] = task.floors(ctx.seq_len, "validation")
     if out is not None:
         torch.save(state, out / "weights.pt")
         (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")

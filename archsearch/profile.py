@@ -16,10 +16,11 @@ from torch.profiler import ProfilerActivity, profile, record_function, schedule,
 
 from blocks.fused_loss import lm_loss
 
+from .context import autocast_for
 from .graph_step import LMLoss
 from .ir import IR
 from .lower import lower
-from .train import autocast_for, param_groups
+from .train import param_groups
 
 
 @dataclass

@@ -7,8 +7,10 @@ import torch
 
 from . import tasks
 from .compiler import compile_spec
+from .context import autocast_for, run_context
+from .errors import Loc
 from .lower import lower
-from .train import TrainResult, autocast_for, resolve_device, step_shape, train
+from .train import TrainResult, train
 
 PREFIX = {"validation": "val_", "test": "test_"}  # how a split's metrics are keyed in results
 
@@ -64,9 +66,7 @@ class WeightsFileEvaluator:
             self._tasks[key] = tasks.make(spec.task)
         task = self._tasks[key]
         ir = compile_spec(spec, vocab=task.vocab_size)
-        device = resolve_device(spec.train.device)
-        _, seq_len = step_shape(spec.train, ir.model.seq_len)
+        ctx = run_context(spec.train, ir.model.seq_len, Loc(spec.file, 0, "train.seq_len"))
         state = torch.load(path, map_location="cpu", weights_only=True)
-        metrics, _ = evaluate_saved(ir, state, task, seq_len, device, autocast_for(device, spec.train.precision),
-                                    splits)
+        metrics, _ = evaluate_saved(ir, state, task, ctx.seq_len, ctx.device, ctx.autocast(), splits)
         return metrics

@@ -11,13 +11,13 @@ import os
 import resource
 import sys
 import time
-from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from .context import autocast_for, resolve_device
 from .graph_step import GraphedMicroStep, LMLoss, micro_loss
 from .progress import Progress
 from .settings import TrainConfig
@@ -35,20 +35,6 @@ class TrainResult:
     peak_memory_bytes: int
     device: str
     evals: list = field(default_factory=list)
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(name)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device '{name}' asked for, but no CUDA device is visible")
-    return dev
-
-
-def autocast_for(device: torch.device, precision: str):
-    bf16 = precision == "bf16" or (precision == "auto" and device.type == "cuda")
-    return torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else nullcontext()
 
 
 def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
@@ -71,12 +57,6 @@ def lr_at(step: int, total: int, cfg: TrainConfig) -> float:
         return cfg.lr if step < start else cfg.lr - (cfg.lr - floor) * min(progress, 1.0)
     progress = (step - warm) / max(1, total - warm)
     return floor + (cfg.lr - floor) * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
-
-
-def step_shape(cfg: TrainConfig, model_seq_len: int) -> tuple[int, int]:
-    """(sequences, length) of one optimiser step: the training length (default the model's) and batch_tokens of it."""
-    seq_len = cfg.seq_len or model_seq_len
-    return max(1, cfg.batch_tokens // seq_len), seq_len
 
 
 def plan(cfg: TrainConfig, seq_len: int) -> tuple[int, int, int]:

@@ -285,7 +285,7 @@ def test_reported_metrics_are_the_saved_weights_on_the_gpu(family, tmp_path):
     from archsearch.compiler import compile_spec
     from archsearch.experiment import train_spec
     from archsearch.tasks import LMTask
-    from archsearch.train import autocast_for
+    from archsearch.context import autocast_for
     from test_saved_numbers import _doc
 
     doc = _doc(family)

@@ -15,14 +15,13 @@ from optuna.trial import TrialState
 
 from .. import tasks
 from ..build import build
+from ..context import device_name, resolve_device, step_shape
 from ..errors import Loc, SpecError
-from ..experiment import device_name
 from ..passes import run_passes
 from ..saved import train_then_score
 from ..search.objective import mixers, worker_id
 from ..search.recovery import INTERRUPTED, counted, heartbeat, recover
 from ..search.study import make_storage
-from ..train import resolve_device, step_shape
 from ..yamlloc import load_file
 from .config import load_ladder
 from .plan import Done, Job, wanted

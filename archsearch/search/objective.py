@@ -14,14 +14,14 @@ import torch
 import yaml
 
 from ..build import build
-from ..errors import SpecError
-from ..experiment import device_name
+from ..context import RunContext, device_name, run_context
+from ..errors import Loc, SpecError
 from ..lower import lower
 from ..measure import measure
 from ..passes import run_passes
 from ..saved import train_then_score
 from ..spec import parse
-from ..train import autocast_for, plan, resolve_device, step_shape
+from ..train import plan
 from .recovery import INTERRUPTED
 from .sampling import lr_grid, sample, sample_lr
 from .space import Space, lr_distribution, pareto_costs
@@ -94,20 +94,24 @@ class Objective:
         return ir, {"params": ir.meta["params"], "flops_per_token": ir.meta["flops"],
                     "state_bytes": ir.meta["state_bytes"]}
 
-    def measured(self, spec, ir, model) -> dict:
+    @staticmethod
+    def context(spec, ir) -> RunContext:
+        """The device and the batch × length the trial trains at; SpecError when its length exceeds the model's."""
+        return run_context(spec.train, ir.model.seq_len, Loc(spec.file, 0, "train.seq_len"))
+
+    def measured(self, spec, ir, model, ctx: RunContext) -> dict:
         """Latency, memory and counted FLOPs of the built model, at the trial's batch and length."""
-        device = resolve_device(spec.train.device)
-        batch, seq_len = step_shape(spec.train, ir.model.seq_len)
-        context = self.space.search.decode_context
-        context = seq_len - 1 if context is None else min(context, ir.model.seq_len - 1)
-        return measure(model, ir.model.vocab, batch, seq_len, device, autocast_for(device, spec.train.precision),
-                       decode_context=context, cuda_graph=spec.train.cuda_graph)
+        decode_at = self.space.search.decode_context
+        decode_at = ctx.seq_len - 1 if decode_at is None else min(decode_at, ir.model.seq_len - 1)
+        return measure(model, ir.model.vocab, ctx.batch, ctx.seq_len, ctx.device, ctx.autocast(),
+                       decode_context=decode_at, cuda_graph=spec.train.cuda_graph)
 
     def reference_costs(self, spec) -> dict:
         """Analytic and measured costs of one architecture (the weighted objective's reference), without training."""
         ir, costs = self.costs(spec)
+        ctx = self.context(spec, ir)
         torch.manual_seed(spec.train.seed)
-        costs.update(self.measured(spec, ir, lower(ir)))
+        costs.update(self.measured(spec, ir, lower(ir), ctx))
         return costs
 
     def violation(self, costs: dict) -> str | None:
@@ -118,14 +122,13 @@ class Objective:
                 return f"{key} {costs[key]:,.6g} exceeds the limit {limit:,.6g}"
         return None
 
-    def fit(self, spec, ir, on_eval=None, label: str = "", splits=("validation",)) -> tuple[dict, dict | None]:
+    def fit(self, spec, ir, ctx: RunContext, on_eval=None, label: str = "",
+            splits=("validation",)) -> tuple[dict, dict | None]:
         """Train a fresh model of `spec`; score its saved weights, loaded into a freshly built model, on the whole of
         each split (keys val_…, test_…): (results, the saved state dict). TrialFailed when it diverges, runs out of
         memory or a block raises; results hold 'stopped' (and no state) when on_eval stopped it."""
-        device = resolve_device(spec.train.device)
-        _, seq_len = step_shape(spec.train, ir.model.seq_len)
         try:
-            result, final, state = train_then_score(ir, spec.train, self.task, seq_len, device, splits,
+            result, final, state = train_then_score(ir, spec.train, self.task, ctx.seq_len, ctx.device, splits,
                                                     on_eval=on_eval, progress=self.progress, label=label)
             if result.status == "diverged":
                 raise TrialFailed(f"diverged: {result.reason}")
@@ -158,6 +161,7 @@ class Objective:
         trial.set_user_attr("vocab", self.task.vocab_size)
         try:
             ir, costs = self.costs(spec)
+            ctx = self.context(spec, ir)
         except SpecError as e:
             return self.prune(trial, f"invalid: {e}")
         for k, v in costs.items():
@@ -165,15 +169,14 @@ class Objective:
         reason = self.violation(costs)
         if reason:  # rejected in milliseconds, before any tensor is allocated
             return self.prune(trial, reason)
-        return self.run(trial, spec, ir, costs)
+        return self.run(trial, spec, ir, costs, ctx)
 
-    def run(self, trial, spec, ir, costs):
-        device = resolve_device(spec.train.device)
-        trial.set_user_attr("card", device_name(device))
+    def run(self, trial, spec, ir, costs, ctx: RunContext):
+        trial.set_user_attr("card", device_name(ctx.device))
         trial.set_user_attr("seed", spec.train.seed)
         try:
             torch.manual_seed(spec.train.seed)
-            measured = self.measured(spec, ir, lower(ir))
+            measured = self.measured(spec, ir, lower(ir), ctx)
         except torch.OutOfMemoryError:
             return self.fail(trial, "out of memory")
         except (RuntimeError, ValueError) as e:
@@ -185,9 +188,9 @@ class Objective:
         if reason:
             return self.prune(trial, reason)
         if self.profile.train_seconds:
-            spec = self.iso_time(trial, spec, ir, costs["latency_train_ms"])
+            spec = self.iso_time(trial, spec, ctx, costs["latency_train_ms"])
         try:
-            q = self.train_for(trial, spec, ir)
+            q = self.train_for(trial, spec, ir, ctx)
         except TrialFailed as e:
             return self.fail(trial, e.reason, e.detail)
         if self.space.search.objective == "pareto":
@@ -195,16 +198,15 @@ class Objective:
         reference = trial.study.user_attrs.get("reference") or costs
         return weighted(q, costs, reference, self.space.search.weights)
 
-    def iso_time(self, trial, spec, ir, latency_ms: float):
+    def iso_time(self, trial, spec, ctx: RunContext, latency_ms: float):
         """The spec with its token budget set to `train_seconds` of this trial's measured step time; the trial's
         spec file is rewritten to match, so `archsearch train` on it reruns the same run."""
-        _, seq_len = step_shape(spec.train, ir.model.seq_len)
-        tokens = iso_time_tokens(spec.train, seq_len, self.profile.train_seconds, latency_ms)
+        tokens = iso_time_tokens(spec.train, ctx.seq_len, self.profile.train_seconds, latency_ms)
         trial.set_user_attr("train_tokens", tokens)
         rewrite_train(trial, tokens=tokens)
         return replace(spec, train=replace(spec.train, tokens=tokens))
 
-    def train_for(self, trial, spec, ir) -> float:
+    def train_for(self, trial, spec, ir, ctx: RunContext) -> float:
         """Train with the trial's learning rate, or with each rate of the grid keeping the best; record the results
         (the chosen rate's curve among them) and return the best run's quality term."""
         baseline_grid = self.baseline_grid(trial)
@@ -226,7 +228,7 @@ class Objective:
         for lr in grid or [spec.train.lr]:
             curve = []
             run_spec = replace(spec, train=replace(spec.train, lr=lr))
-            result, state = self.fit(run_spec, ir, on_eval,
+            result, state = self.fit(run_spec, ir, ctx, on_eval,
                                      label=f"trial {trial.number}" + (f" lr {lr:g}" if grid else ""))
             trial.set_user_attr("tokens_per_s", result["tokens_per_s"])
             trial.set_user_attr("train_seconds", result["train_seconds"])

@@ -129,8 +129,10 @@ def _run_one(job, seeds_study, study, storage, objective: Objective, echo) -> No
                                        tokens=tokens))
     put("train_tokens", tokens)
     ir, _ = objective.costs(spec)
+    ctx = objective.context(spec, ir)
     try:  # fidelity runs are compared with the screen's validation numbers; the others are reported on test
-        result, state = objective.fit(spec, ir, label=what, splits=("validation",) if scale != 1.0 else ("test",))
+        result, state = objective.fit(spec, ir, ctx, label=what,
+                                      splits=("validation",) if scale != 1.0 else ("test",))
     except TrialFailed as e:
         put("failed_reason", e.reason)
         seeds_study.tell(job.number, state=TrialState.FAIL)

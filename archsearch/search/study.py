@@ -20,10 +20,10 @@ from optuna.storages import RDBStorage
 from optuna.trial import TrialState
 
 from .. import registry, tasks
+from ..context import run_context
 from ..errors import Loc, SpecError
 from ..progress import fmt_duration
 from ..spec import parse
-from ..train import step_shape
 from . import retrain
 from .objective import Objective, mixers as spec_mixers, worker_id
 from .recovery import counted, recover, retry_stale
@@ -127,24 +127,30 @@ class Setup:
         self.profile = self.space.profiles[self.profile_name]
         if timeout_minutes:
             self.profile = replace(self.profile, timeout_minutes=timeout_minutes)
+        self.template = template_for(self.space, self.profile)
+        first = parse(first_choice(self.template))  # the task and train sections need no sampling
+        # the profile's length and the device, checked before anything is written (each trial checks its own length)
+        p = self.profile
+        train = replace(first.train, batch_tokens=p.batch_tokens, seq_len=p.seq_len or first.train.seq_len,
+                        device=device or first.train.device)
+        where = f"search.profiles.{self.profile_name}.seq_len" if p.seq_len else "spec.train.seq_len"
+        self.context = run_context(train, first.model.seq_len, Loc(self.space.file, 0, where))
         self.out = out or Path("runs") / s.name
         self.out.mkdir(parents=True, exist_ok=True)
         self.url = storage or default_storage(self.out, workers)
         self.storage = make_storage(self.url)
         self.multi = s.objective == "pareto"
         directions = ["minimize"] * (1 + len(pareto_costs(s)) if self.multi else 1)
-        self.template = template_for(self.space, self.profile)
-        evals = parse(first_choice(self.template)).train.evals
         # processes that may share a study (workers, or a storage named by URL that other hosts can reach) must not
         # draw the same samples: each seeds its sampler from its host:pid; a lone run keeps the space's seed
         shared = "ARCHSEARCH_WORKER" in os.environ or storage is not None
         seed = zlib.crc32(worker_id().encode()) if shared else s.seed
         self.study = _create(s.name, self.storage, directions=directions, sampler=make_sampler(s.sampler, seed),
-                             pruner=make_pruner(s.pruner, self.multi, evals))
+                             pruner=make_pruner(s.pruner, self.multi, first.train.evals))
         before = len(self.study.get_trials(deepcopy=False))
         if before and not shared:  # a resumed run would otherwise replay the first run's random draws
             self.study.sampler = make_sampler(s.sampler, s.seed + before)
-        task = tasks.make(parse(first_choice(self.template)).task)  # the task section needs no sampling
+        task = tasks.make(first.task)
         self.objective = Objective(self.space, task, self.profile, self.out, device=device)
 
     def seeds_study(self):
@@ -173,10 +179,7 @@ def prepare(setup: Setup, echo=print, workers: int = 1) -> None:
         study.set_user_attr("quality", s.quality)
     floors = getattr(setup.objective.task, "floors", None)
     if floors is not None:  # recall: the report says which families cleared the memory-free floors
-        spec = parse(first_choice(setup.template))
-        _, seq_len = step_shape(replace(spec.train, seq_len=setup.profile.seq_len or spec.train.seq_len),
-                                spec.model.seq_len)
-        found = {split: floors(seq_len, split) for split in ("validation", "test")}
+        found = {split: floors(setup.context.seq_len, split) for split in ("validation", "test")}
         if study.user_attrs.get("floors") != found:
             study.set_user_attr("floors", found)
     if study.user_attrs.get("train_seconds") != setup.profile.train_seconds:
@@ -351,19 +354,17 @@ def profile_trials(study, setup: Setup, k: int, echo=print) -> None:
     from .. import profile
     from ..compiler import compile_spec
     from ..export.inputs import trial_source
-    from ..train import resolve_device
 
     done = sorted((t for t in counted(study.trials) if t.state == TrialState.COMPLETE and t.values),
                   key=lambda t: t.values[0])[:k]
     for t in done:
         src = trial_source(setup.out, t)
         ir = compile_spec(src.spec, vocab=src.vocab)
-        device = resolve_device(src.spec.train.device)
-        batch, seq_len = step_shape(src.spec.train, ir.model.seq_len)
+        ctx = run_context(src.spec.train, ir.model.seq_len, Loc(src.spec.file, 0, "train.seq_len"))
         folder = setup.out / "profiles" / f"trial_{t.number:04d}"
-        prof = profile.run(ir, folder, device=device, batch=batch, seq_len=seq_len, decode=8,
+        prof = profile.run(ir, folder, device=ctx.device, batch=ctx.batch, seq_len=ctx.seq_len, decode=8,
                            precision=src.spec.train.precision)
-        (folder / "table.txt").write_text(profile.format_table(prof, device, ops=20) + "\n")
+        (folder / "table.txt").write_text(profile.format_table(prof, ctx.device, ops=20) + "\n")
         echo(f"profiled trial {t.number}: {folder / 'table.txt'} and its trace")
 
 

@@ -325,3 +325,30 @@ def test_a_resumed_lone_run_does_not_replay_the_first_runs_draws(root, tmp_path)
     assert not set(first) & set(again)
     assert Setup(str(root / "search_spaces/smoke.yaml"), tmp_path / "fresh", None, "cpu", "cpu").study.ask() \
         .suggest_float("x", 0.0, 1.0) == first[0]  # a fresh study still starts from the space's seed
+
+
+def test_a_profile_length_beyond_the_model_stops_the_search_before_anything_is_written(root, tmp_path):
+    from archsearch.errors import SpecError
+    from archsearch.search.study import Setup
+
+    space = tmp_path / "long.yaml"
+    space.write_text((root / "search_spaces/smoke.yaml").read_text().replace("batch_tokens: 2048, seq_len: 64",
+                                                                             "batch_tokens: 2048, seq_len: 256"))
+    with pytest.raises(SpecError, match=r"search\.profiles\.cpu\.seq_len: 256 exceeds model\.seq_len 128"):
+        Setup(str(space), tmp_path / "o", None, "cpu", "cpu")
+    assert not (tmp_path / "o").exists()
+
+
+def test_a_trial_whose_training_length_exceeds_its_models_is_pruned_as_invalid(root, tmp_path):
+    from archsearch.search.study import Setup
+
+    space = tmp_path / "lengths.yaml"  # the profile trains at 64; a model of length 32 cannot
+    space.write_text((root / "search_spaces/smoke.yaml").read_text().replace(
+        "seq_len: 128}\n  embedding", "seq_len: {choice: [128, 32]}}\n  embedding"))
+    setup = Setup(str(space), tmp_path / "o", None, "cpu", "cpu")
+    setup.study.enqueue_trial({"model.seq_len": 32})
+    setup.study.optimize(setup.objective, n_trials=1)
+    t = setup.study.trials[0]
+    assert t.state == TrialState.PRUNED
+    assert t.user_attrs["pruned_reason"].startswith("invalid: ") and \
+        t.user_attrs["pruned_reason"].endswith("train.seq_len: 64 exceeds model.seq_len 32")
