@@ -224,7 +224,8 @@ def cmd_report(args) -> int:
 
     from .ladder.report import is_ladder_folder
     from .ladder.report import write_report as write_ladder_report
-    from .search.report import load, write_report
+    from .search.report import write_report
+    from .search.run_folder import load
 
     if is_ladder_folder(Path(args.out_dir)):
         print(f"wrote {write_ladder_report(Path(args.out_dir), args.storage)} and its plots")

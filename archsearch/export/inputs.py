@@ -1,5 +1,6 @@
 """What `export` and `profile` start from: a trial of a study (its exact spec file and, for export, its saved
-weights), or a spec file with a checkpoint. Problems are one-line SpecErrors naming the file or flag."""
+weights, read through search/run_folder.py), or a spec file with a checkpoint. Problems are one-line SpecErrors
+naming the file or flag."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -9,7 +10,8 @@ import torch
 from optuna.trial import TrialState
 
 from ..errors import Loc, SpecError
-from ..spec import Spec, load_spec
+from ..search import run_folder
+from ..spec import Spec
 
 EMBED_WEIGHT = "blocks.embed.weight"  # the token table: its rows are the vocabulary
 
@@ -38,37 +40,25 @@ def pick_trial(study, which: str):
         raise SpecError(Loc("--trial"), f"no trial {n}: the study has trials 0–{len(study.trials) - 1}")
     t = study.trials[n]
     if t.state != TrialState.COMPLETE:
-        reason = t.user_attrs.get("pruned_reason") or t.user_attrs.get("failed_reason") or ""
+        reason = t.user_attrs.get(run_folder.PRUNED_REASON) or t.user_attrs.get(run_folder.FAILED_REASON) or ""
         raise SpecError(Loc("--trial"), f"trial {n} is {t.state.name.lower()}" + (f" ({reason})" if reason else "")
                         + ": it has no trained model")
     return t
 
 
 def from_study(out: Path, which: str, storage: str | None = None) -> Source:
-    from ..search.report import load
-
-    study, _ = load(out, storage)
-    return trial_source(out, pick_trial(study, which))
-
-
-def trial_source(out: Path, t) -> Source:
-    """A finished trial's exact spec (from OUT/trials/) and vocabulary."""
-    spec_file = Path(t.user_attrs["spec_file"])
-    if not spec_file.is_file():
-        spec_file = out / "trials" / spec_file.name  # the folder was moved since the study ran
-    if not spec_file.is_file():
-        raise SpecError(Loc(str(out)), f"trial {t.number}'s spec file {spec_file.name} is missing from trials/")
-    return Source(load_spec(spec_file), t.user_attrs.get("vocab"), f"{out} trial {t.number}", t.number, out)
+    study, _ = run_folder.load(out, storage)
+    t = pick_trial(study, which)
+    return Source(run_folder.trial_spec(out, t), t.user_attrs.get(run_folder.VOCAB), f"{out} trial {t.number}",
+                  t.number, out)
 
 
 def trial_weights(src: Source) -> dict:
-    from ..search.objective import weights_path
-
-    path = weights_path(src.out, src.trial)
+    path = run_folder.weights_path(src.out, src.trial)
     if not path.is_file():
         raise SpecError(Loc(str(src.out)), f"trial {src.trial}'s weights are not in weights/ (a copy of the study "
                                            f"without them?): retrain it with `archsearch train "
-                                           f"{src.out}/trials/trial_{src.trial:04d}.yaml` and export that")
+                                           f"{run_folder.trial_spec_path(src.out, src.trial)}` and export that")
     return load_weights(path)
 
 

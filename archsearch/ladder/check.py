@@ -8,7 +8,8 @@ from pathlib import Path
 from optuna.trial import TrialState
 
 from ..saved import WeightsFileEvaluator
-from ..search.verify import CHECK, REL_TOL
+from ..search.run_folder import SAVED_CHECK as CHECK
+from ..search.verify import REL_TOL
 from ..spec import load_spec
 
 

@@ -21,7 +21,7 @@ from ..passes import run_passes
 from ..saved import train_then_score
 from ..search.objective import mixers, worker_id
 from ..search.recovery import INTERRUPTED, counted, heartbeat, recover
-from ..search.study import make_storage
+from ..search.run_folder import make_storage
 from ..yamlloc import load_file
 from .config import load_ladder
 from .plan import Done, Job, wanted

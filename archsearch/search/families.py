@@ -3,6 +3,8 @@ the study's quality measure, and the verdict's pair — the best PAM-containing 
 at equal or lower cost. The report states the verdict; the re-training gives that pair more seeds."""
 from __future__ import annotations
 
+from .run_folder import MIXERS, QUALITY, VERDICT_COST
+
 
 def family(mixers: list[str]) -> str:
     kinds = sorted(set(mixers))
@@ -10,7 +12,7 @@ def family(mixers: list[str]) -> str:
 
 
 def pam_fraction(trial) -> float:
-    mixers = trial.user_attrs.get("mixers") or []
+    mixers = trial.user_attrs.get(MIXERS) or []
     return sum(m == "pam" for m in mixers) / len(mixers) if mixers else 0.0
 
 
@@ -20,7 +22,7 @@ class Quality:
     LABELS = {"ppl": "validation perplexity", "loss": "validation loss", "accuracy": "validation accuracy"}
 
     def __init__(self, study):
-        self.short = study.user_attrs.get("quality", "ppl")
+        self.short = study.user_attrs.get(QUALITY, "ppl")
         self.key, self.label = f"val_{self.short}", self.LABELS[self.short]
         self.test_key = f"test_{self.short}"  # what the re-training runs report: the split no selection saw
         self.sign = -1.0 if self.short == "accuracy" else 1.0
@@ -34,7 +36,7 @@ class Quality:
 
 def verdict_cost(study) -> str:
     """The cost the verdict holds equal: the weighted objective's first cost, or the first Pareto cost."""
-    return study.user_attrs.get("verdict_cost", "latency_train_ms")
+    return study.user_attrs.get(VERDICT_COST, "latency_train_ms")
 
 
 def verdict_pair(done, q: Quality, cost: str | None):

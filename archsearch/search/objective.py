@@ -23,6 +23,9 @@ from ..saved import train_then_score
 from ..spec import parse
 from ..train import plan
 from .recovery import INTERRUPTED
+from .run_folder import (BASELINE, CARD, FAILED_DETAIL, FAILED_REASON, LR, LR_GRID_QUALITY, MIXERS, PRUNED_REASON,
+                         REFERENCE, SEED, SPEC_FILE, TRAIN_TOKENS, VAL_LOSS_CURVE, VOCAB, WORKER, trial_spec_path,
+                         weights_path)
 from .sampling import lr_grid, sample, sample_lr
 from .space import Space, lr_distribution, pareto_costs
 
@@ -72,7 +75,7 @@ class Objective:
     # ------------------------------------------------------------------------------------------ pieces
     def baseline_grid(self, trial) -> list[float] | None:
         """The learning rates an enqueued baseline trains at (keeping the best), or None."""
-        if "baseline" not in (getattr(trial, "user_attrs", None) or {}):
+        if BASELINE not in (getattr(trial, "user_attrs", None) or {}):
             return None
         return [float(v) for v in self.profile.baseline_lr_grid or []] or None
 
@@ -143,22 +146,22 @@ class Objective:
 
     # ------------------------------------------------------------------------------------------ one trial
     def __call__(self, trial: optuna.Trial):
-        trial.set_user_attr("worker", worker_id())
+        trial.set_user_attr(WORKER, worker_id())
         try:
             return self.trial(trial)
         except KeyboardInterrupt:  # Optuna marks the trial failed; a resumed study runs it again
-            trial.set_user_attr("failed_reason", INTERRUPTED)
+            trial.set_user_attr(FAILED_REASON, INTERRUPTED)
             raise
 
     def trial(self, trial: optuna.Trial):
         spec, doc = self.spec_of(trial)
-        path = self.out / "trials" / f"trial_{trial.number:04d}.yaml"
+        path = trial_spec_path(self.out, trial.number)
         path.parent.mkdir(parents=True, exist_ok=True)
         exact = {**doc, "task": asdict(spec.task), "train": asdict(spec.train)}  # `archsearch train` reruns it
         path.write_text(yaml.safe_dump(exact, sort_keys=False))
-        trial.set_user_attr("spec_file", str(path))
-        trial.set_user_attr("mixers", mixers(spec))
-        trial.set_user_attr("vocab", self.task.vocab_size)
+        trial.set_user_attr(SPEC_FILE, str(path))
+        trial.set_user_attr(MIXERS, mixers(spec))
+        trial.set_user_attr(VOCAB, self.task.vocab_size)
         try:
             ir, costs = self.costs(spec)
             ctx = self.context(spec, ir)
@@ -172,8 +175,8 @@ class Objective:
         return self.run(trial, spec, ir, costs, ctx)
 
     def run(self, trial, spec, ir, costs, ctx: RunContext):
-        trial.set_user_attr("card", device_name(ctx.device))
-        trial.set_user_attr("seed", spec.train.seed)
+        trial.set_user_attr(CARD, device_name(ctx.device))
+        trial.set_user_attr(SEED, spec.train.seed)
         try:
             torch.manual_seed(spec.train.seed)
             measured = self.measured(spec, ir, lower(ir), ctx)
@@ -195,14 +198,14 @@ class Objective:
             return self.fail(trial, e.reason, e.detail)
         if self.space.search.objective == "pareto":
             return (q, *(costs[c] for c in pareto_costs(self.space.search)))
-        reference = trial.study.user_attrs.get("reference") or costs
+        reference = trial.study.user_attrs.get(REFERENCE) or costs
         return weighted(q, costs, reference, self.space.search.weights)
 
     def iso_time(self, trial, spec, ctx: RunContext, latency_ms: float):
         """The spec with its token budget set to `train_seconds` of this trial's measured step time; the trial's
         spec file is rewritten to match, so `archsearch train` on it reruns the same run."""
         tokens = iso_time_tokens(spec.train, ctx.seq_len, self.profile.train_seconds, latency_ms)
-        trial.set_user_attr("train_tokens", tokens)
+        trial.set_user_attr(TRAIN_TOKENS, tokens)
         rewrite_train(trial, tokens=tokens)
         return replace(spec, train=replace(spec.train, tokens=tokens))
 
@@ -220,7 +223,7 @@ class Objective:
             curve.append((step, metrics["loss"]))
             if not pruning:
                 return False
-            trial.set_user_attr("val_loss_curve", curve)
+            trial.set_user_attr(VAL_LOSS_CURVE, curve)
             trial.report(metrics["loss"], len(curve))  # the k-th evaluation: an equal fraction of every budget
             return trial.should_prune()
 
@@ -233,7 +236,7 @@ class Objective:
             trial.set_user_attr("tokens_per_s", result["tokens_per_s"])
             trial.set_user_attr("train_seconds", result["train_seconds"])
             if "stopped" in result:
-                trial.set_user_attr("pruned_reason", result["stopped"])
+                trial.set_user_attr(PRUNED_REASON, result["stopped"])
                 raise optuna.TrialPruned()
             q = result_quality(result, self.space.search.quality)
             tried[f"{lr:g}"] = q
@@ -241,11 +244,11 @@ class Objective:
                 best = (q, lr, result, curve)
                 self.save_weights(trial.number, state)
         q, lr, result, curve = best
-        trial.set_user_attr("lr", lr)
-        trial.set_user_attr("val_loss_curve", curve)
+        trial.set_user_attr(LR, lr)
+        trial.set_user_attr(VAL_LOSS_CURVE, curve)
         if grid:
             rewrite_train(trial, lr=lr)
-            trial.set_user_attr("lr_grid_quality", tried)
+            trial.set_user_attr(LR_GRID_QUALITY, tried)
             if self.space.search.objective == "weighted":
                 for k, (_, loss) in enumerate(curve, 1):
                     trial.report(loss, k)
@@ -264,21 +267,21 @@ class Objective:
 
     @staticmethod
     def prune(trial, reason: str):
-        trial.set_user_attr("pruned_reason", reason)
+        trial.set_user_attr(PRUNED_REASON, reason)
         raise optuna.TrialPruned(reason)
 
     @staticmethod
     def fail(trial, reason: str, detail: str | None = None):
-        trial.set_user_attr("failed_reason", reason)
+        trial.set_user_attr(FAILED_REASON, reason)
         if detail:
-            trial.set_user_attr("failed_detail", detail)
+            trial.set_user_attr(FAILED_DETAIL, detail)
         return float("nan")  # Optuna records a NaN objective as FAIL; the study goes on
 
 
 def rewrite_train(trial, **values) -> None:
     """Set train settings in the trial's spec file (the budget iso-time chose, the rate a grid chose), so that
     `archsearch train` on it reruns the trial's own run."""
-    path = Path(trial.user_attrs["spec_file"])
+    path = Path(trial.user_attrs[SPEC_FILE])
     doc = yaml.safe_load(path.read_text())
     doc["train"].update(values)
     path.write_text(yaml.safe_dump(doc, sort_keys=False))
@@ -293,16 +296,6 @@ def record_lr(trial, lr: float, distribution) -> None:
     value = distribution.to_internal_repr(lr)
     if distribution._contains(value):
         trial.storage.set_trial_param(trial._trial_id, "lr", value, distribution)
-
-
-def weights_path(out: Path, number: int) -> Path:
-    return out / "weights" / f"trial_{number:04d}.pt"
-
-
-def run_weights_path(out: Path, source: int, seed: int, scale: float) -> Path:
-    """A re-training run's weights: the source trial, its seed and budget scale."""
-    name = f"trial_{source:04d}_seed{seed}" + (f"_x{scale:g}" if scale != 1.0 else "")
-    return out / "weights" / "runs" / f"{name}.pt"
 
 
 def mixers(spec) -> list[str]:

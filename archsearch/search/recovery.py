@@ -3,7 +3,8 @@ marked failed and re-enqueued with the same parameters, so a resumed study repea
 
 A dead worker is recognised on this host by its pid (every trial records `host:pid`), and across hosts by Optuna's
 heartbeats on an RDB storage (sqlite, PostgreSQL, MySQL): Optuna beats for the trials it runs itself, `heartbeat`
-for the re-training runs this package claims from the queue."""
+for the re-training runs this package claims from the queue. The retry itself (run_folder.retry_stale) is the
+storage's heartbeat callback, so it lives with the storage."""
 from __future__ import annotations
 
 import os
@@ -14,33 +15,15 @@ from contextlib import contextmanager
 import optuna
 from optuna.trial import TrialState
 
+from .run_folder import FAILED_REASON, RETRY_OF, WORKER, retry, retry_stale
+
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
-MAX_RETRIES = 1  # a trial that kills its worker twice is left failed instead of taking the study down in a loop
 INTERRUPTED = "interrupted"
-# what makes a trial the same run again: a baseline's role, a re-training run's source and seed, a ladder run's job
-RETRY_KEEPS = ("baseline", "source", "seed", "job", "family", "rung", "lr", "phase")
-
-
-def retry(study, trial) -> None:
-    """Enqueue a fresh copy of `trial` (same parameters, same baseline role)."""
-    keep = {k: v for k, v in trial.user_attrs.items() if k in RETRY_KEEPS}
-    study.enqueue_trial(dict(trial.params) or dict(trial.system_attrs.get("fixed_params", {})),
-                        user_attrs={**keep, "retry_of": trial.number,
-                                    "retries": trial.user_attrs.get("retries", 0) + 1})
-
-
-def retry_stale(study, trial) -> bool:
-    """Optuna's heartbeat callback (and ours for dead local workers): `trial` has just been failed because its worker
-    stopped; it is retried unless it already was. Returns whether it was."""
-    if trial.user_attrs.get("retries", 0) < MAX_RETRIES:
-        retry(study, trial)
-        return True
-    return False
 
 
 def superseded(trials) -> set[int]:
     """Numbers of trials that a later trial retries."""
-    return {t.user_attrs["retry_of"] for t in trials if "retry_of" in t.user_attrs}
+    return {t.user_attrs[RETRY_OF] for t in trials if RETRY_OF in t.user_attrs}
 
 
 def counted(trials) -> list:
@@ -104,12 +87,12 @@ def recover(study, storage) -> int:
     trials = study.get_trials(deepcopy=False)
     gone = superseded(trials)
     for t in trials:
-        if t.state == TrialState.RUNNING and _dead_here(t.user_attrs.get("worker")):
+        if t.state == TrialState.RUNNING and _dead_here(t.user_attrs.get(WORKER)):
             # the trial id is Optuna's own handle for a trial in its storage
-            storage.set_trial_user_attr(t._trial_id, "failed_reason", f"worker {t.user_attrs['worker']} died")
+            storage.set_trial_user_attr(t._trial_id, FAILED_REASON, f"worker {t.user_attrs[WORKER]} died")
             storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
             n += retry_stale(study, t)
-        elif t.state == TrialState.FAIL and t.user_attrs.get("failed_reason") == INTERRUPTED and t.number not in gone:
+        elif t.state == TrialState.FAIL and t.user_attrs.get(FAILED_REASON) == INTERRUPTED and t.number not in gone:
             retry(study, t)
             n += 1
     return n

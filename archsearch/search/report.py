@@ -7,14 +7,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import optuna
 from optuna.trial import TrialState
 
-from ..errors import Loc, SpecError
-from .recovery import superseded
 from . import verify
 from .families import Quality, family, pam_fraction, verdict_cost
-from .retrain import SEEDS, fidelity_pairs, load_seeds, seed_stats, spearman
+from .recovery import superseded
+from .retrain import fidelity_pairs, seed_stats, spearman
+from .run_folder import CARD, ISO_TIME, MATCHED, MIXERS, SAVED_CHECK
 from .summary import summary
 from .verdicts import equal_time_verdict, floor_of, floor_note, verdict
 
@@ -31,25 +30,6 @@ COST_LABELS = {"latency_train_ms": "measured training-step latency (ms)", "flops
                "peak_memory_bytes": "peak training memory (bytes)", "flops_train_step": "counted FLOPs per training step"}
 PLOTS = (("latency_train_ms", "pareto_latency.png"), ("flops_per_token", "pareto_flops.png"),
          ("state_bytes", "pareto_state.png"))
-
-
-def load(out: Path, storage: str | None = None):
-    """The search study and its re-training study (or None) from an output folder or a storage URL."""
-    if storage is None:
-        if (out / "study.journal").is_file():
-            storage = f"journal:{out / 'study.journal'}"
-        elif (out / "study.db").is_file():
-            storage = f"sqlite:///{out / 'study.db'}"
-        else:
-            raise SpecError(Loc(str(out)), "no study.db or study.journal here: pass the output folder of "
-                                           "`archsearch run` (or --storage)")
-    from .study import make_storage
-
-    store = make_storage(storage)
-    names = [n for n in optuna.study.get_all_study_names(storage=store) if not n.endswith(SEEDS)]
-    if len(names) != 1:
-        raise SpecError(Loc(str(out)), f"expected one study in the storage, found {len(names)}: pick one with --storage")
-    return optuna.load_study(study_name=names[0], storage=store), load_seeds(store, names[0])
 
 
 def front(points):
@@ -115,7 +95,7 @@ def fidelity_section(study, seeds, q: Quality) -> list[str]:
              f"(1: the screen ranks as the longer budget does).", "",
              f"| trial | mixers | screen {q.short} | {factor:g}× budget {q.short} |", "|---|---|---|---|"]
     for n, a, b in sorted(pairs, key=lambda p: q.loss(p[1])):
-        lines.append(f"| {n} | {'+'.join(study.trials[n].user_attrs.get('mixers', []))} | {a:.4g} | {b:.4g} |")
+        lines.append(f"| {n} | {'+'.join(study.trials[n].user_attrs.get(MIXERS, []))} | {a:.4g} | {b:.4g} |")
     return lines
 
 
@@ -125,7 +105,7 @@ def _family_table(done, q: Quality, stats: dict) -> list[str]:
              "|" + "---|" * (4 + len(cols))]
     best = {}
     for t in done:
-        fam = family(t.user_attrs.get("mixers", []))
+        fam = family(t.user_attrs.get(MIXERS, []))
         if fam not in best or q.loss(t.user_attrs[q.key]) < q.loss(best[fam].user_attrs[q.key]):
             best[fam] = t
     for fam, t in sorted(best.items(), key=lambda kv: q.loss(kv[1].user_attrs[q.key])):
@@ -133,7 +113,7 @@ def _family_table(done, q: Quality, stats: dict) -> list[str]:
         test = (f"{s['mean']:.4g}" + (f" ± {s['std']:.2g}" if s["n"] > 1 else "") + f" (n = {s['n']})") if s else "–"
         cells = [fmt.format(t.user_attrs[k] / (2**20 if k == "peak_memory_bytes" else 1)) if t.user_attrs.get(k)
                  else "–" for k, _, fmt in cols]  # no peak memory on CPU
-        lines.append(f"| {fam} | {t.number} | {', '.join(t.user_attrs.get('mixers', []))} | {test} | "
+        lines.append(f"| {fam} | {t.number} | {', '.join(t.user_attrs.get(MIXERS, []))} | {test} | "
                      + " | ".join(cells) + " |")
     return lines
 
@@ -148,7 +128,7 @@ def _seeds_table(study, q: Quality, stats: dict) -> list[str]:
     for n, s in sorted(stats.items(), key=lambda kv: q.loss(kv[1]["mean"])):
         a = study.trials[n].user_attrs
         spread = f" ± {s['std']:.2g}" if s["n"] > 1 else ""
-        lines.append(f"| {n} | {family(a.get('mixers', []))} | {'+'.join(a.get('mixers', []))} | "
+        lines.append(f"| {n} | {family(a.get(MIXERS, []))} | {'+'.join(a.get(MIXERS, []))} | "
                      f"{a[q.key]:.4g} | {s['mean']:.4g}{spread} | {s['n']} | "
                      + ", ".join(f"{v:.4g}" for v in s["values"]) + " |")
     return lines
@@ -162,7 +142,7 @@ def write_report(study, out: Path, seeds=None, check: bool = True) -> Path:
     q = Quality(study)
     done = [t for t in study.trials if t.state == TrialState.COMPLETE and q.key in t.user_attrs and t.number not in gone]
     stats = seed_stats(study, seeds, q.test_key)
-    saved = verify.check_saved(study, seeds, out) if check else (study.user_attrs.get(verify.CHECK) or {})
+    saved = verify.check_saved(study, seeds, out) if check else (study.user_attrs.get(SAVED_CHECK) or {})
     floors = floor_of(study)
     lines = [f"# Study `{study.study_name}`", "", "```", summary(study), "```", ""]
     if done:
@@ -170,9 +150,9 @@ def write_report(study, out: Path, seeds=None, check: bool = True) -> Path:
         _history(study, out / "history.png")
         lines += ["## Verdict", "", verdict(done, q, verdict_cost(study), stats, floors)
                   + floor_note(study, done, q, stats), ""]
-        if study.user_attrs.get("train_seconds"):
+        if study.user_attrs.get(ISO_TIME):
             lines += ["### At equal training time", "",
-                      equal_time_verdict(done, q, study.user_attrs["train_seconds"], stats, floors), ""]
+                      equal_time_verdict(done, q, study.user_attrs[ISO_TIME], stats, floors), ""]
         if verify.mismatches(saved):
             lines += ["**Some numbers of this study do not match their saved weights (see the last section).**", ""]
         lines += [" ".join(plots), "", "![history](history.png)", "", f"## Best {q.short} per family", "",
@@ -180,14 +160,14 @@ def write_report(study, out: Path, seeds=None, check: bool = True) -> Path:
                   "objective, which also weighs the costs, so its trial can differ); the test column is its fresh "
                   "seeds' mean where it was re-trained.", ""]
         lines += _family_table(done, q, stats)
-        matched = sorted({t.user_attrs["matched"] for t in done if "matched" in t.user_attrs})
+        matched = sorted({t.user_attrs[MATCHED] for t in done if MATCHED in t.user_attrs})
         if matched:
             lines += ["", "Baselines (enqueued first, each at its best learning rate of the profile's grid) at sizes "
                           "matched across families: " + "; ".join(matched) + "."]
         if stats:
             lines += _seeds_table(study, q, stats)
         lines += fidelity_section(study, seeds, q)
-        card = done[0].user_attrs.get("card", "?")
+        card = done[0].user_attrs.get(CARD, "?")
         lines += verify.section(study, seeds, saved)
         lines += ["", f"Measured on {card}. Each trial's exact spec: `trials/trial_N.yaml`; the study opens in "
                       f"optuna-dashboard (see docs/search.md)."]

@@ -13,23 +13,16 @@ from __future__ import annotations
 import statistics
 from dataclasses import replace
 
-import optuna
+import torch
 from optuna.trial import FixedTrial, TrialState
 
-import torch
-
-from .families import Quality, family, verdict_cost, verdict_pair
 from ..saved import PREFIX
-from .objective import Objective, TrialFailed, result_quality, run_weights_path, worker_id
+from .families import Quality, family, verdict_cost, verdict_pair
+from .objective import Objective, TrialFailed, result_quality, worker_id
 from .recovery import INTERRUPTED, counted, heartbeat
+from .run_folder import (FAILED_REASON, ISO_TIME, LR, MIXERS, SCALE, SEED, SOURCE, TRAIN_TOKENS, WORKER,
+                         run_weights_path)
 from .space import retrain_settings
-
-
-SEEDS = ".seeds"  # the re-training study's name: the search's name and this
-
-
-def seeds_study_name(name: str) -> str:
-    return name + SEEDS
 
 
 def _complete(study) -> list:
@@ -43,7 +36,7 @@ def verdict_trials(study) -> list:
     q = Quality(study)
     done = [t for t in _complete(study) if q.key in t.user_attrs]
     pairs = [verdict_pair(done, q, verdict_cost(study))]
-    if study.user_attrs.get("train_seconds"):
+    if study.user_attrs.get(ISO_TIME):
         pairs.append(verdict_pair(done, q, None))
     return list({t.number: t for pair in pairs for t in pair if t}.values())
 
@@ -55,8 +48,8 @@ def selected(study, top_k: int) -> list:
     chosen = done[:top_k]
     q = Quality(study)
     rated = sorted((t for t in done if q.key in t.user_attrs), key=q.of)
-    for fam in sorted({family(t.user_attrs.get("mixers", [])) for t in rated}):
-        chosen.append(next(t for t in rated if family(t.user_attrs.get("mixers", [])) == fam))
+    for fam in sorted({family(t.user_attrs.get(MIXERS, [])) for t in rated}):
+        chosen.append(next(t for t in rated if family(t.user_attrs.get(MIXERS, [])) == fam))
     chosen += verdict_trials(study)
     return list({t.number: t for t in chosen}.values())
 
@@ -81,13 +74,13 @@ def jobs(study, space, profile=None) -> list[tuple[int, int, float]]:
               for i in range(1, 1 + (verdict_seeds if t.number in verdict else seeds))]
     fidelity = getattr(profile, "fidelity", None)
     if fidelity:
-        wanted += [(t.number, t.user_attrs.get("seed", base), float(fidelity["factor"]))
+        wanted += [(t.number, t.user_attrs.get(SEED, base), float(fidelity["factor"]))
                    for t in spread(study, fidelity["trials"])]
     return wanted
 
 
 def job_key(t) -> tuple:
-    return t.user_attrs.get("source"), t.user_attrs.get("seed"), t.user_attrs.get("scale", 1.0)
+    return t.user_attrs.get(SOURCE), t.user_attrs.get(SEED), t.user_attrs.get(SCALE, 1.0)
 
 
 def enqueue(seeds_study, wanted: list[tuple[int, int, float]]) -> int:
@@ -96,7 +89,7 @@ def enqueue(seeds_study, wanted: list[tuple[int, int, float]]) -> int:
             if t.state in (TrialState.COMPLETE, TrialState.WAITING, TrialState.RUNNING)}
     new = [j for j in wanted if j not in have]
     for source, seed, scale in new:
-        attrs = {"source": source, "seed": seed, **({"scale": scale} if scale != 1.0 else {})}
+        attrs = {SOURCE: source, SEED: seed, **({SCALE: scale} if scale != 1.0 else {})}
         seeds_study.enqueue_trial(attrs, user_attrs=attrs)
     return len(new)
 
@@ -121,25 +114,25 @@ def _run_one(job, seeds_study, study, storage, objective: Objective, echo) -> No
     source, seed, scale = job_key(job)
     what = f"trial {source} seed {seed}" + (f" at {scale:g}× the budget" if scale != 1.0 else "")
     put = lambda k, v: storage.set_trial_user_attr(job._trial_id, k, v)  # noqa: E731
-    put("worker", worker_id())
+    put(WORKER, worker_id())
     src = study.trials[source]
     spec, _ = objective.spec_of(FixedTrial(src.params, source), label=f"trial{source}-seed{seed}")
-    tokens = round(src.user_attrs.get("train_tokens", spec.train.tokens) * scale)  # iso-time: the source's budget
-    spec = replace(spec, train=replace(spec.train, seed=seed, lr=src.user_attrs.get("lr", spec.train.lr),
+    tokens = round(src.user_attrs.get(TRAIN_TOKENS, spec.train.tokens) * scale)  # iso-time: the source's budget
+    spec = replace(spec, train=replace(spec.train, seed=seed, lr=src.user_attrs.get(LR, spec.train.lr),
                                        tokens=tokens))
-    put("train_tokens", tokens)
+    put(TRAIN_TOKENS, tokens)
     ir, _ = objective.costs(spec)
     ctx = objective.context(spec, ir)
     try:  # fidelity runs are compared with the screen's validation numbers; the others are reported on test
         result, state = objective.fit(spec, ir, ctx, label=what,
                                       splits=("validation",) if scale != 1.0 else ("test",))
     except TrialFailed as e:
-        put("failed_reason", e.reason)
+        put(FAILED_REASON, e.reason)
         seeds_study.tell(job.number, state=TrialState.FAIL)
         echo(f"retrain {what}: failed: {e.reason}")
         return
     except KeyboardInterrupt:
-        put("failed_reason", INTERRUPTED)
+        put(FAILED_REASON, INTERRUPTED)
         seeds_study.tell(job.number, state=TrialState.FAIL)
         raise
     path = run_weights_path(objective.out, source, seed, scale)
@@ -157,7 +150,7 @@ def seed_stats(study, seeds_study, metric: str = "test_ppl") -> dict[int, dict]:
     """{trial number: {mean, std, n, values}} of `metric` over the trial's re-training runs at the search's budget
     (fresh seeds: the search's own run, which selected the trial, is not among them); std is nan for one run."""
     runs: dict[int, dict[int, float]] = {}
-    own = {t.number: t.user_attrs.get("seed") for t in study.trials}  # a selecting run's seed never counts
+    own = {t.number: t.user_attrs.get(SEED) for t in study.trials}  # a selecting run's seed never counts
     for j in seeds_study.trials if seeds_study is not None else ():
         source, seed, scale = job_key(j)
         if j.state == TrialState.COMPLETE and metric in j.user_attrs and scale == 1.0 and seed != own.get(source):
@@ -203,9 +196,3 @@ def spearman(xs, ys) -> float:
     var = (sum((a - mx) ** 2 for a in rx) * sum((b - my) ** 2 for b in ry)) ** 0.5
     return cov / var if var else float("nan")
 
-
-def load_seeds(storage, name: str):
-    try:
-        return optuna.load_study(study_name=seeds_study_name(name), storage=storage)
-    except KeyError:
-        return None

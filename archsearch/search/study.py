@@ -1,7 +1,6 @@
-"""The study: Optuna storage (SQLite in the output folder by default, a journal file for several workers, any Optuna
-URL), samplers and pruners as objects, baselines enqueued first at the space's size, the reference architecture
-measured before any trial, resume by re-running, parallel workers, the fairness re-training, a progress line and a
-summary of how trials ended."""
+"""The study: set up in its run folder (run_folder.py: storage, layout, attribute keys), samplers and pruners as
+objects, baselines enqueued first at the space's size, the reference architecture measured before any trial, resume
+by re-running, parallel workers, the fairness re-training, then the summary (summary.py) and the report."""
 from __future__ import annotations
 
 import math
@@ -9,7 +8,6 @@ import os
 import signal
 import sys
 import time
-import warnings
 import zlib
 from dataclasses import replace
 from pathlib import Path
@@ -20,19 +18,20 @@ from optuna.storages import RDBStorage
 from optuna.trial import TrialState
 
 from .. import registry, tasks
+from ..compiler import compile_spec
 from ..context import run_context
 from ..errors import Loc, SpecError
-from ..progress import fmt_duration
 from ..spec import parse
 from . import retrain
-from .objective import Objective, mixers as spec_mixers, worker_id
-from .recovery import counted, recover, retry_stale
 from .baselines import CentreTrial, baseline_entry, baseline_label, baseline_matched
+from .objective import Objective, mixers as spec_mixers, worker_id
+from .recovery import counted, recover
+from .report import write_report
+from .run_folder import (BASELINE, FLOORS, ISO_TIME, MATCHED, QUALITY, REFERENCE, VERDICT_COST, VOCAB,
+                         default_storage, load_seeds, make_storage, profile_path, seeds_study_name, trial_spec)
 from .sampling import first_choice, template_for
 from .space import load_space, options, pareto_costs
-from .summary import best_text, pareto_text, summary
-
-HEARTBEAT_S = int(os.environ.get("ARCHSEARCH_HEARTBEAT_S", "30"))  # a lost worker's trial is failed after 3 beats
+from .summary import progress_line, summary
 
 
 def make_sampler(name: str, seed: int):
@@ -61,26 +60,6 @@ def make_pruner(name: str, multi: bool, evals: int):
         return optuna.pruners.HyperbandPruner(min_resource=first, max_resource=max(first, evals))
     return optuna.pruners.MedianPruner(n_startup_trials=PRUNING_POOL, n_warmup_steps=first,
                                        n_min_trials=PRUNING_POOL)
-
-
-def default_storage(out: Path, workers: int) -> str:
-    """The output folder's own storage: the one already there, else SQLite for one worker and a journal file (safe
-    for concurrent writers on one host) for several."""
-    if (out / "study.journal").exists() or (workers > 1 and not (out / "study.db").exists()):
-        return f"journal:{out / 'study.journal'}"
-    return f"sqlite:///{out / 'study.db'}"
-
-
-def make_storage(url: str):
-    if url.startswith(("sqlite", "postgresql", "mysql")):
-        # heartbeats let a later run fail a trial whose worker was lost and retry it once
-        warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
-        return RDBStorage(url, heartbeat_interval=HEARTBEAT_S, grace_period=3 * HEARTBEAT_S,
-                          heartbeat_stale_trial_callback=retry_stale)
-    if url.startswith("journal:"):
-        from optuna.storages.journal import JournalFileBackend, JournalStorage
-        return JournalStorage(JournalFileBackend(url[len("journal:"):]))
-    raise SpecError(Loc("--storage"), f"'{url}': expected sqlite:///FILE, postgresql://…, mysql://… or journal:FILE")
 
 
 def baseline_params(template: dict, entry) -> dict:
@@ -154,7 +133,7 @@ class Setup:
         self.objective = Objective(self.space, task, self.profile, self.out, device=device)
 
     def seeds_study(self):
-        return _create(retrain.seeds_study_name(self.space.search.name), self.storage, directions=["minimize"])
+        return _create(seeds_study_name(self.space.search.name), self.storage, directions=["minimize"])
 
 
 def _create(name: str, storage, **kw):
@@ -173,17 +152,17 @@ def prepare(setup: Setup, echo=print, workers: int = 1) -> None:
     or with `workers` > 1 in a worker process, so that this coordinator runs no GPU work beside its workers)."""
     s, study = setup.space.search, setup.study
     cost = pareto_costs(s)[0] if setup.multi else next(iter(s.weights or {}), "latency_train_ms")
-    if study.user_attrs.get("verdict_cost") != cost:
-        study.set_user_attr("verdict_cost", cost)  # the report holds this cost equal
-    if study.user_attrs.get("quality") != s.quality:
-        study.set_user_attr("quality", s.quality)
+    if study.user_attrs.get(VERDICT_COST) != cost:
+        study.set_user_attr(VERDICT_COST, cost)  # the report holds this cost equal
+    if study.user_attrs.get(QUALITY) != s.quality:
+        study.set_user_attr(QUALITY, s.quality)
     floors = getattr(setup.objective.task, "floors", None)
     if floors is not None:  # recall: the report says which families cleared the memory-free floors
         found = {split: floors(setup.context.seq_len, split) for split in ("validation", "test")}
-        if study.user_attrs.get("floors") != found:
-            study.set_user_attr("floors", found)
-    if study.user_attrs.get("train_seconds") != setup.profile.train_seconds:
-        study.set_user_attr("train_seconds", setup.profile.train_seconds)  # iso-time: the report says so
+        if study.user_attrs.get(FLOORS) != found:
+            study.set_user_attr(FLOORS, found)
+    if study.user_attrs.get(ISO_TIME) != setup.profile.train_seconds:
+        study.set_user_attr(ISO_TIME, setup.profile.train_seconds)  # iso-time: the report says so
     if not study.trials:
         for entry in (s.baselines or []):
             mixers, _ = baseline_entry(entry)
@@ -199,10 +178,10 @@ def prepare(setup: Setup, echo=print, workers: int = 1) -> None:
                      f"it (it gives {'+'.join(spec_mixers(spec))})")
                 continue
             said = baseline_matched(entry) or setup.profile.baseline_matched
-            matched = {"matched": said} if said else {}
-            study.enqueue_trial(params, user_attrs={"baseline": baseline_label(entry), **matched},
+            matched = {MATCHED: said} if said else {}
+            study.enqueue_trial(params, user_attrs={BASELINE: baseline_label(entry), **matched},
                                 skip_if_exists=True)
-    if not setup.multi and s.weights and "reference" not in study.user_attrs:
+    if not setup.multi and s.weights and REFERENCE not in study.user_attrs:
         if not (s.baselines or []):
             raise SpecError(Loc(setup.space.file, 0, "search.baselines"),
                             "the weighted objective needs a baseline: its first is the cost reference")
@@ -210,7 +189,7 @@ def prepare(setup: Setup, echo=print, workers: int = 1) -> None:
             from . import workers as pool
 
             pool.run(setup, "reference", 1, 1, echo)
-            if "reference" not in setup.study.user_attrs:
+            if REFERENCE not in setup.study.user_attrs:
                 raise SpecError(Loc(setup.space.file, 0, "search.baselines"),
                                 "the worker measuring the reference architecture stopped before it was measured")
         else:
@@ -223,7 +202,7 @@ def measure_reference(setup: Setup, echo=print) -> None:
     _, spec, _ = centre_trial(setup.objective, setup.template, entry)
     echo(f"measuring the reference architecture ({baseline_label(entry)} at the space's size)…")
     ref = setup.objective.reference_costs(spec)
-    setup.study.set_user_attr("reference", {**ref, "family": baseline_label(entry)})
+    setup.study.set_user_attr(REFERENCE, {**ref, "family": baseline_label(entry)})
     if torch.cuda.is_available():
         torch.cuda.empty_cache()  # this process's trials get the memory back
 
@@ -235,29 +214,14 @@ def _stop_at(n_trials: int):
     return callback
 
 
-def _progress(setup: Setup, n_trials: int, echo):
-    start = time.perf_counter()
-    first = len(counted(setup.study.get_trials(deepcopy=False)))
-
-    def callback(study, trial):
-        n_done = len(counted(study.get_trials(deepcopy=False)))
-        elapsed = time.perf_counter() - start
-        eta = elapsed / max(1, n_done - first) * max(0, n_trials - n_done)
-        what = trial.user_attrs.get("pruned_reason") or trial.user_attrs.get("failed_reason") or \
-            (pareto_text(trial, setup.space.search) if setup.multi and trial.values else
-             f"{trial.value:.4f}" if trial.value is not None else "")
-        echo(f"trial {trial.number} ({n_done}/{n_trials}) {trial.state.name.lower()}: {what} | "
-             f"best {best_text(study, setup.multi)} | elapsed {fmt_duration(elapsed)}, ETA {fmt_duration(eta)}")
-    return callback
-
-
 def search_loop(setup: Setup, n_trials: int, echo=print) -> None:
     """Run trials in this process until the study holds `n_trials` counted trials or the profile's time is up."""
     if len(counted(setup.study.trials)) >= n_trials:
         return
     timeout = setup.profile.timeout_minutes * 60 if setup.profile.timeout_minutes else None
     setup.study.optimize(setup.objective, n_trials=None, timeout=timeout, catch=(),
-                         callbacks=[_progress(setup, n_trials, echo), _stop_at(n_trials)])
+                         callbacks=[progress_line(setup.study, setup.space.search, setup.multi, n_trials, echo),
+                                    _stop_at(n_trials)])
 
 
 def retrain_loop(setup: Setup, echo=print) -> None:
@@ -340,8 +304,7 @@ def run_search(space_path: str, *, out: Path | None = None, storage: str | None 
     if profile_top and not interrupted:
         profile_trials(study, setup, profile_top, echo)
     echo(summary(study))
-    from .report import write_report
-    report = write_report(study, setup.out, retrain.load_seeds(setup.storage, study.study_name))
+    report = write_report(study, setup.out, load_seeds(setup.storage, study.study_name))
     echo(f"report: {report} (every number checked against its saved weights)")
     if interrupted:
         raise KeyboardInterrupt
@@ -352,18 +315,16 @@ def profile_trials(study, setup: Setup, k: int, echo=print) -> None:
     """Profile the best k complete trials: OUT/profiles/trial_N/ holds the trace, and table.txt the per-node table and
     the 20 most expensive ops."""
     from .. import profile
-    from ..compiler import compile_spec
-    from ..export.inputs import trial_source
 
     done = sorted((t for t in counted(study.trials) if t.state == TrialState.COMPLETE and t.values),
                   key=lambda t: t.values[0])[:k]
     for t in done:
-        src = trial_source(setup.out, t)
-        ir = compile_spec(src.spec, vocab=src.vocab)
-        ctx = run_context(src.spec.train, ir.model.seq_len, Loc(src.spec.file, 0, "train.seq_len"))
-        folder = setup.out / "profiles" / f"trial_{t.number:04d}"
+        spec = trial_spec(setup.out, t)
+        ir = compile_spec(spec, vocab=t.user_attrs.get(VOCAB))
+        ctx = run_context(spec.train, ir.model.seq_len, Loc(spec.file, 0, "train.seq_len"))
+        folder = profile_path(setup.out, t.number)
         prof = profile.run(ir, folder, device=ctx.device, batch=ctx.batch, seq_len=ctx.seq_len, decode=8,
-                           precision=src.spec.train.precision)
+                           precision=spec.train.precision)
         (folder / "table.txt").write_text(profile.format_table(prof, ctx.device, ops=20) + "\n")
         echo(f"profiled trial {t.number}: {folder / 'table.txt'} and its trace")
 

@@ -7,6 +7,7 @@ made for it."""
 from __future__ import annotations
 
 from .families import Quality, pam_fraction, verdict_pair
+from .run_folder import CARD, FLOORS, MIXERS, TRAIN_TOKENS
 from .stats import welch
 
 MARGIN = 0.1  # accuracy above the higher memory-free floor that counts as having learned a recall task
@@ -19,7 +20,7 @@ def _fmt(q: Quality, v: float) -> str:
 
 
 def mixers_of(t) -> str:
-    return "+".join(t.user_attrs.get("mixers", []))
+    return "+".join(t.user_attrs.get(MIXERS, []))
 
 
 def measured(t, q: Quality, stats: dict) -> str:
@@ -38,7 +39,7 @@ def best_value(t, q: Quality, stats: dict) -> float:
 
 def floor_of(study) -> dict | None:
     """{split: the higher memory-free floor of that split's sequences} of a recall study, or None."""
-    floors = study.user_attrs.get("floors") or {}
+    floors = study.user_attrs.get(FLOORS) or {}
     return {split: max(f.values()) for split, f in floors.items()} or None
 
 
@@ -98,7 +99,7 @@ def verdict(done, q: Quality, cost: str, stats: dict, floors: dict | None = None
     return (_not_learned((p, r), q, stats, floors) +
             f"At equal or lower {cost}: the best PAM-containing architecture by validation (trial {p.number}, "
             f"{mixers_of(p)}, {c(p)}) against the best PAM-free one at equal or lower cost (trial {r.number}, "
-            f"{mixers_of(r)}, {c(r)}); measured on {p.user_attrs.get('card', '?')}. " + compare(p, r, q, stats))
+            f"{mixers_of(r)}, {c(r)}); measured on {p.user_attrs.get(CARD, '?')}. " + compare(p, r, q, stats))
 
 
 def equal_time_verdict(done, q: Quality, seconds: float, stats: dict, floors: dict | None = None) -> str:
@@ -107,7 +108,7 @@ def equal_time_verdict(done, q: Quality, seconds: float, stats: dict, floors: di
     if p is None:
         has_pam = any(pam_fraction(t) > 0 for t in done)
         return "No verdict: the study has no complete trial " + ("without PAM." if has_pam else "with PAM.")
-    tok = lambda t: f"{t.user_attrs['train_tokens']:,} tokens" if "train_tokens" in t.user_attrs else "?"  # noqa: E731
+    tok = lambda t: f"{t.user_attrs[TRAIN_TOKENS]:,} tokens" if TRAIN_TOKENS in t.user_attrs else "?"  # noqa: E731
     return (_not_learned((p, r), q, stats, floors) +
             f"At equal training time ({seconds:g} s of measured training-step time each): the best PAM-containing "
             f"architecture by validation (trial {p.number}, {mixers_of(p)}, {tok(p)}) against the best PAM-free one "
@@ -116,7 +117,7 @@ def equal_time_verdict(done, q: Quality, seconds: float, stats: dict, floors: di
 
 def floor_note(study, done, q: Quality, stats: dict) -> str:
     """For a recall study: the memory-free floors of its test set and whether any architecture cleared them."""
-    floors = (study.user_attrs.get("floors") or {}).get("test")
+    floors = (study.user_attrs.get(FLOORS) or {}).get("test")
     if q.short != "accuracy" or not floors:
         return ""
     floor = max(floors.values())

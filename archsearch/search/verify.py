@@ -6,26 +6,24 @@ from __future__ import annotations
 
 from optuna.trial import TrialState
 
-from ..export.inputs import trial_source
 from ..saved import PREFIX, WeightsFileEvaluator
 from .families import Quality
-from .objective import run_weights_path, weights_path
 from .retrain import job_key
+from .run_folder import SAVED_CHECK, run_weights_path, trial_spec, weights_path
 
 REL_TOL = 1e-4  # the same weights, data and kernels: differences beyond rounding mean a different model was scored
-CHECK = "saved_check"
 
 
 def _evaluator(out):
     evaluate = WeightsFileEvaluator()
-    return lambda t, path, splits: evaluate(trial_source(out, t).spec, path, splits)
+    return lambda t, path, splits: evaluate(trial_spec(out, t), path, splits)
 
 
 def check_saved(study, seeds, out) -> dict:
     """{label: {"metric", "recorded", "again"}} for every trial and run whose weights are here, merged into (and
     stored as) the study's earlier check."""
     q = Quality(study)
-    done = dict(study.user_attrs.get(CHECK) or {})
+    done = dict(study.user_attrs.get(SAVED_CHECK) or {})
     evaluate = _evaluator(out)
     todo, trials = [], study.trials
     for t in trials:
@@ -43,8 +41,8 @@ def check_saved(study, seeds, out) -> dict:
             continue
         again = evaluate(t, path, (split,))[PREFIX[split] + q.short]
         done[label] = {"metric": PREFIX[split] + q.short, "recorded": recorded, "again": again}
-    if done != (study.user_attrs.get(CHECK) or {}):
-        study.set_user_attr(CHECK, done)
+    if done != (study.user_attrs.get(SAVED_CHECK) or {}):
+        study.set_user_attr(SAVED_CHECK, done)
     return done
 
 

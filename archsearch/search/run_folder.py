@@ -1,0 +1,155 @@
+"""A search's run folder, OUT/: where each thing lies, the keys of its study's attributes, its Optuna storage, and
+opening it again. Everything that reads or writes a run folder (the search, the report, `export`, `profile`, the
+ladder's storage) goes through here.
+
+  OUT/study.db                      the study (sqlite; study.journal with several workers; or any --storage URL),
+                                    with its re-training study NAME.seeds beside it in the same storage
+  OUT/trials/trial_NNNN.yaml        each trial's exact spec (`archsearch train` reruns it)
+  OUT/weights/trial_NNNN.pt         each complete trial's trained weights
+  OUT/weights/runs/trial_NNNN_seedS[_xF].pt   each re-training run's
+  OUT/profiles/trial_NNNN/          `run --profile-top`'s traces
+  OUT/report.md and its plots
+"""
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+
+import optuna
+
+from ..errors import Loc, SpecError
+from ..spec import Spec, load_spec
+
+# The keys of study and trial attributes. Studies on disk (docs/results/, live ladders) hold these strings: a key
+# whose string changed would no longer be found, so an old study would neither resume nor report as it did.
+# The study's:
+VERDICT_COST = "verdict_cost"  # the cost the verdict holds equal
+QUALITY = "quality"  # ppl | loss | accuracy
+FLOORS = "floors"  # recall: {split: the memory-free floors}
+ISO_TIME = "train_seconds"  # iso-time: every trial's training time in seconds
+REFERENCE = "reference"  # the weighted objective's reference costs
+SAVED_CHECK = "saved_check"  # {label: the number recorded and again from the saved weights}
+# A trial's (a search trial, a re-training run or a ladder run), other than measured numbers:
+SPEC_FILE = "spec_file"
+MIXERS = "mixers"
+VOCAB = "vocab"
+BASELINE = "baseline"  # an enqueued baseline's label
+MATCHED = "matched"  # what a baseline's sizes match
+WORKER = "worker"  # host:pid of the process that ran it
+CARD = "card"
+SEED = "seed"
+LR = "lr"
+TRAIN_TOKENS = "train_tokens"  # the budget iso-time gave it, or a re-training run's
+VAL_LOSS_CURVE = "val_loss_curve"
+LR_GRID_QUALITY = "lr_grid_quality"
+PRUNED_REASON = "pruned_reason"
+FAILED_REASON = "failed_reason"
+FAILED_DETAIL = "failed_detail"
+RETRY_OF = "retry_of"  # the trial this one repeats
+RETRIES = "retries"
+SOURCE = "source"  # a re-training run's trial
+SCALE = "scale"  # a re-training run's budget factor (absent: 1)
+LADDER_JOB = ("job", "family", "rung", "phase")  # a ladder run's (ladder/plan.py writes them)
+
+STUDY_DB, STUDY_JOURNAL = "study.db", "study.journal"
+SEEDS = ".seeds"  # the re-training study's name: the search's name and this
+HEARTBEAT_S = int(os.environ.get("ARCHSEARCH_HEARTBEAT_S", "30"))  # a lost worker's trial is failed after 3 beats
+MAX_RETRIES = 1  # a trial that kills its worker twice is left failed instead of taking the study down in a loop
+RETRY_KEEPS = (BASELINE, SOURCE, SEED, *LADDER_JOB, LR)  # what makes a trial the same run again
+
+
+def trial_spec_path(out: Path, number: int) -> Path:
+    return out / "trials" / f"trial_{number:04d}.yaml"
+
+
+def weights_path(out: Path, number: int) -> Path:
+    return out / "weights" / f"trial_{number:04d}.pt"
+
+
+def run_weights_path(out: Path, source: int, seed: int, scale: float) -> Path:
+    """A re-training run's weights: the source trial, its seed and budget scale."""
+    name = f"trial_{source:04d}_seed{seed}" + (f"_x{scale:g}" if scale != 1.0 else "")
+    return out / "weights" / "runs" / f"{name}.pt"
+
+
+def profile_path(out: Path, number: int) -> Path:
+    return out / "profiles" / f"trial_{number:04d}"
+
+
+def trial_spec(out: Path, t) -> Spec:
+    """A finished trial's exact spec, from its spec file (looked up in OUT/trials/ when the folder has moved since
+    the study ran)."""
+    spec_file = Path(t.user_attrs[SPEC_FILE])
+    if not spec_file.is_file():
+        spec_file = out / "trials" / spec_file.name
+    if not spec_file.is_file():
+        raise SpecError(Loc(str(out)), f"trial {t.number}'s spec file {spec_file.name} is missing from trials/")
+    return load_spec(spec_file)
+
+
+# ---------------------------------------------------------------------------------------------- storage
+def default_storage(out: Path, workers: int) -> str:
+    """The output folder's own storage: the one already there, else SQLite for one worker and a journal file (safe
+    for concurrent writers on one host) for several."""
+    if (out / STUDY_JOURNAL).exists() or (workers > 1 and not (out / STUDY_DB).exists()):
+        return f"journal:{out / STUDY_JOURNAL}"
+    return f"sqlite:///{out / STUDY_DB}"
+
+
+def make_storage(url: str):
+    if url.startswith(("sqlite", "postgresql", "mysql")):
+        # heartbeats let a later run fail a trial whose worker was lost and retry it once
+        warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+        return optuna.storages.RDBStorage(url, heartbeat_interval=HEARTBEAT_S, grace_period=3 * HEARTBEAT_S,
+                                          heartbeat_stale_trial_callback=retry_stale)
+    if url.startswith("journal:"):
+        from optuna.storages.journal import JournalFileBackend, JournalStorage
+        return JournalStorage(JournalFileBackend(url[len("journal:"):]))
+    raise SpecError(Loc("--storage"), f"'{url}': expected sqlite:///FILE, postgresql://…, mysql://… or journal:FILE")
+
+
+def retry(study, trial) -> None:
+    """Enqueue a fresh copy of `trial` (same parameters, same baseline role)."""
+    keep = {k: v for k, v in trial.user_attrs.items() if k in RETRY_KEEPS}
+    study.enqueue_trial(dict(trial.params) or dict(trial.system_attrs.get("fixed_params", {})),
+                        user_attrs={**keep, RETRY_OF: trial.number, RETRIES: trial.user_attrs.get(RETRIES, 0) + 1})
+
+
+def retry_stale(study, trial) -> bool:
+    """The storage's heartbeat callback (and recovery's for dead local workers): `trial` has just been failed because
+    its worker stopped; it is retried unless it already was. Returns whether it was."""
+    if trial.user_attrs.get(RETRIES, 0) < MAX_RETRIES:
+        retry(study, trial)
+        return True
+    return False
+
+
+# ---------------------------------------------------------------------------------------------- opening it again
+def seeds_study_name(name: str) -> str:
+    return name + SEEDS
+
+
+def load_seeds(storage, name: str):
+    """The re-training study of search study `name`, or None."""
+    try:
+        return optuna.load_study(study_name=seeds_study_name(name), storage=storage)
+    except KeyError:
+        return None
+
+
+def load(out: Path, storage: str | None = None):
+    """The search study and its re-training study (or None) from an output folder or a storage URL."""
+    if storage is None:
+        if (out / STUDY_JOURNAL).is_file():
+            storage = f"journal:{out / STUDY_JOURNAL}"
+        elif (out / STUDY_DB).is_file():
+            storage = f"sqlite:///{out / STUDY_DB}"
+        else:
+            raise SpecError(Loc(str(out)), "no study.db or study.journal here: pass the output folder of "
+                                           "`archsearch run` (or --storage)")
+    store = make_storage(storage)
+    names = [n for n in optuna.study.get_all_study_names(storage=store) if not n.endswith(SEEDS)]
+    if len(names) != 1:
+        raise SpecError(Loc(str(out)), f"expected one study in the storage, found {len(names)}: pick one with --storage")
+    return optuna.load_study(study_name=names[0], storage=store), load_seeds(store, names[0])

@@ -1,0 +1,62 @@
+"""The run folder: its layout, its storage, opening it again, and the attribute keys studies on disk hold."""
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.trial import TrialState, create_trial
+
+from archsearch.errors import SpecError
+from archsearch.search import run_folder
+
+# The strings studies on disk hold (docs/results/, live ladders): changing one breaks resuming and reporting them.
+KEYS = {
+    "VERDICT_COST": "verdict_cost", "QUALITY": "quality", "FLOORS": "floors", "ISO_TIME": "train_seconds",
+    "REFERENCE": "reference", "SAVED_CHECK": "saved_check", "SPEC_FILE": "spec_file", "MIXERS": "mixers",
+    "VOCAB": "vocab", "BASELINE": "baseline", "MATCHED": "matched", "WORKER": "worker", "CARD": "card",
+    "SEED": "seed", "LR": "lr", "TRAIN_TOKENS": "train_tokens", "VAL_LOSS_CURVE": "val_loss_curve",
+    "LR_GRID_QUALITY": "lr_grid_quality", "PRUNED_REASON": "pruned_reason", "FAILED_REASON": "failed_reason",
+    "FAILED_DETAIL": "failed_detail", "RETRY_OF": "retry_of", "RETRIES": "retries", "SOURCE": "source",
+    "SCALE": "scale", "STUDY_DB": "study.db", "STUDY_JOURNAL": "study.journal", "SEEDS": ".seeds",
+}
+
+
+def test_the_attribute_keys_keep_the_strings_of_the_studies_on_disk():
+    found = {k: v for k, v in vars(run_folder).items() if k.isupper() and isinstance(v, str)}
+    assert found == KEYS
+    assert run_folder.LADDER_JOB == ("job", "family", "rung", "phase")
+    assert set(run_folder.RETRY_KEEPS) == {"baseline", "source", "seed", "job", "family", "rung", "lr", "phase"}
+
+
+def test_where_each_thing_lies(tmp_path):
+    assert run_folder.trial_spec_path(tmp_path, 7) == tmp_path / "trials/trial_0007.yaml"
+    assert run_folder.weights_path(tmp_path, 7) == tmp_path / "weights/trial_0007.pt"
+    assert run_folder.run_weights_path(tmp_path, 7, 2, 1.0) == tmp_path / "weights/runs/trial_0007_seed2.pt"
+    assert run_folder.run_weights_path(tmp_path, 7, 2, 4.0) == tmp_path / "weights/runs/trial_0007_seed2_x4.pt"
+    assert run_folder.profile_path(tmp_path, 7) == tmp_path / "profiles/trial_0007"
+
+
+def test_a_folder_keeps_its_storage_and_opens_again_with_its_seeds_study(tmp_path):
+    assert run_folder.default_storage(tmp_path, 1) == f"sqlite:///{tmp_path / 'study.db'}"
+    assert run_folder.default_storage(tmp_path, 4) == f"journal:{tmp_path / 'study.journal'}"
+    with pytest.raises(SpecError, match="no study.db or study.journal here"):
+        run_folder.load(tmp_path)
+    store = run_folder.make_storage(run_folder.default_storage(tmp_path, 1))
+    optuna.create_study(study_name="s", storage=store)
+    assert run_folder.load(tmp_path)[1] is None
+    optuna.create_study(study_name=run_folder.seeds_study_name("s"), storage=store)
+    study, seeds = run_folder.load(tmp_path)
+    assert (study.study_name, seeds.study_name) == ("s", "s.seeds")
+    assert run_folder.default_storage(tmp_path, 4) == f"sqlite:///{tmp_path / 'study.db'}"  # the one already there
+    with pytest.raises(SpecError, match="--storage: 'redis://x': expected"):
+        run_folder.make_storage("redis://x")
+
+
+def test_a_trials_spec_is_found_in_a_folder_that_moved(root, tmp_path):
+    (tmp_path / "trials").mkdir()
+    (tmp_path / "trials/trial_0000.yaml").write_text((root / "examples/tiny_transformer.yaml").read_text())
+    t = create_trial(state=TrialState.COMPLETE, value=1.0,
+                     user_attrs={"spec_file": str(Path("/elsewhere/trials/trial_0000.yaml"))})
+    assert run_folder.trial_spec(tmp_path, t).model.d_model > 0
+    (tmp_path / "trials/trial_0000.yaml").unlink()
+    with pytest.raises(SpecError, match="spec file trial_0000.yaml is missing from trials/"):
+        run_folder.trial_spec(tmp_path, t)
