@@ -53,14 +53,14 @@ def cmd_compile(args) -> int:
 
 
 def cmd_blocks(args) -> int:
-    from . import configs, registry
+    from . import coerce, registry
 
     for name in registry.names():
         cls = registry.get(name)
         doc = (cls.__doc__ or sys.modules[cls.__module__].__doc__ or "").strip().splitlines()
         flags = cls.kind + (", complex" if getattr(cls, "complex", False) else "")
         print(f"{name} ({flags}) — {doc[0] if doc else cls.__module__}")
-        for fname, ftype, default, fdoc in configs.describe(cls.Config):
+        for fname, ftype, default, fdoc in coerce.describe(cls.Config):
             print(f"    {fname}: {ftype} = {default}" + (f"    # {fdoc}" if fdoc else ""))
         print()
     return 0

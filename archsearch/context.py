@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import torch
 
 from .errors import Loc, SpecError
-from .settings import TrainConfig
+from .task_and_train import TrainConfig
 
 
 def resolve_device(name: str) -> torch.device:

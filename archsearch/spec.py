@@ -11,9 +11,9 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, Mapping
 
-from . import configs
+from . import coerce
 from .errors import Loc, SpecError, unknown
-from .settings import TaskConfig, TrainConfig
+from .task_and_train import TaskConfig, TrainConfig
 from .yamlloc import LDict, load_file, load_text, loc_of
 
 RESERVED = ("input", "embed", "head", "output")
@@ -303,7 +303,7 @@ def _settings(cls, m, key: str, root: Loc):
     value = m[key]
     if not isinstance(value, dict):
         raise SpecError(loc, f"expected a mapping, got {_kind(value)}")
-    return configs.coerce(cls, value, loc, {k: loc_of(value, k, loc) for k in value}, what="key")
+    return coerce.coerce(cls, value, loc, {k: loc_of(value, k, loc) for k in value}, what="key")
 
 
 def parse(doc, file: str = "<spec>") -> Spec:

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from .data import cache, corpora, lm, mqar, tokenizers
-from .settings import TaskConfig
+from .task_and_train import TaskConfig
 
 
 class LMTask:

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import torch
 
-from . import configs, flops, registry
+from . import coerce, flops, registry
 from .decode import leaves
 from .errors import Loc
 
@@ -61,7 +61,7 @@ class Case:
 
 def cases(cls) -> list[Case]:
     raw = getattr(cls, "test_configs", None) or ({},)
-    return [Case(cls, configs.coerce(cls.Config, c, Loc(f"{cls.name}.test_configs[{i}]"))) for i, c in enumerate(raw)]
+    return [Case(cls, coerce.coerce(cls.Config, c, Loc(f"{cls.name}.test_configs[{i}]"))) for i, c in enumerate(raw)]
 
 
 def rel_error(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -111,7 +111,7 @@ def check_step(case: Case) -> None:
 
 
 def _modes(cls) -> tuple:
-    hints = configs.field_types(cls.Config)
+    hints = coerce.field_types(cls.Config)
     if "mode" not in hints or typing.get_origin(hints["mode"]) is not typing.Literal:
         return ()
     return typing.get_args(hints["mode"])

@@ -20,7 +20,7 @@ import torch
 from .context import autocast_for, resolve_device
 from .graph_step import GraphedMicroStep, LMLoss, micro_loss
 from .progress import Progress
-from .settings import TrainConfig
+from .task_and_train import TrainConfig
 
 
 @dataclass

@@ -4,7 +4,7 @@ import torch
 
 from archsearch.context import run_context
 from archsearch.errors import Loc, SpecError
-from archsearch.settings import TrainConfig
+from archsearch.task_and_train import TrainConfig
 
 WHERE = Loc("s.yaml", 0, "train.seq_len")
 

@@ -185,7 +185,7 @@ def _lm_task(vocab: int = 100):
 @pytest.mark.parametrize("mixer", ["pam", "softmax_attention"])
 def test_training_with_cuda_graphs_matches_eager_training(mixer, capsys):
     """The captured micro-step (two per optimiser step: accumulation) trains to the same weights as eager steps."""
-    from archsearch.settings import TrainConfig
+    from archsearch.task_and_train import TrainConfig
     from archsearch.train import train
 
     cfg = TrainConfig(tokens=64 * 8 * 12, batch_tokens=64 * 8, micro_batch=4, lr=3e-3, evals=2, eval_tokens=1024,
@@ -203,7 +203,7 @@ def test_training_with_cuda_graphs_matches_eager_training(mixer, capsys):
 
 
 def test_a_step_that_cannot_be_captured_trains_eagerly(capsys):
-    from archsearch.settings import TrainConfig
+    from archsearch.task_and_train import TrainConfig
     from archsearch.train import train
 
     model = _model("softmax_attention")
@@ -225,7 +225,7 @@ def test_a_step_that_cannot_be_captured_trains_eagerly(capsys):
 def test_after_a_failed_capture_dropout_still_trains_eagerly(capsys):
     """A capture that fails part-way leaves the CUDA generator mid-capture; the eager steps after it draw dropout
     masks from that generator, and must run."""
-    from archsearch.settings import TrainConfig
+    from archsearch.task_and_train import TrainConfig
     from archsearch.train import train
 
     model = _model("pam", dropout=0.1)
@@ -249,7 +249,7 @@ def test_after_a_failed_capture_dropout_still_trains_eagerly(capsys):
 def test_compiled_and_graphed_training_on_the_kernels_matches_eager(mixer, capsys):
     """train.compile with train.cuda_graph on the Triton kernels (custom ops to torch.compile): one compiled graph
     per micro-step, captured, and the same losses as eager training to bf16-free precision."""
-    from archsearch.settings import TrainConfig
+    from archsearch.task_and_train import TrainConfig
     from archsearch.train import train
 
     cfg = TrainConfig(tokens=64 * 8 * 6, batch_tokens=64 * 8, lr=3e-3, evals=1, eval_tokens=1024, device="cuda",

@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parents[1]
 LAYERS = (
     ("blocks: torch and the standard library only (export copies them as source)", ("blocks",)),
     ("base: errors, located YAML, settings; no torch", (
-        "archsearch.errors", "archsearch.yamlloc", "archsearch.progress", "archsearch.settings", "archsearch.configs")),
+        "archsearch.errors", "archsearch.yamlloc", "archsearch.progress", "archsearch.task_and_train", "archsearch.coerce")),
     ("compiler: spec → checked, costed IR; no tensor", (
         "archsearch.spec", "archsearch.ir", "archsearch.registry", "archsearch.build", "archsearch.passes",
         "archsearch.compiler")),

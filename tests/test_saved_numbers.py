@@ -90,7 +90,7 @@ def test_an_unfinished_run_resumes_from_its_checkpoint(task, tmp_path):
 
 
 def test_wsd_keeps_the_rate_until_the_decay():
-    from archsearch.settings import TrainConfig
+    from archsearch.task_and_train import TrainConfig
     from archsearch.train import lr_at
 
     cfg = TrainConfig(lr=1.0, warmup=0.1, schedule="wsd", decay=0.2, min_lr_ratio=0.1)

@@ -8,7 +8,7 @@ import torch
 
 from archsearch.compiler import compile_text
 from archsearch.lower import lower
-from archsearch.settings import TrainConfig
+from archsearch.task_and_train import TrainConfig
 from archsearch.tasks import LMTask
 from archsearch.train import lr_at, param_groups, plan, train
 

@@ -7,7 +7,7 @@ import sys
 import pytest
 
 from archsearch import cli, tasks
-from archsearch.settings import TaskConfig
+from archsearch.task_and_train import TaskConfig
 
 
 def _train(root, out, *extra, env=None):

@@ -6,7 +6,7 @@ from dataclasses import replace
 
 import networkx as nx
 
-from .. import configs, registry
+from .. import coerce, registry
 from ..errors import SpecError
 from ..ir import IR, Node
 
@@ -31,7 +31,7 @@ def _check_graph(ir: IR) -> None:
 def _check_block(ir: IR, n: Node) -> Node:
     cls = registry.get(n.block, n.loc)
     cloc = n.config_loc or n.loc
-    cfg = configs.coerce(cls.Config, n.config or {}, cloc, n.config_locs)
+    cfg = coerce.coerce(cls.Config, n.config or {}, cloc, n.config_locs)
     d = ir.model.d_model
     if n.name == "embed" and cls.kind != "embedding":
         raise SpecError(n.loc, f"block '{n.block}' is a {cls.kind}, but the embedding slot needs an embedding block")

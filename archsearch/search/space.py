@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from .. import configs
+from .. import coerce
 from ..errors import Loc, SpecError, unknown
 from ..yamlloc import load_file, loc_of
 from .baselines import check_baselines
@@ -144,7 +144,7 @@ def load_space(path) -> Space:
     raw = doc.get("search") or {}
     if not isinstance(raw, dict):
         raise SpecError(sloc, "expected a mapping")
-    cfg = configs.coerce(SearchConfig, raw, sloc, {k: loc_of(raw, k, sloc) for k in raw}, what="key")
+    cfg = coerce.coerce(SearchConfig, raw, sloc, {k: loc_of(raw, k, sloc) for k in raw}, what="key")
     if cfg.profiles is not None and not isinstance(cfg.profiles, dict):
         raise SpecError(loc_of(raw, "profiles", sloc), "expected a mapping {cpu: {...}, gpu: {...}}")
     profiles = {}
@@ -154,7 +154,7 @@ def load_space(path) -> Space:
             raise unknown(ploc, "profile", name, ("cpu", "gpu"))
         if not isinstance(value, dict):
             raise SpecError(ploc, "expected a mapping of profile fields")
-        profiles[name] = configs.coerce(Profile, value, ploc, {k: loc_of(value, k, ploc) for k in value}, what="key")
+        profiles[name] = coerce.coerce(Profile, value, ploc, {k: loc_of(value, k, ploc) for k in value}, what="key")
         if profiles[name].spec is not None:
             _walk_check(profiles[name].spec, loc_of(value, "spec", ploc))
     for key in (cfg.weights or {}):

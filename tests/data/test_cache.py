@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from archsearch.data import cache, corpora, tokenizers
-from archsearch.settings import TaskConfig
+from archsearch.task_and_train import TaskConfig
 from archsearch.tasks import LMTask
 
 

@@ -1,4 +1,4 @@
-"""Raw YAML config mappings → a block's frozen Config dataclass, strictly typed, errors located at the key."""
+"""Raw YAML mappings → a frozen Config dataclass (a block's, or a spec section's), strictly typed, errors located at the key."""
 from __future__ import annotations
 
 import dataclasses
