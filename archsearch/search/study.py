@@ -25,9 +25,10 @@ from ..spec import parse
 from . import retrain
 from .baselines import CentreTrial, baseline_entry, baseline_label, baseline_matched
 from .objective import Objective, mixers as spec_mixers, worker_id
+from .rdb import BudgetSpent, SearchRDBStorage
 from .recovery import counted, recover
 from .report import write_report
-from .run_folder import (BASELINE, FLOORS, ISO_TIME, MATCHED, QUALITY, REFERENCE, VERDICT_COST, VOCAB,
+from .run_folder import (BASELINE, FLOORS, ISO_TIME, MATCHED, QUALITY, REFERENCE, RETRY_OF, VERDICT_COST, VOCAB,
                          default_storage, load_seeds, make_storage, profile_path, seeds_study_name, trial_spec)
 from .sampling import first_choice, template_for
 from .space import load_space, options, pareto_costs
@@ -219,9 +220,14 @@ def search_loop(setup: Setup, n_trials: int, echo=print) -> None:
     if len(counted(setup.study.trials)) >= n_trials:
         return
     timeout = setup.profile.timeout_minutes * 60 if setup.profile.timeout_minutes else None
-    setup.study.optimize(setup.objective, n_trials=None, timeout=timeout, catch=(),
-                         callbacks=[progress_line(setup.study, setup.space.search, setup.multi, n_trials, echo),
-                                    _stop_at(n_trials)])
+    if isinstance(setup.storage, SearchRDBStorage):  # the database refuses a trial beyond the budget: exactly n
+        setup.storage.limit_trials(setup.study.study_name, n_trials, RETRY_OF)
+    try:
+        setup.study.optimize(setup.objective, n_trials=None, timeout=timeout, catch=(),
+                             callbacks=[progress_line(setup.study, setup.space.search, setup.multi, n_trials, echo),
+                                        _stop_at(n_trials)])
+    except BudgetSpent:  # the last trials are running elsewhere
+        pass
 
 
 def retrain_loop(setup: Setup, echo=print) -> None:
@@ -277,7 +283,9 @@ def run_search(space_path: str, *, out: Path | None = None, storage: str | None 
     interrupted = False
     try:
         if workers > 1:
-            pool.run(setup, "search", workers, n_trials, echo)
+            to_go = n_trials - len(counted(setup.study.trials))  # no more workers than trials left to run
+            if to_go > 0:
+                pool.run(setup, "search", min(workers, to_go), n_trials, echo)
         else:
             search_loop(setup, n_trials, echo)
         _, fresh_seeds, verdict_seeds = retrain.retrain_settings(setup.space, setup.profile)

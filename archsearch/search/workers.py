@@ -7,6 +7,8 @@ import signal
 import subprocess
 import sys
 
+from .rdb import redact
+
 
 def _env(rank: int, workers: int) -> dict:
     import torch
@@ -31,7 +33,7 @@ def run(setup, phase: str, workers: int, n_trials: int, echo=print) -> None:
     envs = [_env(rank, workers) for rank in range(workers)]
     gpus = [e["CUDA_VISIBLE_DEVICES"] for e in envs if "CUDA_VISIBLE_DEVICES" in e]
     where = f"GPUs {', '.join(gpus)}" if gpus else f"{envs[0]['OMP_NUM_THREADS']} CPU thread(s) each"
-    echo(f"{phase}: starting {workers} worker process{'es' if workers > 1 else ''} on {setup.url} ({where})")
+    echo(f"{phase}: starting {workers} worker process{'es' if workers > 1 else ''} on {redact(setup.url)} ({where})")
     procs = [subprocess.Popen(cmd, env=env) for env in envs]
     try:
         codes = [p.wait() for p in procs]
