@@ -73,8 +73,6 @@ def test_export_a_spec_with_weights(root, tmp_path):
 @pytest.fixture(scope="module")
 def smoke(tmp_path_factory):
     """A two-trial smoke study, shared by the tests that export from a study."""
-    from conftest import ROOT
-
     out = tmp_path_factory.mktemp("smoke")
     return out, run_search(str(ROOT / "search_spaces/smoke.yaml"), out=out, trials=2, retrain_after=False,
                            echo=lambda *a, **k: None)
