@@ -2,6 +2,7 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -73,8 +74,9 @@ def test_export_a_spec_with_weights(root, tmp_path):
 @pytest.fixture(scope="module")
 def smoke(tmp_path_factory):
     """A two-trial smoke study, shared by the tests that export from a study."""
+    root = Path(__file__).resolve().parents[2]
     out = tmp_path_factory.mktemp("smoke")
-    return out, run_search(str(ROOT / "search_spaces/smoke.yaml"), out=out, trials=2, retrain_after=False,
+    return out, run_search(str(root / "search_spaces/smoke.yaml"), out=out, trials=2, retrain_after=False,
                            echo=lambda *a, **k: None)
 
 
