@@ -46,10 +46,14 @@ def _package():
     return kernels
 
 
-@torch.compiler.assume_constant_result  # asked once while tracing, not a graph break in every compiled block
 def kernels_available(device: torch.device) -> bool:
     package = _package()
     return package is not None and package.usable(device)
+
+
+# Asked once while tracing, not a graph break in every compiled block: what torch.compiler.assume_constant_result
+# does, without its import of torch._dynamo (1.5 s of every process's start; tests/test_fastpath.py checks the mark).
+kernels_available._dynamo_marked_constant = True
 
 
 def use_kernels(device: torch.device) -> bool:

@@ -40,3 +40,13 @@ def test_kernels_compile_into_one_graph_and_match_eager(cls, cfg):
     torch.manual_seed(0)
     block = cls(cls.Config(heads=2, head_dim=16, mode="triton", **cfg), d_model=64)
     _assert_compiled_matches_eager(block, torch.randn(2, 40, 64, requires_grad=True), fullgraph=True)
+
+
+def test_kernels_available_carries_the_mark_that_assume_constant_result_sets():
+    """fastpath marks kernels_available by hand (torch.compiler.assume_constant_result would import torch._dynamo
+    at every start); if torch renames its mark, this fails instead of every compiled block breaking its graph."""
+    from blocks import fastpath
+
+    marked = torch.compiler.assume_constant_result(lambda: None)
+    marks = {k for k in vars(marked)}
+    assert marks and all(getattr(fastpath.kernels_available, k, None) is True for k in marks)
