@@ -89,17 +89,15 @@ def cmd_run(args) -> int:
 
     if is_ladder_file(args.space):
         return _run_ladder(args)
-    if args.data:
-        raise SpecError(Loc("--data"), "applies to a ladder; a search space names its data in spec.task.data")
     if args.worker:
-        if not (args.out and args.storage and args.trials and args.profile):
-            raise SpecError(Loc("--worker"), "is started by `run --workers N` with --out, --storage, --trials, --profile")
-        run_worker(args.space, out=Path(args.out), storage=args.storage, trials=args.trials, profile=args.profile,
-                   device=args.device, phase=args.worker, timeout_minutes=args.timeout_minutes)
+        if not (args.out and args.storage and args.trials and args.budget):
+            raise SpecError(Loc("--worker"), "is started by `run --workers N` with --out, --storage, --trials, --budget")
+        run_worker(args.space, out=Path(args.out), storage=args.storage, trials=args.trials, budget=args.budget,
+                   device=args.device, phase=args.worker, timeout_minutes=args.timeout_minutes, data=args.data)
         return 0
     run_search(args.space, out=Path(args.out) if args.out else None, storage=args.storage, trials=args.trials,
-               profile=args.profile, device=args.device, workers=args.workers, retrain_after=not args.no_retrain,
-               timeout_minutes=args.timeout_minutes, profile_top=args.profile_top)
+               budget=args.budget, device=args.device, workers=args.workers, retrain_after=not args.no_retrain,
+               timeout_minutes=args.timeout_minutes, profile_top=args.profile_top, data=args.data)
     return 0
 
 
@@ -200,7 +198,7 @@ def _run_ladder(args) -> int:
     from .ladder.report import write_report
     from .ladder.runner import run_ladder
 
-    for flag, given in (("--trials", args.trials), ("--profile", args.profile), ("--workers", args.workers != 1),
+    for flag, given in (("--trials", args.trials), ("--budget", args.budget), ("--workers", args.workers != 1),
                         ("--no-retrain", args.no_retrain), ("--profile-top", args.profile_top)):
         if given:
             raise SpecError(Loc(flag), f"does not apply to a ladder ({args.space}); see docs/ladder.md")
@@ -234,6 +232,14 @@ def cmd_report(args) -> int:
     path = write_report(study, Path(args.out_dir), seeds)
     print(f"wrote {path} and its plots")
     return 0
+
+
+class _Renamed(argparse.Action):
+    """An option under its former name: still works, and says once what it is called now."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        print(f"note: {option_string} is now --{self.dest}", file=sys.stderr)
+        setattr(namespace, self.dest, values)
 
 
 def _positive(kind):
@@ -270,17 +276,19 @@ def parser() -> argparse.ArgumentParser:
     r = sub.add_parser("run", help="search a space of architectures with Optuna, or climb a scaling ladder "
                                    "(resumes when re-run)")
     r.add_argument("space", help="a search space (YAML; docs/search.md) or a ladder (docs/ladder.md)")
-    r.add_argument("--data", help="a ladder's corpus (replaces its task.data), e.g. a WikiText folder")
+    r.add_argument("--data", help="the corpus (replaces the space's spec.task.data or the ladder's task.data), e.g. a "
+                                  "WikiText folder; a resumed study needs the same")
     r.add_argument("--out", help="output folder (default runs/NAME): the study, trials/*.yaml, report.md")
     r.add_argument("--storage", help="an Optuna storage URL (default sqlite:///OUT/study.db, or "
                                      "journal:OUT/study.journal with --workers), postgresql://…, journal:FILE")
-    r.add_argument("--trials", type=_positive(int), help="total trials (default: the profile's)")
-    r.add_argument("--profile", choices=["cpu", "gpu"], help="budget profile (default: by device)")
+    r.add_argument("--trials", type=_positive(int), help="total trials (default: the budget's)")
+    r.add_argument("--budget", metavar="NAME", help="one of the space's search.budgets (default: gpu on a GPU, else cpu)")
+    r.add_argument("--profile", dest="budget", action=_Renamed, help=argparse.SUPPRESS)  # --budget's former name
     r.add_argument("--device", help="auto | cpu | cuda | cuda:N")
     r.add_argument("--workers", type=_positive(int), default=1,
                    help="processes on one study: one per visible GPU, or N CPU processes (default 1)")
     r.add_argument("--timeout-minutes", type=_positive(float),
-                   help="stop starting trials after this long (default: the profile's timeout_minutes); a ladder "
+                   help="stop starting trials after this long (default: the budget's timeout_minutes); a ladder "
                         "starts no run that it does not expect to finish within it")
     r.add_argument("--no-retrain", action="store_true", help="skip the re-training of the best with more seeds")
     r.add_argument("--profile-top", type=int, default=0, metavar="K",

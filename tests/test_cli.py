@@ -3,6 +3,8 @@ import shutil
 import subprocess
 import sys
 
+import pytest
+
 from archsearch import cli, registry
 
 
@@ -44,6 +46,18 @@ def test_bad_cli_argument_exits_2():
     r = subprocess.run([sys.executable, "-m", "archsearch", "compile", "x.yaml", "--vocab", "many"],
                        capture_output=True, text=True)
     assert r.returncode == 2 and "argument --vocab: expected an integer, got 'many'" in r.stderr
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--budget", "nope"], "--budget: no 'nope' budget in search_spaces/smoke.yaml (it has: cpu, gpu)"),
+    (["--profile", "nope"], "note: --profile is now --budget\n--budget: no 'nope' budget"),  # the former name
+    (["--data", "nowhere"], "--data: 'nowhere': no such file or folder"),
+])
+def test_bad_search_arguments_are_one_line_and_write_nothing(root, tmp_path, monkeypatch, capsys, args, message):
+    monkeypatch.chdir(root)
+    assert cli.main(["run", "search_spaces/smoke.yaml", "--out", str(tmp_path / "s"), *args]) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) <= 2 and not (tmp_path / "s").exists()
 
 
 def test_console_script_is_the_same_cli(root):

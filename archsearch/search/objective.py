@@ -68,8 +68,8 @@ class TrialFailed(Exception):
 
 
 class Objective:
-    def __init__(self, space: Space, task, profile, out: Path, device: str | None = None, progress=False):
-        self.space, self.task, self.profile, self.out = space, task, profile, out
+    def __init__(self, space: Space, task, budget, out: Path, device: str | None = None, progress=False):
+        self.space, self.task, self.budget, self.out = space, task, budget, out
         self.device, self.progress = device, progress
 
     # ------------------------------------------------------------------------------------------ pieces
@@ -77,16 +77,16 @@ class Objective:
         """The learning rates an enqueued baseline trains at (keeping the best), or None."""
         if BASELINE not in (getattr(trial, "user_attrs", None) or {}):
             return None
-        return [float(v) for v in self.profile.baseline_lr_grid or []] or None
+        return [float(v) for v in self.budget.baseline_lr_grid or []] or None
 
     def spec_of(self, trial, label: str | None = None):
-        """The trial's spec (any object with Optuna's suggest_* methods) with the profile's budget. A baseline with a
+        """The trial's spec (any object with Optuna's suggest_* methods) with the budget's settings. A baseline with a
         learning-rate grid suggests no rate: the one it trains best at is recorded after the grid (record_lr)."""
-        doc = sample(self.space, trial, self.profile)
+        doc = sample(self.space, trial, self.budget)
         spec = parse(doc, f"{self.space.file}#{label or f'trial{trial.number}'}")
         grid = self.baseline_grid(trial)
-        lr = grid[0] if grid else sample_lr(self.space, trial, spec.train.lr, self.profile)
-        p = self.profile
+        lr = grid[0] if grid else sample_lr(self.space, trial, spec.train.lr, self.budget)
+        p = self.budget
         train_cfg = replace(spec.train, tokens=p.tokens, batch_tokens=p.batch_tokens, lr=lr,
                             seq_len=p.seq_len or spec.train.seq_len, seed=self.space.search.seed,
                             device=self.device or spec.train.device)
@@ -190,7 +190,7 @@ class Objective:
         reason = self.violation(costs)
         if reason:
             return self.prune(trial, reason)
-        if self.profile.train_seconds:
+        if self.budget.train_seconds:
             spec = self.iso_time(trial, spec, ctx, costs["latency_train_ms"])
         try:
             q = self.train_for(trial, spec, ir, ctx)
@@ -204,7 +204,7 @@ class Objective:
     def iso_time(self, trial, spec, ctx: RunContext, latency_ms: float):
         """The spec with its token budget set to `train_seconds` of this trial's measured step time; the trial's
         spec file is rewritten to match, so `archsearch train` on it reruns the same run."""
-        tokens = iso_time_tokens(spec.train, ctx.seq_len, self.profile.train_seconds, latency_ms)
+        tokens = iso_time_tokens(spec.train, ctx.seq_len, self.budget.train_seconds, latency_ms)
         trial.set_user_attr(TRAIN_TOKENS, tokens)
         rewrite_train(trial, tokens=tokens)
         return replace(spec, train=replace(spec.train, tokens=tokens))
@@ -213,7 +213,7 @@ class Objective:
         """Train with the trial's learning rate, or with each rate of the grid keeping the best; record the results
         (the chosen rate's curve among them) and return the best run's quality term."""
         baseline_grid = self.baseline_grid(trial)
-        grid = lr_grid(self.space, self.profile) or baseline_grid
+        grid = lr_grid(self.space, self.budget) or baseline_grid
         # a grid's runs would report the same steps twice, so best-of-grid trials are not pruned; a baseline's chosen
         # curve is reported afterwards, so that the pruner compares later trials with it too
         pruning = self.space.search.objective == "weighted" and not grid
@@ -253,7 +253,7 @@ class Objective:
                 for k, (_, loss) in enumerate(curve, 1):
                     trial.report(loss, k)
         if baseline_grid:
-            record_lr(trial, lr, lr_distribution(self.space, self.profile))
+            record_lr(trial, lr, lr_distribution(self.space, self.budget))
         for k, v in result.items():
             trial.set_user_attr(k, v)
         return q

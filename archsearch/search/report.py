@@ -162,7 +162,7 @@ def write_report(study, out: Path, seeds=None, check: bool = True) -> Path:
         lines += _family_table(done, q, stats)
         matched = sorted({t.user_attrs[MATCHED] for t in done if MATCHED in t.user_attrs})
         if matched:
-            lines += ["", "Baselines (enqueued first, each at its best learning rate of the profile's grid) at sizes "
+            lines += ["", "Baselines (enqueued first, each at its best learning rate of the budget's grid) at sizes "
                           "matched across families: " + "; ".join(matched) + "."]
         if stats:
             lines += _seeds_table(study, q, stats)

@@ -1,7 +1,7 @@
 """Fairness after the search: the top-k architectures and the best of each family are trained again with fresh seeds,
 the verdict's pairs with more (`verdict_seeds`), and each run is scored from its saved weights on the validation and
 the test split: the search selects on validation, the report states test-split numbers of runs that took no part in
-the selection. Fidelity, when the profile asks for it: trials spread over the screen's ranking are trained again
+the selection. Fidelity, when the budget asks for it: trials spread over the screen's ranking are trained again
 `factor` times longer, and the report gives the rank correlation between the two budgets.
 
 Each (trial, seed, scale) run is a trial of a second Optuna study, `NAME.seeds`, in the same storage: enqueued once, claimed
@@ -64,15 +64,15 @@ def spread(study, n: int) -> list:
     return [done[round(i * (len(done) - 1) / (n - 1))] for i in range(n)]
 
 
-def jobs(study, space, profile=None) -> list[tuple[int, int, float]]:
+def jobs(study, space, budget=None) -> list[tuple[int, int, float]]:
     """(source trial, seed, budget scale) of every run wanted: fresh seeds (never the search's own) at the search's
     budget, and the fidelity runs (the search's seed, `factor` times the budget)."""
-    top_k, seeds, verdict_seeds = retrain_settings(space, profile)
+    top_k, seeds, verdict_seeds = retrain_settings(space, budget)
     base = space.search.seed
     verdict = {t.number for t in verdict_trials(study)}
     wanted = [(t.number, base + i, 1.0) for t in selected(study, top_k)
               for i in range(1, 1 + (verdict_seeds if t.number in verdict else seeds))]
-    fidelity = getattr(profile, "fidelity", None)
+    fidelity = getattr(budget, "fidelity", None)
     if fidelity:
         wanted += [(t.number, t.user_attrs.get(SEED, base), float(fidelity["factor"]))
                    for t in spread(study, fidelity["trials"])]

@@ -28,6 +28,7 @@ from .rdb import open_rdb, redact
 VERDICT_COST = "verdict_cost"  # the cost the verdict holds equal
 QUALITY = "quality"  # ppl | loss | accuracy
 FLOORS = "floors"  # recall: {split: the memory-free floors}
+DATA = "data"  # the corpus `run --data` gave (absent: the space's own spec.task.data)
 ISO_TIME = "train_seconds"  # iso-time: every trial's training time in seconds
 REFERENCE = "reference"  # the weighted objective's reference costs
 SAVED_CHECK = "saved_check"  # {label: the number recorded and again from the saved weights}

@@ -1,9 +1,9 @@
-"""Sampling a search space define-by-run: the template (merged with a profile's partial template) walked in YAML
+"""Sampling a search space define-by-run: the template (merged with a budget's partial template) walked in YAML
 order, each distribution asked of the trial (an Optuna trial, a FixedTrial, or baselines.CentreTrial), and the learning
-rate the profile or search section gives. No torch here."""
+rate the budget or search section gives. No torch here."""
 from __future__ import annotations
 
-from .space import Profile, Space, is_dist, lr_setting, options
+from .space import Budget, Space, is_dist, lr_setting, options
 
 
 class Sampler:
@@ -107,25 +107,25 @@ def first_choice(value):
     return value
 
 
-def template_for(space: Space, profile: Profile):
-    return merge(space.template, profile.spec) if profile.spec else space.template
+def template_for(space: Space, budget: Budget):
+    return merge(space.template, budget.spec) if budget.spec else space.template
 
 
-def sample(space: Space, trial, profile: Profile | None = None) -> dict:
+def sample(space: Space, trial, budget: Budget | None = None) -> dict:
     """A plain spec dict for this trial (its parameters recorded by the trial)."""
-    return Sampler(trial).walk(template_for(space, profile) if profile else space.template, "")
+    return Sampler(trial).walk(template_for(space, budget) if budget else space.template, "")
 
 
-def lr_grid(space: Space, profile: Profile | None = None) -> list[float] | None:
+def lr_grid(space: Space, budget: Budget | None = None) -> list[float] | None:
     """The learning rates each trial trains with (keeping the best), when the space asks for best-of-grid."""
-    lr = lr_setting(space, profile)
+    lr = lr_setting(space, budget)
     return [float(v) for v in lr["grid"]] if isinstance(lr, dict) and "grid" in lr else None
 
 
-def sample_lr(space: Space, trial, default: float, profile: Profile | None = None) -> float:
-    lr = lr_setting(space, profile)
+def sample_lr(space: Space, trial, default: float, budget: Budget | None = None) -> float:
+    lr = lr_setting(space, budget)
     if lr is None:
         return default
-    if lr_grid(space, profile):
-        return lr_grid(space, profile)[0]
+    if lr_grid(space, budget):
+        return lr_grid(space, budget)[0]
     return Sampler(trial).walk(lr, "lr") if isinstance(lr, dict) else float(lr)

@@ -1,4 +1,4 @@
-"""Search spaces: a spec template whose values may be distributions, with the search's settings and profiles,
+"""Search spaces: a spec template whose values may be distributions, with the search's settings and budgets,
 loaded and checked here (sampling.py walks them for an Optuna trial).
 
 A distribution is a one-key mapping anywhere in the `spec:` section:
@@ -12,7 +12,8 @@ stack, so the parameter names (dotted paths) are stable and a study can be resum
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import re
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from .. import coerce
@@ -24,7 +25,10 @@ DISTRIBUTIONS = ("int", "float", "log", "choice", "per_layer")
 
 
 @dataclass(frozen=True)
-class Profile:
+class Budget:
+    """One named budget of a search (`search.budgets.NAME`, picked with `--budget NAME`; by default `gpu` on a
+    GPU, else `cpu`): how long trials train and how many run, and what the space looks like at that size."""
+
     trials: int = 10
     tokens: int = 200_000
     batch_tokens: int = 4096
@@ -33,11 +37,11 @@ class Profile:
     train_seconds: float | None = None  # iso-time: each trial trains this long in measured step time, not `tokens`
     fidelity: Any = None  # {trials: N, factor: F}: N trials spread over the ranking trained F× longer (rank agreement)
     baseline_lr_grid: Any = None  # the enqueued baselines train at each of these rates, keeping the best
-    lr: Any = None  # this profile's learning rate (a number, a distribution or {grid: [...]}), replacing search.lr
+    lr: Any = None  # this budget's learning rate (a number, a distribution or {grid: [...]}), replacing search.lr
     baseline_params: Any = None  # {parameter: value} fixed for every baseline (its own `params` win): matched sizes
     baseline_matched: str | None = None  # what those sizes match (e.g. "inner width = d_model"), for the report
-    retrain: Any = None  # {top_k, seeds, verdict_seeds} for this profile, replacing search.retrain
-    spec: Any = None  # a partial spec template merged over `spec:` for this profile (e.g. smaller widths on CPU)
+    retrain: Any = None  # {top_k, seeds, verdict_seeds} for this budget, replacing search.retrain
+    spec: Any = None  # a partial spec template merged over `spec:` for this budget (e.g. smaller widths on CPU)
 
 
 @dataclass(frozen=True)
@@ -57,7 +61,8 @@ class SearchConfig:
     max_state_bytes: int | None = None
     max_latency_ms: float | None = None
     baselines: Any = None  # enqueued first: a mixer name (a pure family), a list (one mixer per layer), or {mixers, params}
-    profiles: Any = None  # {cpu: {...}, gpu: {...}} of Profile fields
+    budgets: Any = None  # {name: {...}} of Budget fields (cpu, gpu and any other name)
+    profiles: Any = None  # the former name of `budgets`, still read
 
 
 def pareto_costs(search: "SearchConfig") -> list[str]:
@@ -74,7 +79,7 @@ class Space:
     file: str
     search: SearchConfig
     template: Any  # the located `spec:` mapping
-    profiles: dict = field(default_factory=dict)
+    budgets: dict = field(default_factory=dict)
 
 
 def is_dist(value) -> bool:
@@ -145,18 +150,20 @@ def load_space(path) -> Space:
     if not isinstance(raw, dict):
         raise SpecError(sloc, "expected a mapping")
     cfg = coerce.coerce(SearchConfig, raw, sloc, {k: loc_of(raw, k, sloc) for k in raw}, what="key")
-    if cfg.profiles is not None and not isinstance(cfg.profiles, dict):
-        raise SpecError(loc_of(raw, "profiles", sloc), "expected a mapping {cpu: {...}, gpu: {...}}")
-    profiles = {}
-    for name, value in (cfg.profiles or {}).items():
-        ploc = loc_of(raw["profiles"], name, loc_of(raw, "profiles", sloc))
-        if name not in ("cpu", "gpu"):
-            raise unknown(ploc, "profile", name, ("cpu", "gpu"))
+    bkey, given = _budgets_key(cfg, raw, sloc)
+    bloc = loc_of(raw, bkey, sloc)
+    if given is not None and not isinstance(given, dict):
+        raise SpecError(bloc, "expected a mapping {cpu: {...}, gpu: {...}, NAME: {...}}")
+    budgets = {}
+    for name, value in (given or {}).items():
+        ploc = loc_of(raw[bkey], name, bloc)
+        if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_-]*", name):
+            raise SpecError(ploc, f"a budget's name is a word (letters, digits, '_', '-'), got {name!r}")
         if not isinstance(value, dict):
-            raise SpecError(ploc, "expected a mapping of profile fields")
-        profiles[name] = coerce.coerce(Profile, value, ploc, {k: loc_of(value, k, ploc) for k in value}, what="key")
-        if profiles[name].spec is not None:
-            _walk_check(profiles[name].spec, loc_of(value, "spec", ploc))
+            raise SpecError(ploc, "expected a mapping of budget fields")
+        budgets[name] = coerce.coerce(Budget, value, ploc, {k: loc_of(value, k, ploc) for k in value}, what="key")
+        if budgets[name].spec is not None:
+            _walk_check(budgets[name].spec, loc_of(value, "spec", ploc))
     for key in (cfg.weights or {}):
         if key not in COST_NAMES:
             raise unknown(loc_of(raw["weights"], key, loc_of(raw, "weights", sloc)), "cost", key, COST_NAMES)
@@ -170,27 +177,44 @@ def load_space(path) -> Space:
     _walk_check(template, loc_of(doc, "spec", root))
     named: dict = {}
     _check_named(template, loc_of(doc, "spec", root), named)
-    for name, p in profiles.items():
+    for name, p in budgets.items():
         if p.spec is not None:
-            _check_named(p.spec, loc_of(raw["profiles"][name], "spec", sloc), named)
-        _check_profile(p, raw["profiles"][name], loc_of(raw["profiles"], name, sloc))
+            _check_named(p.spec, loc_of(raw[bkey][name], "spec", sloc), named)
+        _check_budget(p, raw[bkey][name], loc_of(raw[bkey], name, sloc))
     if cfg.baselines is not None:
         check_baselines(cfg.baselines, loc_of(raw, "baselines", sloc))
     if cfg.lr is not None:
         _check_lr(cfg.lr, loc_of(raw, "lr", sloc))
     if cfg.retrain is not None:
         _check_retrain(cfg.retrain, loc_of(raw, "retrain", sloc))
-    space = Space(str(path), cfg, template, profiles)
-    for name, p in profiles.items():
-        _check_grid_in_range(space, p, loc_of(raw["profiles"][name], "baseline_lr_grid", sloc))
+    space = Space(str(path), cfg, template, budgets)
+    for name, p in budgets.items():
+        _check_grid_in_range(space, p, loc_of(raw[bkey][name], "baseline_lr_grid", sloc))
     return space
 
 
-def _check_grid_in_range(space: Space, profile: Profile, loc: Loc) -> None:
+def with_data(space: Space, data: str | None) -> Space:
+    """The space with `spec.task.data` replaced (`run --data`): every trial, its spec file and its re-training use
+    that corpus."""
+    if not data:
+        return space
+    from .sampling import merge
+
+    return replace(space, template=merge(space.template, {"task": {"data": data}}))
+
+
+def _budgets_key(cfg: SearchConfig, raw: dict, sloc: Loc) -> tuple[str, Any]:
+    """`budgets`, or its former name `profiles` (which the torch profiler's `archsearch profile` made ambiguous)."""
+    if cfg.budgets is not None and cfg.profiles is not None:
+        raise SpecError(loc_of(raw, "profiles", sloc), "is the former name of 'budgets': give only 'budgets'")
+    return ("profiles", cfg.profiles) if cfg.profiles is not None else ("budgets", cfg.budgets)
+
+
+def _check_grid_in_range(space: Space, budget: Budget, loc: Loc) -> None:
     """A baseline records the rate it trained best at as its `lr` parameter, for the sampler to learn from: every rate
     of its grid must lie in the searched range."""
-    dist = lr_distribution(space, profile)
-    for v in (profile.baseline_lr_grid or []) if dist is not None else []:
+    dist = lr_distribution(space, budget)
+    for v in (budget.baseline_lr_grid or []) if dist is not None else []:
         if not dist.low <= v <= dist.high:
             raise SpecError(loc, f"rate {v:g} lies outside the searched lr range [{dist.low:g}, {dist.high:g}]: the "
                                  "sampler could not learn from a baseline trained at it")
@@ -223,7 +247,7 @@ def _check_named(value, loc: Loc, seen: dict) -> None:
         _check_named(v, loc_of(value, k, loc), seen)
 
 
-def _check_profile(p: Profile, raw, loc: Loc) -> None:
+def _check_budget(p: Budget, raw, loc: Loc) -> None:
     if p.train_seconds is not None and not p.train_seconds > 0:
         raise SpecError(loc_of(raw, "train_seconds", loc), f"must be > 0, got {p.train_seconds}")
     if p.fidelity is not None:
@@ -249,11 +273,11 @@ def _check_profile(p: Profile, raw, loc: Loc) -> None:
 RETRAIN_KEYS = ("top_k", "seeds", "verdict_seeds")
 
 
-def retrain_settings(space: "Space", profile: Profile | None = None) -> tuple[int, int, int]:
+def retrain_settings(space: "Space", budget: Budget | None = None) -> tuple[int, int, int]:
     """(top_k, seeds, verdict_seeds) of the re-training after the search: the top k trials and each family's best get
-    `seeds` fresh seeds, the verdict's pairs `verdict_seeds` (the selecting run is never one of them). The profile's
+    `seeds` fresh seeds, the verdict's pairs `verdict_seeds` (the selecting run is never one of them). The budget's
     `retrain` replaces the search section's."""
-    r = (profile.retrain if profile is not None and profile.retrain is not None else space.search.retrain) or {}
+    r = (budget.retrain if budget is not None and budget.retrain is not None else space.search.retrain) or {}
     return int(r.get("top_k", 3)), int(r.get("seeds", 3)), int(r.get("verdict_seeds", 5))
 
 
@@ -267,16 +291,16 @@ def _check_retrain(value, loc: Loc) -> None:
             raise SpecError(loc_of(value, k, loc), f"expected a whole number >= 0, got {v!r}")
 
 
-def lr_setting(space: Space, profile: Profile | None = None):
-    """The learning rate as the profile (else the search section) gives it: a number, a distribution or a grid."""
-    return profile.lr if profile is not None and profile.lr is not None else space.search.lr
+def lr_setting(space: Space, budget: Budget | None = None):
+    """The learning rate as the budget (else the search section) gives it: a number, a distribution or a grid."""
+    return budget.lr if budget is not None and budget.lr is not None else space.search.lr
 
 
-def lr_distribution(space: Space, profile: Profile | None = None):
+def lr_distribution(space: Space, budget: Budget | None = None):
     """The Optuna distribution a sampled `lr` is recorded under (as Sampler.value asks for it), or None."""
     from optuna.distributions import FloatDistribution
 
-    lr = lr_setting(space, profile)
+    lr = lr_setting(space, budget)
     if not is_dist(lr) or next(iter(lr)) not in ("float", "log"):
         return None
     kind, (low, high) = next(iter(lr.items()))

@@ -28,10 +28,10 @@ from .objective import Objective, mixers as spec_mixers, worker_id
 from .rdb import BudgetSpent, SearchRDBStorage
 from .recovery import counted, recover
 from .report import write_report
-from .run_folder import (BASELINE, FLOORS, ISO_TIME, MATCHED, QUALITY, REFERENCE, RETRY_OF, VERDICT_COST, VOCAB,
+from .run_folder import (BASELINE, DATA, FLOORS, ISO_TIME, MATCHED, QUALITY, REFERENCE, RETRY_OF, VERDICT_COST, VOCAB,
                          default_storage, load_seeds, make_storage, profile_path, seeds_study_name, trial_spec)
 from .sampling import first_choice, template_for
-from .space import load_space, options, pareto_costs
+from .space import load_space, options, pareto_costs, with_data
 from .summary import progress_line, summary
 
 
@@ -83,38 +83,45 @@ def baseline_params(template: dict, entry) -> dict:
 
 
 def centre_trial(objective: Objective, template: dict, entry):
-    """The entry's architecture at the profile's baseline_params and the middle of every other range (all baselines
+    """The entry's architecture at the budget's baseline_params and the middle of every other range (all baselines
     share width and rate; pure ones depth too): the parameters to enqueue, the spec, and {parameter: value} for the
-    entry's values that the space's ranges do not contain (e.g. a hybrid deeper than the profile's depth range)."""
-    centre = CentreTrial({**(objective.profile.baseline_params or {}), **baseline_params(template, entry)})
+    entry's values that the space's ranges do not contain (e.g. a hybrid deeper than the budget's depth range)."""
+    centre = CentreTrial({**(objective.budget.baseline_params or {}), **baseline_params(template, entry)})
     spec, _ = objective.spec_of(centre, label=f"baseline-{baseline_label(entry)}")
-    if objective.profile.baseline_lr_grid:
+    if objective.budget.baseline_lr_grid:
         centre.params.pop("lr", None)  # the grid picks it; the trial then records the rate it chose
     return centre.params, spec, centre.outside
 
 
 class Setup:
-    """Everything a coordinator or a worker needs: the space, profile, storage, study and objective."""
+    """Everything a coordinator or a worker needs: the space, budget, storage, study and objective."""
 
-    def __init__(self, space_path: str, out: Path | None, storage: str | None, profile: str | None,
-                 device: str | None, workers: int = 1, timeout_minutes: float | None = None):
-        self.space = load_space(space_path)
+    def __init__(self, space_path: str, out: Path | None, storage: str | None, budget: str | None,
+                 device: str | None, workers: int = 1, timeout_minutes: float | None = None, data: str | None = None):
+        self.space = with_data(load_space(space_path), data)
         s = self.space.search
-        self.profile_name = profile or ("gpu" if torch.cuda.is_available() else "cpu")
-        if self.profile_name not in self.space.profiles:
-            raise SpecError(Loc(self.space.file, 0, "search.profiles"), f"no '{self.profile_name}' profile in this space")
-        self.auto_profile = profile is None
-        self.profile = self.space.profiles[self.profile_name]
+        self.budget_name = budget or ("gpu" if torch.cuda.is_available() else "cpu")
+        if self.budget_name not in self.space.budgets:
+            named = ", ".join(self.space.budgets) or "none"
+            if budget:
+                raise SpecError(Loc("--budget"), f"no '{budget}' budget in {self.space.file} (it has: {named})")
+            raise SpecError(Loc(self.space.file, 0, "search.budgets"), f"no '{self.budget_name}' budget, the default "
+                            f"{'with' if torch.cuda.is_available() else 'without'} a GPU (it has: {named}); pick one "
+                            "with --budget NAME")
+        self.auto_budget = budget is None
+        self.data = data
+        self.budget = self.space.budgets[self.budget_name]
         if timeout_minutes:
-            self.profile = replace(self.profile, timeout_minutes=timeout_minutes)
-        self.template = template_for(self.space, self.profile)
+            self.budget = replace(self.budget, timeout_minutes=timeout_minutes)
+        self.template = template_for(self.space, self.budget)
         first = parse(first_choice(self.template))  # the task and train sections need no sampling
-        # the profile's length and the device, checked before anything is written (each trial checks its own length)
-        p = self.profile
+        # the budget's length and the device, checked before anything is written (each trial checks its own length)
+        p = self.budget
         train = replace(first.train, batch_tokens=p.batch_tokens, seq_len=p.seq_len or first.train.seq_len,
                         device=device or first.train.device)
-        where = f"search.profiles.{self.profile_name}.seq_len" if p.seq_len else "spec.train.seq_len"
+        where = f"search.budgets.{self.budget_name}.seq_len" if p.seq_len else "spec.train.seq_len"
         self.context = run_context(train, first.model.seq_len, Loc(self.space.file, 0, where))
+        task = tasks.make(first.task)  # a bad corpus fails here, before the run folder is made
         self.out = out or Path("runs") / s.name
         self.out.mkdir(parents=True, exist_ok=True)
         self.url = storage or default_storage(self.out, workers)
@@ -128,10 +135,20 @@ class Setup:
         self.study = _create(s.name, self.storage, directions=directions, sampler=make_sampler(s.sampler, seed),
                              pruner=make_pruner(s.pruner, self.multi, first.train.evals))
         before = len(self.study.get_trials(deepcopy=False))
+        self._check_data(before, data)
         if before and not shared:  # a resumed run would otherwise replay the first run's random draws
             self.study.sampler = make_sampler(s.sampler, s.seed + before)
-        task = tasks.make(first.task)
-        self.objective = Objective(self.space, task, self.profile, self.out, device=device)
+        self.objective = Objective(self.space, task, self.budget, self.out, device=device)
+
+    def _check_data(self, before: int, data: str | None) -> None:
+        """A study keeps the corpus it started on: resuming it on another would mix the trials' numbers."""
+        was = self.study.user_attrs.get(DATA)
+        if before and was != data:
+            started = f"--data {was}" if was else "the space's own data (no --data)"
+            raise SpecError(Loc("--data"), f"study '{self.space.search.name}' in {self.out} was started with "
+                                           f"{started}; resume it with the same")
+        if data and not before:
+            self.study.set_user_attr(DATA, data)
 
     def seeds_study(self):
         return _create(seeds_study_name(self.space.search.name), self.storage, directions=["minimize"])
@@ -162,23 +179,23 @@ def prepare(setup: Setup, echo=print, workers: int = 1) -> None:
         found = {split: floors(setup.context.seq_len, split) for split in ("validation", "test")}
         if study.user_attrs.get(FLOORS) != found:
             study.set_user_attr(FLOORS, found)
-    if study.user_attrs.get(ISO_TIME) != setup.profile.train_seconds:
-        study.set_user_attr(ISO_TIME, setup.profile.train_seconds)  # iso-time: the report says so
+    if study.user_attrs.get(ISO_TIME) != setup.budget.train_seconds:
+        study.set_user_attr(ISO_TIME, setup.budget.train_seconds)  # iso-time: the report says so
     if not study.trials:
         for entry in (s.baselines or []):
             mixers, _ = baseline_entry(entry)
             for name in [mixers] if isinstance(mixers, str) else mixers:
                 registry.get(name, Loc(setup.space.file, 0, "search.baselines"))
             params, spec, outside = centre_trial(setup.objective, setup.template, entry)
-            if outside:  # e.g. a hybrid deeper than the CPU profile's depth range
-                echo(f"baseline {baseline_label(entry)} skipped: outside the {setup.profile_name} profile's space ("
+            if outside:  # e.g. a hybrid deeper than the CPU budget's depth range
+                echo(f"baseline {baseline_label(entry)} skipped: outside the {setup.budget_name} budget's space ("
                      + ", ".join(f"{k} = {v}" for k, v in outside.items()) + ")")
                 continue
             if not isinstance(mixers, str) and spec_mixers(spec) != list(mixers):
-                echo(f"baseline {baseline_label(entry)} skipped: the {setup.profile_name} profile's space cannot build "
+                echo(f"baseline {baseline_label(entry)} skipped: the {setup.budget_name} budget's space cannot build "
                      f"it (it gives {'+'.join(spec_mixers(spec))})")
                 continue
-            said = baseline_matched(entry) or setup.profile.baseline_matched
+            said = baseline_matched(entry) or setup.budget.baseline_matched
             matched = {MATCHED: said} if said else {}
             study.enqueue_trial(params, user_attrs={BASELINE: baseline_label(entry), **matched},
                                 skip_if_exists=True)
@@ -216,10 +233,10 @@ def _stop_at(n_trials: int):
 
 
 def search_loop(setup: Setup, n_trials: int, echo=print) -> None:
-    """Run trials in this process until the study holds `n_trials` counted trials or the profile's time is up."""
+    """Run trials in this process until the study holds `n_trials` counted trials or the budget's time is up."""
     if len(counted(setup.study.trials)) >= n_trials:
         return
-    timeout = setup.profile.timeout_minutes * 60 if setup.profile.timeout_minutes else None
+    timeout = setup.budget.timeout_minutes * 60 if setup.budget.timeout_minutes else None
     if isinstance(setup.storage, SearchRDBStorage):  # the database refuses a trial beyond the budget: exactly n
         setup.storage.limit_trials(setup.study.study_name, n_trials, RETRY_OF)
     try:
@@ -262,18 +279,19 @@ def wait_for_others(setup: Setup, echo=print, poll_s: float = 5.0) -> None:
 
 
 def run_search(space_path: str, *, out: Path | None = None, storage: str | None = None, trials: int | None = None,
-               profile: str | None = None, device: str | None = None, workers: int = 1, retrain_after: bool = True,
-               timeout_minutes: float | None = None, profile_top: int = 0, echo=print) -> optuna.Study:
+               budget: str | None = None, device: str | None = None, workers: int = 1, retrain_after: bool = True,
+               timeout_minutes: float | None = None, profile_top: int = 0, data: str | None = None,
+               echo=print) -> optuna.Study:
     """`archsearch run`: set the study up, search (in this process or in `workers` processes), re-train the best
     with more seeds, print the summary and write the report."""
     from . import workers as pool
 
     _sigterm_as_interrupt()
-    setup = Setup(space_path, out, storage, profile, device, workers, timeout_minutes)
-    if setup.auto_profile:
-        echo(f"{'GPU' if setup.profile_name == 'gpu' else 'no GPU'}: using the {setup.profile_name} profile of "
+    setup = Setup(space_path, out, storage, budget, device, workers, timeout_minutes, data)
+    if setup.auto_budget:
+        echo(f"{'GPU' if setup.budget_name == 'gpu' else 'no GPU'}: using the {setup.budget_name} budget of "
              f"{setup.space.file}")
-    n_trials = trials or setup.profile.trials
+    n_trials = trials or setup.budget.trials
     requeued = recover(setup.study, setup.storage)
     done = counted(setup.study.trials)
     if done or requeued:
@@ -288,15 +306,15 @@ def run_search(space_path: str, *, out: Path | None = None, storage: str | None 
                 pool.run(setup, "search", min(workers, to_go), n_trials, echo)
         else:
             search_loop(setup, n_trials, echo)
-        _, fresh_seeds, verdict_seeds = retrain.retrain_settings(setup.space, setup.profile)
-        if retrain_after and (fresh_seeds or verdict_seeds or setup.profile.fidelity):
+        _, fresh_seeds, verdict_seeds = retrain.retrain_settings(setup.space, setup.budget)
+        if retrain_after and (fresh_seeds or verdict_seeds or setup.budget.fidelity):
             wait_for_others(setup, echo)
             seeds = setup.seeds_study()
             recover(seeds, setup.storage)
-            new = retrain.enqueue(seeds, retrain.jobs(setup.study, setup.space, setup.profile))
+            new = retrain.enqueue(seeds, retrain.jobs(setup.study, setup.space, setup.budget))
             pending = len(seeds.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
             if pending:
-                fid = setup.profile.fidelity
+                fid = setup.budget.fidelity
                 echo(f"fairness: re-training {pending} run(s) ({new} new) with fresh seeds, scored on the test split — "
                      f"the top trials and each family's best {fresh_seeds} each, the verdicts' pairs {verdict_seeds}"
                      + (f"; fidelity: {fid['trials']} trials at {fid['factor']:g}× the budget" if fid else ""))
@@ -337,13 +355,13 @@ def profile_trials(study, setup: Setup, k: int, echo=print) -> None:
         echo(f"profiled trial {t.number}: {folder / 'table.txt'} and its trace")
 
 
-def run_worker(space_path: str, *, out: Path, storage: str, trials: int, profile: str, device: str | None,
-               phase: str, timeout_minutes: float | None = None) -> None:
+def run_worker(space_path: str, *, out: Path, storage: str, trials: int, budget: str, device: str | None,
+               phase: str, timeout_minutes: float | None = None, data: str | None = None) -> None:
     """One of `--workers N` processes: runs trials (or re-training runs) of the coordinator's study."""
     _sigterm_as_interrupt()
     rank = os.environ.get("ARCHSEARCH_WORKER", "?")
     echo = lambda line: print(f"[worker {rank}] {line}", flush=True)  # noqa: E731
-    setup = Setup(space_path, out, storage, profile, device, timeout_minutes=timeout_minutes)
+    setup = Setup(space_path, out, storage, budget, device, timeout_minutes=timeout_minutes, data=data)
     if phase == "search":
         search_loop(setup, trials, echo)
     elif phase == "reference":

@@ -25,11 +25,13 @@ def _env(rank: int, workers: int) -> dict:
 
 def run(setup, phase: str, workers: int, n_trials: int, echo=print) -> None:
     cmd = [sys.executable, "-m", "archsearch", "run", setup.space.file, "--out", str(setup.out), "--storage", setup.url,
-           "--profile", setup.profile_name, "--trials", str(n_trials), "--worker", phase]
+           "--budget", setup.budget_name, "--trials", str(n_trials), "--worker", phase]
     if setup.objective.device:
         cmd += ["--device", setup.objective.device]
-    if setup.profile.timeout_minutes:
-        cmd += ["--timeout-minutes", str(setup.profile.timeout_minutes)]
+    if setup.budget.timeout_minutes:
+        cmd += ["--timeout-minutes", str(setup.budget.timeout_minutes)]
+    if setup.data:
+        cmd += ["--data", setup.data]
     envs = [_env(rank, workers) for rank in range(workers)]
     gpus = [e["CUDA_VISIBLE_DEVICES"] for e in envs if "CUDA_VISIBLE_DEVICES" in e]
     where = f"GPUs {', '.join(gpus)}" if gpus else f"{envs[0]['OMP_NUM_THREADS']} CPU thread(s) each"

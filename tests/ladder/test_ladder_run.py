@@ -92,5 +92,5 @@ def test_one_line_errors(root, tmp_path):
     r = _cli(root, "run", str(bad), "--data", "tests/fixtures/wikitext", "--out", str(tmp_path / "b"))
     assert r.returncode != 0 and "Traceback" not in r.stderr
     assert "families.transformer.rungs.small" in r.stderr and "non-embedding parameters" in r.stderr
-    r = _cli(root, "run", "search_spaces/smoke.yaml", "--data", "x", "--out", str(tmp_path / "s"))
-    assert r.returncode != 0 and "--data" in r.stderr and "Traceback" not in r.stderr
+    r = _cli(root, "run", SMOKE, "--budget", "cpu", "--out", str(tmp_path / "e"))
+    assert r.returncode == 2 and "--budget: does not apply to a ladder" in r.stderr

@@ -12,7 +12,7 @@ from pg_server import PASSWORD, USER
 
 def _run(root, tmp_path, capsys, url):
     code = cli.main(["run", str(root / "search_spaces/smoke.yaml"), "--out", str(tmp_path / "o"), "--storage", url,
-                     "--trials", "1", "--profile", "cpu", "--device", "cpu"])
+                     "--trials", "1", "--budget", "cpu", "--device", "cpu"])
     out, err = capsys.readouterr()
     assert code == 2 and out == "" and len(err.splitlines()) == 1, err
     assert PASSWORD not in err and "wrong-pw" not in err and "Traceback" not in err

@@ -12,7 +12,7 @@ SPACE = """
 search:
   name: t
   lr: {log: [1.0e-4, 1.0e-2]}
-  profiles: {cpu: {trials: 2, tokens: 1000}}
+  budgets: {cpu: {trials: 2, tokens: 1000}}
 spec:
   model: {d_model: {choice: [32, 64]}, seq_len: 16, vocab: 50}
   stack:
@@ -87,19 +87,29 @@ def test_decode_latency_is_a_weightable_cost_when_it_is_measured(tmp_path):
         _space(tmp_path, SPACE.replace("  name: t\n", decode + "  decode_context: 0\n"))
 
 
-def test_a_profile_can_narrow_the_spec(tmp_path):
+def test_a_budget_can_narrow_the_spec(tmp_path):
     from archsearch.search.sampling import merge, template_for
 
     assert merge({"a": 1, "b": [{"x": 1, "y": 2}, 5]}, {"b": [{"y": 3}]}) == {"a": 1, "b": [{"x": 1, "y": 3}, 5]}
     assert merge({"d": {"int": [2, 8]}}, {"d": {"int": [2, 3]}}) == {"d": {"int": [2, 3]}}
-    text = SPACE.replace("  profiles: {cpu: {trials: 2, tokens: 1000}}",
-                         "  profiles: {cpu: {trials: 2, tokens: 1000, spec: {model: {d_model: 16}, stack: {sublayers: "
+    text = SPACE.replace("  budgets: {cpu: {trials: 2, tokens: 1000}}",
+                         "  budgets: {cpu: {trials: 2, tokens: 1000, spec: {model: {d_model: 16}, stack: {sublayers: "
                          "[{config: {pam: {heads: 1}}}]}}}}")
     space = _space(tmp_path, text)
-    t = template_for(space, space.profiles["cpu"])
+    t = template_for(space, space.budgets["cpu"])
     assert t["model"] == {"d_model": 16, "seq_len": 16, "vocab": 50}
     assert t["stack"]["sublayers"][0]["config"]["pam"] == {"heads": 1, "head_dim": 8}
     assert t["stack"]["sublayers"][0]["block"] == {"per_layer": ["pam", "softmax_attention"]}
+
+
+def test_budgets_take_any_name_and_their_former_key_profiles_still_reads(tmp_path):
+    named = _space(tmp_path, SPACE.replace("budgets: {cpu: {", "budgets: {wiki-6m: {trials: 3}, cpu: {"))
+    assert list(named.budgets) == ["wiki-6m", "cpu"] and named.budgets["wiki-6m"].trials == 3
+    assert _space(tmp_path, SPACE.replace("budgets:", "profiles:")).budgets["cpu"].tokens == 1000
+    with pytest.raises(SpecError, match=r"search.profiles: is the former name of 'budgets': give only 'budgets'"):
+        _space(tmp_path, SPACE.replace("  budgets:", "  profiles: {}\n  budgets:"))
+    with pytest.raises(SpecError, match=r"search.budgets.a b: a budget's name is a word .*got 'a b'"):
+        _space(tmp_path, SPACE.replace("budgets: {cpu: {", "budgets: {'a b': {}, cpu: {"))
 
 
 def test_centre_trial_places_baselines_in_the_middle(tmp_path):
@@ -142,19 +152,19 @@ def test_lr_grid_and_retrain_settings(tmp_path):
 
 
 def test_a_baseline_grid_outside_the_searched_range_is_refused(tmp_path):
-    text = SPACE.replace("profiles: {cpu: {", "profiles: {gpu: {baseline_lr_grid: [1.0e-5, 1.0e-3]}, cpu: {")
+    text = SPACE.replace("budgets: {cpu: {", "budgets: {gpu: {baseline_lr_grid: [1.0e-5, 1.0e-3]}, cpu: {")
     assert text != SPACE
     with pytest.raises(SpecError, match="baseline_lr_grid: rate 1e-05 lies outside the searched lr range"):
         _space(tmp_path, text)
 
 
-def test_profile_lr_and_baseline_params(tmp_path):
+def test_budget_lr_and_baseline_params(tmp_path):
     from archsearch.search.space import lr_distribution, lr_setting
 
-    text = SPACE.replace("profiles: {cpu: {", "profiles: {gpu: {lr: {log: [1.0e-5, 1.0e-2]}, baseline_lr_grid: [1.0e-5], "
+    text = SPACE.replace("budgets: {cpu: {", "budgets: {gpu: {lr: {log: [1.0e-5, 1.0e-2]}, baseline_lr_grid: [1.0e-5], "
                                                "baseline_params: {model.d_model: 32}, baseline_matched: width}, cpu: {")
     space = _space(tmp_path, text)
-    gpu = space.profiles["gpu"]
+    gpu = space.budgets["gpu"]
     assert lr_setting(space, gpu) == {"log": [1.0e-5, 1.0e-2]} and lr_distribution(space, gpu).low == 1e-5
     assert gpu.baseline_params == {"model.d_model": 32} and gpu.baseline_matched == "width"
 
@@ -224,15 +234,15 @@ def test_bad_baselines(tmp_path, baselines, message):
         _space(tmp_path, SPACE.replace("  name: t\n", f"  name: t\n  baselines: {baselines}\n"))
 
 
-@pytest.mark.parametrize("profile,message", [
-    ("train_seconds: 0", "search.profiles.cpu.train_seconds: must be > 0, got 0"),
-    ("fidelity: {trials: 2, factor: 4}", "search.profiles.cpu.fidelity.trials: needs a whole number >= 3"),
-    ("fidelity: {trials: 8, factor: 1}", "search.profiles.cpu.fidelity.factor: needs a number > 1, got 1"),
-    ("fidelity: 4", "search.profiles.cpu.fidelity: expected {trials: N, factor: F}"),
+@pytest.mark.parametrize("budget,message", [
+    ("train_seconds: 0", "search.budgets.cpu.train_seconds: must be > 0, got 0"),
+    ("fidelity: {trials: 2, factor: 4}", "search.budgets.cpu.fidelity.trials: needs a whole number >= 3"),
+    ("fidelity: {trials: 8, factor: 1}", "search.budgets.cpu.fidelity.factor: needs a number > 1, got 1"),
+    ("fidelity: 4", "search.budgets.cpu.fidelity: expected {trials: N, factor: F}"),
 ])
-def test_bad_iso_time_and_fidelity(tmp_path, profile, message):
+def test_bad_iso_time_and_fidelity(tmp_path, budget, message):
     with pytest.raises(SpecError, match=message):
-        _space(tmp_path, SPACE.replace("{cpu: {trials: 2, tokens: 1000}}", f"{{cpu: {{trials: 2, tokens: 1000, {profile}}}}}"))
+        _space(tmp_path, SPACE.replace("{cpu: {trials: 2, tokens: 1000}}", f"{{cpu: {{trials: 2, tokens: 1000, {budget}}}}}"))
 
 
 def test_iso_time_tokens_fill_the_measured_time():

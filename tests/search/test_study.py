@@ -33,7 +33,7 @@ def _quiet(*a, **k):
 def test_smoke_space_end_to_end_then_resume(root, tmp_path):
     out = tmp_path / "smoke"
     first = _run(root, out, "--trials", "2")
-    assert "no GPU: using the cpu profile" in first
+    assert "no GPU: using the cpu budget" in first
     assert "study 'smoke': 2 trials" in first and "best per family" in first
     study = _load(out)
     t0, t1 = study.trials
@@ -304,7 +304,7 @@ def test_a_listed_hybrid_deeper_than_the_depth_range_is_skipped_with_a_message(r
     lines = []
     prepare(setup, echo=lines.append)
     assert [t.user_attrs["baseline"] for t in setup.study.get_trials(deepcopy=False)] == ["softmax_attention"]
-    assert any("baseline pam+pam+softmax_attention skipped: outside the cpu profile's space (stack.depth = 3)" in line
+    assert any("baseline pam+pam+softmax_attention skipped: outside the cpu budget's space (stack.depth = 3)" in line
                for line in lines), lines
 
 
@@ -327,14 +327,47 @@ def test_a_resumed_lone_run_does_not_replay_the_first_runs_draws(root, tmp_path)
         .suggest_float("x", 0.0, 1.0) == first[0]  # a fresh study still starts from the space's seed
 
 
-def test_a_profile_length_beyond_the_model_stops_the_search_before_anything_is_written(root, tmp_path):
+def test_data_replaces_the_spaces_corpus_and_a_resume_must_give_the_same(root, tmp_path):
+    """`run --data`: every trial's spec names that corpus; the study remembers it and refuses another on resume."""
+    from archsearch.errors import SpecError
+    from archsearch.search.study import Setup
+
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "readme.txt").write_text((root / "README.md").read_text())
+    space, out = str(root / "search_spaces/smoke.yaml"), tmp_path / "r"
+    setup = Setup(space, out, None, "cpu", "cpu", data=str(corpus))
+    assert setup.template["task"]["data"] == str(corpus)
+    trial = setup.study.ask()
+    setup.study.tell(trial, 1.0)
+    Setup(space, out, None, "cpu", "cpu", data=str(corpus))  # the same corpus resumes
+    with pytest.raises(SpecError, match=rf"--data: study 'smoke' in {out} was started with --data {corpus}; resume"):
+        Setup(space, out, None, "cpu", "cpu")
+
+
+def test_budgets_are_named_and_a_missing_one_says_which_exist(root, tmp_path):
+    from archsearch.errors import SpecError
+    from archsearch.search.study import Setup
+
+    space = tmp_path / "named.yaml"
+    space.write_text((root / "search_spaces/smoke.yaml").read_text().replace("    gpu: {", "    wiki: {"))
+    assert Setup(str(space), tmp_path / "r", None, "wiki", "cpu").budget.trials == 8
+    with pytest.raises(SpecError, match=r"^--budget: no 'gpu' budget in .*named.yaml \(it has: cpu, wiki\)$"):
+        Setup(str(space), tmp_path / "r", None, "gpu", "cpu")
+    space.write_text(space.read_text().replace("    cpu: {", "    small: {"))
+    with pytest.raises(SpecError, match=r"search.budgets: no 'cpu' budget, the default without a GPU \(it has: "
+                                        r"small, wiki\); pick one with --budget NAME"):
+        Setup(str(space), tmp_path / "r", None, None, "cpu")
+
+
+def test_a_budget_length_beyond_the_model_stops_the_search_before_anything_is_written(root, tmp_path):
     from archsearch.errors import SpecError
     from archsearch.search.study import Setup
 
     space = tmp_path / "long.yaml"
     space.write_text((root / "search_spaces/smoke.yaml").read_text().replace("batch_tokens: 2048, seq_len: 64",
                                                                              "batch_tokens: 2048, seq_len: 256"))
-    with pytest.raises(SpecError, match=r"search\.profiles\.cpu\.seq_len: 256 exceeds model\.seq_len 128"):
+    with pytest.raises(SpecError, match=r"search\.budgets\.cpu\.seq_len: 256 exceeds model\.seq_len 128"):
         Setup(str(space), tmp_path / "o", None, "cpu", "cpu")
     assert not (tmp_path / "o").exists()
 
@@ -342,7 +375,7 @@ def test_a_profile_length_beyond_the_model_stops_the_search_before_anything_is_w
 def test_a_trial_whose_training_length_exceeds_its_models_is_pruned_as_invalid(root, tmp_path):
     from archsearch.search.study import Setup
 
-    space = tmp_path / "lengths.yaml"  # the profile trains at 64; a model of length 32 cannot
+    space = tmp_path / "lengths.yaml"  # the budget trains at 64; a model of length 32 cannot
     space.write_text((root / "search_spaces/smoke.yaml").read_text().replace(
         "seq_len: 128}\n  embedding", "seq_len: {choice: [128, 32]}}\n  embedding"))
     setup = Setup(str(space), tmp_path / "o", None, "cpu", "cpu")
