@@ -61,6 +61,7 @@ def test_sigterm_mid_ladder_then_resume_repeats_nothing(root, tmp_path):
     deadline = time.time() + 240
     while time.time() < deadline:
         time.sleep(0.3)
+        assert proc.poll() is None, proc.communicate()[1][-2000:]  # ended before it could be stopped
         try:
             states = [t.state for t in _study(out).trials]
         except Exception:  # not created yet, or busy

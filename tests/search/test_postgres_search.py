@@ -154,7 +154,7 @@ def test_the_database_going_away_is_said_on_one_line_and_the_workers_carry_on(sc
     back = re.findall(r"^\[worker (\d)\] storage postgresql://archsearch:\*\*\*@127\.0\.0\.1:\d+/workers back after "
                       r"([\d.]+) s: carrying on$", err, re.M)
     assert len(lost) >= 2 and sorted(r for r, _ in lost) == sorted(r for r, _ in back), err[-3000:]
-    assert all(3.0 <= float(s) < 20 for _, s in back)
+    assert all(0 < float(s) < 20 for _, s in back), back  # a worker that noticed late saw less of the 3 s
     assert "Traceback" not in err and "Traceback" not in scenario.second.stderr
     final = {t.number: t for t in scenario.final}
     for t in training(scenario.at_outage):  # the trials that trained through the outage finished (or were killed)
