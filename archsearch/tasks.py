@@ -13,6 +13,17 @@ from .data import cache, corpora, lm, mqar, tokenizers
 from .task_and_train import TaskConfig
 
 
+EVAL_TOKENS = 32_768  # tokens in one evaluation forward, at most
+EVAL_LOGIT_BYTES = 1 << 28  # and at most this many bytes of fp32 logits (256 MiB)
+
+
+def eval_batch(seq_len: int, vocab: int) -> int:
+    """Windows scored per forward: a small model is launch-bound at a few thousand tokens a forward (on CPU, 8
+    windows of 64 bytes took 3.6 s for the embedded validation split), so as many as the logits allow; never fewer
+    than 8."""
+    return max(8, min(EVAL_TOKENS // seq_len, EVAL_LOGIT_BYTES // (4 * seq_len * vocab)))
+
+
 class LMTask:
     kind = "lm"
 
@@ -43,12 +54,14 @@ class LMTask:
 
     @torch.no_grad()
     def evaluate(self, model, seq_len: int, device, *, split: str = "validation", max_tokens: int | None = None,
-                 batch: int = 8, autocast=None) -> dict:
+                 batch: int | None = None, autocast=None) -> dict:
         """Perplexity = exp(total NLL / predicted tokens) over non-overlapping windows of seq_len covering the split
-        (or its first max_tokens tokens); bits per byte = total NLL / ln 2 / UTF-8 bytes covered."""
+        (or its first max_tokens tokens); bits per byte = total NLL / ln 2 / UTF-8 bytes covered. Windows are scored
+        `batch` at a time (default: eval_batch)."""
         was_training = model.training
         model.eval()
         total, count = 0.0, 0
+        batch = batch or eval_batch(seq_len, self.vocab_size)
         for x, y in lm.eval_windows(self.streams[split], seq_len, batch, max_tokens):
             with autocast or nullcontext():
                 logits = model(x.to(device))

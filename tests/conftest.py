@@ -24,6 +24,28 @@ def root() -> Path:
     return ROOT
 
 
+@pytest.fixture(scope="session")
+def small_corpus(tmp_path_factory) -> str:
+    """A small text corpus for the tests that run whole searches (`--data`): this project's docs, about 200 KB, whose
+    validation and test splits (5% each) are scored whole by every trial and again by the report's check. On the
+    embedded corpus (476k validation bytes) those scores cost more than the trials' training."""
+    folder = tmp_path_factory.mktemp("small-corpus")
+    docs = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+    (folder / "docs.txt").write_text("".join(p.read_text() for p in docs))
+    return str(folder)
+
+
+@pytest.fixture(scope="session")
+def smoke_study(tmp_path_factory, small_corpus):
+    """A two-trial smoke study on the small corpus, without re-training: (its run folder, the study). Shared by the
+    tests that read a finished study (report, export); they must not change it."""
+    from archsearch.search.study import run_search
+
+    out = tmp_path_factory.mktemp("smoke-study")
+    return out, run_search(str(ROOT / "search_spaces/smoke.yaml"), out=out, trials=2, retrain_after=False,
+                           data=small_corpus, echo=lambda *a, **k: None)
+
+
 @pytest.fixture(scope="session", autouse=True)
 def isolated_cache(tmp_path_factory):
     """Tokenizers and token arrays are cached in a folder of this test session, never in the user's cache."""

@@ -2,14 +2,12 @@
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import torch
 
 from archsearch.compiler import compile_spec
 from archsearch.lower import lower
-from archsearch.search.study import run_search
 
 # Runs in a fresh interpreter (-I: no user site, no PYTHONPATH, no current folder on sys.path) in which importing
 # archsearch or blocks fails, so the exported file can only use torch and the standard library.
@@ -59,29 +57,23 @@ def _check_standalone(folder, model, tmp_path):
 
 
 def test_export_a_spec_with_weights(root, tmp_path):
-    ir = compile_spec(str(root / "examples/paper_pam_5m.yaml"))
+    spec = tmp_path / "paper_pam.yaml"  # the paper's 5m PAM, every block of its skeleton, at 2 of its 12 layers
+    spec.write_text((root / "examples/paper_pam_5m.yaml").read_text().replace("  depth: 12\n", "  depth: 2\n"))
+    ir = compile_spec(str(spec))
+    assert len([n for n in ir.nodes() if n.block == "pam"]) == 2
     torch.manual_seed(3)
     model = lower(ir)
     torch.save(model.state_dict(), tmp_path / "weights.pt")
     to = tmp_path / "pam5m"
-    r = subprocess.run([sys.executable, "-m", "archsearch", "export", str(root / "examples/paper_pam_5m.yaml"),
+    r = subprocess.run([sys.executable, "-m", "archsearch", "export", str(spec),
                         "--weights", str(tmp_path / "weights.pt"), "--to", str(to)], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     assert json.loads((to / "config.json").read_text())["vocab"] == 50257
     _check_standalone(to, model, tmp_path)
 
 
-@pytest.fixture(scope="module")
-def smoke(tmp_path_factory):
-    """A two-trial smoke study, shared by the tests that export from a study."""
-    root = Path(__file__).resolve().parents[2]
-    out = tmp_path_factory.mktemp("smoke")
-    return out, run_search(str(root / "search_spaces/smoke.yaml"), out=out, trials=2, retrain_after=False,
-                           echo=lambda *a, **k: None)
-
-
-def test_export_the_best_trial_of_the_smoke_study(smoke, tmp_path):
-    out, study = smoke
+def test_export_the_best_trial_of_the_smoke_study(smoke_study, tmp_path):
+    out, study = smoke_study
     best = study.best_trial
     to = tmp_path / "best"
     r = subprocess.run([sys.executable, "-m", "archsearch", "export", str(out), "--to", str(to)],
@@ -98,8 +90,8 @@ def test_export_the_best_trial_of_the_smoke_study(smoke, tmp_path):
     (["--trial", "9"], "--trial: no trial 9: the study has trials 0–1"),
     (["--trial", "x"], "--trial: expected 'best' or a trial number, got 'x'"),
 ])
-def test_bad_export_requests_are_one_line(smoke, tmp_path, args, message):
-    out, _ = smoke
+def test_bad_export_requests_are_one_line(smoke_study, tmp_path, args, message):
+    out, _ = smoke_study
     r = subprocess.run([sys.executable, "-m", "archsearch", "export", str(out), "--to", str(tmp_path / "x"), *args],
                        capture_output=True, text=True)
     assert r.returncode == 2 and r.stderr.strip() == message

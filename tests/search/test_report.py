@@ -3,7 +3,6 @@ import subprocess
 import sys
 
 from archsearch.search.report import front
-from archsearch.search.study import run_search
 
 
 def test_pareto_front_by_hand():
@@ -11,16 +10,15 @@ def test_pareto_front_by_hand():
     assert sorted(front(pts)) == [0, 1, 3]
 
 
-def test_report_from_a_smoke_study(root, tmp_path):
-    out = tmp_path / "o"
-    run_search(str(root / "search_spaces/smoke.yaml"), out=out, trials=2, retrain_after=False, echo=lambda *a, **k: None)
+def test_report_from_a_smoke_study(smoke_study):
+    out, _ = smoke_study
     text = (out / "report.md").read_text()
     assert "## Verdict" in text and "PAM-containing architecture" in text and "(trial 1, " in text  # by timings
     assert "## Checked from the saved weights" in text and "2 of 2 complete trials" in text
     assert "| softmax_attention | 0 | softmax_attention" in text and "| pam | 1 | pam" in text
     for png in ("pareto_latency.png", "pareto_flops.png", "pareto_state.png", "history.png"):
         assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    (out / "report.md").unlink()
+    (out / "report.md").unlink()  # written again from the study alone, word for word
     r = subprocess.run([sys.executable, "-m", "archsearch", "report", str(out)], capture_output=True, text=True)
     assert r.returncode == 0 and (out / "report.md").read_text() == text
 

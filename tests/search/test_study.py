@@ -130,18 +130,19 @@ def test_ctrl_c_marks_the_running_trial_and_the_next_run_repeats_it(root, tmp_pa
     assert sum(t.state == TrialState.COMPLETE for t in _load(out).trials) == 2
 
 
-def test_fewer_trials_than_baselines_leaves_the_rest_queued_and_still_retrains(root, tmp_path):
+def test_fewer_trials_than_baselines_leaves_the_rest_queued_and_still_retrains(root, tmp_path, small_corpus):
     # two baselines are enqueued; a budget of one trial must not wait for the second, which nobody will start
     r = subprocess.run([sys.executable, "-m", "archsearch", "run", str(root / "search_spaces/smoke.yaml"),
-                        "--out", str(tmp_path / "o"), "--trials", "1"], capture_output=True, text=True, timeout=300)
+                        "--out", str(tmp_path / "o"), "--trials", "1", "--data", small_corpus], capture_output=True,
+                       text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
     assert "2 trials — 1 complete, 0 pruned, 0 fail, 1 queued and not run" in r.stdout
     assert "fairness: re-training" in r.stdout and "waiting for" not in r.stdout
 
 
-def test_two_workers_on_one_journal_share_the_trials(root, tmp_path):
+def test_two_workers_on_one_journal_share_the_trials(root, tmp_path, small_corpus):
     out = tmp_path / "w"
-    text = _run(root, out, "--trials", "4", "--workers", "2", "--no-retrain")
+    text = _run(root, out, "--trials", "4", "--workers", "2", "--no-retrain", "--data", small_corpus)
     # the reference is measured in a worker too: the coordinator runs no GPU work beside its workers
     assert f"reference: starting 1 worker process on journal:{out / 'study.journal'} (" in text
     assert "[worker 0] measuring the reference architecture" in text
@@ -169,22 +170,22 @@ def _run_report(out):
     return (out / "report.md").read_text()
 
 
-def _first_trial_of_smoke_with(root, tmp_path, old: str, new: str):
+def _first_trial_of_smoke_with(root, tmp_path, corpus: str, old: str, new: str):
     """The first trial of a one-trial smoke study whose space has `old` replaced by `new`, and its grid's results."""
     space = tmp_path / "grid.yaml"
     space.write_text((root / "search_spaces/smoke.yaml").read_text().replace(old, new))
-    t = run_search(str(space), out=tmp_path / "o", trials=1, retrain_after=False, echo=_quiet).trials[0]
+    t = run_search(str(space), out=tmp_path / "o", trials=1, retrain_after=False, data=corpus, echo=_quiet).trials[0]
     return t, t.user_attrs["lr_grid_quality"]
 
 
-def test_best_of_grid_learning_rate(root, tmp_path):
-    t, tried = _first_trial_of_smoke_with(root, tmp_path, "lr: {log: [1.0e-3, 3.0e-3]}", "lr: {grid: [0.0003, 0.003]}")
+def test_best_of_grid_learning_rate(root, tmp_path, small_corpus):
+    t, tried = _first_trial_of_smoke_with(root, tmp_path, small_corpus, "lr: {log: [1.0e-3, 3.0e-3]}", "lr: {grid: [0.0003, 0.003]}")
     assert set(tried) == {"0.0003", "0.003"} and t.user_attrs["lr"] == float(min(tried, key=tried.get))
     assert "lr" not in t.params  # a grid is not a searched parameter
 
 
-def test_a_baseline_grid_records_its_chosen_rate_and_curve_for_the_sampler_and_pruner(root, tmp_path):
-    t, tried = _first_trial_of_smoke_with(root, tmp_path, "cpu: {trials: 4,",
+def test_a_baseline_grid_records_its_chosen_rate_and_curve_for_the_sampler_and_pruner(root, tmp_path, small_corpus):
+    t, tried = _first_trial_of_smoke_with(root, tmp_path, small_corpus, "cpu: {trials: 4,",
                                           "cpu: {trials: 4, baseline_lr_grid: [0.001, 0.003],")
     assert t.user_attrs["baseline"] == "softmax_attention" and set(tried) == {"0.001", "0.003"}
     assert t.params["lr"] == t.user_attrs["lr"] == float(min(tried, key=tried.get))  # what TPE learns from
@@ -204,7 +205,7 @@ def test_constraint_violations_are_pruned_before_any_tensor(root, tmp_path, monk
                for t in study.trials)
 
 
-def test_a_diverging_trial_is_failed_and_the_study_goes_on(root, tmp_path, monkeypatch):
+def test_a_diverging_trial_is_failed_and_the_study_goes_on(root, tmp_path, monkeypatch, small_corpus):
     real_train = saved_module.train
     calls = []
 
@@ -219,7 +220,7 @@ def test_a_diverging_trial_is_failed_and_the_study_goes_on(root, tmp_path, monke
     monkeypatch.setattr(saved_module, "train", poisoned)
     lines = []
     study = run_search(str(root / "search_spaces/smoke.yaml"), out=tmp_path / "o", trials=2, retrain_after=False,
-                       echo=lines.append)
+                       data=small_corpus, echo=lines.append)
     first, second = study.trials
     assert first.state == TrialState.FAIL and first.user_attrs["failed_reason"].startswith("diverged: loss became nan")
     assert second.state == TrialState.COMPLETE
@@ -227,13 +228,14 @@ def test_a_diverging_trial_is_failed_and_the_study_goes_on(root, tmp_path, monke
     assert lines[-1].startswith("report: ")
 
 
-def test_pareto_mode_records_quality_and_costs(root, tmp_path):
+def test_pareto_mode_records_quality_and_costs(root, tmp_path, small_corpus):
     space = tmp_path / "pareto.yaml"
     text = (root / "search_spaces/smoke.yaml").read_text()
     space.write_text(text.replace("  objective: weighted\n", "  objective: pareto\n  pareto_costs: [latency_train_ms, params]\n")
                      .replace("  sampler: tpe\n", "  sampler: nsga2\n"))
     lines = []
-    study = run_search(str(space), out=tmp_path / "o", trials=2, retrain_after=False, echo=lines.append)
+    study = run_search(str(space), out=tmp_path / "o", trials=2, retrain_after=False, data=small_corpus,
+                       echo=lines.append)
     assert len(study.directions) == 3 and isinstance(study.pruner, optuna.pruners.NopPruner)
     done = [t for t in study.trials if t.state == TrialState.COMPLETE]
     assert done and all(len(t.values) == 3 and t.values[2] == t.user_attrs["params"] for t in done)
@@ -250,16 +252,18 @@ def test_the_progress_line_names_the_searchs_own_quality():
     assert quality_text(recall, "ppl") == "ppl 484.41" and quality_text(recall, "loss") == "loss 6.1800"
 
 
-def test_a_trial_spec_file_retrains_as_is(root, tmp_path):
+def test_a_trial_spec_file_retrains_as_is(root, tmp_path, small_corpus):
     from archsearch.spec import load_spec
 
-    run_search(str(root / "search_spaces/smoke.yaml"), out=tmp_path / "o", trials=1, retrain_after=False, echo=_quiet)
+    run_search(str(root / "search_spaces/smoke.yaml"), out=tmp_path / "o", trials=1, retrain_after=False,
+               data=small_corpus, echo=_quiet)
     spec = load_spec(tmp_path / "o/trials/trial_0000.yaml")
     assert spec.train.tokens == 60000 and spec.train.seq_len == 64 and spec.task.tokenizer == "bytes"
+    assert spec.task.data == small_corpus  # `--data`: the trial trained on it, and its spec file says so
     assert [b.name for b in spec.stack.sublayers[0].blocks] == ["softmax_attention"] * spec.stack.depth
 
 
-def test_iso_time_study_with_paper_skeleton_hybrid_seeds_and_fidelity(root, tmp_path):
+def test_iso_time_study_with_paper_skeleton_hybrid_seeds_and_fidelity(root, tmp_path, small_corpus):
     """Every trial trains for the same measured step time; baselines include a per-layer hybrid and the complex
     skeleton (a named choice); the fidelity runs re-train 3 trials 2x longer and the report ranks both budgets."""
     text = (root / "search_spaces/smoke.yaml").read_text()
@@ -273,7 +277,7 @@ def test_iso_time_study_with_paper_skeleton_hybrid_seeds_and_fidelity(root, tmp_
     space = tmp_path / "iso.yaml"
     space.write_text(text)
     lines = []
-    study = run_search(str(space), out=tmp_path / "o", trials=4, echo=lines.append)
+    study = run_search(str(space), out=tmp_path / "o", trials=4, data=small_corpus, echo=lines.append)
     done = [t for t in study.trials if t.state == TrialState.COMPLETE]
     assert [t.user_attrs.get("baseline") for t in study.trials[:3]] == [
         "softmax_attention", "softmax_attention+pam", "pam skeleton=complex"]
