@@ -91,7 +91,8 @@ def cmd_run(args) -> int:
         return _run_ladder(args)
     if args.worker:
         if not (args.out and args.storage and args.trials and args.budget):
-            raise SpecError(Loc("--worker"), "is started by `run --workers N` with --out, --storage, --trials, --budget")
+            raise SpecError(Loc("--worker"),
+                            "is started by `run --workers N` with --out, --storage, --trials, --budget")
         run_worker(args.space, out=Path(args.out), storage=args.storage, trials=args.trials, budget=args.budget,
                    device=args.device, phase=args.worker, timeout_minutes=args.timeout_minutes, data=args.data)
         return 0
@@ -282,7 +283,8 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--storage", help="an Optuna storage URL (default sqlite:///OUT/study.db, or "
                                      "journal:OUT/study.journal with --workers), postgresql://…, journal:FILE")
     r.add_argument("--trials", type=_positive(int), help="total trials (default: the budget's)")
-    r.add_argument("--budget", metavar="NAME", help="one of the space's search.budgets (default: gpu on a GPU, else cpu)")
+    r.add_argument("--budget", metavar="NAME",
+                   help="one of the space's search.budgets (default: gpu on a GPU, else cpu)")
     r.add_argument("--profile", dest="budget", action=_Renamed, help=argparse.SUPPRESS)  # --budget's former name
     r.add_argument("--device", help="auto | cpu | cuda | cuda:N")
     r.add_argument("--workers", type=_positive(int), default=1,

@@ -3,6 +3,8 @@ order, each distribution asked of the trial (an Optuna trial, a FixedTrial, or b
 rate the budget or search section gives. No torch here."""
 from __future__ import annotations
 
+from dataclasses import replace
+
 from .space import Budget, Space, is_dist, lr_setting, options
 
 
@@ -105,6 +107,12 @@ def first_choice(value):
     if isinstance(value, list):
         return [first_choice(v) for v in value]
     return value
+
+
+def with_data(space: Space, data: str | None) -> Space:
+    """The space with `spec.task.data` replaced (`run --data`): every trial, its spec file and its re-training use
+    that corpus."""
+    return replace(space, template=merge(space.template, {"task": {"data": data}})) if data else space
 
 
 def template_for(space: Space, budget: Budget):

@@ -13,7 +13,7 @@ stack, so the parameter names (dotted paths) are stable and a study can be resum
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from .. import coerce
@@ -191,16 +191,6 @@ def load_space(path) -> Space:
     for name, p in budgets.items():
         _check_grid_in_range(space, p, loc_of(raw[bkey][name], "baseline_lr_grid", sloc))
     return space
-
-
-def with_data(space: Space, data: str | None) -> Space:
-    """The space with `spec.task.data` replaced (`run --data`): every trial, its spec file and its re-training use
-    that corpus."""
-    if not data:
-        return space
-    from .sampling import merge
-
-    return replace(space, template=merge(space.template, {"task": {"data": data}}))
 
 
 def _budgets_key(cfg: SearchConfig, raw: dict, sloc: Loc) -> tuple[str, Any]:

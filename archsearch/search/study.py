@@ -18,6 +18,7 @@ from optuna.storages import RDBStorage
 from optuna.trial import TrialState
 
 from .. import registry, tasks
+from ..data import corpora
 from ..compiler import compile_spec
 from ..context import run_context
 from ..errors import Loc, SpecError
@@ -30,8 +31,8 @@ from .recovery import counted, recover
 from .report import write_report
 from .run_folder import (BASELINE, DATA, FLOORS, ISO_TIME, MATCHED, QUALITY, REFERENCE, RETRY_OF, VERDICT_COST, VOCAB,
                          default_storage, load_seeds, make_storage, profile_path, seeds_study_name, trial_spec)
-from .sampling import first_choice, template_for
-from .space import load_space, options, pareto_costs, with_data
+from .sampling import first_choice, template_for, with_data
+from .space import load_space, options, pareto_costs
 from .summary import progress_line, summary
 
 
@@ -121,7 +122,8 @@ class Setup:
                         device=device or first.train.device)
         where = f"search.budgets.{self.budget_name}.seq_len" if p.seq_len else "spec.train.seq_len"
         self.context = run_context(train, first.model.seq_len, Loc(self.space.file, 0, where))
-        task = tasks.make(first.task)  # a bad corpus fails here, before the run folder is made
+        if first.task.kind == "lm":
+            corpora.load(first.task.data)  # a corpus that is not there fails here, before the run folder is made
         self.out = out or Path("runs") / s.name
         self.out.mkdir(parents=True, exist_ok=True)
         self.url = storage or default_storage(self.out, workers)
@@ -138,6 +140,7 @@ class Setup:
         self._check_data(before, data)
         if before and not shared:  # a resumed run would otherwise replay the first run's random draws
             self.study.sampler = make_sampler(s.sampler, s.seed + before)
+        task = tasks.make(first.task)
         self.objective = Objective(self.space, task, self.budget, self.out, device=device)
 
     def _check_data(self, before: int, data: str | None) -> None:

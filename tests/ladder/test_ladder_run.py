@@ -62,6 +62,8 @@ def test_sigterm_mid_ladder_then_resume_repeats_nothing(root, tmp_path):
     while time.time() < deadline:
         time.sleep(0.3)
         assert proc.poll() is None, proc.communicate()[1][-2000:]  # ended before it could be stopped
+        if not (out / "ladder.yaml").is_file():  # written once the study exists: reading it earlier races its creation
+            continue
         try:
             states = [t.state for t in _study(out).trials]
         except Exception:  # not created yet, or busy
