@@ -10,18 +10,29 @@ from archsearch import cli, tasks
 from archsearch.task_and_train import TaskConfig
 
 
+def _start_train(root, out, *extra, env=None):
+    return subprocess.Popen([sys.executable, "-m", "archsearch", "train", str(root / "examples/tiny_transformer.yaml"),
+                             "--out", str(out), "--quiet", *extra], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=env)
+
+
+def _finish(proc, out):
+    stdout, stderr = proc.communicate()
+    assert proc.returncode == 0, stderr
+    return stdout, json.loads((out / "metrics.json").read_text())
+
+
 def _train(root, out, *extra, env=None):
-    r = subprocess.run([sys.executable, "-m", "archsearch", "train", str(root / "examples/tiny_transformer.yaml"),
-                        "--out", str(out), "--quiet", *extra], capture_output=True, text=True, env=env)
-    assert r.returncode == 0, r.stderr
-    return r.stdout, json.loads((out / "metrics.json").read_text())
+    return _finish(_start_train(root, out, *extra, env=env), out)
 
 
 def test_small_transformer_beats_unigram_by_a_wide_margin(root, tmp_path):
-    out, m = _train(root, tmp_path / "run")
+    """The README's first command at a quarter of its tokens (the whole run: validation ppl 7.95 against the unigram's
+    26.4; at 0.5M tokens 13.2)."""
+    out, m = _train(root, tmp_path / "run", "--tokens", "500000")
     unigram = tasks.make(TaskConfig(tokenizer="bytes")).unigram_ppl()
-    assert m["status"] == "completed" and m["tokens"] >= 2_000_000
-    assert m["val_ppl"] < unigram / 2.5, (m["val_ppl"], unigram)
+    assert m["status"] == "completed" and m["tokens"] >= 500_000
+    assert m["val_ppl"] < unigram / 1.8, (m["val_ppl"], unigram)
     assert m["val_full"] and m["val_tokens"] == 476_295  # the whole validation split
     assert "validation perplexity" in out and "bits/byte" in out and "tok/s" in out
     assert (tmp_path / "run/weights.pt").is_file() and (tmp_path / "run/checkpoint.pt").is_file()
@@ -36,8 +47,9 @@ def test_same_seed_same_number(root, tmp_path):
     docs = [root / "README.md", *sorted((root / "docs").glob("*.md"))]
     (corpus / "docs.txt").write_text("".join(p.read_text() for p in docs))
     one_thread = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    a, b, c = (_train(root, tmp_path / name, "--data", str(corpus), "--tokens", "40000", "--seed", seed,
-                      env=one_thread)[1] for name, seed in [("a", "3"), ("b", "3"), ("c", "4")])
+    runs = [_start_train(root, tmp_path / name, "--data", str(corpus), "--tokens", "40000", "--seed", seed,
+                         env=one_thread) for name, seed in [("a", "3"), ("b", "3"), ("c", "4")]]  # side by side
+    a, b, c = (_finish(run, tmp_path / name)[1] for run, name in zip(runs, "abc"))
     assert a["val_ppl"] == b["val_ppl"] != c["val_ppl"]
 
 

@@ -87,13 +87,20 @@ def test_time_limit_starts_no_run_it_cannot_finish(root, tmp_path):
     assert len(_study(out).trials) <= 8  # at most the first run: nothing is known about the time one takes
 
 
-def test_one_line_errors(root, tmp_path):
-    r = _cli(root, "run", SMOKE, "--trials", "3", "--out", str(tmp_path / "e"))
-    assert r.returncode != 0 and "--trials" in r.stderr and "Traceback" not in r.stderr
+def test_one_line_errors(root, tmp_path, monkeypatch, capsys):
+    from archsearch.cli import main
+
+    monkeypatch.chdir(root)
+
+    def run(*args):  # in this process: the CLI's own error handling, without a process start per case
+        code = main(["run", *args])
+        return code, capsys.readouterr().err
+
+    code, err = run(SMOKE, "--trials", "3", "--out", str(tmp_path / "e"))
+    assert code == 2 and "--trials" in err and "Traceback" not in err
     bad = tmp_path / "bad.yaml"
     bad.write_text((root / SMOKE).read_text().replace("small: {params: 9500}", "small: {params: 15000}"))
-    r = _cli(root, "run", str(bad), "--data", "tests/fixtures/wikitext", "--out", str(tmp_path / "b"))
-    assert r.returncode != 0 and "Traceback" not in r.stderr
-    assert "families.transformer.rungs.small" in r.stderr and "non-embedding parameters" in r.stderr
-    r = _cli(root, "run", SMOKE, "--budget", "cpu", "--out", str(tmp_path / "e"))
-    assert r.returncode == 2 and "--budget: does not apply to a ladder" in r.stderr
+    code, err = run(str(bad), "--data", "tests/fixtures/wikitext", "--out", str(tmp_path / "b"))
+    assert code == 2 and "families.transformer.rungs.small" in err and "non-embedding parameters" in err
+    code, err = run(SMOKE, "--budget", "cpu", "--out", str(tmp_path / "e"))
+    assert code == 2 and "--budget: does not apply to a ladder" in err

@@ -30,9 +30,9 @@ def _quiet(*a, **k):
     pass
 
 
-def test_smoke_space_end_to_end_then_resume(root, tmp_path):
+def test_smoke_space_end_to_end_then_resume(root, tmp_path, small_corpus):
     out = tmp_path / "smoke"
-    first = _run(root, out, "--trials", "2")
+    first = _run(root, out, "--trials", "2", "--data", small_corpus)
     assert "no GPU: using the cpu budget" in first
     assert "study 'smoke': 2 trials" in first and "best per family" in first
     study = _load(out)
@@ -55,7 +55,7 @@ def test_smoke_space_end_to_end_then_resume(root, tmp_path):
     report = (out / "report.md").read_text()
     assert "over 2 fresh seeds" in report or "(n = 2)" in report
     assert "2 of 2 complete trials, 4 of 4 re-training runs) were evaluated again" in report
-    second = _run(root, out, "--trials", "3", "--profile-top", "1")
+    second = _run(root, out, "--trials", "3", "--profile-top", "1", "--data", small_corpus)
     assert "resuming study 'smoke': 2 finished trial(s) kept, 1 to go" in second
     tables = list((out / "profiles").glob("trial_*/table.txt"))  # the best trial, profiled: nodes, then top ops
     assert len(tables) == 1 and "per step: forward" in tables[0].read_text() and "top 20 of" in tables[0].read_text()
@@ -96,15 +96,15 @@ def _start(root, out, *extra):
                             stderr=subprocess.PIPE, text=True)
 
 
-def test_kill_9_mid_trial_loses_no_finished_trial(root, tmp_path):
+def test_kill_9_mid_trial_loses_no_finished_trial(root, tmp_path, small_corpus):
     out = tmp_path / "k"
-    proc = _start(root, out, "--trials", "3")
+    proc = _start(root, out, "--trials", "3", "--data", small_corpus)
     before = _wait_for(out, _mid_trial, proc)
     proc.kill()  # SIGKILL: no chance to clean up
     proc.wait()
     finished = {t.number: (t.params, t.value) for t in _load(out).trials if t.state == TrialState.COMPLETE}
     killed = next(t for t in _load(out).trials if t.state == TrialState.RUNNING)
-    text = _run(root, out, "--trials", "3", "--no-retrain")
+    text = _run(root, out, "--trials", "3", "--no-retrain", "--data", small_corpus)
     assert "1 unfinished re-queued" in text
     after = _load(out).trials
     for n, (params, value) in finished.items():
@@ -116,16 +116,16 @@ def test_kill_9_mid_trial_loses_no_finished_trial(root, tmp_path):
     assert sum(t.state == TrialState.COMPLETE for t in after) == 3 and len(before) <= len(after)
 
 
-def test_ctrl_c_marks_the_running_trial_and_the_next_run_repeats_it(root, tmp_path):
+def test_ctrl_c_marks_the_running_trial_and_the_next_run_repeats_it(root, tmp_path, small_corpus):
     out = tmp_path / "c"
-    proc = _start(root, out, "--trials", "2")
+    proc = _start(root, out, "--trials", "2", "--data", small_corpus)
     _wait_for(out, _mid_trial, proc)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130 and "interrupted: unfinished trials are marked failed" in err
     stopped = next(t for t in _load(out).trials if t.state == TrialState.FAIL)
     assert stopped.user_attrs["failed_reason"] == "interrupted" and (out / "report.md").is_file()
-    text = _run(root, out, "--trials", "2", "--no-retrain")
+    text = _run(root, out, "--trials", "2", "--no-retrain", "--data", small_corpus)
     assert "1 finished trial(s) kept, 1 unfinished re-queued, 1 to go" in text
     assert sum(t.state == TrialState.COMPLETE for t in _load(out).trials) == 2
 
