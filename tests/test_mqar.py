@@ -58,9 +58,9 @@ def _accuracy(root, name, tmp_path, *extra):
     return json.loads((out / "metrics.json").read_text())["val_accuracy"]
 
 
-def test_attention_recalls_where_holographic_state_of_equal_bytes_cannot(root, tmp_path):
+def test_attention_learns_recall_from_the_shipped_example(root, tmp_path):
+    """examples/mqar/attention.yaml as a user trains it: recall learned (the memory-free floors are 0.25 and 0.31).
+    The contrast at equal state bytes (holographic 0.2875 after the same 2M tokens) is the measurement published in
+    docs/results.md: holographic trains at a tenth of attention's tokens/s on CPU, so its full run costs minutes, and a
+    shortened one would show nothing that an untrained model does not."""
     assert _accuracy(root, "attention", tmp_path) >= 0.99
-    # The holographic layer is trained on a tenth of the budget to keep the suite short (it runs at a tenth of
-    # attention's tokens/s on CPU): its accuracy stays below the positional floor 0.3085 (0.289 after 0.2M and 0.4M
-    # tokens, 0.2875 after 2M: docs/results.md).
-    assert _accuracy(root, "holographic", tmp_path, "--tokens", "200000") < 0.5
