@@ -130,7 +130,14 @@ def _lost_connection(e: BaseException | None) -> bool:
 
 def _say(line: str) -> None:
     rank = os.environ.get("ARCHSEARCH_WORKER")
-    print(f"[worker {rank}] {line}" if rank else line, file=sys.stderr, flush=True)
+    whole_line(sys.stderr, f"[worker {rank}] {line}" if rank else line)
+
+
+def whole_line(stream, text: str) -> None:
+    """One write of the text and its newline: workers share the coordinator's pipes, and print()'s two writes (text,
+    then end) let another worker's line land between them."""
+    stream.write(text + "\n")
+    stream.flush()
 
 
 _inside = threading.local()  # the outermost storage call of a thread retries; the calls it makes do not

@@ -26,7 +26,7 @@ from ..spec import parse
 from . import retrain
 from .baselines import CentreTrial, baseline_entry, baseline_label, baseline_matched
 from .objective import Objective, mixers as spec_mixers, worker_id
-from .rdb import BudgetSpent, SearchRDBStorage
+from .rdb import BudgetSpent, SearchRDBStorage, whole_line
 from .recovery import counted, recover
 from .report import write_report
 from .run_folder import (BASELINE, DATA, FLOORS, ISO_TIME, MATCHED, QUALITY, REFERENCE, RETRY_OF, VERDICT_COST, VOCAB,
@@ -363,7 +363,7 @@ def run_worker(space_path: str, *, out: Path, storage: str, trials: int, budget:
     """One of `--workers N` processes: runs trials (or re-training runs) of the coordinator's study."""
     _sigterm_as_interrupt()
     rank = os.environ.get("ARCHSEARCH_WORKER", "?")
-    echo = lambda line: print(f"[worker {rank}] {line}", flush=True)  # noqa: E731
+    echo = lambda line: whole_line(sys.stdout, f"[worker {rank}] {line}")  # noqa: E731
     setup = Setup(space_path, out, storage, budget, device, timeout_minutes=timeout_minutes, data=data)
     if phase == "search":
         search_loop(setup, trials, echo)
