@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from .data import cache, corpora, lm, mqar, tokenizers
+from .errors import Loc, SpecError
 from .task_and_train import TaskConfig
 
 
@@ -44,7 +45,15 @@ class LMTask:
         return task
 
     def train_batch(self, batch: int, seq_len: int, rng: np.random.Generator):
+        self.check_length(seq_len)
         return lm.train_batch(self.streams["train"], batch, seq_len, rng)
+
+    def check_length(self, seq_len: int) -> None:
+        """A training window needs seq_len + 1 tokens of the train split (and a random start among them)."""
+        n = len(self.streams["train"])
+        if n < seq_len + 2:
+            raise SpecError(Loc("task.data"), f"{self.name}: the train split has {n:,} tokens, too few for one "
+                                              f"training window of {seq_len} (+1); use more text or a shorter seq_len")
 
     def unigram_ppl(self, split: str = "validation") -> float:
         """Perplexity of the add-one unigram model fitted on train: the floor any model must beat."""

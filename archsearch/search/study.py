@@ -141,6 +141,8 @@ class Setup:
         if before and not shared:  # a resumed run would otherwise replay the first run's random draws
             self.study.sampler = make_sampler(s.sampler, s.seed + before)
         task = tasks.make(first.task)
+        if hasattr(task, "check_length"):  # data too short for the budget's windows: one line before any trial
+            task.check_length(self.context.seq_len)
         self.objective = Objective(self.space, task, self.budget, self.out, device=device)
 
     def _check_data(self, before: int, data: str | None) -> None:

@@ -349,6 +349,18 @@ def test_data_replaces_the_spaces_corpus_and_a_resume_must_give_the_same(root, t
         Setup(space, out, None, "cpu", "cpu")
 
 
+def test_a_corpus_too_short_for_one_window_is_one_line_before_any_trial(root, tmp_path):
+    from archsearch.errors import SpecError
+    from archsearch.search.study import Setup
+
+    corpus = tmp_path / "short"
+    corpus.mkdir()
+    (corpus / "a.txt").write_text("x\n" * 20)  # 90% of its lines train: 36 bytes
+    with pytest.raises(SpecError, match=r"^task.data: files:.*: the train split has \d+ tokens, too few for one "
+                                        r"training window of 64 \(\+1\)"):
+        Setup(str(root / "search_spaces/smoke.yaml"), tmp_path / "r", None, "cpu", "cpu", data=str(corpus))
+
+
 def test_budgets_are_named_and_a_missing_one_says_which_exist(root, tmp_path):
     from archsearch.errors import SpecError
     from archsearch.search.study import Setup
