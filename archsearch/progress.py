@@ -5,6 +5,13 @@ import sys
 import time
 
 
+def whole_line(stream, text: str) -> None:
+    """One write of the text and its newline: workers share the coordinator's pipes, and print()'s two writes (text,
+    then end) let another worker's line land between them."""
+    stream.write(text + "\n")
+    stream.flush()
+
+
 def fmt_duration(seconds: float) -> str:
     seconds = int(max(seconds, 0))
     h, rem = divmod(seconds, 3600)

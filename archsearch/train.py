@@ -91,6 +91,7 @@ def train(model: torch.nn.Module, task, cfg: TrainConfig, *, seq_len: int, on_ev
     passes such as the embedding's accumulate in a varying order), so a seed repeats its run bit for bit at a fixed
     thread count: one thread always did in our tests, two usually, though a CI machine once gave 2e-4 apart. The
     thread count itself changes the last bits."""
+    task.check_length(seq_len)  # one line naming the data, not an error inside the first batch
     device = resolve_device(cfg.device)
     before = torch.are_deterministic_algorithms_enabled()
     torch.use_deterministic_algorithms(before or device.type == "cpu")

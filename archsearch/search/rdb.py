@@ -25,6 +25,7 @@ from optuna.storages import RDBStorage
 from optuna.storages._rdb import models
 
 from ..errors import Loc, SpecError
+from ..progress import whole_line
 
 WAIT_S = float(os.environ.get("ARCHSEARCH_DB_WAIT_S", "120"))
 POLL_S = 0.5
@@ -131,13 +132,6 @@ def _lost_connection(e: BaseException | None) -> bool:
 def _say(line: str) -> None:
     rank = os.environ.get("ARCHSEARCH_WORKER")
     whole_line(sys.stderr, f"[worker {rank}] {line}" if rank else line)
-
-
-def whole_line(stream, text: str) -> None:
-    """One write of the text and its newline: workers share the coordinator's pipes, and print()'s two writes (text,
-    then end) let another worker's line land between them."""
-    stream.write(text + "\n")
-    stream.flush()
 
 
 _inside = threading.local()  # the outermost storage call of a thread retries; the calls it makes do not

@@ -22,11 +22,12 @@ from ..data import corpora
 from ..compiler import compile_spec
 from ..context import run_context
 from ..errors import Loc, SpecError
+from ..progress import whole_line
 from ..spec import parse
 from . import retrain
 from .baselines import CentreTrial, baseline_entry, baseline_label, baseline_matched
 from .objective import Objective, mixers as spec_mixers, worker_id
-from .rdb import BudgetSpent, SearchRDBStorage, whole_line
+from .rdb import BudgetSpent, SearchRDBStorage
 from .recovery import counted, recover
 from .report import write_report
 from .run_folder import (BASELINE, DATA, FLOORS, ISO_TIME, MATCHED, QUALITY, REFERENCE, RETRY_OF, VERDICT_COST, VOCAB,
@@ -122,8 +123,8 @@ class Setup:
                         device=device or first.train.device)
         where = f"search.budgets.{self.budget_name}.seq_len" if p.seq_len else "spec.train.seq_len"
         self.context = run_context(train, first.model.seq_len, Loc(self.space.file, 0, where))
-        if first.task.kind == "lm":
-            corpora.load(first.task.data)  # a corpus that is not there fails here, before the run folder is made
+        # a corpus that is not there fails here, before the run folder is made; it is tokenised once storage opens
+        corpus = corpora.load(first.task.data) if first.task.kind == "lm" else None
         self.out = out or Path("runs") / s.name
         self.out.mkdir(parents=True, exist_ok=True)
         self.url = storage or default_storage(self.out, workers)
@@ -140,9 +141,8 @@ class Setup:
         self._check_data(before, data)
         if before and not shared:  # a resumed run would otherwise replay the first run's random draws
             self.study.sampler = make_sampler(s.sampler, s.seed + before)
-        task = tasks.make(first.task)
-        if hasattr(task, "check_length"):  # data too short for the budget's windows: one line before any trial
-            task.check_length(self.context.seq_len)
+        task = tasks.make(first.task, corpus)
+        task.check_length(self.context.seq_len)  # data too short for the budget's windows: one line before any trial
         self.objective = Objective(self.space, task, self.budget, self.out, device=device)
 
     def _check_data(self, before: int, data: str | None) -> None:

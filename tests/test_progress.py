@@ -1,7 +1,7 @@
-"""search/rdb.py without a server: what workers print is whole lines."""
+"""archsearch.progress: what workers print is whole lines."""
 import io
 
-from archsearch.search.rdb import whole_line
+from archsearch.progress import whole_line
 
 
 class Recorder(io.StringIO):
