@@ -1,7 +1,7 @@
 """A scaling ladder as YAML → typed, frozen data (no torch). The format is documented in docs/ladder.md.
 
-    ladder: {name, seed, tokens_per_param | tokens, lr_grid, seeds, tolerance, drop_behind, ratios,
-             rungs: {NAME: {params: TARGET, rates: grid | around}}}
+    ladder: {name, seed, tokens_per_param | tokens, lr_grid, around, extend, seeds, tolerance, drop_behind, ratios,
+             rungs: {NAME: {params: TARGET, rates: grid | around, extend}}}
     task: {...}    # every family's task (the spec's own task section is replaced)
     train: {...}   # laid onto every family's train section; tokens, lr and seed are the ladder's
     families: {NAME: {spec: {...} | file: PATH, rungs: {RUNG: {overrides}}}}
@@ -24,6 +24,7 @@ class Rung:
     name: str
     params: float  # target non-embedding parameters
     rates: str  # grid: the whole lr_grid; around: the rate the rung below chose and its grid neighbour(s)
+    extend: int  # times a best rate at the edge of those tried adds the next rate beyond it
 
 
 @dataclass(frozen=True)
@@ -90,7 +91,13 @@ def _number(value, loc: Loc, what: str, lo: float = 0.0) -> float:
     return float(value)
 
 
-def _rungs(value, loc: Loc) -> tuple[Rung, ...]:
+def _count(value, loc: Loc, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise SpecError(loc, f"{what} must be a whole number ≥ 0, got {value!r}")
+    return value
+
+
+def _rungs(value, loc: Loc, extend: int) -> tuple[Rung, ...]:
     m = _mapping(value, loc, "ladder.rungs")
     if not m:
         raise SpecError(loc, "ladder.rungs is empty: name at least one rung, e.g. {2m: {params: 2.0e6}}")
@@ -98,7 +105,7 @@ def _rungs(value, loc: Loc) -> tuple[Rung, ...]:
     for name, r in m.items():
         rl = loc_of(m, name, loc)
         r = _mapping(r, rl, f"rung '{name}'")
-        _only(r, ("params", "rates"), rl, f"rung '{name}'")
+        _only(r, ("params", "rates", "extend"), rl, f"rung '{name}'")
         if "params" not in r:
             raise SpecError(rl, f"rung '{name}' needs params (its target of non-embedding parameters)")
         params = _number(r["params"], loc_of(r, "params", rl), f"rung '{name}' params")
@@ -108,7 +115,8 @@ def _rungs(value, loc: Loc) -> tuple[Rung, ...]:
         if rates not in RATES or (rates == "around" and not out):
             raise SpecError(loc_of(r, "rates", rl), f"rung '{name}' rates must be one of {RATES}"
                             + ("" if out else " (the lowest rung has no rung below to be around: grid)"))
-        out.append(Rung(str(name), params, rates))
+        more = _count(r.get("extend", extend), loc_of(r, "extend", rl), f"rung '{name}' extend")
+        out.append(Rung(str(name), params, rates, more))
         last = params
     return tuple(out)
 
@@ -168,8 +176,8 @@ def load_ladder(path) -> Ladder:
         raise SpecError(root, "a ladder file needs a 'ladder' section (see docs/ladder.md)")
     ll = loc_of(doc, "ladder", root)
     lad = _mapping(doc["ladder"], ll, "ladder")
-    keys = ("name", "seed", "tokens_per_param", "tokens", "lr_grid", "around", "seeds", "tolerance", "drop_behind",
-            "rungs", "ratios")
+    keys = ("name", "seed", "tokens_per_param", "tokens", "lr_grid", "around", "extend", "seeds", "tolerance",
+            "drop_behind", "rungs", "ratios")
     _only(lad, keys, ll, "ladder")
     for k in ("name", "lr_grid", "rungs"):
         if k not in lad:
@@ -178,14 +186,13 @@ def load_ladder(path) -> Ladder:
     if not isinstance(grid, list) or not grid:
         raise SpecError(loc_of(lad, "lr_grid", ll), "ladder.lr_grid must be a non-empty list of learning rates")
     grid = tuple(sorted(_number(g, loc_of(lad, "lr_grid", ll), "a learning rate") for g in grid))
-    seeds = lad.get("seeds", 3)
-    if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 0:
-        raise SpecError(loc_of(lad, "seeds", ll), f"ladder.seeds must be a whole number ≥ 0, got {seeds!r}")
+    seeds = _count(lad.get("seeds", 3), loc_of(lad, "seeds", ll), "ladder.seeds")
+    extend = _count(lad.get("extend", 0), loc_of(lad, "extend", ll), "ladder.extend")
     around = lad.get("around", 2)
     if around not in (2, 3):
         raise SpecError(loc_of(lad, "around", ll), f"ladder.around must be 2 or 3, got {around!r}")
     drop = lad.get("drop_behind")
-    rungs = _rungs(lad["rungs"], loc_of(lad, "rungs", ll))
+    rungs = _rungs(lad["rungs"], loc_of(lad, "rungs", ll), extend)
     for k in ("task", "train"):
         _mapping(doc.get(k) or {}, loc_of(doc, k, root), k)
     if "families" not in doc:

@@ -1,9 +1,10 @@
 """Which runs a ladder wants, given the runs finished so far (pure: no torch, no storage).
 
-Per rung, from the lowest: each family trains at each of its rates with the ladder's seed (scored on validation), then
-at its best rate with `seeds` fresh seeds (scored on the test split; the selecting run is not among them). An `around`
-rung's rates wait for the family's choice at the rung below; `drop_behind` keeps a family that is far behind at a rung
-from climbing further, which waits for every family's grid at that rung."""
+Per rung, from the lowest: each family trains at each of its rates with the ladder's seed (scored on validation; a
+best rate at the edge of those adds the next rate beyond it, up to the rung's `extend` times), then at its best rate
+with `seeds` fresh seeds (scored on the test split; the selecting run is not among them). An `around` rung's rates wait
+for the family's choice at the rung below; `drop_behind` keeps a family that is far behind at a rung from climbing
+further, which waits for every family's grid at that rung."""
 from __future__ import annotations
 
 import math
@@ -48,8 +49,10 @@ def best_rate(ladder: Ladder, done: dict[str, Done], family: str, rung: str) -> 
     """The rate of (family, rung) with the lowest validation perplexity, once all its rates have finished (None
     before, or when every one failed)."""
     rates = rates_of(ladder, done, family, rung)
-    if rates is None:
-        return None
+    return None if rates is None else _best_of(ladder, done, family, rung, rates)
+
+
+def _best_of(ladder: Ladder, done: dict[str, Done], family: str, rung: str, rates: list[float]) -> float | None:
     runs = [done.get(Job(family, rung, lr, ladder.seed, "grid").key) for lr in rates]
     if any(r is None for r in runs):
         return None
@@ -58,7 +61,21 @@ def best_rate(ladder: Ladder, done: dict[str, Done], family: str, rung: str) -> 
 
 
 def rates_of(ladder: Ladder, done: dict[str, Done], family: str, rung: str) -> list[float] | None:
-    """The rates (family, rung) trains at, or None while they depend on a rung below that has not chosen yet."""
+    """The rates (family, rung) trains at, or None while they depend on a rung below that has not chosen yet. A best
+    rate at the edge of those tried adds the next one beyond it (the rung's `extend` times at most), so that the
+    chosen rate is a minimum the grid brackets, not the end of a slope."""
+    rates = _first_rates(ladder, done, family, rung)
+    if rates is None:
+        return None
+    for _ in range(ladder.rung(rung).extend):
+        best = _best_of(ladder, done, family, rung, rates)
+        if best is None or len(rates) < 2 or best not in (rates[0], rates[-1]):
+            break
+        rates = sorted(rates + [_neighbour(ladder, best, +1 if best == rates[-1] else -1)])
+    return rates
+
+
+def _first_rates(ladder: Ladder, done: dict[str, Done], family: str, rung: str) -> list[float] | None:
     r = ladder.rung(rung)
     if r.rates == "grid":
         return [rate(x) for x in ladder.lr_grid]
@@ -76,11 +93,14 @@ def rates_of(ladder: Ladder, done: dict[str, Done], family: str, rung: str) -> l
 
 
 def _neighbour(ladder: Ladder, centre: float, side: int) -> float:
-    """The grid's next rate above (+1) or below (−1) `centre`, or one grid step away beyond the grid's ends."""
+    """The grid's next rate above (+1) or below (−1) `centre`; beyond the grid's ends, whole grid steps from the
+    nearer end (so that steps do not compound rounding)."""
     grid = [rate(x) for x in ladder.lr_grid]
     if centre in grid and 0 <= grid.index(centre) + side < len(grid):
         return grid[grid.index(centre) + side]
-    return rate(centre * ladder.grid_ratio() ** side)
+    end = grid[-1] if centre >= grid[-1] else grid[0]
+    steps = round(math.log(centre / end) / math.log(ladder.grid_ratio()))
+    return rate(end * ladder.grid_ratio() ** (steps + side))
 
 
 def _finished_grid(ladder: Ladder, done: dict[str, Done], family: str, rung: str) -> bool:

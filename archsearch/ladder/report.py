@@ -203,6 +203,16 @@ def _curves(ladder, cells: dict, out: Path) -> list[str]:
     return ["![validation curves](curves.png)"]
 
 
+def _extends(ladder) -> str:
+    """The report's words for the rungs whose edge choices add rates beyond the edge."""
+    by = {}
+    for r in ladder.rungs:
+        if r.extend:
+            by.setdefault(r.extend, []).append(r.name)
+    return "".join(f"; at {', '.join(names)} a best rate at an edge of those tried adds the next rate beyond it "
+                   f"(up to {n} time{'s' * (n > 1)})" for n, names in by.items())
+
+
 def write_report(out: Path, storage: str | None = None) -> Path:
     ladder, study = _load(out, storage)
     done = finished(study)
@@ -215,7 +225,8 @@ def write_report(out: Path, storage: str | None = None) -> Path:
     lines = [f"# Ladder `{ladder.name}`", "",
              f"Task: {study.user_attrs.get('task', '?')}. {budget}; rates "
              f"{', '.join(f'{x:g}' for x in ladder.lr_grid)} (rungs marked `around` "
-             f"train {ladder.around} rates around the rung below's choice); {ladder.seeds} fresh seeds at the chosen "
+             f"train {ladder.around} rates around the rung below's choice){_extends(ladder)}; {ladder.seeds} fresh "
+             f"seeds at the chosen "
              f"rate. {len(done)} runs finished. Measured on {', '.join(cards) or 'nothing yet'}. The ladder as run: "
              f"[{COPY}]({COPY}); each run's exact spec: `specs/`.", ""]
     gone = dropped(ladder, done)

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from optuna.trial import TrialState
 
 from .config import Ladder
-from .plan import best_rate
+from .plan import best_rate, rate
 
 
 COSTS = ("gpu_seconds", "tokens_per_s", "train_flops", "train_seconds", "peak_memory_bytes")
@@ -78,7 +78,8 @@ def gather(ladder: Ladder, study, done: dict) -> dict[tuple[str, str], Cell]:
             cell.seeds.append(dict(a))
     for cell in cells.values():
         cell.best_lr = best_rate(ladder, done, cell.family, cell.rung)
-        cell.seeds.sort(key=lambda r: r["seed"])
+        # seeds run at an earlier choice (before a rate added beyond the grid's edge won) are not this rate's
+        cell.seeds = sorted((r for r in cell.seeds if rate(r["lr"]) == cell.best_lr), key=lambda r: r["seed"])
     return cells
 
 

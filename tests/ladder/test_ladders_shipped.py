@@ -29,3 +29,11 @@ def test_non_embedding_leaves_out_the_tables(root):
     ir = compile_spec(root / "examples/gpt2_100m.yaml", vocab=50257)
     # 100,283,232 in all; the token table 50257 × 672 and the learned positions 2048 × 672 are the embedding
     assert non_embedding(ir) == 100_283_232 - 50257 * 672 - 2048 * 672
+
+
+def test_the_report_says_which_rungs_extend_their_rates(root):
+    from archsearch.ladder.report import _extends
+    ladder = load_ladder(root / "search_spaces/scaling_ladder.yaml")
+    assert [r.extend for r in ladder.rungs] == [1, 1, 0]
+    assert _extends(ladder) == ("; at 2m, 6m a best rate at an edge of those tried adds the next rate beyond it "
+                                "(up to 1 time)")

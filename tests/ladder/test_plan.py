@@ -86,10 +86,32 @@ def test_a_rung_waits_for_every_familys_grid_when_dropping_is_on(tmp_path):
     assert not [j for j in wanted(lad, done) if j.rung == "b"]  # y has not finished its grid at a
 
 
+def test_a_best_rate_at_the_edge_adds_the_next_rate_beyond_it_up_to_extend_times(tmp_path):
+    lad = _ladder(tmp_path, LADDER.replace("  seeds: 2\n", "  seeds: 2\n  extend: 2\n"))
+    done = {}
+    slope = lambda j: 1.0 / j.lr  # noqa: E731 (higher is better all the way up)
+    _finish(done, [j for j in wanted(lad, done) if j.family == "x"], slope)
+    assert rates_of(lad, done, "x", "a") == [1e-3, 3e-3, 1e-2, 0.03162]
+    assert best_rate(lad, done, "x", "a") is None  # no seeds until the added rate has run
+    assert not [j for j in wanted(lad, done) if j.family == "x" and j.phase == "seeds"]
+    _finish(done, [j for j in wanted(lad, done) if j.family == "x" and j.key not in done], slope)
+    assert rates_of(lad, done, "x", "a") == [1e-3, 3e-3, 1e-2, 0.03162, 0.1]  # at most `extend` added
+    _finish(done, [j for j in wanted(lad, done) if j.family == "x" and j.key not in done and j.phase == "grid"],
+            lambda j: 5.0 if j.lr == 0.03162 else 1.0 / j.lr + (50 if j.lr == 0.1 else 0))
+    assert best_rate(lad, done, "x", "a") == 0.03162  # bracketed now: the seeds follow it
+    assert {j.lr for j in wanted(lad, done) if j.family == "x" and j.phase == "seeds" and j.rung == "a"} == {0.03162}
+    # the lowest edge extends downwards; an interior best adds nothing
+    low = {}
+    _finish(low, [j for j in wanted(lad, low) if j.family == "y"], lambda j: j.lr)
+    assert rates_of(lad, low, "y", "a") == [0.0003162, 1e-3, 3e-3, 1e-2]
+    assert rates_of(_ladder(tmp_path), low, "y", "a") == [1e-3, 3e-3, 1e-2]  # extend defaults to 0
+
+
 @pytest.mark.parametrize("change, message", [
     ("    b: {params: 300, rates: around}\n", None),
     ("    b: {params: 50, rates: around}\n", "rungs go from small to large"),
     ("    b: {params: 300, rates: sometimes}\n", "rates must be one of"),
+    ("    b: {params: 300, rates: around, extend: -1}\n", "rung 'b' extend must be a whole number"),
 ])
 def test_rung_errors(tmp_path, change, message):
     text = LADDER.replace("    b: {params: 300, rates: around}\n", change)
