@@ -1,17 +1,20 @@
 """Decode latency side by side: the 100M PAM against the 100M GPT-2 with its KV cache, at several context lengths
-(issues 7, 14). Prints ms per decode step (and, at a batch above 1, tokens per second) with the PAM/transformer ratio
-per context, optionally the prefill of one long prompt, and the card.
+(issues 7, 14, 27). Prints ms per decode step (and, at a batch above 1, tokens per second), the PAM/GPT-2 ratio per
+context against GPT-2's best form (its fastest row, named) and against each of its forms, optionally the prefill of
+one long prompt, and the card. Every number is the median over 3 fresh processes with its spread (benchmarks/fresh.py;
+--processes 1 for one); compiler logs go to a file named at the end. The default run (8k and 32k, batch 1) takes a few
+minutes on an H200.
 Each model decodes eagerly (model.step, one Python call per layer); on a GPU each is also timed as one CUDA graph
-per step (archsearch.decode.GraphedDecoder), and as a graph of its torch.compile'd step (mode
-max-autotune-no-cudagraphs by default: inductor also tunes the one-row matmuls and fuses the norms into them; an
-attention model is compiled once per context, since its graph's cache length is). The transformer's KV cache is bf16
-on the GPU (its compute dtype), fp32 on CPU. Eagerly SDPA reads the first C+1 entries; graphed it attends over a cache
-cut to C + repeats + 16 entries with the unwritten ones masked (a graph has fixed shapes; the slack holds the timed
-steps' own tokens), one graph per context. Ratios are printed against every row of the transformer (the same run).
+per step (archsearch.decode.GraphedDecoder), and as a graph of its torch.compile'd step (inductor's default mode;
+--compile-mode max-autotune-no-cudagraphs also tunes the one-row matmuls, for both models alike; an attention model is
+compiled once per context, since its graph's cache length is). The transformer's KV cache is bf16 on the GPU (its
+compute dtype), fp32 on CPU. Eagerly SDPA reads the first C+1 entries; graphed it attends over a cache cut to C +
+repeats + 16 entries with the unwritten ones masked (a graph has fixed shapes; the slack holds the timed steps' own
+tokens), one graph per context.
 
-    python benchmarks/decode.py [--contexts 1024 8192 32768] [--specs A.yaml B.yaml] [--batch 64] [--prefill 8192]
+    python benchmarks/decode.py [--contexts 8192 32768] [--specs A.yaml B.yaml] [--batch 64] [--prefill 8192]
                                 [--kernels N [--kernel-sequence N]] [--compile-mode MODE] [--no-compile [MODEL ...]]
-                                [--weights bf16]
+                                [--weights bf16] [--processes 3]
 
 At --batch 64 and 32k context GPT-2's bf16 KV cache is 77 GB: the state is filled in place and the graphed decoder
 decodes in the same buffers (no copy), so one cache is allocated per context.
@@ -28,6 +31,7 @@ from pathlib import Path
 
 import torch
 
+import fresh
 from archsearch.compiler import compile_spec
 from archsearch.decode import GraphedDecoder, cut_caches, map_state
 from blocks.complex import frozen_weights
@@ -115,6 +119,7 @@ def decode_rows(model, name: str, args, device, amp) -> dict[str, dict[int, floa
 
     def time_graph(graphed, row: str, c: int) -> None:
         rows[row][c] = time_ms(lambda: graphed(tok), device, repeats=args.repeats, warmup=3)
+        print(f"  {row}, context {c}: {rows[row][c]:.3f} ms", flush=True)
         if args.kernels and c == args.contexts[0]:
             table = kernel_table(lambda: graphed(tok), top=args.kernels, sequence=args.kernel_sequence)
             print(f"  {row}, context {c}:\n{table}", flush=True)
@@ -123,6 +128,7 @@ def decode_rows(model, name: str, args, device, amp) -> dict[str, dict[int, floa
         tok = torch.randint(0, args.vocab, (b,), device=device)
         with torch.no_grad(), amp, frozen_weights(model):  # the eager step's best form: weights built once
             rows[f"{name} eager"][c] = time_ms(lambda: model.step(tok, state), device, repeats=args.repeats, warmup=3)
+        print(f"  {name} eager, context {c}: {rows[f'{name} eager'][c]:.3f} ms", flush=True)
         if device.type == "cuda" and kv_cache:  # decodes in the (cut) cache itself: no second copy of it
             cut = cut_caches(model, state, c + slack(args))
             modes = [("CUDA graph", False)] + ([("compiled+graph", args.compile_mode)] if compiled else [])
@@ -133,15 +139,15 @@ def decode_rows(model, name: str, args, device, amp) -> dict[str, dict[int, floa
         for label, graphed in graphs.items():
             graphed.load(state)
             time_graph(graphed, f"{name} {label}", c)
-        del state
+        state = None  # this context's cache freed before the next one is allocated
         if device.type == "cuda":
             torch.cuda.empty_cache()
     return rows
 
 
-def main() -> None:
+def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--contexts", type=int, nargs="+", default=[1024, 8192, 32768])
+    p.add_argument("--contexts", type=int, nargs="+", default=[8192, 32768])
     p.add_argument("--specs", nargs="+", default=[str(ROOT / "examples/paper_pam_100m.yaml"),
                                                   str(ROOT / "examples/gpt2_100m.yaml")])
     p.add_argument("--vocab", type=int, default=50257)
@@ -154,23 +160,28 @@ def main() -> None:
                    help="on a GPU, also count each graphed step's kernels at the first context and list the N costliest")
     p.add_argument("--kernel-sequence", type=int, default=0, metavar="N",
                    help="with --kernels, also list the first N kernels of one step in launch order")
-    p.add_argument("--compile-mode", default="max-autotune-no-cudagraphs",
-                   help="torch.compile mode of the compiled steps (default max-autotune-no-cudagraphs; or default, ...)")
+    p.add_argument("--compile-mode", default="default",
+                   help="torch.compile mode of every compiled step (default: inductor's default, no autotuning; "
+                        "max-autotune-no-cudagraphs also tunes the one-row matmuls, which takes minutes per model)")
     p.add_argument("--no-compile", nargs="*", metavar="MODEL",
-                   help="skip the torch.compile'd graphs (compiling and tuning take 1-2 min per model and context), of "
-                        "every model or of the models named (a spec's file stem, e.g. gpt2_100m)")
-    args = p.parse_args()
+                   help="skip the torch.compile'd graphs, of every model or of the models named (a spec's file stem, "
+                        "e.g. gpt2_100m); their ratios then stand against a weaker form than the baseline's best")
+    fresh.add_arguments(p)
+    args = p.parse_args(argv)
     stems = [Path(sp).stem for sp in args.specs]
     if args.no_compile and not set(args.no_compile) <= set(stems):
         p.error(f"--no-compile names a model not in --specs: {sorted(set(args.no_compile) - set(stems))}; "
                 f"the models are {stems}")
     if args.batch < 1 or min(args.contexts) < 1 or args.prefill < 0:
         p.error("--batch and --contexts need positive numbers, --prefill a length >= 0")
+    return args
+
+
+def measure(args) -> dict[str, float]:
+    """{"ROW@CONTEXT": ms per decode step, "prefill@MODEL": ms, "card": …} in this process."""
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    card = torch.cuda.get_device_name() if device.type == "cuda" else "cpu"
     amp = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else torch.autocast("cpu", enabled=False)
-    results: dict[str, dict[int, float]] = {}
-    prefill: dict[str, float] = {}
+    out: dict[str, float] = {}
     for spec in args.specs:
         name = Path(spec).stem
         torch.manual_seed(0)
@@ -180,35 +191,59 @@ def main() -> None:
                 prm.data = prm.data.to(torch.bfloat16)
         print(f"{name}: {sum(p.numel() for p in model.parameters()):,} parameters", flush=True)
         if args.prefill:
-            prefill[name] = prefill_ms(model, args.prefill, args.vocab, device, amp, max(3, args.repeats // 4))
-        results |= decode_rows(model, name, args, device, amp)
+            out[f"prefill@{name}"] = prefill_ms(model, args.prefill, args.vocab, device, amp, max(3, args.repeats // 4))
+        for row, by_context in decode_rows(model, name, args, device, amp).items():
+            out |= {f"{row}@{c}": ms for c, ms in by_context.items()}
         del model
         if device.type == "cuda":
             torch.cuda.empty_cache()
-    names = list(results)
+    return out
+
+
+def show(args, values: fresh.Values) -> None:
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    card = torch.cuda.get_device_name() if device == "cuda" else "cpu"
+    names = list(dict.fromkeys(k.rsplit("@", 1)[0] for k in values if not k.startswith("prefill@")))
     base_model = next((Path(sp).stem for sp in args.specs if "gpt2" in Path(sp).stem), Path(args.specs[-1]).stem)
     base = [n for n in names if n.startswith(base_model + " ")]
-    print(f"\ndecode latency, ms per step at batch {args.batch}, on {card}")
-    width = max(26, *(len(n) for n in names))
+    print(f"\ndecode latency, ms per step at batch {args.batch}, on {card}; {fresh.spread_note(values)}")
+    width = max(24, *(len(n) for n in names)) + 2
     print(f"{'context':>8s} " + " ".join(f"{n:>{width}s}" for n in names))
     for c in args.contexts:
-        print(f"{c:8d} " + " ".join(f"{results[n][c]:{width}.3f}" for n in names))
+        print(f"{c:8d} " + " ".join(fresh.cell(values[f"{n}@{c}"], width=width) for n in names))
     others = [n for n in names if n not in base]
-    if others:
-        print("\nratio, each row / each column (the same run)")
+    if others and base:
+        print(f"\nratio to {base_model} in its best form (its fastest row at each context, named): taken within each "
+              f"process, then the median [min–max] over processes")
+        for c in args.contexts:
+            best = min(base, key=lambda b: fresh.median(values[f"{b}@{c}"]))
+            for n in others:
+                r = fresh.ratio(values[f"{n}@{c}"], values[f"{best}@{c}"])
+                print(f"{c:8d} {n:{width}s} {fresh.cell(r, '.2f')}×  (against {best})")
+    if others and len(base) > 1:
+        print("\nratio to each form of the baseline (the weaker forms labelled by their row)")
         print(f"{'context':>8s} {'':{width}s} " + " ".join(f"{n:>{width}s}" for n in base))
         for c in args.contexts:
             for n in others:
-                print(f"{c:8d} {n:{width}s} " + " ".join(f"{results[n][c] / results[b][c]:{width - 1}.2f}×" for b in base))
+                print(f"{c:8d} {n:{width}s} " + " ".join(
+                    f"{fresh.cell(fresh.ratio(values[f'{n}@{c}'], values[f'{b}@{c}']), '.2f', width - 1)}×"
+                    for b in base))
     if args.batch > 1:
         print(f"\ndecode throughput, tokens/s at batch {args.batch} (batch / step time)")
         for c in args.contexts:
-            print(f"{c:8d} " + " ".join(f"{args.batch * 1000 / results[n][c]:{width},.0f}" for n in names))
+            print(f"{c:8d} " + " ".join(
+                fresh.cell([args.batch * 1000 / ms for ms in values[f"{n}@{c}"]], ",.0f", width) for n in names))
+    prefill = {k.split("@", 1)[1]: v for k, v in values.items() if k.startswith("prefill@")}
     if prefill:
         ref = next((n for n in prefill if "gpt2" in n), list(prefill)[-1])
         print(f"\nprefill of {args.prefill} tokens at batch 1, on {card}; ratio: each / {ref}")
         for n, ms in prefill.items():
-            print(f"  {n:24s} {ms:9.2f} ms  {args.prefill * 1000 / ms:12,.0f} tokens/s  ({ms / prefill[ref]:.2f}×)")
+            print(f"  {n:24s} {fresh.cell(ms, '.2f')} ms  ({fresh.cell(fresh.ratio(ms, prefill[ref]), '.2f')}×)")
+
+
+def main() -> None:
+    args = parse_args()
+    show(args, fresh.over_processes(args, measure))
 
 
 if __name__ == "__main__":

@@ -1,11 +1,19 @@
-"""Training throughput of the two 100M models side by side (issue 7): tokens/s and model-FLOPs utilisation of a full
-optimizer step (forward, backward, AdamW) at T = 2048 under bf16 autocast, for examples/paper_pam_100m.yaml and
+"""Training throughput of the two 100M models side by side (issues 7, 27): tokens/s and model-FLOPs utilisation of a
+full optimizer step (forward, backward, AdamW) at T = 2048 under bf16 autocast, for examples/paper_pam_100m.yaml and
 examples/gpt2_100m.yaml; PAM also once on the pure-torch forms (what ran before the kernels), with --compile every
 model also under torch.compile (with its loss, as train.compile compiles it), and with --cuda-graph every model
 also with its forward + backward replayed as one CUDA graph (the trainer's `train.cuda_graph`), with both every
 model also compiled and then graphed. Prints the card.
 
+The ratio column stands against GPT-2 in its best form in the same run (its fastest row, named above the table); a
+second column gives the ratio to GPT-2 in the row's own form. Every number is the median over 3 fresh processes with
+its spread (benchmarks/fresh.py; --processes 1 for one); compiler logs go to a file named at the end.
+
     python benchmarks/e2e.py [--batch 8 --seq 2048] [--peak-tflops 989.4] [--compile] [--cuda-graph]
+    python benchmarks/e2e.py --compile --cuda-graph --only compile+graph --sweep 1024 2048 4096 8192 16384
+
+--sweep times each length at the same tokens a step (--tokens, default 16384) and prints tokens/s against T, the
+length from which PAM trains at least as fast (the crossover), and plots it (--plot).
 
 Model FLOPs per token are 3× the analytic forward FLOPs of the cost pass (docs/costs.md), so MFU compares the same
 definition across models; the peak defaults to the H100/H200 SXM dense bf16 figure.
@@ -18,6 +26,7 @@ from pathlib import Path
 
 import torch
 
+import fresh
 from archsearch.compiler import compile_spec
 from archsearch.graph_step import GraphedMicroStep, LMLoss, micro_loss
 from archsearch.lower import lower
@@ -46,7 +55,10 @@ def step_ms(loss_fn, batch: int, seq: int, vocab: int, device, amp, repeats: int
     return ms, not (graphed and micro.eager)
 
 
-def main() -> None:
+FORMS = ("eager", "compile", "graph", "compile+graph")
+
+
+def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--specs", nargs="+", default=[str(ROOT / "examples/paper_pam_100m.yaml"),
                                                   str(ROOT / "examples/gpt2_100m.yaml")])
@@ -59,57 +71,146 @@ def main() -> None:
     p.add_argument("--compile", action="store_true", help="also time every model under torch.compile (inductor)")
     p.add_argument("--compile-mode", default=None,
                    help="torch.compile mode of the compiled runs (default inductor's; e.g. max-autotune-no-cudagraphs)")
-    p.add_argument("--only", nargs="+", choices=["eager", "compile", "graph", "compile+graph"],
+    p.add_argument("--only", nargs="+", choices=FORMS,
                    help="time only these rows (of those the other flags ask for), e.g. --only compile+graph")
     p.add_argument("--cuda-graph", action="store_true",
                    help="also time every model with forward + backward replayed as a CUDA graph (train.cuda_graph)")
-    args = p.parse_args()
+    p.add_argument("--sweep", type=int, nargs="+", metavar="T",
+                   help="instead of one shape: each sequence length T at --tokens tokens a step (batch = tokens / T), "
+                        "every model in its --only forms; prints tokens/s against T and the crossover, and plots it")
+    p.add_argument("--tokens", type=int, default=16384, help="tokens a step in a --sweep (default 16384)")
+    p.add_argument("--plot", default="e2e_sweep.png", help="where a --sweep draws tokens/s against T")
+    fresh.add_arguments(p)
+    args = p.parse_args(argv)
+    if args.sweep and any(args.tokens % t for t in args.sweep):
+        p.error(f"--sweep: every T must divide --tokens {args.tokens} (one batch of whole sequences)")
+    return args
+
+
+def runs_of(args, ir, name: str, device) -> list[tuple[str, object, str]]:
+    """(row label, forms context, how) for one model: the forms the flags ask for."""
+    runs = [(name, nullcontext, "")] + ([(f"{name} compiled", nullcontext, "compile")] if args.compile else [])
+    graphs = args.cuda_graph and device.type == "cuda"
+    runs += [(f"{name} CUDA graph", nullcontext, "graph")] if graphs else []
+    runs += [(f"{name} compiled+graph", nullcontext, "compile+graph")] if graphs and args.compile else []
+    if not args.no_torch_forms and not args.sweep and any(n.block in ("pam", "linear_attention") for n in ir.nodes()):
+        runs.append((f"{name} (torch forms)", fastpath.reference_forms, ""))
+    return [r for r in runs if not args.only or (r[2] or "eager") in args.only]
+
+
+def measure(args) -> dict[str, float]:
+    """{"ROW@T": ms per step, "flops@MODEL": forward FLOPs per token, "params@MODEL": parameters} in this process."""
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    card = torch.cuda.get_device_name() if device.type == "cuda" else "cpu"
     amp = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else torch.autocast("cpu", enabled=False)
     if args.cuda_graph and device.type != "cuda":
         print("--cuda-graph: no GPU here, so no graphed runs")
-    rows = []
+    shapes = [(args.tokens // t, t) for t in args.sweep] if args.sweep else [(args.batch, args.seq)]
+    out = {}
     for spec in args.specs:
-        ir = compile_spec(spec, vocab=args.vocab, seq_len=args.seq)
         name = Path(spec).stem
-        runs = [(name, nullcontext, "")] + ([(f"{name} compiled", nullcontext, "compile")] if args.compile else [])
-        graphs = args.cuda_graph and device.type == "cuda"
-        runs += [(f"{name} CUDA graph", nullcontext, "graph")] if graphs else []
-        runs += [(f"{name} compiled+graph", nullcontext, "compile+graph")] if graphs and args.compile else []
-        if not args.no_torch_forms and any(n.block in ("pam", "linear_attention") for n in ir.nodes()):
-            runs.append((f"{name} (torch forms)", fastpath.reference_forms, ""))
-        runs = [r for r in runs if not args.only or (r[2] or "eager") in args.only]
-        for label, forms, how in runs:
-            torch.manual_seed(0)
-            model = LMLoss(lower(ir).to(device).train())  # compiled with its loss, as train.compile does
-            if how.startswith("compile"):
-                model = torch.compile(model, mode=args.compile_mode)
-            with forms():
-                try:
-                    ms, as_asked = step_ms(model, args.batch, args.seq, args.vocab, device, amp, args.repeats,
-                                           how.endswith("graph"))
-                    label += "" if as_asked else " (not captured: eager)"
-                except torch.OutOfMemoryError:
-                    ms = float("nan")
-                except Exception as e:  # a compile that fails is a result too: say why, time the rest
-                    if not how.startswith("compile"):
-                        raise
-                    print(f"{label}: failed ({type(e).__name__}: {str(e).strip().splitlines()[0][:200]})")
-                    ms = float("nan")
-            tokens_s = args.batch * args.seq / ms * 1e3
-            mfu = 3 * ir.meta["flops"] * tokens_s / (args.peak_tflops * 1e12)
-            rows.append((label, ir.meta["params"], ms, tokens_s, mfu))
-            print(f"{label}: {ms:.1f} ms per step", flush=True)
-            del model
-            if device.type == "cuda":
-                torch.cuda.empty_cache()
-    base = next((r for r in rows if "gpt2" in r[0]), rows[-1])
-    print(f"\ntraining step (forward, backward, AdamW), B={args.batch}, T={args.seq}, bf16, on {card}; "
-          f"MFU against {args.peak_tflops} TFLOPS")
-    print(f"{'model':34s} {'params':>12s} {'ms/step':>9s} {'tokens/s':>10s} {'MFU':>6s} {'tokens/s ratio':>15s}")
-    for label, params, ms, tps, mfu in rows:
-        print(f"{label:34s} {params:12,d} {ms:9.1f} {tps:10,.0f} {mfu:6.1%} {tps / base[3]:14.2f}×")
+        ir = compile_spec(spec, vocab=args.vocab, seq_len=max(t for _, t in shapes))
+        out[f"flops@{name}"], out[f"params@{name}"] = ir.meta["flops"], ir.meta["params"]
+        for label, forms, how in runs_of(args, ir, name, device):
+            for batch, seq in shapes:
+                ms = _one(args, ir, label, forms, how, batch, seq, device, amp)
+                out[f"{label}@{seq}"] = ms
+                print(f"{label}, T {seq}: {ms:.1f} ms per step", flush=True)
+    return out
+
+
+def _one(args, ir, label, forms, how, batch, seq, device, amp) -> float:
+    torch.manual_seed(0)
+    model = LMLoss(lower(ir).to(device).train())  # compiled with its loss, as train.compile does
+    if how.startswith("compile"):
+        model = torch.compile(model, mode=args.compile_mode)
+    with forms():
+        try:
+            ms, as_asked = step_ms(model, batch, seq, args.vocab, device, amp, args.repeats, how.endswith("graph"))
+            if not as_asked:
+                print(f"{label}: not captured, ran eagerly; not counted")
+                ms = float("nan")
+        except torch.OutOfMemoryError:
+            ms = float("nan")
+        except Exception as e:  # a compile that fails is a result too: say why, time the rest
+            if not how.startswith("compile"):
+                raise
+            print(f"{label}: failed ({type(e).__name__}: {str(e).strip().splitlines()[0][:200]})")
+            ms = float("nan")
+    del model
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+    return ms
+
+
+def show(args, values: fresh.Values) -> None:
+    card = torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"
+    rows = list(dict.fromkeys(k.rsplit("@", 1)[0] for k in values if "@" in k and not k.startswith(("flops@", "params@"))))
+    models = [Path(sp).stem for sp in args.specs]
+    base_model = next((m for m in models if "gpt2" in m), models[-1])
+    model_of = {r: next(m for m in models if r == m or r.startswith(m + " ")) for r in rows}
+    tokens = lambda r, t: [(args.tokens if args.sweep else args.batch * t) / ms * 1e3 for ms in values[f"{r}@{t}"]]  # noqa: E731
+    base = [r for r in rows if model_of[r] == base_model]
+
+    def best(t):  # the baseline's fastest form at this length
+        return max(base, key=lambda r: fresh.median(tokens(r, t)))
+    if args.sweep:
+        _show_sweep(args, values, rows, base_model, model_of, tokens, best, card)
+        return
+    t = args.seq
+    print(f"\ntraining step (forward, backward, AdamW), B={args.batch}, T={t}, bf16, on {card}; MFU against "
+          f"{args.peak_tflops} TFLOPS; {fresh.spread_note(values)}")
+    print(f"tokens/s ratio: against {base_model} in its best form ({best(t) if base else '–'}), taken within each "
+          f"process; 'same form': against {base_model} in the row's own form")
+    print(f"{'model':34s} {'params':>12s} {'ms/step':>22s} {'tokens/s':>10s} {'MFU':>6s} {'ratio (best form)':>24s} "
+          f"{'ratio (same form)':>24s}")
+    for r in rows:
+        m = model_of[r]
+        tps = tokens(r, t)
+        mfu = 3 * values[f"flops@{m}"][0] * fresh.median(tps) / (args.peak_tflops * 1e12)
+        same = next((b for b in base if b[len(base_model):] == r[len(m):]), None)
+        vs_best = fresh.cell(fresh.ratio(tps, tokens(best(t), t)), ".2f") + "×" if base else "–"
+        vs_same = fresh.cell(fresh.ratio(tps, tokens(same, t)), ".2f") + "×" if same else "–"
+        print(f"{r:34s} {int(values[f'params@{m}'][0]):12,d} {fresh.cell(values[f'{r}@{t}'], '.1f', 22)} "
+              f"{fresh.median(tps):10,.0f} {mfu:6.1%} {vs_best:>24s} {vs_same:>24s}")
+
+
+def _show_sweep(args, values, rows, base_model, model_of, tokens, best, card) -> None:
+    print(f"\ntokens/s against T at {args.tokens:,} tokens a step (forward, backward, AdamW; bf16) on {card}; "
+          f"{fresh.spread_note(values)}; ratio against {base_model}'s best form at each T")
+    print(f"{'T':>6s} " + " ".join(f"{r:>30s}" for r in rows) + f" {'best other / best ' + base_model:>30s}")
+    others = [r for r in rows if model_of[r] != base_model]
+    ratios = {}
+    for t in args.sweep:
+        top = max(others, key=lambda r: fresh.median(tokens(r, t))) if others else None
+        ratios[t] = fresh.ratio(tokens(top, t), tokens(best(t), t)) if top else [float("nan")]
+        print(f"{t:6d} " + " ".join(fresh.cell(tokens(r, t), ",.0f", 30) for r in rows)
+              + f" {fresh.cell(ratios[t], '.2f', 29)}×")
+    above = [t for t in args.sweep if fresh.median(ratios[t]) >= 1.0]
+    print(f"crossover (the others' fastest form trains at least as many tokens/s as {base_model}'s fastest): "
+          f"{'from T = ' + str(above[0]) if above else 'none up to T = ' + str(args.sweep[-1])}")
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    for r in rows:
+        med = [fresh.median(tokens(r, t)) for t in args.sweep]
+        lo = [min(tokens(r, t)) for t in args.sweep]
+        hi = [max(tokens(r, t)) for t in args.sweep]
+        ax.plot(args.sweep, med, marker="o", label=r)
+        ax.fill_between(args.sweep, lo, hi, alpha=0.2)
+    ax.set(xscale="log", xlabel="sequence length T", ylabel="training tokens/s",
+           title=f"{args.tokens:,} tokens a step, {card}")
+    ax.minorticks_off()
+    ax.set_xticks(args.sweep, [str(t) for t in args.sweep])
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(args.plot, dpi=110)
+    print(f"plot: {args.plot}")
+
+
+def main() -> None:
+    args = parse_args()
+    show(args, fresh.over_processes(args, measure))
 
 
 if __name__ == "__main__":

@@ -1,0 +1,73 @@
+"""The benchmarks' harness (benchmarks/fresh.py: numbers over fresh processes, ratios within a process) and the two
+issue-27 benchmarks end to end on CPU at a tiny shape (their GPU rows run on the device machine)."""
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+import decode  # noqa: E402
+import e2e  # noqa: E402
+import fresh  # noqa: E402
+
+CHILD = """
+import argparse, os, sys
+sys.path.insert(0, {bench!r})
+import fresh
+
+def measure(args):
+    print("working", flush=True)
+    sys.stderr.write("a compiler's log line\\n")
+    if args.fail:
+        raise SystemExit("error: the thing broke")
+    return {{"ms@a": float(os.getpid() % 7 + 1), "ms@b": 2.0}}
+
+p = argparse.ArgumentParser()
+p.add_argument("--fail", action="store_true")
+fresh.add_arguments(p)
+args = p.parse_args()
+values = fresh.over_processes(args, measure)
+print("values", sorted((k, len(v)) for k, v in values.items()), fresh.cell(fresh.ratio(values["ms@b"], values["ms@b"])))
+"""
+
+
+def test_cells_and_ratios():
+    assert fresh.cell([2.0]) == "2.000"
+    assert fresh.cell([3.0, 1.0, 2.0], ".1f") == "2.0 [1.0–3.0]"
+    assert fresh.ratio([2.0, 6.0], [1.0, 3.0]) == [2.0, 2.0]  # per process, not median over median
+    assert "3 fresh processes" in fresh.spread_note({"x": [1.0, 2.0, 3.0]})
+
+
+def test_each_process_is_fresh_its_output_relayed_and_its_logs_kept_apart(tmp_path):
+    script = tmp_path / "bench.py"
+    script.write_text(textwrap.dedent(CHILD.format(bench=str(ROOT / "benchmarks"))))
+    log = tmp_path / "log.txt"
+    r = subprocess.run([sys.executable, str(script), "--processes", "3", "--log", str(log)], capture_output=True,
+                       text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert [ln for ln in r.stdout.splitlines() if ln.endswith("working")] == [
+        "[1/3] working", "[2/3] working", "[3/3] working"]
+    assert "values [('ms@a', 3), ('ms@b', 3)] 1.000 [1.000–1.000]" in r.stdout
+    assert "compiler's log" not in r.stdout + r.stderr and log.read_text().count("a compiler's log line") == 3
+    bad = subprocess.run([sys.executable, str(script), "--fail", "--processes", "2", "--log", str(log)],
+                         capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 1 and bad.stderr.strip().splitlines() == [
+        f"process 1/2 failed (exit 1): error: the thing broke (its whole output: {log})"]
+
+
+def test_decode_and_training_benchmarks_run_on_cpu(capsys, tmp_path):
+    specs = [str(ROOT / "examples/paper_pam_5m.yaml"), str(ROOT / "examples/paper_transformer_5m.yaml")]
+    args = decode.parse_args(["--specs", *specs, "--contexts", "16", "--repeats", "1", "--processes", "1"])
+    decode.show(args, fresh.over_processes(args, decode.measure))
+    out = capsys.readouterr().out
+    assert "paper_pam_5m eager" in out and "(against paper_transformer_5m eager)" in out
+    with pytest.raises(SystemExit):  # a length that does not divide the tokens a step is refused
+        e2e.parse_args(["--sweep", "48", "--tokens", "64"])
+    args = e2e.parse_args(["--specs", *specs, "--sweep", "16", "32", "--tokens", "64", "--repeats", "1",
+                           "--processes", "1", "--plot", str(tmp_path / "sweep.png"), "--only", "eager"])
+    e2e.show(args, fresh.over_processes(args, e2e.measure))
+    out = capsys.readouterr().out
+    assert "crossover" in out and (tmp_path / "sweep.png").is_file()
