@@ -37,10 +37,9 @@ from blocks import fastpath
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def step_ms(loss_fn, batch: int, seq: int, vocab: int, device, amp, repeats: int, graphed: bool = False) -> tuple:
+def make_step(loss_fn, batch: int, seq: int, vocab: int, device, amp, graphed: bool = False) -> tuple:
     """One optimiser step as the trainer runs it (archsearch/train.py): eager, or the forward + backward replayed as
-    a CUDA graph (`train.cuda_graph`). → (ms, whether it ran as asked: False where the graph could not be captured
-    and the steps ran eagerly)."""
+    a CUDA graph (`train.cuda_graph`). → (step, micro): micro.eager is True where the graph could not be captured."""
     model = getattr(loss_fn, "_orig_mod", loss_fn).model
     opt = torch.optim.AdamW(param_groups(model, 0.1), lr=1e-4, fused=device.type == "cuda")
     ids = torch.randint(0, vocab, (batch, seq + 1), device=device)
@@ -50,7 +49,13 @@ def step_ms(loss_fn, batch: int, seq: int, vocab: int, device, amp, repeats: int
         micro(ids[:, :-1], ids[:, 1:])
         opt.step()
         opt.zero_grad(set_to_none=not graphed)
+    return step, micro
 
+
+def step_ms(loss_fn, batch: int, seq: int, vocab: int, device, amp, repeats: int, graphed: bool = False) -> tuple:
+    """ms of one optimiser step (make_step) → (ms, whether it ran as asked: False where the graph could not be
+    captured and the steps ran eagerly)."""
+    step, micro = make_step(loss_fn, batch, seq, vocab, device, amp, graphed)
     ms = time_ms(step, device, repeats=repeats, warmup=3)
     return ms, not (graphed and micro.eager)
 

@@ -12,6 +12,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 import decode  # noqa: E402
 import e2e  # noqa: E402
 import fresh  # noqa: E402
+import rungs  # noqa: E402
 
 CHILD = """
 import argparse, os, sys
@@ -71,3 +72,16 @@ def test_decode_and_training_benchmarks_run_on_cpu(capsys, tmp_path):
     e2e.show(args, fresh.over_processes(args, e2e.measure))
     out = capsys.readouterr().out
     assert "crossover" in out and (tmp_path / "sweep.png").is_file()
+
+
+def test_the_rung_benchmark_times_a_ladders_families(capsys):
+    ladder = str(ROOT / "search_spaces/smoke_ladder.yaml")
+    with pytest.raises(SystemExit):
+        rungs.parse_args(["--ladder", ladder, "--families", "gpt7"])
+    args = rungs.parse_args(["--ladder", ladder, "--families", "pam", "transformer", "--vocab", "257", "--repeats", "1",
+                             "--processes", "1"])
+    rungs.show(args, fresh.over_processes(args, rungs.measure))
+    out = capsys.readouterr().out
+    table = [ln.split()[:3] for ln in out[out.index("family/rung"):].splitlines()[1:]]
+    assert [(cell, form) for cell, _, form in table] == [
+        ("pam/small", "eager"), ("transformer/small", "eager"), ("pam/large", "eager"), ("transformer/large", "eager")]
