@@ -161,7 +161,9 @@ class Setup:
 
 def _create(name: str, storage, **kw):
     """Create or load a study; two workers racing to create it both end up loading the same one."""
-    optuna.logging.set_verbosity(optuna.logging.WARNING)  # the progress line says what happened
+    # the progress lines say what happened; Optuna's own warning on a trial that raised (Ctrl-C, SIGTERM) would print
+    # the interrupted stack as a traceback
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
     for _ in range(3):
         try:
             return optuna.create_study(study_name=name, storage=storage, load_if_exists=True, **kw)

@@ -71,7 +71,8 @@ def test_sigterm_mid_ladder_then_resume_repeats_nothing(root, tmp_path):
         if states.count(TrialState.COMPLETE) >= 3 and TrialState.RUNNING in states:
             break
     proc.send_signal(signal.SIGTERM)
-    proc.communicate(timeout=120)
+    _, err = proc.communicate(timeout=120)
+    assert "Traceback" not in err, err[-2000:]
     interrupted = [t for t in _study(out).trials if t.state == TrialState.FAIL]
     assert len(interrupted) <= 1
     r = _cli(root, "run", SMOKE, "--data", "tests/fixtures/wikitext", "--out", str(out))

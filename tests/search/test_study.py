@@ -123,6 +123,7 @@ def test_ctrl_c_marks_the_running_trial_and_the_next_run_repeats_it(root, tmp_pa
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130 and "interrupted: unfinished trials are marked failed" in err
+    assert "Traceback" not in err, err[-3000:]
     stopped = next(t for t in _load(out).trials if t.state == TrialState.FAIL)
     assert stopped.user_attrs["failed_reason"] == "interrupted" and (out / "report.md").is_file()
     text = _run(root, out, "--trials", "2", "--no-retrain", "--data", small_corpus)
