@@ -3,6 +3,8 @@ the median of repeats by CUDA events on GPU, the fastest repeat on CPU), to pick
 device.
 
     python benchmarks/mixer_forms.py [--batch-tokens 16384] [--seq 256 512 1024 2048]
+
+One process suffices here: it ranks forms whose times differ by multiples, to set a default; it publishes no ratio.
 """
 from __future__ import annotations
 

@@ -18,7 +18,8 @@ Inputs are random, already projected (q, k, v, per-head log decay) and in the la
 the projections are not timed. First every form
 is checked against the step recurrence in fp32, forward and backward (the kernels' check mode; `--check-only` stops
 there), and the bf16 kernels against fp32. Each shape is run twice before timing (kernel autotuning and compilation
-happen then); a form that runs out of memory prints nan.
+happen then); a form that runs out of memory prints nan. Every number is the median over 3 fresh processes with its
+spread, each ratio taken within a process (benchmarks/fresh.py; --processes 1 for one).
 """
 from __future__ import annotations
 
@@ -28,6 +29,7 @@ import math
 import torch
 import torch.nn.functional as F
 
+import fresh
 from archsearch.measure import time_ms
 from archsearch.testing import rel_error
 from blocks import fastpath, linear_core
@@ -185,7 +187,7 @@ def check(device) -> None:
         assert worst < 3e-2, f"PAM triton in bf16: relative error {worst:.2e} against fp32"
 
 
-def main() -> None:
+def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--batch", type=int, default=4)
     p.add_argument("--seq", type=int, default=2048)
@@ -194,40 +196,72 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=10)
     p.add_argument("--check-only", action="store_true", help="run the checks against the recurrence, then stop")
     p.add_argument("--chunks", action="store_true", help="also time the PAM kernels at each chunk length")
-    args = p.parse_args()
+    fresh.add_arguments(p)
+    return p.parse_args(argv)
+
+
+def measure(args) -> dict[str, float]:
+    """{"main/FORM@ms" | "@busy" | "@graphed", "sweep/T/FORM@ms" | "@busy"} in this process, after the checks."""
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    card = torch.cuda.get_device_name() if device.type == "cuda" else "cpu"
     check(device)
     if args.check_only:
-        return
-    print(f"mixer cores, forward + backward, B={args.batch}, T={args.seq}, on {card} (ms; ratio to SDPA)"
-          + ("" if device.type == "cuda" else "; on CPU the bf16 forms run in fp32"))
+        return {}
     busy = {} if device.type == "cuda" else None
     res = time_forms(args.batch, args.seq, device, args.repeats, busy, chunks=args.chunks)
     graphs = graphed_ms(args.batch, args.seq, device, args.repeats) if busy is not None and "PAM triton" in res else {}
-    paper, sd = res["PAM dual fp32 (paper)"], res["SDPA causal 12×64"]
-    print(f"  {'':26s} {'ms':>9s} {'/ SDPA':>7s} {'paper / this':>13s}"
-          + (f" {'GPU-busy ms':>12s} {'/ SDPA':>7s}" if busy else "")
-          + (f" {'graphed ms':>11s} {'/ SDPA':>7s}" if graphs else ""))
-    for name, ms in res.items():
-        extra = f" {busy[name]:12.3f} {busy[name] / busy['SDPA causal 12×64']:6.2f}×" if busy else ""
-        if name in graphs:
-            extra += f" {graphs[name]:11.3f} {graphs[name] / graphs['SDPA causal 12×64']:6.2f}×"
-        print(f"  {name:26s} {ms:9.3f} {ms / sd:6.2f}× {paper / ms:12.2f}×{extra}")
-    if args.sweep:
-        print(f"\nT sweep, B·T = {args.tokens} (ms)")
-        names = [n for n in res if "fp32" not in n]
+    out = {f"main/{n}@ms": v for n, v in res.items()} | {f"main/{n}@busy": v for n, v in (busy or {}).items()}
+    out |= {f"main/{n}@graphed": v for n, v in graphs.items()}
+    print(f"B={args.batch}, T={args.seq}: " + ", ".join(f"{n} {v:.3f} ms" for n, v in res.items()), flush=True)
+    for t in args.sweep:
+        sweep_busy = {} if busy is not None else None
+        r = time_forms(max(1, args.tokens // t), t, device, max(3, args.repeats // 3), sweep_busy, False, args.chunks)
+        out |= {f"sweep/{t}/{n}@ms": v for n, v in r.items()} | {f"sweep/{t}/{n}@busy": v
+                                                                  for n, v in (sweep_busy or {}).items()}
+        print(f"T sweep, T={t} done", flush=True)
+    return out
+
+
+def show(args, values: fresh.Values) -> None:
+    if args.check_only:
+        return
+    card = torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"
+    sd = "SDPA causal 12×64"
+    v = lambda key: values.get(key)  # noqa: E731
+    names = [k[len("main/"):-len("@ms")] for k in values if k.startswith("main/") and k.endswith("@ms")]
+    print(f"\nmixer cores, forward + backward, B={args.batch}, T={args.seq}, on {card}; ms, and each ratio taken "
+          f"within a process; {fresh.spread_note(values)}"
+          + ("" if torch.cuda.is_available() else "; on CPU the bf16 forms run in fp32"))
+    paper = v("main/PAM dual fp32 (paper)@ms")
+    print(f"  {'':26s} {'ms':>22s} {'/ SDPA':>18s} {'paper / this':>18s} {'GPU-busy / SDPA':>18s} "
+          f"{'graphed ms':>22s} {'graphed / SDPA':>18s}")
+    for n in names:
+        ms = v(f"main/{n}@ms")
+        busy, graphed = v(f"main/{n}@busy"), v(f"main/{n}@graphed")
+        print(f"  {n:26s} {fresh.cell(ms, '.3f', 22)} {fresh.cell(fresh.ratio(ms, v(f'main/{sd}@ms')), '.2f', 17)}×"
+              f" {fresh.cell(fresh.ratio(paper, ms), '.2f', 17)}×"
+              + (f" {fresh.cell(fresh.ratio(busy, v(f'main/{sd}@busy')), '.2f', 17)}×" if busy else f" {'–':>18s}")
+              + (f" {fresh.cell(graphed, '.3f', 22)} {fresh.cell(fresh.ratio(graphed, v(f'main/{sd}@graphed')), '.2f', 17)}×"
+                 if graphed else ""))
+    if not args.sweep:
+        return
+    names = [n for n in names if "fp32" not in n]
+    for what, unit in (("ms", "ms, medians"), ("busy", "GPU-busy ms, medians")):
+        if not any(k.endswith("@" + what) and k.startswith("sweep/") for k in values):
+            continue
+        print(f"\nT sweep, B·T = {args.tokens} ({unit})")
         print(f"{'T':>7s} " + " ".join(f"{n[:16]:>16s}" for n in names))
-        sweep_busy = {}
         for t in args.sweep:
-            sweep_busy[t] = {} if busy is not None else None
-            r = time_forms(max(1, args.tokens // t), t, device, max(3, args.repeats // 3), sweep_busy[t], False,
-                           args.chunks)
-            print(f"{t:7d} " + " ".join(f"{r[n]:16.3f}" for n in names), flush=True)
-        if busy is not None:
-            print("\nT sweep, GPU-busy ms")
-            for t in args.sweep:
-                print(f"{t:7d} " + " ".join(f"{sweep_busy[t].get(n, float('nan')):16.3f}" for n in names))
+            print(f"{t:7d} " + " ".join(f"{fresh.median(v(f'sweep/{t}/{n}@{what}') or [float('nan')]):16.3f}"
+                                        for n in names))
+    lead = "PAM triton" if "PAM triton" in names else "PAM chunked (torch)"
+    print(f"\nT sweep: {lead} / SDPA, per process, median [min–max]")
+    for t in args.sweep:
+        print(f"{t:7d} {fresh.cell(fresh.ratio(v(f'sweep/{t}/{lead}@ms'), v(f'sweep/{t}/{sd}@ms')), '.2f')}×")
+
+
+def main() -> None:
+    args = parse_args()
+    show(args, fresh.over_processes(args, measure))
 
 
 if __name__ == "__main__":
