@@ -4,7 +4,8 @@ device.
 
     python benchmarks/mixer_forms.py [--batch-tokens 16384] [--seq 256 512 1024 2048]
 
-One process suffices here: it ranks forms whose times differ by multiples, to set a default; it publishes no ratio.
+One process suffices here: it sets `auto`'s crossover length, not a published ratio; near the crossover the two
+forms are within a process's noise of each other, so either choice there costs little.
 """
 from __future__ import annotations
 
