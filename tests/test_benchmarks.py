@@ -13,6 +13,7 @@ import decode  # noqa: E402
 import e2e  # noqa: E402
 import fresh  # noqa: E402
 import rungs  # noqa: E402
+import workers  # noqa: E402
 
 CHILD = """
 import argparse, os, sys
@@ -85,3 +86,19 @@ def test_the_rung_benchmark_times_a_ladders_families(capsys):
     table = [ln.split()[:3] for ln in out[out.index("family/rung"):].splitlines()[1:]]
     assert [(cell, form) for cell, _, form in table] == [
         ("pam/small", "eager"), ("transformer/small", "eager"), ("pam/large", "eager"), ("transformer/large", "eager")]
+
+
+def test_the_workers_benchmark_counts_complete_trials_in_the_window_and_repeats():
+    from datetime import datetime, timedelta
+    from types import SimpleNamespace
+
+    from optuna.trial import TrialState
+
+    t0 = datetime(2026, 12, 4, 12, 0)
+
+    def trial(minute, state=TrialState.COMPLETE, params=None, worker="a"):
+        return SimpleNamespace(state=state, datetime_complete=t0 + timedelta(minutes=minute),
+                               params=params or {"x": minute}, user_attrs={"worker": worker})
+    trials = [trial(1), trial(2, worker="b"), trial(3, TrialState.FAIL), trial(9),  # 9: after the 5-minute window
+              trial(4, params={"x": 1})]  # the architecture of the first, run again
+    assert workers.counted(trials, t0, 5.0) == {"complete": 3, "per_hour": 36.0, "workers": 2, "repeated": 1}
