@@ -52,7 +52,9 @@ class BPETokenizer:
         return self.tok.encode(text).ids
 
     def encode_batch(self, texts) -> list[list[int]]:
-        return [e.ids for e in self.tok.encode_batch(list(texts))]
+        # the fast form (tokenizers 0.20+) skips the offsets: the same ids, about 30% quicker
+        encode = getattr(self.tok, "encode_batch_fast", self.tok.encode_batch)
+        return [e.ids for e in encode(list(texts))]
 
     def decode(self, ids) -> str:
         return self.tok.decode(list(ids))
