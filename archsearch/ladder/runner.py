@@ -124,11 +124,12 @@ class LadderRun:
             if job.key not in have:
                 self.study.enqueue_trial({}, user_attrs=job.attrs())
 
-    def _next(self, order: list[Job]):
+    def _waiting(self, order: list[Job]) -> list:
+        """The queued runs the plan wants now, in its order (every one of them can run now)."""
         rank = {j.key: i for i, j in enumerate(order)}
         waiting = [t for t in self.study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
                    if t.user_attrs.get("job") in rank]
-        return min(waiting, key=lambda t: rank[t.user_attrs["job"]]) if waiting else None
+        return sorted(waiting, key=lambda t: rank[t.user_attrs["job"]])
 
     def estimate(self, job: Job) -> float | None:
         """Seconds a run should take: from a finished run of the same family and rung, else from the family's rung
@@ -153,18 +154,23 @@ class LadderRun:
         while True:
             order = wanted(self.ladder, finished(self.study))
             self._enqueue(order)
-            t = self._next(order)
-            if t is None:
+            waiting = self._waiting(order)
+            if not waiting:
                 return ran
-            job = job_of(t)
+            t = waiting[0]
             if timeout_minutes is not None:
                 left = timeout_minutes * 60 - (time.monotonic() - start)
-                need = self.estimate(job)
-                if left <= 0 or (need is not None and need > left):
-                    why = f"{job.key} would need about {need:.0f} s, {max(left, 0):.0f} s left" if need else \
+                t = pick(waiting, lambda w: self.estimate(job_of(w)), left)
+                first, need = job_of(waiting[0]), self.estimate(job_of(waiting[0]))
+                if t is None:
+                    why = f"{first.key} would need about {need:.0f} s, {max(left, 0):.0f} s left" if need else \
                         f"{timeout_minutes:g} minutes have passed"
                     self.echo(f"time limit: {why}; stopping here (the same command resumes)")
                     return ran
+                if t is not waiting[0]:
+                    self.echo(f"time limit: {first.key} would need about {need:.0f} s, {left:.0f} s left; "
+                              f"{job_of(t).key} fits first")
+            job = job_of(t)
             if not self.storage.set_trial_state_values(t._trial_id, TrialState.RUNNING):
                 continue  # another worker claimed it
             with heartbeat(self.storage, t._trial_id):
@@ -225,6 +231,18 @@ class LadderRun:
         return {**final, "tokens": res.tokens, "steps": res.steps, "tokens_per_s": res.tokens_per_s,
                 "train_seconds": res.seconds, "peak_memory_bytes": res.peak_memory_bytes, "card": device_name(device),
                 "curve": [{"tokens": e["tokens"], "val_loss": e["loss"]} for e in res.evals]}, state, ir
+
+
+def pick(waiting: list, estimate, left: float):
+    """The run to start with `left` seconds to go: the plan's next one when it should finish in time (or nothing of
+    its family has run yet, so nothing is known), else the first later one whose estimate fits, so that the end of a
+    time limit is not left idle; None when none fits."""
+    if left <= 0 or not waiting:
+        return None
+    need = estimate(waiting[0])
+    if need is None or need <= left:
+        return waiting[0]
+    return next((w for w in waiting[1:] if (n := estimate(w)) is not None and n <= left), None)
 
 
 class _Failed(Exception):

@@ -105,3 +105,14 @@ def test_one_line_errors(root, tmp_path, monkeypatch, capsys):
     assert code == 2 and "families.transformer.rungs.small" in err and "non-embedding parameters" in err
     code, err = run(SMOKE, "--budget", "cpu", "--out", str(tmp_path / "e"))
     assert code == 2 and "--budget: does not apply to a ladder" in err
+
+
+def test_at_the_time_limit_a_later_run_that_fits_goes_first():
+    from archsearch.ladder.runner import pick
+
+    need = {"a": 100.0, "b": None, "c": 40.0, "d": 10.0}.get
+    assert pick(["a", "b", "c", "d"], need, 200) == "a"  # the plan's next run fits
+    assert pick(["a", "b", "c", "d"], need, 50) == "c"  # it does not: the first later run known to fit
+    assert pick(["a", "b", "c", "d"], need, 5) is None
+    assert pick(["b", "a"], need, 1) == "b"  # nothing known of its family: the next run goes, as before
+    assert pick(["a"], need, 0) is None and pick([], need, 100) is None
