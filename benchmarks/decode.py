@@ -33,6 +33,7 @@ import torch
 
 import fresh
 from archsearch.compiler import compile_spec
+from archsearch.context import autocast_for, device_name, resolve_device
 from archsearch.decode import GraphedDecoder, cut_caches, map_state
 from blocks.complex import frozen_weights
 from archsearch.lower import lower
@@ -179,8 +180,8 @@ def parse_args(argv=None):
 
 def measure(args) -> dict[str, float]:
     """{"ROW@CONTEXT": ms per decode step, "prefill@MODEL": ms, "card": …} in this process."""
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    amp = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else torch.autocast("cpu", enabled=False)
+    device = resolve_device("auto")
+    amp = autocast_for(device, "auto")
     out: dict[str, float] = {}
     for spec in args.specs:
         name = Path(spec).stem
@@ -201,8 +202,7 @@ def measure(args) -> dict[str, float]:
 
 
 def show(args, values: fresh.Values) -> None:
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    card = torch.cuda.get_device_name() if device == "cuda" else "cpu"
+    card = device_name(resolve_device("auto"))
     names = list(dict.fromkeys(k.rsplit("@", 1)[0] for k in values if not k.startswith("prefill@")))
     base_model = next((Path(sp).stem for sp in args.specs if "gpt2" in Path(sp).stem), Path(args.specs[-1]).stem)
     base = [n for n in names if n.startswith(base_model + " ")]

@@ -28,11 +28,13 @@ import torch
 
 import fresh
 from archsearch.compiler import compile_spec
+from archsearch.context import autocast_for, device_name, resolve_device
 from archsearch.graph_step import GraphedMicroStep, LMLoss, micro_loss
 from archsearch.lower import lower
 from archsearch.measure import time_ms
 from archsearch.train import param_groups
 from blocks import fastpath
+from mixers import busy_ms
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -50,14 +52,6 @@ def make_step(loss_fn, batch: int, seq: int, vocab: int, device, amp, graphed: b
         opt.step()
         opt.zero_grad(set_to_none=not graphed)
     return step, micro
-
-
-def step_ms(loss_fn, batch: int, seq: int, vocab: int, device, amp, repeats: int, graphed: bool = False) -> tuple:
-    """ms of one optimiser step (make_step) → (ms, whether it ran as asked: False where the graph could not be
-    captured and the steps ran eagerly)."""
-    step, micro = make_step(loss_fn, batch, seq, vocab, device, amp, graphed)
-    ms = time_ms(step, device, repeats=repeats, warmup=3)
-    return ms, not (graphed and micro.eager)
 
 
 FORMS = ("eager", "compile", "graph", "compile+graph")
@@ -105,8 +99,8 @@ def runs_of(args, ir, name: str, device) -> list[tuple[str, object, str]]:
 
 def measure(args) -> dict[str, float]:
     """{"ROW@T": ms per step, "flops@MODEL": forward FLOPs per token, "params@MODEL": parameters} in this process."""
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    amp = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else torch.autocast("cpu", enabled=False)
+    device = resolve_device("auto")
+    amp = autocast_for(device, "auto")
     if args.cuda_graph and device.type != "cuda":
         print("--cuda-graph: no GPU here, so no graphed runs")
     shapes = [(args.tokens // t, t) for t in args.sweep] if args.sweep else [(args.batch, args.seq)]
@@ -117,38 +111,45 @@ def measure(args) -> dict[str, float]:
         out[f"flops@{name}"], out[f"params@{name}"] = ir.meta["flops"], ir.meta["params"]
         for label, forms, how in runs_of(args, ir, name, device):
             for batch, seq in shapes:
-                ms = _one(args, ir, label, forms, how, batch, seq, device, amp)
+                ms, _ = time_form(ir, how, batch, seq, args.vocab, device, amp, args.repeats,
+                                  compile_mode=args.compile_mode, forms=forms, label=label)
                 out[f"{label}@{seq}"] = ms
                 print(f"{label}, T {seq}: {ms:.1f} ms per step", flush=True)
     return out
 
 
-def _one(args, ir, label, forms, how, batch, seq, device, amp) -> float:
+def time_form(ir, how: str, batch: int, seq: int, vocab: int, device, amp, repeats: int, *, compile_mode=None,
+              forms=nullcontext, label: str = "", busy: bool = False) -> tuple[float, float | None]:
+    """(ms of one optimiser step, its GPU-busy ms or None) of a fresh model of `ir` in one form: how is "" (eager),
+    "compile", "graph" or "compile+graph"; nan where it ran out of memory, failed to compile or was not captured."""
     torch.manual_seed(0)
     model = LMLoss(lower(ir).to(device).train())  # compiled with its loss, as train.compile does
     if how.startswith("compile"):
-        model = torch.compile(model, mode=args.compile_mode)
+        model = torch.compile(model, mode=compile_mode)
+    ms = gpu = float("nan")
     with forms():
         try:
-            ms, as_asked = step_ms(model, batch, seq, args.vocab, device, amp, args.repeats, how.endswith("graph"))
-            if not as_asked:
+            step, micro = make_step(model, batch, seq, vocab, device, amp, how.endswith("graph"))
+            ms = time_ms(step, device, repeats=repeats, warmup=3)
+            if how.endswith("graph") and micro.eager:
                 print(f"{label}: not captured, ran eagerly; not counted")
                 ms = float("nan")
+            elif busy and device.type == "cuda":
+                gpu = busy_ms(step)
         except torch.OutOfMemoryError:
-            ms = float("nan")
+            pass
         except Exception as e:  # a compile that fails is a result too: say why, time the rest
             if not how.startswith("compile"):
                 raise
             print(f"{label}: failed ({type(e).__name__}: {str(e).strip().splitlines()[0][:200]})")
-            ms = float("nan")
     del model
     if device.type == "cuda":
         torch.cuda.empty_cache()
-    return ms
+    return ms, (gpu if busy and device.type == "cuda" else None)
 
 
 def show(args, values: fresh.Values) -> None:
-    card = torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"
+    card = device_name(resolve_device("auto"))
     rows = list(dict.fromkeys(k.rsplit("@", 1)[0] for k in values if "@" in k and not k.startswith(("flops@", "params@"))))
     models = [Path(sp).stem for sp in args.specs]
     base_model = next((m for m in models if "gpt2" in m), models[-1])

@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 
 import fresh
+from archsearch.context import device_name, resolve_device
 from archsearch.measure import time_ms
 from archsearch.testing import rel_error
 from blocks import fastpath, linear_core
@@ -202,7 +203,7 @@ def parse_args(argv=None):
 
 def measure(args) -> dict[str, float]:
     """{"main/FORM@ms" | "@busy" | "@graphed", "sweep/T/FORM@ms" | "@busy"} in this process, after the checks."""
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = resolve_device("auto")
     check(device)
     if args.check_only:
         return {}
@@ -224,7 +225,7 @@ def measure(args) -> dict[str, float]:
 def show(args, values: fresh.Values) -> None:
     if args.check_only:
         return
-    card = torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"
+    card = device_name(resolve_device("auto"))
     sd = "SDPA causal 12×64"
     v = lambda key: values.get(key)  # noqa: E731
     names = [k[len("main/"):-len("@ms")] for k in values if k.startswith("main/") and k.endswith("@ms")]

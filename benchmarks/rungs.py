@@ -18,14 +18,11 @@ import torch
 
 import fresh
 from archsearch.compiler import compile_spec
-from archsearch.graph_step import LMLoss
+from archsearch.context import autocast_for, device_name, resolve_device
 from archsearch.ladder.config import load_ladder
 from archsearch.ladder.plan import Job
 from archsearch.ladder.specs import non_embedding, spec_of
-from archsearch.lower import lower
-from archsearch.measure import time_ms
-from e2e import make_step
-from mixers import busy_ms
+from e2e import time_form
 
 ROOT = Path(__file__).resolve().parents[1]
 FORMS = ("eager", "graph", "compile+graph")
@@ -56,8 +53,8 @@ def parse_args(argv=None):
 
 def measure(args) -> dict[str, float]:
     """{"FAMILY/RUNG/FORM@ms": ms a step, "…@busy": GPU-busy ms, "FAMILY/RUNG@flops" …} in this process."""
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    amp = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else torch.autocast("cpu", enabled=False)
+    device = resolve_device("auto")
+    amp = autocast_for(device, "auto")
     ladder = load_ladder(args.ladder)
     out = {}
     for rung in args.rungs:
@@ -72,27 +69,18 @@ def measure(args) -> dict[str, float]:
             for form in args.forms:
                 if form != "eager" and device.type != "cuda":
                     continue
-                torch.manual_seed(0)
-                model = LMLoss(lower(ir).to(device).train())
-                if form.startswith("compile"):
-                    model = torch.compile(model)
-                step, micro = make_step(model, batch, seq, args.vocab, device, amp, graphed=form.endswith("graph"))
-                ms = time_ms(step, device, repeats=args.repeats, warmup=3)
-                if form.endswith("graph") and micro.eager:
-                    print(f"{fam}/{rung} {form}: not captured, ran eagerly; not counted")
-                    ms = float("nan")
+                label = f"{fam}/{rung} {form}"
+                ms, busy = time_form(ir, "" if form == "eager" else form, batch, seq, args.vocab, device, amp,
+                                     args.repeats, label=label, busy=True)
                 out[f"{fam}/{rung}/{form}@ms"] = ms
-                if device.type == "cuda":
-                    out[f"{fam}/{rung}/{form}@busy"] = busy_ms(step)
-                print(f"{fam}/{rung} {form}: {ms:.2f} ms a step", flush=True)
-                del model, step, micro
-                if device.type == "cuda":
-                    torch.cuda.empty_cache()
+                if busy is not None:
+                    out[f"{fam}/{rung}/{form}@busy"] = busy
+                print(f"{label}: {ms:.2f} ms a step", flush=True)
     return out
 
 
 def show(args, values: fresh.Values) -> None:
-    card = torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"
+    card = device_name(resolve_device("auto"))
     print(f"\none training step of the ladder's models ({Path(args.ladder).name}) on {card}; MFU against "
           f"{args.peak_tflops} TFLOPS; {fresh.spread_note(values)}")
     print(f"{'family/rung':20s} {'non-emb':>11s} {'form':>14s} {'ms/step':>22s} {'tokens/s':>24s} {'MFU':>6s} "

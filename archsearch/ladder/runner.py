@@ -161,15 +161,14 @@ class LadderRun:
             if timeout_minutes is not None:
                 left = timeout_minutes * 60 - (time.monotonic() - start)
                 t = pick(waiting, lambda w: self.estimate(job_of(w)), left)
-                first, need = job_of(waiting[0]), self.estimate(job_of(waiting[0]))
-                if t is None:
+                if t is not waiting[0]:
+                    first, need = job_of(waiting[0]), self.estimate(job_of(waiting[0]))
                     why = f"{first.key} would need about {need:.0f} s, {max(left, 0):.0f} s left" if need else \
                         f"{timeout_minutes:g} minutes have passed"
-                    self.echo(f"time limit: {why}; stopping here (the same command resumes)")
-                    return ran
-                if t is not waiting[0]:
-                    self.echo(f"time limit: {first.key} would need about {need:.0f} s, {left:.0f} s left; "
-                              f"{job_of(t).key} fits first")
+                    if t is None:
+                        self.echo(f"time limit: {why}; stopping here (the same command resumes)")
+                        return ran
+                    self.echo(f"time limit: {why}; {job_of(t).key} fits first")
             job = job_of(t)
             if not self.storage.set_trial_state_values(t._trial_id, TrialState.RUNNING):
                 continue  # another worker claimed it
