@@ -1,7 +1,7 @@
 """A scaling ladder as YAML → typed, frozen data (no torch). The format is documented in docs/ladder.md.
 
     ladder: {name, seed, tokens_per_param | tokens, lr_grid, around, extend, seeds, tolerance, drop_behind, ratios,
-             rungs: {NAME: {params: TARGET, rates: grid | around, extend}}}
+             rungs: {NAME: {params: TARGET, rates: grid | around, extend, train: {...}}}}
     task: {...}    # every family's task (the spec's own task section is replaced)
     train: {...}   # laid onto every family's train section; tokens, lr and seed are the ladder's
     families: {NAME: {spec: {...} | file: PATH, rungs: {RUNG: {overrides}}}}
@@ -9,7 +9,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -25,6 +25,7 @@ class Rung:
     params: float  # target non-embedding parameters
     rates: str  # grid: the whole lr_grid; around: the rate the rung below chose and its grid neighbour(s)
     extend: int  # times a best rate at the edge of those tried adds the next rate beyond it
+    train: Mapping[str, Any] = field(default_factory=dict)  # laid onto the ladder's train settings at this rung
 
 
 @dataclass(frozen=True)
@@ -105,7 +106,7 @@ def _rungs(value, loc: Loc, extend: int) -> tuple[Rung, ...]:
     for name, r in m.items():
         rl = loc_of(m, name, loc)
         r = _mapping(r, rl, f"rung '{name}'")
-        _only(r, ("params", "rates", "extend"), rl, f"rung '{name}'")
+        _only(r, ("params", "rates", "extend", "train"), rl, f"rung '{name}'")
         if "params" not in r:
             raise SpecError(rl, f"rung '{name}' needs params (its target of non-embedding parameters)")
         params = _number(r["params"], loc_of(r, "params", rl), f"rung '{name}' params")
@@ -116,7 +117,8 @@ def _rungs(value, loc: Loc, extend: int) -> tuple[Rung, ...]:
             raise SpecError(loc_of(r, "rates", rl), f"rung '{name}' rates must be one of {RATES}"
                             + ("" if out else " (the lowest rung has no rung below to be around: grid)"))
         more = _count(r.get("extend", extend), loc_of(r, "extend", rl), f"rung '{name}' extend")
-        out.append(Rung(str(name), params, rates, more))
+        train = _mapping(r.get("train") or {}, loc_of(r, "train", rl), f"rung '{name}' train")
+        out.append(Rung(str(name), params, rates, more, dict(train)))
         last = params
     return tuple(out)
 

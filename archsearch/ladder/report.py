@@ -213,6 +213,13 @@ def _extends(ladder) -> str:
                    f"(up to {n} time{'s' * (n > 1)})" for n, names in by.items())
 
 
+def _rung_train(ladder) -> str:
+    """The report's words for rungs that train with settings of their own (e.g. compiled): their GPU-seconds are
+    measured in that form, so a family's line changes form there."""
+    own = [f"{r.name} trains with {', '.join(f'{k}: {v}' for k, v in r.train.items())}" for r in ladder.rungs if r.train]
+    return "".join(f"; {w}" for w in own) + (" (GPU-seconds are each run's own, in its rung's form)" if own else "")
+
+
 def write_report(out: Path, storage: str | None = None) -> Path:
     ladder, study = _load(out, storage)
     done = finished(study)
@@ -225,7 +232,8 @@ def write_report(out: Path, storage: str | None = None) -> Path:
     lines = [f"# Ladder `{ladder.name}`", "",
              f"Task: {study.user_attrs.get('task', '?')}. {budget}; rates "
              f"{', '.join(f'{x:g}' for x in ladder.lr_grid)} (rungs marked `around` "
-             f"train {ladder.around} rates around the rung below's choice){_extends(ladder)}; {ladder.seeds} fresh "
+             f"train {ladder.around} rates around the rung below's choice){_extends(ladder)}{_rung_train(ladder)}; "
+             f"{ladder.seeds} fresh "
              f"seeds at the chosen "
              f"rate. {len(done)} runs finished. Measured on {', '.join(cards) or 'nothing yet'}. The ladder as run: "
              f"[{COPY}]({COPY}); each run's exact spec: `specs/`.", ""]

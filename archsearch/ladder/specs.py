@@ -1,5 +1,6 @@
 """A ladder's (family, rung) as a spec: the family's spec with the rung's overrides, the ladder's task and train
-settings, and the run's rate, seed and token budget; and its size in non-embedding parameters."""
+settings (with the rung's own train settings laid on), and the run's rate, seed and token budget; and its size in
+non-embedding parameters."""
 from __future__ import annotations
 
 from ..errors import Loc, SpecError
@@ -27,7 +28,7 @@ def spec_doc(ladder: Ladder, family: str, rung: str, *, lr: float | None = None,
     doc = plain(merge(fam.spec, fam.rungs[rung]))
     doc.setdefault("model", {}).pop("vocab", None)
     doc["task"] = plain(ladder.task)
-    train = merge(doc.get("train") or {}, plain(ladder.train))
+    train = merge(merge(doc.get("train") or {}, plain(ladder.train)), plain(ladder.rung(rung).train))
     train.update({k: v for k, v in (("lr", lr), ("seed", seed), ("tokens", tokens)) if v is not None})
     doc["train"] = train
     return doc

@@ -138,3 +138,15 @@ def test_family_and_ladder_errors_name_the_place(tmp_path, old, new, message):
 
 def test_job_keys_are_stable():
     assert Job("x", "a", 0.0031622776, 3, "seeds").key == "x/a/lr=0.003162/seed=3"
+
+
+def test_a_rungs_own_train_settings_reach_that_rungs_runs_only(tmp_path):
+    from archsearch.ladder.specs import spec_doc
+    lad = _ladder(tmp_path, LADDER.replace("    c: {params: 900, rates: around}\n",
+                                           "    c: {params: 900, rates: around, train: {compile: true, evals: 2}}\n")
+                  + "train: {evals: 4, cuda_graph: true}\n")
+    assert spec_doc(lad, "x", "c", lr=1e-3)["train"] == {"evals": 2, "cuda_graph": True, "compile": True, "lr": 1e-3}
+    assert spec_doc(lad, "x", "b", lr=1e-3)["train"] == {"evals": 4, "cuda_graph": True, "lr": 1e-3}
+    with pytest.raises(SpecError, match="rung 'c' train must be a mapping"):
+        _ladder(tmp_path, LADDER.replace("    c: {params: 900, rates: around}\n",
+                                         "    c: {params: 900, rates: around, train: yes}\n"))
