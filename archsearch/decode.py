@@ -24,6 +24,8 @@ import torch
 
 from blocks.complex import frozen_weights
 
+from .graph_step import compile_afresh
+
 WARMUP_STEPS = 3  # eager steps on a side stream before capture (lazy caches, cuBLAS workspaces)
 
 
@@ -113,7 +115,7 @@ class GraphedDecoder:
                 with torch.no_grad(), self._amp():  # one eager step first: lazy initialisation outside the trace
                     model.step(self.tokens, clone_state(self.state))
                 mode = compile if isinstance(compile, str) else None
-                self._body = torch.compile(_step_and_update, dynamic=False, mode=mode)
+                self._body = compile_afresh(_step_and_update, dynamic=False, mode=mode)
             side = torch.cuda.Stream(device)
             side.wait_stream(torch.cuda.current_stream(device))
             with torch.cuda.stream(side):

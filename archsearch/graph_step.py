@@ -16,6 +16,16 @@ import torch
 from blocks.fused_loss import lm_loss
 
 
+def compile_afresh(fn, **options):
+    """torch.compile(fn, **options) as a new process would compile it: dynamo's caches of the models compiled before
+    in this process are dropped first. They count against its recompile limit (8), past which it runs a model eagerly
+    without an error, so the 9th model of a ladder call, a search or a benchmark would have trained uncompiled.
+    Callables compiled earlier recompile on their next call (a captured CUDA graph replays without dynamo). Every
+    compile of a model (training, profiling, decoding, the benchmarks) goes through here."""
+    torch.compiler.reset()
+    return torch.compile(fn, **options)
+
+
 class LMLoss(torch.nn.Module):
     """A SequenceModel and its next-token loss as one module: (x, y) → lm_loss. Compiled whole (`train.compile`),
     model and loss stay one graph (the loss kernels are custom ops)."""

@@ -17,7 +17,7 @@ from torch.profiler import ProfilerActivity, profile, record_function, schedule,
 from blocks.fused_loss import lm_loss
 
 from .context import autocast_for
-from .graph_step import LMLoss
+from .graph_step import LMLoss, compile_afresh
 from .ir import IR
 from .lower import lower
 from .train import param_groups
@@ -71,7 +71,7 @@ def run(ir: IR, logdir: Path, *, device: torch.device, batch: int, seq_len: int,
     torch.manual_seed(seed)
     model = lower(ir).to(device).train()
     model.trace_ops = not compiled
-    compiled_loss = torch.compile(LMLoss(model)) if compiled else None
+    compiled_loss = compile_afresh(LMLoss(model)) if compiled else None
     opt = torch.optim.AdamW(param_groups(model, 0.1), lr=1e-4, fused=device.type == "cuda")  # as train.py
     amp = autocast_for(device, precision)
     ids = torch.randint(0, ir.model.vocab, (batch, seq_len + 1), device=device)  # timing ignores token values

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from .context import autocast_for, resolve_device
-from .graph_step import GraphedMicroStep, LMLoss, micro_loss
+from .graph_step import GraphedMicroStep, LMLoss, compile_afresh, micro_loss
 from .progress import Progress
 from .task_and_train import TrainConfig
 
@@ -122,7 +122,7 @@ def _train(model, task, cfg: TrainConfig, device: torch.device, seq_len: int, on
         step, tokens, evals, elapsed, loss_avg = state["step"], state["tokens"], state["evals"], state["elapsed"], state["loss"]
         steady = state.get("steady", steady)
         print(f"{label}: resuming from {checkpoint} at step {step}/{steps}", file=sys.stderr)
-    loss_fn = torch.compile(LMLoss(model)) if cfg.compile else LMLoss(model)  # compiled with its loss: fused
+    loss_fn = compile_afresh(LMLoss(model)) if cfg.compile else LMLoss(model)  # compiled with its loss: fused
     graphed = cfg.cuda_graph and device.type == "cuda"
     micro_step = (GraphedMicroStep(loss_fn, amp, accum, label) if graphed
                   else lambda x, y: micro_loss(loss_fn, amp, x, y, accum))

@@ -29,7 +29,7 @@ import torch
 import fresh
 from archsearch.compiler import compile_spec
 from archsearch.context import autocast_for, device_name, resolve_device
-from archsearch.graph_step import GraphedMicroStep, LMLoss, micro_loss
+from archsearch.graph_step import GraphedMicroStep, LMLoss, compile_afresh, micro_loss
 from archsearch.lower import lower
 from archsearch.measure import time_ms
 from archsearch.train import param_groups
@@ -125,7 +125,7 @@ def time_form(ir, how: str, batch: int, seq: int, vocab: int, device, amp, repea
     torch.manual_seed(0)
     model = LMLoss(lower(ir).to(device).train())  # compiled with its loss, as train.compile does
     if how.startswith("compile"):
-        model = torch.compile(model, mode=compile_mode)
+        model = compile_afresh(model, mode=compile_mode)
     ms = gpu = float("nan")
     with forms():
         try:

@@ -41,7 +41,10 @@ def test_profile_cli(root, tmp_path):
                         "--steps", "1", "--batch", "2", "--seq-len", "32", "--logdir", str(tmp_path / "p")],
                        capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
-    assert "l0.softmax_attention" in r.stdout and "per step: forward" in r.stdout and r.stderr == ""
+    assert "l0.softmax_attention" in r.stdout and "per step: forward" in r.stdout
+    # nothing on stderr but the embedded data's tokenising progress (run alone, this test's session cache is cold)
+    assert all(line.startswith(("embedded: tokenising", "tokenising ")) for line in
+               r.stderr.replace("\r", "\n").splitlines() if line.strip()), r.stderr
     assert "top 20 of" in r.stdout and "aten::" in r.stdout
     assert list((tmp_path / "p").glob("*.pt.trace.json"))
 

@@ -110,9 +110,13 @@ def test_cuda_graph_is_ignored_on_cpu(task):
     assert a.train_loss == b.train_loss and a.evals[0]["loss"] == b.evals[0]["loss"]
 
 
-def test_compiled_training_with_its_loss_matches_eager(task):
+def test_compiled_training_with_its_loss_matches_eager(task, monkeypatch):
     """train.compile compiles the model together with its loss (graph_step.LMLoss): same losses and weights as eager
-    training, to float rounding."""
+    training, to float rounding. And a process that trains many compiled models (a ladder's call, a search) compiles
+    each: dynamo's caches of earlier models would count against its recompile limit, past which it silently runs a
+    model eagerly (the 9th ladder family did). With the limit lowered to 1, a second, different model compiles too."""
+    from torch._dynamo.utils import counters
+    monkeypatch.setattr(torch._dynamo.config, "recompile_limit", 1)
     a_model, b_model = _model(), _model()
     a = train(a_model, task, dataclasses.replace(CFG, evals=1), seq_len=32, progress=False)
     b = train(b_model, task, dataclasses.replace(CFG, evals=1, compile=True), seq_len=32, progress=False)
@@ -122,3 +126,9 @@ def test_compiled_training_with_its_loss_matches_eager(task):
         if name.endswith("qkv.bias"):  # the key bias's gradient is zero but for rounding, which AdamW scales up
             p, q = p.view(3, -1)[[0, 2]], q.view(3, -1)[[0, 2]]
         torch.testing.assert_close(q, p, rtol=1e-5, atol=1e-6, msg=name)
+    before = counters["stats"]["unique_graphs"]
+    torch.manual_seed(0)
+    other = lower(compile_text(SPEC.replace("depth: 1", "depth: 2")))
+    train(other, task, dataclasses.replace(CFG, tokens=32 * 8, evals=1, compile=True), seq_len=32, progress=False)
+    assert counters["stats"]["unique_graphs"] > before
+
