@@ -54,7 +54,7 @@ def _line(cells: dict, family: str, x: str, y: str = "test_ppl") -> tuple[list[f
     return [p[0] for p in pts], [p[1] for p in pts]
 
 
-def _answer(ladder, cells: dict) -> list[str]:
+def _answer(ladder, cells: dict, gone: dict) -> list[str]:
     lines = ["## The answer per rung", "",
              "Per rung, the family of lowest validation perplexity (at its chosen rate) among those with a PAM layer "
              "and among those without; both compared on the test split over fresh seeds (mean ± standard deviation; "
@@ -65,7 +65,12 @@ def _answer(ladder, cells: dict) -> list[str]:
              "| rung | PAM-containing | test ppl | PAM-free | test ppl | difference (95% interval, Welch) | "
              "PAM at equal GPU time |", "|---|---|---|---|---|---|---|"]
     for rung in ladder.rungs:
-        here = [c for (f, r), c in cells.items() if r == rung.name]
+        # a family that stopped below this rung is not in its race; one still choosing its rate decides it
+        here = [c for (f, r), c in cells.items() if r == rung.name and not (f in gone and not c.grid)]
+        choosing = [c.family for c in here if c.best_lr is None]
+        if choosing:
+            lines.append(f"| {rung.name} | – | – | – | – | not decided: {', '.join(choosing)} still choosing a rate | – |")
+            continue
         p, q = best_of([c for c in here if c.pam]), best_of([c for c in here if not c.pam])
         if not (p and q):
             cols = [f"{c.family} | {_pm(c, 'test_ppl')}" if c else "– | –" for c in (p, q)]
@@ -238,7 +243,7 @@ def write_report(out: Path, storage: str | None = None) -> Path:
              f"rate. {len(done)} runs finished. Measured on {', '.join(cards) or 'nothing yet'}. The ladder as run: "
              f"[{COPY}]({COPY}); each run's exact spec: `specs/`.", ""]
     gone = dropped(ladder, done)
-    lines += _answer(ladder, cells) + _table(ladder, study, cells, gone) + _fits(ladder, cells) + _ratios(ladder, cells)
+    lines += _answer(ladder, cells, gone) + _table(ladder, study, cells, gone) + _fits(ladder, cells) + _ratios(ladder, cells)
     lines += ["", "## Plots", "", " ".join(_plots(ladder, cells, out) + _curves(ladder, cells, out))]
     if gone or failed:
         lines += ["", "## Stopped and failed", ""]

@@ -84,6 +84,7 @@ def gather(ladder: Ladder, study, done: dict) -> dict[tuple[str, str], Cell]:
 
 
 def best_of(cells: list[Cell]) -> Cell | None:
-    """The cell of lowest validation perplexity at its chosen rate (selection never looks at the test split)."""
-    rated = [c for c in cells if c.best_val is not None and c.seeds]
+    """The cell of lowest validation perplexity at its chosen rate (selection never looks at the test split, nor
+    waits for it: a winner whose seeds have not run yet shows no test numbers rather than ceding to the runner-up)."""
+    rated = [c for c in cells if c.best_val is not None]
     return min(rated, key=lambda c: c.best_val) if rated else None

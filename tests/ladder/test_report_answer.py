@@ -1,0 +1,47 @@
+"""The report's answer table, pure: which family speaks for each side of a rung, and when a rung is not decided."""
+import textwrap
+
+from archsearch.ladder.config import load_ladder
+from archsearch.ladder.report import _answer
+from archsearch.ladder.results import Cell
+
+LADDER = """
+ladder:
+  name: t
+  lr_grid: [1.0e-3, 3.0e-3]
+  rungs:
+    a: {params: 100}
+families:
+  p: {spec: {model: {d_model: 8}}, rungs: {a: {}}}
+"""
+
+
+def _cell(family, pam, val=None, tests=(), lr=1e-3):
+    runs = [{"gpu_seconds": 10.0 * (1 + pam), "phase": "grid", "lr": lr}]
+    seeds = [{"test_ppl": t, "seed": i + 1} for i, t in enumerate(tests)]
+    return Cell(family, "a", 100, 120, 1000, pam, grid={lr: val} if val is not None else {},
+                best_lr=lr if val is not None else None, seeds=seeds, runs=runs + seeds)
+
+
+def _row(tmp_path, cells, gone=None):
+    (tmp_path / "l.yaml").write_text(textwrap.dedent(LADDER))
+    table = _answer(load_ladder(tmp_path / "l.yaml"), {(c.family, "a"): c for c in cells}, gone or {})
+    return table[-1]
+
+
+def test_the_best_by_validation_speaks_even_before_its_seeds_have_run(tmp_path):
+    row = _row(tmp_path, [_cell("pam_a", True, 30.0, [31.0, 31.2]), _cell("pam_b", True, 26.0),
+                          _cell("free", False, 28.0, [28.5, 28.7])])
+    assert row.startswith("| a | pam_b | – | free | 28.60 ± 0.14 (n = 2) | fewer than 2 seeds a side |")
+
+
+def test_a_rung_is_not_decided_while_a_family_is_still_choosing_its_rate(tmp_path):
+    row = _row(tmp_path, [_cell("pam_a", True, 30.0, [31.0, 31.2]), _cell("slow", True),
+                          _cell("free", False, 28.0, [28.5, 28.7])])
+    assert "not decided: slow still choosing a rate" in row
+
+
+def test_a_family_dropped_below_the_rung_does_not_hold_it_up(tmp_path):
+    row = _row(tmp_path, [_cell("pam_a", True, 30.0, [31.0, 31.2]), _cell("gone", False),
+                          _cell("free", False, 28.0, [28.5, 28.7])], gone={"gone": "too far behind"})
+    assert row.startswith("| a | pam_a | 31.10 ± 0.14 (n = 2) | free | 28.60 ± 0.14 (n = 2) | +2.50 [")
