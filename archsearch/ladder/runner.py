@@ -43,6 +43,12 @@ def job_of(t) -> Job:
     return Job(a["family"], a["rung"], float(a["lr"]), int(a["seed"]), a["phase"])
 
 
+def work(sizes: dict, job: Job) -> float:
+    """A run's training FLOPs up to a constant (forward FLOPs per token × tokens): what its time scales with."""
+    s = sizes[f"{job.family}/{job.rung}"]
+    return s["flops_per_token"] * s["tokens"]
+
+
 def finished(study) -> dict[str, Done]:
     """Runs that count: complete (their validation perplexity) or failed for good (None); an interrupted run is
     not finished (it is queued again)."""
@@ -132,19 +138,26 @@ class LadderRun:
         return sorted(waiting, key=lambda t: rank[t.user_attrs["job"]])
 
     def estimate(self, job: Job) -> float | None:
-        """Seconds a run should take: from a finished run of the same family and rung, else from the family's rung
-        below scaled by FLOPs per token and tokens; None when nothing of the family has run."""
+        """Seconds a run should take: from a finished run of the same family and rung; else from the finished runs
+        of other families at the rung (the same training settings), scaled by FLOPs per token × tokens, the
+        slowest's; else from the family's rung below scaled the same way, when the two rungs train alike. None when
+        nothing comparable has run (a rung with train settings of its own, e.g. compiled, is not the one below
+        scaled)."""
         runs = [t for t in self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-                if t.user_attrs.get("family") == job.family and "wall_seconds" in t.user_attrs]
-        same = [t for t in runs if t.user_attrs["rung"] == job.rung]
+                if "wall_seconds" in t.user_attrs]
+        same = [t for t in runs if (t.user_attrs["family"], t.user_attrs["rung"]) == (job.family, job.rung)]
         if same:
             return max(t.user_attrs["wall_seconds"] for t in same)
-        if not runs:
+        scaled = lambda t: t.user_attrs["wall_seconds"] * work(self.sizes, job) / work(self.sizes, job_of(t))  # noqa: E731
+        peers = [t for t in runs if t.user_attrs["rung"] == job.rung]
+        if peers:
+            return max(map(scaled, peers))
+        train = self.ladder.rung(job.rung).train
+        below = [t for t in runs if t.user_attrs["family"] == job.family and
+                 self.ladder.rung(t.user_attrs["rung"]).train == train]
+        if not below:
             return None
-        t = max(runs, key=lambda t: self.sizes[f"{job.family}/{t.user_attrs['rung']}"]["non_embedding"])
-        a, b = self.sizes[f"{job.family}/{t.user_attrs['rung']}"], self.sizes[f"{job.family}/{job.rung}"]
-        work = lambda s: s["flops_per_token"] * s["tokens"]  # noqa: E731
-        return t.user_attrs["wall_seconds"] * work(b) / work(a)
+        return scaled(max(below, key=lambda t: self.sizes[f"{job.family}/{t.user_attrs['rung']}"]["non_embedding"]))
 
     def run(self, timeout_minutes: float | None = None) -> int:
         """Run what the plan wants until nothing is left or the next run would not finish within the time limit;
