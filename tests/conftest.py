@@ -37,13 +37,19 @@ def small_corpus(tmp_path_factory) -> str:
 
 @pytest.fixture(scope="session")
 def smoke_study(tmp_path_factory, small_corpus):
-    """A two-trial smoke study on the small corpus, without re-training: (its run folder, the study). Shared by the
-    tests that read a finished study (report, export); they must not change it."""
-    from archsearch.search.study import run_search
+    """The README's search as a user runs it (`archsearch run`, a real process), at two trials on the small corpus,
+    with its fairness re-training: (its run folder, the study, what it printed). Shared by the end-to-end search test
+    (which resumes a copy) and the tests that read a finished study (report, export); they must not change it."""
+    import subprocess
+    import sys
 
-    out = tmp_path_factory.mktemp("smoke-study")
-    return out, run_search(str(ROOT / "search_spaces/smoke.yaml"), out=out, trials=2, retrain_after=False,
-                           data=small_corpus, echo=lambda *a, **k: None)
+    import optuna
+
+    out = tmp_path_factory.mktemp("smoke-study") / "smoke"
+    r = subprocess.run([sys.executable, "-m", "archsearch", "run", str(ROOT / "search_spaces/smoke.yaml"), "--out",
+                        str(out), "--trials", "2", "--data", small_corpus], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-2000:]
+    return out, optuna.load_study(study_name="smoke", storage=f"sqlite:///{out / 'study.db'}"), r.stdout
 
 
 @pytest.fixture(scope="session", autouse=True)

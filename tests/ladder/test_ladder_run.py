@@ -1,5 +1,5 @@
 """A ladder end to end on CPU through the CLI: the smoke ladder on a tiny WikiText folder, its report checked
-against the saved weights, resume after a clean stop, the time limit, and one-line errors."""
+against the saved weights, resume after SIGTERM, the time limit, and one-line errors."""
 import signal
 import subprocess
 import sys
@@ -27,35 +27,9 @@ def _complete_once(out) -> list[str]:
     return jobs
 
 
-def test_smoke_ladder_end_to_end_then_resume(root, tmp_path):
-    out = tmp_path / "l"
-    r = _cli(root, "run", SMOKE, "--data", "tests/fixtures/wikitext", "--out", str(out))
-    assert r.returncode == 0, r.stderr[-2000:]
-    assert "16 run(s) this time, 16 finished" in r.stdout
-    jobs = _complete_once(out)
-    assert sum(j.endswith("seed=0") for j in jobs) == 8 and len(jobs) == 16  # 2 rates × 2 rungs × 2 families + seeds
-    report = (out / "report.md").read_text()
-    assert "16 of 16 finished runs were evaluated again" in report and "largest relative difference from the " \
-        "recorded number 0 " in report
-    assert "| small | pam |" in report and "pam / transformer" in report
-    for png in ("ladder_params.png", "ladder_flops.png", "ladder_gpu_seconds.png"):
-        assert (out / png).stat().st_size > 1000
-    # seed runs report the test split and differ from the rate-selecting run's seed
-    seeds = [t for t in _study(out).trials if t.user_attrs["phase"] == "seeds"]
-    assert all("test_ppl" in t.user_attrs and t.user_attrs["seed"] in (1, 2) for t in seeds)
-    again = _cli(root, "run", SMOKE, "--data", "tests/fixtures/wikitext", "--out", str(out))
-    assert again.returncode == 0 and "0 run(s) this time, 16 finished" in again.stdout
-    # the report regenerates from the study alone (weights gone: the stored check is kept)
-    for w in (out / "weights").rglob("*.pt"):
-        w.unlink()
-    (out / "report.md").unlink()
-    rep = _cli(root, "report", str(out))
-    assert rep.returncode == 0, rep.stderr
-    assert (out / "report.md").read_text() == report
-
-
-def test_sigterm_mid_ladder_then_resume_repeats_nothing(root, tmp_path):
-    out = tmp_path / "k"
+def _stop_mid_ladder(root, out) -> int:
+    """Start the smoke ladder and stop it with SIGTERM once 3 runs are finished and another is running; the number
+    of runs then finished."""
     proc = subprocess.Popen([sys.executable, "-m", "archsearch", "run", SMOKE, "--data", "tests/fixtures/wikitext",
                              "--out", str(out)], cwd=root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 240
@@ -75,16 +49,53 @@ def test_sigterm_mid_ladder_then_resume_repeats_nothing(root, tmp_path):
     assert "Traceback" not in err, err[-2000:]
     interrupted = [t for t in _study(out).trials if t.state == TrialState.FAIL]
     assert len(interrupted) <= 1
+    return sum(t.state == TrialState.COMPLETE for t in _study(out).trials)
+
+
+def test_smoke_ladder_stopped_by_sigterm_then_resumed_repeats_nothing_and_reports(root, tmp_path, monkeypatch,
+                                                                                 capsys):
+    """One ladder for both: stopped mid-way (as `timeout` or a scheduler stops it), then the same command finishes it
+    without repeating a run, and the finished ladder is checked end to end (a second whole ladder cost 20 s)."""
+    out = tmp_path / "l"
+    before = _stop_mid_ladder(root, out)
+    assert 3 <= before < 16
     r = _cli(root, "run", SMOKE, "--data", "tests/fixtures/wikitext", "--out", str(out))
     assert r.returncode == 0, r.stderr[-2000:]
-    assert len(_complete_once(out)) == 16
+    assert f"{16 - before} run(s) this time, 16 finished" in r.stdout
+    jobs = _complete_once(out)
+    assert sum(j.endswith("seed=0") for j in jobs) == 8 and len(jobs) == 16  # 2 rates × 2 rungs × 2 families + seeds
+    report = (out / "report.md").read_text()
+    assert "16 of 16 finished runs were evaluated again" in report and "largest relative difference from the " \
+        "recorded number 0 " in report
+    assert "| small | pam |" in report and "pam / transformer" in report
+    for png in ("ladder_params.png", "ladder_flops.png", "ladder_gpu_seconds.png"):
+        assert (out / png).stat().st_size > 1000
+    # seed runs report the test split and differ from the rate-selecting run's seed
+    seeds = [t for t in _study(out).trials if t.user_attrs["phase"] == "seeds" and t.state == TrialState.COMPLETE]
+    assert len(seeds) == 8 and all("test_ppl" in t.user_attrs and t.user_attrs["seed"] in (1, 2) for t in seeds)
+    from archsearch.cli import main
+
+    monkeypatch.chdir(root)  # once more, in this process: the two runs above were the command's own processes
+    assert main(["run", SMOKE, "--data", "tests/fixtures/wikitext", "--out", str(out)]) == 0
+    assert "0 run(s) this time, 16 finished" in capsys.readouterr().out
+    # the report regenerates from the study alone (weights gone: the stored check is kept)
+    for w in (out / "weights").rglob("*.pt"):
+        w.unlink()
+    (out / "report.md").unlink()
+    rep = _cli(root, "report", str(out))
+    assert rep.returncode == 0, rep.stderr
+    assert (out / "report.md").read_text() == report
 
 
-def test_time_limit_starts_no_run_it_cannot_finish(root, tmp_path):
+def test_time_limit_starts_no_run_it_cannot_finish(root, tmp_path, monkeypatch, capsys):
+    from archsearch.cli import main
+
+    monkeypatch.chdir(root)  # the CLI in this process: the ladder's own process is the test above's
     out = tmp_path / "t"
-    r = _cli(root, "run", SMOKE, "--data", "tests/fixtures/wikitext", "--out", str(out), "--timeout-minutes", "0.0001")
-    assert r.returncode == 0, r.stderr[-2000:]
-    assert "time limit:" in r.stdout and "the same command resumes" in r.stdout
+    assert main(["run", SMOKE, "--data", "tests/fixtures/wikitext", "--out", str(out),
+                 "--timeout-minutes", "0.0001"]) == 0
+    text = capsys.readouterr().out
+    assert "time limit:" in text and "the same command resumes" in text
     assert len(_study(out).trials) <= 8  # at most the first run: nothing is known about the time one takes
 
 
