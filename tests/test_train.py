@@ -114,7 +114,8 @@ def test_compiled_training_with_its_loss_matches_eager(task, monkeypatch):
     """train.compile compiles the model together with its loss (graph_step.LMLoss): same losses and weights as eager
     training, to float rounding. And a process that trains many compiled models (a ladder's call, a search) compiles
     each: dynamo's caches of earlier models would count against its recompile limit, past which it silently runs a
-    model eagerly (the 9th ladder family did). With the limit lowered to 1, a second, different model compiles too."""
+    model eagerly (the 9th of the ladder's families compiled in one process did). With the limit lowered to 1, a
+    second, different model compiles too."""
     from torch._dynamo.utils import counters
     monkeypatch.setattr(torch._dynamo.config, "recompile_limit", 1)
     a_model, b_model = _model(), _model()

@@ -246,8 +246,8 @@ class LadderRun:
 
 
 def pick(waiting: list, estimate, left: float):
-    """The run to start with `left` seconds to go: the plan's next one when it should finish in time (or nothing of
-    its family has run yet, so nothing is known), else the first later one whose estimate fits, so that the end of a
+    """The run to start with `left` seconds to go: the plan's next one when it should finish in time (or nothing
+    comparable has run yet, so nothing is known), else the first later one whose estimate fits, so that the end of a
     time limit is not left idle; None when none fits."""
     if left <= 0 or not waiting:
         return None
