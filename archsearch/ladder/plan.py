@@ -84,12 +84,31 @@ def _first_rates(ladder: Ladder, done: dict[str, Done], family: str, rung: str) 
     centre = best_rate(ladder, done, family, below)
     if centre is None:
         return None
-    before = best_rate(ladder, done, family, ladder.rungs[i - 2].name) if i >= 2 else None
-    # the rung below kept its own rung's rate (the top of what it tried): look above; else, as usual with size, below
-    up = before is not None and centre >= before
+    lower, upper = _neighbour(ladder, centre, -1), _neighbour(ladder, centre, +1)
     if ladder.around == 3:
-        return [_neighbour(ladder, centre, -1), rate(centre), _neighbour(ladder, centre, +1)]
-    return sorted([rate(centre), _neighbour(ladder, centre, +1 if up else -1)])
+        return [lower, rate(centre), upper]
+    return sorted([rate(centre), upper if _looks_up(ladder, done, family, i, centre) else lower])
+
+
+def _looks_up(ladder: Ladder, done: dict[str, Done], family: str, i: int, centre: float) -> bool:
+    """The side an `around: 2` rung tries beside the rate chosen below: where the rung below measured both neighbours,
+    the one it scored better (a 6M transformer at 8e-3 scored 25.9 at 4e-3 and 49.3 at 1.6e-2: going up would spend a
+    run on a rate already seen to fail); else above if the rung below kept or raised the rate of the rung before it,
+    below otherwise (as usual with size)."""
+    below = ladder.rungs[i - 1].name
+    ppl = [_val(ladder, done, family, below, _neighbour(ladder, centre, side)) for side in (-1, +1)]
+    if None not in ppl:
+        return ppl[1] < ppl[0]
+    before = best_rate(ladder, done, family, ladder.rungs[i - 2].name) if i >= 2 else None
+    return before is not None and centre >= before
+
+
+def _val(ladder: Ladder, done: dict[str, Done], family: str, rung: str, lr: float) -> float | None:
+    """A grid run's validation perplexity: None if it has not run, infinite if it failed (diverged)."""
+    run = done.get(Job(family, rung, lr, ladder.seed, "grid").key)
+    if run is None:
+        return None
+    return run.val_ppl if run.val_ppl is not None and math.isfinite(run.val_ppl) else math.inf
 
 
 def _neighbour(ladder: Ladder, centre: float, side: int) -> float:
@@ -113,6 +132,12 @@ def _best_ppl(ladder: Ladder, done: dict[str, Done], family: str, rung: str) -> 
     return None if lr is None else done[Job(family, rung, lr, ladder.seed, "grid").key].val_ppl
 
 
+def reached(ladder: Ladder, done: dict[str, Done], family: str, rung_index: int) -> bool:
+    """Whether `family` has come up to rung_index (a family dropped below never trains there, so it does not hold
+    up the rung's comparison)."""
+    return rung_index == 0 or climbs(ladder, done, family, rung_index - 1) is not False
+
+
 def climbs(ladder: Ladder, done: dict[str, Done], family: str, rung_index: int) -> bool | None:
     """Whether `family` goes on to the rung above rung_index: True, False (failed there, or behind by more than
     drop_behind), or None while that is not known yet."""
@@ -124,11 +149,17 @@ def climbs(ladder: Ladder, done: dict[str, Done], family: str, rung_index: int) 
         return False
     if ladder.drop_behind is None:
         return True
-    here = [f.name for f in ladder.families if rung in f.rungs]
+    best = _rung_best(ladder, done, rung_index)
+    return None if best is None else mine <= ladder.drop_behind * best
+
+
+def _rung_best(ladder: Ladder, done: dict[str, Done], rung_index: int) -> float | None:
+    """The best validation perplexity at a rung among the families that reached it, once all their grids finished."""
+    rung = ladder.rungs[rung_index].name
+    here = [f.name for f in ladder.families if rung in f.rungs and reached(ladder, done, f.name, rung_index)]
     if not all(_finished_grid(ladder, done, f, rung) for f in here):
         return None
-    best = min(p for p in (_best_ppl(ladder, done, f, rung) for f in here) if p is not None)
-    return mine <= ladder.drop_behind * best
+    return min((p for p in (_best_ppl(ladder, done, f, rung) for f in here) if p is not None), default=None)
 
 
 def wanted(ladder: Ladder, done: dict[str, Done]) -> list[Job]:
@@ -158,7 +189,10 @@ def dropped(ladder: Ladder, done: dict[str, Done]) -> dict[str, str]:
             above = ladder.rungs[i + 1].name
             if rung.name in fam.rungs and above in fam.rungs and climbs(ladder, done, fam.name, i) is False:
                 mine = _best_ppl(ladder, done, fam.name, rung.name)
+                best = _rung_best(ladder, done, i)
                 out[fam.name] = (f"every rate failed at {rung.name}" if mine is None else
-                                 f"more than {ladder.drop_behind:g}× the best validation perplexity at {rung.name}")
+                                 f"more than {ladder.drop_behind:g}× the best validation perplexity at {rung.name} "
+                                 f"({mine:.2f} against {ladder.drop_behind:g} × {best:.2f} = "
+                                 f"{ladder.drop_behind * best:.2f})")
                 break
     return out

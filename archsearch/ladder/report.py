@@ -99,10 +99,10 @@ def _table(ladder, study, cells: dict, gone: dict) -> list[str]:
     for (fam, rung), c in cells.items():
         epochs = f" ({c.tokens / split:.2f})" if split else ""
         rates = ", ".join(("**" if lr == c.best_lr else "") + f"{lr:.3g}: " +
-                          (f"{v:.2f}" if v is not None else "failed") + ("**" if lr == c.best_lr else "")
-                          for lr, v in sorted(c.grid.items())) or (
+                          (f"{v:.2f}" if v is not None else "failed") +
+                          ("**" + " †" * c.edge if lr == c.best_lr else "") for lr, v in sorted(c.grid.items())) or (
             "dropped (below)" if fam in gone else "not run")
-        lines.append(f"| {fam} | {rung} | {c.non_embedding:,} | {c.tokens:,}{epochs} | {rates}{' †' * c.edge} | "
+        lines.append(f"| {fam} | {rung} | {c.non_embedding:,} | {c.tokens:,}{epochs} | {rates} | "
                      f"{_pm(c, 'test_ppl')} | {_pm(c, 'test_bpb', 4)} | {_num(c, 'gpu_seconds', '.3g')} | "
                      f"{_num(c, 'train_flops', '.3g')} | {_num(c, 'tokens_per_s', ',.0f')} |")
     return lines

@@ -46,15 +46,19 @@ def test_grid_first_then_seeds_at_the_best_rate_then_around_the_choice(tmp_path)
     seeds = [j for j in nxt if j.phase == "seeds"]
     assert {(j.family, j.lr, j.seed) for j in seeds} == {("x", 3e-3, 1), ("x", 3e-3, 2), ("y", 3e-3, 1), ("y", 3e-3, 2)}
     assert nxt.index(seeds[0]) < min(nxt.index(j) for j in nxt if j.rung == "b")  # a rung's seeds before the next rung
-    # rung b: the choice of a and its neighbour below (larger models usually want lower rates)
-    assert rates_of(lad, done, "x", "b") == [1e-3, 3e-3]
+    # rung b: the choice of a and the neighbour a scored better (25 above against 30 below)
+    assert rates_of(lad, done, "x", "b") == [3e-3, 1e-2]
 
 
 def test_around_follows_the_evidence(tmp_path):
     lad = _ladder(tmp_path)
     done = {}
-    _finish(done, [j for j in wanted(lad, done)], lambda j: {1e-3: 30.0, 3e-3: 20.0, 1e-2: 25.0}[j.lr])
-    assert rates_of(lad, done, "x", "b") == [1e-3, 3e-3]
+    _finish(done, [j for j in wanted(lad, done)], lambda j: {1e-3: 25.0, 3e-3: 20.0, 1e-2: 30.0}[j.lr])
+    assert rates_of(lad, done, "x", "b") == [1e-3, 3e-3]  # a scored the rate below its choice better
+    # a rate that failed below counts as worse: the other side
+    failed_up = {**done, **{k: Done(d.job, None) for k, d in done.items() if d.job.lr == 1e-3}}
+    assert rates_of(lad, failed_up, "x", "b") == [3e-3, 1e-2]
+    # b measured one side of its choice only, so c follows the ladder's trend:
     # b kept a's rate (the top of what it tried): c looks above
     kept = dict(done)
     _finish(kept, [j for j in wanted(lad, kept) if j.rung == "b" and j.phase == "grid"],
@@ -77,6 +81,16 @@ def test_a_family_far_behind_or_failed_climbs_no_further(tmp_path):
     _finish(failed, wanted(lad, failed), lambda j: None if j.family == "y" else 10.0)
     assert dropped(lad, failed)["y"] == "every rate failed at a"
     assert not [j for j in wanted(lad, failed) if j.family == "y" and j.phase == "seeds"]
+
+
+def test_a_family_dropped_below_does_not_hold_up_the_rung_above(tmp_path):
+    # y stops at a (far behind); at b only x is left, so x's grid at b decides whether x climbs to c
+    lad = _ladder(tmp_path, LADDER.replace("rungs: {a: {}, b: {}}}", "rungs: {a: {}, b: {}, c: {}}}"))
+    done = {}
+    _finish(done, wanted(lad, done), lambda j: 10.0 if j.family == "x" else 16.0)
+    _finish(done, [j for j in wanted(lad, done) if j.key not in done], lambda j: 10.0)
+    assert {j.rung for j in wanted(lad, done) if j.family == "x"} == {"a", "b", "c"}
+    assert "(16.00 against 1.5 × 10.00 = 15.00)" in dropped(lad, done)["y"]
 
 
 def test_a_rung_waits_for_every_familys_grid_when_dropping_is_on(tmp_path):
