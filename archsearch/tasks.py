@@ -2,6 +2,7 @@
 byte over a whole split) and `mqar` (associative recall; accuracy on query positions)."""
 from __future__ import annotations
 
+import hashlib
 import math
 from contextlib import nullcontext
 
@@ -46,6 +47,16 @@ class LMTask:
 
     def train_batch(self, batch: int, seq_len: int, rng: np.random.Generator):
         return lm.train_batch(self.streams["train"], batch, seq_len, rng)
+
+    def digest(self) -> str:
+        """A hash of every split's tokens: two machines (or a tokenizer trained again) give the same only for the same
+        tokens, which a resumed study needs for its runs to compare."""
+        h = hashlib.sha256()
+        for split in sorted(self.streams):
+            arr = np.ascontiguousarray(self.streams[split])
+            h.update(f"{split}:{arr.dtype.str}:{len(arr)};".encode())
+            h.update(memoryview(arr).cast("B"))
+        return h.hexdigest()
 
     def check_length(self, seq_len: int) -> None:
         """A training window needs seq_len + 1 tokens of the train split (and a random start among them)."""

@@ -21,7 +21,7 @@ from ..passes import run_passes
 from ..saved import train_then_score
 from ..search.objective import mixers, worker_id
 from ..search.recovery import INTERRUPTED, counted, heartbeat, recover
-from ..search.run_folder import make_storage
+from ..search.run_folder import make_storage, same_tokens
 from ..yamlloc import load_file
 from .config import load_ladder
 from .plan import Done, Job, wanted
@@ -85,6 +85,7 @@ class LadderRun:
         (self.out / COPY).write_text(yaml.safe_dump(self._as_run(path), sort_keys=False))
         self.study.set_user_attr("sizes", self.sizes)
         self.study.set_user_attr("task", self.task.name)
+        same_tokens(self.study, self.task, Loc("--data") if data else Loc(self.ladder.file, 0, "task.data"))
         if hasattr(self.task, "streams"):  # how many times a run sees the training text: tokens / this
             self.study.set_user_attr("train_split_tokens", int(len(self.task.streams["train"])))
 

@@ -32,6 +32,7 @@ DATA = "data"  # the corpus `run --data` gave (absent: the space's own spec.task
 ISO_TIME = "train_seconds"  # iso-time: every trial's training time in seconds
 REFERENCE = "reference"  # the weighted objective's reference costs
 SAVED_CHECK = "saved_check"  # {label: the number recorded and again from the saved weights}
+TOKENS = "tokens_sha256"  # a hash of every split's tokens (LMTask.digest)
 # A trial's (a search trial, a re-training run or a ladder run), other than measured numbers:
 SPEC_FILE = "spec_file"
 MIXERS = "mixers"
@@ -157,3 +158,18 @@ def load(out: Path, storage: str | None = None):
     if len(names) != 1:
         raise SpecError(Loc(str(out)), f"expected one study in the storage, found {len(names)}: pick one with --storage")
     return optuna.load_study(study_name=names[0], storage=store), load_seeds(store, names[0])
+
+
+def same_tokens(study, task, loc: Loc) -> None:
+    """A study's runs compare only on the same tokens. The first run records their hash; a resumed one whose corpus
+    or tokenizer gives other tokens (another folder, a BPE trained again differently on another machine) stops here
+    rather than mixing its runs with the study's."""
+    if not hasattr(task, "digest"):
+        return  # synthetic tasks draw their sequences from fixed seeds
+    now, was = task.digest(), study.user_attrs.get(TOKENS)
+    if was is None:
+        study.set_user_attr(TOKENS, now)
+    elif was != now:
+        raise SpecError(loc, f"{task.name}: these tokens are not the ones study '{study.study_name}' was trained on "
+                             f"(another corpus or tokenizer); resume it with the same data and tokenizer, or start "
+                             f"a new study elsewhere (--out)")

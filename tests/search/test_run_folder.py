@@ -16,7 +16,7 @@ KEYS = {
     "SEED": "seed", "LR": "lr", "TRAIN_TOKENS": "train_tokens", "VAL_LOSS_CURVE": "val_loss_curve",
     "LR_GRID_QUALITY": "lr_grid_quality", "PRUNED_REASON": "pruned_reason", "FAILED_REASON": "failed_reason",
     "FAILED_DETAIL": "failed_detail", "RETRY_OF": "retry_of", "RETRIES": "retries", "SOURCE": "source",
-    "SCALE": "scale", "STUDY_DB": "study.db", "STUDY_JOURNAL": "study.journal", "SEEDS": ".seeds",
+    "SCALE": "scale", "TOKENS": "tokens_sha256", "STUDY_DB": "study.db", "STUDY_JOURNAL": "study.journal", "SEEDS": ".seeds",
 }
 
 
@@ -60,3 +60,21 @@ def test_a_trials_spec_is_found_in_a_folder_that_moved(root, tmp_path):
     (tmp_path / "trials/trial_0000.yaml").unlink()
     with pytest.raises(SpecError, match="spec file trial_0000.yaml is missing from trials/"):
         run_folder.trial_spec(tmp_path, t)
+
+
+def test_a_study_resumes_only_on_the_tokens_it_started_on():
+    import numpy as np
+
+    from archsearch.errors import Loc
+    from archsearch.tasks import LMTask
+
+    def task(train):
+        streams = {"train": np.array(train, dtype=np.uint16), "validation": np.arange(9, dtype=np.uint16),
+                   "test": np.arange(7, dtype=np.uint16)}
+        return LMTask.from_streams(streams, {"train": 1, "validation": 1, "test": 1}, 16, name="toy / bpe16")
+
+    study = optuna.create_study(study_name="s")
+    run_folder.same_tokens(study, task([1, 2, 3]), Loc("--data"))
+    run_folder.same_tokens(study, task([1, 2, 3]), Loc("--data"))  # the same tokens again: resumes
+    with pytest.raises(SpecError, match=r"--data: toy / bpe16: these tokens are not the ones study 's' was trained"):
+        run_folder.same_tokens(study, task([1, 2, 4]), Loc("--data"))  # one token differs
