@@ -6,7 +6,9 @@ import sys
 import torch
 
 from archsearch import profile
-from archsearch.compiler import compile_spec
+from archsearch.compiler import compile_spec, compile_text
+
+from helpers import COMPILED_BATCH, COMPILED_SPEC
 
 
 def test_profile_trace_parses_and_the_table_covers_every_node(root, tmp_path):
@@ -50,8 +52,9 @@ def test_profile_cli(root, tmp_path):
 
 
 def test_profile_of_the_compiled_step_lists_ops_not_nodes(root, tmp_path):
-    ir = compile_spec(str(root / "examples/tiny_transformer.yaml"), vocab=64)
-    prof = profile.run(ir, tmp_path, device=torch.device("cpu"), batch=1, seq_len=16, steps=1, compiled=True)
+    ir = compile_text(COMPILED_SPEC)  # the compiled training test's model and shape: its kernels are built once
+    prof = profile.run(ir, tmp_path, device=torch.device("cpu"), batch=COMPILED_BATCH, seq_len=32, steps=1,
+                       compiled=True)
     assert prof.rows == [] and set(prof.phases) == {"forward + loss", "backward", "optimizer"} and prof.ops
     table = profile.format_table(prof, torch.device("cpu"), ops=3)
     assert table.startswith("training steps compiled: no per-node times") and "top 3 of" in table

@@ -12,17 +12,11 @@ from archsearch.task_and_train import TrainConfig
 from archsearch.tasks import LMTask
 from archsearch.train import lr_at, param_groups, plan, train
 
-SPEC = """
-model: {d_model: 32, seq_len: 32, vocab: 64}
-stack:
-  depth: 1
-  norm: rmsnorm
-  sublayers:
-    - {block: softmax_attention, config: {heads: 2}, scale: 0.5}
-    - {block: swiglu}
-head: {blocks: [rmsnorm]}
-"""
-CFG = TrainConfig(tokens=32 * 32 * 8, batch_tokens=32 * 8, lr=3e-3, evals=3, eval_tokens=512, seed=0, warmup=0.1)
+from helpers import COMPILED_BATCH, COMPILED_SPEC
+
+SPEC = COMPILED_SPEC  # shared with the compiled profile test (tests/helpers.py)
+CFG = TrainConfig(tokens=32 * 32 * 8, batch_tokens=32 * COMPILED_BATCH, lr=3e-3, evals=3, eval_tokens=512, seed=0,
+                  warmup=0.1)
 
 
 @pytest.fixture(scope="module")
