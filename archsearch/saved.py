@@ -39,12 +39,15 @@ def evaluate_saved(ir, state: dict, task, seq_len: int, device, autocast=None,
 
 
 def train_then_score(ir, cfg, task, seq_len: int, device, splits: tuple[str, ...], *, on_eval=None,
-                     progress: bool = True, label: str = "train") -> tuple[TrainResult, dict | None, dict | None]:
+                     progress: bool = True, label: str = "train", checkpoint=None,
+                     deadline: float | None = None) -> tuple[TrainResult, dict | None, dict | None]:
     """Seed, build a fresh model of `ir`, train it with `cfg`, and score its saved weights in another fresh model on
-    the whole of each split: (the training result, the metrics and the saved state, both None unless it completed)."""
+    the whole of each split: (the training result, the metrics and the saved state, both None unless it completed).
+    `checkpoint` and `deadline`: train's (a run that pauses at its deadline resumes from the checkpoint)."""
     torch.manual_seed(cfg.seed)
     model = lower(ir)
-    result = train(model, task, cfg, seq_len=seq_len, on_eval=on_eval, progress=progress, label=label)
+    result = train(model, task, cfg, seq_len=seq_len, on_eval=on_eval, progress=progress, label=label,
+                   checkpoint=checkpoint, deadline=deadline)
     if result.status != "completed":
         return result, None, None
     state = saved_state(model)

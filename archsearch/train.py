@@ -3,7 +3,7 @@
 linear warm-up then cosine or warmup-stable-decay; gradient clipping; bf16 autocast on GPU (the memories accumulate
 their state in fp32); optional torch.compile (of the model with its loss) and, on GPU, each micro-step replayed as a CUDA graph (graph_step.py);
 seeded; intermediate evaluations reported to a callback that may stop the run (search pruning); a NaN/inf loss
-stops the run with its reason; checkpoint and resume."""
+stops the run with its reason; checkpoint and resume, and a deadline at which a run pauses into its checkpoint."""
 from __future__ import annotations
 
 import math
@@ -25,7 +25,7 @@ from .task_and_train import TrainConfig
 
 @dataclass
 class TrainResult:
-    status: str  # completed | diverged | stopped
+    status: str  # completed | diverged | stopped | paused (at the deadline, into its checkpoint)
     reason: str
     steps: int
     tokens: int
@@ -85,8 +85,10 @@ def _save(path: Path, state: dict) -> None:
 
 
 def train(model: torch.nn.Module, task, cfg: TrainConfig, *, seq_len: int, on_eval=None,
-          checkpoint: Path | None = None, progress: bool = True, label: str = "train") -> TrainResult:
-    """Train `model` on `task` for cfg.tokens tokens. on_eval(step, tokens, metrics) → True stops the run.
+          checkpoint: Path | None = None, progress: bool = True, label: str = "train",
+          deadline: float | None = None) -> TrainResult:
+    """Train `model` on `task` for cfg.tokens tokens. on_eval(step, tokens, metrics) → True stops the run. At
+    `deadline` (time.monotonic()) a run with a checkpoint file saves it and pauses; the same call resumes it.
     On CPU deterministic kernels are switched on for the run's duration (without them, multi-threaded CPU backward
     passes such as the embedding's accumulate in a varying order), so a seed repeats its run bit for bit at a fixed
     thread count: one thread always did in our tests, two usually, though a CI machine once gave 2e-4 apart. The
@@ -96,13 +98,13 @@ def train(model: torch.nn.Module, task, cfg: TrainConfig, *, seq_len: int, on_ev
     before = torch.are_deterministic_algorithms_enabled()
     torch.use_deterministic_algorithms(before or device.type == "cpu")
     try:
-        return _train(model, task, cfg, device, seq_len, on_eval, checkpoint, progress, label)
+        return _train(model, task, cfg, device, seq_len, on_eval, checkpoint, progress, label, deadline)
     finally:
         torch.use_deterministic_algorithms(before)
 
 
 def _train(model, task, cfg: TrainConfig, device: torch.device, seq_len: int, on_eval, checkpoint, progress,
-           label) -> TrainResult:
+           label, deadline) -> TrainResult:
     model.to(device).train()
     amp = autocast_for(device, cfg.precision)
     micro, accum, steps = plan(cfg, seq_len)
@@ -113,8 +115,12 @@ def _train(model, task, cfg: TrainConfig, device: torch.device, seq_len: int, on
     eval_at = {round(k * steps / (cfg.evals + 1)) for k in range(1, cfg.evals + 1)} - {0, steps}
     step, tokens, evals, elapsed, loss_avg = 0, 0, [], 0.0, float("nan")
     steady = [0.0, 0]  # seconds and tokens of the steps after the first, evaluations left out: the throughput
-    if checkpoint is not None and checkpoint.is_file():
-        state = torch.load(checkpoint, map_location=device, weights_only=False)
+    state = torch.load(checkpoint, map_location=device, weights_only=False) if checkpoint and checkpoint.is_file() \
+        else None
+    if state is not None and state.get("config") != asdict(cfg):
+        print(f"{label}: {checkpoint} is of another training configuration: starting afresh", file=sys.stderr)
+        state = None
+    if state is not None:
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optim"])
         rng.bit_generator.state = state["rng"]
@@ -131,6 +137,13 @@ def _train(model, task, cfg: TrainConfig, device: torch.device, seq_len: int, on
     bar = Progress(steps, label, enabled=progress)
     status, reason, t0 = "completed", "", time.perf_counter() - elapsed
     first = step  # the first step of this process captures the graph or compiles: not in the throughput
+
+    def save():
+        _save(checkpoint, {"model": model.state_dict(), "optim": opt.state_dict(), "rng": rng.bit_generator.state,
+                           "torch_rng": torch.get_rng_state(), "step": step, "tokens": tokens, "evals": evals,
+                           "elapsed": time.perf_counter() - t0, "loss": loss_avg, "config": asdict(cfg),
+                           "steady": steady})
+
     while step < steps:
         t_step = time.perf_counter()
         lr = lr_at(step, steps, cfg)
@@ -163,13 +176,14 @@ def _train(model, task, cfg: TrainConfig, device: torch.device, seq_len: int, on
             evals.append({**{("eval_tokens" if k == "tokens" else k): v for k, v in metrics.items()}, "step": step,
                           "tokens": tokens})
             if checkpoint is not None:
-                _save(checkpoint, {"model": model.state_dict(), "optim": opt.state_dict(), "rng": rng.bit_generator.state,
-                                   "torch_rng": torch.get_rng_state(), "step": step, "tokens": tokens, "evals": evals,
-                                   "elapsed": time.perf_counter() - t0, "loss": loss_avg, "config": asdict(cfg),
-                                   "steady": steady})
+                save()
             if on_eval is not None and on_eval(step, tokens, metrics):
                 status, reason = "stopped", f"stopped by the caller at step {step}"
                 break
+        if checkpoint is not None and deadline is not None and step < steps and time.monotonic() >= deadline:
+            save()
+            status, reason = "paused", f"paused at step {step}/{steps} (its time limit), checkpoint kept"
+            break
     bar.close()
     seconds = time.perf_counter() - t0
     return TrainResult(status, reason, step, tokens, seconds, _rate(steady, tokens, seconds), loss_avg,

@@ -92,6 +92,20 @@ def test_resume_after_interruption_matches_an_uninterrupted_run(task, tmp_path):
         assert torch.equal(a, b), n
 
 
+def test_a_run_past_its_deadline_pauses_into_its_checkpoint_and_resumes_to_the_same_weights(task, tmp_path):
+    import time
+    straight = _model()
+    train(straight, task, CFG, seq_len=32, progress=False)
+    ckpt = tmp_path / "ckpt.pt"
+    paused = train(_model(), task, CFG, seq_len=32, progress=False, checkpoint=ckpt, deadline=time.monotonic())
+    assert paused.status == "paused" and paused.steps == 1 and "paused at step 1/32" in paused.reason
+    resumed = _model(seed=123)
+    result = train(resumed, task, CFG, seq_len=32, progress=False, checkpoint=ckpt, deadline=time.monotonic() + 3600)
+    assert result.status == "completed" and result.steps == 32 and len(result.evals) == CFG.evals
+    for (n, a), b in zip(straight.state_dict().items(), resumed.state_dict().values()):
+        assert torch.equal(a, b), n
+
+
 def test_same_seed_same_numbers(task):
     a = train(_model(), task, dataclasses.replace(CFG, evals=1), seq_len=32, progress=False)
     b = train(_model(), task, dataclasses.replace(CFG, evals=1), seq_len=32, progress=False)

@@ -3,6 +3,7 @@ and claimed atomically, so an interrupted ladder resumes where it stopped and re
 numbers are those of its saved weights loaded into a freshly built model (archsearch.saved)."""
 from __future__ import annotations
 
+import json
 import math
 import time
 from dataclasses import replace
@@ -32,6 +33,18 @@ COPY = "ladder.yaml"  # the ladder file as run, kept beside its study: the repor
 
 def weights_path(out: Path, job: Job) -> Path:
     return out / "weights" / job.family / job.rung / f"lr{job.lr:.4g}_seed{job.seed}.pt"
+
+
+def checkpoint_path(out: Path, job: Job) -> Path:
+    """A run's checkpoint while it is unfinished (saved at each evaluation and when it pauses at its time limit),
+    with a sidecar `.json` of how far it got; both go when the run finishes."""
+    return out / "checkpoints" / job.family / job.rung / f"lr{job.lr:.4g}_seed{job.seed}.pt"
+
+
+def _progress(ckpt: Path) -> dict:
+    """{"tokens", "wall_seconds"} a paused run had done (nothing known after a kill: none done)."""
+    side = ckpt.with_suffix(".json")
+    return json.loads(side.read_text()) if side.is_file() else {"tokens": 0, "wall_seconds": 0.0}
 
 
 def spec_path(out: Path, job: Job) -> Path:
@@ -164,6 +177,7 @@ class LadderRun:
         """Run what the plan wants until nothing is left or the next run would not finish within the time limit;
         returns how many runs this process finished."""
         start, ran = time.monotonic(), 0
+        window = None if timeout_minutes is None else timeout_minutes * 60
         recover(self.study, self.storage)
         while True:
             order = wanted(self.ladder, finished(self.study))
@@ -173,10 +187,10 @@ class LadderRun:
                 return ran
             t = waiting[0]
             if timeout_minutes is not None:
-                left = timeout_minutes * 60 - (time.monotonic() - start)
-                t = pick(waiting, lambda w: self.estimate(job_of(w)), left)
+                left = window - (time.monotonic() - start)
+                t = pick(waiting, lambda w: self.remaining(job_of(w)), left, window)
                 if t is not waiting[0]:
-                    first, need = job_of(waiting[0]), self.estimate(job_of(waiting[0]))
+                    first, need = job_of(waiting[0]), self.remaining(job_of(waiting[0]))
                     why = f"{first.key} would need about {need:.0f} s, {max(left, 0):.0f} s left" if need else \
                         f"{timeout_minutes:g} minutes have passed"
                     if t is None:
@@ -187,10 +201,21 @@ class LadderRun:
             if not self.storage.set_trial_state_values(t._trial_id, TrialState.RUNNING):
                 continue  # another worker claimed it
             with heartbeat(self.storage, t._trial_id):
-                self._run_one(t, job)
+                done = self._run_one(t, job, None if window is None else start + window)
+            if not done:  # paused at the time limit
+                return ran
             ran += 1
 
-    def _run_one(self, t, job: Job) -> None:
+    def remaining(self, job: Job) -> float | None:
+        """Seconds a run should still take: its estimate, less the part a paused run has done."""
+        need = self.estimate(job)
+        if need is None:
+            return None
+        done = _progress(checkpoint_path(self.out, job))["tokens"]
+        return need * (1 - done / self.sizes[f"{job.family}/{job.rung}"]["tokens"])
+
+    def _run_one(self, t, job: Job, deadline: float | None) -> bool:
+        """Train, score and record one run; False when it paused at `deadline` (its checkpoint kept)."""
         put = lambda k, v: self.storage.set_trial_user_attr(t._trial_id, k, v)  # noqa: E731
         size = self.sizes[f"{job.family}/{job.rung}"]
         spec = spec_of(self.ladder, job, tokens=size["tokens"])
@@ -202,21 +227,34 @@ class LadderRun:
         put("spec_file", str(path.relative_to(self.out)))  # relative: the study folder may move
         splits = ("validation",) if job.phase == "grid" else ("validation", "test")
         t0 = time.perf_counter()
+        ckpt = checkpoint_path(self.out, job)
+        ckpt.parent.mkdir(parents=True, exist_ok=True)
+        before = _progress(ckpt)
         try:
-            result, state, ir = self._fit(spec, job, splits)
+            result, state, ir = self._fit(spec, job, splits, ckpt, deadline)
         except KeyboardInterrupt:
             put("failed_reason", INTERRUPTED)
             self.study.tell(t.number, state=TrialState.FAIL)
             raise
+        except _Paused as e:
+            put("failed_reason", INTERRUPTED)
+            self.study.tell(t.number, state=TrialState.FAIL)
+            wall = before["wall_seconds"] + time.perf_counter() - t0
+            ckpt.with_suffix(".json").write_text(json.dumps({"tokens": e.tokens, "wall_seconds": wall}))
+            self.echo(f"{job.key}: {e} ({e.tokens:,} of {size['tokens']:,} tokens); the same command resumes it")
+            return False
         except _Failed as e:
             put("failed_reason", str(e))
             self.study.tell(t.number, state=TrialState.FAIL)
             self.echo(f"{job.key}: failed: {e}")
-            return
+            _drop(ckpt)
+            return True
+        _drop(ckpt)
         weights = weights_path(self.out, job)
         weights.parent.mkdir(parents=True, exist_ok=True)
         torch.save(state, weights)
-        result.update(size, wall_seconds=time.perf_counter() - t0, weights=str(weights.relative_to(self.out)),
+        result.update(size, wall_seconds=before["wall_seconds"] + time.perf_counter() - t0,
+                      weights=str(weights.relative_to(self.out)),
                       train_flops=3 * size["flops_per_token"] * result["tokens"],
                       gpu_seconds=result["tokens"] / result["tokens_per_s"])
         for k, v in result.items():
@@ -225,8 +263,9 @@ class LadderRun:
         shown = "test" if job.phase == "seeds" else "val"
         self.echo(f"{job.key}: {shown} ppl {result[shown + '_ppl']:.3f} ({result['tokens']:,} tokens, "
                   f"{result['tokens_per_s']:,.0f} tok/s)")
+        return True
 
-    def _fit(self, spec, job: Job, splits) -> tuple[dict, dict, object]:
+    def _fit(self, spec, job: Job, splits, ckpt: Path, deadline: float | None) -> tuple[dict, dict, object]:
         ir = run_passes(build(spec, vocab=self.task.vocab_size))
         _, seq_len = step_shape(spec.train, ir.model.seq_len)
         if seq_len > ir.model.seq_len:
@@ -234,7 +273,10 @@ class LadderRun:
                                                                         f"{ir.model.seq_len} ({job.family})")
         device = resolve_device(spec.train.device)
         try:
-            res, final, state = train_then_score(ir, spec.train, self.task, seq_len, device, splits, label=job.key)
+            res, final, state = train_then_score(ir, spec.train, self.task, seq_len, device, splits, label=job.key,
+                                                 checkpoint=ckpt, deadline=deadline)
+            if res.status == "paused":
+                raise _Paused(res.reason, res.tokens)
             if res.status != "completed":
                 raise _Failed(f"{res.status}: {res.reason}")
         except torch.OutOfMemoryError:
@@ -246,20 +288,34 @@ class LadderRun:
                 "curve": [{"tokens": e["tokens"], "val_loss": e["loss"]} for e in res.evals]}, state, ir
 
 
-def pick(waiting: list, estimate, left: float):
+def pick(waiting: list, estimate, left: float, window: float | None = None):
     """The run to start with `left` seconds to go: the plan's next one when it should finish in time (or nothing
-    comparable has run yet, so nothing is known), else the first later one whose estimate fits, so that the end of a
-    time limit is not left idle; None when none fits."""
+    comparable has run yet, so nothing is known), or when it is longer than the whole time limit (`window`) and at
+    least half of that is left (it runs in parts, pausing into its checkpoint at each limit); else the first later
+    one whose estimate fits, so that the end of a time limit is not left idle; None when none fits."""
     if left <= 0 or not waiting:
         return None
     need = estimate(waiting[0])
-    if need is None or need <= left:
+    if need is None or need <= left or (window is not None and need > window and left >= window / 2):
         return waiting[0]
     return next((w for w in waiting[1:] if (n := estimate(w)) is not None and n <= left), None)
 
 
+def _drop(ckpt: Path) -> None:
+    ckpt.unlink(missing_ok=True)
+    ckpt.with_suffix(".json").unlink(missing_ok=True)
+
+
 class _Failed(Exception):
     """A run without a result (diverged, out of memory): recorded as failed, and the ladder goes on."""
+
+
+class _Paused(Exception):
+    """A run that reached the time limit and saved its checkpoint: queued again, to resume where it stopped."""
+
+    def __init__(self, reason: str, tokens: int):
+        super().__init__(reason)
+        self.tokens = tokens
 
 
 def run_ladder(path: str, out: Path | None = None, storage: str | None = None, device: str | None = None,

@@ -87,16 +87,38 @@ def test_smoke_ladder_stopped_by_sigterm_then_resumed_repeats_nothing_and_report
     assert (out / "report.md").read_text() == report
 
 
-def test_time_limit_starts_no_run_it_cannot_finish(root, tmp_path, monkeypatch, capsys):
+def test_a_run_past_the_time_limit_pauses_into_its_checkpoint_and_goes_on_from_there(root, tmp_path, monkeypatch,
+                                                                                   capsys):
+    """A run may take longer than the whole time limit (the 100M comparison's runs take longer than one 10-minute
+    device call): it pauses into its checkpoint at the limit, and the same command goes on from there."""
+    import json
+    from types import SimpleNamespace
+
+    import archsearch.train
     from archsearch.cli import main
 
     monkeypatch.chdir(root)  # the CLI in this process: the ladder's own process is the test above's
+    # the trainer's clock reads past any deadline: each part of the run is one step (a real limit ends a part at
+    # whatever step it reaches, which on a fast machine might be the last)
+    monkeypatch.setattr(archsearch.train, "time", SimpleNamespace(monotonic=lambda: 1e12,
+                                                                  perf_counter=time.perf_counter))
     out = tmp_path / "t"
+    progress = []
+    for _ in range(2):
+        assert main(["run", SMOKE, "--data", "tests/fixtures/wikitext", "--out", str(out),
+                     "--timeout-minutes", "5"]) == 0
+        text = capsys.readouterr().out
+        assert "paused at step" in text and "the same command resumes it" in text, text
+        sides = list((out / "checkpoints").rglob("*.json"))
+        assert len(sides) == 1 and sides[0].with_suffix(".pt").is_file()  # one run, in parts
+        progress.append(json.loads(sides[0].read_text())["tokens"])
+    assert 0 < progress[0] < progress[1]  # the second part went on from the first's checkpoint
     assert main(["run", SMOKE, "--data", "tests/fixtures/wikitext", "--out", str(out),
-                 "--timeout-minutes", "0.0001"]) == 0
-    text = capsys.readouterr().out
-    assert "time limit:" in text and "the same command resumes" in text
-    assert len(_study(out).trials) <= 8  # at most the first run: nothing is known about the time one takes
+                 "--timeout-minutes", "0.0001"]) == 0  # the limit has passed before any run could start
+    assert "time limit:" in capsys.readouterr().out and json.loads(sides[0].read_text())["tokens"] == progress[1]
+    assert not [t for t in _study(out).trials if t.state == TrialState.COMPLETE]
+    assert all(t.user_attrs.get("failed_reason") == "interrupted" for t in _study(out).trials
+               if t.state == TrialState.FAIL)
 
 
 def test_one_line_errors(root, tmp_path, monkeypatch, capsys):
@@ -127,3 +149,6 @@ def test_at_the_time_limit_a_later_run_that_fits_goes_first():
     assert pick(["a", "b", "c", "d"], need, 5) is None
     assert pick(["b", "a"], need, 1) == "b"  # nothing known of its family: the next run goes, as before
     assert pick(["a"], need, 0) is None and pick([], need, 100) is None
+    # a run longer than the whole limit starts when at least half of the limit is left, and runs in parts
+    assert pick(["a", "c"], need, 60, window=90) == "a" and pick(["a", "c"], need, 40, window=90) == "c"
+    assert pick(["a", "c"], need, 60, window=120) == "c"  # a fits in a whole limit: it waits for one
