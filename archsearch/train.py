@@ -117,8 +117,11 @@ def _train(model, task, cfg: TrainConfig, device: torch.device, seq_len: int, on
     steady = [0.0, 0]  # seconds and tokens of the steps after the first, evaluations left out: the throughput
     state = torch.load(checkpoint, map_location=device, weights_only=False) if checkpoint and checkpoint.is_file() \
         else None
-    if state is not None and state.get("config") != asdict(cfg):
-        print(f"{label}: {checkpoint} is of another training configuration: starting afresh", file=sys.stderr)
+    shapes = lambda sd: {k: tuple(v.shape) for k, v in sd.items()}  # noqa: E731
+    if state is not None and (state.get("config") != asdict(cfg) or
+                              shapes(state["model"]) != shapes(model.state_dict())):
+        print(f"{label}: {checkpoint} is of another model or training configuration: starting afresh",
+              file=sys.stderr)
         state = None
     if state is not None:
         model.load_state_dict(state["model"])

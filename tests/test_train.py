@@ -106,6 +106,15 @@ def test_a_run_past_its_deadline_pauses_into_its_checkpoint_and_resumes_to_the_s
         assert torch.equal(a, b), n
 
 
+def test_a_checkpoint_of_another_model_is_not_resumed(task, tmp_path, capsys):
+    ckpt = tmp_path / "ckpt.pt"
+    train(lower(compile_text(SPEC.replace("d_model: 32", "d_model: 16"))), task, CFG, seq_len=32, progress=False,
+          checkpoint=ckpt)
+    result = train(_model(), task, CFG, seq_len=32, progress=False, checkpoint=ckpt)
+    assert result.status == "completed" and result.steps == 32
+    assert "is of another model or training configuration: starting afresh" in capsys.readouterr().err
+
+
 def test_same_seed_same_numbers(task):
     a = train(_model(), task, dataclasses.replace(CFG, evals=1), seq_len=32, progress=False)
     b = train(_model(), task, dataclasses.replace(CFG, evals=1), seq_len=32, progress=False)

@@ -4,7 +4,7 @@ Per rung, from the lowest: each family trains at each of its rates with the ladd
 best rate at the edge of those adds the next rate beyond it, up to the rung's `extend` times), then at its best rate
 with `seeds` fresh seeds (scored on the test split; the selecting run is not among them). An `around` rung's rates wait
 for the family's choice at the rung below; `drop_behind` keeps a family that is far behind at a rung from climbing
-further, which waits for every family's grid at that rung."""
+further, which waits for the grid at that rung of every family that reached it."""
 from __future__ import annotations
 
 import math

@@ -3,6 +3,7 @@ and claimed atomically, so an interrupted ladder resumes where it stopped and re
 numbers are those of its saved weights loaded into a freshly built model (archsearch.saved)."""
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import time
@@ -21,7 +22,7 @@ from ..errors import Loc, SpecError
 from ..passes import run_passes
 from ..saved import train_then_score
 from ..search.objective import mixers, worker_id
-from ..search.recovery import INTERRUPTED, counted, heartbeat, recover
+from ..search.recovery import INTERRUPTED, counted, heartbeat, recover, superseded
 from ..search.run_folder import make_storage, same_tokens
 from ..yamlloc import load_file
 from .config import load_ladder
@@ -42,9 +43,20 @@ def checkpoint_path(out: Path, job: Job) -> Path:
 
 
 def _progress(ckpt: Path) -> dict:
-    """{"tokens", "wall_seconds"} a paused run had done (nothing known after a kill: none done)."""
+    """{"tokens", "wall_seconds", "spec"} of an unfinished run: the tokens it had trained when it paused (after a
+    kill, those of its last note), the seconds it has taken, and a hash of its spec file (no note: nothing done)."""
+    try:
+        note = json.loads(ckpt.with_suffix(".json").read_text())
+    except (OSError, ValueError):
+        note = {}
+    return {"tokens": 0, "wall_seconds": 0.0, **note}
+
+
+def _note(ckpt: Path, note: dict) -> None:
     side = ckpt.with_suffix(".json")
-    return json.loads(side.read_text()) if side.is_file() else {"tokens": 0, "wall_seconds": 0.0}
+    tmp = side.with_suffix(".tmp")
+    tmp.write_text(json.dumps(note))
+    tmp.replace(side)  # atomic: a kill mid-write leaves the previous note
 
 
 def spec_path(out: Path, job: Job) -> Path:
@@ -95,10 +107,15 @@ class LadderRun:
         self.storage = make_storage(storage or f"sqlite:///{self.out / 'ladder.db'}")
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         self.study = optuna.create_study(study_name=self.ladder.name, storage=self.storage, load_if_exists=True)
+        where = Loc("--data") if data else Loc(self.ladder.file, 0, "task.data")
+        was = self.study.user_attrs.get("train_split_tokens")  # what a study from before the tokens hash can check
+        if hasattr(self.task, "streams") and was is not None and was != len(self.task.streams["train"]):
+            raise SpecError(where, f"{self.task.name}: {len(self.task.streams['train']):,} train tokens, but study "
+                                   f"'{self.ladder.name}' was trained on {was:,} (another corpus or tokenizer)")
+        same_tokens(self.study, self.task, where)  # before anything of the folder's record is rewritten
         (self.out / COPY).write_text(yaml.safe_dump(self._as_run(path), sort_keys=False))
         self.study.set_user_attr("sizes", self.sizes)
         self.study.set_user_attr("task", self.task.name)
-        same_tokens(self.study, self.task, Loc("--data") if data else Loc(self.ladder.file, 0, "task.data"))
         if hasattr(self.task, "streams"):  # how many times a run sees the training text: tokens / this
             self.study.set_user_attr("train_split_tokens", int(len(self.task.streams["train"])))
 
@@ -137,8 +154,12 @@ class LadderRun:
 
     # ------------------------------------------------------------------------------------------ the queue
     def _enqueue(self, jobs: list[Job]) -> None:
-        have = {t.user_attrs.get("job") for t in self.study.get_trials(deepcopy=False)
-                if t.state in (TrialState.COMPLETE, TrialState.WAITING, TrialState.RUNNING)}
+        trials = self.study.get_trials(deepcopy=False)
+        gone = superseded(trials)
+        # a run stopped on purpose (paused, Ctrl-C) is queued again by recover(), as itself: not enqueued afresh
+        have = {t.user_attrs.get("job") for t in trials
+                if t.state in (TrialState.COMPLETE, TrialState.WAITING, TrialState.RUNNING) or
+                (t.user_attrs.get("failed_reason") == INTERRUPTED and t.number not in gone)}
         have |= set(finished(self.study))
         for job in jobs:
             if job.key not in have:
@@ -229,18 +250,24 @@ class LadderRun:
         t0 = time.perf_counter()
         ckpt = checkpoint_path(self.out, job)
         ckpt.parent.mkdir(parents=True, exist_ok=True)
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
         before = _progress(ckpt)
+        if ckpt.is_file() and before.get("spec") != digest:  # a checkpoint of another spec, or of unknown origin
+            _drop(ckpt)
+            before = _progress(ckpt)
+        _note(ckpt, {**before, "spec": digest})
         try:
             result, state, ir = self._fit(spec, job, splits, ckpt, deadline)
         except KeyboardInterrupt:
+            _note(ckpt, {**before, "spec": digest, "wall_seconds": before["wall_seconds"] + time.perf_counter() - t0})
             put("failed_reason", INTERRUPTED)
             self.study.tell(t.number, state=TrialState.FAIL)
             raise
         except _Paused as e:
+            _note(ckpt, {"tokens": e.tokens, "wall_seconds": before["wall_seconds"] + time.perf_counter() - t0,
+                         "spec": digest})
             put("failed_reason", INTERRUPTED)
             self.study.tell(t.number, state=TrialState.FAIL)
-            wall = before["wall_seconds"] + time.perf_counter() - t0
-            ckpt.with_suffix(".json").write_text(json.dumps({"tokens": e.tokens, "wall_seconds": wall}))
             self.echo(f"{job.key}: {e} ({e.tokens:,} of {size['tokens']:,} tokens); the same command resumes it")
             return False
         except _Failed as e:

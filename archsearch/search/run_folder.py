@@ -114,18 +114,20 @@ def make_storage(url: str):
                                       "journal:FILE")
 
 
-def retry(study, trial) -> None:
-    """Enqueue a fresh copy of `trial` (same parameters, same baseline role)."""
+def retry(study, trial, died: bool = False) -> None:
+    """Enqueue a fresh copy of `trial` (same parameters, same baseline role). Its count of retries grows only when
+    its worker died: a run stopped on purpose (Ctrl-C, a ladder run paused at its time limit, perhaps many times over)
+    keeps its one retry for a death."""
     keep = {k: v for k, v in trial.user_attrs.items() if k in RETRY_KEEPS}
     study.enqueue_trial(dict(trial.params) or dict(trial.system_attrs.get("fixed_params", {})),
-                        user_attrs={**keep, RETRY_OF: trial.number, RETRIES: trial.user_attrs.get(RETRIES, 0) + 1})
+                        user_attrs={**keep, RETRY_OF: trial.number, RETRIES: trial.user_attrs.get(RETRIES, 0) + died})
 
 
 def retry_stale(study, trial) -> bool:
     """The storage's heartbeat callback (and recovery's for dead local workers): `trial` has just been failed because
     its worker stopped; it is retried unless it already was. Returns whether it was."""
     if trial.user_attrs.get(RETRIES, 0) < MAX_RETRIES:
-        retry(study, trial)
+        retry(study, trial, died=True)
         return True
     return False
 

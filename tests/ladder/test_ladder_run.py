@@ -113,9 +113,16 @@ def test_a_run_past_the_time_limit_pauses_into_its_checkpoint_and_goes_on_from_t
         assert len(sides) == 1 and sides[0].with_suffix(".pt").is_file()  # one run, in parts
         progress.append(json.loads(sides[0].read_text())["tokens"])
     assert 0 < progress[0] < progress[1]  # the second part went on from the first's checkpoint
+    trials = _study(out).trials
+    assert len(trials) == len({t.user_attrs["job"] for t in trials}) + 1  # the paused run twice, nothing else again
     assert main(["run", SMOKE, "--data", "tests/fixtures/wikitext", "--out", str(out),
                  "--timeout-minutes", "0.0001"]) == 0  # the limit has passed before any run could start
     assert "time limit:" in capsys.readouterr().out and json.loads(sides[0].read_text())["tokens"] == progress[1]
+    note = json.loads(sides[0].read_text())
+    sides[0].write_text(json.dumps({**note, "spec": "another"}))  # as if its spec had changed since it paused
+    assert main(["run", SMOKE, "--data", "tests/fixtures/wikitext", "--out", str(out), "--timeout-minutes", "5"]) == 0
+    capsys.readouterr()
+    assert json.loads(sides[0].read_text())["tokens"] == progress[0]  # started afresh: one step, as the first part
     assert not [t for t in _study(out).trials if t.state == TrialState.COMPLETE]
     assert all(t.user_attrs.get("failed_reason") == "interrupted" for t in _study(out).trials
                if t.state == TrialState.FAIL)
@@ -138,6 +145,13 @@ def test_one_line_errors(root, tmp_path, monkeypatch, capsys):
     assert code == 2 and "families.transformer.rungs.small" in err and "non-embedding parameters" in err
     code, err = run(SMOKE, "--budget", "cpu", "--out", str(tmp_path / "e"))
     assert code == 2 and "--budget: does not apply to a ladder" in err
+    # a study from before the tokens hash, resumed on other tokens: its train token count tells
+    code, _ = run(SMOKE, "--data", "tests/fixtures/wikitext", "--out", str(tmp_path / "o"), "--timeout-minutes", "0.0001")
+    study = _study(tmp_path / "o")
+    study.set_user_attr("train_split_tokens", study.user_attrs["train_split_tokens"] + 1)
+    study._storage.set_study_user_attr(study._study_id, "tokens_sha256", None)
+    code, err = run(SMOKE, "--data", "tests/fixtures/wikitext", "--out", str(tmp_path / "o"))
+    assert code == 2 and err.startswith("--data: ") and "was trained on" in err and "Traceback" not in err
 
 
 def test_at_the_time_limit_a_later_run_that_fits_goes_first():

@@ -78,3 +78,24 @@ def test_a_study_resumes_only_on_the_tokens_it_started_on():
     run_folder.same_tokens(study, task([1, 2, 3]), Loc("--data"))  # the same tokens again: resumes
     with pytest.raises(SpecError, match=r"--data: toy / bpe16: these tokens are not the ones study 's' was trained"):
         run_folder.same_tokens(study, task([1, 2, 4]), Loc("--data"))  # one token differs
+
+
+def test_a_run_stopped_on_purpose_keeps_its_retry_for_a_death():
+    """A ladder run paused at its time limit (or stopped by Ctrl-C) is queued again as often as it is stopped; only a
+    dead worker uses up the one retry, so a run paused twice and then killed is still run again."""
+    from archsearch.search.recovery import INTERRUPTED, recover
+
+    study = optuna.create_study(study_name="s")
+    study.add_trial(create_trial(state=TrialState.FAIL, user_attrs={"job": "x/a", "failed_reason": INTERRUPTED}))
+    for _ in range(2):  # paused twice
+        assert recover(study, None) == 1
+        t = study.get_trials(states=(TrialState.WAITING,))[0]
+        assert t.user_attrs["retries"] == 0 and t.user_attrs["job"] == "x/a"
+        study._storage.set_trial_user_attr(t._trial_id, "failed_reason", INTERRUPTED)
+        study._storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
+    assert recover(study, None) == 1
+    t = study.get_trials(states=(TrialState.WAITING,))[0]
+    study._storage.set_trial_state_values(t._trial_id, TrialState.FAIL)  # then its worker died
+    assert run_folder.retry_stale(study, study.trials[t.number])
+    again = study.get_trials(states=(TrialState.WAITING,))[0]
+    assert again.user_attrs["retries"] == 1 and not run_folder.retry_stale(study, again)  # a second death: left
