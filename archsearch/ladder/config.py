@@ -1,7 +1,7 @@
 """A scaling ladder as YAML → typed, frozen data (no torch). The format is documented in docs/ladder.md.
 
     ladder: {name, seed, tokens_per_param | tokens, lr_grid, around, extend, seeds, tolerance, drop_behind, ratios,
-             rungs: {NAME: {params: TARGET, rates: grid | around, extend, train: {...}}}}
+             published, rungs: {NAME: {params: TARGET, rates: grid | around, extend, train: {...}}}}
     task: {...}    # every family's task (the spec's own task section is replaced)
     train: {...}   # laid onto every family's train section; tokens, lr and seed are the ladder's
     families: {NAME: {spec: {...} | file: PATH, rungs: {RUNG: {overrides}}}}
@@ -44,7 +44,7 @@ class Ladder:
     tokens_per_param: float
     tokens: int | None  # a fixed budget for every run instead (the paper's comparison at equal tokens)
     lr_grid: tuple[float, ...]
-    around: int  # rates an `around` rung trains: 2 (the rung below's and the neighbour its trend points to) or 3
+    around: int  # rates an `around` rung trains: 2 (the rung below's and the neighbour it scored better) or 3
     seeds: int  # fresh seeds at each family's best rate, scored on the test split
     tolerance: float  # allowed relative distance of a family's non-embedding size from its rung's target
     drop_behind: float | None  # a family this many times the rung's best validation ppl climbs no further
@@ -53,6 +53,8 @@ class Ladder:
     ratios: tuple[tuple[str, str], ...]  # (family, family): the report's perplexity ratios per rung
     task: Mapping[str, Any]
     train: Mapping[str, Any]
+    # published ratios the report prints beside its own: (source, {"a / b": {size label: ratio}})
+    published: tuple[str, Mapping[str, Mapping[str, float]]] | None = None
 
     def rung(self, name: str) -> Rung:
         return next(r for r in self.rungs if r.name == name)
@@ -168,6 +170,26 @@ def _ratios(value, loc: Loc, names: list[str]) -> tuple[tuple[str, str], ...]:
     return tuple(out)
 
 
+def _published(value, loc: Loc, ratios) -> tuple[str, dict] | None:
+    """`published: {source: TEXT, "a / b": {SIZE: RATIO, ...}, ...}`, each "a / b" one of `ratios`."""
+    if value is None:
+        return None
+    value = _mapping(value, loc, "ladder.published")
+    if not isinstance(value.get("source"), str):
+        raise SpecError(loc, "ladder.published needs 'source': where its numbers were published")
+    heads = [f"{a} / {b}" for a, b in ratios]
+    out = {}
+    for key, row in value.items():
+        if key == "source":
+            continue
+        if key not in heads:
+            raise SpecError(loc_of(value, key, loc), f"ladder.published: '{key}' is not one of ladder.ratios "
+                                                     f"({', '.join(heads) or 'none'})")
+        row = _mapping(row, loc_of(value, key, loc), f"ladder.published.{key}")
+        out[key] = {str(k): _number(v, loc_of(row, k, loc), f"ladder.published.{key}.{k}") for k, v in row.items()}
+    return value["source"], out
+
+
 def load_ladder(path) -> Ladder:
     path = Path(path)
     doc = load_file(path)
@@ -179,7 +201,7 @@ def load_ladder(path) -> Ladder:
     ll = loc_of(doc, "ladder", root)
     lad = _mapping(doc["ladder"], ll, "ladder")
     keys = ("name", "seed", "tokens_per_param", "tokens", "lr_grid", "around", "extend", "seeds", "tolerance",
-            "drop_behind", "rungs", "ratios")
+            "drop_behind", "rungs", "ratios", "published")
     _only(lad, keys, ll, "ladder")
     for k in ("name", "lr_grid", "rungs"):
         if k not in lad:
@@ -211,7 +233,8 @@ def load_ladder(path) -> Ladder:
         tolerance=_number(lad.get("tolerance", 0.2), loc_of(lad, "tolerance", ll), "ladder.tolerance"),
         drop_behind=None if drop is None else _number(drop, loc_of(lad, "drop_behind", ll), "ladder.drop_behind", 1.0),
         rungs=rungs, families=families, ratios=ratios, task=dict(doc.get("task") or {}),
-        train=dict(doc.get("train") or {}))
+        train=dict(doc.get("train") or {}),
+        published=_published(lad.get("published"), loc_of(lad, "published", ll), ratios))
 
 
 def is_ladder_file(path) -> bool:

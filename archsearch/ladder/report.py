@@ -145,7 +145,19 @@ def _ratios(ladder, cells: dict) -> list[str]:
             else:
                 row.append("–")
         lines.append(f"| {rung.name} | " + " | ".join(row) + " |")
-    return lines
+    return lines + _published(ladder)
+
+
+def _published(ladder) -> list[str]:
+    """The published ratios beside the measured ones, as the ladder file gives them."""
+    if not ladder.published:
+        return []
+    source, rows = ladder.published
+    sizes = list(dict.fromkeys(k for row in rows.values() for k in row))
+    return ["", f"Published beside them ({source}):", "", "| ratio | " + " | ".join(sizes) + " |",
+            "|---" * (len(sizes) + 1) + "|"] + [
+        f"| {key} | " + " | ".join(f"{row[k]:.2f}" if k in row else "–" for k in sizes) + " |"
+        for key, row in rows.items()]
 
 
 def _plots(ladder, cells: dict, out: Path) -> list[str]:

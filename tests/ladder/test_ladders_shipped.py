@@ -37,3 +37,12 @@ def test_the_report_says_which_rungs_extend_their_rates(root):
     assert [r.extend for r in ladder.rungs] == [1, 1, 0]
     assert _extends(ladder) == ("; at 2m, 6m a best rate at an edge of those tried adds the next rate beyond it "
                                 "(up to 1 time)")
+
+
+def test_the_papers_ratios_are_printed_beside_the_ladders(root):
+    from archsearch.ladder.report import _published
+    lines = _published(load_ladder(root / "search_spaces/scaling_ladder.yaml"))
+    assert lines[3] == "| ratio | 5M | 10M | 25M | 50M | 100M |"
+    assert lines[5:] == ["| pam_paper / sam | 2.18 | 1.85 | 1.84 | 1.34 | 1.36 |",
+                         "| pam_paper / gpt2 | 1.48 | 1.41 | – | – | 1.11 |"]
+    assert "1.08" in _published(load_ladder(root / "search_spaces/paper_100m.yaml"))[-1]

@@ -142,6 +142,11 @@ def test_rung_errors(tmp_path, change, message):
     ("  y: {spec: {model: {d_model: 8}}, ", "  y: {file: nothere.yaml, ", "no such spec file"),
     ("  seeds: 2\n", "  seeds: 2\n  ratios: [[x, w]]\n", "not a pair of family names"),
     ("  seeds: 2\n", "  seeds: 2\n  speed: 3\n", "unknown key 'speed'"),
+    ("  seeds: 2\n", "  seeds: 2\n  ratios: [[x, y]]\n  published: {x / y: {5M: 2.0}}\n", "needs 'source'"),
+    ("  seeds: 2\n", "  seeds: 2\n  ratios: [[x, y]]\n  published: {source: s, y / x: {5M: 2.0}}\n",
+     "'y / x' is not one of ladder.ratios \\(x / y\\)"),
+    ("  seeds: 2\n", "  seeds: 2\n  ratios: [[x, y]]\n  published: {source: s, x / y: {5M: big}}\n",
+     "ladder.published.x / y.5M must be a number"),
     ("  lr_grid: [1.0e-3, 3.0e-3, 1.0e-2]\n", "  lr_grid: []\n", "non-empty list"),
 ])
 def test_family_and_ladder_errors_name_the_place(tmp_path, old, new, message):
