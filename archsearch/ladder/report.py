@@ -9,6 +9,7 @@ from pathlib import Path
 
 import optuna
 
+from ..search.run_folder import TRAIN_SPLIT_TOKENS
 from ..search.stats import welch
 from . import check
 from .config import load_ladder
@@ -95,7 +96,7 @@ def _table(ladder, study, cells: dict, gone: dict) -> list[str]:
              "the edge of those tried), then the fresh seeds at that rate on the test split.", "",
              "| family | rung | non-embedding params | tokens (epochs) | rates: val ppl | test ppl | test bits/byte | "
              "GPU-seconds | training FLOPs | tokens/s |", "|---|---|---|---|---|---|---|---|---|---|"]
-    split = study.user_attrs.get("train_split_tokens")
+    split = study.user_attrs.get(TRAIN_SPLIT_TOKENS)
     for (fam, rung), c in cells.items():
         epochs = f" ({c.tokens / split:.2f})" if split else ""
         rates = ", ".join(("**" if lr == c.best_lr else "") + f"{lr:.3g}: " +

@@ -107,17 +107,11 @@ class LadderRun:
         self.storage = make_storage(storage or f"sqlite:///{self.out / 'ladder.db'}")
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         self.study = optuna.create_study(study_name=self.ladder.name, storage=self.storage, load_if_exists=True)
-        where = Loc("--data") if data else Loc(self.ladder.file, 0, "task.data")
-        was = self.study.user_attrs.get("train_split_tokens")  # what a study from before the tokens hash can check
-        if hasattr(self.task, "streams") and was is not None and was != len(self.task.streams["train"]):
-            raise SpecError(where, f"{self.task.name}: {len(self.task.streams['train']):,} train tokens, but study "
-                                   f"'{self.ladder.name}' was trained on {was:,} (another corpus or tokenizer)")
-        same_tokens(self.study, self.task, where)  # before anything of the folder's record is rewritten
+        # before anything of the folder's record is rewritten
+        same_tokens(self.study, self.task, Loc("--data") if data else Loc(self.ladder.file, 0, "task.data"))
         (self.out / COPY).write_text(yaml.safe_dump(self._as_run(path), sort_keys=False))
         self.study.set_user_attr("sizes", self.sizes)
         self.study.set_user_attr("task", self.task.name)
-        if hasattr(self.task, "streams"):  # how many times a run sees the training text: tokens / this
-            self.study.set_user_attr("train_split_tokens", int(len(self.task.streams["train"])))
 
     def _as_run(self, path: str) -> dict:
         """The ladder file as run, standing alone: families' spec files inlined, the task and train settings as

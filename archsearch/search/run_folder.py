@@ -33,6 +33,7 @@ ISO_TIME = "train_seconds"  # iso-time: every trial's training time in seconds
 REFERENCE = "reference"  # the weighted objective's reference costs
 SAVED_CHECK = "saved_check"  # {label: the number recorded and again from the saved weights}
 TOKENS = "tokens_sha256"  # a hash of every split's tokens (LMTask.digest)
+TRAIN_SPLIT_TOKENS = "train_split_tokens"  # tokens in the train split: how many times a run sees it (epochs)
 # A trial's (a search trial, a re-training run or a ladder run), other than measured numbers:
 SPEC_FILE = "spec_file"
 MIXERS = "mixers"
@@ -163,15 +164,19 @@ def load(out: Path, storage: str | None = None):
 
 
 def same_tokens(study, task, loc: Loc) -> None:
-    """A study's runs compare only on the same tokens. The first run records their hash; a resumed one whose corpus
-    or tokenizer gives other tokens (another folder, a BPE trained again differently on another machine) stops here
-    rather than mixing its runs with the study's."""
+    """A study's runs compare only on the same tokens. The first run records their hash and the train split's size;
+    a resumed one whose corpus or tokenizer gives other tokens (another folder, a BPE trained again differently on
+    another machine) stops here rather than mixing its runs with the study's. A study from before the hash is checked
+    by the size alone."""
     if not hasattr(task, "digest"):
         return  # synthetic tasks draw their sequences from fixed seeds
-    now, was = task.digest(), study.user_attrs.get(TOKENS)
-    if was is None:
-        study.set_user_attr(TOKENS, now)
-    elif was != now:
-        raise SpecError(loc, f"{task.name}: these tokens are not the ones study '{study.study_name}' was trained on "
-                             f"(another corpus or tokenizer); resume it with the same data and tokenizer, or start "
-                             f"a new study elsewhere (--out)")
+    now = {TOKENS: task.digest(), TRAIN_SPLIT_TOKENS: int(len(task.streams["train"]))}
+    for key, value in now.items():
+        was = study.user_attrs.get(key)
+        if was is not None and was != value:
+            raise SpecError(loc, f"{task.name}: these tokens are not the ones study '{study.study_name}' was trained "
+                                 f"on (another corpus or tokenizer; {key} {was} then, {value} now); resume it with the "
+                                 f"same data and tokenizer, or start a new study elsewhere (--out)")
+    for key, value in now.items():
+        if study.user_attrs.get(key) != value:
+            study.set_user_attr(key, value)

@@ -16,7 +16,8 @@ KEYS = {
     "SEED": "seed", "LR": "lr", "TRAIN_TOKENS": "train_tokens", "VAL_LOSS_CURVE": "val_loss_curve",
     "LR_GRID_QUALITY": "lr_grid_quality", "PRUNED_REASON": "pruned_reason", "FAILED_REASON": "failed_reason",
     "FAILED_DETAIL": "failed_detail", "RETRY_OF": "retry_of", "RETRIES": "retries", "SOURCE": "source",
-    "SCALE": "scale", "TOKENS": "tokens_sha256", "STUDY_DB": "study.db", "STUDY_JOURNAL": "study.journal", "SEEDS": ".seeds",
+    "SCALE": "scale", "TOKENS": "tokens_sha256", "TRAIN_SPLIT_TOKENS": "train_split_tokens",
+    "STUDY_DB": "study.db", "STUDY_JOURNAL": "study.journal", "SEEDS": ".seeds",
 }
 
 
