@@ -7,6 +7,10 @@
 - kernels_available(device): whether the kernels can run on `device` at all (what an explicit `mode: triton` needs).
 - use_kernels(device): the one check a fast path asks: run the kernel here? A CUDA GPU that can run them, outside
   reference_forms(). On CPU the interpreter runs them only when a block asks for them by name (tests).
+- fused_decode(): inside it a PAM decode step runs as two Triton kernels (blocks/kernels/pam_step.py: projection
+  with RoPE, then gates, state update and read) instead of its torch form, where use_fused_decode(device) says so:
+  the kernels can run on the device, no gradients, outside reference_forms(). Off unless asked for (GraphedDecoder's
+  `fused`, benchmarks/decode.py --fused-step): not yet measured on a GPU. The state is then updated in place.
 - compiled_decode(): the one rule for a compiled decode step (traced by torch.compile, no gradients): blocks write
   their few-token work as products and sums that inductor fuses instead of launching kernels and GEMMs of their own.
 - kernel(name, device): the kernel module blocks/kernels/<name>.py, or a one-line error where it cannot run.
@@ -24,6 +28,7 @@ import torch
 Mode = Literal["auto", "recurrent", "dual", "chunked", "triton"]
 
 _REFERENCE = [False]  # set inside reference_forms() only
+_FUSED = [False]  # set inside fused_decode() only
 
 
 @contextmanager
@@ -34,6 +39,16 @@ def reference_forms():
         yield
     finally:
         _REFERENCE[0] = before
+
+
+@contextmanager
+def fused_decode():
+    """Within this context a PAM decode step runs its fused kernels where use_fused_decode() says so."""
+    _FUSED[0], before = True, _FUSED[0]
+    try:
+        yield
+    finally:
+        _FUSED[0] = before
 
 
 def _package():
@@ -58,6 +73,10 @@ kernels_available._dynamo_marked_constant = True
 
 def use_kernels(device: torch.device) -> bool:
     return device.type == "cuda" and not _REFERENCE[0] and kernels_available(device)
+
+
+def use_fused_decode(device: torch.device) -> bool:
+    return _FUSED[0] and not _REFERENCE[0] and not torch.is_grad_enabled() and kernels_available(device)
 
 
 def compiled_decode() -> bool:
@@ -103,5 +122,6 @@ def kernel(name: str, device: torch.device):
     """The kernel module blocks/kernels/<name>.py (its table entry names its torch twin: blocks.kernels.TWINS).
     Raises a one-line error where the kernels cannot run on `device`."""
     require_kernels(device)
-    from .kernels import cgu, complex_qkv, cross_entropy, memory
-    return {"cgu": cgu, "complex_qkv": complex_qkv, "cross_entropy": cross_entropy, "memory": memory}[name]
+    from .kernels import cgu, complex_qkv, cross_entropy, memory, pam_step
+    return {"cgu": cgu, "complex_qkv": complex_qkv, "cross_entropy": cross_entropy, "memory": memory,
+            "pam_step": pam_step}[name]

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from . import fastpath, linear_core
@@ -124,6 +125,45 @@ def pair_memory(q, k, v, log_g, sigma: float):
     yr, yi = complex_memory(q[..., :d], sigma * q[..., d:], k[..., :d], k[..., d:], v[..., :d], v[..., d:], log_g,
                             mode="chunked", chunk=64, conjugate=sigma > 0)
     return torch.cat([yr, yi], -1)
+
+
+def decode_gates(x, decay_w, decay_b, fixed_log_g, gsp_w, gsp_b, heads: int):
+    """DecayGSP.forward for one token x [B, 2n] from its tensors: log γ' [B, H] and GSP's keep [B, H, 1 or d] or
+    None. The two maps in at least fp32, as a compiled decode step computes them (gates.linear)."""
+    acc = linear_core.acc
+    wide = lambda u, w, b: F.linear(acc(u), w.to(acc(u).dtype), b.to(acc(u).dtype))  # noqa: E731
+    if decay_w is not None:
+        log_g = F.logsigmoid(-wide(x, decay_w, decay_b))
+    elif fixed_log_g is not None:
+        log_g = fixed_log_g.expand(x.shape[0], heads)
+    else:
+        log_g = torch.zeros(x.shape[0], heads, device=x.device, dtype=acc(x).dtype)
+    if gsp_w is None:
+        return log_g, None
+    p = torch.sigmoid(wide(magnitude(*split(acc(x))), gsp_w, gsp_b)).view(x.shape[0], heads, -1)
+    return torch.log((p + (1 - p) * log_g.exp()[..., None]).mean(-1)), 1 - p
+
+
+def decode_step(x, w_qkv, theta, position, decay_w, decay_b, fixed_log_g, gsp_w, gsp_b, sr, si, conjugate: bool,
+                y_dtype=None):
+    """PAM.step between the norm and the output projection on the block's tensors (W_qkv's block matrix, RoPE's θ,
+    the gates' weights or None, the fp32 state updated in place) → (y [B, 2·H·d] in y_dtype or x's, sr, si), as
+    _project and complex_step compute it. The torch twin of kernels/pam_step.pam_step."""
+    b, h, d = x.shape[0], sr.shape[1], sr.shape[-1]
+    y = F.linear(x, w_qkv).view(b, 1, 2, 3, h, d).permute(2, 3, 0, 4, 1, 5)  # as _project: [re/im, q/k/v, B, H, 1, d]
+    (qr, kr, vr), (qi, ki, vi) = y[0], y[1]
+    positions = position.reshape(1)
+    qr, qi = rotate(qr, qi, positions, theta)
+    kr, ki = rotate(kr, ki, positions, theta)
+    log_g, keep = decode_gates(x, decay_w, decay_b, fixed_log_g, gsp_w, gsp_b, h)
+    vr, vi = vr[:, :, 0], vi[:, :, 0]
+    if keep is not None:
+        vr, vi = vr * keep.to(vr.dtype), vi * keep.to(vi.dtype)
+    s = 1.0 / math.sqrt(d)
+    (yr, yi), new = complex_step(qr[:, :, 0] * s, qi[:, :, 0] * s, kr[:, :, 0], ki[:, :, 0], vr, vi, log_g, (sr, si),
+                                 conjugate)
+    sr.copy_(new[0]), si.copy_(new[1])
+    return torch.cat([yr.reshape(b, h * d), yi.reshape(b, h * d)], -1).to(y_dtype or x.dtype), sr, si
 
 
 class PAM(fastpath.ModeChoice, nn.Module):
@@ -235,8 +275,24 @@ class PAM(fastpath.ModeChoice, nn.Module):
         return (*complex_state(batch, self.heads, self.head_dim, device), 0)
 
     def step(self, x_t: torch.Tensor, state):
+        if fastpath.use_fused_decode(x_t.device):
+            return self._fused_step(x_t, state)
         sr, si, pos = state
         (qr, qi), (kr, ki), (vr, vi), log_g = self._project(x_t[:, None], step_positions(pos, x_t.device))
         (yr, yi), (sr, si) = complex_step(qr[:, :, 0], qi[:, :, 0], kr[:, :, 0], ki[:, :, 0], vr[:, :, 0],
                                           vi[:, :, 0], log_g[:, :, 0], (sr, si), self.cfg.conjugate)
         return self._merge(yr[:, :, None], yi[:, :, None], x_t.dtype)[:, 0], (sr, si, pos + 1)
+
+    def _fused_step(self, x_t: torch.Tensor, state):
+        """step by the two kernels of blocks/kernels/pam_step.py: the same numbers, with the state updated in place
+        (the returned state holds the same tensors). y comes out in the output projection's compute dtype (bf16
+        under autocast), which it would be rounded to next anyway."""
+        sr, si, pos = state
+        gates = self.gates
+        part = lambda layer, name: getattr(layer, name) if layer is not None else None  # noqa: E731
+        amp = torch.is_autocast_enabled(x_t.device.type)
+        y, sr, si = fastpath.kernel("pam_step", x_t.device).pam_step(
+            x_t, self.qkv.block_matrix(), self.theta, step_positions(pos, x_t.device), part(gates.decay, "weight"),
+            part(gates.decay, "bias"), gates.fixed_log_g, part(gates.gsp, "weight"), part(gates.gsp, "bias"), sr, si,
+            self.cfg.conjugate, torch.get_autocast_dtype(x_t.device.type) if amp else x_t.dtype)
+        return self.out(y), (sr, si, pos + 1)

@@ -10,10 +10,11 @@ from archsearch.passes import run_passes
 from archsearch.spec import parse
 
 
-def _model(mixer: str, positions: str = "none"):
+def _model(mixer: str, positions: str = "none", **config):
     spec = {"model": {"d_model": 32, "seq_len": 32, "vocab": 50},
             "embedding": {"block": "embedding", "config": {"positions": positions}},
-            "stack": {"depth": 2, "sublayers": [{"block": mixer, "config": {"heads": 2}}, {"block": "swiglu"}]}}
+            "stack": {"depth": 2, "sublayers": [{"block": mixer, "config": {"heads": 2, **config}},
+                                                {"block": "swiglu"}]}}
     torch.manual_seed(0)
     return lower(run_passes(build(parse(spec)))).eval()
 
@@ -31,6 +32,27 @@ def test_tensor_positions_step_like_int_positions(mixer, positions):
             got, new = model.step(ids[:, t], graphable)
             copy_state(graphable, new)  # what the captured graph does: update the fixed buffers in place
             torch.testing.assert_close(got, want)
+
+
+def test_a_decode_with_the_fused_pam_step_gives_the_torch_steps_logits():
+    """Ten tokens through a small PAM model as a graphed decoder steps it (positions as device tensors, the state
+    buffers updated in place), with PAM's fused decode kernels (fastpath.fused_decode: on CPU through Triton's
+    interpreter) and without: the same logits at every token, so each step reads the state the last one wrote."""
+    from blocks import fastpath
+
+    if not fastpath.kernels_available(torch.device("cpu")):
+        pytest.skip("the Triton interpreter does not run here")
+    model = _model("pam", head_dim=8)
+    ids = torch.randint(0, 50, (2, 10))
+    plain = model.init_state(2)
+    fused = to_device_state(model.init_state(2), torch.device("cpu"))
+    with torch.no_grad():
+        for t in range(ids.shape[1]):
+            want, plain = model.step(ids[:, t], plain)
+            with fastpath.fused_decode():
+                got, new = model.step(ids[:, t], fused)
+            copy_state(fused, new)
+            torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("name, i", [("pam", 0), ("pam", 1), ("holographic", 0)])

@@ -1,8 +1,8 @@
 """The kernel contract (DESIGN.md §10), walked over blocks.kernels.TWINS as the block contract walks the registry:
 every Triton kernel names its torch twin, and on each example below the kernel (fp32, on the GPU or through Triton's
-interpreter on CPU) gives the twin's result in fp64, forward and backward; every custom op it calls passes
-torch.library.opcheck; in half precision (bf16 on a GPU, fp16 in the interpreter, whose bf16 products are wrong) its
-error is within the twin's own half-precision error. Without a way to run the kernels those checks skip, and the
+interpreter on CPU) gives the twin's result in fp64, forward and backward (forward only where a kernel has no
+backward, as PAM's decode step); every custom op it calls passes torch.library.opcheck; in half precision (bf16 on a
+GPU, fp16 in the interpreter, whose bf16 products are wrong) its error is within the twin's own half-precision error. Without a way to run the kernels those checks skip, and the
 twin-side ones still run: the table is complete, every twin exists and keeps the contract's shapes.
 
 A new kernel: list it in its module's `__all__`, name its twin in TWINS, add it to fastpath.kernel's door, and give
@@ -31,9 +31,9 @@ needs_kernels = pytest.mark.skipif(not fastpath.kernels_available(torch.device(D
 
 @dataclass
 class Example:
-    args: list  # fp64 on CPU; the walker moves and casts them
+    args: list  # fp64 on CPU; the walker moves and casts them (copies: a kernel may update an argument in place)
     shapes: list  # the contract: the shape of each output
-    grad: tuple  # which args get gradients
+    grad: tuple  # which args get gradients; () for a kernel without a backward (then forward only)
     half: tuple = ()  # which args are activations, cast to half precision in the half-precision check (the rest fp32)
 
 
@@ -83,12 +83,29 @@ def _loss(width, vocab=300, lead=(3, 45)):
     return Example([x, y, vocab], [()], grad=(0,), half=(0,))
 
 
+def _decode(b, h, d, n, decay, gsp, conjugate):
+    """One PAM decode step (forward only: a decode step has no backward), the state updated in place and returned:
+    the walker compares the updated state too."""
+    gen = _gen(3)
+    r = lambda *shape, scale=1.0: scale * torch.randn(*shape, generator=gen, dtype=torch.float64)  # noqa: E731
+    theta = 10000.0 ** (-torch.arange(d, dtype=torch.float64) / d)
+    decay_w, decay_b = (r(h, 2 * n, scale=0.3), r(h)) if decay == "data" else (None, None)
+    fixed = -0.3 * torch.rand(h, generator=gen, dtype=torch.float64) if decay == "fixed" else None
+    width = {"head": h, "channel": h * d, "off": 0}[gsp]
+    gsp_w, gsp_b = (r(width, n, scale=0.3), r(width)) if width else (None, None)
+    args = [r(b, 2 * n), r(6 * h * d, 2 * n, scale=(2 * n) ** -0.5), theta, torch.tensor(37), decay_w, decay_b,
+            fixed, gsp_w, gsp_b, r(b, h, d, d, scale=0.3), r(b, h, d, d, scale=0.3), conjugate]
+    return Example(args, [(b, 2 * h * d), (b, h, d, d), (b, h, d, d)], grad=(), half=(0, 1))
+
+
 EXAMPLES = {  # per kernel: tile edges, both signs, with and without the optional inputs
     "memory.chunked_memory": [_memory(1, 2, 2, 40, 16, 16), _memory(2, 1, 1, 100, 8, 9), _memory(1, 1, 2, 130, 32, 20)],
     "memory.complex_pair_memory": [_pair(1, 2, 70, 8, 1.0), _pair(2, 1, 40, 24, -1.0)],
     "complex_qkv.complex_qkv": [_qkv(None, 1.0), _qkv(1, -1.0), _qkv(12, 1.0)],
     "cgu.cgu_gate": [_cgu((2, 37, 150), True), _cgu((5, 16), False)],
     "cross_entropy.cross_entropy": [_loss(300), _loss(320)],
+    "pam_step.pam_step": [_decode(2, 2, 8, 16, "data", "head", True), _decode(3, 2, 12, 10, "fixed", "channel", False),
+                          _decode(1, 1, 24, 8, "none", "off", True)],
 }
 CASES = [(name, i) for name in TWINS for i in range(len(EXAMPLES.get(name, [])))]
 
@@ -113,9 +130,10 @@ def _args(ex: Example, dtype, device, half: bool = False) -> list:
     args = []
     for i, a in enumerate(ex.args):
         if isinstance(a, torch.Tensor) and a.is_floating_point():
-            a = a.to(device, torch.float32 if half and i not in ex.half else dtype).requires_grad_(i in ex.grad)
+            a = a.to(device, torch.float32 if half and i not in ex.half else dtype, copy=True)
+            a = a.requires_grad_(i in ex.grad)
         elif isinstance(a, torch.Tensor):
-            a = a.to(device)
+            a = a.to(device, copy=True)
         args.append(a)
     return args
 
@@ -129,7 +147,7 @@ def _run(fn, ex: Example, dtype, device, half: bool = False) -> list:
     for o in outs:
         wide = torch.promote_types(o.dtype, torch.float32)
         total = total + (o.to(wide) * torch.randn(o.shape, generator=gen, dtype=torch.float64).to(device, wide)).sum()
-    grads = torch.autograd.grad(total, [args[i] for i in ex.grad])
+    grads = torch.autograd.grad(total, [args[i] for i in ex.grad]) if ex.grad else []
     return [x.detach().cpu().double() for x in [*outs, *grads]]
 
 

@@ -1,8 +1,8 @@
-"""Triton kernels: the matrix-state memories (memory*.py), PAM's input preparation (complex_qkv.py), the
-CGU's gate product (cgu.py) and the language-model loss (cross_entropy.py). Optional: only blocks/fastpath.py imports
-them, where fastpath.use_kernels() says they run (a CUDA GPU of compute capability ≥ 8.0 with Triton installed) or a
-block asks for `mode: triton`; their torch twins stay the reference and the CPU path. Exported model files do not
-carry these kernels (they import torch only).
+"""Triton kernels: the matrix-state memories (memory*.py), PAM's input preparation (complex_qkv.py) and decode
+step (pam_step.py), the CGU's gate product (cgu.py) and the language-model loss (cross_entropy.py). Optional: only
+blocks/fastpath.py imports them, where fastpath.use_kernels() says they run (a CUDA GPU of compute capability ≥ 8.0
+with Triton installed), a block asks for `mode: triton` or a decode step for fastpath.fused_decode(); their torch twins
+stay the reference and the CPU path. Exported model files do not carry these kernels (they import torch only).
 
 Each kernel (what a kernel module lists in `__all__`) names its torch twin in TWINS: a function in blocks/ with the
 same arguments and result in plain torch, the obvious form the kernel is checked against (tests/test_kernel_twins.py
@@ -23,6 +23,7 @@ TWINS = {  # kernel (module.function in blocks/kernels) → its torch twin (modu
     "complex_qkv.complex_qkv": "pam.pair_qkv",
     "cgu.cgu_gate": "complex.gate_product",
     "cross_entropy.cross_entropy": "fused_loss.cross_entropy",
+    "pam_step.pam_step": "pam.decode_step",
 }
 
 

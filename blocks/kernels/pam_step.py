@@ -1,0 +1,209 @@
+"""PAM's decode step (one token per sequence) as two Triton kernels between the norm and the output projection. In a
+compiled decode step inductor emits six or more kernels per PAM layer for this (the norm with the qkv reduction, the
+decay and GSP gate maps, RoPE and scale glue, the state update, the read); these two cover the same work:
+
+1. project: x [B, 2n] (the normed input, [re | im]) times the qkv block matrix W [6·H·d, 2n] → [B, 6·H·d] fp32 in
+   W's row order ([re | im] × [q | k | v] × H × d), with complex RoPE at the token's position on Q and K (the
+   position is read from a device tensor, as a graphed decoder keeps it) and the 1/√d scale on Q. Each program owns
+   a few channels of one (q/k/v, head) with both their real and imaginary rows, so RoPE is an epilogue; ≥ 100
+   programs on the 100M model's 2,304 rows, so that the GEMV can stream W near memory bandwidth.
+2. state: one program per (sequence, head): the decay γ (data: σ(−(w·x + b)); fixed: exp of the buffer; none: 1)
+   and GSP's p = σ(W_p|z| + b_p) per head or per channel, γ' = mean(p + (1 − p)γ) and V' = (1 − p)V; then, a block of
+   state rows at a time, S ← γ'S + V'Kᴴ (Kᵀ without the conjugate) in place on the fp32 state and y = S Q, written
+   as [B, 2·H·d] = [Re heads | Im heads] (PAM._merge's order) in the output projection's dtype.
+
+Arithmetic in fp32 whatever the inputs' dtype; the state stays fp32. Forward only: a decode step has no gradient.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import triton
+import triton.language as tl
+
+__all__ = ["pam_step"]  # the kernels; TWINS (__init__.py) names their torch twins
+
+PROJECT_TILE = 2048  # batch rows × channels × input columns one projection program holds per loop iteration
+GATE_TILE = 2048  # gate rows × input columns the state kernel's gate maps hold per loop iteration (per-channel GSP
+# at d = 64 with 128 columns spilled registers when compiled for sm_90)
+STATE_ROWS = 16  # state rows updated per iteration of the state kernel's loop (registers: 2 × rows × d fp32)
+DECAY = {"none": 0, "data": 1, "fixed": 2}
+
+
+@triton.jit
+def project(x_ptr, w_ptr, theta_ptr, pos_ptr, out_ptr, B, N2, H, d, scale, BB: tl.constexpr, BJ: tl.constexpr,
+            BK: tl.constexpr):
+    per_head = tl.cdiv(d, BJ)
+    block = tl.program_id(0)  # (q/k/v · H + head) · per_head + channel block
+    group = block // per_head
+    j = (block % per_head) * BJ + tl.arange(0, BJ)
+    row = group * d + j  # the real row; its imaginary row is 3·H·d further
+    b = tl.program_id(1) * BB + tl.arange(0, BB)
+    jm, bm = j < d, b < B
+    acc_re = tl.zeros([BB, BJ], dtype=tl.float32)
+    acc_im = tl.zeros([BB, BJ], dtype=tl.float32)
+    for k0 in range(0, N2, BK):
+        k = k0 + tl.arange(0, BK)
+        km = k < N2
+        x = tl.load(x_ptr + b[:, None].to(tl.int64) * N2 + k[None, :], mask=bm[:, None] & km[None, :],
+                    other=0.0).to(tl.float32)[:, None, :]
+        at = row[:, None].to(tl.int64) * N2 + k[None, :]
+        wm = jm[:, None] & km[None, :]
+        acc_re += tl.sum(x * tl.load(w_ptr + at, mask=wm, other=0.0).to(tl.float32)[None, :, :], 2)
+        acc_im += tl.sum(x * tl.load(w_ptr + at + 3 * H * d * N2, mask=wm, other=0.0).to(tl.float32)[None, :, :], 2)
+    which = group // H  # 0 q, 1 k, 2 v
+    angle = tl.load(pos_ptr).to(tl.float32) * tl.load(theta_ptr + j, mask=jm, other=0.0)
+    c = tl.where(which < 2, tl.cos(angle), 1.0)[None, :]  # V is not rotated
+    s = tl.where(which < 2, tl.sin(angle), 0.0)[None, :]
+    sc = tl.where(which == 0, scale, 1.0)
+    at = b[:, None] * (6 * H * d) + row[None, :]
+    m = bm[:, None] & jm[None, :]
+    tl.store(out_ptr + at, sc * (acc_re * c - acc_im * s), mask=m)
+    tl.store(out_ptr + at + 3 * H * d, sc * (acc_re * s + acc_im * c), mask=m)
+
+
+@triton.jit
+def _dot_rows(x_ptr, w_ptr, rows, rm, N, MAG: tl.constexpr, BN: tl.constexpr):
+    """Σ_k w[rows, k]·u_k over k < N for one sequence's input u: x itself (N = 2n), or with MAG its magnitudes
+    |z_k| = sqrt(x_k² + x_{n+k}² + 1e-8) (N = n, as blocks.complex.magnitude)."""
+    acc = rows.to(tl.float32) * 0.0
+    for k0 in range(0, N, BN):
+        k = k0 + tl.arange(0, BN)
+        km = k < N
+        u = tl.load(x_ptr + k, mask=km, other=0.0).to(tl.float32)
+        if MAG:
+            im = tl.load(x_ptr + N + k, mask=km, other=0.0).to(tl.float32)
+            u = tl.where(km, tl.sqrt(u * u + im * im + 1e-8), 0.0)
+        w = tl.load(w_ptr + rows[:, None] * N + k[None, :], mask=rm[:, None] & km[None, :], other=0.0)
+        acc += tl.sum(w.to(tl.float32) * u[None, :], 1)
+    return acc
+
+
+@triton.jit
+def _gates(x_ptr, dw_ptr, db_ptr, fixed_ptr, gw_ptr, gb_ptr, h, n, DECAY: tl.constexpr, KW: tl.constexpr,
+           BKW: tl.constexpr, BN: tl.constexpr):
+    """γ' (a scalar) and GSP's keep = 1 − p over [BKW] (KW of them valid: 1 per head, d per channel; all 1 without
+    GSP) for head h of the sequence at x_ptr."""
+    one = tl.arange(0, 2)
+    if DECAY == 1:
+        z = _dot_rows(x_ptr, dw_ptr, h + one, one < 1, 2 * n, False, BN)
+        z += tl.load(db_ptr + h + one, mask=one < 1, other=0.0).to(tl.float32)
+        g = tl.sum(tl.where(one < 1, tl.sigmoid(-z), 0.0), 0)  # exp(−softplus(z))
+    elif DECAY == 2:
+        g = tl.exp(tl.load(fixed_ptr + h).to(tl.float32))
+    else:
+        g = 1.0
+    c = tl.arange(0, BKW)
+    p = tl.zeros([BKW], dtype=tl.float32)
+    if KW > 0:
+        cm = c < KW
+        u = _dot_rows(x_ptr, gw_ptr, h * KW + c, cm, n, True, BN)
+        p = tl.sigmoid(u + tl.load(gb_ptr + h * KW + c, mask=cm, other=0.0).to(tl.float32))
+        g = tl.sum(tl.where(cm, p + (1.0 - p) * g, 0.0), 0) / KW
+    return g, 1.0 - p
+
+
+@triton.jit
+def state(x_ptr, qkv_ptr, dw_ptr, db_ptr, fixed_ptr, gw_ptr, gb_ptr, sr_ptr, si_ptr, y_ptr, H, d, n,
+          DECAY: tl.constexpr, KW: tl.constexpr, SIGN: tl.constexpr, BKW: tl.constexpr, BD: tl.constexpr,
+          BR: tl.constexpr, BN: tl.constexpr):
+    bh = tl.program_id(0).to(tl.int64)
+    b, h = bh // H, bh % H
+    g, keep = _gates(x_ptr + b * 2 * n, dw_ptr, db_ptr, fixed_ptr, gw_ptr, gb_ptr, h, n, DECAY, KW, BKW, BN)
+    hd = H * d
+    at = qkv_ptr + b * 6 * hd + h * d  # this head's channels of [re | im] × [q | k | v]
+    j = tl.arange(0, BD)  # columns: the key's and the query's channels
+    jm = j < d
+    qr = tl.load(at + j, mask=jm, other=0.0)[None, :]
+    qi = tl.load(at + 3 * hd + j, mask=jm, other=0.0)[None, :]
+    kr = tl.load(at + hd + j, mask=jm, other=0.0)[None, :]
+    ki = tl.load(at + 4 * hd + j, mask=jm, other=0.0)[None, :]
+    ty = y_ptr.dtype.element_ty
+    for r0 in range(0, d, BR):  # rows: the value's channels, and y's
+        i = r0 + tl.arange(0, BR)
+        im = i < d
+        vr = tl.load(at + 2 * hd + i, mask=im, other=0.0)
+        vi = tl.load(at + 5 * hd + i, mask=im, other=0.0)
+        if KW > 1:  # keep per channel: its entries at these rows (keep is indexed by BKW = BD columns)
+            k_i = tl.sum(tl.where(i[:, None] == tl.arange(0, BKW)[None, :], keep[None, :], 0.0), 1)
+        else:
+            k_i = tl.sum(tl.where(tl.arange(0, BKW) == 0, keep, 0.0), 0)
+        vr, vi = (vr * k_i)[:, None], (vi * k_i)[:, None]
+        s_at = bh * d * d + i[:, None] * d + j[None, :]
+        m = im[:, None] & jm[None, :]
+        sr = tl.load(sr_ptr + s_at, mask=m, other=0.0)
+        si = tl.load(si_ptr + s_at, mask=m, other=0.0)
+        sr = g * sr + vr * kr + SIGN * vi * ki
+        si = g * si + vi * kr - SIGN * vr * ki
+        tl.store(sr_ptr + s_at, sr, mask=m)
+        tl.store(si_ptr + s_at, si, mask=m)
+        y_at = y_ptr + b * 2 * hd + h * d + i
+        tl.store(y_at, tl.sum(sr * qr - si * qi, 1).to(ty), mask=im)
+        tl.store(y_at + hd, tl.sum(sr * qi + si * qr, 1).to(ty), mask=im)
+
+
+# torch.library custom ops, so torch.compile keeps a decode step around them in one graph (see memory.py); the state
+# op declares the state it updates in place
+@torch.library.custom_op("archsearch::pam_step_project", mutates_args=())
+def project_op(x: torch.Tensor, w: torch.Tensor, theta: torch.Tensor, position: torch.Tensor, heads: int,
+               scale: float) -> torch.Tensor:
+    b, n2 = x.shape
+    d = theta.shape[0]
+    out = torch.empty(b, w.shape[0], device=x.device, dtype=torch.float32)
+    bj = min(8, triton.next_power_of_2(d))
+    bb = min(8, triton.next_power_of_2(b))
+    bk = max(16, min(triton.next_power_of_2(n2), PROJECT_TILE // (bb * bj)))
+    grid = (3 * heads * triton.cdiv(d, bj), triton.cdiv(b, bb))
+    project[grid](x.contiguous(), w.contiguous(), theta, position, out, b, n2, heads, d, scale, BB=bb, BJ=bj, BK=bk)
+    return out
+
+
+@project_op.register_fake
+def _(x, w, theta, position, heads, scale):
+    return x.new_empty(x.shape[0], w.shape[0], dtype=torch.float32)
+
+
+@torch.library.custom_op("archsearch::pam_step_state", mutates_args=("sr", "si"))
+def state_op(x: torch.Tensor, qkv: torch.Tensor, decay_w: torch.Tensor | None, decay_b: torch.Tensor | None,
+             fixed: torch.Tensor | None, gsp_w: torch.Tensor | None, gsp_b: torch.Tensor | None, sr: torch.Tensor,
+             si: torch.Tensor, sign: float, y_dtype: torch.dtype) -> torch.Tensor:
+    b, heads, d, _ = sr.shape
+    n = x.shape[-1] // 2
+    y = torch.empty(b, 2 * heads * d, device=x.device, dtype=y_dtype)
+    kw = 0 if gsp_w is None else gsp_w.shape[0] // heads
+    decay = DECAY["data" if decay_w is not None else "fixed" if fixed is not None else "none"]
+    bd, bkw = triton.next_power_of_2(d), max(2, triton.next_power_of_2(kw))
+    spare = x  # any tensor, where an optional input is absent (never read)
+    state[(b * heads,)](x.contiguous(), qkv, *(t.contiguous() if t is not None else spare
+                                              for t in (decay_w, decay_b, fixed, gsp_w, gsp_b)),
+                        sr, si, y, heads, d, n, DECAY=decay, KW=kw, SIGN=sign, BKW=bkw, BD=bd,
+                        BR=min(STATE_ROWS, bd), BN=min(triton.next_power_of_2(2 * n), max(16, GATE_TILE // bkw)))
+    return y
+
+
+@state_op.register_fake
+def _(x, qkv, decay_w, decay_b, fixed, gsp_w, gsp_b, sr, si, sign, y_dtype):
+    return x.new_empty(x.shape[0], 2 * sr.shape[1] * sr.shape[2], dtype=y_dtype)
+
+
+def check(heads: int, head_dim: int, gsp_width: int) -> None:
+    """A one-line error for a configuration the kernels do not cover."""
+    if gsp_width not in (0, heads, heads * head_dim):
+        raise ValueError(f"pam_step: GSP of {gsp_width} gates for {heads} heads of {head_dim} channels")
+
+
+def pam_step(x, w_qkv, theta, position, decay_w, decay_b, fixed_log_g, gsp_w, gsp_b, sr, si, conjugate: bool,
+             y_dtype: torch.dtype | None = None):
+    """One PAM decode step from the normed input x [B, 2n]: W_qkv's block matrix [6·H·d, 2n], RoPE's θ [d], the
+    position (a long tensor of one element), the decay's weight [H, 2n] and bias [H] or None, its fixed log γ [H] or
+    None, GSP's weight [H or H·d, n] and bias or None, and the fp32 state Re S, Im S [B, H, d, d], updated in place.
+    → (y [B, 2·H·d] in y_dtype (default x's), for the output projection; sr; si)."""
+    heads, d = sr.shape[1], sr.shape[-1]
+    check(heads, d, 0 if gsp_w is None else gsp_w.shape[0])
+    if not (sr.is_contiguous() and si.is_contiguous() and sr.dtype == si.dtype == torch.float32):
+        raise ValueError("pam_step updates the state in place: it needs contiguous fp32 tensors")
+    qkv = project_op(x, w_qkv, theta.float().contiguous(), position.reshape(1), heads, 1.0 / math.sqrt(d))
+    y = state_op(x, qkv, decay_w, decay_b, fixed_log_g, gsp_w, gsp_b, sr, si, 1.0 if conjugate else -1.0,
+                 y_dtype or x.dtype)
+    return y, sr, si
