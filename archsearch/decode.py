@@ -9,7 +9,9 @@ cache's length, whatever the context; pass a `state` whose caches are as long as
 
 A graph removes the CPU's per-op launch cost but still runs every small kernel of the step (a 100M PAM step is
 ~2,160 of them on an H200); `compile=True` first fuses the step with torch.compile (inductor), so the graph replays
-far fewer (~440; ~280 with compile="max-autotune-no-cudagraphs", docs/performance.md).
+far fewer (~440; ~280 with compile="max-autotune-no-cudagraphs", docs/performance.md). `fused=True` runs each PAM
+layer's step between its norm and output projection as two Triton kernels (blocks.fastpath.fused_decode; off by
+default until measured on a GPU).
 The weights must not change after construction: the step is captured inside blocks.complex.frozen_weights, so the
 graph reads complex block matrices built once, which the decoder keeps alive (the model itself keeps nothing).
 
@@ -22,6 +24,7 @@ from contextlib import nullcontext
 
 import torch
 
+from blocks import fastpath
 from blocks.complex import frozen_weights
 
 from .graph_step import compile_afresh
@@ -97,14 +100,17 @@ class GraphedDecoder:
     """One CUDA graph of `model.step` at a fixed batch; call it with token ids [B] to get logits [B, V]."""
 
     def __init__(self, model, batch: int, device: torch.device, autocast: torch.dtype | None = None,
-                 state_dtype: torch.dtype | None = None, compile: bool | str = False, state=None):
+                 state_dtype: torch.dtype | None = None, compile: bool | str = False, state=None,
+                 fused: bool = False):
         """`state`: the state buffers to decode in (taken over, not copied: e.g. KV caches cut to the length the
         decode needs, or a state already at some context), default model.init_state(batch). `compile`: True, or a
-        torch.compile mode (e.g. "max-autotune-no-cudagraphs"; a mode with its own CUDA graphs would nest them)."""
+        torch.compile mode (e.g. "max-autotune-no-cudagraphs"; a mode with its own CUDA graphs would nest them).
+        `fused`: the step traced and captured inside blocks.fastpath.fused_decode() (PAM's fused decode kernels)."""
         if device.type != "cuda":
             raise ValueError(f"CUDA-graph decode needs a CUDA device, got {device}")
         self.model = model
         self._amp = (lambda: torch.autocast("cuda", dtype=autocast)) if autocast else nullcontext
+        self._forms = fastpath.fused_decode if fused else nullcontext
         template = model.init_state(batch, device=device, dtype=state_dtype) if state is None else state
         self.state = to_device_state(template, device)
         self.tokens = torch.zeros(batch, dtype=torch.long, device=device)
@@ -112,7 +118,7 @@ class GraphedDecoder:
         self._body = _step_and_update
         with frozen_weights(model) as self._frozen:  # the graph reads these; the model drops them on exit
             if compile:
-                with torch.no_grad(), self._amp():  # one eager step first: lazy initialisation outside the trace
+                with torch.no_grad(), self._amp(), self._forms():  # one eager step first: lazy initialisation
                     model.step(self.tokens, clone_state(self.state))
                 mode = compile if isinstance(compile, str) else None
                 self._body = compile_afresh(_step_and_update, dynamic=False, mode=mode)
@@ -128,7 +134,7 @@ class GraphedDecoder:
         _restore(model, self.state, start)  # capture ran the step once more; warm-up ran it three times
 
     def _step(self) -> torch.Tensor:
-        with torch.no_grad(), self._amp():
+        with torch.no_grad(), self._amp(), self._forms():
             return self._body(self.model, self.tokens, self.state)
 
     def load(self, state) -> None:

@@ -10,11 +10,12 @@ per step (archsearch.decode.GraphedDecoder), and as a graph of its torch.compile
 compiled once per context, since its graph's cache length is). The transformer's KV cache is bf16 on the GPU (its
 compute dtype), fp32 on CPU. Eagerly SDPA reads the first C+1 entries; graphed it attends over a cache cut to C +
 repeats + 16 entries with the unwritten ones masked (a graph has fixed shapes; the slack holds the timed steps' own
-tokens), one graph per context.
+tokens), one graph per context. --fused-step adds one more row for a model with PAM layers: its compiled+graph
+step with PAM's fused decode kernels (GraphedDecoder(fused=True), blocks/kernels/pam_step.py), timed in the same run.
 
     python benchmarks/decode.py [--contexts 8192 32768] [--specs A.yaml B.yaml] [--batch 64] [--prefill 8192]
                                 [--kernels N [--kernel-sequence N]] [--compile-mode MODE] [--no-compile [MODEL ...]]
-                                [--weights bf16] [--processes 3]
+                                [--weights bf16] [--fused-step] [--processes 3]
 
 At --batch 64 and 32k context GPT-2's bf16 KV cache is 77 GB: the state is filled in place and the graphed decoder
 decodes in the same buffers (no copy), so one cache is allocated per context.
@@ -39,6 +40,7 @@ from blocks.complex import frozen_weights
 from archsearch.lower import lower
 from archsearch.measure import time_ms
 from archsearch.spec import load_spec
+from blocks.pam import PAM
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -108,15 +110,17 @@ def decode_rows(model, name: str, args, device, amp) -> dict[str, dict[int, floa
     compiled = args.no_compile is None or (args.no_compile != [] and name not in args.no_compile)
     cache_dtype = torch.bfloat16 if device.type == "cuda" else None
     kv_cache = any(hasattr(blk, "cut_cache") for blk in model.blocks.values())  # a cache the graph attends over whole
+    # the graphed forms: (label, compile, fused)
+    forms = [("CUDA graph", False, False)] + ([("compiled+graph", args.compile_mode, False)] if compiled else [])
+    if compiled and args.fused_step and any(isinstance(m, PAM) for m in model.modules()):
+        forms.append(("compiled+graph, fused step", args.compile_mode, True))
     graphs = {}  # a recurrent model's graph serves every context; an attention model gets one per context
     if device.type == "cuda" and not kv_cache:
-        graphs["CUDA graph"] = GraphedDecoder(model, b, device, autocast=torch.bfloat16)
-        if compiled:
-            graphs["compiled+graph"] = GraphedDecoder(model, b, device, autocast=torch.bfloat16,
-                                                      compile=args.compile_mode)
+        graphs = {label: GraphedDecoder(model, b, device, autocast=torch.bfloat16, compile=how, fused=fused)
+                  for label, how, fused in forms}
     rows = {f"{name} eager": {}} | {f"{name} {label}": {} for label in graphs}
     if device.type == "cuda" and kv_cache:
-        rows |= {f"{name} CUDA graph": {}} | ({f"{name} compiled+graph": {}} if compiled else {})
+        rows |= {f"{name} {label}": {} for label, _, _ in forms}
 
     def time_graph(graphed, row: str, c: int) -> None:
         rows[row][c] = time_ms(lambda: graphed(tok), device, repeats=args.repeats, warmup=3)
@@ -132,9 +136,9 @@ def decode_rows(model, name: str, args, device, amp) -> dict[str, dict[int, floa
         print(f"  {name} eager, context {c}: {rows[f'{name} eager'][c]:.3f} ms", flush=True)
         if device.type == "cuda" and kv_cache:  # decodes in the (cut) cache itself: no second copy of it
             cut = cut_caches(model, state, c + slack(args))
-            modes = [("CUDA graph", False)] + ([("compiled+graph", args.compile_mode)] if compiled else [])
-            for label, how in modes:
-                graphed = GraphedDecoder(model, b, device, autocast=torch.bfloat16, state=cut, compile=how)
+            for label, how, fused in forms:
+                graphed = GraphedDecoder(model, b, device, autocast=torch.bfloat16, state=cut, compile=how,
+                                         fused=fused)
                 time_graph(graphed, f"{name} {label}", c)
                 del graphed
         for label, graphed in graphs.items():
@@ -164,6 +168,9 @@ def parse_args(argv=None):
     p.add_argument("--compile-mode", default="default",
                    help="torch.compile mode of every compiled step (default: inductor's default, no autotuning; "
                         "max-autotune-no-cudagraphs also tunes the one-row matmuls, which takes minutes per model)")
+    p.add_argument("--fused-step", action="store_true",
+                   help="also time each PAM model's compiled+graph step with PAM's fused decode kernels "
+                        "(blocks/kernels/pam_step.py; not the default until measured)")
     p.add_argument("--no-compile", nargs="*", metavar="MODEL",
                    help="skip the torch.compile'd graphs, of every model or of the models named (a spec's file stem, "
                         "e.g. gpt2_100m); their ratios then stand against a weaker form than the baseline's best")
