@@ -14,7 +14,7 @@ from ..search.stats import welch
 from . import check
 from .config import load_ladder
 from .fit import extrapolate, interpolate
-from .plan import dropped
+from .plan import climbs, dropped
 from .results import Cell, best_of, gather
 from .runner import COPY, finished
 
@@ -48,14 +48,19 @@ def _num(c: Cell, key: str, fmt: str) -> str:
     return format(c.mean(key), fmt) if c.values(key) else "–"
 
 
-def _line(cells: dict, family: str, x: str, y: str = "test_ppl") -> tuple[list[float], list[float]]:
+def _complete(ladder, c: Cell) -> bool:
+    """All the cell's seed runs have finished: only such cells make a family's line (a partial mean would move)."""
+    return 0 < ladder.seeds <= len(c.seeds)
+
+
+def _line(ladder, cells: dict, family: str, x: str, y: str = "test_ppl") -> tuple[list[float], list[float]]:
     pts = [(c.mean(x) if x != "non_embedding" else c.non_embedding, c.mean(y))
-           for (f, _), c in cells.items() if f == family and c.seeds]
+           for (f, _), c in cells.items() if f == family and _complete(ladder, c)]
     pts = sorted(p for p in pts if not math.isnan(p[1]))
     return [p[0] for p in pts], [p[1] for p in pts]
 
 
-def _answer(ladder, cells: dict, gone: dict) -> list[str]:
+def _answer(ladder, cells: dict, gone: dict, done: dict) -> list[str]:
     lines = ["## The answer per rung", "",
              "Per rung, the family of lowest validation perplexity (at its chosen rate) among those with a PAM layer "
              "and among those without; both compared on the test split over fresh seeds (mean ± standard deviation; "
@@ -65,10 +70,11 @@ def _answer(ladder, cells: dict, gone: dict) -> list[str]:
              "rungs; no extrapolation).", "",
              "| rung | PAM-containing | test ppl | PAM-free | test ppl | difference (95% interval, Welch) | "
              "PAM at equal GPU time |", "|---|---|---|---|---|---|---|"]
-    for rung in ladder.rungs:
-        # a family that stopped below this rung is not in its race; one still choosing its rate decides it
+    for i, rung in enumerate(ladder.rungs):
+        # a family that stopped below this rung, or failed at every rate here, is not in its race; one still
+        # choosing its rate decides it
         here = [c for (f, r), c in cells.items() if r == rung.name and not (f in gone and not c.grid)]
-        choosing = [c.family for c in here if c.best_lr is None]
+        choosing = [c.family for c in here if c.best_lr is None and climbs(ladder, done, c.family, i) is not False]
         if choosing:
             lines.append(f"| {rung.name} | – | – | – | – | not decided: {', '.join(choosing)} still choosing a rate | – |")
             continue
@@ -81,7 +87,7 @@ def _answer(ladder, cells: dict, gone: dict) -> list[str]:
         diff = (f"{w['diff']:+.2f} [{w['low']:+.2f}, {w['high']:+.2f}], {w['df']:.1f} df" if w else
                 "fewer than 2 seeds a side")
         budget = q.mean("gpu_seconds")
-        xs, ys = _line(cells, p.family, "gpu_seconds")
+        xs, ys = _line(ladder, cells, p.family, "gpu_seconds")
         at = interpolate(xs, ys, budget)
         equal_time = (f"{at:.2f} at {budget:.3g} s" if at is not None else
                       f"outside its measured range ({budget:.3g} s)")
@@ -112,19 +118,22 @@ def _table(ladder, study, cells: dict, gone: dict) -> list[str]:
 def _fits(ladder, cells: dict) -> list[str]:
     lines = ["", "## Power laws", "",
              "Test loss (nats per token) against non-embedding parameters, L = a·N^(−α), least squares in "
-             f"log–log over the seed means; extrapolated to {EXTRAPOLATE_TO:.0e} with a 95% bootstrap interval over "
-             "seeds "
-             "(it covers seed noise, not whether the law holds beyond the measured sizes).", "",
+             f"log–log over the seed means of the rungs whose {ladder.seeds} seeds have all finished; extrapolated to "
+             f"{EXTRAPOLATE_TO:.0e} with a 95% interval for seed noise (the delta method on the log means, Student's t "
+             "with Welch–Satterthwaite degrees of freedom; it does not cover whether the law holds beyond the "
+             "measured sizes).", "",
              f"| family | rungs | α | test ppl at {EXTRAPOLATE_TO / 1e6:.0f}M (95% interval) |", "|---|---|---|---|"]
     for fam in ladder.families:
-        pts = {c.non_embedding: c.values("test_loss") for (f, _), c in cells.items() if f == fam.name and c.seeds}
+        pts = {c.non_embedding: c.values("test_loss") for (f, _), c in cells.items()
+               if f == fam.name and _complete(ladder, c)}
         e = extrapolate(pts, EXTRAPOLATE_TO)
         if e is None:
             lines.append(f"| {fam.name} | {len(pts)} | – | needs two rungs |")
             continue
         two = " (a line through two points)" if e["sizes"] == 2 else ""
-        lines.append(f"| {fam.name} | {e['sizes']} | {e['alpha']:.4f} | {math.exp(e['value']):.2f} "
-                     f"({math.exp(e['lo']):.2f} – {math.exp(e['hi']):.2f}){two} |")
+        interval = (f"({math.exp(e['lo']):.2f} – {math.exp(e['hi']):.2f}, {e['df']:.1f} df)" if e["lo"] is not None
+                    else "(no interval: a rung with one seed)")
+        lines.append(f"| {fam.name} | {e['sizes']} | {e['alpha']:.4f} | {math.exp(e['value']):.2f} {interval}{two} |")
     return lines
 
 
@@ -132,14 +141,14 @@ def _ratios(ladder, cells: dict) -> list[str]:
     if not ladder.ratios:
         return []
     heads = [f"{a} / {b}" for a, b in ladder.ratios]
-    lines = ["", "## Perplexity ratios per rung", "", "Test perplexity, seed means (where a rung has no seed runs: "
-             "validation perplexity at the chosen rates, marked v).", "",
+    lines = ["", "## Perplexity ratios per rung", "", "Test perplexity, seed means (where a rung's seeds have not all "
+             "finished: validation perplexity at the chosen rates, marked v).", "",
              "| rung | " + " | ".join(heads) + " |", "|---" * (len(heads) + 1) + "|"]
     for rung in ladder.rungs:
         row = []
         for a, b in ladder.ratios:
             ca, cb = cells.get((a, rung.name)), cells.get((b, rung.name))
-            if ca and cb and ca.seeds and cb.seeds:
+            if ca and cb and _complete(ladder, ca) and _complete(ladder, cb):
                 row.append(f"{ca.mean('test_ppl') / cb.mean('test_ppl'):.3f}")
             elif ca and cb and ca.best_val and cb.best_val:
                 row.append(f"{ca.best_val / cb.best_val:.3f} v")
@@ -170,7 +179,8 @@ def _plots(ladder, cells: dict, out: Path) -> list[str]:
     for key, label, name in PLOTS:
         fig, ax = plt.subplots(figsize=(6.4, 4.4))
         for fam in ladder.families:
-            own = sorted((c for (f, _), c in cells.items() if f == fam.name and c.seeds), key=lambda c: c.non_embedding)
+            own = sorted((c for (f, _), c in cells.items() if f == fam.name and _complete(ladder, c)),
+                         key=lambda c: c.non_embedding)
             if not own:
                 continue
             xs = [c.non_embedding if key == "non_embedding" else c.mean(key) for c in own]
@@ -253,10 +263,12 @@ def write_report(out: Path, storage: str | None = None) -> Path:
              f"train {ladder.around} rates around the rung below's choice){_extends(ladder)}{_rung_train(ladder)}; "
              f"{ladder.seeds} fresh "
              f"seeds at the chosen "
-             f"rate. {len(done)} runs finished. Measured on {', '.join(cards) or 'nothing yet'}. The ladder as run: "
+             f"rate. {len(done)} runs finished. Measured on {', '.join(cards) or 'nothing yet'}; precision "
+             f"{ladder.train.get('precision', 'auto')} (auto: bf16 autocast on a GPU, fp32 on CPU; evaluations alike). "
+             f"The ladder as run: "
              f"[{COPY}]({COPY}); each run's exact spec: `specs/`.", ""]
     gone = dropped(ladder, done)
-    lines += _answer(ladder, cells, gone) + _table(ladder, study, cells, gone) + _fits(ladder, cells) + _ratios(ladder, cells)
+    lines += _answer(ladder, cells, gone, done) + _table(ladder, study, cells, gone) + _fits(ladder, cells) + _ratios(ladder, cells)
     lines += ["", "## Plots", "", " ".join(_plots(ladder, cells, out) + _curves(ladder, cells, out))]
     if gone or failed:
         lines += ["", "## Stopped and failed", ""]

@@ -10,6 +10,7 @@ from optuna.trial import TrialState
 
 from .config import Ladder
 from .plan import best_rate, rate
+from .trials import job_trials
 
 
 COSTS = ("gpu_seconds", "tokens_per_s", "train_flops", "train_seconds", "peak_memory_bytes")
@@ -65,10 +66,10 @@ def gather(ladder: Ladder, study, done: dict) -> dict[tuple[str, str], Cell]:
             if s:
                 cells[(fam.name, rung)] = Cell(fam.name, rung, s["non_embedding"], s["params"], s["tokens"],
                                                "pam" in s.get("mixers", []))
-    for t in study.get_trials(deepcopy=False):
+    for job, t in job_trials(study.get_trials(deepcopy=False)).items():
         a = t.user_attrs
         cell = cells.get((a.get("family"), a.get("rung")))
-        if cell is None or a.get("job") not in done:
+        if cell is None or job not in done:
             continue
         if t.state == TrialState.COMPLETE:
             cell.runs.append(dict(a))

@@ -22,12 +22,13 @@ from ..errors import Loc, SpecError
 from ..passes import run_passes
 from ..saved import train_then_score
 from ..search.objective import mixers, worker_id
-from ..search.recovery import INTERRUPTED, counted, heartbeat, recover, superseded
+from ..search.recovery import INTERRUPTED, heartbeat, recover, superseded
 from ..search.run_folder import make_storage, same_tokens
 from ..yamlloc import load_file
 from .config import load_ladder
 from .plan import Done, Job, wanted
 from .specs import check_size, non_embedding, plain, spec_doc, spec_of, tokens_for
+from .trials import job_trials
 
 COPY = "ladder.yaml"  # the ladder file as run, kept beside its study: the report reads it
 
@@ -76,16 +77,9 @@ def work(sizes: dict, job: Job) -> float:
 
 def finished(study) -> dict[str, Done]:
     """Runs that count: complete (their validation perplexity) or failed for good (None); an interrupted run is
-    not finished (it is queued again)."""
-    out = {}
-    for t in counted(study.get_trials(deepcopy=False)):
-        if "job" not in t.user_attrs:
-            continue
-        if t.state == TrialState.COMPLETE:
-            out[t.user_attrs["job"]] = Done(job_of(t), t.user_attrs.get("val_ppl"))
-        elif t.state == TrialState.FAIL and t.user_attrs.get("failed_reason") != INTERRUPTED:
-            out[t.user_attrs["job"]] = Done(job_of(t), None)
-    return out
+    not finished (it is queued again). A run trained twice is known by its last finished trial (trials.py)."""
+    return {job: Done(job_of(t), t.user_attrs.get("val_ppl") if t.state == TrialState.COMPLETE else None)
+            for job, t in job_trials(study.get_trials(deepcopy=False)).items()}
 
 
 class LadderRun:

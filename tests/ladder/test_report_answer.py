@@ -2,6 +2,7 @@
 import textwrap
 
 from archsearch.ladder.config import load_ladder
+from archsearch.ladder.plan import Done, Job
 from archsearch.ladder.report import _answer
 from archsearch.ladder.results import Cell
 
@@ -23,9 +24,9 @@ def _cell(family, pam, val=None, tests=(), lr=1e-3):
                 best_lr=lr if val is not None else None, seeds=seeds, runs=runs + seeds)
 
 
-def _row(tmp_path, cells, gone=None):
+def _row(tmp_path, cells, gone=None, done=None):
     (tmp_path / "l.yaml").write_text(textwrap.dedent(LADDER))
-    table = _answer(load_ladder(tmp_path / "l.yaml"), {(c.family, "a"): c for c in cells}, gone or {})
+    table = _answer(load_ladder(tmp_path / "l.yaml"), {(c.family, "a"): c for c in cells}, gone or {}, done or {})
     return table[-1]
 
 
@@ -44,4 +45,12 @@ def test_a_rung_is_not_decided_while_a_family_is_still_choosing_its_rate(tmp_pat
 def test_a_family_dropped_below_the_rung_does_not_hold_it_up(tmp_path):
     row = _row(tmp_path, [_cell("pam_a", True, 30.0, [31.0, 31.2]), _cell("gone", False),
                           _cell("free", False, 28.0, [28.5, 28.7])], gone={"gone": "too far behind"})
+    assert row.startswith("| a | pam_a | 31.10 ± 0.14 (n = 2) | free | 28.60 ± 0.14 (n = 2) | +2.50 [")
+
+
+def test_a_family_that_failed_at_every_rate_does_not_hold_the_rung_up(tmp_path):
+    failed = {j.key: Done(j, None) for j in (Job("broke", "a", lr, 0, "grid") for lr in (1e-3, 3e-3))}
+    cells = [_cell("pam_a", True, 30.0, [31.0, 31.2]), _cell("broke", True), _cell("free", False, 28.0, [28.5, 28.7])]
+    cells[1].grid = {1e-3: None, 3e-3: None}
+    row = _row(tmp_path, cells, done=failed)
     assert row.startswith("| a | pam_a | 31.10 ± 0.14 (n = 2) | free | 28.60 ± 0.14 (n = 2) | +2.50 [")
