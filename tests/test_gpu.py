@@ -89,16 +89,18 @@ def test_bf16_training_learns(root):
     assert m["status"] == "completed" and m["val_ppl"] < 20 and m["card"] != "cpu"
 
 
-@pytest.mark.parametrize("mixer, compile", [("pam", False), ("linear_attention", False), ("holographic", False),
-                                             ("softmax_attention", False), ("pam", True)])
-def test_graphed_decode_matches_eager_steps(mixer, compile):
+@pytest.mark.parametrize("mixer, compile, fused", [("pam", False, False), ("linear_attention", False, False),
+                                                    ("holographic", False, False), ("softmax_attention", False, False),
+                                                    ("pam", True, False), ("pam", False, True), ("pam", True, True)])
+def test_graphed_decode_matches_eager_steps(mixer, compile, fused):
+    """fused: PAM's decode step by its two Triton kernels (fastpath.fused_decode), captured natively."""
     from archsearch.decode import GraphedDecoder, cut_caches
 
     model = _model(mixer).eval()
     ids = torch.randint(0, 100, (2, 12), device="cuda")
     # KV caches cut to what 12 tokens need, as benchmarks/decode.py does (a recurrent state passes unchanged)
     template = cut_caches(model, model.init_state(2, device="cuda"), 16)
-    dec = GraphedDecoder(model, batch=2, device=torch.device("cuda"), compile=compile, state=template)
+    dec = GraphedDecoder(model, batch=2, device=torch.device("cuda"), compile=compile, state=template, fused=fused)
     with torch.no_grad():
         state = model.init_state(2, device="cuda")
         for t in range(ids.shape[1]):
