@@ -1,5 +1,7 @@
 """archsearch.decode on CPU: what a CUDA-graph decode step relies on (position counters as device tensors give the
 same step as Python ints; state trees copy in place), and its errors. The capture itself runs in tests/test_gpu.py."""
+from contextlib import nullcontext
+
 import pytest
 import torch
 
@@ -19,40 +21,28 @@ def _model(mixer: str, positions: str = "none", **config):
     return lower(run_passes(build(parse(spec)))).eval()
 
 
-@pytest.mark.parametrize("mixer, positions", [("pam", "none"), ("linear_attention", "learned"),
-                                              ("holographic", "none"), ("softmax_attention", "learned")])
-def test_tensor_positions_step_like_int_positions(mixer, positions):
-    model = _model(mixer, positions)
-    ids = torch.randint(0, 50, (2, 6))
+@pytest.mark.parametrize("mixer, positions, fused", [("pam", "none", False), ("linear_attention", "learned", False),
+                                                     ("holographic", "none", False),
+                                                     ("softmax_attention", "learned", False), ("pam", "none", True)])
+def test_tensor_positions_step_like_int_positions(mixer, positions, fused):
+    """A graphed decoder's step (positions as device tensors, the state buffers updated in place) gives the eager
+    step's logits at every token, so each step reads the state the last one wrote. fused: with PAM's fused decode
+    kernels (fastpath.fused_decode; on CPU through Triton's interpreter), against the torch step."""
+    from blocks import fastpath
+
+    if fused and not fastpath.kernels_available(torch.device("cpu")):
+        pytest.skip("the Triton interpreter does not run here")
+    model = _model(mixer, positions, **({"head_dim": 8} if fused else {}))
+    ids = torch.randint(0, 50, (2, 10 if fused else 6))
     eager = model.init_state(2)
     graphable = to_device_state(model.init_state(2), torch.device("cpu"))
     with torch.no_grad():
         for t in range(ids.shape[1]):
             want, eager = model.step(ids[:, t], eager)
-            got, new = model.step(ids[:, t], graphable)
+            with fastpath.fused_decode() if fused else nullcontext():
+                got, new = model.step(ids[:, t], graphable)
             copy_state(graphable, new)  # what the captured graph does: update the fixed buffers in place
-            torch.testing.assert_close(got, want)
-
-
-def test_a_decode_with_the_fused_pam_step_gives_the_torch_steps_logits():
-    """Ten tokens through a small PAM model as a graphed decoder steps it (positions as device tensors, the state
-    buffers updated in place), with PAM's fused decode kernels (fastpath.fused_decode: on CPU through Triton's
-    interpreter) and without: the same logits at every token, so each step reads the state the last one wrote."""
-    from blocks import fastpath
-
-    if not fastpath.kernels_available(torch.device("cpu")):
-        pytest.skip("the Triton interpreter does not run here")
-    model = _model("pam", head_dim=8)
-    ids = torch.randint(0, 50, (2, 10))
-    plain = model.init_state(2)
-    fused = to_device_state(model.init_state(2), torch.device("cpu"))
-    with torch.no_grad():
-        for t in range(ids.shape[1]):
-            want, plain = model.step(ids[:, t], plain)
-            with fastpath.fused_decode():
-                got, new = model.step(ids[:, t], fused)
-            copy_state(fused, new)
-            torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+            torch.testing.assert_close(got, want, **({"rtol": 1e-5, "atol": 1e-5} if fused else {}))
 
 
 @pytest.mark.parametrize("name, i", [("pam", 0), ("pam", 1), ("holographic", 0)])
