@@ -1,5 +1,5 @@
 """Power laws along a ladder: loss = a · x^(−α), fitted by least squares in log–log, extrapolated with a t interval
-for seed noise; and log–log interpolation between measured rungs (quality at a given cost)."""
+for seed noise; and log–log interpolation between measured rungs (quality at a given cost), likewise."""
 from __future__ import annotations
 
 import math
@@ -24,6 +24,38 @@ def predict(fit: tuple[float, float], x: float) -> float:
     return math.exp(log_a - alpha * math.log(x))
 
 
+def _log_parts(points: dict[float, list[float]], xs: list[float], weights: list[float]) -> list[tuple[float, int]]:
+    """The variance of Σ wᵢ·log(meanᵢ) over the sizes xs, split into one (variance, seeds) part per size: each
+    log mean's variance is sᵢ²/(nᵢ·meanᵢ²) by the delta method (0 for a single seed, which leaves no interval)."""
+    out = []
+    for w, x in zip(weights, xs):
+        v, m, n = points[x], statistics.fmean(points[x]), len(points[x])
+        out.append((w * w * statistics.variance(v) / (n * m * m) if n > 1 else 0.0, n))
+    return out
+
+
+def _t_half(parts: list[tuple[float, int]], level: float) -> tuple[float, float] | None:
+    """(half width, degrees of freedom) of a `level` interval for a sum of independent parts (variance, seeds):
+    Student's t with Welch–Satterthwaite degrees of freedom; None where a part rests on one seed."""
+    if any(n < 2 for _, n in parts):
+        return None
+    var = sum(v for v, _ in parts)
+    if var == 0:
+        return 0.0, math.inf
+    df = var ** 2 / sum(v * v / (n - 1) for v, n in parts)
+    return t_quantile(0.5 + level / 2, df) * math.sqrt(var), df
+
+
+def _estimate(points: dict[float, list[float]], xs: list[float], weights: list[float], level: float) -> dict:
+    """exp(Σ wᵢ·log(meanᵢ)) with its `level` interval for seed noise (lo = hi = None without one), and the parts of
+    its log variance (for a difference with another estimate)."""
+    value = math.exp(sum(w * math.log(statistics.fmean(points[x])) for w, x in zip(weights, xs)))
+    parts = _log_parts(points, xs, weights)
+    t = _t_half(parts, level)
+    return {"value": value, "lo": None if t is None else value * math.exp(-t[0]),
+            "hi": None if t is None else value * math.exp(t[0]), "df": None if t is None else t[1], "parts": parts}
+
+
 def extrapolate(points: dict[float, list[float]], at: float, level: float = 0.95) -> dict | None:
     """Fit y = a·x^(−α) to the seed means at each x and predict y at `at`, with a `level` interval for seed noise:
     the prediction is a fixed linear combination Σ wᵢ·log(meanᵢ) of the sizes' log means, whose variance is
@@ -35,37 +67,35 @@ def extrapolate(points: dict[float, list[float]], at: float, level: float = 0.95
     xs = sorted(x for x, v in points.items() if v)
     if len(xs) < 2:
         return None
-    means = [statistics.fmean(points[x]) for x in xs]
-    fit = power_law(xs, means)
-    value = predict(fit, at)
-    out = {"alpha": fit[1], "log_a": fit[0], "at": at, "value": value, "lo": None, "hi": None, "df": None,
-           "sizes": len(xs)}
-    if any(len(points[x]) < 2 for x in xs):
-        return out
+    log_a, alpha = power_law(xs, [statistics.fmean(points[x]) for x in xs])
     lx = [math.log(x) for x in xs]
     mx = statistics.fmean(lx)
     sxx = sum((u - mx) ** 2 for u in lx)
     weights = [1 / len(xs) + (math.log(at) - mx) * (u - mx) / sxx for u in lx]
-    parts = [w * w * statistics.variance(points[x]) / (len(points[x]) * m * m)
-             for w, x, m in zip(weights, xs, means)]
-    var = sum(parts)
-    if var == 0:
-        return {**out, "lo": value, "hi": value, "df": math.inf}
-    df = var ** 2 / sum(c * c / (len(points[x]) - 1) for c, x in zip(parts, xs))
-    half = t_quantile(0.5 + level / 2, df) * math.sqrt(var)
-    return {**out, "lo": value * math.exp(-half), "hi": value * math.exp(half), "df": df}
+    return {"alpha": alpha, "log_a": log_a, "at": at, "sizes": len(xs), **_estimate(points, xs, weights, level)}
 
 
-def interpolate(xs: list[float], ys: list[float], x: float) -> float | None:
-    """y at x on the piecewise power law through the points (linear in log–log between neighbours); None outside
-    the measured range (no extrapolation)."""
-    pts = sorted(zip(xs, ys))
-    for (x0, y0), (x1, y1) in zip(pts, pts[1:]):
-        if x0 <= x <= x1:
-            if x in (x0, x1):
-                return y0 if x == x0 else y1
-            w = (math.log(x) - math.log(x0)) / (math.log(x1) - math.log(x0))
-            return math.exp((1 - w) * math.log(y0) + w * math.log(y1))
-    if pts and pts[0][0] == x:
-        return pts[0][1]
-    return None
+def read_off(points: dict[float, list[float]], at: float, level: float = 0.95) -> dict | None:
+    """y at `at` on the piecewise power law through the seed means (linear in log–log between the neighbouring
+    x), with a `level` interval for seed noise as extrapolate's; None outside the measured range (no
+    extrapolation). It does not cover the noise in the x themselves (measured times vary between runs)."""
+    xs = sorted(x for x, v in points.items() if v)
+    for x0, x1 in zip(xs, xs[1:]):
+        if x0 < at < x1:
+            w = (math.log(at) - math.log(x0)) / (math.log(x1) - math.log(x0))
+            return _estimate(points, [x0, x1], [1 - w, w], level)
+    return _estimate(points, [at], [1.0], level) if at in xs else None
+
+
+def difference(estimate: dict, values: list[float], level: float = 0.95) -> dict | None:
+    """estimate − mean(values) with a `level` interval: the estimate's log variance in its own units (delta method)
+    plus the mean's, Student's t with Welch–Satterthwaite degrees of freedom; None without an interval."""
+    if len(values) < 2:
+        return None
+    v = estimate["value"]
+    parts = [(v * v * c, n) for c, n in estimate["parts"]] + [(statistics.variance(values) / len(values), len(values))]
+    t = _t_half(parts, level)
+    if t is None:
+        return None
+    diff = v - statistics.fmean(values)
+    return {"diff": diff, "low": diff - t[0], "high": diff + t[0], "df": t[1], "level": level}

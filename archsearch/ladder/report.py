@@ -13,7 +13,7 @@ from ..search.run_folder import TRAIN_SPLIT_TOKENS
 from ..search.stats import welch
 from . import check
 from .config import load_ladder
-from .fit import extrapolate, interpolate
+from .fit import difference, extrapolate, read_off
 from .plan import climbs, dropped
 from .results import Cell, best_of, gather
 from .runner import COPY, finished
@@ -53,23 +53,18 @@ def _complete(ladder, c: Cell) -> bool:
     return 0 < ladder.seeds <= len(c.seeds)
 
 
-def _line(ladder, cells: dict, family: str, x: str, y: str = "test_ppl") -> tuple[list[float], list[float]]:
-    pts = [(c.mean(x) if x != "non_embedding" else c.non_embedding, c.mean(y))
-           for (f, _), c in cells.items() if f == family and _complete(ladder, c)]
-    pts = sorted(p for p in pts if not math.isnan(p[1]))
-    return [p[0] for p in pts], [p[1] for p in pts]
-
-
 def _answer(ladder, cells: dict, gone: dict, done: dict) -> list[str]:
     lines = ["## The answer per rung", "",
              "Per rung, the family of lowest validation perplexity (at its chosen rate) among those with a PAM layer "
              "and among those without; both compared on the test split over fresh seeds (mean ± standard deviation; "
              "the rate-selecting run is not among them). Equal tokens: every family trains for the ladder's tokens "
              "per non-embedding parameter. Equal GPU time: the PAM family's test perplexity at the PAM-free one's "
-             "measured training GPU-seconds, read off the PAM family's ladder line (log–log between its measured "
-             "rungs; no extrapolation).", "",
+             "measured training GPU-seconds, read off the PAM family's ladder line (log–log between the seed means of "
+             "its measured rungs; no extrapolation), and its difference from the PAM-free family's, with a 95% "
+             "interval for seed noise (the delta method, Student's t with Welch–Satterthwaite degrees of freedom; "
+             "the noise in the measured GPU-seconds is not in it).", "",
              "| rung | PAM-containing | test ppl | PAM-free | test ppl | difference (95% interval, Welch) | "
-             "PAM at equal GPU time |", "|---|---|---|---|---|---|---|"]
+             "PAM at equal GPU time: its test ppl, difference (95% interval) |", "|---|---|---|---|---|---|---|"]
     for i, rung in enumerate(ladder.rungs):
         # a family that stopped below this rung, or failed at every rate here, is not in its race; one still
         # choosing its rate decides it
@@ -87,10 +82,14 @@ def _answer(ladder, cells: dict, gone: dict, done: dict) -> list[str]:
         diff = (f"{w['diff']:+.2f} [{w['low']:+.2f}, {w['high']:+.2f}], {w['df']:.1f} df" if w else
                 "fewer than 2 seeds a side")
         budget = q.mean("gpu_seconds")
-        xs, ys = _line(ladder, cells, p.family, "gpu_seconds")
-        at = interpolate(xs, ys, budget)
-        equal_time = (f"{at:.2f} at {budget:.3g} s" if at is not None else
-                      f"outside its measured range ({budget:.3g} s)")
+        line = {c.mean("gpu_seconds"): c.values("test_ppl") for (f, _), c in cells.items()
+                if f == p.family and _complete(ladder, c)}
+        at = read_off(line, budget)
+        d = difference(at, q.values("test_ppl")) if at else None
+        equal_time = (f"outside its measured range ({budget:.3g} s)" if at is None else
+                      f"{at['value']:.2f} at {budget:.3g} s: " +
+                      (f"{d['diff']:+.2f} [{d['low']:+.2f}, {d['high']:+.2f}], {d['df']:.1f} df" if d else
+                       "no interval"))
         lines.append(f"| {rung.name} | {p.family} | {_pm(p, 'test_ppl')} | {q.family} | {_pm(q, 'test_ppl')} | "
                      f"{diff} | {equal_time} |")
     return lines
