@@ -68,5 +68,5 @@ def _repeats(study) -> list[str]:
     again = repeated_jobs(study.get_trials(deepcopy=False))
     if not again:
         return []
-    return ["", "Runs trained more than once (each is known by its last finished trial, whose weights are the saved "
-            "ones; the others are left out): " + ", ".join(f"{job} ({n}×)" for job, n in sorted(again.items())) + "."]
+    return ["", "Runs trained more than once (each is known by its last finished trial and that trial's own weights; "
+            "the others are left out): " + ", ".join(f"{job} ({n}×)" for job, n in sorted(again.items())) + "."]

@@ -43,9 +43,12 @@ def _pm(c: Cell, key: str, digits: int = 2) -> str:
     return f"{c.mean(key):.{digits}f}" + (f" ± {sd:.{digits}f}" if not math.isnan(sd) else "") + f" (n = {n})"
 
 
-def _num(c: Cell, key: str, fmt: str) -> str:
-    """A cost's mean over the cell's runs, or a dash where none has run."""
-    return format(c.mean(key), fmt) if c.values(key) else "–"
+def _num(c: Cell, key: str, fmt: str, spread: bool = False) -> str:
+    """A cost's mean over the cell's runs (with spread: and their range), or a dash where none has run."""
+    v = c.values(key)
+    if not v:
+        return "–"
+    return format(c.mean(key), fmt) + (f" ({min(v):{fmt}}–{max(v):{fmt}})" if spread and len(v) > 1 else "")
 
 
 def _complete(ladder, c: Cell) -> bool:
@@ -98,7 +101,9 @@ def _answer(ladder, cells: dict, gone: dict, done: dict) -> list[str]:
 def _table(ladder, study, cells: dict, gone: dict) -> list[str]:
     lines = ["", "## Every family at every rung", "",
              "Validation perplexity of each rate the family tried (the chosen one in bold; † the chosen rate is at "
-             "the edge of those tried), then the fresh seeds at that rate on the test split.", "",
+             "the edge of those tried), then the fresh seeds at that rate on the test split. Costs are means over all "
+             "the cell's runs (the architecture and shapes are the same at every rate and seed); GPU-seconds give "
+             "their range too, since runs of one cell may land on different machines of the same kind.", "",
              "| family | rung | non-embedding params | tokens (epochs) | rates: val ppl | test ppl | test bits/byte | "
              "GPU-seconds | training FLOPs | tokens/s |", "|---|---|---|---|---|---|---|---|---|---|"]
     split = study.user_attrs.get(TRAIN_SPLIT_TOKENS)
@@ -109,7 +114,7 @@ def _table(ladder, study, cells: dict, gone: dict) -> list[str]:
                           ("**" + " †" * c.edge if lr == c.best_lr else "") for lr, v in sorted(c.grid.items())) or (
             "dropped (below)" if fam in gone else "not run")
         lines.append(f"| {fam} | {rung} | {c.non_embedding:,} | {c.tokens:,}{epochs} | {rates} | "
-                     f"{_pm(c, 'test_ppl')} | {_pm(c, 'test_bpb', 4)} | {_num(c, 'gpu_seconds', '.3g')} | "
+                     f"{_pm(c, 'test_ppl')} | {_pm(c, 'test_bpb', 4)} | {_num(c, 'gpu_seconds', '.3g', spread=True)} | "
                      f"{_num(c, 'train_flops', '.3g')} | {_num(c, 'tokens_per_s', ',.0f')} |")
     return lines
 

@@ -33,8 +33,9 @@ from .trials import job_trials
 COPY = "ladder.yaml"  # the ladder file as run, kept beside its study: the report reads it
 
 
-def weights_path(out: Path, job: Job) -> Path:
-    return out / "weights" / job.family / job.rung / f"lr{job.lr:.4g}_seed{job.seed}.pt"
+def weights_path(out: Path, job: Job, trial: int) -> Path:
+    """A finished run's weights, one file per trial: a run trained twice keeps both, each trial pointing at its own."""
+    return out / "weights" / job.family / job.rung / f"lr{job.lr:.4g}_seed{job.seed}_trial{trial}.pt"
 
 
 def checkpoint_path(out: Path, job: Job) -> Path:
@@ -265,7 +266,7 @@ class LadderRun:
             _drop(ckpt)
             return True
         _drop(ckpt)
-        weights = weights_path(self.out, job)
+        weights = weights_path(self.out, job, t.number)
         weights.parent.mkdir(parents=True, exist_ok=True)
         torch.save(state, weights)
         result.update(size, wall_seconds=before["wall_seconds"] + time.perf_counter() - t0,

@@ -1,7 +1,7 @@
 """Which trial a ladder run is known by. A run (a job: family, rung, rate, seed) is normally one trial, but two
-workers sharing a storage can both enqueue it, and then it trains twice. Its weights file is keyed by the job, so it
-holds the weights of the trial that finished last: that trial's numbers are the run's, everywhere (the plan, the
-report's tables, the check against the saved weights), and each other trial of the job is left out."""
+workers sharing a storage can both enqueue it, and then it trains twice. The trial that finished last speaks for the
+run everywhere (the plan, the report's tables, the check against the saved weights, each trial having its own weights
+file), and each other trial of the job is left out."""
 from __future__ import annotations
 
 from datetime import datetime
