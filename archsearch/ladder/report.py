@@ -17,6 +17,7 @@ from .fit import difference, extrapolate, read_off
 from .plan import climbs, dropped
 from .results import Cell, best_of, gather
 from .runner import COPY, finished
+from .trials import job_trials
 
 EXTRAPOLATE_TO = 1e8  # non-embedding parameters: the paper's headline size
 PLOTS = (("non_embedding", "non-embedding parameters", "ladder_params.png"),
@@ -257,8 +258,8 @@ def write_report(out: Path, storage: str | None = None) -> Path:
     done = finished(study)
     cells = gather(ladder, study, done)
     cards = sorted({r.get("card") for c in cells.values() for r in c.runs if r.get("card")})
-    failed = [t.user_attrs for t in study.get_trials(deepcopy=False) if t.user_attrs.get("job") in done
-              and done[t.user_attrs["job"]].val_ppl is None and "failed_reason" in t.user_attrs]
+    failed = [t.user_attrs for job, t in job_trials(study.get_trials(deepcopy=False)).items()
+              if job in done and done[job].val_ppl is None and "failed_reason" in t.user_attrs]
     budget = (f"{ladder.tokens:,} training tokens a run" if ladder.tokens is not None else
               f"{ladder.tokens_per_param:g} training tokens per non-embedding parameter")
     lines = [f"# Ladder `{ladder.name}`", "",
