@@ -32,23 +32,22 @@ _FUSED = [False]  # set inside fused_decode() only
 
 
 @contextmanager
+def _switched_on(switch: list):
+    switch[0], before = True, switch[0]
+    try:
+        yield
+    finally:
+        switch[0] = before
+
+
 def reference_forms():
     """Within this context every fast path runs its torch twin and `mode: auto` a pure-torch form."""
-    _REFERENCE[0], before = True, _REFERENCE[0]
-    try:
-        yield
-    finally:
-        _REFERENCE[0] = before
+    return _switched_on(_REFERENCE)
 
 
-@contextmanager
 def fused_decode():
     """Within this context a PAM decode step runs its fused kernels where use_fused_decode() says so."""
-    _FUSED[0], before = True, _FUSED[0]
-    try:
-        yield
-    finally:
-        _FUSED[0] = before
+    return _switched_on(_FUSED)
 
 
 def _package():
