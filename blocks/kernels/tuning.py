@@ -28,7 +28,7 @@ TILES = {  # (BK, BV) candidates per kernel for autotuning
     "bwd_dqk": [(64, 128), (64, 64), (32, 64)],
 }
 # what a direct launch runs, per kernel: autotuning's pick on an H200 at B·T = 32768, T = 2k–32k (the same at every
-# length but for bwd_states at 32k; docs/performance.md), as (tile, warps, stages)
+# length but for bwd_states at 32k; docs/kernels.md), as (tile, warps, stages)
 DEFAULT = {"fwd_states": ((32, 32), 4, 3), "bwd_states": ((32, 64), 4, 2), "fwd_output": ((128, 64), 4, 3),
            "bwd_dv": ((128, 128), 4, 3), "bwd_dqk": ((64, 128), 4, 2)}
 # fp32 check runs (ieee products): small tiles, as ptxas takes minutes over wide fp32 ones (bwd_dqk at 16-wide heads:
