@@ -52,18 +52,26 @@ class DecayGSP(nn.Module):
 
     def forward(self, x_decay: torch.Tensor, x_gsp: torch.Tensor):
         """Inputs [..., T, ·] → log γ' [..., H, T] and the value scale (1 − p) as [..., H, T, 1 or d] or None."""
-        lead = x_decay.shape[:-1]
-        if self.decay is not None:
-            # −softplus(z), [..., T, H]; as logsigmoid(−z) because AOTAutograd traced softplus's backward with
-            # strides eager does not produce, and compiled training failed (the class of pytorch/pytorch #120035)
-            log_g = F.logsigmoid(-acc(linear(self.decay, x_decay)))
-        elif self.fixed_log_g is not None:
-            log_g = self.fixed_log_g.expand(*lead, self.heads)
-        else:
-            log_g = torch.zeros(*lead, self.heads, device=x_decay.device, dtype=acc(x_decay).dtype)
-        if self.gsp is None:
-            return log_g.movedim(-1, -2), None
-        p = torch.sigmoid(acc(linear(self.gsp, x_gsp))).view(*lead, self.heads, -1)  # [..., T, H, 1 or d]
-        kept = p + (1 - p) * log_g.exp()[..., None]
-        log_g = torch.log(kept.mean(-1))
-        return log_g.movedim(-1, -2), (1 - p).movedim(-2, -3)
+        affine = lambda layer: None if layer is None else (lambda x: linear(layer, x))  # noqa: E731
+        log_g, keep = gate_values(x_decay, x_gsp, self.heads, affine(self.decay), self.fixed_log_g, affine(self.gsp))
+        return log_g.movedim(-1, -2), None if keep is None else keep.movedim(-2, -3)
+
+
+def gate_values(x_decay: torch.Tensor, x_gsp: torch.Tensor, heads: int, decay, fixed_log_g, gsp):
+    """The decay and GSP maths on plain tensors (DecayGSP's, and the fused PAM decode step's twin's): `decay` and
+    `gsp` map their input to the gates' pre-activations (x → W x + b), or are None where the gate is off;
+    `fixed_log_g` [H] or None. Inputs [..., ·] → log γ' [..., H] and the value scale (1 − p) as [..., H, 1 or d] or
+    None."""
+    lead = x_decay.shape[:-1]
+    if decay is not None:
+        # −softplus(z), as logsigmoid(−z) because AOTAutograd traced softplus's backward with strides eager does not
+        # produce, and compiled training failed (the class of pytorch/pytorch #120035)
+        log_g = F.logsigmoid(-acc(decay(x_decay)))
+    elif fixed_log_g is not None:
+        log_g = fixed_log_g.expand(*lead, heads)
+    else:
+        log_g = torch.zeros(*lead, heads, device=x_decay.device, dtype=acc(x_decay).dtype)
+    if gsp is None:
+        return log_g, None
+    p = torch.sigmoid(acc(gsp(x_gsp))).view(*lead, heads, -1)  # [..., H, 1 or d]
+    return torch.log((p + (1 - p) * log_g.exp()[..., None]).mean(-1)), 1 - p

@@ -22,7 +22,7 @@ from torch import nn
 
 from . import fastpath, linear_core
 from .complex import ComplexLinear, magnitude, split
-from .gates import DecayGSP
+from .gates import DecayGSP, gate_values
 from .rope import step_positions
 
 
@@ -128,20 +128,12 @@ def pair_memory(q, k, v, log_g, sigma: float):
 
 
 def decode_gates(x, decay_w, decay_b, fixed_log_g, gsp_w, gsp_b, heads: int):
-    """DecayGSP.forward for one token x [B, 2n] from its tensors: log γ' [B, H] and GSP's keep [B, H, 1 or d] or
+    """DecayGSP's gates for one token x [B, 2n] from its tensors: log γ' [B, H] and GSP's keep [B, H, 1 or d] or
     None. The two maps in at least fp32, as a compiled decode step computes them (gates.linear)."""
     acc = linear_core.acc
-    wide = lambda u, w, b: F.linear(acc(u), w.to(acc(u).dtype), b.to(acc(u).dtype))  # noqa: E731
-    if decay_w is not None:
-        log_g = F.logsigmoid(-wide(x, decay_w, decay_b))
-    elif fixed_log_g is not None:
-        log_g = fixed_log_g.expand(x.shape[0], heads)
-    else:
-        log_g = torch.zeros(x.shape[0], heads, device=x.device, dtype=acc(x).dtype)
-    if gsp_w is None:
-        return log_g, None
-    p = torch.sigmoid(wide(magnitude(*split(acc(x))), gsp_w, gsp_b)).view(x.shape[0], heads, -1)
-    return torch.log((p + (1 - p) * log_g.exp()[..., None]).mean(-1)), 1 - p
+    wide = lambda w, b: None if w is None else (  # noqa: E731
+        lambda u: F.linear(acc(u), w.to(acc(u).dtype), b.to(acc(u).dtype)))
+    return gate_values(x, magnitude(*split(acc(x))), heads, wide(decay_w, decay_b), fixed_log_g, wide(gsp_w, gsp_b))
 
 
 def decode_step(x, w_qkv, theta, position, decay_w, decay_b, fixed_log_g, gsp_w, gsp_b, sr, si, conjugate: bool,
