@@ -171,7 +171,8 @@ def _ratios(value, loc: Loc, names: list[str]) -> tuple[tuple[str, str], ...]:
 
 
 def _published(value, loc: Loc, ratios) -> tuple[str, dict] | None:
-    """`published: {source: TEXT, "a / b": {SIZE: RATIO, ...}, ...}`, each "a / b" one of `ratios`."""
+    """`published: {source: TEXT, "a / b": {SIZE: RATIO, ...}, ...}`, each "a / b" one of `ratios` (perplexity), or
+    "a / b tokens/s" for a published speed ratio."""
     if value is None:
         return None
     value = _mapping(value, loc, "ladder.published")
@@ -182,9 +183,9 @@ def _published(value, loc: Loc, ratios) -> tuple[str, dict] | None:
     for key, row in value.items():
         if key == "source":
             continue
-        if key not in heads:
+        if key.removesuffix(" tokens/s") not in heads:
             raise SpecError(loc_of(value, key, loc), f"ladder.published: '{key}' is not one of ladder.ratios "
-                                                     f"({', '.join(heads) or 'none'})")
+                                                     f"({', '.join(heads) or 'none'}), nor one with ' tokens/s'")
         row = _mapping(row, loc_of(value, key, loc), f"ladder.published.{key}")
         out[key] = {str(k): _number(v, loc_of(row, k, loc), f"ladder.published.{key}.{k}") for k, v in row.items()}
     return value["source"], out

@@ -58,6 +58,10 @@ def _complete(ladder, c: Cell) -> bool:
 
 
 def _answer(ladder, cells: dict, gone: dict, done: dict) -> list[str]:
+    if not ladder.seeds:
+        return ["## The comparison", "",
+                "This ladder trains no fresh seeds: it compares each family's validation perplexity at its best rate "
+                "(the table below) and their ratios (at the end), not a verdict with intervals."]
     lines = ["## The answer per rung", "",
              "Per rung, the family of lowest validation perplexity (at its chosen rate) among those with a PAM layer "
              "and among those without; both compared on the test split over fresh seeds (mean ± standard deviation; "
@@ -121,6 +125,8 @@ def _table(ladder, study, cells: dict, gone: dict) -> list[str]:
 
 
 def _fits(ladder, cells: dict) -> list[str]:
+    if len(ladder.rungs) < 2:
+        return []  # a power law needs two sizes
     lines = ["", "## Power laws", "",
              "Test loss (nats per token) against non-embedding parameters, L = a·N^(−α), least squares in "
              f"log–log over the seed means of the rungs whose {ladder.seeds} seeds have all finished; extrapolated to "
@@ -145,9 +151,10 @@ def _fits(ladder, cells: dict) -> list[str]:
 def _ratios(ladder, cells: dict) -> list[str]:
     if not ladder.ratios:
         return []
-    heads = [f"{a} / {b}" for a, b in ladder.ratios]
-    lines = ["", "## Perplexity ratios per rung", "", "Test perplexity, seed means (where a rung's seeds have not all "
-             "finished: validation perplexity at the chosen rates, marked v).", "",
+    heads = [f"{a} / {b}{kind}" for a, b in ladder.ratios for kind in ("", " tokens/s")]
+    lines = ["", "## Ratios per rung", "", "Perplexity: test, seed means (where a rung's seeds have not all "
+             "finished: validation perplexity at the chosen rates, marked v). Tokens/s: measured in this study, the "
+             "means over each cell's runs (steady state, as in the table above).", "",
              "| rung | " + " | ".join(heads) + " |", "|---" * (len(heads) + 1) + "|"]
     for rung in ladder.rungs:
         row = []
@@ -159,6 +166,8 @@ def _ratios(ladder, cells: dict) -> list[str]:
                 row.append(f"{ca.best_val / cb.best_val:.3f} v")
             else:
                 row.append("–")
+            speed = ca.mean("tokens_per_s") / cb.mean("tokens_per_s") if ca and cb else math.nan
+            row.append("–" if math.isnan(speed) else f"{speed:.3f}")
         lines.append(f"| {rung.name} | " + " | ".join(row) + " |")
     return lines + _published(ladder)
 
@@ -171,7 +180,7 @@ def _published(ladder) -> list[str]:
     sizes = list(dict.fromkeys(k for row in rows.values() for k in row))
     return ["", f"Published beside them ({source}):", "", "| ratio | " + " | ".join(sizes) + " |",
             "|---" * (len(sizes) + 1) + "|"] + [
-        f"| {key} | " + " | ".join(f"{row[k]:.2f}" if k in row else "–" for k in sizes) + " |"
+        f"| {key} | " + " | ".join(f"{row[k]:g}" if k in row else "–" for k in sizes) + " |"
         for key, row in rows.items()]
 
 
@@ -210,19 +219,25 @@ def _plots(ladder, cells: dict, out: Path) -> list[str]:
 
 
 def _curves(ladder, cells: dict, out: Path) -> list[str]:
-    """Validation loss against training tokens of each family's rate-selecting run at its chosen rate."""
+    """Validation loss against training tokens of each family's rate-selecting run at its chosen rate; on a ladder of
+    one rung, of every rate it tried (the chosen one solid)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6.4, 4.4))
-    for (fam, rung), c in cells.items():
-        run = c.chosen()
-        pts = [(p["tokens"], p["val_loss"]) for p in (run or {}).get("curve", []) if p.get("val_loss") is not None]
-        if run and "val_loss" in run:
-            pts.append((run["tokens"], run["val_loss"]))  # the final, whole-split number
-        if pts:
-            ax.plot(*zip(*pts), marker=".", label=f"{fam} {rung} (lr {c.best_lr:g})")
+    every_rate = len(ladder.rungs) == 1
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for i, ((fam, rung), c) in enumerate(cells.items()):
+        runs = [r for r in c.runs if r["phase"] == "grid"] if every_rate else [c.chosen()]
+        for run in sorted((r for r in runs if r), key=lambda r: r["lr"]):
+            pts = [(p["tokens"], p["val_loss"]) for p in run.get("curve", []) if p.get("val_loss") is not None]
+            if "val_loss" in run:
+                pts.append((run["tokens"], run["val_loss"]))  # the final, whole-split number
+            if pts:
+                chosen = run["lr"] == c.best_lr
+                ax.plot(*zip(*pts), marker=".", linestyle="-" if chosen else ":", color=colours[i % len(colours)],
+                        label=f"{fam} {rung} (lr {run['lr']:g}{', chosen' * (chosen and every_rate)})")
     if not ax.lines:
         plt.close(fig)
         return []

@@ -1,9 +1,10 @@
-"""The report's answer table, pure: which family speaks for each side of a rung, and when a rung is not decided."""
+"""The report's answer table, pure: which family speaks for each side of a rung, and when a rung is not decided; and
+the sections a one-rung comparison without seeds (the paper's 100M) keeps or leaves out."""
 import textwrap
 
 from archsearch.ladder.config import load_ladder
 from archsearch.ladder.plan import Done, Job
-from archsearch.ladder.report import _answer
+from archsearch.ladder.report import _answer, _fits, _ratios
 from archsearch.ladder.results import Cell
 
 LADDER = """
@@ -54,3 +55,32 @@ def test_a_family_that_failed_at_every_rate_does_not_hold_the_rung_up(tmp_path):
     cells[1].grid = {1e-3: None, 3e-3: None}
     row = _row(tmp_path, cells, done=failed)
     assert row.startswith("| a | pam_a | 31.10 ± 0.14 (n = 2) | free | 28.60 ± 0.14 (n = 2) | +2.50 [")
+
+
+PAPER = LADDER + """\
+  q: {spec: {model: {d_model: 8}}, rungs: {a: {}}}
+"""
+
+
+def _paper(tmp_path):
+    text = textwrap.dedent(PAPER).replace("  rungs:\n    a:", "  seeds: 0\n  ratios: [[p, q]]\n  published:\n"
+                                          "    source: paper\n    p / q: {1 epoch: 1.078}\n"
+                                          "    p / q tokens/s: {1 epoch: 0.24}\n  rungs:\n    a:")
+    (tmp_path / "l.yaml").write_text(text)
+    return load_ladder(tmp_path / "l.yaml")
+
+
+def test_a_one_rung_ladder_without_seeds_compares_rather_than_answers(tmp_path):
+    ladder = _paper(tmp_path)
+    cells = {("p", "a"): _cell("p", True, 33.0), ("q", "a"): _cell("q", False, 30.0)}
+    assert _answer(ladder, cells, {}, {})[0] == "## The comparison"
+    assert _fits(ladder, cells) == []  # one size: no power law to fit
+
+
+def test_ratios_give_perplexity_and_measured_tokens_per_s_beside_the_published_ones(tmp_path):
+    ladder = _paper(tmp_path)
+    p, q = _cell("p", True, 33.0), _cell("q", False, 30.0)
+    p.runs[0]["tokens_per_s"], q.runs[0]["tokens_per_s"] = 300.0, 400.0
+    lines = _ratios(ladder, {("p", "a"): p, ("q", "a"): q})
+    assert "| a | 1.100 v | 0.750 |" in lines
+    assert "| p / q | 1.078 |" in lines and "| p / q tokens/s | 0.24 |" in lines
