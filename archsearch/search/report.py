@@ -13,7 +13,7 @@ from . import verify
 from .families import Quality, family, pam_fraction, verdict_cost
 from .recovery import superseded
 from .retrain import fidelity_pairs, seed_stats, spearman
-from .run_folder import CARD, ISO_TIME, MATCHED, MIXERS, SAVED_CHECK
+from .run_folder import CARD, FIDELITY_BAR, ISO_TIME, MATCHED, MIXERS, SAVED_CHECK
 from .summary import summary
 from .verdicts import equal_time_verdict, floor_of, floor_note, verdict
 
@@ -84,15 +84,31 @@ def _history(study, path: Path) -> None:
     plt.close(fig)
 
 
+def screen_qualifies(study, seeds, q: Quality) -> tuple[bool | None, str]:
+    """Whether the budget's screen may be used, by its bar (`fidelity: {min_rank: R}`): (True, why), (False, why),
+    or (None, "") where the budget sets no bar."""
+    bar = study.user_attrs.get(FIDELITY_BAR)
+    if not bar:
+        return None, ""
+    factor, pairs = fidelity_pairs(study, seeds, q.key)
+    need = f"Spearman ≥ {bar['min_rank']:g} over {bar['trials']} architectures re-trained longer"
+    if len(pairs) < bar["trials"]:
+        return False, f"{len(pairs)} of its {bar['trials']} fidelity runs have finished (the bar: {need})"
+    rho = spearman([a for _, a, _ in pairs], [b for _, _, b in pairs])
+    return rho >= bar["min_rank"], f"ρ = {rho:.2f} over {len(pairs)} architectures (the bar: {need})"
+
+
 def fidelity_section(study, seeds, q: Quality) -> list[str]:
     factor, pairs = fidelity_pairs(study, seeds, q.key)
     if len(pairs) < 3:
         return []
     rho = spearman([a for _, a, _ in pairs], [b for _, _, b in pairs])
+    ok, why = screen_qualifies(study, seeds, q)
+    bar = ("" if ok is None else f" **The screen {'qualifies' if ok else 'does not qualify'}**: {why}.")
     lines = ["", "## Screening fidelity", "",
              f"{len(pairs)} trials spread over the screen's ranking, trained again (same seed) for {factor:g}× the "
              f"budget. Spearman rank correlation of {q.short} between the two budgets: **{rho:.2f}** "
-             f"(1: the screen ranks as the longer budget does).", "",
+             f"(1: the screen ranks as the longer budget does).{bar}", "",
              f"| trial | mixers | screen {q.short} | {factor:g}× budget {q.short} |", "|---|---|---|---|"]
     for n, a, b in sorted(pairs, key=lambda p: q.loss(p[1])):
         lines.append(f"| {n} | {'+'.join(study.trials[n].user_attrs.get(MIXERS, []))} | {a:.4g} | {b:.4g} |")
@@ -155,6 +171,10 @@ def write_report(study, out: Path, seeds=None, check: bool = True) -> Path:
                       equal_time_verdict(done, q, study.user_attrs[ISO_TIME], stats, floors), ""]
         if verify.mismatches(saved):
             lines += ["**Some numbers of this study do not match their saved weights (see the last section).**", ""]
+        ok, why = screen_qualifies(study, seeds, q)
+        if ok is False:
+            lines += [f"**These verdicts are not to be used: the screen has not shown that it ranks as a longer "
+                      f"budget does ({why}).**", ""]
         lines += [" ".join(plots), "", "![history](history.png)", "", f"## Best {q.short} per family", "",
                   f"Each family's trial of best validation {q.short} in the search (the summary above ranks by the "
                   "objective, which also weighs the costs, so its trial can differ); the test column is its fresh "

@@ -30,6 +30,7 @@ QUALITY = "quality"  # ppl | loss | accuracy
 FLOORS = "floors"  # recall: {split: the memory-free floors}
 DATA = "data"  # the corpus `run --data` gave (absent: the space's own spec.task.data)
 ISO_TIME = "train_seconds"  # iso-time: every trial's training time in seconds
+FIDELITY_BAR = "fidelity_bar"  # {min_rank, trials}: the rank agreement a budget's screen must show to be used
 REFERENCE = "reference"  # the weighted objective's reference costs
 SAVED_CHECK = "saved_check"  # {label: the number recorded and again from the saved weights}
 TOKENS = "tokens_sha256"  # a hash of every split's tokens (LMTask.digest)

@@ -35,7 +35,8 @@ class Budget:
     seq_len: int | None = None
     timeout_minutes: float | None = None
     train_seconds: float | None = None  # iso-time: each trial trains this long in measured step time, not `tokens`
-    fidelity: Any = None  # {trials: N, factor: F}: N trials spread over the ranking trained F× longer (rank agreement)
+    fidelity: Any = None  # {trials: N, factor: F, min_rank: R}: N trials spread over the ranking trained F× longer;
+    # the screen is used only where their Spearman correlation with the screen reaches R (when given)
     baseline_lr_grid: Any = None  # the enqueued baselines train at each of these rates, keeping the best
     lr: Any = None  # this budget's learning rate (a number, a distribution or {grid: [...]}), replacing search.lr
     baseline_params: Any = None  # {parameter: value} fixed for every baseline (its own `params` win): matched sizes
@@ -243,8 +244,12 @@ def _check_budget(p: Budget, raw, loc: Loc) -> None:
     if p.fidelity is not None:
         floc = loc_of(raw, "fidelity", loc)
         f = p.fidelity
-        if not isinstance(f, dict) or set(f) != {"trials", "factor"}:
-            raise SpecError(floc, "expected {trials: N, factor: F}: N trials re-trained F times longer")
+        if not isinstance(f, dict) or not {"trials", "factor"} <= set(f) <= {"trials", "factor", "min_rank"}:
+            raise SpecError(floc, "expected {trials: N, factor: F, min_rank: R (optional)}: N trials re-trained F "
+                                  "times longer, and the Spearman correlation R the screen must reach to be used")
+        r = f.get("min_rank", 0.5)
+        if isinstance(r, bool) or not isinstance(r, (int, float)) or not -1 < r <= 1:
+            raise SpecError(loc_of(f, "min_rank", floc), f"needs a rank correlation in (-1, 1], got {r!r}")
         if not isinstance(f["trials"], int) or isinstance(f["trials"], bool) or f["trials"] < 3:
             raise SpecError(loc_of(f, "trials", floc), f"needs a whole number >= 3 (for a rank correlation), got "
                                                        f"{f['trials']!r}")

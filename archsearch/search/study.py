@@ -30,8 +30,8 @@ from .objective import Objective, mixers as spec_mixers, worker_id
 from .rdb import BudgetSpent, SearchRDBStorage
 from .recovery import counted, recover
 from .report import write_report
-from .run_folder import (BASELINE, DATA, FLOORS, ISO_TIME, MATCHED, QUALITY, REFERENCE, RETRY_OF, VERDICT_COST, VOCAB,
-                         default_storage, load_seeds, make_storage, profile_path, same_tokens, seeds_study_name,
+from .run_folder import (BASELINE, DATA, FIDELITY_BAR, FLOORS, ISO_TIME, MATCHED, QUALITY, REFERENCE, RETRY_OF,
+                         VERDICT_COST, VOCAB, default_storage, load_seeds, make_storage, profile_path, same_tokens, seeds_study_name,
                          trial_spec)
 from .sampling import first_choice, template_for, with_data
 from .space import load_space, options, pareto_costs
@@ -188,6 +188,10 @@ def prepare(setup: Setup, echo=print, workers: int = 1) -> None:
         found = {split: floors(setup.context.seq_len, split) for split in ("validation", "test")}
         if study.user_attrs.get(FLOORS) != found:
             study.set_user_attr(FLOORS, found)
+    f = setup.budget.fidelity or {}
+    bar = {"min_rank": float(f["min_rank"]), "trials": f["trials"]} if "min_rank" in f else None
+    if study.user_attrs.get(FIDELITY_BAR) != bar:
+        study.set_user_attr(FIDELITY_BAR, bar)  # the report says whether the screen may be used
     if study.user_attrs.get(ISO_TIME) != setup.budget.train_seconds:
         study.set_user_attr(ISO_TIME, setup.budget.train_seconds)  # iso-time: the report says so
     if not study.trials:

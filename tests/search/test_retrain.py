@@ -125,3 +125,25 @@ def test_fidelity_spreads_over_the_ranking_and_pairs_the_budgets():
                                      user_attrs={"source": source, "seed": 0, "scale": scale, "val_ppl": ppl}))
     factor, pairs = retrain.fidelity_pairs(study, seeds)
     assert factor == 4.0 and pairs == [(0, 9.0, 3.0), (1, 1.0, 0.5), (2, 5.0, 2.0)]  # the 1x run is a seed, not a pair
+
+
+def test_the_screen_qualifies_only_with_every_fidelity_run_finished_and_rank_agreement_at_the_bar():
+    from archsearch.search.families import Quality
+    from archsearch.search.report import screen_qualifies
+    study = _study([(float(v), ["pam"], TrialState.COMPLETE) for v in (1, 2, 3, 4)])
+    seeds = optuna.create_study()
+    q = Quality(study)
+    assert screen_qualifies(study, seeds, q) == (None, "")  # no bar set: the report says nothing
+    study.set_user_attr("fidelity_bar", {"min_rank": 0.8, "trials": 4})
+    longer = {0: 0.5, 1: 1.0, 2: 2.5, 3: 2.0}  # ranks (1, 2, 4, 3) against the screen's (1, 2, 3, 4): rho 0.8
+    for source in (0, 1, 2):
+        seeds.add_trial(create_trial(state=TrialState.COMPLETE, value=longer[source], user_attrs={
+            "source": source, "seed": 0, "scale": 4.0, "val_ppl": longer[source]}))
+    ok, why = screen_qualifies(study, seeds, q)
+    assert ok is False and why.startswith("3 of its 4 fidelity runs have finished")
+    seeds.add_trial(create_trial(state=TrialState.COMPLETE, value=2.0, user_attrs={
+        "source": 3, "seed": 0, "scale": 4.0, "val_ppl": 2.0}))
+    assert screen_qualifies(study, seeds, q) == (True, "ρ = 0.80 over 4 architectures (the bar: Spearman ≥ 0.8 over 4 "
+                                                       "architectures re-trained longer)")
+    study.set_user_attr("fidelity_bar", {"min_rank": 0.9, "trials": 4})
+    assert screen_qualifies(study, seeds, q)[0] is False

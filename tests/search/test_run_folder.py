@@ -11,6 +11,7 @@ from archsearch.search import run_folder
 # The strings studies on disk hold (docs/results/, live ladders): changing one breaks resuming and reporting them.
 KEYS = {
     "VERDICT_COST": "verdict_cost", "QUALITY": "quality", "FLOORS": "floors", "ISO_TIME": "train_seconds",
+    "FIDELITY_BAR": "fidelity_bar",
     "DATA": "data", "REFERENCE": "reference", "SAVED_CHECK": "saved_check", "SPEC_FILE": "spec_file", "MIXERS": "mixers",
     "VOCAB": "vocab", "BASELINE": "baseline", "MATCHED": "matched", "WORKER": "worker", "CARD": "card",
     "SEED": "seed", "LR": "lr", "TRAIN_TOKENS": "train_tokens", "VAL_LOSS_CURVE": "val_loss_curve",

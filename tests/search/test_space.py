@@ -238,7 +238,9 @@ def test_bad_baselines(tmp_path, baselines, message):
     ("train_seconds: 0", "search.budgets.cpu.train_seconds: must be > 0, got 0"),
     ("fidelity: {trials: 2, factor: 4}", "search.budgets.cpu.fidelity.trials: needs a whole number >= 3"),
     ("fidelity: {trials: 8, factor: 1}", "search.budgets.cpu.fidelity.factor: needs a number > 1, got 1"),
-    ("fidelity: 4", "search.budgets.cpu.fidelity: expected {trials: N, factor: F}"),
+    ("fidelity: 4", "search.budgets.cpu.fidelity: expected {trials: N, factor: F, min_rank: R"),
+    ("fidelity: {trials: 8, factor: 4, min_rank: 2}", "search.budgets.cpu.fidelity.min_rank: needs a rank correlation in"),
+    ("fidelity: {trials: 8, factor: 4, rank: 0.8}", "search.budgets.cpu.fidelity: expected {trials: N, factor: F"),
 ])
 def test_bad_iso_time_and_fidelity(tmp_path, budget, message):
     with pytest.raises(SpecError, match=message):

@@ -220,7 +220,8 @@ def test_iso_time_study_with_paper_skeleton_hybrid_seeds_and_fidelity(root, tmp_
                         "{mixers: pam, params: {skeleton: complex}}]\n")
     text = text.replace("retrain: {top_k: 1, seeds: 2, verdict_seeds: 2}", "retrain: {seeds: 0, verdict_seeds: 0}")
     text = text.replace("cpu: {trials: 4, tokens: 60000,",
-                        "cpu: {trials: 4, train_seconds: 0.25, fidelity: {trials: 3, factor: 2}, tokens: 60000,")
+                        "cpu: {trials: 4, train_seconds: 0.25, fidelity: {trials: 3, factor: 2, min_rank: 0.5}, "
+                        "tokens: 60000,")
     text = text.replace("    norm: rmsnorm\n", "    norm: {choice: {real: rmsnorm, complex: complex_norm}, name: skeleton}\n")
     space = tmp_path / "iso.yaml"
     space.write_text(text)
@@ -243,6 +244,10 @@ def test_iso_time_study_with_paper_skeleton_hybrid_seeds_and_fidelity(root, tmp_
     report = (tmp_path / "o/report.md").read_text()
     assert "### At equal training time" in report and "(0.25 s of measured training-step time each)" in report
     assert "## Screening fidelity" in report and "Spearman rank correlation" in report
+    # the bar (3 architectures, rho >= 0.5): the verdicts carry a warning exactly when the screen falls short
+    qualifies = "**The screen qualifies**: ρ = " in report
+    assert qualifies != ("**The screen does not qualify**" in report)
+    assert qualifies != ("**These verdicts are not to be used" in report)
 
 
 def test_a_listed_hybrid_deeper_than_the_depth_range_is_skipped_with_a_message(root, tmp_path):
