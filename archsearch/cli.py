@@ -197,14 +197,20 @@ def _run_ladder(args) -> int:
     from pathlib import Path
 
     from .ladder.report import write_report
-    from .ladder.runner import run_ladder
+    from .ladder.runner import run_ladder, run_ladder_worker
 
-    for flag, given in (("--trials", args.trials), ("--budget", args.budget), ("--workers", args.workers != 1),
-                        ("--no-retrain", args.no_retrain), ("--profile-top", args.profile_top)):
+    for flag, given in (("--trials", args.trials), ("--budget", args.budget), ("--no-retrain", args.no_retrain),
+                        ("--profile-top", args.profile_top)):
         if given:
             raise SpecError(Loc(flag), f"does not apply to a ladder ({args.space}); see docs/ladder.md")
+    if args.worker:
+        if args.worker != "ladder" or not (args.out and args.storage):
+            raise SpecError(Loc("--worker"), "is started by `run LADDER --workers N`, with --out and --storage")
+        run_ladder_worker(args.space, Path(args.out), args.storage, device=args.device, data=args.data,
+                          timeout_minutes=args.timeout_minutes)
+        return 0
     run = run_ladder(args.space, out=Path(args.out) if args.out else None, storage=args.storage, device=args.device,
-                     data=args.data, timeout_minutes=args.timeout_minutes)
+                     data=args.data, timeout_minutes=args.timeout_minutes, workers=args.workers)
     print(f"report: {write_report(run.out, args.storage)}")
     return 0
 
@@ -288,14 +294,15 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--profile", dest="budget", action=_Renamed, help=argparse.SUPPRESS)  # --budget's former name
     r.add_argument("--device", help="auto | cpu | cuda | cuda:N")
     r.add_argument("--workers", type=_positive(int), default=1,
-                   help="processes on one study: one per visible GPU, or N CPU processes (default 1)")
+                   help="processes on one study (a search's or a ladder's): one per visible GPU, or N CPU processes "
+                        "(default 1)")
     r.add_argument("--timeout-minutes", type=_positive(float),
                    help="stop starting trials after this long (default: the budget's timeout_minutes); a ladder "
                         "starts no run that it does not expect to finish within it")
     r.add_argument("--no-retrain", action="store_true", help="skip the re-training of the best with more seeds")
     r.add_argument("--profile-top", type=int, default=0, metavar="K",
                    help="at the end, profile the best K trials into OUT/profiles/ (see `archsearch profile`)")
-    r.add_argument("--worker", choices=["reference", "search", "retrain"], help=argparse.SUPPRESS)
+    r.add_argument("--worker", choices=["reference", "search", "retrain", "ladder"], help=argparse.SUPPRESS)
     r.set_defaults(fn=cmd_run)
     rp = sub.add_parser("report", help="write report.md and plots for a study (also written at the end of run)")
     rp.add_argument("out_dir", help="the output folder of `archsearch run`")

@@ -6,7 +6,10 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
+import sys
 import time
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 
@@ -20,6 +23,7 @@ from ..build import build
 from ..context import device_name, resolve_device, step_shape
 from ..errors import Loc, SpecError
 from ..passes import run_passes
+from ..progress import whole_line
 from ..saved import train_then_score
 from ..search.objective import mixers, worker_id
 from ..search.recovery import INTERRUPTED, heartbeat, recover, superseded
@@ -31,6 +35,8 @@ from .specs import check_size, non_embedding, plain, spec_doc, spec_of, tokens_f
 from .trials import job_trials
 
 COPY = "ladder.yaml"  # the ladder file as run, kept beside its study: the report reads it
+QUEUE_LOCK = ".queue.lock"  # held while a process plans, enqueues and claims, so that workers never enqueue a run twice
+POLL_SECONDS = 5.0  # how often a worker with nothing to claim looks again while others run
 
 
 def weights_path(out: Path, job: Job, trial: int) -> Path:
@@ -99,7 +105,8 @@ class LadderRun:
         first = self.ladder.families[0]
         self.task = tasks.make(spec_of(self.ladder, Job(first.name, next(iter(first.rungs)), 1e-3, 0, "grid")).task)
         self.sizes = self._sizes()
-        self.storage = make_storage(storage or f"sqlite:///{self.out / 'ladder.db'}")
+        self.url = storage or f"sqlite:///{self.out / 'ladder.db'}"
+        self.storage = make_storage(self.url)
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         self.study = optuna.create_study(study_name=self.ladder.name, storage=self.storage, load_if_exists=True)
         # before anything of the folder's record is rewritten
@@ -183,33 +190,66 @@ class LadderRun:
             return None
         return scaled(max(below, key=lambda t: self.sizes[f"{job.family}/{t.user_attrs['rung']}"]["non_embedding"]))
 
-    def run(self, timeout_minutes: float | None = None) -> int:
-        """Run what the plan wants until nothing is left or the next run would not finish within the time limit;
-        returns how many runs this process finished."""
-        start, ran = time.monotonic(), 0
-        window = None if timeout_minutes is None else timeout_minutes * 60
-        recover(self.study, self.storage)
-        while True:
+    @contextmanager
+    def _queue(self):
+        """The study's queue to this process alone (an advisory lock on a file of OUT): the processes of one host
+        that share the study plan, enqueue and claim one at a time (workers on other hosts may still enqueue a run
+        twice; trials.py then keeps one)."""
+        try:
+            import fcntl
+        except ImportError:  # not POSIX: no lock
+            yield
+            return
+        with open(self.out / QUEUE_LOCK, "a") as f:
+            fcntl.flock(f, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(f, fcntl.LOCK_UN)
+
+    def _next(self, start: float, window: float | None, wait: bool):
+        """Claim the run to train next: a RUNNING trial, or "wait" (a worker: others are running and may unlock
+        more), or None (nothing left, or nothing fits the time limit)."""
+        with self._queue():
             order = wanted(self.ladder, finished(self.study))
             self._enqueue(order)
             waiting = self._waiting(order)
             if not waiting:
-                return ran
+                busy = wait and self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+                return "wait" if busy and (window is None or time.monotonic() - start < window) else None
             t = waiting[0]
-            if timeout_minutes is not None:
+            if window is not None:
                 left = window - (time.monotonic() - start)
                 t = pick(waiting, lambda w: self.remaining(job_of(w)), left, window)
                 if t is not waiting[0]:
                     first, need = job_of(waiting[0]), self.remaining(job_of(waiting[0]))
                     why = f"{first.key} would need about {need:.0f} s, {max(left, 0):.0f} s left" if need else \
-                        f"{timeout_minutes:g} minutes have passed"
+                        f"{window / 60:g} minutes have passed"
                     if t is None:
                         self.echo(f"time limit: {why}; stopping here (the same command resumes)")
-                        return ran
+                        return None
                     self.echo(f"time limit: {why}; {job_of(t).key} fits first")
+            claimed = self.storage.set_trial_state_values(t._trial_id, TrialState.RUNNING)
+            return t if claimed else "wait"  # claimed by a process on another host: look again
+
+    def run(self, timeout_minutes: float | None = None, wait: bool = False) -> int:
+        """Run what the plan wants until nothing is left or the next run would not finish within the time limit;
+        returns how many runs this process finished. With `wait` (one of several workers) a process with nothing to
+        claim waits while others run, since their results may unlock more (the next rung)."""
+        start, ran = time.monotonic(), 0
+        window = None if timeout_minutes is None else timeout_minutes * 60
+        with self._queue():
+            recover(self.study, self.storage)
+        while True:
+            t = self._next(start, window, wait)
+            if t is None:
+                return ran
+            if t == "wait":
+                time.sleep(POLL_SECONDS)
+                with self._queue():
+                    recover(self.study, self.storage)  # a worker that died leaves its run to the others
+                continue
             job = job_of(t)
-            if not self.storage.set_trial_state_values(t._trial_id, TrialState.RUNNING):
-                continue  # another worker claimed it
             with heartbeat(self.storage, t._trial_id):
                 done = self._run_one(t, job, None if window is None else start + window)
             if not done:  # paused at the time limit
@@ -335,11 +375,40 @@ class _Paused(Exception):
 
 
 def run_ladder(path: str, out: Path | None = None, storage: str | None = None, device: str | None = None,
-               data: str | None = None, timeout_minutes: float | None = None, echo=print) -> LadderRun:
-    run = LadderRun(path, out, storage, device, data, echo)
+               data: str | None = None, timeout_minutes: float | None = None, echo=print,
+               workers: int = 1) -> LadderRun:
+    """`archsearch run LADDER`: in this process, or with `workers` > 1 in that many processes on its study (one per
+    visible GPU), each claiming the next run the plan wants."""
+    start = time.monotonic()
+    run = LadderRun(path, out, storage, device, data, echo)  # the task's token cache is built once, here
     echo(f"ladder '{run.ladder.name}' on {run.task.name}: {len(run.sizes)} family × rung sizes\n{run.size_table()}")
-    n = run.run(timeout_minutes)
+    n = len(finished(run.study))
+    if workers > 1:
+        from ..search.workers import sigterm_as_interrupt, spawn
+
+        sigterm_as_interrupt()  # so that a stopped coordinator stops its workers too
+        cmd = [sys.executable, "-m", "archsearch", "run", path, "--out", str(run.out), "--storage", run.url,
+               "--worker", "ladder"]
+        cmd += ["--device", device] if device else []
+        cmd += ["--data", data] if data else []
+        if timeout_minutes is not None:  # the workers' limit ends where this one does
+            cmd += ["--timeout-minutes", f"{max(timeout_minutes - (time.monotonic() - start) / 60, 1e-3):.4f}"]
+        spawn(cmd, workers, "ladder", run.url, echo)
+        n = len(finished(run.study)) - n
+    else:
+        n = run.run(timeout_minutes)
     done = finished(run.study)
     left = [j for j in wanted(run.ladder, done) if j.key not in done]
     echo(f"ladder '{run.ladder.name}': {n} run(s) this time, {len(done)} finished, {len(left)} wanted still")
     return run
+
+
+def run_ladder_worker(path: str, out: Path, storage: str, device: str | None = None, data: str | None = None,
+                      timeout_minutes: float | None = None) -> None:
+    """One of `run LADDER --workers N`'s processes: claims runs until nothing is left that it could run."""
+    from ..search.workers import sigterm_as_interrupt
+
+    sigterm_as_interrupt()
+    rank = os.environ.get("ARCHSEARCH_WORKER", "?")
+    echo = lambda line: whole_line(sys.stdout, f"[worker {rank}] {line}")  # noqa: E731
+    LadderRun(path, out, storage, device, data, echo).run(timeout_minutes, wait=True)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import math
 import os
-import signal
 import sys
 import time
 import zlib
@@ -36,6 +35,7 @@ from .run_folder import (BASELINE, DATA, FIDELITY_BAR, FLOORS, ISO_TIME, MATCHED
 from .sampling import first_choice, template_for, with_data
 from .space import load_space, options, pareto_costs
 from .summary import progress_line, summary
+from .workers import sigterm_as_interrupt
 
 
 def make_sampler(name: str, seed: int):
@@ -265,16 +265,6 @@ def retrain_loop(setup: Setup, echo=print) -> None:
     retrain.run_jobs(seeds, setup.study, setup.storage, setup.objective, echo)
 
 
-def _sigterm_as_interrupt() -> None:
-    """`timeout` and schedulers send SIGTERM: stop as cleanly as on Ctrl-C."""
-    def raise_interrupt(signum, frame):
-        raise KeyboardInterrupt
-    try:
-        signal.signal(signal.SIGTERM, raise_interrupt)
-    except ValueError:  # not the main thread
-        pass
-
-
 def wait_for_others(setup: Setup, echo=print, poll_s: float = 5.0) -> None:
     """Before the re-training, let trials still running elsewhere (other hosts) finish. Queued trials that nobody has
     started are not waited for: with the trial budget spent (`--trials` below the baselines' count, say) nobody will."""
@@ -299,7 +289,7 @@ def run_search(space_path: str, *, out: Path | None = None, storage: str | None 
     with more seeds, print the summary and write the report."""
     from . import workers as pool
 
-    _sigterm_as_interrupt()
+    sigterm_as_interrupt()
     setup = Setup(space_path, out, storage, budget, device, workers, timeout_minutes, data)
     if setup.auto_budget:
         echo(f"{'GPU' if setup.budget_name == 'gpu' else 'no GPU'}: using the {setup.budget_name} budget of "
@@ -371,7 +361,7 @@ def profile_trials(study, setup: Setup, k: int, echo=print) -> None:
 def run_worker(space_path: str, *, out: Path, storage: str, trials: int, budget: str, device: str | None,
                phase: str, timeout_minutes: float | None = None, data: str | None = None) -> None:
     """One of `--workers N` processes: runs trials (or re-training runs) of the coordinator's study."""
-    _sigterm_as_interrupt()
+    sigterm_as_interrupt()
     rank = os.environ.get("ARCHSEARCH_WORKER", "?")
     echo = lambda line: whole_line(sys.stdout, f"[worker {rank}] {line}")  # noqa: E731
     setup = Setup(space_path, out, storage, budget, device, timeout_minutes=timeout_minutes, data=data)

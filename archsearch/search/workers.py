@@ -1,13 +1,44 @@
 """`--workers N`: N processes on one study, one per visible GPU (or N CPU processes sharing the cores). Each is
-`archsearch run … --worker PHASE` on the coordinator's storage; Ctrl-C reaches every one of them."""
+`archsearch run … --worker PHASE` on the coordinator's storage (a search's phases, or a ladder's runs); Ctrl-C
+reaches every one of them."""
 from __future__ import annotations
 
 import os
 import signal
 import subprocess
 import sys
+import time
 
 from .rdb import redact
+
+
+def stop(procs: list, grace_s: float = 5.0) -> None:
+    """Stop the workers as Ctrl-C does: SIGINT, then SIGTERM to any still running after `grace_s` (a process started
+    in the background ignores SIGINT; the workers take SIGTERM as Ctrl-C too)."""
+    for p in procs:
+        if p.poll() is None:
+            p.send_signal(signal.SIGINT)
+    deadline = time.monotonic() + grace_s
+    for p in procs:
+        try:
+            p.wait(timeout=max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            pass
+    for p in procs:
+        if p.poll() is None:
+            p.send_signal(signal.SIGTERM)
+    for p in procs:
+        p.wait()
+
+
+def sigterm_as_interrupt() -> None:
+    """`timeout` and schedulers send SIGTERM: stop as cleanly as on Ctrl-C (a coordinator then stops its workers)."""
+    def raise_interrupt(signum, frame):
+        raise KeyboardInterrupt
+    try:
+        signal.signal(signal.SIGTERM, raise_interrupt)
+    except ValueError:  # not the main thread
+        pass
 
 
 def _env(rank: int, workers: int) -> dict:
@@ -32,19 +63,20 @@ def run(setup, phase: str, workers: int, n_trials: int, echo=print) -> None:
         cmd += ["--timeout-minutes", str(setup.budget.timeout_minutes)]
     if setup.data:
         cmd += ["--data", setup.data]
+    spawn(cmd, workers, phase, setup.url, echo)
+
+
+def spawn(cmd: list[str], workers: int, phase: str, url: str, echo=print) -> None:
+    """Run `cmd` in `workers` processes at once, each with its GPU (or its share of the cores), until all stop."""
     envs = [_env(rank, workers) for rank in range(workers)]
     gpus = [e["CUDA_VISIBLE_DEVICES"] for e in envs if "CUDA_VISIBLE_DEVICES" in e]
     where = f"GPUs {', '.join(gpus)}" if gpus else f"{envs[0]['OMP_NUM_THREADS']} CPU thread(s) each"
-    echo(f"{phase}: starting {workers} worker process{'es' if workers > 1 else ''} on {redact(setup.url)} ({where})")
+    echo(f"{phase}: starting {workers} worker process{'es' if workers > 1 else ''} on {redact(url)} ({where})")
     procs = [subprocess.Popen(cmd, env=env) for env in envs]
     try:
         codes = [p.wait() for p in procs]
     except KeyboardInterrupt:
-        for p in procs:
-            if p.poll() is None:
-                p.send_signal(signal.SIGINT)
-        for p in procs:
-            p.wait()
+        stop(procs)
         raise
     bad = [(rank, c) for rank, c in enumerate(codes) if c != 0]
     if bad:
