@@ -90,7 +90,7 @@ def cmd_run(args) -> int:
     if is_ladder_file(args.space):
         return _run_ladder(args)
     if args.worker:
-        if not (args.out and args.storage and args.trials and args.budget):
+        if args.worker == "ladder" or not (args.out and args.storage and args.trials and args.budget):
             raise SpecError(Loc("--worker"),
                             "is started by `run --workers N` with --out, --storage, --trials, --budget")
         run_worker(args.space, out=Path(args.out), storage=args.storage, trials=args.trials, budget=args.budget,

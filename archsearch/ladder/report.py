@@ -9,7 +9,7 @@ from pathlib import Path
 
 import optuna
 
-from ..search.run_folder import TRAIN_SPLIT_TOKENS
+from ..search.run_folder import TRAIN_SPLIT_TOKENS, make_storage
 from ..search.stats import welch
 from . import check
 from .config import load_ladder
@@ -33,7 +33,7 @@ def _load(out: Path, storage: str | None):
     ladder = load_ladder(out / COPY)
     url = storage or f"sqlite:///{out / 'ladder.db'}"
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    return ladder, optuna.load_study(study_name=ladder.name, storage=url)
+    return ladder, optuna.load_study(study_name=ladder.name, storage=make_storage(url))
 
 
 def _pm(c: Cell, key: str, digits: int = 2) -> str:
@@ -61,7 +61,8 @@ def _answer(ladder, cells: dict, gone: dict, done: dict) -> list[str]:
     if not ladder.seeds:
         return ["## The comparison", "",
                 "This ladder trains no fresh seeds: it compares each family's validation perplexity at its best rate "
-                "(the table below) and their ratios (at the end), not a verdict with intervals."]
+                "(the table below)" + (" and their ratios (at the end)" if ladder.ratios else "") +
+                ", not a verdict with intervals."]
     lines = ["## The answer per rung", "",
              "Per rung, the family of lowest validation perplexity (at its chosen rate) among those with a PAM layer "
              "and among those without; both compared on the test split over fresh seeds (mean ± standard deviation; "
@@ -125,8 +126,8 @@ def _table(ladder, study, cells: dict, gone: dict) -> list[str]:
 
 
 def _fits(ladder, cells: dict) -> list[str]:
-    if len(ladder.rungs) < 2:
-        return []  # a power law needs two sizes
+    if len(ladder.rungs) < 2 or not ladder.seeds:
+        return []  # a power law needs two sizes, each with its seeds' test numbers
     lines = ["", "## Power laws", "",
              "Test loss (nats per token) against non-embedding parameters, L = a·N^(−α), least squares in "
              f"log–log over the seed means of the rungs whose {ladder.seeds} seeds have all finished; extrapolated to "

@@ -26,7 +26,7 @@ from ..passes import run_passes
 from ..progress import whole_line
 from ..saved import train_then_score
 from ..search.objective import mixers, worker_id
-from ..search.recovery import INTERRUPTED, heartbeat, recover, superseded
+from ..search.recovery import INTERRUPTED, heartbeat, recover, superseded, will_end
 from ..search.run_folder import make_storage, same_tokens
 from ..yamlloc import load_file
 from .config import load_ladder
@@ -105,6 +105,7 @@ class LadderRun:
         first = self.ladder.families[0]
         self.task = tasks.make(spec_of(self.ladder, Job(first.name, next(iter(first.rungs)), 1e-3, 0, "grid")).task)
         self.sizes = self._sizes()
+        self._waiting_said = False  # a worker says once that it waits on others, not at every poll
         self.url = storage or f"sqlite:///{self.out / 'ladder.db'}"
         self.storage = make_storage(self.url)
         optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -215,8 +216,16 @@ class LadderRun:
             self._enqueue(order)
             waiting = self._waiting(order)
             if not waiting:
-                busy = wait and self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
-                return "wait" if busy and (window is None or time.monotonic() - start < window) else None
+                busy = [t for t in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+                        if wait and will_end(t, self.storage)]
+                if busy and (window is None or time.monotonic() - start < window):
+                    if not self._waiting_said:
+                        self.echo(f"waiting for {len(busy)} run(s) of other workers "
+                                  f"({', '.join(t.user_attrs['job'] for t in busy)}): their results may unlock more")
+                        self._waiting_said = True
+                    return "wait"
+                return None
+            self._waiting_said = False
             t = waiting[0]
             if window is not None:
                 left = window - (time.monotonic() - start)
@@ -229,8 +238,10 @@ class LadderRun:
                         self.echo(f"time limit: {why}; stopping here (the same command resumes)")
                         return None
                     self.echo(f"time limit: {why}; {job_of(t).key} fits first")
-            claimed = self.storage.set_trial_state_values(t._trial_id, TrialState.RUNNING)
-            return t if claimed else "wait"  # claimed by a process on another host: look again
+            if not self.storage.set_trial_state_values(t._trial_id, TrialState.RUNNING):
+                return "wait"  # claimed by a process on another host: look again
+            self.storage.set_trial_user_attr(t._trial_id, "worker", worker_id())  # whose it is, from the claim on
+            return t
 
     def run(self, timeout_minutes: float | None = None, wait: bool = False) -> int:
         """Run what the plan wants until nothing is left or the next run would not finish within the time limit;
@@ -379,14 +390,14 @@ def run_ladder(path: str, out: Path | None = None, storage: str | None = None, d
                workers: int = 1) -> LadderRun:
     """`archsearch run LADDER`: in this process, or with `workers` > 1 in that many processes on its study (one per
     visible GPU), each claiming the next run the plan wants."""
+    from ..search.workers import sigterm_as_interrupt, spawn
+
+    sigterm_as_interrupt()  # `timeout` or a scheduler stops a run as Ctrl-C does (it is marked, and resumes)
     start = time.monotonic()
     run = LadderRun(path, out, storage, device, data, echo)  # the task's token cache is built once, here
     echo(f"ladder '{run.ladder.name}' on {run.task.name}: {len(run.sizes)} family × rung sizes\n{run.size_table()}")
     n = len(finished(run.study))
     if workers > 1:
-        from ..search.workers import sigterm_as_interrupt, spawn
-
-        sigterm_as_interrupt()  # so that a stopped coordinator stops its workers too
         cmd = [sys.executable, "-m", "archsearch", "run", path, "--out", str(run.out), "--storage", run.url,
                "--worker", "ladder"]
         cmd += ["--device", device] if device else []
@@ -409,6 +420,10 @@ def run_ladder_worker(path: str, out: Path, storage: str, device: str | None = N
     from ..search.workers import sigterm_as_interrupt
 
     sigterm_as_interrupt()
+    start = time.monotonic()
     rank = os.environ.get("ARCHSEARCH_WORKER", "?")
     echo = lambda line: whole_line(sys.stdout, f"[worker {rank}] {line}")  # noqa: E731
-    LadderRun(path, out, storage, device, data, echo).run(timeout_minutes, wait=True)
+    run = LadderRun(path, out, storage, device, data, echo)
+    if timeout_minutes is not None:  # the coordinator's limit, less this process's own setup
+        timeout_minutes = max(timeout_minutes - (time.monotonic() - start) / 60, 1e-3)
+    run.run(timeout_minutes, wait=True)

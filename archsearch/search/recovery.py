@@ -47,6 +47,22 @@ def _dead_here(worker: str | None) -> bool:
     return False
 
 
+def will_end(trial, storage) -> bool:
+    """A RUNNING trial that will finish or be recovered: its worker is alive on this host, or it runs on another host
+    and the storage's heartbeats will fail it if that host is lost (without heartbeats nothing here can tell)."""
+    worker = trial.user_attrs.get(WORKER) or ""
+    host, _, pid = worker.rpartition(":")
+    if host != socket.gethostname():
+        return bool(_heartbeat_interval(storage))
+    try:
+        os.kill(int(pid), 0)
+    except (ValueError, ProcessLookupError):
+        return False
+    except PermissionError:
+        pass
+    return True
+
+
 def _heartbeat_interval(storage) -> float | None:
     return getattr(storage, "get_heartbeat_interval", lambda: None)()
 

@@ -12,7 +12,7 @@ from optuna.trial import TrialState
 from . import verify
 from .families import Quality, family, pam_fraction, verdict_cost
 from .recovery import superseded
-from .retrain import fidelity_pairs, seed_stats, spearman
+from .retrain import fidelity_pairs, seed_stats, spearman, spread
 from .run_folder import CARD, FIDELITY_BAR, ISO_TIME, MATCHED, MIXERS, SAVED_CHECK
 from .summary import summary
 from .verdicts import equal_time_verdict, floor_of, floor_note, verdict
@@ -90,12 +90,17 @@ def screen_qualifies(study, seeds, q: Quality) -> tuple[bool | None, str]:
     bar = study.user_attrs.get(FIDELITY_BAR)
     if not bar:
         return None, ""
-    factor, pairs = fidelity_pairs(study, seeds, q.key)
-    need = f"Spearman ≥ {bar['min_rank']:g} over {bar['trials']} architectures re-trained longer"
-    if len(pairs) < bar["trials"]:
-        return False, f"{len(pairs)} of its {bar['trials']} fidelity runs have finished (the bar: {need})"
-    rho = spearman([a for _, a, _ in pairs], [b for _, _, b in pairs])
-    return rho >= bar["min_rank"], f"ρ = {rho:.2f} over {len(pairs)} architectures (the bar: {need})"
+    n = bar["trials"]
+    need = f"the bar: Spearman ≥ {bar['min_rank']:g} over {n} architectures re-trained {bar['factor']:g}× longer"
+    want = [t.number for t in spread(study, n)]  # the screen's ranking as it stands now
+    if len(want) < n:
+        return False, f"the search has {len(want)} complete trials to re-train, fewer than {n} ({need})"
+    longer = {src: (a, b) for src, a, b in fidelity_pairs(study, seeds, q.key, bar["factor"])[1]}  # one a trial
+    done = [src for src in want if src in longer]
+    if len(done) < n:
+        return False, f"{len(done)} of its {n} fidelity runs have finished ({need})"
+    rho = spearman([longer[s][0] for s in want], [longer[s][1] for s in want])
+    return rho >= bar["min_rank"], f"ρ = {rho:.2f} over {n} architectures ({need})"
 
 
 def fidelity_section(study, seeds, q: Quality) -> list[str]:
@@ -164,17 +169,18 @@ def write_report(study, out: Path, seeds=None, check: bool = True) -> Path:
     if done:
         plots = [f"![{q.short} vs {cost}]({name})" for cost, name in PLOTS if _plot(done, cost, q, out / name)]
         _history(study, out / "history.png")
-        lines += ["## Verdict", "", verdict(done, q, verdict_cost(study), stats, floors)
+        lines += ["## Verdict", ""]
+        ok, why = screen_qualifies(study, seeds, q)
+        if ok is False:
+            lines += [f"**These verdicts are not to be used: the screen has not shown that it ranks as a longer "
+                      f"budget does ({why}).**", ""]
+        lines += [verdict(done, q, verdict_cost(study), stats, floors)
                   + floor_note(study, done, q, stats), ""]
         if study.user_attrs.get(ISO_TIME):
             lines += ["### At equal training time", "",
                       equal_time_verdict(done, q, study.user_attrs[ISO_TIME], stats, floors), ""]
         if verify.mismatches(saved):
             lines += ["**Some numbers of this study do not match their saved weights (see the last section).**", ""]
-        ok, why = screen_qualifies(study, seeds, q)
-        if ok is False:
-            lines += [f"**These verdicts are not to be used: the screen has not shown that it ranks as a longer "
-                      f"budget does ({why}).**", ""]
         lines += [" ".join(plots), "", "![history](history.png)", "", f"## Best {q.short} per family", "",
                   f"Each family's trial of best validation {q.short} in the search (the summary above ranks by the "
                   "objective, which also weighs the costs, so its trial can differ); the test column is its fresh "

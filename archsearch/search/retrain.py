@@ -163,12 +163,14 @@ def seed_stats(study, seeds_study, metric: str = "test_ppl") -> dict[int, dict]:
     return out
 
 
-def fidelity_pairs(study, seeds_study, metric: str = "val_ppl") -> tuple[float, list[tuple[int, float, float]]]:
-    """(budget factor, [(trial, screen metric, longer-budget metric)]) of the fidelity runs that finished."""
+def fidelity_pairs(study, seeds_study, metric: str = "val_ppl",
+                   only: float | None = None) -> tuple[float, list[tuple[int, float, float]]]:
+    """(budget factor, [(trial, screen metric, longer-budget metric)]) of the fidelity runs that finished (`only`:
+    those at that factor)."""
     pairs, factor = [], 0.0
     for j in seeds_study.trials if seeds_study is not None else ():
         source, seed, scale = job_key(j)
-        if scale != 1.0 and j.state == TrialState.COMPLETE and metric in j.user_attrs:
+        if scale != 1.0 and scale == (only or scale) and j.state == TrialState.COMPLETE and metric in j.user_attrs:
             src = study.trials[source]
             if metric in src.user_attrs:
                 pairs.append((source, src.user_attrs[metric], j.user_attrs[metric]))

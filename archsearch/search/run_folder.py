@@ -61,7 +61,7 @@ STUDY_DB, STUDY_JOURNAL = "study.db", "study.journal"
 SEEDS = ".seeds"  # the re-training study's name: the search's name and this
 HEARTBEAT_S = int(os.environ.get("ARCHSEARCH_HEARTBEAT_S", "30"))  # a lost worker's trial is failed after 3 beats
 MAX_RETRIES = 1  # a trial that kills its worker twice is left failed instead of taking the study down in a loop
-RETRY_KEEPS = (BASELINE, SOURCE, SEED, *LADDER_JOB, LR)  # what makes a trial the same run again
+RETRY_KEEPS = (BASELINE, SOURCE, SEED, SCALE, *LADDER_JOB, LR)  # what makes a trial the same run again
 
 
 def trial_spec_path(out: Path, number: int) -> Path:

@@ -248,8 +248,8 @@ def _check_budget(p: Budget, raw, loc: Loc) -> None:
             raise SpecError(floc, "expected {trials: N, factor: F, min_rank: R (optional)}: N trials re-trained F "
                                   "times longer, and the Spearman correlation R the screen must reach to be used")
         r = f.get("min_rank", 0.5)
-        if isinstance(r, bool) or not isinstance(r, (int, float)) or not -1 < r <= 1:
-            raise SpecError(loc_of(f, "min_rank", floc), f"needs a rank correlation in (-1, 1], got {r!r}")
+        if isinstance(r, bool) or not isinstance(r, (int, float)) or not 0 < r <= 1:
+            raise SpecError(loc_of(f, "min_rank", floc), f"needs a rank correlation in (0, 1], got {r!r}")
         if not isinstance(f["trials"], int) or isinstance(f["trials"], bool) or f["trials"] < 3:
             raise SpecError(loc_of(f, "trials", floc), f"needs a whole number >= 3 (for a rank correlation), got "
                                                        f"{f['trials']!r}")

@@ -189,7 +189,8 @@ def prepare(setup: Setup, echo=print, workers: int = 1) -> None:
         if study.user_attrs.get(FLOORS) != found:
             study.set_user_attr(FLOORS, found)
     f = setup.budget.fidelity or {}
-    bar = {"min_rank": float(f["min_rank"]), "trials": f["trials"]} if "min_rank" in f else None
+    bar = ({"min_rank": float(f["min_rank"]), "trials": f["trials"], "factor": float(f["factor"])}
+           if "min_rank" in f else None)
     if study.user_attrs.get(FIDELITY_BAR) != bar:
         study.set_user_attr(FIDELITY_BAR, bar)  # the report says whether the screen may be used
     if study.user_attrs.get(ISO_TIME) != setup.budget.train_seconds:

@@ -14,7 +14,13 @@ from .rdb import redact
 
 def stop(procs: list, grace_s: float = 5.0) -> None:
     """Stop the workers as Ctrl-C does: SIGINT, then SIGTERM to any still running after `grace_s` (a process started
-    in the background ignores SIGINT; the workers take SIGTERM as Ctrl-C too)."""
+    in the background ignores SIGINT; the workers take SIGTERM as Ctrl-C too). A second Ctrl-C or SIGTERM meanwhile
+    is ignored, so that the coordinator never leaves a worker running."""
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            signal.signal(sig, signal.SIG_IGN)
+        except ValueError:  # not the main thread
+            pass
     for p in procs:
         if p.poll() is None:
             p.send_signal(signal.SIGINT)
@@ -81,4 +87,4 @@ def spawn(cmd: list[str], workers: int, phase: str, url: str, echo=print) -> Non
     bad = [(rank, c) for rank, c in enumerate(codes) if c != 0]
     if bad:
         echo("worker(s) " + ", ".join(f"{r} (exit {c})" for r, c in bad) + " stopped early; their unfinished trials "
-             "are re-queued by the next run")
+             "are re-queued by the other workers or the next run")

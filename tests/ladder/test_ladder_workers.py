@@ -42,3 +42,16 @@ def test_a_worker_with_nothing_to_claim_waits_while_others_run_and_one_alone_sto
     assert run._next(start, 60.0, wait=True) == "wait"
     assert run._next(start - 61.0, 60.0, wait=True) is None
     assert run._next(start, None, wait=False) is None
+    # a run that nothing will end (its process gone, or on another host of a storage without heartbeats) is not
+    # waited for
+    for t in run.study.trials:
+        run.storage.set_trial_user_attr(t._trial_id, "worker", "otherhost:1")
+    assert run._next(start, None, wait=True) == "wait"  # sqlite has heartbeats: the other host's runs will end
+    journal = LadderRun(SMOKE, tmp_path / "j", f"journal:{tmp_path / 'j.log'}", None, "tests/fixtures/wikitext",
+                        echo=lambda line: None)
+    while journal._next(start, None, wait=False) is not None:
+        pass
+    assert journal._next(start, None, wait=True) == "wait"  # this process's own runs
+    for t in journal.study.trials:
+        journal.storage.set_trial_user_attr(t._trial_id, "worker", "otherhost:1")
+    assert journal._next(start, None, wait=True) is None

@@ -134,16 +134,33 @@ def test_the_screen_qualifies_only_with_every_fidelity_run_finished_and_rank_agr
     seeds = optuna.create_study()
     q = Quality(study)
     assert screen_qualifies(study, seeds, q) == (None, "")  # no bar set: the report says nothing
-    study.set_user_attr("fidelity_bar", {"min_rank": 0.8, "trials": 4})
-    longer = {0: 0.5, 1: 1.0, 2: 2.5, 3: 2.0}  # ranks (1, 2, 4, 3) against the screen's (1, 2, 3, 4): rho 0.8
-    for source in (0, 1, 2):
-        seeds.add_trial(create_trial(state=TrialState.COMPLETE, value=longer[source], user_attrs={
-            "source": source, "seed": 0, "scale": 4.0, "val_ppl": longer[source]}))
+    study.set_user_attr("fidelity_bar", {"min_rank": 0.8, "trials": 4, "factor": 4.0})
+
+    def longer(source, ppl, scale=4.0):
+        seeds.add_trial(create_trial(state=TrialState.COMPLETE, value=ppl, user_attrs={
+            "source": source, "seed": 0, "scale": scale, "val_ppl": ppl}))
+
+    for source, ppl in ((0, 0.5), (1, 1.0), (2, 2.5)):  # with 3 below: ranks (1, 2, 4, 3) against (1, 2, 3, 4)
+        longer(source, ppl)
+    longer(2, 2.5)  # the same trial re-trained twice (two hosts) counts once
+    longer(3, 2.0, scale=2.0)  # a run at another factor is not one of the bar's
     ok, why = screen_qualifies(study, seeds, q)
     assert ok is False and why.startswith("3 of its 4 fidelity runs have finished")
-    seeds.add_trial(create_trial(state=TrialState.COMPLETE, value=2.0, user_attrs={
-        "source": 3, "seed": 0, "scale": 4.0, "val_ppl": 2.0}))
+    longer(3, 2.0)
     assert screen_qualifies(study, seeds, q) == (True, "ρ = 0.80 over 4 architectures (the bar: Spearman ≥ 0.8 over 4 "
-                                                       "architectures re-trained longer)")
-    study.set_user_attr("fidelity_bar", {"min_rank": 0.9, "trials": 4})
+                                                       "architectures re-trained 4× longer)")
+    study.set_user_attr("fidelity_bar", {"min_rank": 0.9, "trials": 4, "factor": 4.0})
     assert screen_qualifies(study, seeds, q)[0] is False
+    study.set_user_attr("fidelity_bar", {"min_rank": 0.8, "trials": 5, "factor": 4.0})
+    assert screen_qualifies(study, seeds, q) == (False, "the search has 4 complete trials to re-train, fewer than 5 "
+                                                        "(the bar: Spearman ≥ 0.8 over 5 architectures re-trained 4× "
+                                                        "longer)")
+
+
+def test_an_interrupted_fidelity_run_is_retried_as_itself_at_its_longer_budget():
+    seeds = optuna.create_study()
+    seeds.add_trial(create_trial(state=TrialState.FAIL, user_attrs={
+        "source": 3, "seed": 0, "scale": 4.0, "failed_reason": "interrupted"}))
+    assert recover(seeds, seeds._storage) == 1
+    (again,) = seeds.get_trials(states=(TrialState.WAITING,))
+    assert retrain.job_key(again) == (3, 0, 4.0)  # not a 1x run at the search's own seed

@@ -240,6 +240,7 @@ def test_bad_baselines(tmp_path, baselines, message):
     ("fidelity: {trials: 8, factor: 1}", "search.budgets.cpu.fidelity.factor: needs a number > 1, got 1"),
     ("fidelity: 4", "search.budgets.cpu.fidelity: expected {trials: N, factor: F, min_rank: R"),
     ("fidelity: {trials: 8, factor: 4, min_rank: 2}", "search.budgets.cpu.fidelity.min_rank: needs a rank correlation in"),
+    ("fidelity: {trials: 8, factor: 4, min_rank: -0.5}", "fidelity.min_rank: needs a rank correlation in \\(0, 1\\]"),
     ("fidelity: {trials: 8, factor: 4, rank: 0.8}", "search.budgets.cpu.fidelity: expected {trials: N, factor: F"),
 ])
 def test_bad_iso_time_and_fidelity(tmp_path, budget, message):
