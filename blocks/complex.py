@@ -223,3 +223,23 @@ def gate_product(y: torch.Tensor, modrelu_bias: torch.Tensor, gate_bias: torch.T
     gate = torch.sigmoid(gmag if gate_bias is None else gmag + gate_bias) / gmag
     hr, hi = complex_mul(gr * gate, gi * gate, ur, ui)
     return torch.cat([hr, hi], -1)
+
+
+def residual_linear(r: torch.Tensor, h: torch.Tensor, w: torch.Tensor, scale: torch.Tensor | None) -> torch.Tensor:
+    """r + scale·(h Wᵀ) (scale None: 1) in at least fp32, r's dtype out. The torch twin of
+    kernels/sublayer.residual_linear."""
+    wide = torch.promote_types(torch.promote_types(r.dtype, h.dtype), torch.float32)
+    y = F.linear(h.to(wide), w.to(wide))
+    return (r.to(wide) + (y if scale is None else scale.to(wide) * y)).to(r.dtype)
+
+
+def cgu_sublayer_step(x, norm_weight, eps: float, w_gate_up, modrelu_bias, gate_bias, w_down, scale,
+                      h_dtype: torch.dtype | None = None):
+    """x + scale·CGU(complex_rms_norm(x)) for one token x [B, 2n] on the blocks' tensors (the CGU's block matrices,
+    as CGU.fused_sublayer_step passes them), in at least fp32, the hidden h rounded to h_dtype (default x's). The
+    torch twin of kernels/cgu_step.cgu_sublayer_step."""
+    wide = torch.promote_types(x.dtype, torch.float32)
+    z = complex_rms_norm(x.to(wide), norm_weight, eps)
+    h = gate_product(F.linear(z, w_gate_up.to(wide)), modrelu_bias.to(wide),
+                     None if gate_bias is None else gate_bias.to(wide))
+    return residual_linear(x, h.to(h_dtype or x.dtype), w_down, scale)

@@ -121,6 +121,6 @@ def kernel(name: str, device: torch.device):
     """The kernel module blocks/kernels/<name>.py (its table entry names its torch twin: blocks.kernels.TWINS).
     Raises a one-line error where the kernels cannot run on `device`."""
     require_kernels(device)
-    from .kernels import cgu, complex_qkv, cross_entropy, memory, pam_step
-    return {"cgu": cgu, "complex_qkv": complex_qkv, "cross_entropy": cross_entropy, "memory": memory,
-            "pam_step": pam_step}[name]
+    from .kernels import cgu, cgu_step, complex_qkv, cross_entropy, memory, pam_step, sublayer
+    return {"cgu": cgu, "cgu_step": cgu_step, "complex_qkv": complex_qkv, "cross_entropy": cross_entropy,
+            "memory": memory, "pam_step": pam_step, "sublayer": sublayer}[name]

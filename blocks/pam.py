@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import fastpath, linear_core
-from .complex import ComplexLinear, magnitude, split
+from .complex import ComplexLinear, complex_rms_norm, magnitude, residual_linear, split
 from .gates import DecayGSP, gate_values
 from .rope import step_positions
 
@@ -156,6 +156,17 @@ def decode_step(x, w_qkv, theta, position, decay_w, decay_b, fixed_log_g, gsp_w,
                                  conjugate)
     sr.copy_(new[0]), si.copy_(new[1])
     return torch.cat([yr.reshape(b, h * d), yi.reshape(b, h * d)], -1).to(y_dtype or x.dtype), sr, si
+
+
+def sublayer_step(x, norm_weight, eps: float, w_qkv, theta, position, decay_w, decay_b, fixed_log_g, gsp_w, gsp_b,
+                  sr, si, conjugate: bool, w_out, scale, y_dtype=None):
+    """The pre-norm residual sublayer x + scale·PAM(complex_rms_norm(x)) for one token x [B, 2n]: the norm in at
+    least fp32, decode_step on it, the output projection W_out [2n, 2·H·d] and the scaled add (residual_linear) →
+    (x' in x's dtype, sr, si). The torch twin of kernels/pam_step.pam_sublayer_step."""
+    z = complex_rms_norm(linear_core.acc(x), norm_weight, eps)
+    y, sr, si = decode_step(z, w_qkv.to(z.dtype), theta, position, decay_w, decay_b, fixed_log_g, gsp_w, gsp_b, sr,
+                            si, conjugate, y_dtype or x.dtype)
+    return residual_linear(x, y, w_out, scale), sr, si
 
 
 class PAM(fastpath.ModeChoice, nn.Module):

@@ -98,6 +98,39 @@ def _decode(b, h, d, n, decay, gsp, conjugate):
     return Example(args, [(b, 2 * h * d), (b, h, d, d), (b, h, d, d)], grad=(), half=(0, 1))
 
 
+def _norm(gen, n):
+    """The complex norm's σ [n] (around 1) and eps, for a fused pre-norm sublayer step."""
+    return 1.0 + 0.3 * torch.randn(n, generator=gen, dtype=torch.float64), 1e-6
+
+
+def _residual(b, m, k, scaled: bool):
+    gen = _gen(4)
+    r = lambda *shape: torch.randn(*shape, generator=gen, dtype=torch.float64)  # noqa: E731
+    scale = torch.tensor(0.3, dtype=torch.float64) if scaled else None
+    return Example([r(b, m), r(b, k), r(m, k) / k ** 0.5, scale], [(b, m)], grad=(), half=(0, 1, 2))
+
+
+def _cgu_sublayer(b, n, h, gate_bias: bool):
+    """One CGU sublayer decode step (forward only) on a stream with rows of different sizes."""
+    gen = _gen(5)
+    r = lambda *shape, scale=1.0: scale * torch.randn(*shape, generator=gen, dtype=torch.float64)  # noqa: E731
+    x = r(b, 2 * n) * torch.linspace(0.5, 4.0, b, dtype=torch.float64)[:, None]
+    args = [x, *_norm(gen, n), r(4 * h, 2 * n, scale=(2 * n) ** -0.5), -0.1 + 0.3 * r(h),
+            0.5 * r(h) if gate_bias else None, r(2 * n, 2 * h, scale=(2 * h) ** -0.5), r(()) if gate_bias else None]
+    return Example(args, [(b, 2 * n)], grad=(), half=(0, 3, 6))
+
+
+def _pam_sublayer(b, h, d, n, gsp, conjugate):
+    """One PAM sublayer decode step: _decode's PAM step between a complex norm and a scaled residual output
+    projection (forward only), the state updated in place."""
+    step = _decode(b, h, d, n, "data", gsp, conjugate).args
+    gen = _gen(6)
+    x = 3 * torch.randn(b, 2 * n, generator=gen, dtype=torch.float64)
+    w_out = torch.randn(2 * n, 2 * h * d, generator=gen, dtype=torch.float64) / (2 * h * d) ** 0.5
+    args = [x, *_norm(gen, n), *step[1:], w_out, torch.tensor(0.1, dtype=torch.float64)]
+    return Example(args, [(b, 2 * n), (b, h, d, d), (b, h, d, d)], grad=(), half=(0, 3, 14))
+
+
 EXAMPLES = {  # per kernel: tile edges, both signs, with and without the optional inputs
     "memory.chunked_memory": [_memory(1, 2, 2, 40, 16, 16), _memory(2, 1, 1, 100, 8, 9), _memory(1, 1, 2, 130, 32, 20)],
     "memory.complex_pair_memory": [_pair(1, 2, 70, 8, 1.0), _pair(2, 1, 40, 24, -1.0)],
@@ -106,6 +139,10 @@ EXAMPLES = {  # per kernel: tile edges, both signs, with and without the optiona
     "cross_entropy.cross_entropy": [_loss(300), _loss(320)],
     "pam_step.pam_step": [_decode(2, 2, 8, 16, "data", "head", True), _decode(3, 2, 12, 10, "fixed", "channel", False),
                           _decode(1, 1, 24, 8, "none", "off", True)],
+    "pam_step.pam_sublayer_step": [_pam_sublayer(2, 2, 12, 20, "channel", True),
+                                   _pam_sublayer(1, 1, 8, 8, "head", False)],
+    "cgu_step.cgu_sublayer_step": [_cgu_sublayer(3, 10, 30, True), _cgu_sublayer(1, 9, 27, False)],
+    "sublayer.residual_linear": [_residual(3, 21, 67, True), _residual(9, 6, 16, False)],
 }
 CASES = [(name, i) for name in TWINS for i in range(len(EXAMPLES.get(name, [])))]
 

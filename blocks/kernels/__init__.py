@@ -1,5 +1,6 @@
 """Triton kernels: the matrix-state memories (memory*.py), PAM's input preparation (complex_qkv.py) and decode
-step (pam_step.py), the CGU's gate product (cgu.py) and the language-model loss (cross_entropy.py). Optional: only
+step (pam_step.py), the CGU's gate product (cgu.py) and decode sublayer (cgu_step.py), what the fused pre-norm
+residual sublayers share (sublayer.py) and the language-model loss (cross_entropy.py). Optional: only
 blocks/fastpath.py imports them, where fastpath.use_kernels() says they run (a CUDA GPU of compute capability ≥ 8.0
 with Triton installed), a block asks for `mode: triton` or a decode step for fastpath.fused_decode(); their torch twins
 stay the reference and the CPU path. Exported model files do not carry these kernels (they import torch only).
@@ -24,6 +25,9 @@ TWINS = {  # kernel (module.function in blocks/kernels) → its torch twin (modu
     "cgu.cgu_gate": "complex.gate_product",
     "cross_entropy.cross_entropy": "fused_loss.cross_entropy",
     "pam_step.pam_step": "pam.decode_step",
+    "pam_step.pam_sublayer_step": "pam.sublayer_step",
+    "cgu_step.cgu_sublayer_step": "complex.cgu_sublayer_step",
+    "sublayer.residual_linear": "complex.residual_linear",
 }
 
 

@@ -12,6 +12,10 @@ decay and GSP gate maps, RoPE and scale glue, the state update, the read); these
    state rows at a time, S ← γ'S + V'Kᴴ (Kᵀ without the conjugate) in place on the fp32 state and y = S Q, written
    as [B, 2·H·d] = [Re heads | Im heads] (PAM._merge's order) in the output projection's dtype.
 
+pam_sublayer_step does the whole pre-norm residual sublayer, x + s·PAM(complex_norm(x)), in three kernels: project
+with the norm as its prologue (sublayer.py; the programs of its first channel block also write the normed row, for
+the state kernel's gates), state, and the output projection with the scaled residual add (sublayer.residual_linear).
+
 Arithmetic in fp32 whatever the inputs' dtype; the state stays fp32. Forward only: a decode step has no gradient.
 """
 from __future__ import annotations
@@ -22,7 +26,9 @@ import torch
 import triton
 import triton.language as tl
 
-__all__ = ["pam_step"]  # the kernels; TWINS (__init__.py) names their torch twins
+from .sublayer import inverse_rms, normed, residual_op, tiles
+
+__all__ = ["pam_step", "pam_sublayer_step"]  # the kernels; TWINS (__init__.py) names their torch twins
 
 PROJECT_TILE = 2048  # batch rows × channels × input columns one projection program holds per loop iteration
 GATE_TILE = 2048  # gate rows × input columns the state kernel's gate maps hold per loop iteration (per-channel GSP
@@ -32,8 +38,8 @@ DECAY = {"none": 0, "data": 1, "fixed": 2}
 
 
 @triton.jit
-def project(x_ptr, w_ptr, theta_ptr, pos_ptr, out_ptr, B, N2, H, d, scale, BB: tl.constexpr, BJ: tl.constexpr,
-            BK: tl.constexpr):
+def project(x_ptr, nw_ptr, z_ptr, w_ptr, theta_ptr, pos_ptr, out_ptr, B, N2, H, d, scale, eps, NORM: tl.constexpr,
+            BB: tl.constexpr, BJ: tl.constexpr, BK: tl.constexpr):
     per_head = tl.cdiv(d, BJ)
     block = tl.program_id(0)  # (q/k/v · H + head) · per_head + channel block
     group = block // per_head
@@ -43,11 +49,18 @@ def project(x_ptr, w_ptr, theta_ptr, pos_ptr, out_ptr, B, N2, H, d, scale, BB: t
     jm, bm = j < d, b < B
     acc_re = tl.zeros([BB, BJ], dtype=tl.float32)
     acc_im = tl.zeros([BB, BJ], dtype=tl.float32)
+    if NORM:
+        inv = inverse_rms(x_ptr, b, bm, N2, eps, BB, BK)
+    else:
+        inv = tl.zeros([BB], dtype=tl.float32)
+    zm = bm & (tl.zeros([BB], dtype=tl.int32) + block == 0)  # the first channel block's programs keep the normed row
     for k0 in range(0, N2, BK):
         k = k0 + tl.arange(0, BK)
         km = k < N2
-        x = tl.load(x_ptr + b[:, None].to(tl.int64) * N2 + k[None, :], mask=bm[:, None] & km[None, :],
-                    other=0.0).to(tl.float32)[:, None, :]
+        x = normed(x_ptr, nw_ptr, inv, b, bm, k, km, N2, NORM)
+        if NORM:  # for the state kernel's gates
+            tl.store(z_ptr + b[:, None].to(tl.int64) * N2 + k[None, :], x, mask=zm[:, None] & km[None, :])
+        x = x[:, None, :]
         at = row[:, None].to(tl.int64) * N2 + k[None, :]
         wm = jm[:, None] & km[None, :]
         acc_re += tl.sum(x * tl.load(w_ptr + at, mask=wm, other=0.0).to(tl.float32)[None, :, :], 2)
@@ -147,21 +160,27 @@ def state(x_ptr, qkv_ptr, dw_ptr, db_ptr, fixed_ptr, gw_ptr, gb_ptr, sr_ptr, si_
 # op declares the state it updates in place
 @torch.library.custom_op("archsearch::pam_step_project", mutates_args=())
 def project_op(x: torch.Tensor, w: torch.Tensor, theta: torch.Tensor, position: torch.Tensor, heads: int,
-               scale: float) -> torch.Tensor:
+               scale: float, norm_weight: torch.Tensor | None = None,
+               eps: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """(qkv [B, 6·H·d] fp32, the normed x [B, 2n] fp32) with a norm weight (the complex norm as the prologue, eps
+    that of the RMS over 2n reals); (qkv, an empty tensor) without."""
     b, n2 = x.shape
     d = theta.shape[0]
     out = torch.empty(b, w.shape[0], device=x.device, dtype=torch.float32)
+    z = torch.empty(b, n2 if norm_weight is not None else 0, device=x.device, dtype=torch.float32)
     bj = min(8, triton.next_power_of_2(d))
-    bb = min(8, triton.next_power_of_2(b))
-    bk = max(16, min(triton.next_power_of_2(n2), PROJECT_TILE // (bb * bj)))
+    bb, bk = tiles(b, bj, n2, PROJECT_TILE)
     grid = (3 * heads * triton.cdiv(d, bj), triton.cdiv(b, bb))
-    project[grid](x.contiguous(), w.contiguous(), theta, position, out, b, n2, heads, d, scale, BB=bb, BJ=bj, BK=bk)
-    return out
+    project[grid](x.contiguous(), x if norm_weight is None else norm_weight, out if norm_weight is None else z,
+                  w.contiguous(), theta, position, out, b, n2, heads, d, scale, eps, NORM=norm_weight is not None,
+                  BB=bb, BJ=bj, BK=bk)
+    return out, z
 
 
 @project_op.register_fake
-def _(x, w, theta, position, heads, scale):
-    return x.new_empty(x.shape[0], w.shape[0], dtype=torch.float32)
+def _(x, w, theta, position, heads, scale, norm_weight=None, eps=0.0):
+    z = x.new_empty(x.shape[0], x.shape[1] if norm_weight is not None else 0, dtype=torch.float32)
+    return x.new_empty(x.shape[0], w.shape[0], dtype=torch.float32), z
 
 
 @torch.library.custom_op("archsearch::pam_step_state", mutates_args=("sr", "si"))
@@ -203,7 +222,26 @@ def pam_step(x, w_qkv, theta, position, decay_w, decay_b, fixed_log_g, gsp_w, gs
     check(heads, d, 0 if gsp_w is None else gsp_w.shape[0])
     if not (sr.is_contiguous() and si.is_contiguous() and sr.dtype == si.dtype == torch.float32):
         raise ValueError("pam_step updates the state in place: it needs contiguous fp32 tensors")
-    qkv = project_op(x, w_qkv, theta.float().contiguous(), position.reshape(1), heads, 1.0 / math.sqrt(d))
+    qkv, _ = project_op(x, w_qkv, theta.float().contiguous(), position.reshape(1), heads, 1.0 / math.sqrt(d))
     y = state_op(x, qkv, decay_w, decay_b, fixed_log_g, gsp_w, gsp_b, sr, si, 1.0 if conjugate else -1.0,
                  y_dtype or x.dtype)
     return y, sr, si
+
+
+def pam_sublayer_step(x, norm_weight, eps: float, w_qkv, theta, position, decay_w, decay_b, fixed_log_g, gsp_w,
+                      gsp_b, sr, si, conjugate: bool, w_out, scale, y_dtype: torch.dtype | None = None):
+    """The pre-norm residual sublayer x + scale·PAM(complex_rms_norm(x)) for one token x [B, 2n] in three kernels:
+    project with the norm as its prologue (it also writes the normed row, for the gates), state, and the output
+    projection W_out [2n, 2·H·d] with the scaled residual add (sublayer.residual_linear; scale a 0-d tensor or None).
+    The norm's σ [n] and eps; the other arguments as pam_step's. → (x' [B, 2n] in x's dtype, sr, si); y is rounded
+    to y_dtype (default x's) between the state kernel and the output projection."""
+    heads, d = sr.shape[1], sr.shape[-1]
+    check(heads, d, 0 if gsp_w is None else gsp_w.shape[0])
+    if not (sr.is_contiguous() and si.is_contiguous() and sr.dtype == si.dtype == torch.float32):
+        raise ValueError("pam_step updates the state in place: it needs contiguous fp32 tensors")
+    # eps / 2: the RMS is over the 2n real values, as complex_rms_norm's
+    qkv, z = project_op(x, w_qkv, theta.float().contiguous(), position.reshape(1), heads, 1.0 / math.sqrt(d),
+                        norm_weight, eps / 2)
+    y = state_op(z, qkv, decay_w, decay_b, fixed_log_g, gsp_w, gsp_b, sr, si, 1.0 if conjugate else -1.0,
+                 y_dtype or x.dtype)
+    return residual_op(x, y, w_out, scale), sr, si
