@@ -9,9 +9,9 @@ cache's length, whatever the context; pass a `state` whose caches are as long as
 
 A graph removes the CPU's per-op launch cost but still runs every small kernel of the step (a 100M PAM step is
 ~2,160 of them on an H200); `compile=True` first fuses the step with torch.compile (inductor), so the graph replays
-far fewer (~440; ~280 with compile="max-autotune-no-cudagraphs", docs/performance.md). `fused=True` runs each PAM
-layer's step between its norm and output projection as two Triton kernels (blocks.fastpath.fused_decode; off by
-default until measured on a GPU).
+far fewer (~440; ~280 with compile="max-autotune-no-cudagraphs", docs/performance.md). `fused=True` runs each
+pre-norm CGU or PAM sublayer (complex_norm, the block, the scaled residual add) as two or three Triton kernels
+(blocks.fastpath.fused_decode; off by default until measured on a GPU).
 The weights must not change after construction: the step is captured inside blocks.complex.frozen_weights, so the
 graph reads complex block matrices built once, which the decoder keeps alive (the model itself keeps nothing).
 
@@ -105,7 +105,7 @@ class GraphedDecoder:
         """`state`: the state buffers to decode in (taken over, not copied: e.g. KV caches cut to the length the
         decode needs, or a state already at some context), default model.init_state(batch). `compile`: True, or a
         torch.compile mode (e.g. "max-autotune-no-cudagraphs"; a mode with its own CUDA graphs would nest them).
-        `fused`: the step traced and captured inside blocks.fastpath.fused_decode() (PAM's fused decode kernels)."""
+        `fused`: the step traced and captured inside blocks.fastpath.fused_decode() (the fused sublayer kernels)."""
         if device.type != "cuda":
             raise ValueError(f"CUDA-graph decode needs a CUDA device, got {device}")
         self.model = model

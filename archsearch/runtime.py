@@ -3,6 +3,10 @@
 Imports torch and the standard library only, so `export` can ship this file beside the block sources.
 A program is a tuple of ops (name, op, inputs, key): `inputs` index earlier ops' values; `key` names the module in
 `blocks` (op "block") or the learned scalar in `scales` (op "add", only when the add has one).
+
+A decode step may run a pre-norm residual sublayer, add(r, block(norm(r))), as one call of the block's optional
+`fused_sublayer_step(norm, r, state, scale)` (fused Triton kernels, blocks/fastpath.fused_decode): the block answers
+None where it does not apply, and the three ops run as written.
 """
 from __future__ import annotations
 
@@ -49,6 +53,19 @@ class SequenceModel(nn.Module):
                 last_use[j] = i
         # values each op may free once it has run: keeps peak activation memory to what is still needed
         self._free = [tuple(j for j, last in last_use.items() if last == i) for i in range(len(self.program))]
+        self._sublayers = self._pre_norm_sublayers(last_use)
+
+    def _pre_norm_sublayers(self, last_use: dict) -> dict:
+        """{i: (norm key, block key, add key)} for every three ops i, i+1, i+2 that are norm(r), block(norm) and
+        add(r, block) and whose norm and block values nothing else reads: what a decode step may run as one fused
+        sublayer step (step())."""
+        found = {}
+        for i in range(len(self.program) - 2):
+            (_, norm, n_in, n_key), (_, block, b_in, b_key), (_, add, a_in, a_key) = self.program[i:i + 3]
+            if ((norm, block, add) == ("block", "block", "add") and len(n_in) == 1 and list(b_in) == [i]
+                    and list(a_in) == [n_in[0], i + 1] and last_use[i] == i + 1 and last_use[i + 1] == i + 2):
+                found[i] = (n_key, b_key, a_key)
+        return found
 
     def logits(self, x: torch.Tensor, keep_padding: bool = False) -> torch.Tensor:
         """Hidden states → logits [..., vocab]; with keep_padding, [..., W ≥ vocab] where the GPU pads the vocabulary
@@ -65,11 +82,22 @@ class SequenceModel(nn.Module):
             return padded if keep_padding else padded[..., :vocab]
         return nn.functional.linear(x, w)
 
-    def _run(self, ids, apply, keep_padding: bool = False):
+    def _run(self, ids, apply, keep_padding: bool = False, sublayer=None):
+        """The program's output. `sublayer(norm key, block key, add key, r)`: the value of a pre-norm sublayer's add
+        (self._sublayers, at its norm's op) by a fused step, or None to run its three ops."""
         vals = [None] * len(self.program)
+        skip = 0  # ops a fused sublayer step has done: its block and its add (whose value v already holds)
         for i, (name, op, inputs, key) in enumerate(self.program):
-            with torch.profiler.record_function(name) if self.trace_ops else nullcontext():
-                v = self._op(op, key, inputs, vals, ids, apply, keep_padding)
+            if skip:
+                skip -= 1
+            else:
+                with torch.profiler.record_function(name) if self.trace_ops else nullcontext():
+                    v = None
+                    if sublayer is not None and i in self._sublayers:
+                        v = sublayer(*self._sublayers[i], vals[inputs[0]])
+                        skip = 0 if v is None else 2
+                    if v is None:
+                        v = self._op(op, key, inputs, vals, ids, apply, keep_padding)
             vals[i] = v
             for j in self._free[i]:
                 vals[j] = None
@@ -96,7 +124,8 @@ class SequenceModel(nn.Module):
                 for k, b in self.blocks.items() if hasattr(b, "init_state")}
 
     def step(self, ids_t: torch.Tensor, state: dict):
-        """One decode step: token ids [B] → logits [B, V], with the updated state."""
+        """One decode step: token ids [B] → logits [B, V], with the updated state. A pre-norm residual sublayer runs
+        as its block's fused sublayer step where the block has one and it applies (see the module's docstring)."""
         new = dict(state)
 
         def apply(key, x):
@@ -106,4 +135,17 @@ class SequenceModel(nn.Module):
                 return y
             return block(x)
 
-        return self._run(ids_t, apply), new
+        def sublayer(norm_key, key, add_key, r):
+            fused = getattr(self.blocks[key], "fused_sublayer_step", None)
+            if fused is None or (self.training and self.drop.p > 0):  # the add drops out the branch
+                return None
+            scale = self.scales[add_key] if add_key in self.scales else None
+            out = fused(self.blocks[norm_key], r, new.get(key), scale)
+            if out is None:
+                return None
+            y, s = out
+            if key in new:
+                new[key] = s
+            return y
+
+        return self._run(ids_t, apply, sublayer=sublayer), new

@@ -213,6 +213,17 @@ class CGU(nn.Module):
             return self.down(fastpath.kernel("cgu", y.device).cgu_gate(y, self.modrelu_bias, self.gate_bias))
         return self.down(gate_product(y, self.modrelu_bias, self.gate_bias))
 
+    def fused_sublayer_step(self, norm: nn.Module, x: torch.Tensor, state, scale: torch.Tensor | None):
+        """The decode step of the pre-norm residual sublayer x + scale·self(norm(x)) (x [B, D], one token) by two
+        Triton kernels (blocks/kernels/cgu_step.py) → (x', state), or None where they do not apply (the norm is not
+        complex_norm, or fastpath.use_fused_decode says no): the runtime then runs the norm, the block and the add.
+        A CGU has no state (None passes through)."""
+        if not (isinstance(norm, ComplexNormBlock) and fastpath.use_fused_decode(x.device)):
+            return None
+        step = fastpath.kernel("cgu_step", x.device).cgu_sublayer_step
+        return step(x, norm.weight, norm.eps, self.gate_up.block_matrix(), self.modrelu_bias, self.gate_bias,
+                    self.down.block_matrix(), scale, compute_dtype(x)), state
+
 
 def gate_product(y: torch.Tensor, modrelu_bias: torch.Tensor, gate_bias: torch.Tensor | None) -> torch.Tensor:
     """The CGU's middle: [gr | ur | gi | ui] → [hr | hi] = (g · σ(|g| + c)/|g|) · modReLU(u), complex. The torch twin
@@ -223,6 +234,12 @@ def gate_product(y: torch.Tensor, modrelu_bias: torch.Tensor, gate_bias: torch.T
     gate = torch.sigmoid(gmag if gate_bias is None else gmag + gate_bias) / gmag
     hr, hi = complex_mul(gr * gate, gi * gate, ur, ui)
     return torch.cat([hr, hi], -1)
+
+
+def compute_dtype(x: torch.Tensor) -> torch.dtype:
+    """The dtype a product of x computes in: autocast's where it is on, else x's."""
+    amp = torch.is_autocast_enabled(x.device.type)
+    return torch.get_autocast_dtype(x.device.type) if amp else x.dtype
 
 
 def residual_linear(r: torch.Tensor, h: torch.Tensor, w: torch.Tensor, scale: torch.Tensor | None) -> torch.Tensor:

@@ -7,10 +7,13 @@
 - kernels_available(device): whether the kernels can run on `device` at all (what an explicit `mode: triton` needs).
 - use_kernels(device): the one check a fast path asks: run the kernel here? A CUDA GPU that can run them, outside
   reference_forms(). On CPU the interpreter runs them only when a block asks for them by name (tests).
-- fused_decode(): inside it a PAM decode step runs as two Triton kernels (blocks/kernels/pam_step.py: projection
-  with RoPE, then gates, state update and read) instead of its torch form, where use_fused_decode(device) says so:
-  the kernels can run on the device, no gradients, outside reference_forms(). Off unless asked for (GraphedDecoder's
-  `fused`, benchmarks/decode.py --fused-step): not yet measured on a GPU. The state is then updated in place.
+- fused_decode(): inside it a model's decode step runs each pre-norm residual sublayer x + s·block(complex_norm(x))
+  of a CGU or a PAM as a few Triton kernels (the block's fused_sublayer_step, asked by archsearch.runtime: CGU 2,
+  blocks/kernels/cgu_step.py; PAM 3, pam_step.pam_sublayer_step), and a PAM step outside that pattern as two
+  (blocks/kernels/pam_step.py: projection with RoPE, then gates, state update and read) instead of their torch
+  forms, where use_fused_decode(device) says so: the kernels can run on the device, no gradients, outside
+  reference_forms(). Off unless asked for (GraphedDecoder's `fused`, benchmarks/decode.py --fused-step): not yet
+  measured on a GPU. The state is then updated in place.
 - compiled_decode(): the one rule for a compiled decode step (traced by torch.compile, no gradients): blocks write
   their few-token work as products and sums that inductor fuses instead of launching kernels and GEMMs of their own.
 - kernel(name, device): the kernel module blocks/kernels/<name>.py, or a one-line error where it cannot run.
@@ -46,7 +49,7 @@ def reference_forms():
 
 
 def fused_decode():
-    """Within this context a PAM decode step runs its fused kernels where use_fused_decode() says so."""
+    """Within this context a decode step runs the fused sublayer and PAM kernels where use_fused_decode() says so."""
     return _switched_on(_FUSED)
 
 

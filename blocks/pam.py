@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import fastpath, linear_core
-from .complex import ComplexLinear, complex_rms_norm, magnitude, residual_linear, split
+from .complex import ComplexLinear, ComplexNormBlock, complex_rms_norm, compute_dtype, magnitude, residual_linear, split
 from .gates import DecayGSP, gate_values
 from .rope import step_positions
 
@@ -286,16 +286,32 @@ class PAM(fastpath.ModeChoice, nn.Module):
                                           vi[:, :, 0], log_g[:, :, 0], (sr, si), self.cfg.conjugate)
         return self._merge(yr[:, :, None], yi[:, :, None], x_t.dtype)[:, 0], (sr, si, pos + 1)
 
+    def _step_tensors(self, pos, device) -> tuple:
+        """What the fused kernels read besides the input and the state: W_qkv's block matrix, θ, the position and
+        the gates' tensors (decay weight and bias, fixed log γ, GSP weight and bias; None where off)."""
+        gates = self.gates
+        part = lambda layer, name: getattr(layer, name) if layer is not None else None  # noqa: E731
+        return (self.qkv.block_matrix(), self.theta, step_positions(pos, device), part(gates.decay, "weight"),
+                part(gates.decay, "bias"), gates.fixed_log_g, part(gates.gsp, "weight"), part(gates.gsp, "bias"))
+
     def _fused_step(self, x_t: torch.Tensor, state):
         """step by the two kernels of blocks/kernels/pam_step.py: the same numbers, with the state updated in place
         (the returned state holds the same tensors). y comes out in the output projection's compute dtype (bf16
         under autocast), which it would be rounded to next anyway."""
         sr, si, pos = state
-        gates = self.gates
-        part = lambda layer, name: getattr(layer, name) if layer is not None else None  # noqa: E731
-        amp = torch.is_autocast_enabled(x_t.device.type)
         y, sr, si = fastpath.kernel("pam_step", x_t.device).pam_step(
-            x_t, self.qkv.block_matrix(), self.theta, step_positions(pos, x_t.device), part(gates.decay, "weight"),
-            part(gates.decay, "bias"), gates.fixed_log_g, part(gates.gsp, "weight"), part(gates.gsp, "bias"), sr, si,
-            self.cfg.conjugate, torch.get_autocast_dtype(x_t.device.type) if amp else x_t.dtype)
+            x_t, *self._step_tensors(pos, x_t.device), sr, si, self.cfg.conjugate, compute_dtype(x_t))
         return self.out(y), (sr, si, pos + 1)
+
+    def fused_sublayer_step(self, norm: nn.Module, x: torch.Tensor, state, scale: torch.Tensor | None):
+        """The decode step of the pre-norm residual sublayer x + scale·self(norm(x)) (x [B, D], one token) by three
+        Triton kernels (blocks/kernels/pam_step.pam_sublayer_step), the state updated in place → (x', state), or
+        None where they do not apply (the norm is not complex_norm, or fastpath.use_fused_decode says no): the
+        runtime then runs the norm, the block and the add."""
+        if not (isinstance(norm, ComplexNormBlock) and fastpath.use_fused_decode(x.device)):
+            return None
+        sr, si, pos = state
+        x, sr, si = fastpath.kernel("pam_step", x.device).pam_sublayer_step(
+            x, norm.weight, norm.eps, *self._step_tensors(pos, x.device), sr, si, self.cfg.conjugate,
+            self.out.block_matrix(), scale, compute_dtype(x))
+        return x, (sr, si, pos + 1)

@@ -108,6 +108,40 @@ def test_graphed_decode_matches_eager_steps(mixer, compile, fused):
             torch.testing.assert_close(dec(ids[:, t]).clone(), eager, atol=1e-4, rtol=1e-4)
 
 
+@pytest.mark.parametrize("weights", [torch.float32, torch.bfloat16])
+def test_fused_sublayer_decode_under_bf16_is_as_accurate_as_the_compiled_step(root, weights):
+    """The paper's skeleton (CN, CGU, PAM with GSP) at a small width, 12 tokens graphed and compiled under bf16
+    autocast (benchmarks/decode.py --fused-step's form, weights as trained or cast to bf16): with the fused
+    pre-norm sublayer steps (5 kernels a layer, blocks/kernels/cgu_step.py and pam_step.py) the logits are as close
+    to the fp32 eager step's as the unfused compiled step's are (within twice its error, plus 1e-3): the kernels
+    compute in fp32 where the compiled step rounds the normed input and the GEMVs' outputs to bf16."""
+    import yaml
+
+    from archsearch.decode import GraphedDecoder
+
+    doc = yaml.safe_load((root / "examples/paper_pam_100m.yaml").read_text())
+    doc["model"] |= {"d_model": 128, "seq_len": 64, "vocab": 300, "dropout": 0.0}
+    doc["stack"]["depth"] = 2
+    doc["stack"]["sublayers"][1]["config"] |= {"heads": 2, "head_dim": 32}
+    torch.manual_seed(0)
+    model = lower(run_passes(build(parse(doc)))).cuda().eval()
+    ids = torch.randint(0, 300, (1, 12), device="cuda")
+    with torch.no_grad():
+        state, ref = model.init_state(1, device="cuda"), []
+        for t in range(ids.shape[1]):
+            y, state = model.step(ids[:, t], state)
+            ref.append(y)
+    ref = torch.stack(ref)
+    model.to(weights)
+    got = {}
+    for fused in (False, True):
+        dec = GraphedDecoder(model, batch=1, device=torch.device("cuda"), autocast=torch.bfloat16, compile=True,
+                             fused=fused)
+        got[fused] = torch.stack([dec(ids[:, t]).clone().float() for t in range(ids.shape[1])])
+    assert rel_error(got[True], ref) <= 2 * rel_error(got[False], ref) + 1e-3, (rel_error(got[True], ref),
+                                                                                rel_error(got[False], ref))
+
+
 def test_the_100m_pam_layout_with_kernels_under_bf16_is_as_accurate_as_the_torch_forms(root):
     """The paper's block structure (CN, CGU, PAM with GSP) at a small width: with every fused kernel (CGU's gate
     product, PAM's qkv preparation and memory) under bf16 autocast, the logits and every parameter's gradient are

@@ -1,0 +1,161 @@
+"""Fused pre-norm residual sublayer steps in a model's decode step: inside blocks.fastpath.fused_decode(),
+SequenceModel.step runs add(r, block(norm(r))) as the block's `fused_sublayer_step` (CGU: blocks/kernels/cgu_step.py,
+two kernels; PAM: pam_step.pam_sublayer_step, three) and gives the plain step's logits and state. The kernels run
+natively on a GPU, through Triton's interpreter on CPU (tests/conftest.py); their numbers against their torch twins
+are tests/test_kernel_twins.py's. The runtime's part (which ops form a sublayer, the fallback) needs no kernels."""
+import pytest
+import torch
+import yaml
+from torch import nn
+from torch.overrides import TorchFunctionMode
+
+from archsearch.build import build
+from archsearch.decode import copy_state, to_device_state
+from archsearch.lower import lower
+from archsearch.passes import run_passes
+from archsearch.runtime import SequenceModel
+from archsearch.spec import parse
+from blocks import fastpath
+
+DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+needs_kernels = pytest.mark.skipif(not fastpath.kernels_available(DEVICE),
+                                   reason="needs Triton (and a GPU or a working interpreter)")
+# fp32 throughout: the kernels accumulate in another order than torch's products (and read the state the last step
+# wrote), so the logits after 10 tokens differ by float rounding (~1e-7 seen on CPU), not more
+TOLERANCE = {"rtol": 1e-5, "atol": 1e-5}
+
+
+def _paper_model(root, sublayer_norm: str = "complex_norm"):
+    """examples/paper_pam_100m.yaml's skeleton (complex embedding and head; per layer a CGU then a PAM sublayer, each
+    pre-normed, the residual scales 1.0 and 0.1) at width 16 (8 complex channels), 2 layers, 2 heads of 8, no
+    dropout: small, since the interpreter's time goes with the kernels' programs."""
+    doc = yaml.safe_load((root / "examples/paper_pam_100m.yaml").read_text())
+    doc["model"] |= {"d_model": 16, "seq_len": 32, "vocab": 50, "dropout": 0.0}
+    doc["stack"] |= {"depth": 2, "norm": sublayer_norm}
+    doc["stack"]["sublayers"][1]["config"] |= {"heads": 2, "head_dim": 8}
+    doc.pop("task")
+    torch.manual_seed(0)
+    model = lower(run_passes(build(parse(doc)))).to(DEVICE).eval()
+    with torch.no_grad():  # learned scales away from their init, so that reading them is checked
+        for i, s in enumerate(model.scales.values()):
+            s.mul_(1.0 + 0.1 * i)
+    return model
+
+
+class _CustomOps(TorchFunctionMode):
+    """Counts the archsearch:: custom ops called (each is one Triton kernel here), by name."""
+
+    def __init__(self):
+        super().__init__()
+        self.calls = []
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        if isinstance(func, torch._ops.OpOverload) and func.namespace == "archsearch":
+            self.calls.append(func.__name__.split(".")[0])
+        return func(*args, **(kwargs or {}))
+
+
+def _decode(model, ids, fused: bool):
+    """Each step's logits and the final state of decoding ids [B, T] from a fresh state (positions as device
+    tensors and the buffers updated in place, as a graphed decoder does), and the custom ops of the last step."""
+    state = to_device_state(model.init_state(ids.shape[0], device=DEVICE), DEVICE)
+    logits = []
+    with torch.no_grad(), fastpath.fused_decode() if fused else torch.no_grad():
+        for t in range(ids.shape[1]):
+            with _CustomOps() as ops:
+                y, new = model.step(ids[:, t], state)
+            copy_state(state, new)
+            logits.append(y)
+    return torch.stack(logits), state, ops.calls
+
+
+@needs_kernels
+def test_a_fused_decode_gives_the_plain_steps_logits_and_state_in_five_kernels_a_layer(root):
+    model = _paper_model(root)
+    ids = torch.randint(0, 50, (1, 10), device=DEVICE)  # batch 1, the benchmark's (larger ones: test_kernel_twins)
+    want, want_state, plain_ops = _decode(model, ids, fused=False)
+    got, state, ops = _decode(model, ids, fused=True)
+    torch.testing.assert_close(got, want, **TOLERANCE)
+    torch.testing.assert_close(state, want_state, **TOLERANCE)
+    assert plain_ops == []
+    layer = ["cgu_step_gate_up", "residual_linear", "pam_step_project", "pam_step_state", "residual_linear"]
+    assert ops == 2 * layer
+
+
+@needs_kernels
+def test_with_another_norm_the_sublayer_runs_as_written(root):
+    """The fused sublayer steps fold complex_norm only: after an RMSNorm the three ops run, PAM's step by its two
+    fused kernels as before (fastpath.fused_decode), and the numbers are the plain step's."""
+    model = _paper_model(root, sublayer_norm="rmsnorm")
+    ids = torch.randint(0, 50, (1, 2), device=DEVICE)
+    want, _, _ = _decode(model, ids, fused=False)
+    got, _, ops = _decode(model, ids, fused=True)
+    torch.testing.assert_close(got, want, **TOLERANCE)
+    assert ops == 2 * ["pam_step_project", "pam_step_state"]
+
+
+@needs_kernels
+def test_a_compiled_fused_step_is_one_graph_and_matches_eager(root):
+    """The kernels are custom ops to torch.compile: the model's whole step with the fused sublayers traces with
+    fullgraph (aot_eager: no C++ compiler needed) and gives the eager fused step's logits and state."""
+    model = _paper_model(root)
+    ids = torch.randint(0, 50, (2,), device=DEVICE)
+    step = torch.compile(model.step, backend="aot_eager", fullgraph=True)
+    out = {}
+    for name, fn in (("eager", model.step), ("compiled", step)):
+        state = to_device_state(model.init_state(2, device=DEVICE), DEVICE)
+        with torch.no_grad(), fastpath.fused_decode():
+            y, new = fn(ids, state)
+        out[name] = (y, new)
+    torch.testing.assert_close(out["compiled"], out["eager"], rtol=1e-6, atol=1e-6)
+
+
+# -------------------------------------------------------------------------------------- the runtime's part, no kernels
+class _Norm(nn.Module):
+    def forward(self, x):
+        return x / 2
+
+
+class _Twice(nn.Module):
+    """2x, with a fused sublayer step that computes the same where `fused` (and records its calls), else declines."""
+
+    def __init__(self, fused: bool):
+        super().__init__()
+        self.fused, self.calls = fused, []
+
+    def forward(self, x):
+        return 2 * x
+
+    def fused_sublayer_step(self, norm, x, state, scale):
+        self.calls.append((type(norm), scale))
+        return (x + scale * self(norm(x)), state) if self.fused else None
+
+
+def _tiny(fused: bool, norm_read_again: bool = False) -> SequenceModel:
+    """embed → add(r, twice(norm(r))) with a learned scale → logits; `norm_read_again`: a second add reads the
+    norm's value too (then it is no sublayer to fold)."""
+    program = [("input", "input", [], "input"), ("embed", "block", [0], "embed"), ("n", "block", [1], "n"),
+               ("b", "block", [2], "b"), ("add", "add", [1, 3], "add")]
+    program += [("again", "add", [4, 2], "again"), ("output", "output", [5], "output")] if norm_read_again else \
+        [("output", "output", [4], "output")]
+    torch.manual_seed(0)
+    return SequenceModel(program, {"embed": nn.Embedding(10, 8), "n": _Norm(), "b": _Twice(fused)}, {"add": 0.3},
+                         vocab=10, d_model=8, dropout=0.0, tie_to=None, embed_key="embed").eval()
+
+
+@pytest.mark.parametrize("fused", [True, False])
+def test_the_runtime_asks_the_block_for_a_fused_sublayer_step_only_when_decoding(fused):
+    model = _tiny(fused)
+    ids = torch.tensor([1, 2])
+    with torch.no_grad():
+        plain = model.logits(model.blocks["embed"](ids) * (1 + 0.3))  # r + 0.3·2·(r/2)
+        got, _ = model.step(ids, {})
+        torch.testing.assert_close(got, plain)
+        assert model.blocks["b"].calls == [(_Norm, model.scales["add"])]
+        model(ids[None])
+    assert len(model.blocks["b"].calls) == 1  # forward (training's form) runs the ops as written
+
+
+def test_a_norm_whose_value_is_read_again_is_no_sublayer():
+    assert _tiny(True)._sublayers == {2: ("n", "b", "add")}
+    assert _tiny(True, norm_read_again=True)._sublayers == {}
