@@ -11,7 +11,8 @@ compiled once per context, since its graph's cache length is). The transformer's
 compute dtype), fp32 on CPU. Eagerly SDPA reads the first C+1 entries; graphed it attends over a cache cut to C +
 repeats + 16 entries with the unwritten ones masked (a graph has fixed shapes; the slack holds the timed steps' own
 tokens), one graph per context. --fused-step adds one more row for a model with PAM layers: its compiled+graph
-step with PAM's fused decode kernels (GraphedDecoder(fused=True), blocks/kernels/pam_step.py), timed in the same run.
+step with the fused decode kernels (GraphedDecoder(fused=True): each pre-norm CGU and PAM sublayer of the paper's
+skeleton in 2 and 3 kernels, blocks/kernels/cgu_step.py and pam_step.py), timed in the same run.
 
     python benchmarks/decode.py [--contexts 8192 32768] [--specs A.yaml B.yaml] [--batch 64] [--prefill 8192]
                                 [--kernels N [--kernel-sequence N]] [--compile-mode MODE] [--no-compile [MODEL ...]]
@@ -169,8 +170,9 @@ def parse_args(argv=None):
                    help="torch.compile mode of every compiled step (default: inductor's default, no autotuning; "
                         "max-autotune-no-cudagraphs also tunes the one-row matmuls, which takes minutes per model)")
     p.add_argument("--fused-step", action="store_true",
-                   help="also time each PAM model's compiled+graph step with PAM's fused decode kernels "
-                        "(blocks/kernels/pam_step.py; not the default until measured)")
+                   help="also time each PAM model's compiled+graph step with the fused decode kernels (pre-norm "
+                        "CGU and PAM sublayers, blocks/kernels/cgu_step.py, pam_step.py; not the default until "
+                        "measured)")
     p.add_argument("--no-compile", nargs="*", metavar="MODEL",
                    help="skip the torch.compile'd graphs, of every model or of the models named (a spec's file stem, "
                         "e.g. gpt2_100m); their ratios then stand against a weaker form than the baseline's best")
