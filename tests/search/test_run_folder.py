@@ -26,7 +26,7 @@ def test_the_attribute_keys_keep_the_strings_of_the_studies_on_disk():
     found = {k: v for k, v in vars(run_folder).items() if k.isupper() and isinstance(v, str)}
     assert found == KEYS
     assert run_folder.LADDER_JOB == ("job", "family", "rung", "phase")
-    assert set(run_folder.RETRY_KEEPS) == {"baseline", "source", "seed", "job", "family", "rung", "lr", "phase"}
+    assert set(run_folder.RETRY_KEEPS) == {"baseline", "source", "seed", "scale", "job", "family", "rung", "lr", "phase"}
 
 
 def test_where_each_thing_lies(tmp_path):
