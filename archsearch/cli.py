@@ -197,7 +197,7 @@ def _run_ladder(args) -> int:
     from pathlib import Path
 
     from .ladder.report import write_report
-    from .ladder.runner import run_ladder, run_ladder_worker
+    from .ladder.launch import run_ladder, run_ladder_worker
 
     for flag, given in (("--trials", args.trials), ("--budget", args.budget), ("--no-retrain", args.no_retrain),
                         ("--profile-top", args.profile_top)):

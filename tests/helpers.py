@@ -1,8 +1,10 @@
-"""Small blocks built on the fly for tests that need a block with one particular flaw, and the one small model the
-compiled-path tests share."""
+"""Small blocks built on the fly for tests that need a block with one particular flaw, the one small model the
+compiled-path tests share, and a recorder of the kernels' custom ops."""
 import dataclasses
 
+import torch
 from torch import nn
+from torch.overrides import TorchFunctionMode
 
 
 def stub_block(name: str, kind: str = "channel", cost: dict | None = None, **attrs) -> type:
@@ -31,3 +33,20 @@ stack:
 head: {blocks: [rmsnorm]}
 """
 COMPILED_BATCH = 8
+
+
+class CustomOps(TorchFunctionMode):
+    """Records every archsearch:: custom op called (each one Triton kernel), with its arguments: (op, args, kwargs)."""
+
+    def __init__(self):
+        super().__init__()
+        self.calls = []
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        if isinstance(func, torch._ops.OpOverload) and func.namespace == "archsearch":
+            self.calls.append((func, args, kwargs or {}))
+        return func(*args, **(kwargs or {}))
+
+    @property
+    def names(self) -> list[str]:
+        return [op.__name__.split(".")[0] for op, _, _ in self.calls]

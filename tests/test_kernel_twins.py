@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from torch.overrides import TorchFunctionMode
+
+from helpers import CustomOps
 
 import blocks.kernels
 from archsearch.testing import rel_error
@@ -248,26 +249,13 @@ def test_the_kernel_gives_its_twins_numbers(name, i):
         assert a.shape == r.shape and rel_error(a, r) < 1e-5, f"{'output' if j < len(ex.shapes) else 'gradient'} {j}"
 
 
-class _CustomOps(TorchFunctionMode):
-    """Records every archsearch:: custom op called, with its arguments."""
-
-    def __init__(self):
-        super().__init__()
-        self.calls = []
-
-    def __torch_function__(self, func, types, args=(), kwargs=None):
-        if isinstance(func, torch._ops.OpOverload) and func.namespace == "archsearch":
-            self.calls.append((func, args, kwargs or {}))
-        return func(*args, **(kwargs or {}))
-
-
 @needs_kernels
 @pytest.mark.parametrize("name, i", sorted({(name, i) for name in TWINS for i in (0, len(EXAMPLES[name]) - 1)}))
 def test_every_custom_op_a_kernel_calls_passes_opcheck(name, i):
     """torch.library.opcheck: each op against its fake (shapes, dtypes, strides), its schema and its autograd
     registration, traced forward and backward by AOTAutograd: what torch.compile relies on. On the first and the last
     example (with and without the optional inputs)."""
-    with _CustomOps() as ops:
+    with CustomOps() as ops:
         _kernel(name)(*_args(EXAMPLES[name][i], torch.float32, DEVICE))
     assert ops.calls, f"{name} calls no custom op: torch.compile would trace into Triton"
     for op, op_args, op_kwargs in ops.calls:

@@ -7,7 +7,8 @@ import pytest
 import torch
 import yaml
 from torch import nn
-from torch.overrides import TorchFunctionMode
+
+from helpers import CustomOps
 
 from archsearch.build import build
 from archsearch.decode import copy_state, to_device_state
@@ -42,19 +43,6 @@ def _paper_model(root, sublayer_norm: str = "complex_norm"):
     return model
 
 
-class _CustomOps(TorchFunctionMode):
-    """Counts the archsearch:: custom ops called (each is one Triton kernel here), by name."""
-
-    def __init__(self):
-        super().__init__()
-        self.calls = []
-
-    def __torch_function__(self, func, types, args=(), kwargs=None):
-        if isinstance(func, torch._ops.OpOverload) and func.namespace == "archsearch":
-            self.calls.append(func.__name__.split(".")[0])
-        return func(*args, **(kwargs or {}))
-
-
 def _decode(model, ids, fused: bool):
     """Each step's logits and the final state of decoding ids [B, T] from a fresh state (positions as device
     tensors and the buffers updated in place, as a graphed decoder does), and the custom ops of the last step."""
@@ -62,11 +50,11 @@ def _decode(model, ids, fused: bool):
     logits = []
     with torch.no_grad(), fastpath.fused_decode() if fused else torch.no_grad():
         for t in range(ids.shape[1]):
-            with _CustomOps() as ops:
+            with CustomOps() as ops:
                 y, new = model.step(ids[:, t], state)
             copy_state(state, new)
             logits.append(y)
-    return torch.stack(logits), state, ops.calls
+    return torch.stack(logits), state, ops.names
 
 
 @needs_kernels

@@ -6,8 +6,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
-import sys
 import time
 from contextlib import contextmanager
 from dataclasses import replace
@@ -23,7 +21,6 @@ from ..build import build
 from ..context import device_name, resolve_device, step_shape
 from ..errors import Loc, SpecError
 from ..passes import run_passes
-from ..progress import whole_line
 from ..saved import train_then_score
 from ..search.objective import mixers, worker_id
 from ..search.recovery import INTERRUPTED, heartbeat, recover, superseded, will_end
@@ -384,46 +381,3 @@ class _Paused(Exception):
         super().__init__(reason)
         self.tokens = tokens
 
-
-def run_ladder(path: str, out: Path | None = None, storage: str | None = None, device: str | None = None,
-               data: str | None = None, timeout_minutes: float | None = None, echo=print,
-               workers: int = 1) -> LadderRun:
-    """`archsearch run LADDER`: in this process, or with `workers` > 1 in that many processes on its study (one per
-    visible GPU), each claiming the next run the plan wants."""
-    from ..search.workers import sigterm_as_interrupt, spawn
-
-    sigterm_as_interrupt()  # `timeout` or a scheduler stops a run as Ctrl-C does (it is marked, and resumes)
-    start = time.monotonic()
-    run = LadderRun(path, out, storage, device, data, echo)  # the task's token cache is built once, here
-    echo(f"ladder '{run.ladder.name}' on {run.task.name}: {len(run.sizes)} family × rung sizes\n{run.size_table()}")
-    n = len(finished(run.study))
-    if workers > 1:
-        cmd = [sys.executable, "-m", "archsearch", "run", path, "--out", str(run.out), "--storage", run.url,
-               "--worker", "ladder"]
-        cmd += ["--device", device] if device else []
-        cmd += ["--data", data] if data else []
-        if timeout_minutes is not None:  # the workers' limit ends where this one does
-            cmd += ["--timeout-minutes", f"{max(timeout_minutes - (time.monotonic() - start) / 60, 1e-3):.4f}"]
-        spawn(cmd, workers, "ladder", run.url, echo)
-        n = len(finished(run.study)) - n
-    else:
-        n = run.run(timeout_minutes)
-    done = finished(run.study)
-    left = [j for j in wanted(run.ladder, done) if j.key not in done]
-    echo(f"ladder '{run.ladder.name}': {n} run(s) this time, {len(done)} finished, {len(left)} wanted still")
-    return run
-
-
-def run_ladder_worker(path: str, out: Path, storage: str, device: str | None = None, data: str | None = None,
-                      timeout_minutes: float | None = None) -> None:
-    """One of `run LADDER --workers N`'s processes: claims runs until nothing is left that it could run."""
-    from ..search.workers import sigterm_as_interrupt
-
-    sigterm_as_interrupt()
-    start = time.monotonic()
-    rank = os.environ.get("ARCHSEARCH_WORKER", "?")
-    echo = lambda line: whole_line(sys.stdout, f"[worker {rank}] {line}")  # noqa: E731
-    run = LadderRun(path, out, storage, device, data, echo)
-    if timeout_minutes is not None:  # the coordinator's limit, less this process's own setup
-        timeout_minutes = max(timeout_minutes - (time.monotonic() - start) / 60, 1e-3)
-    run.run(timeout_minutes, wait=True)
