@@ -120,12 +120,14 @@ class _Outage:
 
 def _lost_connection(e: BaseException | None) -> bool:
     """A dropped or refused connection, or a locked database: worth waiting for. Optuna wraps SQLAlchemy's errors in
-    its own (StorageInternalError) with the original as the cause."""
+    its own (StorageInternalError) with the original as the cause. The original may be raised while handling the lost
+    connection, not from it: Optuna's _get_trials answers an OperationalError with a second query in the same session,
+    which then raises PendingRollbackError; the lost connection is its context."""
     while e is not None:
         if isinstance(e, (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError)) or \
                 getattr(e, "connection_invalidated", False):
             return True
-        e = e.__cause__
+        e = e.__cause__ or e.__context__
     return False
 
 
