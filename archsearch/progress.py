@@ -1,6 +1,7 @@
 """A small progress line: redrawn in place on a terminal, printed every few seconds otherwise (logs, CI)."""
 from __future__ import annotations
 
+import os
 import sys
 import time
 
@@ -24,6 +25,9 @@ class Progress:
         self.total, self.label, self.enabled, self.every = total, label, enabled, every
         self.stream = stream or sys.stderr
         self.tty = hasattr(self.stream, "isatty") and self.stream.isatty()
+        rank = os.environ.get("ARCHSEARCH_WORKER")
+        if rank:  # workers share the coordinator's terminal: whole lines, each saying whose it is
+            self.tty, self.label = False, f"[worker {rank}] {label}"
         self.start = time.perf_counter()
         self.last = 0.0
 
@@ -40,9 +44,9 @@ class Progress:
         line = f"{self.label} {done}/{self.total} ({pct:3.0f}%) {text} [{fmt_duration(elapsed)}<{fmt_duration(eta)}]"
         if self.tty:
             self.stream.write("\r\033[K" + line)
+            self.stream.flush()
         else:
-            self.stream.write(line + "\n")
-        self.stream.flush()
+            whole_line(self.stream, line)
 
     def close(self) -> None:
         if self.enabled and self.tty:
