@@ -221,8 +221,8 @@ class CGU(nn.Module):
         if not (isinstance(norm, ComplexNormBlock) and fastpath.use_fused_decode(x.device)):
             return None
         step = fastpath.kernel("cgu_step", x.device).cgu_sublayer_step
-        return step(x, norm.weight, norm.eps, self.gate_up.block_matrix(), self.modrelu_bias, self.gate_bias,
-                    self.down.block_matrix(), scale, compute_dtype(x)), state
+        return step(x, norm.weight, norm.eps, self.gate_up.wr, self.gate_up.wi, self.modrelu_bias, self.gate_bias,
+                    self.down.wr, self.down.wi, scale, compute_dtype(x)), state
 
 
 def gate_product(y: torch.Tensor, modrelu_bias: torch.Tensor, gate_bias: torch.Tensor | None) -> torch.Tensor:
@@ -242,21 +242,30 @@ def compute_dtype(x: torch.Tensor) -> torch.dtype:
     return torch.get_autocast_dtype(x.device.type) if amp else x.dtype
 
 
-def residual_linear(r: torch.Tensor, h: torch.Tensor, w: torch.Tensor, scale: torch.Tensor | None) -> torch.Tensor:
-    """r + scale·(h Wᵀ) (scale None: 1) in at least fp32, r's dtype out. The torch twin of
-    kernels/sublayer.residual_linear."""
+def complex_linear(x: torch.Tensor, wr: torch.Tensor, wi: torch.Tensor) -> torch.Tensor:
+    """W z on split-real x [..., 2n] for W = Wr + i·Wi [m, n], read as the parameters (no block matrix) → [..., 2m],
+    in x's dtype."""
+    xr, xi = split(x)
+    wr, wi = wr.to(x.dtype), wi.to(x.dtype)
+    return torch.cat([F.linear(xr, wr) - F.linear(xi, wi), F.linear(xr, wi) + F.linear(xi, wr)], -1)
+
+
+def residual_linear(r: torch.Tensor, h: torch.Tensor, wr: torch.Tensor, wi: torch.Tensor,
+                    scale: torch.Tensor | None) -> torch.Tensor:
+    """r + scale·(W h) for W = Wr + i·Wi [m, k] on split-real r [B, 2m], h [B, 2k] (scale None: 1) in at least fp32,
+    r's dtype out. The torch twin of kernels/sublayer.residual_linear."""
     wide = torch.promote_types(torch.promote_types(r.dtype, h.dtype), torch.float32)
-    y = F.linear(h.to(wide), w.to(wide))
+    y = complex_linear(h.to(wide), wr, wi)
     return (r.to(wide) + (y if scale is None else scale.to(wide) * y)).to(r.dtype)
 
 
-def cgu_sublayer_step(x, norm_weight, eps: float, w_gate_up, modrelu_bias, gate_bias, w_down, scale,
-                      h_dtype: torch.dtype | None = None):
-    """x + scale·CGU(complex_rms_norm(x)) for one token x [B, 2n] on the blocks' tensors (the CGU's block matrices,
-    as CGU.fused_sublayer_step passes them), in at least fp32, the hidden h rounded to h_dtype (default x's). The
-    torch twin of kernels/cgu_step.cgu_sublayer_step."""
+def cgu_sublayer_step(x, norm_weight, eps: float, wr_gate_up, wi_gate_up, modrelu_bias, gate_bias, wr_down, wi_down,
+                      scale, h_dtype: torch.dtype | None = None):
+    """x + scale·CGU(complex_rms_norm(x)) for one token x [B, 2n] on the blocks' tensors (the CGU's ComplexLinear
+    parameters, as CGU.fused_sublayer_step passes them), in at least fp32, the hidden h rounded to h_dtype (default
+    x's). The torch twin of kernels/cgu_step.cgu_sublayer_step."""
     wide = torch.promote_types(x.dtype, torch.float32)
     z = complex_rms_norm(x.to(wide), norm_weight, eps)
-    h = gate_product(F.linear(z, w_gate_up.to(wide)), modrelu_bias.to(wide),
+    h = gate_product(complex_linear(z, wr_gate_up, wi_gate_up), modrelu_bias.to(wide),
                      None if gate_bias is None else gate_bias.to(wide))
-    return residual_linear(x, h.to(h_dtype or x.dtype), w_down, scale)
+    return residual_linear(x, h.to(h_dtype or x.dtype), wr_down, wi_down, scale)

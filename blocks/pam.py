@@ -21,7 +21,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import fastpath, linear_core
-from .complex import ComplexLinear, ComplexNormBlock, complex_rms_norm, compute_dtype, magnitude, residual_linear, split
+from .complex import (ComplexLinear, ComplexNormBlock, complex_linear, complex_rms_norm, compute_dtype, magnitude,
+                      residual_linear, split)
 from .gates import DecayGSP, gate_values
 from .rope import step_positions
 
@@ -136,13 +137,13 @@ def decode_gates(x, decay_w, decay_b, fixed_log_g, gsp_w, gsp_b, heads: int):
     return gate_values(x, magnitude(*split(acc(x))), heads, wide(decay_w, decay_b), fixed_log_g, wide(gsp_w, gsp_b))
 
 
-def decode_step(x, w_qkv, theta, position, decay_w, decay_b, fixed_log_g, gsp_w, gsp_b, sr, si, conjugate: bool,
-                y_dtype=None):
-    """PAM.step between the norm and the output projection on the block's tensors (W_qkv's block matrix, RoPE's θ,
-    the gates' weights or None, the fp32 state updated in place) → (y [B, 2·H·d] in y_dtype or x's, sr, si), as
+def decode_step(x, wr_qkv, wi_qkv, theta, position, decay_w, decay_b, fixed_log_g, gsp_w, gsp_b, sr, si,
+                conjugate: bool, y_dtype=None):
+    """PAM.step between the norm and the output projection on the block's tensors (W_qkv's Wr and Wi, RoPE's θ, the
+    gates' weights or None, the fp32 state updated in place) → (y [B, 2·H·d] in y_dtype or x's, sr, si), as
     _project and complex_step compute it. The torch twin of kernels/pam_step.pam_step."""
     b, h, d = x.shape[0], sr.shape[1], sr.shape[-1]
-    y = F.linear(x, w_qkv).view(b, 1, 2, 3, h, d).permute(2, 3, 0, 4, 1, 5)  # as _project: [re/im, q/k/v, B, H, 1, d]
+    y = complex_linear(x, wr_qkv, wi_qkv).view(b, 1, 2, 3, h, d).permute(2, 3, 0, 4, 1, 5)  # as _project: [re/im, q/k/v, B, H, 1, d]
     (qr, kr, vr), (qi, ki, vi) = y[0], y[1]
     positions = position.reshape(1)
     qr, qi = rotate(qr, qi, positions, theta)
@@ -158,15 +159,15 @@ def decode_step(x, w_qkv, theta, position, decay_w, decay_b, fixed_log_g, gsp_w,
     return torch.cat([yr.reshape(b, h * d), yi.reshape(b, h * d)], -1).to(y_dtype or x.dtype), sr, si
 
 
-def sublayer_step(x, norm_weight, eps: float, w_qkv, theta, position, decay_w, decay_b, fixed_log_g, gsp_w, gsp_b,
-                  sr, si, conjugate: bool, w_out, scale, y_dtype=None):
+def sublayer_step(x, norm_weight, eps: float, wr_qkv, wi_qkv, theta, position, decay_w, decay_b, fixed_log_g,
+                  gsp_w, gsp_b, sr, si, conjugate: bool, wr_out, wi_out, scale, y_dtype=None):
     """The pre-norm residual sublayer x + scale·PAM(complex_rms_norm(x)) for one token x [B, 2n]: the norm in at
-    least fp32, decode_step on it, the output projection W_out [2n, 2·H·d] and the scaled add (residual_linear) →
-    (x' in x's dtype, sr, si). The torch twin of kernels/pam_step.pam_sublayer_step."""
+    least fp32, decode_step on it, the output projection W_out = Wr + i·Wi [n, H·d] and the scaled add
+    (residual_linear) → (x' in x's dtype, sr, si). The torch twin of kernels/pam_step.pam_sublayer_step."""
     z = complex_rms_norm(linear_core.acc(x), norm_weight, eps)
-    y, sr, si = decode_step(z, w_qkv.to(z.dtype), theta, position, decay_w, decay_b, fixed_log_g, gsp_w, gsp_b, sr,
-                            si, conjugate, y_dtype or x.dtype)
-    return residual_linear(x, y, w_out, scale), sr, si
+    y, sr, si = decode_step(z, wr_qkv, wi_qkv, theta, position, decay_w, decay_b, fixed_log_g, gsp_w, gsp_b, sr, si,
+                            conjugate, y_dtype or x.dtype)
+    return residual_linear(x, y, wr_out, wi_out, scale), sr, si
 
 
 class PAM(fastpath.ModeChoice, nn.Module):
@@ -287,11 +288,12 @@ class PAM(fastpath.ModeChoice, nn.Module):
         return self._merge(yr[:, :, None], yi[:, :, None], x_t.dtype)[:, 0], (sr, si, pos + 1)
 
     def _step_tensors(self, pos, device) -> tuple:
-        """What the fused kernels read besides the input and the state: W_qkv's block matrix, θ, the position and
-        the gates' tensors (decay weight and bias, fixed log γ, GSP weight and bias; None where off)."""
+        """What the fused kernels read besides the input and the state: W_qkv's Wr and Wi (the parameters: the
+        kernels need no block matrix), θ, the position and the gates' tensors (decay weight and bias, fixed log γ,
+        GSP weight and bias; None where off)."""
         gates = self.gates
         part = lambda layer, name: getattr(layer, name) if layer is not None else None  # noqa: E731
-        return (self.qkv.block_matrix(), self.theta, step_positions(pos, device), part(gates.decay, "weight"),
+        return (self.qkv.wr, self.qkv.wi, self.theta, step_positions(pos, device), part(gates.decay, "weight"),
                 part(gates.decay, "bias"), gates.fixed_log_g, part(gates.gsp, "weight"), part(gates.gsp, "bias"))
 
     def _fused_step(self, x_t: torch.Tensor, state):
@@ -313,5 +315,5 @@ class PAM(fastpath.ModeChoice, nn.Module):
         sr, si, pos = state
         x, sr, si = fastpath.kernel("pam_step", x.device).pam_sublayer_step(
             x, norm.weight, norm.eps, *self._step_tensors(pos, x.device), sr, si, self.cfg.conjugate,
-            self.out.block_matrix(), scale, compute_dtype(x))
+            self.out.wr, self.out.wi, scale, compute_dtype(x))
         return x, (sr, si, pos + 1)

@@ -94,9 +94,14 @@ def _decode(b, h, d, n, decay, gsp, conjugate):
     fixed = -0.3 * torch.rand(h, generator=gen, dtype=torch.float64) if decay == "fixed" else None
     width = {"head": h, "channel": h * d, "off": 0}[gsp]
     gsp_w, gsp_b = (r(width, n, scale=0.3), r(width)) if width else (None, None)
-    args = [r(b, 2 * n), r(6 * h * d, 2 * n, scale=(2 * n) ** -0.5), theta, torch.tensor(37), decay_w, decay_b,
-            fixed, gsp_w, gsp_b, r(b, h, d, d, scale=0.3), r(b, h, d, d, scale=0.3), conjugate]
-    return Example(args, [(b, 2 * h * d), (b, h, d, d), (b, h, d, d)], grad=(), half=(0, 1))
+    args = [r(b, 2 * n), *_complex_weights(gen, 3 * h * d, n), theta, torch.tensor(37), decay_w, decay_b, fixed,
+            gsp_w, gsp_b, r(b, h, d, d, scale=0.3), r(b, h, d, d, scale=0.3), conjugate]
+    return Example(args, [(b, 2 * h * d), (b, h, d, d), (b, h, d, d)], grad=(), half=(0, 1, 2))
+
+
+def _complex_weights(gen, m, n):
+    """A ComplexLinear's Wr and Wi [m, n] (n_in = n), scaled so that W z keeps z's size."""
+    return [torch.randn(m, n, generator=gen, dtype=torch.float64) / (2 * n) ** 0.5 for _ in range(2)]
 
 
 def _norm(gen, n):
@@ -105,10 +110,12 @@ def _norm(gen, n):
 
 
 def _residual(b, m, k, scaled: bool):
+    """r [b, 2m] plus a complex map [m, k] of h [b, 2k]."""
     gen = _gen(4)
     r = lambda *shape: torch.randn(*shape, generator=gen, dtype=torch.float64)  # noqa: E731
     scale = torch.tensor(0.3, dtype=torch.float64) if scaled else None
-    return Example([r(b, m), r(b, k), r(m, k) / k ** 0.5, scale], [(b, m)], grad=(), half=(0, 1, 2))
+    return Example([r(b, 2 * m), r(b, 2 * k), *_complex_weights(gen, m, k), scale], [(b, 2 * m)], grad=(),
+                   half=(0, 1, 2, 3))
 
 
 def _cgu_sublayer(b, n, h, gate_bias: bool):
@@ -116,9 +123,9 @@ def _cgu_sublayer(b, n, h, gate_bias: bool):
     gen = _gen(5)
     r = lambda *shape, scale=1.0: scale * torch.randn(*shape, generator=gen, dtype=torch.float64)  # noqa: E731
     x = r(b, 2 * n) * torch.linspace(0.5, 4.0, b, dtype=torch.float64)[:, None]
-    args = [x, *_norm(gen, n), r(4 * h, 2 * n, scale=(2 * n) ** -0.5), -0.1 + 0.3 * r(h),
-            0.5 * r(h) if gate_bias else None, r(2 * n, 2 * h, scale=(2 * h) ** -0.5), r(()) if gate_bias else None]
-    return Example(args, [(b, 2 * n)], grad=(), half=(0, 3, 6))
+    args = [x, *_norm(gen, n), *_complex_weights(gen, 2 * h, n), -0.1 + 0.3 * r(h), 0.5 * r(h) if gate_bias else None,
+            *_complex_weights(gen, n, h), r(()) if gate_bias else None]
+    return Example(args, [(b, 2 * n)], grad=(), half=(0, 3, 4, 7, 8))
 
 
 def _pam_sublayer(b, h, d, n, gsp, conjugate):
@@ -127,23 +134,22 @@ def _pam_sublayer(b, h, d, n, gsp, conjugate):
     step = _decode(b, h, d, n, "data", gsp, conjugate).args
     gen = _gen(6)
     x = 3 * torch.randn(b, 2 * n, generator=gen, dtype=torch.float64)
-    w_out = torch.randn(2 * n, 2 * h * d, generator=gen, dtype=torch.float64) / (2 * h * d) ** 0.5
-    args = [x, *_norm(gen, n), *step[1:], w_out, torch.tensor(0.1, dtype=torch.float64)]
-    return Example(args, [(b, 2 * n), (b, h, d, d), (b, h, d, d)], grad=(), half=(0, 3, 14))
+    args = [x, *_norm(gen, n), *step[1:], *_complex_weights(gen, n, h * d), torch.tensor(0.1, dtype=torch.float64)]
+    return Example(args, [(b, 2 * n), (b, h, d, d), (b, h, d, d)], grad=(), half=(0, 3, 4, 15, 16))
 
 
-EXAMPLES = {  # per kernel: tile edges, both signs, with and without the optional inputs
+EXAMPLES = {  # per kernel: tile edges, several column blocks, both signs, with and without the optional inputs
     "memory.chunked_memory": [_memory(1, 2, 2, 40, 16, 16), _memory(2, 1, 1, 100, 8, 9), _memory(1, 1, 2, 130, 32, 20)],
     "memory.complex_pair_memory": [_pair(1, 2, 70, 8, 1.0), _pair(2, 1, 40, 24, -1.0)],
     "complex_qkv.complex_qkv": [_qkv(None, 1.0), _qkv(1, -1.0), _qkv(12, 1.0)],
     "cgu.cgu_gate": [_cgu((2, 37, 150), True), _cgu((5, 16), False)],
     "cross_entropy.cross_entropy": [_loss(300), _loss(320)],
     "pam_step.pam_step": [_decode(2, 2, 8, 16, "data", "head", True), _decode(3, 2, 12, 10, "fixed", "channel", False),
-                          _decode(1, 1, 24, 8, "none", "off", True)],
+                          _decode(1, 1, 24, 300, "none", "off", True)],
     "pam_step.pam_sublayer_step": [_pam_sublayer(2, 2, 12, 20, "channel", True),
-                                   _pam_sublayer(1, 1, 8, 8, "head", False)],
-    "cgu_step.cgu_sublayer_step": [_cgu_sublayer(3, 10, 30, True), _cgu_sublayer(1, 9, 27, False)],
-    "sublayer.residual_linear": [_residual(3, 21, 67, True), _residual(9, 6, 16, False)],
+                                   _pam_sublayer(1, 1, 8, 300, "head", False)],
+    "cgu_step.cgu_sublayer_step": [_cgu_sublayer(3, 40, 30, True), _cgu_sublayer(1, 9, 27, False)],
+    "sublayer.residual_linear": [_residual(3, 21, 300, True), _residual(9, 6, 16, False)],
 }
 CASES = [(name, i) for name in TWINS for i in range(len(EXAMPLES.get(name, [])))]
 

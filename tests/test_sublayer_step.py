@@ -17,6 +17,7 @@ from archsearch.passes import run_passes
 from archsearch.runtime import SequenceModel
 from archsearch.spec import parse
 from blocks import fastpath
+from blocks.complex import frozen_weights
 
 DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
 needs_kernels = pytest.mark.skipif(not fastpath.kernels_available(DEVICE),
@@ -68,6 +69,21 @@ def test_a_fused_decode_gives_the_plain_steps_logits_and_state_in_five_kernels_a
     assert plain_ops == []
     layer = ["cgu_step_gate_up", "residual_linear", "pam_step_project", "pam_step_state", "residual_linear"]
     assert ops == 2 * layer
+
+
+@needs_kernels
+def test_the_gemvs_read_the_complex_weights_not_the_block_matrices(root):
+    """gate_up, project and residual_linear read each ComplexLinear's Wr and Wi (the parameters themselves), not the
+    block matrices frozen_weights builds (each weight twice): inside frozen_weights, as a graphed decoder steps."""
+    model = _paper_model(root)
+    params = {id(p) for p in model.parameters()}
+    weights = {"cgu_step_gate_up": (3, 4), "pam_step_project": (1, 2), "residual_linear": (2, 3)}
+    state = to_device_state(model.init_state(1, device=DEVICE), DEVICE)
+    with torch.no_grad(), frozen_weights(model) as frozen, fastpath.fused_decode(), CustomOps() as ops:
+        model.step(torch.tensor([3], device=DEVICE), state)
+    read = [(op, args[i]) for op, (func, args, _) in zip(ops.names, ops.calls) for i in weights.get(op, ())]
+    assert len(read) == 2 * 8 and all(id(w) in params for _, w in read), [(op, tuple(w.shape)) for op, w in read]
+    assert not any(w is f for _, w in read for f in frozen)
 
 
 @needs_kernels

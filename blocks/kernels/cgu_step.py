@@ -3,9 +3,10 @@
 scaled residual add, with the weights' casts under autocast):
 
 1. gate_up: the norm as a prologue (sublayer.py: each program re-reads the row and computes its RMS), then the
-   gate/up GEMV on the block matrix W [4h, 2n] (rows [gr | ur | gi | ui], CGU.gate_up's), each program owning
-   CGU_CHANNELS hidden channels with their four rows, so that the CGU's middle is its epilogue: h = g·σ(|g| + c)/|g|
-   · modReLU(u), complex (as cgu.py's forward) → h [B, 2h] = [hr | hi] in the down projection's compute dtype.
+   gate/up GEMV on CGU.gate_up's parameters Wr, Wi [2h, n] (rows [g | u]; its block matrix's rows are
+   [gr | ur | gi | ui]), each program owning CGU_CHANNELS hidden channels with their g and u rows of both, so that
+   the CGU's middle is its epilogue: h = g·σ(|g| + c)/|g| · modReLU(u), complex (as cgu.py's forward) → h [B, 2h]
+   = [hr | hi] in the down projection's compute dtype.
 2. sublayer.residual_linear: x + s·(W_down h), the scaled residual add as the down GEMV's epilogue.
 
 Arithmetic in fp32 whatever the inputs' dtype. Forward only: a decode step has no gradient.
@@ -16,35 +17,37 @@ import torch
 import triton
 import triton.language as tl
 
-from .sublayer import inverse_rms, normed, residual_op, tiles
+from .sublayer import complex_dot, inverse_rms, normed, residual_op, tiles, weights
 
 __all__ = ["cgu_sublayer_step"]  # the kernels; TWINS (__init__.py) names their torch twins
 
-CGU_CHANNELS = 8  # hidden channels per program (4 rows of W each): 144 programs on the 100M model's 1,152
-GATE_UP_TILE = 1024  # batch rows × channels × columns per loop iteration, for each of the four rows' loads
+CGU_CHANNELS = 8  # hidden channels per program (their g and u rows of Wr and Wi): 144 programs on the 100M's 1,152
+GATE_UP_TILE = 1024  # batch rows × channels × columns per loop iteration, for each of the four weight loads
 
 
 @triton.jit
-def gate_up(x_ptr, nw_ptr, w_ptr, mb_ptr, gb_ptr, h_ptr, B, N2, H, eps, HAS_GB: tl.constexpr, BB: tl.constexpr,
-            BJ: tl.constexpr, BK: tl.constexpr):
-    c = tl.program_id(0) * BJ + tl.arange(0, BJ)  # hidden channels
+def gate_up(x_ptr, nw_ptr, wr_ptr, wi_ptr, mb_ptr, gb_ptr, h_ptr, B, N, H, eps, HAS_GB: tl.constexpr,
+            BB: tl.constexpr, BJ: tl.constexpr, BK: tl.constexpr):
+    c = tl.program_id(0) * BJ + tl.arange(0, BJ)  # hidden channels: rows c (g) and H + c (u) of Wr and Wi
     b = tl.program_id(1) * BB + tl.arange(0, BB)
     cm, bm = c < H, b < B
-    inv = inverse_rms(x_ptr, b, bm, N2, eps, BB, BK)
+    inv = inverse_rms(x_ptr, b, bm, 2 * N, eps, BB, BK)
     gr = tl.zeros([BB, BJ], dtype=tl.float32)
-    ur = tl.zeros([BB, BJ], dtype=tl.float32)
     gi = tl.zeros([BB, BJ], dtype=tl.float32)
+    ur = tl.zeros([BB, BJ], dtype=tl.float32)
     ui = tl.zeros([BB, BJ], dtype=tl.float32)
-    for k0 in range(0, N2, BK):
+    for k0 in range(0, N, BK):
         k = k0 + tl.arange(0, BK)
-        km = k < N2
-        x = normed(x_ptr, nw_ptr, inv, b, bm, k, km, N2, True)[:, None, :]
-        at = w_ptr + c[:, None].to(tl.int64) * N2 + k[None, :]
-        wm = cm[:, None] & km[None, :]
-        gr += tl.sum(x * tl.load(at, mask=wm, other=0.0).to(tl.float32)[None, :, :], 2)
-        ur += tl.sum(x * tl.load(at + H * N2, mask=wm, other=0.0).to(tl.float32)[None, :, :], 2)
-        gi += tl.sum(x * tl.load(at + 2 * H * N2, mask=wm, other=0.0).to(tl.float32)[None, :, :], 2)
-        ui += tl.sum(x * tl.load(at + 3 * H * N2, mask=wm, other=0.0).to(tl.float32)[None, :, :], 2)
+        km = k < N
+        xr, xi = normed(x_ptr, nw_ptr, inv, b, bm, k, km, N, True)
+        wr, wi = weights(wr_ptr, wi_ptr, c, cm, k, km, N)
+        re, im = complex_dot(xr, xi, wr, wi)
+        gr += re
+        gi += im
+        wr, wi = weights(wr_ptr, wi_ptr, H + c, cm, k, km, N)
+        re, im = complex_dot(xr, xi, wr, wi)
+        ur += re
+        ui += im
     # the CGU's middle, as cgu.cgu_fwd computes it (|·| with blocks.complex.EPS_MAG)
     mg = tl.sqrt(gr * gr + gi * gi + 1e-8)
     mu = tl.sqrt(ur * ur + ui * ui + 1e-8)
@@ -62,29 +65,29 @@ def gate_up(x_ptr, nw_ptr, w_ptr, mb_ptr, gb_ptr, h_ptr, B, N2, H, eps, HAS_GB: 
 
 # a torch.library custom op, so torch.compile keeps a decode step around it in one graph (see memory.py)
 @torch.library.custom_op("archsearch::cgu_step_gate_up", mutates_args=())
-def gate_up_op(x: torch.Tensor, norm_weight: torch.Tensor, eps: float, w: torch.Tensor, modrelu_bias: torch.Tensor,
-               gate_bias: torch.Tensor | None, h_dtype: torch.dtype) -> torch.Tensor:
-    b, n2 = x.shape
-    hidden = w.shape[0] // 4
+def gate_up_op(x: torch.Tensor, norm_weight: torch.Tensor, eps: float, wr: torch.Tensor, wi: torch.Tensor,
+               modrelu_bias: torch.Tensor, gate_bias: torch.Tensor | None, h_dtype: torch.dtype) -> torch.Tensor:
+    b = x.shape[0]
+    hidden, n = wr.shape[0] // 2, wr.shape[1]
     h = torch.empty(b, 2 * hidden, device=x.device, dtype=h_dtype)
-    bb, bk = tiles(b, CGU_CHANNELS, n2, GATE_UP_TILE)
+    bb, bk = tiles(b, CGU_CHANNELS, n, GATE_UP_TILE)
     grid = (triton.cdiv(hidden, CGU_CHANNELS), triton.cdiv(b, bb))
-    gate_up[grid](x.contiguous(), norm_weight, w.contiguous(), modrelu_bias,
-                  modrelu_bias if gate_bias is None else gate_bias, h, b, n2, hidden, eps,
+    gate_up[grid](x.contiguous(), norm_weight, wr.contiguous(), wi.contiguous(), modrelu_bias,
+                  modrelu_bias if gate_bias is None else gate_bias, h, b, n, hidden, eps,
                   HAS_GB=gate_bias is not None, BB=bb, BJ=CGU_CHANNELS, BK=bk)
     return h
 
 
 @gate_up_op.register_fake
-def _(x, norm_weight, eps, w, modrelu_bias, gate_bias, h_dtype):
-    return x.new_empty(x.shape[0], w.shape[0] // 2, dtype=h_dtype)
+def _(x, norm_weight, eps, wr, wi, modrelu_bias, gate_bias, h_dtype):
+    return x.new_empty(x.shape[0], wr.shape[0], dtype=h_dtype)
 
 
-def cgu_sublayer_step(x, norm_weight, eps: float, w_gate_up, modrelu_bias, gate_bias, w_down, scale,
-                      h_dtype: torch.dtype | None = None):
-    """x + scale·CGU(complex_rms_norm(x)) for one token x [B, 2n]: the norm's σ [n] and eps, the gate/up block matrix
-    [4h, 2n], modReLU's bias [h], the gate's bias [h] or None, the down block matrix [2n, 2h], the scale (0-d tensor)
-    or None. → x' [B, 2n] in x's dtype; the hidden h is rounded to h_dtype (default x's) between the kernels."""
+def cgu_sublayer_step(x, norm_weight, eps: float, wr_gate_up, wi_gate_up, modrelu_bias, gate_bias, wr_down, wi_down,
+                      scale, h_dtype: torch.dtype | None = None):
+    """x + scale·CGU(complex_rms_norm(x)) for one token x [B, 2n]: the norm's σ [n] and eps, CGU.gate_up's Wr, Wi
+    [2h, n], modReLU's bias [h], the gate's bias [h] or None, CGU.down's Wr, Wi [n, h], the scale (0-d tensor) or
+    None. → x' [B, 2n] in x's dtype; the hidden h is rounded to h_dtype (default x's) between the kernels."""
     # eps / 2: the RMS is over the 2n real values, as complex_rms_norm's
-    h = gate_up_op(x, norm_weight, eps / 2, w_gate_up, modrelu_bias, gate_bias, h_dtype or x.dtype)
-    return residual_op(x, h, w_down, scale)
+    h = gate_up_op(x, norm_weight, eps / 2, wr_gate_up, wi_gate_up, modrelu_bias, gate_bias, h_dtype or x.dtype)
+    return residual_op(x, h, wr_down, wi_down, scale)

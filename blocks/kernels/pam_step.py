@@ -2,11 +2,12 @@
 compiled decode step inductor emits six or more kernels per PAM layer for this (the norm with the qkv reduction, the
 decay and GSP gate maps, RoPE and scale glue, the state update, the read); these two cover the same work:
 
-1. project: x [B, 2n] (the normed input, [re | im]) times the qkv block matrix W [6·H·d, 2n] → [B, 6·H·d] fp32 in
-   W's row order ([re | im] × [q | k | v] × H × d), with complex RoPE at the token's position on Q and K (the
-   position is read from a device tensor, as a graphed decoder keeps it) and the 1/√d scale on Q. Each program owns
-   a few channels of one (q/k/v, head) with both their real and imaginary rows, so RoPE is an epilogue; ≥ 100
-   programs on the 100M model's 2,304 rows, so that the GEMV can stream W near memory bandwidth.
+1. project: x [B, 2n] (the normed input, [re | im]) times W_qkv = Wr + i·Wi [3·H·d, n] (ComplexLinear's parameters,
+   each weight read once and used for both halves: sublayer.complex_dot) → [B, 6·H·d] fp32 in the block matrix's
+   row order ([re | im] × [q | k | v] × H × d), with complex RoPE at the token's position on Q and K (the position
+   is read from a device tensor, as a graphed decoder keeps it) and the 1/√d scale on Q. Each program owns a few
+   channels of one (q/k/v, head), their rows of Wr and Wi, so RoPE is an epilogue; ≥ 100 programs on the 100M
+   model's 1,152 complex rows, so that the GEMV can stream the weights near memory bandwidth.
 2. state: one program per (sequence, head): the decay γ (data: σ(−(w·x + b)); fixed: exp of the buffer; none: 1)
    and GSP's p = σ(W_p|z| + b_p) per head or per channel, γ' = mean(p + (1 − p)γ) and V' = (1 − p)V; then, a block of
    state rows at a time, S ← γ'S + V'Kᴴ (Kᵀ without the conjugate) in place on the fp32 state and y = S Q, written
@@ -26,11 +27,11 @@ import torch
 import triton
 import triton.language as tl
 
-from .sublayer import inverse_rms, normed, residual_op, tiles
+from .sublayer import complex_dot, inverse_rms, normed, residual_op, tiles, weights
 
 __all__ = ["pam_step", "pam_sublayer_step"]  # the kernels; TWINS (__init__.py) names their torch twins
 
-PROJECT_TILE = 2048  # batch rows × channels × input columns one projection program holds per loop iteration
+PROJECT_TILE = 2048  # batch rows × channels × complex input columns per loop iteration, for Wr's and Wi's loads
 GATE_TILE = 2048  # gate rows × input columns the state kernel's gate maps hold per loop iteration (per-channel GSP
 # at d = 64 with 128 columns spilled registers when compiled for sm_90)
 STATE_ROWS = 16  # state rows updated per iteration of the state kernel's loop (registers: 2 × rows × d fp32)
@@ -38,33 +39,35 @@ DECAY = {"none": 0, "data": 1, "fixed": 2}
 
 
 @triton.jit
-def project(x_ptr, nw_ptr, z_ptr, w_ptr, theta_ptr, pos_ptr, out_ptr, B, N2, H, d, scale, eps, NORM: tl.constexpr,
-            BB: tl.constexpr, BJ: tl.constexpr, BK: tl.constexpr):
+def project(x_ptr, nw_ptr, z_ptr, wr_ptr, wi_ptr, theta_ptr, pos_ptr, out_ptr, B, N, H, d, scale, eps,
+            NORM: tl.constexpr, BB: tl.constexpr, BJ: tl.constexpr, BK: tl.constexpr):
     per_head = tl.cdiv(d, BJ)
     block = tl.program_id(0)  # (q/k/v · H + head) · per_head + channel block
     group = block // per_head
     j = (block % per_head) * BJ + tl.arange(0, BJ)
-    row = group * d + j  # the real row; its imaginary row is 3·H·d further
+    row = group * d + j  # of Wr and Wi; the output's real column, its imaginary one 3·H·d further
     b = tl.program_id(1) * BB + tl.arange(0, BB)
     jm, bm = j < d, b < B
     acc_re = tl.zeros([BB, BJ], dtype=tl.float32)
     acc_im = tl.zeros([BB, BJ], dtype=tl.float32)
     if NORM:
-        inv = inverse_rms(x_ptr, b, bm, N2, eps, BB, BK)
+        inv = inverse_rms(x_ptr, b, bm, 2 * N, eps, BB, BK)
     else:
         inv = tl.zeros([BB], dtype=tl.float32)
     zm = bm & (tl.zeros([BB], dtype=tl.int32) + block == 0)  # the first channel block's programs keep the normed row
-    for k0 in range(0, N2, BK):
+    for k0 in range(0, N, BK):
         k = k0 + tl.arange(0, BK)
-        km = k < N2
-        x = normed(x_ptr, nw_ptr, inv, b, bm, k, km, N2, NORM)
+        km = k < N
+        xr, xi = normed(x_ptr, nw_ptr, inv, b, bm, k, km, N, NORM)
         if NORM:  # for the state kernel's gates
-            tl.store(z_ptr + b[:, None].to(tl.int64) * N2 + k[None, :], x, mask=zm[:, None] & km[None, :])
-        x = x[:, None, :]
-        at = row[:, None].to(tl.int64) * N2 + k[None, :]
-        wm = jm[:, None] & km[None, :]
-        acc_re += tl.sum(x * tl.load(w_ptr + at, mask=wm, other=0.0).to(tl.float32)[None, :, :], 2)
-        acc_im += tl.sum(x * tl.load(w_ptr + at + 3 * H * d * N2, mask=wm, other=0.0).to(tl.float32)[None, :, :], 2)
+            at = z_ptr + b[:, None].to(tl.int64) * (2 * N) + k[None, :]
+            m = zm[:, None] & km[None, :]
+            tl.store(at, xr, mask=m)
+            tl.store(at + N, xi, mask=m)
+        wr, wi = weights(wr_ptr, wi_ptr, row, jm, k, km, N)
+        re, im = complex_dot(xr, xi, wr, wi)
+        acc_re += re
+        acc_im += im
     which = group // H  # 0 q, 1 k, 2 v
     angle = tl.load(pos_ptr).to(tl.float32) * tl.load(theta_ptr + j, mask=jm, other=0.0)
     c = tl.where(which < 2, tl.cos(angle), 1.0)[None, :]  # V is not rotated
@@ -159,28 +162,28 @@ def state(x_ptr, qkv_ptr, dw_ptr, db_ptr, fixed_ptr, gw_ptr, gb_ptr, sr_ptr, si_
 # torch.library custom ops, so torch.compile keeps a decode step around them in one graph (see memory.py); the state
 # op declares the state it updates in place
 @torch.library.custom_op("archsearch::pam_step_project", mutates_args=())
-def project_op(x: torch.Tensor, w: torch.Tensor, theta: torch.Tensor, position: torch.Tensor, heads: int,
-               scale: float, norm_weight: torch.Tensor | None = None,
+def project_op(x: torch.Tensor, wr: torch.Tensor, wi: torch.Tensor, theta: torch.Tensor, position: torch.Tensor,
+               heads: int, scale: float, norm_weight: torch.Tensor | None = None,
                eps: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
     """(qkv [B, 6·H·d] fp32, the normed x [B, 2n] fp32) with a norm weight (the complex norm as the prologue, eps
     that of the RMS over 2n reals); (qkv, an empty tensor) without."""
     b, n2 = x.shape
     d = theta.shape[0]
-    out = torch.empty(b, w.shape[0], device=x.device, dtype=torch.float32)
+    out = torch.empty(b, 2 * wr.shape[0], device=x.device, dtype=torch.float32)
     z = torch.empty(b, n2 if norm_weight is not None else 0, device=x.device, dtype=torch.float32)
     bj = min(8, triton.next_power_of_2(d))
-    bb, bk = tiles(b, bj, n2, PROJECT_TILE)
+    bb, bk = tiles(b, bj, n2 // 2, PROJECT_TILE)
     grid = (3 * heads * triton.cdiv(d, bj), triton.cdiv(b, bb))
     project[grid](x.contiguous(), x if norm_weight is None else norm_weight, out if norm_weight is None else z,
-                  w.contiguous(), theta, position, out, b, n2, heads, d, scale, eps, NORM=norm_weight is not None,
-                  BB=bb, BJ=bj, BK=bk)
+                  wr.contiguous(), wi.contiguous(), theta, position, out, b, n2 // 2, heads, d, scale, eps,
+                  NORM=norm_weight is not None, BB=bb, BJ=bj, BK=bk)
     return out, z
 
 
 @project_op.register_fake
-def _(x, w, theta, position, heads, scale, norm_weight=None, eps=0.0):
+def _(x, wr, wi, theta, position, heads, scale, norm_weight=None, eps=0.0):
     z = x.new_empty(x.shape[0], x.shape[1] if norm_weight is not None else 0, dtype=torch.float32)
-    return x.new_empty(x.shape[0], w.shape[0], dtype=torch.float32), z
+    return x.new_empty(x.shape[0], 2 * wr.shape[0], dtype=torch.float32), z
 
 
 @torch.library.custom_op("archsearch::pam_step_state", mutates_args=("sr", "si"))
@@ -212,9 +215,9 @@ def check(heads: int, head_dim: int, gsp_width: int) -> None:
         raise ValueError(f"pam_step: GSP of {gsp_width} gates for {heads} heads of {head_dim} channels")
 
 
-def pam_step(x, w_qkv, theta, position, decay_w, decay_b, fixed_log_g, gsp_w, gsp_b, sr, si, conjugate: bool,
-             y_dtype: torch.dtype | None = None):
-    """One PAM decode step from the normed input x [B, 2n]: W_qkv's block matrix [6·H·d, 2n], RoPE's θ [d], the
+def pam_step(x, wr_qkv, wi_qkv, theta, position, decay_w, decay_b, fixed_log_g, gsp_w, gsp_b, sr, si,
+             conjugate: bool, y_dtype: torch.dtype | None = None):
+    """One PAM decode step from the normed input x [B, 2n]: W_qkv's Wr, Wi [3·H·d, n], RoPE's θ [d], the
     position (a long tensor of one element), the decay's weight [H, 2n] and bias [H] or None, its fixed log γ [H] or
     None, GSP's weight [H or H·d, n] and bias or None, and the fp32 state Re S, Im S [B, H, d, d], updated in place.
     → (y [B, 2·H·d] in y_dtype (default x's), for the output projection; sr; si)."""
@@ -222,26 +225,26 @@ def pam_step(x, w_qkv, theta, position, decay_w, decay_b, fixed_log_g, gsp_w, gs
     check(heads, d, 0 if gsp_w is None else gsp_w.shape[0])
     if not (sr.is_contiguous() and si.is_contiguous() and sr.dtype == si.dtype == torch.float32):
         raise ValueError("pam_step updates the state in place: it needs contiguous fp32 tensors")
-    qkv, _ = project_op(x, w_qkv, theta.float().contiguous(), position.reshape(1), heads, 1.0 / math.sqrt(d))
+    qkv, _ = project_op(x, wr_qkv, wi_qkv, theta.float().contiguous(), position.reshape(1), heads, 1.0 / math.sqrt(d))
     y = state_op(x, qkv, decay_w, decay_b, fixed_log_g, gsp_w, gsp_b, sr, si, 1.0 if conjugate else -1.0,
                  y_dtype or x.dtype)
     return y, sr, si
 
 
-def pam_sublayer_step(x, norm_weight, eps: float, w_qkv, theta, position, decay_w, decay_b, fixed_log_g, gsp_w,
-                      gsp_b, sr, si, conjugate: bool, w_out, scale, y_dtype: torch.dtype | None = None):
+def pam_sublayer_step(x, norm_weight, eps: float, wr_qkv, wi_qkv, theta, position, decay_w, decay_b, fixed_log_g,
+                      gsp_w, gsp_b, sr, si, conjugate: bool, wr_out, wi_out, scale, y_dtype: torch.dtype | None = None):
     """The pre-norm residual sublayer x + scale·PAM(complex_rms_norm(x)) for one token x [B, 2n] in three kernels:
     project with the norm as its prologue (it also writes the normed row, for the gates), state, and the output
-    projection W_out [2n, 2·H·d] with the scaled residual add (sublayer.residual_linear; scale a 0-d tensor or None).
-    The norm's σ [n] and eps; the other arguments as pam_step's. → (x' [B, 2n] in x's dtype, sr, si); y is rounded
-    to y_dtype (default x's) between the state kernel and the output projection."""
+    projection W_out = Wr + i·Wi [n, H·d] with the scaled residual add (sublayer.residual_linear; scale a 0-d
+    tensor or None). The norm's σ [n] and eps; the other arguments as pam_step's. → (x' [B, 2n] in x's dtype, sr,
+    si); y is rounded to y_dtype (default x's) between the state kernel and the output projection."""
     heads, d = sr.shape[1], sr.shape[-1]
     check(heads, d, 0 if gsp_w is None else gsp_w.shape[0])
     if not (sr.is_contiguous() and si.is_contiguous() and sr.dtype == si.dtype == torch.float32):
         raise ValueError("pam_step updates the state in place: it needs contiguous fp32 tensors")
     # eps / 2: the RMS is over the 2n real values, as complex_rms_norm's
-    qkv, z = project_op(x, w_qkv, theta.float().contiguous(), position.reshape(1), heads, 1.0 / math.sqrt(d),
+    qkv, z = project_op(x, wr_qkv, wi_qkv, theta.float().contiguous(), position.reshape(1), heads, 1.0 / math.sqrt(d),
                         norm_weight, eps / 2)
     y = state_op(z, qkv, decay_w, decay_b, fixed_log_g, gsp_w, gsp_b, sr, si, 1.0 if conjugate else -1.0,
                  y_dtype or x.dtype)
-    return residual_op(x, y, w_out, scale), sr, si
+    return residual_op(x, y, wr_out, wi_out, scale), sr, si

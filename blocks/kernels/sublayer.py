@@ -1,12 +1,16 @@
 """What the fused decode steps of pre-norm residual sublayers, x ← x + s·block(norm(x)) for one token, share
-(cgu_step.py, pam_step.py): the complex norm as a GEMV's prologue, and the block's last GEMV with the scaled residual
-add as its epilogue.
+(cgu_step.py, pam_step.py): the complex norm as a GEMV's prologue, the complex GEMV on a ComplexLinear's own
+parameters, and the block's last GEMV with the scaled residual add as its epilogue.
 
+- The weights: Wr and Wi [m, n] as ComplexLinear keeps them, not the block matrix [[Wr, −Wi], [Wi, Wr]] that holds
+  each weight twice. For z = [xr | xi], yr = Wr·xr − Wi·xi and yi = Wi·xr + Wr·xi: a program loads each weight
+  element once and uses it twice (complex_dot), so a GEMV streams 2mn weights, not 4mn.
 - The norm: complex_rms_norm(x) = x · [σ | σ]·√½ / RMS(x) over the real row of 2n values (blocks/complex.py).
   The row of a decode step is a few KB, so every program of the GEMV that follows re-reads it and computes its RMS
   itself (inverse_rms, then normed per column block): no kernel and no tensor for the normed row.
-- residual_linear: out = r + s·(W h) for r [B, M], h [B, K], W [M, K] and the learned scale s (a 0-d tensor, read
-  by the kernel: it is a parameter) or none. Each program owns RESIDUAL_ROWS rows of W for up to 8 sequences.
+- residual_linear: out = r + s·(W h) for r [B, 2m], h [B, 2k], W = Wr + i·Wi [m, k] and the learned scale s (a 0-d
+  tensor, read by the kernel: it is a parameter) or none. Each program owns RESIDUAL_ROWS complex rows (their real
+  and imaginary outputs) for up to 8 sequences.
 
 Arithmetic in fp32 whatever the inputs' dtype; out in r's dtype.
 """
@@ -18,8 +22,8 @@ import triton.language as tl
 
 __all__ = ["residual_linear"]  # the kernels; TWINS (__init__.py) names their torch twins
 
-RESIDUAL_ROWS = 4  # rows of W per program: 192 programs on the 100M model's 768-row output projections
-RESIDUAL_TILE = 2048  # batch rows × W rows × columns one program holds per loop iteration
+RESIDUAL_ROWS = 2  # complex rows per program (4 outputs): 192 programs on the 100M model's 384-row projections
+RESIDUAL_TILE = 2048  # batch rows × weight rows (Wr's and Wi's) × columns one program holds per loop iteration
 
 
 @triton.jit
@@ -35,65 +39,97 @@ def inverse_rms(x_ptr, b, bm, N2, eps, BB: tl.constexpr, BK: tl.constexpr):
 
 
 @triton.jit
-def normed(x_ptr, nw_ptr, inv, b, bm, k, km, N2, NORM: tl.constexpr):
-    """x[b, k] [BB, BK] in fp32; with NORM, complex-normed: times σ[k mod n]·√½ and the row's inverse RMS `inv`."""
-    x = tl.load(x_ptr + b[:, None].to(tl.int64) * N2 + k[None, :], mask=bm[:, None] & km[None, :],
-                other=0.0).to(tl.float32)
-    if NORM:
-        n = N2 // 2
-        s = tl.load(nw_ptr + tl.where(k < n, k, k - n), mask=km, other=0.0).to(tl.float32)  # no `%`: kernels.md
-        x = x * inv[:, None] * (s * 0.7071067811865476)[None, :]  # √½
-    return x
+def halves(x_ptr, b, bm, k, km, n):
+    """(xr, xi) [BB, BK] = x[b, k], x[b, n + k] of x [B, 2n] for complex columns k < n, in fp32."""
+    at = x_ptr + b[:, None].to(tl.int64) * (2 * n) + k[None, :]
+    m = bm[:, None] & km[None, :]
+    return tl.load(at, mask=m, other=0.0).to(tl.float32), tl.load(at + n, mask=m, other=0.0).to(tl.float32)
 
 
 @triton.jit
-def residual(r_ptr, h_ptr, w_ptr, s_ptr, out_ptr, B, M, K, HAS_SCALE: tl.constexpr, BB: tl.constexpr,
+def normed(x_ptr, nw_ptr, inv, b, bm, k, km, n, NORM: tl.constexpr):
+    """halves(x) with NORM complex-normed: both times σ[k]·√½ and the row's inverse RMS `inv`."""
+    xr, xi = halves(x_ptr, b, bm, k, km, n)
+    if NORM:
+        s = tl.load(nw_ptr + k, mask=km, other=0.0).to(tl.float32) * 0.7071067811865476  # √½
+        s = inv[:, None] * s[None, :]
+        xr, xi = xr * s, xi * s
+    return xr, xi
+
+
+@triton.jit
+def weights(wr_ptr, wi_ptr, j, jm, k, km, n):
+    """Rows j, columns k of Wr and Wi [m, n] as [1, BJ, BK] fp32 tiles, for complex_dot."""
+    at = j[:, None].to(tl.int64) * n + k[None, :]
+    m = jm[:, None] & km[None, :]
+    wr = tl.load(wr_ptr + at, mask=m, other=0.0).to(tl.float32)
+    wi = tl.load(wi_ptr + at, mask=m, other=0.0).to(tl.float32)
+    return wr[None, :, :], wi[None, :, :]
+
+
+@triton.jit
+def complex_dot(xr, xi, wr, wi):
+    """(Re, Im) [BB, BJ] of Σ over the columns of (wr + i·wi)(xr + i·xi), x [BB, BK], w [1, BJ, BK]: each weight
+    element read once, used twice."""
+    xr, xi = xr[:, None, :], xi[:, None, :]
+    return tl.sum(wr * xr - wi * xi, 2), tl.sum(wi * xr + wr * xi, 2)
+
+
+@triton.jit
+def residual(r_ptr, h_ptr, wr_ptr, wi_ptr, s_ptr, out_ptr, B, M, K, HAS_SCALE: tl.constexpr, BB: tl.constexpr,
              BJ: tl.constexpr, BK: tl.constexpr):
     j = tl.program_id(0) * BJ + tl.arange(0, BJ)
     b = tl.program_id(1) * BB + tl.arange(0, BB)
     jm, bm = j < M, b < B
-    acc = tl.zeros([BB, BJ], dtype=tl.float32)
+    acc_re = tl.zeros([BB, BJ], dtype=tl.float32)
+    acc_im = tl.zeros([BB, BJ], dtype=tl.float32)
     for k0 in range(0, K, BK):
         k = k0 + tl.arange(0, BK)
         km = k < K
-        h = tl.load(h_ptr + b[:, None].to(tl.int64) * K + k[None, :], mask=bm[:, None] & km[None, :],
-                    other=0.0).to(tl.float32)
-        w = tl.load(w_ptr + j[:, None].to(tl.int64) * K + k[None, :], mask=jm[:, None] & km[None, :],
-                    other=0.0).to(tl.float32)
-        acc += tl.sum(h[:, None, :] * w[None, :, :], 2)
+        hr, hi = halves(h_ptr, b, bm, k, km, K)
+        wr, wi = weights(wr_ptr, wi_ptr, j, jm, k, km, K)
+        re, im = complex_dot(hr, hi, wr, wi)
+        acc_re += re
+        acc_im += im
     if HAS_SCALE:
-        acc *= tl.load(s_ptr).to(tl.float32)
-    at = b[:, None].to(tl.int64) * M + j[None, :]
+        s = tl.load(s_ptr).to(tl.float32)
+        acc_re *= s
+        acc_im *= s
+    at = b[:, None].to(tl.int64) * (2 * M) + j[None, :]  # out [B, 2M] = [re | im]
     m = bm[:, None] & jm[None, :]
-    r = tl.load(r_ptr + at, mask=m, other=0.0).to(tl.float32)
-    tl.store(out_ptr + at, (r + acc).to(out_ptr.dtype.element_ty), mask=m)
+    ty = out_ptr.dtype.element_ty
+    tl.store(out_ptr + at, (tl.load(r_ptr + at, mask=m, other=0.0).to(tl.float32) + acc_re).to(ty), mask=m)
+    tl.store(out_ptr + at + M, (tl.load(r_ptr + at + M, mask=m, other=0.0).to(tl.float32) + acc_im).to(ty), mask=m)
 
 
 def tiles(batch: int, rows: int, columns: int, tile: int) -> tuple[int, int]:
-    """(BB, BK) of a one-token GEMV whose programs own `rows` rows each: up to 8 sequences, and as many columns as
-    fill `tile` (at least 16, at most the row's)."""
+    """(BB, BK) of a one-token GEMV whose programs hold `rows` weight rows each per loop iteration: up to 8
+    sequences, and as many columns as fill `tile` (at least 16, at most the row's)."""
     bb = min(8, triton.next_power_of_2(batch))
     return bb, max(16, min(triton.next_power_of_2(columns), tile // (bb * rows)))
 
 
 # a torch.library custom op, so torch.compile keeps a decode step around it in one graph (see memory.py)
 @torch.library.custom_op("archsearch::residual_linear", mutates_args=())
-def residual_op(r: torch.Tensor, h: torch.Tensor, w: torch.Tensor, scale: torch.Tensor | None) -> torch.Tensor:
-    b, k = h.shape
-    m = w.shape[0]
+def residual_op(r: torch.Tensor, h: torch.Tensor, wr: torch.Tensor, wi: torch.Tensor,
+                scale: torch.Tensor | None) -> torch.Tensor:
+    b = h.shape[0]
+    m, k = wr.shape
     out = torch.empty_like(r)
-    bb, bk = tiles(b, RESIDUAL_ROWS, k, RESIDUAL_TILE)
+    bb, bk = tiles(b, 2 * RESIDUAL_ROWS, k, RESIDUAL_TILE)
     grid = (triton.cdiv(m, RESIDUAL_ROWS), triton.cdiv(b, bb))
-    residual[grid](r.contiguous(), h.contiguous(), w.contiguous(), r if scale is None else scale, out, b, m, k,
-                   HAS_SCALE=scale is not None, BB=bb, BJ=RESIDUAL_ROWS, BK=bk)
+    residual[grid](r.contiguous(), h.contiguous(), wr.contiguous(), wi.contiguous(), r if scale is None else scale,
+                   out, b, m, k, HAS_SCALE=scale is not None, BB=bb, BJ=RESIDUAL_ROWS, BK=bk)
     return out
 
 
 @residual_op.register_fake
-def _(r, h, w, scale):
+def _(r, h, wr, wi, scale):
     return torch.empty_like(r)
 
 
-def residual_linear(r: torch.Tensor, h: torch.Tensor, w: torch.Tensor, scale: torch.Tensor | None) -> torch.Tensor:
-    """r + scale·(h Wᵀ) for one token per sequence: r [B, M], h [B, K], W [M, K], scale a 0-d tensor or None (1)."""
-    return residual_op(r, h, w, scale)
+def residual_linear(r: torch.Tensor, h: torch.Tensor, wr: torch.Tensor, wi: torch.Tensor,
+                    scale: torch.Tensor | None) -> torch.Tensor:
+    """r + scale·(W h) for one token per sequence, W = Wr + i·Wi [m, k] (a ComplexLinear's parameters) on split-real
+    rows: r [B, 2m], h [B, 2k], scale a 0-d tensor or None (1)."""
+    return residual_op(r, h, wr, wi, scale)
