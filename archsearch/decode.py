@@ -13,7 +13,8 @@ far fewer (~440; ~280 with compile="max-autotune-no-cudagraphs", docs/performanc
 pre-norm CGU or PAM sublayer (complex_norm, the block, the scaled residual add) as two or three Triton kernels
 (blocks.fastpath.fused_decode; off by default until measured on a GPU).
 The weights must not change after construction: the step is captured inside blocks.complex.frozen_weights, so the
-graph reads complex block matrices built once, which the decoder keeps alive (the model itself keeps nothing).
+graph reads complex block matrices built once, which the decoder keeps alive (the model itself keeps nothing); the
+fused sublayer kernels read the complex layers' parameters Wr and Wi themselves (each weight once).
 
 Position counters (Python ints in the eager state) become 0-d device tensors, so the graph reads and advances them
 on the GPU; the state lives in fixed buffers that each replay updates in place.
