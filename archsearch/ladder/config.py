@@ -1,7 +1,7 @@
 """A scaling ladder as YAML → typed, frozen data (no torch). The format is documented in docs/ladder.md.
 
-    ladder: {name, seed, tokens_per_param | tokens, lr_grid, around, extend, seeds, tolerance, drop_behind, ratios,
-             published, rungs: {NAME: {params: TARGET, rates: grid | around, extend, train: {...}}}}
+    ladder: {name, seed, tokens_per_param | tokens, lr_grid, around, extend, finalists, seeds, tolerance, drop_behind,
+             ratios, published, rungs: {NAME: {params: TARGET, rates: grid | around, extend, finalists, train: {...}}}}
     task: {...}    # every family's task (the spec's own task section is replaced)
     train: {...}   # laid onto every family's train section; tokens, lr and seed are the ladder's
     families: {NAME: {spec: {...} | file: PATH, rungs: {RUNG: {overrides}}}}
@@ -25,6 +25,9 @@ class Rung:
     params: float  # target non-embedding parameters
     rates: str  # grid: the whole lr_grid; around: the rate the rung below chose and its grid neighbour(s)
     extend: int  # times a best rate at the edge of those tried adds the next rate beyond it
+    # rounds in which, once the rung's grids have run, the best PAM-containing and the best PAM-free family, each whose
+    # best rate is at an edge, add the next rate beyond it (the two the report's answer compares)
+    finalists: int = 0
     train: Mapping[str, Any] = field(default_factory=dict)  # laid onto the ladder's train settings at this rung
 
 
@@ -55,6 +58,8 @@ class Ladder:
     train: Mapping[str, Any]
     # published ratios the report prints beside its own: (source, {"a / b": {size label: ratio}})
     published: tuple[str, Mapping[str, Mapping[str, float]]] | None = None
+    # the families whose architecture holds a PAM layer, from their built specs (specs.with_sides); None until then
+    pam_families: frozenset[str] | None = None
 
     def rung(self, name: str) -> Rung:
         return next(r for r in self.rungs if r.name == name)
@@ -100,7 +105,7 @@ def _count(value, loc: Loc, what: str) -> int:
     return value
 
 
-def _rungs(value, loc: Loc, extend: int) -> tuple[Rung, ...]:
+def _rungs(value, loc: Loc, extend: int, finalists: int) -> tuple[Rung, ...]:
     m = _mapping(value, loc, "ladder.rungs")
     if not m:
         raise SpecError(loc, "ladder.rungs is empty: name at least one rung, e.g. {2m: {params: 2.0e6}}")
@@ -108,7 +113,7 @@ def _rungs(value, loc: Loc, extend: int) -> tuple[Rung, ...]:
     for name, r in m.items():
         rl = loc_of(m, name, loc)
         r = _mapping(r, rl, f"rung '{name}'")
-        _only(r, ("params", "rates", "extend", "train"), rl, f"rung '{name}'")
+        _only(r, ("params", "rates", "extend", "finalists", "train"), rl, f"rung '{name}'")
         if "params" not in r:
             raise SpecError(rl, f"rung '{name}' needs params (its target of non-embedding parameters)")
         params = _number(r["params"], loc_of(r, "params", rl), f"rung '{name}' params")
@@ -119,8 +124,9 @@ def _rungs(value, loc: Loc, extend: int) -> tuple[Rung, ...]:
             raise SpecError(loc_of(r, "rates", rl), f"rung '{name}' rates must be one of {RATES}"
                             + ("" if out else " (the lowest rung has no rung below to be around: grid)"))
         more = _count(r.get("extend", extend), loc_of(r, "extend", rl), f"rung '{name}' extend")
+        final = _count(r.get("finalists", finalists), loc_of(r, "finalists", rl), f"rung '{name}' finalists")
         train = _mapping(r.get("train") or {}, loc_of(r, "train", rl), f"rung '{name}' train")
-        out.append(Rung(str(name), params, rates, more, dict(train)))
+        out.append(Rung(str(name), params, rates, more, final, dict(train)))
         last = params
     return tuple(out)
 
@@ -201,8 +207,8 @@ def load_ladder(path) -> Ladder:
         raise SpecError(root, "a ladder file needs a 'ladder' section (see docs/ladder.md)")
     ll = loc_of(doc, "ladder", root)
     lad = _mapping(doc["ladder"], ll, "ladder")
-    keys = ("name", "seed", "tokens_per_param", "tokens", "lr_grid", "around", "extend", "seeds", "tolerance",
-            "drop_behind", "rungs", "ratios", "published")
+    keys = ("name", "seed", "tokens_per_param", "tokens", "lr_grid", "around", "extend", "finalists", "seeds",
+            "tolerance", "drop_behind", "rungs", "ratios", "published")
     _only(lad, keys, ll, "ladder")
     for k in ("name", "lr_grid", "rungs"):
         if k not in lad:
@@ -213,11 +219,12 @@ def load_ladder(path) -> Ladder:
     grid = tuple(sorted(_number(g, loc_of(lad, "lr_grid", ll), "a learning rate") for g in grid))
     seeds = _count(lad.get("seeds", 3), loc_of(lad, "seeds", ll), "ladder.seeds")
     extend = _count(lad.get("extend", 0), loc_of(lad, "extend", ll), "ladder.extend")
+    finalists = _count(lad.get("finalists", 0), loc_of(lad, "finalists", ll), "ladder.finalists")
     around = lad.get("around", 2)
     if around not in (2, 3):
         raise SpecError(loc_of(lad, "around", ll), f"ladder.around must be 2 or 3, got {around!r}")
     drop = lad.get("drop_behind")
-    rungs = _rungs(lad["rungs"], loc_of(lad, "rungs", ll), extend)
+    rungs = _rungs(lad["rungs"], loc_of(lad, "rungs", ll), extend, finalists)
     for k in ("task", "train"):
         _mapping(doc.get(k) or {}, loc_of(doc, k, root), k)
     if "families" not in doc:

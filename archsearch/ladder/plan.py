@@ -4,15 +4,52 @@ Per rung, from the lowest: each family trains at each of its rates with the ladd
 best rate at the edge of those adds the next rate beyond it, up to the rung's `extend` times), then at its best rate
 with `seeds` fresh seeds (scored on the test split; the selecting run is not among them). An `around` rung's rates wait
 for the family's choice at the rung below; `drop_behind` keeps a family that is far behind at a rung from climbing
-further, which waits for the grid at that rung of every family that reached it."""
+further, which waits for the grid at that rung of every family that reached it. At a rung with `finalists`, once every
+family's rates there have run, the best PAM-containing and the best PAM-free family (the pair the report's answer
+compares), each whose best rate is at an edge, add the next rate beyond it, for that many rounds; the rung's seeds
+wait until those rates have run, so that they follow the final choice."""
 from __future__ import annotations
 
 import math
+import threading
 from dataclasses import dataclass
+from functools import wraps
 
 from .config import Ladder
 
 PHASES = ("grid", "seeds")
+
+# One question to the plan (wanted, best_rate, …) asks the same rung-wide questions many times over (whether each
+# family reached a rung needs the rung's best; a rung's finalists need every family's rates): within one question,
+# whose finished runs cannot change, each is answered once.
+_scope = threading.local()
+
+
+def _question(fn):
+    """A public entry point: the memo below lives as long as the outermost call."""
+    @wraps(fn)
+    def call(*args, **kwargs):
+        if getattr(_scope, "memo", None) is not None:
+            return fn(*args, **kwargs)
+        _scope.memo = {}
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            _scope.memo = None
+    return call
+
+
+def _memo(fn):
+    @wraps(fn)
+    def call(ladder, done, *args):
+        memo = getattr(_scope, "memo", None)
+        if memo is None:
+            return fn(ladder, done, *args)
+        key = (fn.__name__, id(ladder), id(done), args)
+        if key not in memo:
+            memo[key] = fn(ladder, done, *args)
+        return memo[key]
+    return call
 
 
 @dataclass(frozen=True)
@@ -45,11 +82,14 @@ def rate(x: float) -> float:
     return float(f"{x:.4g}")
 
 
+@_question
 def best_rate(ladder: Ladder, done: dict[str, Done], family: str, rung: str) -> float | None:
-    """The rate of (family, rung) with the lowest validation perplexity, once all its rates have finished (None
-    before, or when every one failed)."""
+    """The rate of (family, rung) with the lowest validation perplexity, once all its rates have finished, and at a
+    rung with finalists the rung's rounds too (None before, or when every one failed)."""
     rates = rates_of(ladder, done, family, rung)
-    return None if rates is None else _best_of(ladder, done, family, rung, rates)
+    if rates is None or (ladder.rung(rung).finalists and not _rung_rates(ladder, done, rung)[1]):
+        return None
+    return _best_of(ladder, done, family, rung, rates)
 
 
 def _best_of(ladder: Ladder, done: dict[str, Done], family: str, rung: str, rates: list[float]) -> float | None:
@@ -60,10 +100,18 @@ def _best_of(ladder: Ladder, done: dict[str, Done], family: str, rung: str, rate
     return min(ok, key=lambda r: r.val_ppl).job.lr if ok else None
 
 
+@_question
 def rates_of(ladder: Ladder, done: dict[str, Done], family: str, rung: str) -> list[float] | None:
     """The rates (family, rung) trains at, or None while they depend on a rung below that has not chosen yet. A best
     rate at the edge of those tried adds the next one beyond it (the rung's `extend` times at most), so that the
-    chosen rate is a minimum the grid brackets, not the end of a slope."""
+    chosen rate is a minimum the grid brackets, not the end of a slope; at a rung with finalists, so may the rung's
+    best of each side."""
+    if ladder.rung(rung).finalists:
+        return _rung_rates(ladder, done, rung)[0].get(family)
+    return _own_rates(ladder, done, family, rung)
+
+
+def _own_rates(ladder: Ladder, done: dict[str, Done], family: str, rung: str) -> list[float] | None:
     rates = _first_rates(ladder, done, family, rung)
     if rates is None:
         return None
@@ -73,6 +121,43 @@ def rates_of(ladder: Ladder, done: dict[str, Done], family: str, rung: str) -> l
             break
         rates = sorted(rates + [_neighbour(ladder, best, +1 if best == rates[-1] else -1)])
     return rates
+
+
+@_memo
+def _rung_rates(ladder: Ladder, done: dict[str, Done], rung: str) -> tuple[dict[str, list[float] | None], bool]:
+    """({family: its rates} for the families that reached the rung, whether its finalists' rounds are over). Each
+    round waits for every rate so far; then the best family of each side (by validation at its best rate), if that
+    rate is at an edge of its rates, adds the next one beyond it. A round's choice depends only on the rounds before
+    it, so replaying them from the finished runs gives the same rates."""
+    if ladder.pam_families is None:
+        raise ValueError(f"rung '{rung}' has finalists: the plan needs the ladder's PAM-containing families "
+                         "(specs.with_sides)")
+    i = ladder.index(rung)
+    here = [f.name for f in ladder.families if rung in f.rungs and reached(ladder, done, f.name, i)]
+    rates = {f: _own_rates(ladder, done, f, rung) for f in here}
+
+    def all_run():
+        return all(r is not None and all(Job(f, rung, lr, ladder.seed, "grid").key in done for lr in r)
+                   for f, r in rates.items())
+
+    for _ in range(ladder.rung(rung).finalists):
+        if not all_run():
+            return rates, False
+        grew = False
+        for side in (True, False):
+            best = {f: _best_of(ladder, done, f, rung, rates[f]) for f in here if (f in ladder.pam_families) == side}
+            scored = [(done[Job(f, rung, lr, ladder.seed, "grid").key].val_ppl, f) for f, lr in best.items()
+                      if lr is not None]
+            if not scored:
+                continue
+            f = min(scored)[1]
+            lr, mine = best[f], rates[f]
+            if len(mine) >= 2 and lr in (mine[0], mine[-1]):
+                rates[f] = sorted(mine + [_neighbour(ladder, lr, +1 if lr == mine[-1] else -1)])
+                grew = True
+        if not grew:
+            break
+    return rates, all_run()
 
 
 def _first_rates(ladder: Ladder, done: dict[str, Done], family: str, rung: str) -> list[float] | None:
@@ -123,8 +208,11 @@ def _neighbour(ladder: Ladder, centre: float, side: int) -> float:
 
 
 def _finished_grid(ladder: Ladder, done: dict[str, Done], family: str, rung: str) -> bool:
+    """Every rate of (family, rung) has run, and at a rung with finalists every round is over."""
     rates = rates_of(ladder, done, family, rung)
-    return rates is not None and all(Job(family, rung, lr, ladder.seed, "grid").key in done for lr in rates)
+    if rates is None or not all(Job(family, rung, lr, ladder.seed, "grid").key in done for lr in rates):
+        return False
+    return not ladder.rung(rung).finalists or _rung_rates(ladder, done, rung)[1]
 
 
 def _best_ppl(ladder: Ladder, done: dict[str, Done], family: str, rung: str) -> float | None:
@@ -132,12 +220,15 @@ def _best_ppl(ladder: Ladder, done: dict[str, Done], family: str, rung: str) -> 
     return None if lr is None else done[Job(family, rung, lr, ladder.seed, "grid").key].val_ppl
 
 
+@_question
 def reached(ladder: Ladder, done: dict[str, Done], family: str, rung_index: int) -> bool:
     """Whether `family` has come up to rung_index (a family dropped below never trains there, so it does not hold
     up the rung's comparison)."""
     return rung_index == 0 or climbs(ladder, done, family, rung_index - 1) is not False
 
 
+@_question
+@_memo
 def climbs(ladder: Ladder, done: dict[str, Done], family: str, rung_index: int) -> bool | None:
     """Whether `family` goes on to the rung above rung_index: True, False (failed there, or behind by more than
     drop_behind), or None while that is not known yet."""
@@ -153,6 +244,7 @@ def climbs(ladder: Ladder, done: dict[str, Done], family: str, rung_index: int) 
     return None if best is None else mine <= ladder.drop_behind * best
 
 
+@_memo
 def _rung_best(ladder: Ladder, done: dict[str, Done], rung_index: int) -> float | None:
     """The best validation perplexity at a rung among the families that reached it, once all their grids finished."""
     rung = ladder.rungs[rung_index].name
@@ -162,6 +254,7 @@ def _rung_best(ladder: Ladder, done: dict[str, Done], rung_index: int) -> float 
     return min((p for p in (_best_ppl(ladder, done, f, rung) for f in here) if p is not None), default=None)
 
 
+@_question
 def wanted(ladder: Ladder, done: dict[str, Done]) -> list[Job]:
     """Every run the ladder wants now (finished ones included), in the order to run them: rung by rung, a rung's
     grids before its seeds, families in file order."""
@@ -181,6 +274,7 @@ def wanted(ladder: Ladder, done: dict[str, Done]) -> list[Job]:
     return sorted(jobs, key=lambda j: (ladder.index(j.rung), PHASES.index(j.phase), order[j.family], j.lr, j.seed))
 
 
+@_question
 def dropped(ladder: Ladder, done: dict[str, Done]) -> dict[str, str]:
     """{family: why it stopped below the top of its rungs} for the report."""
     out = {}

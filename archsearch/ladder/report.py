@@ -17,6 +17,7 @@ from .fit import difference, extrapolate, read_off
 from .plan import climbs, dropped
 from .results import Cell, best_of, gather
 from .runner import COPY, finished
+from .specs import with_sides
 from .trials import job_trials
 
 EXTRAPOLATE_TO = 1e8  # non-embedding parameters: the paper's headline size
@@ -33,7 +34,8 @@ def _load(out: Path, storage: str | None):
     ladder = load_ladder(out / COPY)
     url = storage or f"sqlite:///{out / 'ladder.db'}"
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    return ladder, optuna.load_study(study_name=ladder.name, storage=make_storage(url))
+    study = optuna.load_study(study_name=ladder.name, storage=make_storage(url))
+    return with_sides(ladder, study.user_attrs.get("sizes") or {}), study
 
 
 def _pm(c: Cell, key: str, digits: int = 2) -> str:
@@ -258,8 +260,14 @@ def _extends(ladder) -> str:
     for r in ladder.rungs:
         if r.extend:
             by.setdefault(r.extend, []).append(r.name)
-    return "".join(f"; at {', '.join(names)} a best rate at an edge of those tried adds the next rate beyond it "
-                   f"(up to {n} time{'s' * (n > 1)})" for n, names in by.items())
+    words = "".join(f"; at {', '.join(names)} a best rate at an edge of those tried adds the next rate beyond it "
+                    f"(up to {n} time{'s' * (n > 1)})" for n, names in by.items())
+    for r in ladder.rungs:
+        if r.finalists:
+            words += (f"; at {r.name}, once every family's rates have run, the best PAM-containing and the best "
+                      f"PAM-free family, each whose best rate is at an edge, add the next rate beyond it "
+                      f"({r.finalists} round{'s' * (r.finalists > 1)}), before the seeds")
+    return words
 
 
 def _rung_train(ladder) -> str:

@@ -28,7 +28,7 @@ from ..search.run_folder import make_storage, same_tokens
 from ..yamlloc import load_file
 from .config import load_ladder
 from .plan import Done, Job, wanted
-from .specs import check_size, non_embedding, plain, spec_doc, spec_of, tokens_for
+from .specs import check_size, non_embedding, plain, spec_doc, spec_of, tokens_for, with_sides
 from .trials import job_trials
 
 COPY = "ladder.yaml"  # the ladder file as run, kept beside its study: the report reads it
@@ -102,6 +102,7 @@ class LadderRun:
         first = self.ladder.families[0]
         self.task = tasks.make(spec_of(self.ladder, Job(first.name, next(iter(first.rungs)), 1e-3, 0, "grid")).task)
         self.sizes = self._sizes()
+        self.ladder = with_sides(self.ladder, self.sizes)
         self._waiting_said = False  # a worker says once that it waits on others, not at every poll
         self.url = storage or f"sqlite:///{self.out / 'ladder.db'}"
         self.storage = make_storage(self.url)

@@ -3,6 +3,8 @@ settings (with the rung's own train settings laid on), and the run's rate, seed 
 non-embedding parameters."""
 from __future__ import annotations
 
+from dataclasses import replace
+
 from ..errors import Loc, SpecError
 from ..ir import IR
 from ..search.sampling import merge
@@ -59,3 +61,10 @@ def check_size(ladder: Ladder, family: str, rung: str, non_emb: int) -> None:
         raise SpecError(Loc(fam.loc.file, fam.loc.line, f"families.{family}.rungs.{rung}"),
                         f"{non_emb:,} non-embedding parameters, more than {ladder.tolerance:.0%} from the rung's "
                         f"target {target:,.0f}: change this family's overrides for '{rung}'")
+
+
+def with_sides(ladder: Ladder, sizes: dict) -> Ladder:
+    """The ladder knowing which families hold a PAM layer (their built specs' mixers, as `sizes` records them per
+    family × rung): a rung's finalists are the best family of each side."""
+    pam = frozenset(key.split("/")[0] for key, s in sizes.items() if "pam" in s.get("mixers", []))
+    return replace(ladder, pam_families=pam)

@@ -166,3 +166,31 @@ def test_at_the_time_limit_a_later_run_that_fits_goes_first():
     # a run longer than the whole limit starts when at least half of the limit is left, and runs in parts
     assert pick(["a", "c"], need, 60, window=90) == "a" and pick(["a", "c"], need, 40, window=90) == "c"
     assert pick(["a", "c"], need, 60, window=120) == "c"  # a fits in a whole limit: it waits for one
+
+
+def test_the_finalists_of_a_rung_try_beyond_their_edge_before_its_seeds(root, tmp_path, monkeypatch, capsys):
+    """One rung of the smoke ladder with `finalists: 1`, in this process: each side's best (the PAM family, the
+    transformer) chose the top of the two rates by far (validation about 34 and 42 against 124 and 143), so each tries
+    the next rate up, and its seeds follow its final choice."""
+    from archsearch.cli import main
+
+    monkeypatch.chdir(root)
+    text = (root / SMOKE).read_text()
+    for old, new in (("    large: {params: 21000, rates: around}\n", ""),
+                     ("small: {params: 9500}", "small: {params: 9500, finalists: 1}"), ("seeds: 2", "seeds: 1"),
+                     ("      large: {model: {d_model: 48}}\n", ""),
+                     ("      large: {model: {d_model: 48}, stack: {sublayers: [{config: {head_dim: 12}}]}}\n", "")):
+        assert old in text, old
+        text = text.replace(old, new)
+    space = tmp_path / "finalists.yaml"
+    space.write_text(text)
+    assert main(["run", str(space), "--data", "tests/fixtures/wikitext", "--out", str(tmp_path / "o")]) == 0
+    capsys.readouterr()
+    trials = _study(tmp_path / "o").trials
+    grid = {(t.user_attrs["family"], t.user_attrs["lr"]) for t in trials if t.user_attrs["phase"] == "grid"}
+    assert grid == {(f, lr) for f in ("transformer", "pam") for lr in (3e-3, 1e-2, 0.03333)}
+    added = max(t.number for t in trials if t.user_attrs["lr"] == 0.03333 and t.user_attrs["phase"] == "grid")
+    seeds = [t for t in trials if t.user_attrs["phase"] == "seeds"]
+    assert len(seeds) == 2 and all(t.number > added for t in seeds)  # after both added rates, at the final choices
+    report = (tmp_path / "o" / "report.md").read_text()
+    assert "the best PAM-containing and the best PAM-free family, each whose best rate is at an edge" in report

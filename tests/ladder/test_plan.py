@@ -121,11 +121,77 @@ def test_a_best_rate_at_the_edge_adds_the_next_rate_beyond_it_up_to_extend_times
     assert rates_of(_ladder(tmp_path), low, "y", "a") == [1e-3, 3e-3, 1e-2]  # extend defaults to 0
 
 
+FINALISTS = """
+ladder:
+  name: t
+  lr_grid: [1.0e-3, 3.0e-3, 1.0e-2]
+  seeds: 2
+  rungs:
+    a: {params: 100, finalists: ROUNDS}
+families:
+  pam_a: {spec: {model: {d_model: 8}}, rungs: {a: {}}}
+  pam_b: {spec: {model: {d_model: 8}}, rungs: {a: {}}}
+  free_a: {spec: {model: {d_model: 8}}, rungs: {a: {}}}
+  free_b: {spec: {model: {d_model: 8}}, rungs: {a: {}}}
+"""
+# each family's validation perplexity by rate: pam_a best at the top edge, pam_b at the top edge too but behind, free_a
+# best at the bottom edge, free_b in the middle; the rates beyond the edges keep each slope going
+SLOPES = {"pam_a": lambda lr: 20 - 100 * lr, "pam_b": lambda lr: 30 - 100 * lr, "free_a": lambda lr: 15 + 100 * lr,
+          "free_b": lambda lr: 16 + abs(lr - 3e-3) * 100}
+
+
+def _finalists(tmp_path, rounds=1):
+    from dataclasses import replace
+
+    lad = _ladder(tmp_path, FINALISTS.replace("ROUNDS", str(rounds)))
+    return replace(lad, pam_families=frozenset({"pam_a", "pam_b"}))
+
+
+def _grid(lad, done):
+    todo = [j for j in wanted(lad, done) if j.key not in done and j.phase == "grid"]
+    _finish(done, todo, lambda j: SLOPES[j.family](j.lr))
+    return todo
+
+
+def test_the_best_of_each_side_at_an_edge_adds_the_next_rate_once_the_rungs_rates_have_run(tmp_path):
+    lad, done = _finalists(tmp_path), {}
+    first = [j for j in wanted(lad, done) if j.phase == "grid"]
+    _finish(done, [j for j in first if j.family != "free_b"], lambda j: SLOPES[j.family](j.lr))
+    # free_b has not run: no family is extended yet, and none seeds (its choice may still change)
+    assert all(rates_of(lad, done, f, "a") == [1e-3, 3e-3, 1e-2] for f in SLOPES)
+    assert best_rate(lad, done, "pam_a", "a") is None and not [j for j in wanted(lad, done) if j.phase == "seeds"]
+    _grid(lad, done)
+    # the two finalists at an edge go beyond it; pam_b (at an edge, but not its side's best) and free_b do not
+    assert rates_of(lad, done, "pam_a", "a") == [1e-3, 3e-3, 1e-2, 0.03162]
+    assert rates_of(lad, done, "free_a", "a") == [0.0003162, 1e-3, 3e-3, 1e-2]
+    assert rates_of(lad, done, "pam_b", "a") == rates_of(lad, done, "free_b", "a") == [1e-3, 3e-3, 1e-2]
+    assert not [j for j in wanted(lad, done) if j.phase == "seeds"]  # the seeds wait for the added rates
+    assert sorted(j.key for j in _grid(lad, done)) == ["free_a/a/lr=0.0003162/seed=0", "pam_a/a/lr=0.03162/seed=0"]
+    # one round: still at the edge, they go no further, and every family seeds at its final choice
+    assert rates_of(lad, done, "pam_a", "a") == [1e-3, 3e-3, 1e-2, 0.03162]
+    assert {(j.family, j.lr) for j in wanted(lad, done) if j.phase == "seeds"} == {
+        ("pam_a", 0.03162), ("pam_b", 1e-2), ("free_a", 0.0003162), ("free_b", 3e-3)}
+
+
+def test_finalists_rounds_replay_from_the_finished_runs_and_need_the_sides(tmp_path):
+    lad, done = _finalists(tmp_path, rounds=2), {}
+    while _grid(lad, done):
+        pass
+    assert rates_of(lad, done, "pam_a", "a") == [1e-3, 3e-3, 1e-2, 0.03162, 0.1]
+    assert rates_of(lad, done, "free_a", "a") == [0.0001, 0.0003162, 1e-3, 3e-3, 1e-2]
+    assert best_rate(lad, done, "free_a", "a") == 0.0001
+    from dataclasses import replace
+
+    with pytest.raises(ValueError, match="the plan needs the ladder's PAM-containing families"):
+        wanted(replace(lad, pam_families=None), done)
+
+
 @pytest.mark.parametrize("change, message", [
     ("    b: {params: 300, rates: around}\n", None),
     ("    b: {params: 50, rates: around}\n", "rungs go from small to large"),
     ("    b: {params: 300, rates: sometimes}\n", "rates must be one of"),
     ("    b: {params: 300, rates: around, extend: -1}\n", "rung 'b' extend must be a whole number"),
+    ("    b: {params: 300, rates: around, finalists: 1.5}\n", "rung 'b' finalists must be a whole number"),
 ])
 def test_rung_errors(tmp_path, change, message):
     text = LADDER.replace("    b: {params: 300, rates: around}\n", change)
