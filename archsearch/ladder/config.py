@@ -58,8 +58,9 @@ class Ladder:
     train: Mapping[str, Any]
     # published ratios the report prints beside its own: (source, {"a / b": {size label: ratio}})
     published: tuple[str, Mapping[str, Mapping[str, float]]] | None = None
-    # the families whose architecture holds a PAM layer, from their built specs (specs.with_sides); None until then
-    pam_families: frozenset[str] | None = None
+    # "family/rung" whose built spec holds a PAM layer (specs.with_sides: a rung's finalists are the best of each
+    # side); None until known
+    pam_cells: frozenset[str] | None = None
 
     def rung(self, name: str) -> Rung:
         return next(r for r in self.rungs if r.name == name)

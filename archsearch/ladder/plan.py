@@ -106,9 +106,8 @@ def rates_of(ladder: Ladder, done: dict[str, Done], family: str, rung: str) -> l
     rate at the edge of those tried adds the next one beyond it (the rung's `extend` times at most), so that the
     chosen rate is a minimum the grid brackets, not the end of a slope; at a rung with finalists, so may the rung's
     best of each side."""
-    if ladder.rung(rung).finalists:
-        return _rung_rates(ladder, done, rung)[0].get(family)
-    return _own_rates(ladder, done, family, rung)
+    here = _rung_rates(ladder, done, rung)[0] if ladder.rung(rung).finalists else {}
+    return list(here[family]) if here.get(family) is not None else _own_rates(ladder, done, family, rung)
 
 
 def _own_rates(ladder: Ladder, done: dict[str, Done], family: str, rung: str) -> list[float] | None:
@@ -129,8 +128,8 @@ def _rung_rates(ladder: Ladder, done: dict[str, Done], rung: str) -> tuple[dict[
     round waits for every rate so far; then the best family of each side (by validation at its best rate), if that
     rate is at an edge of its rates, adds the next one beyond it. A round's choice depends only on the rounds before
     it, so replaying them from the finished runs gives the same rates."""
-    if ladder.pam_families is None:
-        raise ValueError(f"rung '{rung}' has finalists: the plan needs the ladder's PAM-containing families "
+    if ladder.pam_cells is None:
+        raise ValueError(f"rung '{rung}' has finalists: the plan needs to know which families hold a PAM layer "
                          "(specs.with_sides)")
     i = ladder.index(rung)
     here = [f.name for f in ladder.families if rung in f.rungs and reached(ladder, done, f.name, i)]
@@ -145,12 +144,13 @@ def _rung_rates(ladder: Ladder, done: dict[str, Done], rung: str) -> tuple[dict[
             return rates, False
         grew = False
         for side in (True, False):
-            best = {f: _best_of(ladder, done, f, rung, rates[f]) for f in here if (f in ladder.pam_families) == side}
+            best = {f: _best_of(ladder, done, f, rung, rates[f]) for f in here
+                    if (f"{f}/{rung}" in ladder.pam_cells) == side}
             scored = [(done[Job(f, rung, lr, ladder.seed, "grid").key].val_ppl, f) for f, lr in best.items()
                       if lr is not None]
             if not scored:
                 continue
-            f = min(scored)[1]
+            f = min(scored, key=lambda v: v[0])[1]  # a tie: the first in file order, as the report's answer
             lr, mine = best[f], rates[f]
             if len(mine) >= 2 and lr in (mine[0], mine[-1]):
                 rates[f] = sorted(mine + [_neighbour(ladder, lr, +1 if lr == mine[-1] else -1)])
@@ -222,9 +222,10 @@ def _best_ppl(ladder: Ladder, done: dict[str, Done], family: str, rung: str) -> 
 
 @_question
 def reached(ladder: Ladder, done: dict[str, Done], family: str, rung_index: int) -> bool:
-    """Whether `family` has come up to rung_index (a family dropped below never trains there, so it does not hold
-    up the rung's comparison)."""
-    return rung_index == 0 or climbs(ladder, done, family, rung_index - 1) is not False
+    """Whether `family` has come up to rung_index, or may still (a family dropped at any rung below never trains
+    there, so it does not hold up the rung's comparison)."""
+    return rung_index == 0 or (reached(ladder, done, family, rung_index - 1) and
+                               climbs(ladder, done, family, rung_index - 1) is not False)
 
 
 @_question

@@ -64,7 +64,8 @@ def check_size(ladder: Ladder, family: str, rung: str, non_emb: int) -> None:
 
 
 def with_sides(ladder: Ladder, sizes: dict) -> Ladder:
-    """The ladder knowing which families hold a PAM layer (their built specs' mixers, as `sizes` records them per
-    family × rung): a rung's finalists are the best family of each side."""
-    pam = frozenset(key.split("/")[0] for key, s in sizes.items() if "pam" in s.get("mixers", []))
-    return replace(ladder, pam_families=pam)
+    """The ladder knowing which family × rung holds a PAM layer (its built spec's mixers, as `sizes` records them,
+    the report's test too): a rung's finalists are the best family of each side. Unknown (None) without sizes."""
+    if not sizes or any("mixers" not in s for s in sizes.values()):
+        return replace(ladder, pam_cells=None)
+    return replace(ladder, pam_cells=frozenset(key for key, s in sizes.items() if "pam" in s["mixers"]))

@@ -144,7 +144,7 @@ def _finalists(tmp_path, rounds=1):
     from dataclasses import replace
 
     lad = _ladder(tmp_path, FINALISTS.replace("ROUNDS", str(rounds)))
-    return replace(lad, pam_families=frozenset({"pam_a", "pam_b"}))
+    return replace(lad, pam_cells=frozenset({"pam_a/a", "pam_b/a"}))
 
 
 def _grid(lad, done):
@@ -182,8 +182,31 @@ def test_finalists_rounds_replay_from_the_finished_runs_and_need_the_sides(tmp_p
     assert best_rate(lad, done, "free_a", "a") == 0.0001
     from dataclasses import replace
 
-    with pytest.raises(ValueError, match="the plan needs the ladder's PAM-containing families"):
-        wanted(replace(lad, pam_families=None), done)
+    with pytest.raises(ValueError, match="the plan needs to know which families hold a PAM layer"):
+        wanted(replace(lad, pam_cells=None), done)
+
+
+@pytest.mark.parametrize("drop, ppl", [
+    ("  drop_behind: 1.5\n", lambda j: 50.0 if j.family == "y" else 10.0 + j.lr),  # y behind at a
+    ("", lambda j: None if j.family == "y" else 10.0 + j.lr),  # every rate of y failed at a
+])
+def test_a_family_stopped_two_rungs_below_holds_up_no_rung_above(tmp_path, drop, ppl):
+    """y stops at a: it never reaches b, nor c. Counted as reached at c (it had not stopped at b, which it never
+    ran), it once left c's finalists waiting for y's rates for ever, with no seeds; and any rung two above a
+    `drop_behind` stop waited the same for the rung's best."""
+    from dataclasses import replace
+
+    text = LADDER.replace("  drop_behind: 1.5\n", drop).replace("    c: {params: 900, rates: around}",
+                                                                 "    c: {params: 900, rates: around, finalists: 1}")
+    lad = replace(_ladder(tmp_path, text.replace("rungs: {a: {}, b: {}}}", "rungs: {a: {}, b: {}, c: {}}}")),
+                  pam_cells=frozenset({"x/a", "x/b", "x/c"}))
+    done = {}
+    while todo := [j for j in wanted(lad, done) if j.key not in done]:
+        _finish(done, todo, ppl)
+    assert not [k for k in done if k.startswith("y/b") or k.startswith("y/c")]
+    best = best_rate(lad, done, "x", "c")
+    assert best is not None and sorted(k for k in done if k.startswith("x/c/") and not k.endswith("seed=0")) == \
+        [f"x/c/lr={best:.4g}/seed={s}" for s in (1, 2)]
 
 
 @pytest.mark.parametrize("change, message", [
