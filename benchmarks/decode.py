@@ -10,13 +10,14 @@ per step (archsearch.decode.GraphedDecoder), and as a graph of its torch.compile
 compiled once per context, since its graph's cache length is). The transformer's KV cache is bf16 on the GPU (its
 compute dtype), fp32 on CPU. Eagerly SDPA reads the first C+1 entries; graphed it attends over a cache cut to C +
 repeats + 16 entries with the unwritten ones masked (a graph has fixed shapes; the slack holds the timed steps' own
-tokens), one graph per context. --fused-step adds one more row for a model with PAM layers: its compiled+graph
-step with the fused decode kernels (GraphedDecoder(fused=True): each pre-norm CGU and PAM sublayer of the paper's
-skeleton in 2 and 3 kernels, blocks/kernels/cgu_step.py and pam_step.py), timed in the same run.
+tokens), one graph per context. A model with PAM layers has one more row, its best form: its compiled+graph step
+with the fused decode kernels (GraphedDecoder's default: each pre-norm CGU and PAM sublayer of the paper's skeleton in
+2 and 3 kernels, blocks/kernels/cgu_step.py and pam_step.py), timed in the same run (--no-fused-step leaves it out);
+its other graphed rows run the ops as written.
 
     python benchmarks/decode.py [--contexts 8192 32768] [--specs A.yaml B.yaml] [--batch 64] [--prefill 8192]
                                 [--kernels N [--kernel-sequence N]] [--compile-mode MODE] [--no-compile [MODEL ...]]
-                                [--weights bf16] [--fused-step] [--processes 3]
+                                [--weights bf16] [--no-fused-step] [--processes 3]
 
 At --batch 64 and 32k context GPT-2's bf16 KV cache is 77 GB: the state is filled in place and the graphed decoder
 decodes in the same buffers (no copy), so one cache is allocated per context.
@@ -169,10 +170,10 @@ def parse_args(argv=None):
     p.add_argument("--compile-mode", default="default",
                    help="torch.compile mode of every compiled step (default: inductor's default, no autotuning; "
                         "max-autotune-no-cudagraphs also tunes the one-row matmuls, which takes minutes per model)")
-    p.add_argument("--fused-step", action="store_true",
-                   help="also time each PAM model's compiled+graph step with the fused decode kernels (pre-norm "
-                        "CGU and PAM sublayers, blocks/kernels/cgu_step.py, pam_step.py; not the default until "
-                        "measured)")
+    p.add_argument("--fused-step", action=argparse.BooleanOptionalAction, default=True,
+                   help="time each PAM model's compiled+graph step with the fused decode kernels too (pre-norm CGU "
+                        "and PAM sublayers, blocks/kernels/cgu_step.py, pam_step.py; GraphedDecoder's default; on "
+                        "by default)")
     p.add_argument("--no-compile", nargs="*", metavar="MODEL",
                    help="skip the torch.compile'd graphs, of every model or of the models named (a spec's file stem, "
                         "e.g. gpt2_100m); their ratios then stand against a weaker form than the baseline's best")
