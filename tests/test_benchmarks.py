@@ -102,3 +102,14 @@ def test_the_workers_benchmark_counts_complete_trials_in_the_window_and_repeats(
     trials = [trial(1), trial(2, worker="b"), trial(3, TrialState.FAIL), trial(9),  # 9: after the 5-minute window
               trial(4, params={"x": 1})]  # the architecture of the first, run again
     assert workers.counted(trials, t0, 5.0) == {"complete": 3, "per_hour": 36.0, "workers": 2, "repeated": 1}
+
+
+def test_the_decode_tile_sweep_checks_every_tiles_output(capsys):
+    """On CPU (Triton's interpreter) the sweep times nothing, but runs every tile of the kernels asked for once and
+    checks its output against the current tiles' (it raises where one differs)."""
+    import decode_tiles
+
+    decode_tiles.main(["--kernels", "down", "state", "--top", "1"])
+    out = capsys.readouterr().out
+    assert "down: 27 tiles, every output equal" in out and "state: 12 tiles, every output equal" in out
+    assert "RESIDUAL_ROWS 2, RESIDUAL_TILE 2048, RESIDUAL_WARPS 4  ← current" in out

@@ -23,6 +23,7 @@ __all__ = ["cgu_sublayer_step"]  # the kernels; TWINS (__init__.py) names their 
 
 CGU_CHANNELS = 8  # hidden channels per program (their g and u rows of Wr and Wi): 144 programs on the 100M's 1,152
 GATE_UP_TILE = 1024  # batch rows × channels × columns per loop iteration, for each of the four weight loads
+GATE_UP_WARPS = 4  # these tiles are first guesses: benchmarks/decode_tiles.py times the alternatives on a GPU
 
 
 @triton.jit
@@ -74,7 +75,7 @@ def gate_up_op(x: torch.Tensor, norm_weight: torch.Tensor, eps: float, wr: torch
     grid = (triton.cdiv(hidden, CGU_CHANNELS), triton.cdiv(b, bb))
     gate_up[grid](x.contiguous(), norm_weight, wr.contiguous(), wi.contiguous(), modrelu_bias,
                   modrelu_bias if gate_bias is None else gate_bias, h, b, n, hidden, eps,
-                  HAS_GB=gate_bias is not None, BB=bb, BJ=CGU_CHANNELS, BK=bk)
+                  HAS_GB=gate_bias is not None, BB=bb, BJ=CGU_CHANNELS, BK=bk, num_warps=GATE_UP_WARPS)
     return h
 
 

@@ -31,10 +31,13 @@ from .sublayer import complex_dot, inverse_rms, normed, residual_op, tiles, weig
 
 __all__ = ["pam_step", "pam_sublayer_step"]  # the kernels; TWINS (__init__.py) names their torch twins
 
+PROJECT_CHANNELS = 8  # channels of one (q/k/v, head) per projection program: 144 programs on the 100M's 1,152
 PROJECT_TILE = 2048  # batch rows × channels × complex input columns per loop iteration, for Wr's and Wi's loads
+PROJECT_WARPS = 4  # these tiles are first guesses: benchmarks/decode_tiles.py times the alternatives on a GPU
 GATE_TILE = 2048  # gate rows × input columns the state kernel's gate maps hold per loop iteration (per-channel GSP
 # at d = 64 with 128 columns spilled registers when compiled for sm_90)
 STATE_ROWS = 16  # state rows updated per iteration of the state kernel's loop (registers: 2 × rows × d fp32)
+STATE_WARPS = 4
 DECAY = {"none": 0, "data": 1, "fixed": 2}
 
 
@@ -171,12 +174,12 @@ def project_op(x: torch.Tensor, wr: torch.Tensor, wi: torch.Tensor, theta: torch
     d = theta.shape[0]
     out = torch.empty(b, 2 * wr.shape[0], device=x.device, dtype=torch.float32)
     z = torch.empty(b, n2 if norm_weight is not None else 0, device=x.device, dtype=torch.float32)
-    bj = min(8, triton.next_power_of_2(d))
+    bj = min(PROJECT_CHANNELS, triton.next_power_of_2(d))
     bb, bk = tiles(b, bj, n2 // 2, PROJECT_TILE)
     grid = (3 * heads * triton.cdiv(d, bj), triton.cdiv(b, bb))
     project[grid](x.contiguous(), x if norm_weight is None else norm_weight, out if norm_weight is None else z,
                   wr.contiguous(), wi.contiguous(), theta, position, out, b, n2 // 2, heads, d, scale, eps,
-                  NORM=norm_weight is not None, BB=bb, BJ=bj, BK=bk)
+                  NORM=norm_weight is not None, BB=bb, BJ=bj, BK=bk, num_warps=PROJECT_WARPS)
     return out, z
 
 
@@ -200,7 +203,8 @@ def state_op(x: torch.Tensor, qkv: torch.Tensor, decay_w: torch.Tensor | None, d
     state[(b * heads,)](x.contiguous(), qkv, *(t.contiguous() if t is not None else spare
                                               for t in (decay_w, decay_b, fixed, gsp_w, gsp_b)),
                         sr, si, y, heads, d, n, DECAY=decay, KW=kw, SIGN=sign, BKW=bkw, BD=bd,
-                        BR=min(STATE_ROWS, bd), BN=min(triton.next_power_of_2(2 * n), max(16, GATE_TILE // bkw)))
+                        BR=min(STATE_ROWS, bd), BN=min(triton.next_power_of_2(2 * n), max(16, GATE_TILE // bkw)),
+                        num_warps=STATE_WARPS)
     return y
 
 

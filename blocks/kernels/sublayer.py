@@ -24,6 +24,7 @@ __all__ = ["residual_linear"]  # the kernels; TWINS (__init__.py) names their to
 
 RESIDUAL_ROWS = 2  # complex rows per program (4 outputs): 192 programs on the 100M model's 384-row projections
 RESIDUAL_TILE = 2048  # batch rows × weight rows (Wr's and Wi's) × columns one program holds per loop iteration
+RESIDUAL_WARPS = 4  # these tiles are first guesses: benchmarks/decode_tiles.py times the alternatives on a GPU
 
 
 @triton.jit
@@ -119,7 +120,8 @@ def residual_op(r: torch.Tensor, h: torch.Tensor, wr: torch.Tensor, wi: torch.Te
     bb, bk = tiles(b, 2 * RESIDUAL_ROWS, k, RESIDUAL_TILE)
     grid = (triton.cdiv(m, RESIDUAL_ROWS), triton.cdiv(b, bb))
     residual[grid](r.contiguous(), h.contiguous(), wr.contiguous(), wi.contiguous(), r if scale is None else scale,
-                   out, b, m, k, HAS_SCALE=scale is not None, BB=bb, BJ=RESIDUAL_ROWS, BK=bk)
+                   out, b, m, k, HAS_SCALE=scale is not None, BB=bb, BJ=RESIDUAL_ROWS, BK=bk,
+                   num_warps=RESIDUAL_WARPS)
     return out
 
 
