@@ -1,7 +1,8 @@
 """A scaling ladder as YAML → typed, frozen data (no torch). The format is documented in docs/ladder.md.
 
-    ladder: {name, seed, tokens_per_param | tokens, lr_grid, around, extend, finalists, seeds, tolerance, drop_behind,
-             ratios, published, rungs: {NAME: {params: TARGET, rates: grid | around, extend, finalists, train: {...}}}}
+    ladder: {name, seed, tokens_per_param | tokens, lr_grid, around, extend, finalists, finalists_within, seeds,
+             tolerance, drop_behind, ratios, published,
+             rungs: {NAME: {params: TARGET, rates: grid | around, extend, finalists, finalists_within, train: {...}}}}
     task: {...}    # every family's task (the spec's own task section is replaced)
     train: {...}   # laid onto every family's train section; tokens, lr and seed are the ladder's
     families: {NAME: {spec: {...} | file: PATH, rungs: {RUNG: {overrides}}}}
@@ -28,6 +29,7 @@ class Rung:
     # rounds in which, once the rung's grids have run, the best PAM-containing and the best PAM-free family, each whose
     # best rate is at an edge, add the next rate beyond it (the two the report's answer compares)
     finalists: int = 0
+    finalists_within: float = 0.0  # and every family of a side within this fraction of the side's best
     train: Mapping[str, Any] = field(default_factory=dict)  # laid onto the ladder's train settings at this rung
 
 
@@ -106,7 +108,13 @@ def _count(value, loc: Loc, what: str) -> int:
     return value
 
 
-def _rungs(value, loc: Loc, extend: int, finalists: int) -> tuple[Rung, ...]:
+def _fraction(value, loc: Loc, what: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
+        raise SpecError(loc, f"{what} must be a fraction in [0, 1), got {value!r}")
+    return float(value)
+
+
+def _rungs(value, loc: Loc, extend: int, finalists: int, within: float) -> tuple[Rung, ...]:
     m = _mapping(value, loc, "ladder.rungs")
     if not m:
         raise SpecError(loc, "ladder.rungs is empty: name at least one rung, e.g. {2m: {params: 2.0e6}}")
@@ -114,7 +122,7 @@ def _rungs(value, loc: Loc, extend: int, finalists: int) -> tuple[Rung, ...]:
     for name, r in m.items():
         rl = loc_of(m, name, loc)
         r = _mapping(r, rl, f"rung '{name}'")
-        _only(r, ("params", "rates", "extend", "finalists", "train"), rl, f"rung '{name}'")
+        _only(r, ("params", "rates", "extend", "finalists", "finalists_within", "train"), rl, f"rung '{name}'")
         if "params" not in r:
             raise SpecError(rl, f"rung '{name}' needs params (its target of non-embedding parameters)")
         params = _number(r["params"], loc_of(r, "params", rl), f"rung '{name}' params")
@@ -126,8 +134,10 @@ def _rungs(value, loc: Loc, extend: int, finalists: int) -> tuple[Rung, ...]:
                             + ("" if out else " (the lowest rung has no rung below to be around: grid)"))
         more = _count(r.get("extend", extend), loc_of(r, "extend", rl), f"rung '{name}' extend")
         final = _count(r.get("finalists", finalists), loc_of(r, "finalists", rl), f"rung '{name}' finalists")
+        near = _fraction(r.get("finalists_within", within), loc_of(r, "finalists_within", rl),
+                         f"rung '{name}' finalists_within")
         train = _mapping(r.get("train") or {}, loc_of(r, "train", rl), f"rung '{name}' train")
-        out.append(Rung(str(name), params, rates, more, final, dict(train)))
+        out.append(Rung(str(name), params, rates, more, final, near, dict(train)))
         last = params
     return tuple(out)
 
@@ -208,8 +218,8 @@ def load_ladder(path) -> Ladder:
         raise SpecError(root, "a ladder file needs a 'ladder' section (see docs/ladder.md)")
     ll = loc_of(doc, "ladder", root)
     lad = _mapping(doc["ladder"], ll, "ladder")
-    keys = ("name", "seed", "tokens_per_param", "tokens", "lr_grid", "around", "extend", "finalists", "seeds",
-            "tolerance", "drop_behind", "rungs", "ratios", "published")
+    keys = ("name", "seed", "tokens_per_param", "tokens", "lr_grid", "around", "extend", "finalists",
+            "finalists_within", "seeds", "tolerance", "drop_behind", "rungs", "ratios", "published")
     _only(lad, keys, ll, "ladder")
     for k in ("name", "lr_grid", "rungs"):
         if k not in lad:
@@ -221,11 +231,12 @@ def load_ladder(path) -> Ladder:
     seeds = _count(lad.get("seeds", 3), loc_of(lad, "seeds", ll), "ladder.seeds")
     extend = _count(lad.get("extend", 0), loc_of(lad, "extend", ll), "ladder.extend")
     finalists = _count(lad.get("finalists", 0), loc_of(lad, "finalists", ll), "ladder.finalists")
+    within = _fraction(lad.get("finalists_within", 0), loc_of(lad, "finalists_within", ll), "ladder.finalists_within")
     around = lad.get("around", 2)
     if around not in (2, 3):
         raise SpecError(loc_of(lad, "around", ll), f"ladder.around must be 2 or 3, got {around!r}")
     drop = lad.get("drop_behind")
-    rungs = _rungs(lad["rungs"], loc_of(lad, "rungs", ll), extend, finalists)
+    rungs = _rungs(lad["rungs"], loc_of(lad, "rungs", ll), extend, finalists, within)
     for k in ("task", "train"):
         _mapping(doc.get(k) or {}, loc_of(doc, k, root), k)
     if "families" not in doc:

@@ -125,9 +125,10 @@ def _own_rates(ladder: Ladder, done: dict[str, Done], family: str, rung: str) ->
 @_memo
 def _rung_rates(ladder: Ladder, done: dict[str, Done], rung: str) -> tuple[dict[str, list[float] | None], bool]:
     """({family: its rates} for the families that reached the rung, whether its finalists' rounds are over). Each
-    round waits for every rate so far; then the best family of each side (by validation at its best rate), if that
-    rate is at an edge of its rates, adds the next one beyond it. A round's choice depends only on the rounds before
-    it, so replaying them from the finished runs gives the same rates."""
+    round waits for every rate so far; then the best family of each side (by validation at its best rate), and each
+    within the rung's `finalists_within` of it, whose best rate is at an edge of its rates adds the next one beyond
+    it. A round's choice depends only on the rounds before it, so replaying them from the finished runs gives the
+    same rates."""
     if ladder.pam_cells is None:
         raise ValueError(f"rung '{rung}' has finalists: the plan needs to know which families hold a PAM layer "
                          "(specs.with_sides)")
@@ -150,11 +151,12 @@ def _rung_rates(ladder: Ladder, done: dict[str, Done], rung: str) -> tuple[dict[
                       if lr is not None]
             if not scored:
                 continue
-            f = min(scored, key=lambda v: v[0])[1]  # a tie: the first in file order, as the report's answer
-            lr, mine = best[f], rates[f]
-            if len(mine) >= 2 and lr in (mine[0], mine[-1]):
-                rates[f] = sorted(mine + [_neighbour(ladder, lr, +1 if lr == mine[-1] else -1)])
-                grew = True
+            near = min(v for v, _ in scored) * (1 + ladder.rung(rung).finalists_within)
+            for v, f in scored:
+                lr, mine = best[f], rates[f]
+                if v <= near and len(mine) >= 2 and lr in (mine[0], mine[-1]):
+                    rates[f] = sorted(mine + [_neighbour(ladder, lr, +1 if lr == mine[-1] else -1)])
+                    grew = True
         if not grew:
             break
     return rates, all_run()

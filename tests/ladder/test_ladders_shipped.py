@@ -37,8 +37,9 @@ def test_the_report_says_which_rungs_extend_their_rates(root):
     assert [(r.extend, r.finalists) for r in ladder.rungs] == [(1, 0), (1, 0), (0, 1)]
     assert _extends(ladder) == ("; at 2m, 6m a best rate at an edge of those tried adds the next rate beyond it "
                                 "(up to 1 time); at 20m, once every family's rates have run, the best PAM-containing "
-                                "and the best PAM-free family, each whose best rate is at an edge, add the next rate "
-                                "beyond it (1 round), before the seeds")
+                                "and the best PAM-free family (and every family within 3% of its side's best), each "
+                                "whose best rate is at an edge, add the next rate beyond it (1 round), before the "
+                                "seeds")
 
 
 def test_the_papers_ratios_are_printed_beside_the_ladders(root):

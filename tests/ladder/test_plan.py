@@ -173,6 +173,25 @@ def test_the_best_of_each_side_at_an_edge_adds_the_next_rate_once_the_rungs_rate
         ("pam_a", 0.03162), ("pam_b", 1e-2), ("free_a", 0.0003162), ("free_b", 3e-3)}
 
 
+def test_a_runner_up_within_the_margin_of_its_sides_best_is_a_finalist_too(tmp_path):
+    """free_b (16.0 at 3e-3, in the middle) stays; free_c, 2% behind free_a and at an edge, tries beyond it with
+    finalists_within 0.03, not with 0.01; pam_b (10 behind pam_a) never."""
+    from dataclasses import replace
+
+    text = FINALISTS.replace("  free_b:", "  free_c: {spec: {model: {d_model: 8}}, rungs: {a: {}}}\n  free_b:")
+    SLOPES["free_c"] = lambda lr: 15.4 + 100 * lr  # best at 1e-3: 15.5, 2% behind free_a's 15.1
+    try:
+        for within, extended in ((0.03, True), (0.01, False)):
+            lad = _ladder(tmp_path, text.replace("finalists: ROUNDS", f"finalists: 1, finalists_within: {within}"))
+            lad, done = replace(lad, pam_cells=frozenset({"pam_a/a", "pam_b/a"})), {}
+            while _grid(lad, done):
+                pass
+            assert (rates_of(lad, done, "free_c", "a")[0] == 0.0003162) == extended
+            assert rates_of(lad, done, "free_a", "a")[0] == 0.0003162 and len(rates_of(lad, done, "pam_b", "a")) == 3
+    finally:
+        del SLOPES["free_c"]
+
+
 def test_finalists_rounds_replay_from_the_finished_runs_and_need_the_sides(tmp_path):
     lad, done = _finalists(tmp_path, rounds=2), {}
     while _grid(lad, done):
@@ -215,6 +234,7 @@ def test_a_family_stopped_two_rungs_below_holds_up_no_rung_above(tmp_path, drop,
     ("    b: {params: 300, rates: sometimes}\n", "rates must be one of"),
     ("    b: {params: 300, rates: around, extend: -1}\n", "rung 'b' extend must be a whole number"),
     ("    b: {params: 300, rates: around, finalists: 1.5}\n", "rung 'b' finalists must be a whole number"),
+    ("    b: {params: 300, rates: around, finalists_within: 1}\n", "rung 'b' finalists_within must be a fraction"),
 ])
 def test_rung_errors(tmp_path, change, message):
     text = LADDER.replace("    b: {params: 300, rates: around}\n", change)
