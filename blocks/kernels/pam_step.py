@@ -8,10 +8,12 @@ decay and GSP gate maps, RoPE and scale glue, the state update, the read); these
    is read from a device tensor, as a graphed decoder keeps it) and the 1/√d scale on Q. Each program owns a few
    channels of one (q/k/v, head), their rows of Wr and Wi, so RoPE is an epilogue; ≥ 100 programs on the 100M
    model's 1,152 complex rows, so that the GEMV can stream the weights near memory bandwidth.
-2. state: one program per (sequence, head): the decay γ (data: σ(−(w·x + b)); fixed: exp of the buffer; none: 1)
-   and GSP's p = σ(W_p|z| + b_p) per head or per channel, γ' = mean(p + (1 − p)γ) and V' = (1 − p)V; then, a block of
-   state rows at a time, S ← γ'S + V'Kᴴ (Kᵀ without the conjugate) in place on the fp32 state and y = S Q, written
-   as [B, 2·H·d] = [Re heads | Im heads] (PAM._merge's order) in the output projection's dtype.
+2. state: one program per (sequence, head, block of STATE_ROWS state rows), so that a batch-1 step has more than
+   one program per head (6 heads were 6 programs, 7.2 µs on an H200): the decay γ (data: σ(−(w·x + b)); fixed: exp
+   of the buffer; none: 1) and GSP's p = σ(W_p|z| + b_p) per head or per channel, γ' = mean(p + (1 − p)γ) and
+   V' = (1 − p)V, which each program of the head computes; then, on its rows, S ← γ'S + V'Kᴴ (Kᵀ without the
+   conjugate) in place on the fp32 state and y = S Q, written as [B, 2·H·d] = [Re heads | Im heads] (PAM._merge's
+   order) in the output projection's dtype.
 
 pam_sublayer_step does the whole pre-norm residual sublayer, x + s·PAM(complex_norm(x)), in three kernels: project
 with the norm as its prologue (sublayer.py; the programs of its first channel block also write the normed row, for
@@ -36,7 +38,7 @@ PROJECT_TILE = 2048  # batch rows × channels × complex input columns per loop 
 PROJECT_WARPS = 4  # these tiles are first guesses: benchmarks/decode_tiles.py times the alternatives on a GPU
 GATE_TILE = 2048  # gate rows × input columns the state kernel's gate maps hold per loop iteration (per-channel GSP
 # at d = 64 with 128 columns spilled registers when compiled for sm_90)
-STATE_ROWS = 16  # state rows updated per iteration of the state kernel's loop (registers: 2 × rows × d fp32)
+STATE_ROWS = 16  # state rows per state program (registers: 2 × rows × d fp32): 4 programs a head at d = 64
 STATE_WARPS = 4
 DECAY = {"none": 0, "data": 1, "fixed": 2}
 
@@ -129,6 +131,7 @@ def state(x_ptr, qkv_ptr, dw_ptr, db_ptr, fixed_ptr, gw_ptr, gb_ptr, sr_ptr, si_
           BR: tl.constexpr, BN: tl.constexpr):
     bh = tl.program_id(0).to(tl.int64)
     b, h = bh // H, bh % H
+    # every program of the head computes the head's gates (a few dot products of the token's row): no kernel for them
     g, keep = _gates(x_ptr + b * 2 * n, dw_ptr, db_ptr, fixed_ptr, gw_ptr, gb_ptr, h, n, DECAY, KW, BKW, BN)
     hd = H * d
     at = qkv_ptr + b * 6 * hd + h * d  # this head's channels of [re | im] × [q | k | v]
@@ -139,27 +142,26 @@ def state(x_ptr, qkv_ptr, dw_ptr, db_ptr, fixed_ptr, gw_ptr, gb_ptr, sr_ptr, si_
     kr = tl.load(at + hd + j, mask=jm, other=0.0)[None, :]
     ki = tl.load(at + 4 * hd + j, mask=jm, other=0.0)[None, :]
     ty = y_ptr.dtype.element_ty
-    for r0 in range(0, d, BR):  # rows: the value's channels, and y's
-        i = r0 + tl.arange(0, BR)
-        im = i < d
-        vr = tl.load(at + 2 * hd + i, mask=im, other=0.0)
-        vi = tl.load(at + 5 * hd + i, mask=im, other=0.0)
-        if KW > 1:  # keep per channel: its entries at these rows (keep is indexed by BKW = BD columns)
-            k_i = tl.sum(tl.where(i[:, None] == tl.arange(0, BKW)[None, :], keep[None, :], 0.0), 1)
-        else:
-            k_i = tl.sum(tl.where(tl.arange(0, BKW) == 0, keep, 0.0), 0)
-        vr, vi = (vr * k_i)[:, None], (vi * k_i)[:, None]
-        s_at = bh * d * d + i[:, None] * d + j[None, :]
-        m = im[:, None] & jm[None, :]
-        sr = tl.load(sr_ptr + s_at, mask=m, other=0.0)
-        si = tl.load(si_ptr + s_at, mask=m, other=0.0)
-        sr = g * sr + vr * kr + SIGN * vi * ki
-        si = g * si + vi * kr - SIGN * vr * ki
-        tl.store(sr_ptr + s_at, sr, mask=m)
-        tl.store(si_ptr + s_at, si, mask=m)
-        y_at = y_ptr + b * 2 * hd + h * d + i
-        tl.store(y_at, tl.sum(sr * qr - si * qi, 1).to(ty), mask=im)
-        tl.store(y_at + hd, tl.sum(sr * qi + si * qr, 1).to(ty), mask=im)
+    i = tl.program_id(1) * BR + tl.arange(0, BR)  # this program's rows: the value's channels, and y's
+    im = i < d
+    vr = tl.load(at + 2 * hd + i, mask=im, other=0.0)
+    vi = tl.load(at + 5 * hd + i, mask=im, other=0.0)
+    if KW > 1:  # keep per channel: its entries at these rows (keep is indexed by BKW = BD columns)
+        k_i = tl.sum(tl.where(i[:, None] == tl.arange(0, BKW)[None, :], keep[None, :], 0.0), 1)
+    else:
+        k_i = tl.sum(tl.where(tl.arange(0, BKW) == 0, keep, 0.0), 0)
+    vr, vi = (vr * k_i)[:, None], (vi * k_i)[:, None]
+    s_at = bh * d * d + i[:, None] * d + j[None, :]
+    m = im[:, None] & jm[None, :]
+    sr = tl.load(sr_ptr + s_at, mask=m, other=0.0)
+    si = tl.load(si_ptr + s_at, mask=m, other=0.0)
+    sr = g * sr + vr * kr + SIGN * vi * ki
+    si = g * si + vi * kr - SIGN * vr * ki
+    tl.store(sr_ptr + s_at, sr, mask=m)
+    tl.store(si_ptr + s_at, si, mask=m)
+    y_at = y_ptr + b * 2 * hd + h * d + i
+    tl.store(y_at, tl.sum(sr * qr - si * qi, 1).to(ty), mask=im)
+    tl.store(y_at + hd, tl.sum(sr * qi + si * qr, 1).to(ty), mask=im)
 
 
 # torch.library custom ops, so torch.compile keeps a decode step around them in one graph (see memory.py); the state
@@ -200,10 +202,11 @@ def state_op(x: torch.Tensor, qkv: torch.Tensor, decay_w: torch.Tensor | None, d
     decay = DECAY["data" if decay_w is not None else "fixed" if fixed is not None else "none"]
     bd, bkw = triton.next_power_of_2(d), max(2, triton.next_power_of_2(kw))
     spare = x  # any tensor, where an optional input is absent (never read)
-    state[(b * heads,)](x.contiguous(), qkv, *(t.contiguous() if t is not None else spare
+    br = min(STATE_ROWS, bd)
+    state[(b * heads, triton.cdiv(d, br))](x.contiguous(), qkv, *(t.contiguous() if t is not None else spare
                                               for t in (decay_w, decay_b, fixed, gsp_w, gsp_b)),
                         sr, si, y, heads, d, n, DECAY=decay, KW=kw, SIGN=sign, BKW=bkw, BD=bd,
-                        BR=min(STATE_ROWS, bd), BN=min(triton.next_power_of_2(2 * n), max(16, GATE_TILE // bkw)),
+                        BR=br, BN=min(triton.next_power_of_2(2 * n), max(16, GATE_TILE // bkw)),
                         num_warps=STATE_WARPS)
     return y
 
