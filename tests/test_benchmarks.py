@@ -106,10 +106,31 @@ def test_the_workers_benchmark_counts_complete_trials_in_the_window_and_repeats(
 
 def test_the_decode_tile_sweep_checks_every_tiles_output(capsys):
     """On CPU (Triton's interpreter) the sweep times nothing, but runs every tile of the kernels asked for once and
-    checks its output against the current tiles' (it raises where one differs)."""
+    checks its outputs against the current tiles' (it raises where one differs): the state kernel's y and the state
+    it updates, from a nonzero state, over 1 to 2 blocks of rows a head."""
     import decode_tiles
 
     decode_tiles.main(["--kernels", "down", "state", "--top", "1"])
     out = capsys.readouterr().out
     assert "down: 27 tiles, every output equal" in out and "state: 12 tiles, every output equal" in out
-    assert "RESIDUAL_ROWS 2, RESIDUAL_TILE 2048, RESIDUAL_WARPS 4  ← current" in out
+    assert "RESIDUAL_ROWS 2, RESIDUAL_TILE 2048, RESIDUAL_WARPS 4  ← current" in out and "could not run" not in out
+
+
+def test_the_decode_tile_sweep_catches_a_tile_that_computes_wrong(monkeypatch):
+    """A state tile that updates the wrong rows (here: every program its head's first block) is an error, not a
+    timing."""
+    import decode_tiles
+    from blocks.kernels import pam_step
+
+    real = pam_step.state_op
+
+    def wrong(*args):
+        y = real(*args)
+        if pam_step.STATE_ROWS == 8:  # two blocks a head at width 128: the second's rows read the first's
+            y = y.clone()
+            y[:, 8:16] = y[:, 0:8]
+        return y
+
+    monkeypatch.setattr(pam_step, "state_op", wrong)
+    with pytest.raises(AssertionError, match="state with .*'STATE_ROWS': 8.*differs from the current tiles'"):
+        decode_tiles.main(["--kernels", "state", "--top", "1"])
