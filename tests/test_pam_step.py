@@ -12,11 +12,13 @@ from blocks.pam import PAM
 DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
 pytestmark = pytest.mark.skipif(not fastpath.kernels_available(DEVICE),
                                 reason="needs Triton (and a GPU or a working interpreter)")
-CONFIGS = [  # every rope, GSP, decay and conjugate option; a head width that is not a power of two
+CONFIGS = [  # every rope, GSP, decay and conjugate option; head widths that are not powers of two, and state rows
+    # over several programs of a head (pam_step.STATE_ROWS 16: 20 in 2 blocks, 33 in 3 with a last block of one row)
     {"heads": 2, "head_dim": 8},
     {"heads": 2, "head_dim": 8, "rope": "v2", "gsp": "channel", "decay": "none", "conjugate": False},
     {"heads": 2, "head_dim": 12, "rope": "none", "gsp": "off", "conjugate": False, "init": "gaussian"},
     {"heads": 1, "head_dim": 20, "gsp": "channel"},
+    {"heads": 2, "head_dim": 33, "gsp": "head", "conjugate": False},
 ]
 
 
