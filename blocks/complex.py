@@ -215,10 +215,10 @@ class CGU(nn.Module):
 
     def fused_sublayer_step(self, norm: nn.Module, x: torch.Tensor, state, scale: torch.Tensor | None):
         """The decode step of the pre-norm residual sublayer x + scale·self(norm(x)) (x [B, D], one token) by two
-        Triton kernels (blocks/kernels/cgu_step.py) → (x', state), or None where they do not apply (the norm is not
-        complex_norm, or fastpath.use_fused_decode says no): the runtime then runs the norm, the block and the add.
-        A CGU has no state (None passes through)."""
-        if not (isinstance(norm, ComplexNormBlock) and fastpath.use_fused_decode(x.device)):
+        Triton kernels (blocks/kernels/cgu_step.py) → (x', state), or None where they do not apply (see
+        fused_sublayer_applies): the runtime then runs the norm, the block and the add. A CGU has no state (None
+        passes through)."""
+        if not fused_sublayer_applies(norm, x):
             return None
         step = fastpath.kernel("cgu_step", x.device).cgu_sublayer_step
         return step(x, norm.weight, norm.eps, self.gate_up.wr, self.gate_up.wi, self.modrelu_bias, self.gate_bias,
@@ -234,6 +234,12 @@ def gate_product(y: torch.Tensor, modrelu_bias: torch.Tensor, gate_bias: torch.T
     gate = torch.sigmoid(gmag if gate_bias is None else gmag + gate_bias) / gmag
     hr, hi = complex_mul(gr * gate, gi * gate, ur, ui)
     return torch.cat([hr, hi], -1)
+
+
+def fused_sublayer_applies(norm: nn.Module, x: torch.Tensor) -> bool:
+    """Whether a block's fused sublayer step may run: its norm is complex_norm (the kernels' prologue) and
+    fastpath.use_fused_decode says so."""
+    return isinstance(norm, ComplexNormBlock) and fastpath.use_fused_decode(x.device)
 
 
 def compute_dtype(x: torch.Tensor) -> torch.dtype:

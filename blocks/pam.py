@@ -21,8 +21,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import fastpath, linear_core
-from .complex import (ComplexLinear, ComplexNormBlock, complex_linear, complex_rms_norm, compute_dtype, magnitude,
-                      residual_linear, split)
+from .complex import (ComplexLinear, complex_linear, complex_rms_norm, compute_dtype, fused_sublayer_applies,
+                      magnitude, residual_linear, split)
 from .gates import DecayGSP, gate_values
 from .rope import step_positions
 
@@ -143,7 +143,8 @@ def decode_step(x, wr_qkv, wi_qkv, theta, position, decay_w, decay_b, fixed_log_
     gates' weights or None, the fp32 state updated in place) → (y [B, 2·H·d] in y_dtype or x's, sr, si), as
     _project and complex_step compute it. The torch twin of kernels/pam_step.pam_step."""
     b, h, d = x.shape[0], sr.shape[1], sr.shape[-1]
-    y = complex_linear(x, wr_qkv, wi_qkv).view(b, 1, 2, 3, h, d).permute(2, 3, 0, 4, 1, 5)  # as _project: [re/im, q/k/v, B, H, 1, d]
+    # as _project: [re/im, q/k/v, B, H, 1, d]
+    y = complex_linear(x, wr_qkv, wi_qkv).view(b, 1, 2, 3, h, d).permute(2, 3, 0, 4, 1, 5)
     (qr, kr, vr), (qi, ki, vi) = y[0], y[1]
     positions = position.reshape(1)
     qr, qi = rotate(qr, qi, positions, theta)
@@ -308,9 +309,9 @@ class PAM(fastpath.ModeChoice, nn.Module):
     def fused_sublayer_step(self, norm: nn.Module, x: torch.Tensor, state, scale: torch.Tensor | None):
         """The decode step of the pre-norm residual sublayer x + scale·self(norm(x)) (x [B, D], one token) by three
         Triton kernels (blocks/kernels/pam_step.pam_sublayer_step), the state updated in place → (x', state), or
-        None where they do not apply (the norm is not complex_norm, or fastpath.use_fused_decode says no): the
-        runtime then runs the norm, the block and the add."""
-        if not (isinstance(norm, ComplexNormBlock) and fastpath.use_fused_decode(x.device)):
+        None where they do not apply (complex.fused_sublayer_applies): the runtime then runs the norm, the block and
+        the add."""
+        if not fused_sublayer_applies(norm, x):
             return None
         sr, si, pos = state
         x, sr, si = fastpath.kernel("pam_step", x.device).pam_sublayer_step(

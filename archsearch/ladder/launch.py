@@ -2,13 +2,11 @@
 one per visible GPU, each claiming the next run the plan wants (runner.py)."""
 from __future__ import annotations
 
-import os
 import sys
 import time
 from pathlib import Path
 
-from ..progress import whole_line
-from ..search.workers import sigterm_as_interrupt, spawn
+from ..search.workers import sigterm_as_interrupt, spawn, worker_echo
 from .plan import wanted
 from .runner import LadderRun, finished
 
@@ -44,9 +42,7 @@ def run_ladder_worker(path: str, out: Path, storage: str, device: str | None = N
     """One of `run LADDER --workers N`'s processes: claims runs until nothing is left that it could run."""
     sigterm_as_interrupt()
     start = time.monotonic()
-    rank = os.environ.get("ARCHSEARCH_WORKER", "?")
-    echo = lambda line: whole_line(sys.stdout, f"[worker {rank}] {line}")  # noqa: E731
-    run = LadderRun(path, out, storage, device, data, echo)
+    run = LadderRun(path, out, storage, device, data, worker_echo())
     if timeout_minutes is not None:  # the coordinator's limit, less this process's own setup
         timeout_minutes = max(timeout_minutes - (time.monotonic() - start) / 60, 1e-3)
     run.run(timeout_minutes, wait=True)

@@ -6,8 +6,9 @@ with `seeds` fresh seeds (scored on the test split; the selecting run is not amo
 for the family's choice at the rung below; `drop_behind` keeps a family that is far behind at a rung from climbing
 further, which waits for the grid at that rung of every family that reached it. At a rung with `finalists`, once every
 family's rates there have run, the best PAM-containing and the best PAM-free family (the pair the report's answer
-compares), each whose best rate is at an edge, add the next rate beyond it, for that many rounds; the rung's seeds
-wait until those rates have run, so that they follow the final choice."""
+compares), and any within `finalists_within` of its side's best, each whose best rate is at an edge, add the next rate
+beyond it, for that many rounds; the rung's seeds wait until those rates have run, so that they follow the final
+choice."""
 from __future__ import annotations
 
 import math

@@ -264,7 +264,8 @@ def _extends(ladder) -> str:
                     f"(up to {n} time{'s' * (n > 1)})" for n, names in by.items())
     for r in ladder.rungs:
         if r.finalists:
-            near = f" (and every family within {r.finalists_within:.0%} of its side's best)" if r.finalists_within else ""
+            near = f" (and every family within {r.finalists_within:.0%} of its side's best)" \
+                if r.finalists_within else ""
             words += (f"; at {r.name}, once every family's rates have run, the best PAM-containing and the best "
                       f"PAM-free family{near}, each whose best rate is at an edge, add the next rate beyond it "
                       f"({r.finalists} round{'s' * (r.finalists > 1)}), before the seeds")

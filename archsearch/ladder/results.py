@@ -10,6 +10,7 @@ from optuna.trial import TrialState
 
 from .config import Ladder
 from .plan import best_rate, rate
+from .specs import holds_pam
 from .trials import job_trials
 
 
@@ -65,7 +66,7 @@ def gather(ladder: Ladder, study, done: dict) -> dict[tuple[str, str], Cell]:
             s = sizes.get(f"{fam.name}/{rung}")
             if s:
                 cells[(fam.name, rung)] = Cell(fam.name, rung, s["non_embedding"], s["params"], s["tokens"],
-                                               "pam" in s.get("mixers", []))
+                                               holds_pam(s))
     for job, t in job_trials(study.get_trials(deepcopy=False)).items():
         a = t.user_attrs
         cell = cells.get((a.get("family"), a.get("rung")))

@@ -68,4 +68,9 @@ def with_sides(ladder: Ladder, sizes: dict) -> Ladder:
     the report's test too): a rung's finalists are the best family of each side. Unknown (None) without sizes."""
     if not sizes or any("mixers" not in s for s in sizes.values()):
         return replace(ladder, pam_cells=None)
-    return replace(ladder, pam_cells=frozenset(key for key, s in sizes.items() if "pam" in s["mixers"]))
+    return replace(ladder, pam_cells=frozenset(key for key, s in sizes.items() if holds_pam(s)))
+
+
+def holds_pam(size: dict) -> bool:
+    """Whether a family × rung, as the study's `sizes` records it, has a PAM layer: its side in the answer."""
+    return "pam" in size.get("mixers", [])

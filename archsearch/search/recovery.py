@@ -32,19 +32,22 @@ def counted(trials) -> list:
     return [t for t in trials if t.state in FINISHED and t.number not in gone]
 
 
+def _alive(pid: str) -> bool:
+    """Whether process `pid` of this host runs (another user's counts as running)."""
+    try:
+        os.kill(int(pid), 0)
+    except (ValueError, ProcessLookupError):
+        return False
+    except PermissionError:
+        pass
+    return True
+
+
 def _dead_here(worker: str | None) -> bool:
     if not worker or ":" not in worker:
         return False
     host, pid = worker.rsplit(":", 1)
-    if host != socket.gethostname() or int(pid) == os.getpid():
-        return False
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    return False
+    return host == socket.gethostname() and int(pid) != os.getpid() and not _alive(pid)
 
 
 def will_end(trial, storage) -> bool:
@@ -54,13 +57,7 @@ def will_end(trial, storage) -> bool:
     host, _, pid = worker.rpartition(":")
     if host != socket.gethostname():
         return bool(_heartbeat_interval(storage))
-    try:
-        os.kill(int(pid), 0)
-    except (ValueError, ProcessLookupError):
-        return False
-    except PermissionError:
-        pass
-    return True
+    return _alive(pid)
 
 
 def _heartbeat_interval(storage) -> float | None:

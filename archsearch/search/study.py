@@ -21,7 +21,6 @@ from ..data import corpora
 from ..compiler import compile_spec
 from ..context import run_context
 from ..errors import Loc, SpecError
-from ..progress import whole_line
 from ..spec import parse
 from . import retrain
 from .baselines import CentreTrial, baseline_entry, baseline_label, baseline_matched
@@ -30,12 +29,12 @@ from .rdb import BudgetSpent, SearchRDBStorage
 from .recovery import counted, recover
 from .report import write_report
 from .run_folder import (BASELINE, DATA, FIDELITY_BAR, FLOORS, ISO_TIME, MATCHED, QUALITY, REFERENCE, RETRY_OF,
-                         VERDICT_COST, VOCAB, default_storage, load_seeds, make_storage, profile_path, same_tokens, seeds_study_name,
-                         trial_spec)
+                         VERDICT_COST, VOCAB, default_storage, load_seeds, make_storage, profile_path, same_tokens,
+                         seeds_study_name, trial_spec)
 from .sampling import first_choice, template_for, with_data
 from .space import load_space, options, pareto_costs
 from .summary import progress_line, summary
-from .workers import sigterm_as_interrupt
+from .workers import sigterm_as_interrupt, worker_echo
 
 
 def make_sampler(name: str, seed: int):
@@ -363,8 +362,7 @@ def run_worker(space_path: str, *, out: Path, storage: str, trials: int, budget:
                phase: str, timeout_minutes: float | None = None, data: str | None = None) -> None:
     """One of `--workers N` processes: runs trials (or re-training runs) of the coordinator's study."""
     sigterm_as_interrupt()
-    rank = os.environ.get("ARCHSEARCH_WORKER", "?")
-    echo = lambda line: whole_line(sys.stdout, f"[worker {rank}] {line}")  # noqa: E731
+    echo = worker_echo()
     setup = Setup(space_path, out, storage, budget, device, timeout_minutes=timeout_minutes, data=data)
     if phase == "search":
         search_loop(setup, trials, echo)

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 
+from ..progress import whole_line
 from .rdb import redact
 
 
@@ -35,6 +36,12 @@ def stop(procs: list, grace_s: float = 5.0) -> None:
             p.send_signal(signal.SIGTERM)
     for p in procs:
         p.wait()
+
+
+def worker_echo():
+    """A worker process's print: whole lines on stdout (the coordinator's), each saying whose it is."""
+    rank = os.environ.get("ARCHSEARCH_WORKER", "?")
+    return lambda line: whole_line(sys.stdout, f"[worker {rank}] {line}")
 
 
 def sigterm_as_interrupt() -> None:
