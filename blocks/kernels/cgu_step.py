@@ -21,9 +21,9 @@ from .sublayer import complex_dot, inverse_rms, normed, residual_op, tiles, weig
 
 __all__ = ["cgu_sublayer_step"]  # the kernels; TWINS (__init__.py) names their torch twins
 
-CGU_CHANNELS = 8  # hidden channels per program (their g and u rows of Wr and Wi): 144 programs on the 100M's 1,152
-GATE_UP_TILE = 1024  # batch rows × channels × columns per loop iteration, for each of the four weight loads
-GATE_UP_WARPS = 4  # these tiles are first guesses: benchmarks/decode_tiles.py times the alternatives on a GPU
+CGU_CHANNELS = 1  # hidden channels per program (their g and u rows of Wr and Wi): 1,152 programs on the 100M model
+GATE_UP_TILE = 512  # batch rows × channels × columns per loop iteration, for each of the four weight loads
+GATE_UP_WARPS = 2  # the tiles benchmarks/decode_tiles.py found quickest on the H200 (docs/performance.md)
 
 
 @triton.jit

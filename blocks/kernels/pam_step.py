@@ -33,9 +33,9 @@ from .sublayer import complex_dot, inverse_rms, normed, residual_op, tiles, weig
 
 __all__ = ["pam_step", "pam_sublayer_step"]  # the kernels; TWINS (__init__.py) names their torch twins
 
-PROJECT_CHANNELS = 8  # channels of one (q/k/v, head) per projection program: 144 programs on the 100M's 1,152
+PROJECT_CHANNELS = 2  # channels of one (q/k/v, head) per projection program: 576 programs on the 100M's 1,152
 PROJECT_TILE = 2048  # batch rows × channels × complex input columns per loop iteration, for Wr's and Wi's loads
-PROJECT_WARPS = 4  # these tiles are first guesses: benchmarks/decode_tiles.py times the alternatives on a GPU
+PROJECT_WARPS = 2  # the tiles benchmarks/decode_tiles.py found quickest on the H200 (docs/performance.md)
 GATE_TILE = 2048  # gate rows × input columns the state kernel's gate maps hold per loop iteration (per-channel GSP
 # at d = 64 with 128 columns spilled registers when compiled for sm_90)
 STATE_ROWS = 16  # state rows per state program (registers: 2 × rows × d fp32): 4 programs a head at d = 64

@@ -22,9 +22,9 @@ import triton.language as tl
 
 __all__ = ["residual_linear"]  # the kernels; TWINS (__init__.py) names their torch twins
 
-RESIDUAL_ROWS = 2  # complex rows per program (4 outputs): 192 programs on the 100M model's 384-row projections
-RESIDUAL_TILE = 2048  # batch rows × weight rows (Wr's and Wi's) × columns one program holds per loop iteration
-RESIDUAL_WARPS = 4  # these tiles are first guesses: benchmarks/decode_tiles.py times the alternatives on a GPU
+RESIDUAL_ROWS = 1  # complex rows per program (2 outputs): 384 programs on the 100M model's 384-row projections
+RESIDUAL_TILE = 4096  # batch rows × weight rows (Wr's and Wi's) × columns one program holds per loop iteration
+RESIDUAL_WARPS = 4  # the tiles benchmarks/decode_tiles.py found quickest on the H200 (docs/performance.md)
 
 
 @triton.jit
