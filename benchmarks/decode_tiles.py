@@ -3,7 +3,7 @@ shapes (examples/paper_pam_100m.yaml: width 768, CGU hidden 1,152 complex, 6 hea
 tiles: programs' rows, columns per loop iteration and warps. Prints µs per launch (a CUDA graph of --launches
 launches, replayed --repeats times, CUDA events) and, for the GEMVs, the rate at which they stream Wr and Wi, best
 first per kernel, with the current tiles marked; every tile's output is checked against the current tiles' output
-(the same sums in another order). Issue 27: the tiles were first guesses, and the H200's decode profile found the
+(the same sums in another order). Issue 27: the first tiles were guesses, and the H200's decode profile found the
 GEMVs streaming at 0.4-0.6 TB/s (docs/performance.md). Each timed launch reads a copy of its weights (or state)
 that is cold in L2, as in a decode step. One process: it chooses tiles and publishes no ratio. On CPU (Triton's
 interpreter) it runs each tile once at a width of 128 (2 heads of 16), which checks the indexing of every split
