@@ -142,6 +142,34 @@ def test_fused_sublayer_decode_under_bf16_is_as_accurate_as_the_compiled_step(ro
                                                                                 rel_error(got[False], ref))
 
 
+@pytest.mark.skipif(not torch.cuda.is_available() or torch.cuda.get_device_capability()[0] < 9,
+                    reason="programmatic dependent launch needs compute capability 9 (Hopper) or more")
+def test_the_fused_decode_launched_dependently_gives_the_same_numbers(root, monkeypatch):
+    """With programmatic dependent launch (blocks/kernels/sublayer.py: each kernel reads its first weights before
+    the kernel before it ends) a graphed fused decode of the paper's skeleton, 4 layers, batch 2, 16 tokens, gives
+    bit for bit the logits (which carry the state) of the same decode launched one kernel after another (ARCHSEARCH_PDL=0):
+    the same sums in the same order, so any difference is a read before the wait of something a kernel wrote."""
+    import yaml
+
+    from archsearch.decode import GraphedDecoder
+    from blocks.kernels import sublayer
+
+    doc = yaml.safe_load((root / "examples/paper_pam_100m.yaml").read_text())
+    doc["model"] |= {"d_model": 256, "seq_len": 64, "vocab": 300, "dropout": 0.0}
+    doc["stack"]["depth"] = 4
+    doc["stack"]["sublayers"][1]["config"] |= {"heads": 4, "head_dim": 32}
+    torch.manual_seed(0)
+    model = lower(run_passes(build(parse(doc)))).cuda().eval()
+    ids = torch.randint(0, 300, (2, 16), device="cuda")
+    got = {}
+    for flag in ("1", "0"):
+        monkeypatch.setenv("ARCHSEARCH_PDL", flag)
+        assert sublayer.pdl(ids, ids) == (flag == "1")
+        dec = GraphedDecoder(model, batch=2, device=torch.device("cuda"), fused=True)
+        got[flag] = torch.stack([dec(ids[:, t]).clone() for t in range(ids.shape[1])])
+    assert torch.equal(got["1"], got["0"])
+
+
 def test_the_100m_pam_layout_with_kernels_under_bf16_is_as_accurate_as_the_torch_forms(root):
     """The paper's block structure (CN, CGU, PAM with GSP) at a small width: with every fused kernel (CGU's gate
     product, PAM's qkv preparation and memory) under bf16 autocast, the logits and every parameter's gradient are

@@ -17,7 +17,7 @@ import torch
 import triton
 import triton.language as tl
 
-from .sublayer import complex_dot, inverse_rms, normed, residual_op, tiles, weights
+from .sublayer import await_inputs, complex_dot, dependents, inverse_rms, normed, pdl, residual_op, tiles, weights
 
 __all__ = ["cgu_sublayer_step"]  # the kernels; TWINS (__init__.py) names their torch twins
 
@@ -28,16 +28,21 @@ GATE_UP_WARPS = 2  # the tiles benchmarks/decode_tiles.py found quickest on the 
 
 @triton.jit
 def gate_up(x_ptr, nw_ptr, wr_ptr, wi_ptr, mb_ptr, gb_ptr, h_ptr, B, N, H, eps, HAS_GB: tl.constexpr,
-            BB: tl.constexpr, BJ: tl.constexpr, BK: tl.constexpr):
+            BB: tl.constexpr, BJ: tl.constexpr, BK: tl.constexpr, PDL: tl.constexpr):
+    dependents(PDL)
     c = tl.program_id(0) * BJ + tl.arange(0, BJ)  # hidden channels: rows c (g) and H + c (u) of Wr and Wi
     b = tl.program_id(1) * BB + tl.arange(0, BB)
     cm, bm = c < H, b < B
+    k = tl.arange(0, BK)  # the first tile of columns (at batch 1 on the 100M model, all of them)
+    km = k < N
+    wgr, wgi = weights(wr_ptr, wi_ptr, c, cm, k, km, N)
+    wur, wui = weights(wr_ptr, wi_ptr, H + c, cm, k, km, N)
+    await_inputs(PDL)
     inv = inverse_rms(x_ptr, b, bm, 2 * N, eps, BB, BK)
-    gr = tl.zeros([BB, BJ], dtype=tl.float32)
-    gi = tl.zeros([BB, BJ], dtype=tl.float32)
-    ur = tl.zeros([BB, BJ], dtype=tl.float32)
-    ui = tl.zeros([BB, BJ], dtype=tl.float32)
-    for k0 in range(0, N, BK):
+    xr, xi = normed(x_ptr, nw_ptr, inv, b, bm, k, km, N, True)
+    gr, gi = complex_dot(xr, xi, wgr, wgi)
+    ur, ui = complex_dot(xr, xi, wur, wui)
+    for k0 in range(BK, N, BK):
         k = k0 + tl.arange(0, BK)
         km = k < N
         xr, xi = normed(x_ptr, nw_ptr, inv, b, bm, k, km, N, True)
@@ -73,9 +78,10 @@ def gate_up_op(x: torch.Tensor, norm_weight: torch.Tensor, eps: float, wr: torch
     h = torch.empty(b, 2 * hidden, device=x.device, dtype=h_dtype)
     bb, bk = tiles(b, CGU_CHANNELS, n, GATE_UP_TILE)
     grid = (triton.cdiv(hidden, CGU_CHANNELS), triton.cdiv(b, bb))
+    on = pdl(x, wr, wi)
     gate_up[grid](x.contiguous(), norm_weight, wr.contiguous(), wi.contiguous(), modrelu_bias,
                   modrelu_bias if gate_bias is None else gate_bias, h, b, n, hidden, eps,
-                  HAS_GB=gate_bias is not None, BB=bb, BJ=CGU_CHANNELS, BK=bk, num_warps=GATE_UP_WARPS)
+                  HAS_GB=gate_bias is not None, BB=bb, BJ=CGU_CHANNELS, BK=bk, PDL=on, num_warps=GATE_UP_WARPS, launch_pdl=on)
     return h
 
 

@@ -29,7 +29,7 @@ import torch
 import triton
 import triton.language as tl
 
-from .sublayer import complex_dot, inverse_rms, normed, residual_op, tiles, weights
+from .sublayer import await_inputs, complex_dot, dependents, inverse_rms, normed, pdl, residual_op, tiles, weights
 
 __all__ = ["pam_step", "pam_sublayer_step"]  # the kernels; TWINS (__init__.py) names their torch twins
 
@@ -44,8 +44,22 @@ DECAY = {"none": 0, "data": 1, "fixed": 2}
 
 
 @triton.jit
+def _input_tile(x_ptr, nw_ptr, z_ptr, inv, b, bm, zm, k, km, N, NORM: tl.constexpr):
+    """project's input at columns k, normed with NORM; the rows zm of the normed input also stored to z, for the state
+    kernel's gates."""
+    xr, xi = normed(x_ptr, nw_ptr, inv, b, bm, k, km, N, NORM)
+    if NORM:
+        at = z_ptr + b[:, None].to(tl.int64) * (2 * N) + k[None, :]
+        m = zm[:, None] & km[None, :]
+        tl.store(at, xr, mask=m)
+        tl.store(at + N, xi, mask=m)
+    return xr, xi
+
+
+@triton.jit
 def project(x_ptr, nw_ptr, z_ptr, wr_ptr, wi_ptr, theta_ptr, pos_ptr, out_ptr, B, N, H, d, scale, eps,
-            NORM: tl.constexpr, BB: tl.constexpr, BJ: tl.constexpr, BK: tl.constexpr):
+            NORM: tl.constexpr, BB: tl.constexpr, BJ: tl.constexpr, BK: tl.constexpr, PDL: tl.constexpr):
+    dependents(PDL)
     per_head = tl.cdiv(d, BJ)
     block = tl.program_id(0)  # (q/k/v · H + head) · per_head + channel block
     group = block // per_head
@@ -53,22 +67,21 @@ def project(x_ptr, nw_ptr, z_ptr, wr_ptr, wi_ptr, theta_ptr, pos_ptr, out_ptr, B
     row = group * d + j  # of Wr and Wi; the output's real column, its imaginary one 3·H·d further
     b = tl.program_id(1) * BB + tl.arange(0, BB)
     jm, bm = j < d, b < B
-    acc_re = tl.zeros([BB, BJ], dtype=tl.float32)
-    acc_im = tl.zeros([BB, BJ], dtype=tl.float32)
+    k = tl.arange(0, BK)  # the first tile of columns (at batch 1 on the 100M model, all of them)
+    km = k < N
+    wr, wi = weights(wr_ptr, wi_ptr, row, jm, k, km, N)
+    await_inputs(PDL)
     if NORM:
         inv = inverse_rms(x_ptr, b, bm, 2 * N, eps, BB, BK)
     else:
         inv = tl.zeros([BB], dtype=tl.float32)
     zm = bm & (tl.zeros([BB], dtype=tl.int32) + block == 0)  # the first channel block's programs keep the normed row
-    for k0 in range(0, N, BK):
+    xr, xi = _input_tile(x_ptr, nw_ptr, z_ptr, inv, b, bm, zm, k, km, N, NORM)
+    acc_re, acc_im = complex_dot(xr, xi, wr, wi)
+    for k0 in range(BK, N, BK):
         k = k0 + tl.arange(0, BK)
         km = k < N
-        xr, xi = normed(x_ptr, nw_ptr, inv, b, bm, k, km, N, NORM)
-        if NORM:  # for the state kernel's gates
-            at = z_ptr + b[:, None].to(tl.int64) * (2 * N) + k[None, :]
-            m = zm[:, None] & km[None, :]
-            tl.store(at, xr, mask=m)
-            tl.store(at + N, xi, mask=m)
+        xr, xi = _input_tile(x_ptr, nw_ptr, z_ptr, inv, b, bm, zm, k, km, N, NORM)
         wr, wi = weights(wr_ptr, wi_ptr, row, jm, k, km, N)
         re, im = complex_dot(xr, xi, wr, wi)
         acc_re += re
@@ -128,7 +141,9 @@ def _gates(x_ptr, dw_ptr, db_ptr, fixed_ptr, gw_ptr, gb_ptr, h, n, DECAY: tl.con
 @triton.jit
 def state(x_ptr, qkv_ptr, dw_ptr, db_ptr, fixed_ptr, gw_ptr, gb_ptr, sr_ptr, si_ptr, y_ptr, H, d, n,
           DECAY: tl.constexpr, KW: tl.constexpr, SIGN: tl.constexpr, BKW: tl.constexpr, BD: tl.constexpr,
-          BR: tl.constexpr, BN: tl.constexpr):
+          BR: tl.constexpr, BN: tl.constexpr, PDL: tl.constexpr):
+    dependents(PDL)
+    await_inputs(PDL)  # its gates' weights are read with the normed row, in one loop
     bh = tl.program_id(0).to(tl.int64)
     b, h = bh // H, bh % H
     # every program of the head computes the head's gates (a few dot products of the token's row): no kernel for them
@@ -179,9 +194,10 @@ def project_op(x: torch.Tensor, wr: torch.Tensor, wi: torch.Tensor, theta: torch
     bj = min(PROJECT_CHANNELS, triton.next_power_of_2(d))
     bb, bk = tiles(b, bj, n2 // 2, PROJECT_TILE)
     grid = (3 * heads * triton.cdiv(d, bj), triton.cdiv(b, bb))
+    on = pdl(x, wr, wi)
     project[grid](x.contiguous(), x if norm_weight is None else norm_weight, out if norm_weight is None else z,
                   wr.contiguous(), wi.contiguous(), theta, position, out, b, n2 // 2, heads, d, scale, eps,
-                  NORM=norm_weight is not None, BB=bb, BJ=bj, BK=bk, num_warps=PROJECT_WARPS)
+                  NORM=norm_weight is not None, BB=bb, BJ=bj, BK=bk, PDL=on, num_warps=PROJECT_WARPS, launch_pdl=on)
     return out, z
 
 
@@ -203,11 +219,12 @@ def state_op(x: torch.Tensor, qkv: torch.Tensor, decay_w: torch.Tensor | None, d
     bd, bkw = triton.next_power_of_2(d), max(2, triton.next_power_of_2(kw))
     spare = x  # any tensor, where an optional input is absent (never read)
     br = min(STATE_ROWS, bd)
+    on = pdl(x)  # the state kernel reads nothing before its wait
     state[(b * heads, triton.cdiv(d, br))](x.contiguous(), qkv, *(t.contiguous() if t is not None else spare
                                               for t in (decay_w, decay_b, fixed, gsp_w, gsp_b)),
                         sr, si, y, heads, d, n, DECAY=decay, KW=kw, SIGN=sign, BKW=bkw, BD=bd,
-                        BR=br, BN=min(triton.next_power_of_2(2 * n), max(16, GATE_TILE // bkw)),
-                        num_warps=STATE_WARPS)
+                        BR=br, BN=min(triton.next_power_of_2(2 * n), max(16, GATE_TILE // bkw)), PDL=on,
+                        num_warps=STATE_WARPS, launch_pdl=on)
     return y
 
 

@@ -13,18 +13,55 @@ parameters, and the block's last GEMV with the scaled residual add as its epilog
   and imaginary outputs) for up to 8 sequences.
 
 Arithmetic in fp32 whatever the inputs' dtype; out in r's dtype.
+
+Programmatic dependent launch (PDL, Hopper and newer): each kernel lets the next one launch as soon as it starts
+(`dependents`), and reads its first tile of weights before it waits for the kernel before it to finish (`await_inputs`):
+parameters, which no kernel of a decode step writes. Everything a step's earlier kernels write (the residual row, q,
+k, v, the state, the position) is read after the wait. So a GEMV's weights stream in while the kernel before it
+runs, instead of after a launch gap. `ARCHSEARCH_PDL=0` launches them one after the other, as other kernels.
 """
 from __future__ import annotations
+
+import os
 
 import torch
 import triton
 import triton.language as tl
+
+try:  # griddepcontrol, sm_90+; absent from Triton builds without the CUDA backend
+    from triton.language.extra.cuda import gdc_launch_dependents, gdc_wait
+except ImportError:  # pragma: no cover
+    gdc_launch_dependents = gdc_wait = None
 
 __all__ = ["residual_linear"]  # the kernels; TWINS (__init__.py) names their torch twins
 
 RESIDUAL_ROWS = 1  # complex rows per program (2 outputs): 384 programs on the 100M model's 384-row projections
 RESIDUAL_TILE = 4096  # batch rows × weight rows (Wr's and Wi's) × columns one program holds per loop iteration
 RESIDUAL_WARPS = 4  # the tiles benchmarks/decode_tiles.py found quickest on the H200 (docs/performance.md)
+
+
+def pdl(t: torch.Tensor, *weights: torch.Tensor) -> bool:
+    """Whether a decode kernel launches with programmatic dependent launch for a tensor on t's device: a CUDA GPU of
+    compute capability 9 or more, Triton's griddepcontrol, ARCHSEARCH_PDL not 0, and the weights it reads before its
+    wait contiguous (else the op's own copy, the kernel just before, writes them). Weights that a step's earlier
+    kernel computes must not be passed. (Triton's interpreter, on CPU, runs neither instruction.)"""
+    return (t.is_cuda and gdc_wait is not None and os.environ.get("ARCHSEARCH_PDL", "1") != "0"
+            and all(w.is_contiguous() for w in weights) and torch.cuda.get_device_capability(t.device)[0] >= 9)
+
+
+@triton.jit
+def dependents(PDL: tl.constexpr):
+    """Let the next kernel on the stream launch now (with PDL); it waits for this one in `await_inputs`."""
+    if PDL:
+        gdc_launch_dependents()
+
+
+@triton.jit
+def await_inputs(PDL: tl.constexpr):
+    """Wait until the kernels before this one have finished and their writes are visible (with PDL). Before it a
+    kernel reads parameters only."""
+    if PDL:
+        gdc_wait()
 
 
 @triton.jit
@@ -78,13 +115,18 @@ def complex_dot(xr, xi, wr, wi):
 
 @triton.jit
 def residual(r_ptr, h_ptr, wr_ptr, wi_ptr, s_ptr, out_ptr, B, M, K, HAS_SCALE: tl.constexpr, BB: tl.constexpr,
-             BJ: tl.constexpr, BK: tl.constexpr):
+             BJ: tl.constexpr, BK: tl.constexpr, PDL: tl.constexpr):
+    dependents(PDL)
     j = tl.program_id(0) * BJ + tl.arange(0, BJ)
     b = tl.program_id(1) * BB + tl.arange(0, BB)
     jm, bm = j < M, b < B
-    acc_re = tl.zeros([BB, BJ], dtype=tl.float32)
-    acc_im = tl.zeros([BB, BJ], dtype=tl.float32)
-    for k0 in range(0, K, BK):
+    k = tl.arange(0, BK)  # the first tile of columns (at batch 1 on the 100M model, all of them)
+    km = k < K
+    wr, wi = weights(wr_ptr, wi_ptr, j, jm, k, km, K)
+    await_inputs(PDL)
+    hr, hi = halves(h_ptr, b, bm, k, km, K)
+    acc_re, acc_im = complex_dot(hr, hi, wr, wi)
+    for k0 in range(BK, K, BK):
         k = k0 + tl.arange(0, BK)
         km = k < K
         hr, hi = halves(h_ptr, b, bm, k, km, K)
@@ -119,9 +161,10 @@ def residual_op(r: torch.Tensor, h: torch.Tensor, wr: torch.Tensor, wi: torch.Te
     out = torch.empty_like(r)
     bb, bk = tiles(b, 2 * RESIDUAL_ROWS, k, RESIDUAL_TILE)
     grid = (triton.cdiv(m, RESIDUAL_ROWS), triton.cdiv(b, bb))
+    on = pdl(r, wr, wi)
     residual[grid](r.contiguous(), h.contiguous(), wr.contiguous(), wi.contiguous(), r if scale is None else scale,
-                   out, b, m, k, HAS_SCALE=scale is not None, BB=bb, BJ=RESIDUAL_ROWS, BK=bk,
-                   num_warps=RESIDUAL_WARPS)
+                   out, b, m, k, HAS_SCALE=scale is not None, BB=bb, BJ=RESIDUAL_ROWS, BK=bk, PDL=on,
+                   num_warps=RESIDUAL_WARPS, launch_pdl=on)
     return out
 
 
