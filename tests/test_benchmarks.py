@@ -137,3 +137,14 @@ def test_the_decode_tile_sweep_catches_a_tile_that_computes_wrong(monkeypatch):
     monkeypatch.setattr(pam_step, "state_op", wrong)
     with pytest.raises(AssertionError, match="state with .*'STATE_ROWS': 8.*differs from the current tiles'"):
         decode_tiles.main(["--kernels", "state", "--top", "1"])
+
+
+def test_the_time_a_kernel_is_on_the_gpu_counts_overlaps_once():
+    """decode.py's kernel table: kernels launched dependently overlap, so their busy time is the union of their
+    intervals, not the sum."""
+    from decode import covered
+
+    assert covered([]) == 0.0
+    assert covered([(0, 2), (5, 6)]) == 3.0  # a gap
+    assert covered([(3, 8), (0, 4), (4, 5)]) == 8.0  # overlapping, out of order
+    assert covered([(0, 10), (2, 3)]) == 10.0  # one inside another
