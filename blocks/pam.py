@@ -161,13 +161,15 @@ def decode_step(x, wr_qkv, wi_qkv, theta, position, decay_w, decay_b, fixed_log_
 
 
 def sublayer_step(x, norm_weight, eps: float, wr_qkv, wi_qkv, theta, position, decay_w, decay_b, fixed_log_g,
-                  gsp_w, gsp_b, sr, si, conjugate: bool, wr_out, wi_out, scale, y_dtype=None):
+                  gsp_w, gsp_b, sr, si, conjugate: bool, wr_out, wi_out, scale, y_dtype=None, step_position=False):
     """The pre-norm residual sublayer x + scale·PAM(complex_rms_norm(x)) for one token x [B, 2n]: the norm in at
     least fp32, decode_step on it, the output projection W_out = Wr + i·Wi [n, H·d] and the scaled add
     (residual_linear) → (x' in x's dtype, sr, si). The torch twin of kernels/pam_step.pam_sublayer_step."""
     z = complex_rms_norm(linear_core.acc(x), norm_weight, eps)
     y, sr, si = decode_step(z, wr_qkv, wi_qkv, theta, position, decay_w, decay_b, fixed_log_g, gsp_w, gsp_b, sr, si,
                             conjugate, y_dtype or x.dtype)
+    if step_position:
+        position.add_(1)
     return residual_linear(x, y, wr_out, wi_out, scale), sr, si
 
 
@@ -314,7 +316,8 @@ class PAM(fastpath.ModeChoice, nn.Module):
         if not fused_sublayer_applies(norm, x):
             return None
         sr, si, pos = state
+        counter = isinstance(pos, torch.Tensor)  # a graphed decode's: the state kernel advances it in place
         x, sr, si = fastpath.kernel("pam_step", x.device).pam_sublayer_step(
             x, norm.weight, norm.eps, *self._step_tensors(pos, x.device), sr, si, self.cfg.conjugate,
-            self.out.wr, self.out.wi, scale, compute_dtype(x))
-        return x, (sr, si, pos + 1)
+            self.out.wr, self.out.wi, scale, compute_dtype(x), step_position=counter)
+        return x, (sr, si, pos if counter else pos + 1)

@@ -102,16 +102,24 @@ def test_with_another_norm_the_sublayer_runs_as_written(root):
 @needs_kernels
 def test_a_compiled_fused_step_is_one_graph_and_matches_eager(root):
     """The kernels are custom ops to torch.compile: the model's whole step with the fused sublayers traces with
-    fullgraph (aot_eager: no C++ compiler needed) and gives the eager fused step's logits and state."""
+    fullgraph (aot_eager: no C++ compiler needed) and gives the eager fused step's logits and state, 3 steps. With
+    device position counters (a graphed decode's) the PAM state kernel advances each in place: the state it returns
+    holds the same counter, one more per step."""
     model = _paper_model(root)
-    ids = torch.randint(0, 50, (2,), device=DEVICE)
+    ids = torch.randint(0, 50, (3, 2), device=DEVICE)
     step = torch.compile(model.step, backend="aot_eager", fullgraph=True)
     out = {}
     for name, fn in (("eager", model.step), ("compiled", step)):
-        state = to_device_state(model.init_state(2, device=DEVICE), DEVICE)
-        with torch.no_grad(), fastpath.fused_decode():
-            y, new = fn(ids, state)
-        out[name] = (y, new)
+        state, ys = to_device_state(model.init_state(2, device=DEVICE), DEVICE), []
+        for t in range(3):
+            with torch.no_grad(), fastpath.fused_decode():
+                y, new = fn(ids[t], state)
+            counters = [s[2] for key, s in new.items() if key.endswith("__pam")]
+            assert counters and all(c is s[2] for c, s in zip(counters, (state[k] for k in new if k.endswith("__pam"))))
+            assert all(int(c) == t + 1 for c in counters), (name, t, counters)
+            ys.append(y)
+            state = new
+        out[name] = (torch.stack(ys), state)
     torch.testing.assert_close(out["compiled"], out["eager"], rtol=1e-6, atol=1e-6)
 
 

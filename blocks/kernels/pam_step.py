@@ -139,11 +139,14 @@ def _gates(x_ptr, dw_ptr, db_ptr, fixed_ptr, gw_ptr, gb_ptr, h, n, DECAY: tl.con
 
 
 @triton.jit
-def state(x_ptr, qkv_ptr, dw_ptr, db_ptr, fixed_ptr, gw_ptr, gb_ptr, sr_ptr, si_ptr, y_ptr, H, d, n,
+def state(x_ptr, qkv_ptr, dw_ptr, db_ptr, fixed_ptr, gw_ptr, gb_ptr, sr_ptr, si_ptr, y_ptr, pos_ptr, H, d, n,
           DECAY: tl.constexpr, KW: tl.constexpr, SIGN: tl.constexpr, BKW: tl.constexpr, BD: tl.constexpr,
-          BR: tl.constexpr, BN: tl.constexpr, PDL: tl.constexpr):
+          BR: tl.constexpr, BN: tl.constexpr, STEP_POS: tl.constexpr, PDL: tl.constexpr):
     dependents(PDL)
     await_inputs(PDL)  # its gates' weights are read with the normed row, in one loop
+    if STEP_POS:  # the position counter, read by project (finished: this kernel follows it), one program adds 1
+        if (tl.program_id(0) == 0) & (tl.program_id(1) == 0):
+            tl.store(pos_ptr, tl.load(pos_ptr) + 1)
     bh = tl.program_id(0).to(tl.int64)
     b, h = bh // H, bh % H
     # every program of the head computes the head's gates (a few dot products of the token's row): no kernel for them
@@ -207,10 +210,12 @@ def _(x, wr, wi, theta, position, heads, scale, norm_weight=None, eps=0.0):
     return x.new_empty(x.shape[0], 2 * wr.shape[0], dtype=torch.float32), z
 
 
-@torch.library.custom_op("archsearch::pam_step_state", mutates_args=("sr", "si"))
+@torch.library.custom_op("archsearch::pam_step_state", mutates_args=("sr", "si", "position"))
 def state_op(x: torch.Tensor, qkv: torch.Tensor, decay_w: torch.Tensor | None, decay_b: torch.Tensor | None,
              fixed: torch.Tensor | None, gsp_w: torch.Tensor | None, gsp_b: torch.Tensor | None, sr: torch.Tensor,
-             si: torch.Tensor, sign: float, y_dtype: torch.dtype) -> torch.Tensor:
+             si: torch.Tensor, sign: float, y_dtype: torch.dtype, position: torch.Tensor | None = None) -> torch.Tensor:
+    """y [B, 2·H·d], the state updated in place, and the position counter (one element) advanced by 1 in place
+    where one is given."""
     b, heads, d, _ = sr.shape
     n = x.shape[-1] // 2
     y = torch.empty(b, 2 * heads * d, device=x.device, dtype=y_dtype)
@@ -222,14 +227,15 @@ def state_op(x: torch.Tensor, qkv: torch.Tensor, decay_w: torch.Tensor | None, d
     on = pdl(x)  # the state kernel reads nothing before its wait
     state[(b * heads, triton.cdiv(d, br))](x.contiguous(), qkv, *(t.contiguous() if t is not None else spare
                                               for t in (decay_w, decay_b, fixed, gsp_w, gsp_b)),
-                        sr, si, y, heads, d, n, DECAY=decay, KW=kw, SIGN=sign, BKW=bkw, BD=bd,
-                        BR=br, BN=min(triton.next_power_of_2(2 * n), max(16, GATE_TILE // bkw)), PDL=on,
+                        sr, si, y, spare if position is None else position, heads, d, n, DECAY=decay, KW=kw,
+                        SIGN=sign, BKW=bkw, BD=bd, BR=br, BN=min(triton.next_power_of_2(2 * n), max(16, GATE_TILE // bkw)),
+                        STEP_POS=position is not None, PDL=on,
                         num_warps=STATE_WARPS, launch_pdl=on)
     return y
 
 
 @state_op.register_fake
-def _(x, qkv, decay_w, decay_b, fixed, gsp_w, gsp_b, sr, si, sign, y_dtype):
+def _(x, qkv, decay_w, decay_b, fixed, gsp_w, gsp_b, sr, si, sign, y_dtype, position=None):
     return x.new_empty(x.shape[0], 2 * sr.shape[1] * sr.shape[2], dtype=y_dtype)
 
 
@@ -256,12 +262,15 @@ def pam_step(x, wr_qkv, wi_qkv, theta, position, decay_w, decay_b, fixed_log_g, 
 
 
 def pam_sublayer_step(x, norm_weight, eps: float, wr_qkv, wi_qkv, theta, position, decay_w, decay_b, fixed_log_g,
-                      gsp_w, gsp_b, sr, si, conjugate: bool, wr_out, wi_out, scale, y_dtype: torch.dtype | None = None):
+                      gsp_w, gsp_b, sr, si, conjugate: bool, wr_out, wi_out, scale, y_dtype: torch.dtype | None = None,
+                      step_position: bool = False):
     """The pre-norm residual sublayer x + scale·PAM(complex_rms_norm(x)) for one token x [B, 2n] in three kernels:
     project with the norm as its prologue (it also writes the normed row, for the gates), state, and the output
     projection W_out = Wr + i·Wi [n, H·d] with the scaled residual add (sublayer.residual_linear; scale a 0-d
     tensor or None). The norm's σ [n] and eps; the other arguments as pam_step's. → (x' [B, 2n] in x's dtype, sr,
-    si); y is rounded to y_dtype (default x's) between the state kernel and the output projection."""
+    si); y is rounded to y_dtype (default x's) between the state kernel and the output projection. step_position:
+    the state kernel also advances `position` (a one-element integer tensor) by 1 in place, after project has read
+    it: a graphed decode then needs no kernel of its own to count each layer's position."""
     heads, d = sr.shape[1], sr.shape[-1]
     check(heads, d, 0 if gsp_w is None else gsp_w.shape[0])
     if not (sr.is_contiguous() and si.is_contiguous() and sr.dtype == si.dtype == torch.float32):
@@ -270,5 +279,5 @@ def pam_sublayer_step(x, norm_weight, eps: float, wr_qkv, wi_qkv, theta, positio
     qkv, z = project_op(x, wr_qkv, wi_qkv, theta.float().contiguous(), position.reshape(1), heads, 1.0 / math.sqrt(d),
                         norm_weight, eps / 2)
     y = state_op(z, qkv, decay_w, decay_b, fixed_log_g, gsp_w, gsp_b, sr, si, 1.0 if conjugate else -1.0,
-                 y_dtype or x.dtype)
+                 y_dtype or x.dtype, position if step_position else None)
     return residual_op(x, y, wr_out, wi_out, scale), sr, si
