@@ -230,7 +230,8 @@ def show(args, values: fresh.Values) -> None:
     names = list(dict.fromkeys(k.rsplit("@", 1)[0] for k in values if not k.startswith("prefill@")))
     base_model = next((Path(sp).stem for sp in args.specs if "gpt2" in Path(sp).stem), Path(args.specs[-1]).stem)
     base = [n for n in names if n.startswith(base_model + " ")]
-    print(f"\ndecode latency, ms per step at batch {args.batch}, {args.weights} weights, on {card}; {fresh.spread_note(values)}")
+    print(f"\ndecode latency, ms per step at batch {args.batch}, {args.weights} weights, on {card}; "
+          f"{fresh.spread_note(values)}")
     width = max(24, *(len(n) for n in names)) + 2
     print(f"{'context':>8s} " + " ".join(f"{n:>{width}s}" for n in names))
     for c in args.contexts:
