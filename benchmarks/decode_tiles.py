@@ -183,8 +183,11 @@ def main(argv=None) -> None:
     width = 768 if device.type == "cuda" else 128
     model = layer(width, device, torch.bfloat16 if args.weights == "bf16" else torch.float32)
     launches = Launches(model, width, device)
+    probe = next(model.parameters())
+    order = ("launched dependently, each overlapping the last (PDL; ARCHSEARCH_PDL=0 for one after another)"
+             if fastpath.kernel("sublayer", device).pdl(probe, probe) else "launched one after another")
     print(f"fused decode kernels at batch 1, width {width}, {args.weights} weights, on {device_name(device)}; "
-          f"weights cold in L2 (copies cycled, {COLD_BYTES / 1e6:.0f} MB)")
+          f"weights cold in L2 (copies cycled, {COLD_BYTES / 1e6:.0f} MB); {order}")
     with torch.no_grad():
         for name in args.kernels:
             rows = sweep(name, launches, args, device)

@@ -148,7 +148,9 @@ def test_the_fused_decode_launched_dependently_gives_the_same_numbers(root, monk
     """With programmatic dependent launch (blocks/kernels/sublayer.py: each kernel reads its first weights before
     the kernel before it ends) a graphed fused decode of the paper's skeleton, 4 layers, batch 2, 16 tokens, gives
     bit for bit the logits (which carry the state) of the same decode launched one kernel after another (ARCHSEARCH_PDL=0):
-    the same sums in the same order, so any difference is a read before the wait of something a kernel wrote."""
+    the same sums in the same order, so a difference would be a read before the wait of something a kernel wrote
+    (equal logits from one run do not rule a race out; the widths keep each GEMV's weights in its first tile, the
+    part read before the wait)."""
     import yaml
 
     from archsearch.decode import GraphedDecoder

@@ -17,7 +17,8 @@ import torch
 import triton
 import triton.language as tl
 
-from .sublayer import await_inputs, complex_dot, dependents, inverse_rms, normed, pdl, residual_op, tiles, weights
+from .sublayer import (await_inputs, complex_dot, dependents, inverse_rms, launch, normed, pdl, residual_op, tiles,
+                       weights)
 
 __all__ = ["cgu_sublayer_step"]  # the kernels; TWINS (__init__.py) names their torch twins
 
@@ -81,7 +82,8 @@ def gate_up_op(x: torch.Tensor, norm_weight: torch.Tensor, eps: float, wr: torch
     on = pdl(x, wr, wi)
     gate_up[grid](x.contiguous(), norm_weight, wr.contiguous(), wi.contiguous(), modrelu_bias,
                   modrelu_bias if gate_bias is None else gate_bias, h, b, n, hidden, eps,
-                  HAS_GB=gate_bias is not None, BB=bb, BJ=CGU_CHANNELS, BK=bk, PDL=on, num_warps=GATE_UP_WARPS, launch_pdl=on)
+                  HAS_GB=gate_bias is not None, BB=bb, BJ=CGU_CHANNELS, BK=bk, PDL=on, num_warps=GATE_UP_WARPS,
+                  **launch(on))
     return h
 
 

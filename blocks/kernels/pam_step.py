@@ -29,7 +29,8 @@ import torch
 import triton
 import triton.language as tl
 
-from .sublayer import await_inputs, complex_dot, dependents, inverse_rms, normed, pdl, residual_op, tiles, weights
+from .sublayer import (await_inputs, complex_dot, dependents, inverse_rms, launch, normed, pdl, residual_op, tiles,
+                       weights)
 
 __all__ = ["pam_step", "pam_sublayer_step"]  # the kernels; TWINS (__init__.py) names their torch twins
 
@@ -200,7 +201,7 @@ def project_op(x: torch.Tensor, wr: torch.Tensor, wi: torch.Tensor, theta: torch
     on = pdl(x, wr, wi)
     project[grid](x.contiguous(), x if norm_weight is None else norm_weight, out if norm_weight is None else z,
                   wr.contiguous(), wi.contiguous(), theta, position, out, b, n2 // 2, heads, d, scale, eps,
-                  NORM=norm_weight is not None, BB=bb, BJ=bj, BK=bk, PDL=on, num_warps=PROJECT_WARPS, launch_pdl=on)
+                  NORM=norm_weight is not None, BB=bb, BJ=bj, BK=bk, PDL=on, num_warps=PROJECT_WARPS, **launch(on))
     return out, z
 
 
@@ -228,9 +229,9 @@ def state_op(x: torch.Tensor, qkv: torch.Tensor, decay_w: torch.Tensor | None, d
     state[(b * heads, triton.cdiv(d, br))](x.contiguous(), qkv, *(t.contiguous() if t is not None else spare
                                               for t in (decay_w, decay_b, fixed, gsp_w, gsp_b)),
                         sr, si, y, spare if position is None else position, heads, d, n, DECAY=decay, KW=kw,
-                        SIGN=sign, BKW=bkw, BD=bd, BR=br, BN=min(triton.next_power_of_2(2 * n), max(16, GATE_TILE // bkw)),
-                        STEP_POS=position is not None, PDL=on,
-                        num_warps=STATE_WARPS, launch_pdl=on)
+                        SIGN=sign, BKW=bkw, BD=bd, BR=br,
+                        BN=min(triton.next_power_of_2(2 * n), max(16, GATE_TILE // bkw)),
+                        STEP_POS=position is not None, PDL=on, num_warps=STATE_WARPS, **launch(on))
     return y
 
 

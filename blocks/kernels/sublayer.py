@@ -15,10 +15,11 @@ parameters, and the block's last GEMV with the scaled residual add as its epilog
 Arithmetic in fp32 whatever the inputs' dtype; out in r's dtype.
 
 Programmatic dependent launch (PDL, Hopper and newer): each kernel lets the next one launch as soon as it starts
-(`dependents`), and reads its first tile of weights before it waits for the kernel before it to finish (`await_inputs`):
-parameters, which no kernel of a decode step writes. Everything a step's earlier kernels write (the residual row, q,
-k, v, the state, the position) is read after the wait. So a GEMV's weights stream in while the kernel before it
-runs, instead of after a launch gap. `ARCHSEARCH_PDL=0` launches them one after the other, as other kernels.
+(`dependents`), and the GEMVs read their first tile of weights before they wait for the kernel before them to finish
+(`await_inputs`): parameters, which no kernel of a decode step writes (the state kernel reads nothing before it).
+Everything a step's earlier kernels write (the residual row, q, k, v, the state, the position) is read after the
+wait. So a GEMV's weights stream in while the kernel before it runs, instead of after a launch gap. `ARCHSEARCH_PDL=0`
+launches them one after the other, as other kernels.
 """
 from __future__ import annotations
 
@@ -41,12 +42,20 @@ RESIDUAL_WARPS = 4  # the tiles benchmarks/decode_tiles.py found quickest on the
 
 
 def pdl(t: torch.Tensor, *weights: torch.Tensor) -> bool:
-    """Whether a decode kernel launches with programmatic dependent launch for a tensor on t's device: a CUDA GPU of
-    compute capability 9 or more, Triton's griddepcontrol, ARCHSEARCH_PDL not 0, and the weights it reads before its
-    wait contiguous (else the op's own copy, the kernel just before, writes them). Weights that a step's earlier
-    kernel computes must not be passed. (Triton's interpreter, on CPU, runs neither instruction.)"""
-    return (t.is_cuda and gdc_wait is not None and os.environ.get("ARCHSEARCH_PDL", "1") != "0"
-            and all(w.is_contiguous() for w in weights) and torch.cuda.get_device_capability(t.device)[0] >= 9)
+    """Whether a decode kernel launches with programmatic dependent launch for a tensor on t's device: an NVIDIA GPU
+    (a CUDA build of torch, not ROCm's) of compute capability 9 or more, Triton's griddepcontrol, ARCHSEARCH_PDL not
+    0, and the weights it reads before its wait contiguous (else the op's own copy, the kernel just before, writes
+    them). Weights that a step's earlier kernel computes must not be passed. (Triton's interpreter, on CPU, runs
+    neither instruction.)"""
+    return (t.is_cuda and torch.version.cuda is not None and gdc_wait is not None
+            and os.environ.get("ARCHSEARCH_PDL", "1") != "0" and all(w.is_contiguous() for w in weights)
+            and torch.cuda.get_device_capability(t.device)[0] >= 9)
+
+
+def launch(on: bool) -> dict:
+    """The launch option of PDL where it is on, and none where it is off: an older Triton without the option or
+    another backend (AMD's) rejects any keyword it does not know."""
+    return {"launch_pdl": True} if on else {}
 
 
 @triton.jit
@@ -164,7 +173,7 @@ def residual_op(r: torch.Tensor, h: torch.Tensor, wr: torch.Tensor, wi: torch.Te
     on = pdl(r, wr, wi)
     residual[grid](r.contiguous(), h.contiguous(), wr.contiguous(), wi.contiguous(), r if scale is None else scale,
                    out, b, m, k, HAS_SCALE=scale is not None, BB=bb, BJ=RESIDUAL_ROWS, BK=bk, PDL=on,
-                   num_warps=RESIDUAL_WARPS, launch_pdl=on)
+                   num_warps=RESIDUAL_WARPS, **launch(on))
     return out
 
 
