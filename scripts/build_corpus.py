@@ -16,7 +16,6 @@ from __future__ import annotations
 import bz2
 import hashlib
 import html
-import io
 import json
 import lzma
 import re
