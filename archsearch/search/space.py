@@ -136,6 +136,26 @@ def _walk_check(value, loc: Loc) -> None:
             _walk_check(v, loc_of(value, i, loc))
 
 
+def _check_costs(cfg: SearchConfig, raw: dict, sloc: Loc) -> None:
+    """`weights` a mapping {cost name: number}, `pareto_costs` a list of cost names, each where given."""
+    wloc, ploc = loc_of(raw, "weights", sloc), loc_of(raw, "pareto_costs", sloc)
+    if cfg.weights is not None:
+        if not isinstance(cfg.weights, dict):
+            raise SpecError(wloc, f"expected a mapping {{cost name: weight}}, got {cfg.weights!r}")
+        for key, weight in cfg.weights.items():
+            kloc = loc_of(raw["weights"], key, wloc)
+            if key not in COST_NAMES:
+                raise unknown(kloc, "cost", key, COST_NAMES)
+            if isinstance(weight, bool) or not isinstance(weight, (int, float)):
+                raise SpecError(kloc, f"expected a number (the cost's weight), got {weight!r}")
+    if cfg.pareto_costs is not None:
+        if not isinstance(cfg.pareto_costs, list):
+            raise SpecError(ploc, f"expected a list of cost names, got {cfg.pareto_costs!r}")
+        for key in cfg.pareto_costs:
+            if not isinstance(key, str) or key not in COST_NAMES:
+                raise unknown(ploc, "cost", key, COST_NAMES)
+
+
 def load_space(path) -> Space:
     doc = load_file(path)
     root = getattr(doc, "loc", Loc(str(path), 1))
@@ -165,12 +185,7 @@ def load_space(path) -> Space:
         budgets[name] = coerce.coerce(Budget, value, ploc, {k: loc_of(value, k, ploc) for k in value}, what="key")
         if budgets[name].spec is not None:
             _walk_check(budgets[name].spec, loc_of(value, "spec", ploc))
-    for key in (cfg.weights or {}):
-        if key not in COST_NAMES:
-            raise unknown(loc_of(raw["weights"], key, loc_of(raw, "weights", sloc)), "cost", key, COST_NAMES)
-    for key in (cfg.pareto_costs or []):
-        if key not in COST_NAMES:
-            raise unknown(loc_of(raw, "pareto_costs", sloc), "cost", key, COST_NAMES)
+    _check_costs(cfg, raw, sloc)
     if cfg.decode_context == 0 and "latency_decode_ms" in [*(cfg.weights or {}), *(cfg.pareto_costs or [])]:
         raise SpecError(loc_of(raw, "decode_context", sloc), "is 0 (decode not measured), but 'latency_decode_ms' "
                                                              "is a cost: drop one")

@@ -80,6 +80,19 @@ def test_unknown_search_key_and_cost(tmp_path):
         _space(tmp_path, SPACE.replace("  name: t\n", "  name: t\n  weights: {latency: 1.0}\n"))
 
 
+@pytest.mark.parametrize("line, message", [
+    ("weights: true", "search.weights: expected a mapping {cost name: weight}, got True"),
+    ("weights: [[]]", "search.weights: expected a mapping {cost name: weight}, got \\[\\[\\]\\]"),
+    ("weights: {params: fast}", "search.weights.params: expected a number \\(the cost's weight\\), got 'fast'"),
+    ("pareto_costs: true", "search.pareto_costs: expected a list of cost names, got True"),
+    ("pareto_costs: [[params]]", "search.pareto_costs: unknown cost"),
+])
+def test_costs_of_the_wrong_shape_are_one_error(tmp_path, line, message):
+    """Found by the spec fuzzer (tests/test_spec_fuzz.py): these raised TypeErrors."""
+    with pytest.raises(SpecError, match=message):
+        _space(tmp_path, SPACE.replace("  name: t\n", f"  name: t\n  {line}\n"))
+
+
 def test_decode_latency_is_a_weightable_cost_when_it_is_measured(tmp_path):
     decode = "  name: t\n  weights: {latency_decode_ms: 0.2}\n"
     assert _space(tmp_path, SPACE.replace("  name: t\n", decode)).search.weights == {"latency_decode_ms": 0.2}
