@@ -54,7 +54,8 @@ def main():
             print(f"  gate_up (BK {bk}):", registers(cgu_step.gate_up, {
                 "x_ptr": f32, "nw_ptr": f32, "wr_ptr": (w, None), "wi_ptr": (w, None), "mb_ptr": f32, "gb_ptr": f32,
                 "h_ptr": half, "B": ("i32", b), "N": ("i32", N), "H": ("i32", HIDDEN), "eps": ("fp32", None)},
-                {"HAS_GB": False, "BB": bb, "BJ": cgu_step.CGU_CHANNELS, "BK": bk, "PDL": True}, cgu_step.GATE_UP_WARPS))
+                {"HAS_GB": False, "BB": bb, "BJ": cgu_step.CGU_CHANNELS, "BK": bk, "PDL": True},
+                cgu_step.GATE_UP_WARPS))
             bj = min(pam_step.PROJECT_CHANNELS, D)  # as project_op
             bb, bk = sublayer.tiles(b, bj, N, pam_step.PROJECT_TILE)
             print(f"  project (BK {bk}):", registers(pam_step.project, {
@@ -67,7 +68,8 @@ def main():
                 print(f"  residual, {label} (BK {bk}):", registers(sublayer.residual, {
                     "r_ptr": f32, "h_ptr": half, "wr_ptr": (w, None), "wi_ptr": (w, None), "s_ptr": f32,
                     "out_ptr": f32, "B": ("i32", b), "M": ("i32", N), "K": ("i32", k)},
-                    {"HAS_SCALE": True, "BB": bb, "BJ": sublayer.RESIDUAL_ROWS, "BK": bk, "PDL": True}, sublayer.RESIDUAL_WARPS))
+                    {"HAS_SCALE": True, "BB": bb, "BJ": sublayer.RESIDUAL_ROWS, "BK": bk, "PDL": True},
+                    sublayer.RESIDUAL_WARPS))
 
 
 if __name__ == "__main__":

@@ -108,6 +108,19 @@ def test_graphed_decode_matches_eager_steps(mixer, compile, fused):
             torch.testing.assert_close(dec(ids[:, t]).clone(), eager, atol=1e-4, rtol=1e-4)
 
 
+def _paper_skeleton(root, width: int, depth: int, heads: int, head_dim: int, seq_len: int = 64):
+    """examples/paper_pam_100m.yaml's skeleton (CN, CGU, PAM with GSP) at a small size, vocabulary 300, no dropout,
+    on the GPU."""
+    import yaml
+
+    doc = yaml.safe_load((root / "examples/paper_pam_100m.yaml").read_text())
+    doc["model"] |= {"d_model": width, "seq_len": seq_len, "vocab": 300, "dropout": 0.0}
+    doc["stack"]["depth"] = depth
+    doc["stack"]["sublayers"][1]["config"] |= {"heads": heads, "head_dim": head_dim}
+    torch.manual_seed(0)
+    return lower(run_passes(build(parse(doc)))).cuda()
+
+
 @pytest.mark.parametrize("weights", [torch.float32, torch.bfloat16])
 def test_fused_sublayer_decode_under_bf16_is_as_accurate_as_the_compiled_step(root, weights):
     """The paper's skeleton (CN, CGU, PAM with GSP) at a small width, 12 tokens graphed and compiled under bf16
@@ -115,16 +128,9 @@ def test_fused_sublayer_decode_under_bf16_is_as_accurate_as_the_compiled_step(ro
     pre-norm sublayer steps (5 kernels a layer, blocks/kernels/cgu_step.py and pam_step.py) the logits are as close
     to the fp32 eager step's as the unfused compiled step's are (within twice its error, plus 1e-3): the kernels
     compute in fp32 where the compiled step rounds the normed input and the GEMVs' outputs to bf16."""
-    import yaml
-
     from archsearch.decode import GraphedDecoder
 
-    doc = yaml.safe_load((root / "examples/paper_pam_100m.yaml").read_text())
-    doc["model"] |= {"d_model": 128, "seq_len": 64, "vocab": 300, "dropout": 0.0}
-    doc["stack"]["depth"] = 2
-    doc["stack"]["sublayers"][1]["config"] |= {"heads": 2, "head_dim": 32}
-    torch.manual_seed(0)
-    model = lower(run_passes(build(parse(doc)))).cuda().eval()
+    model = _paper_skeleton(root, 128, 2, 2, 32).eval()
     ids = torch.randint(0, 300, (1, 12), device="cuda")
     with torch.no_grad():
         state, ref = model.init_state(1, device="cuda"), []
@@ -147,21 +153,14 @@ def test_fused_sublayer_decode_under_bf16_is_as_accurate_as_the_compiled_step(ro
 def test_the_fused_decode_launched_dependently_gives_the_same_numbers(root, monkeypatch):
     """With programmatic dependent launch (blocks/kernels/sublayer.py: each kernel reads its first weights before
     the kernel before it ends) a graphed fused decode of the paper's skeleton, 4 layers, batch 2, 16 tokens, gives
-    bit for bit the logits (which carry the state) of the same decode launched one kernel after another (ARCHSEARCH_PDL=0):
-    the same sums in the same order, so a difference would be a read before the wait of something a kernel wrote
-    (equal logits from one run do not rule a race out; the widths keep each GEMV's weights in its first tile, the
-    part read before the wait)."""
-    import yaml
-
+    bit for bit the logits (which carry the state) of the same decode launched one kernel after another
+    (ARCHSEARCH_PDL=0): the same sums in the same order, so a difference would be a read before the wait of
+    something a kernel wrote (equal logits from one run do not rule a race out; the widths keep each GEMV's weights
+    in its first tile, the part read before the wait)."""
     from archsearch.decode import GraphedDecoder
     from blocks.kernels import sublayer
 
-    doc = yaml.safe_load((root / "examples/paper_pam_100m.yaml").read_text())
-    doc["model"] |= {"d_model": 256, "seq_len": 64, "vocab": 300, "dropout": 0.0}
-    doc["stack"]["depth"] = 4
-    doc["stack"]["sublayers"][1]["config"] |= {"heads": 4, "head_dim": 32}
-    torch.manual_seed(0)
-    model = lower(run_passes(build(parse(doc)))).cuda().eval()
+    model = _paper_skeleton(root, 256, 4, 4, 32).eval()
     ids = torch.randint(0, 300, (2, 16), device="cuda")
     got = {}
     for flag in ("1", "0"):
@@ -177,14 +176,7 @@ def test_the_100m_pam_layout_with_kernels_under_bf16_is_as_accurate_as_the_torch
     product, PAM's qkv preparation and memory) under bf16 autocast, the logits and every parameter's gradient are
     as close to the fp32 torch forms as the torch forms under bf16 are (a gradient that is a sum of cancelling terms
     is far off in bf16 either way)."""
-    import yaml
-
-    doc = yaml.safe_load((root / "examples/paper_pam_100m.yaml").read_text())
-    doc["model"] |= {"d_model": 128, "seq_len": 256, "vocab": 300, "dropout": 0.0}
-    doc["stack"]["depth"] = 2
-    doc["stack"]["sublayers"][1]["config"] |= {"heads": 2, "head_dim": 32}
-    torch.manual_seed(0)
-    model = lower(run_passes(build(parse(doc)))).cuda()
+    model = _paper_skeleton(root, 128, 2, 2, 32, seq_len=256)
     ids = torch.randint(0, 300, (2, 256), device="cuda")
     out = {}
     for run, forms, half in (("fp32", fastpath.reference_forms, False), ("torch bf16", fastpath.reference_forms, True),
