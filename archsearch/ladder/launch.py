@@ -6,7 +6,8 @@ import sys
 import time
 from pathlib import Path
 
-from ..search.workers import sigterm_as_interrupt, spawn, worker_echo
+from ..search import interrupts
+from ..search.workers import spawn, worker_echo
 from .plan import wanted
 from .runner import LadderRun, finished
 
@@ -15,7 +16,7 @@ def run_ladder(path: str, out: Path | None = None, storage: str | None = None, d
                data: str | None = None, timeout_minutes: float | None = None, echo=print,
                workers: int = 1) -> LadderRun:
     """`archsearch run LADDER`: in this process, or with `workers` > 1 in that many processes on its study."""
-    sigterm_as_interrupt()  # `timeout` or a scheduler stops a run as Ctrl-C does (it is marked, and resumes)
+    interrupts.install()  # `timeout` or a scheduler stops a run as Ctrl-C does (it is marked, and resumes)
     start = time.monotonic()
     run = LadderRun(path, out, storage, device, data, echo)  # the task's token cache is built once, here
     echo(f"ladder '{run.ladder.name}' on {run.task.name}: {len(run.sizes)} family × rung sizes\n{run.size_table()}")
@@ -40,7 +41,7 @@ def run_ladder(path: str, out: Path | None = None, storage: str | None = None, d
 def run_ladder_worker(path: str, out: Path, storage: str, device: str | None = None, data: str | None = None,
                       timeout_minutes: float | None = None) -> None:
     """One of `run LADDER --workers N`'s processes: claims runs until nothing is left that it could run."""
-    sigterm_as_interrupt()
+    interrupts.install()
     start = time.monotonic()
     run = LadderRun(path, out, storage, device, data, worker_echo())
     if timeout_minutes is not None:  # the coordinator's limit, less this process's own setup

@@ -22,6 +22,7 @@ from ..passes import run_passes
 from ..saved import train_then_score
 from ..spec import parse
 from ..train import plan
+from . import interrupts
 from .recovery import INTERRUPTED
 from .run_folder import (BASELINE, CARD, FAILED_DETAIL, FAILED_REASON, LR, LR_GRID_QUALITY, MIXERS, PRUNED_REASON,
                          REFERENCE, SEED, SPEC_FILE, TRAIN_TOKENS, VAL_LOSS_CURVE, VOCAB, WORKER, trial_spec_path,
@@ -148,7 +149,8 @@ class Objective:
     def __call__(self, trial: optuna.Trial):
         trial.set_user_attr(WORKER, worker_id())
         try:
-            return self.trial(trial)
+            with interrupts.released():  # the one place in study.optimize where Ctrl-C is raised at once
+                return self.trial(trial)
         except KeyboardInterrupt:  # Optuna marks the trial failed; a resumed study runs it again
             trial.set_user_attr(FAILED_REASON, INTERRUPTED)
             raise

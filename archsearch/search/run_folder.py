@@ -20,6 +20,7 @@ import optuna
 
 from ..errors import Loc, SpecError
 from ..spec import Spec, load_spec
+from . import interrupts
 from .rdb import open_rdb, redact
 
 # The keys of study and trial attributes. Studies on disk (docs/results/, live ladders) hold these strings: a key
@@ -107,11 +108,11 @@ def make_storage(url: str):
         # heartbeats let a later run fail a trial whose worker was lost and retry it once
         warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
         # a worker's coordinator has opened the database: should it be away as the worker starts, it is waited for
-        return open_rdb(url, wait="ARCHSEARCH_WORKER" in os.environ, heartbeat_interval=HEARTBEAT_S,
-                        grace_period=3 * HEARTBEAT_S, heartbeat_stale_trial_callback=retry_stale)
+        return interrupts.guard(open_rdb(url, wait="ARCHSEARCH_WORKER" in os.environ, heartbeat_interval=HEARTBEAT_S,
+                                         grace_period=3 * HEARTBEAT_S, heartbeat_stale_trial_callback=retry_stale))
     if url.startswith("journal:"):
         from optuna.storages.journal import JournalFileBackend, JournalStorage
-        return JournalStorage(JournalFileBackend(url[len("journal:"):]))
+        return interrupts.guard(JournalStorage(JournalFileBackend(url[len("journal:"):])))
     raise SpecError(Loc("--storage"), f"'{redact(url)}': expected sqlite:///FILE, postgresql://…, mysql://… or "
                                       "journal:FILE")
 

@@ -22,7 +22,7 @@ from ..compiler import compile_spec
 from ..context import run_context
 from ..errors import Loc, SpecError
 from ..spec import parse
-from . import retrain
+from . import interrupts, retrain
 from .baselines import CentreTrial, baseline_entry, baseline_label, baseline_matched
 from .objective import Objective, mixers as spec_mixers, worker_id
 from .rdb import BudgetSpent, SearchRDBStorage
@@ -34,7 +34,7 @@ from .run_folder import (BASELINE, DATA, FIDELITY_BAR, FLOORS, ISO_TIME, MATCHED
 from .sampling import first_choice, template_for, with_data
 from .space import load_space, options, pareto_costs
 from .summary import progress_line, summary
-from .workers import sigterm_as_interrupt, worker_echo
+from .workers import worker_echo
 
 
 def make_sampler(name: str, seed: int):
@@ -253,9 +253,10 @@ def search_loop(setup: Setup, n_trials: int, echo=print) -> None:
     if isinstance(setup.storage, SearchRDBStorage):  # the database refuses a trial beyond the budget: exactly n
         setup.storage.limit_trials(setup.study.study_name, n_trials, RETRY_OF)
     try:
-        setup.study.optimize(setup.objective, n_trials=None, timeout=timeout, catch=(),
-                             callbacks=[progress_line(setup.study, setup.space.search, setup.multi, n_trials, echo),
-                                        _stop_at(n_trials)])
+        with interrupts.held():  # a signal waits for the objective's own work (Objective.__call__) or the end
+            setup.study.optimize(setup.objective, n_trials=None, timeout=timeout, catch=(),
+                                 callbacks=[progress_line(setup.study, setup.space.search, setup.multi, n_trials, echo),
+                                            _stop_at(n_trials), interrupts.take_waiting])
     except BudgetSpent:  # the last trials are running elsewhere
         pass
 
@@ -289,7 +290,7 @@ def run_search(space_path: str, *, out: Path | None = None, storage: str | None 
     with more seeds, print the summary and write the report."""
     from . import workers as pool
 
-    sigterm_as_interrupt()
+    interrupts.install()
     setup = Setup(space_path, out, storage, budget, device, workers, timeout_minutes, data)
     if setup.auto_budget:
         echo(f"{'GPU' if setup.budget_name == 'gpu' else 'no GPU'}: using the {setup.budget_name} budget of "
@@ -361,7 +362,7 @@ def profile_trials(study, setup: Setup, k: int, echo=print) -> None:
 def run_worker(space_path: str, *, out: Path, storage: str, trials: int, budget: str, device: str | None,
                phase: str, timeout_minutes: float | None = None, data: str | None = None) -> None:
     """One of `--workers N` processes: runs trials (or re-training runs) of the coordinator's study."""
-    sigterm_as_interrupt()
+    interrupts.install()
     echo = worker_echo()
     setup = Setup(space_path, out, storage, budget, device, timeout_minutes=timeout_minutes, data=data)
     if phase == "search":

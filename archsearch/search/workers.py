@@ -44,16 +44,6 @@ def worker_echo():
     return lambda line: whole_line(sys.stdout, f"[worker {rank}] {line}")
 
 
-def sigterm_as_interrupt() -> None:
-    """`timeout` and schedulers send SIGTERM: stop as cleanly as on Ctrl-C (a coordinator then stops its workers)."""
-    def raise_interrupt(signum, frame):
-        raise KeyboardInterrupt
-    try:
-        signal.signal(signal.SIGTERM, raise_interrupt)
-    except ValueError:  # not the main thread
-        pass
-
-
 def _env(rank: int, workers: int) -> dict:
     import torch
 

@@ -1,0 +1,96 @@
+"""Ctrl-C and SIGTERM land only where the run can take them. Python raises KeyboardInterrupt wherever the main thread
+happens to be: inside a storage call it can leave the database session unusable; inside Optuna's bookkeeping after a
+trial it raises an UnboundLocalError instead (optuna/study/_optimize.py's `finally` reads a name the interrupted line
+never set); inside a garbage-collection callback it is printed and dropped, and the run goes on. So a signal that
+arrives while interrupts are held is kept, and raised as KeyboardInterrupt the moment the outermost held region ends.
+
+Held: every call on a storage that make_storage returns, and the whole of a search's study.optimize except the
+objective's own work (the training, where a KeyboardInterrupt is expected and marks the trial failed)."""
+from __future__ import annotations
+
+import functools
+import inspect
+import signal
+import threading
+from contextlib import contextmanager
+
+_held = 0  # the main thread's depth of held regions: signal handlers run on the main thread only
+_pending = False
+
+
+def _on_signal(signum, frame):
+    global _pending
+    if _held:
+        _pending = True
+        return
+    raise KeyboardInterrupt
+
+
+def install() -> None:
+    """SIGTERM (`timeout`, schedulers) stops the run as Ctrl-C does, and both wait for the end of a held region. A
+    SIGINT that the process was started ignoring (a background job) stays ignored."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+    signal.signal(signal.SIGTERM, _on_signal)
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+        signal.signal(signal.SIGINT, _on_signal)
+
+
+def _deliver() -> None:
+    global _pending
+    if _pending and not _held:
+        _pending = False
+        raise KeyboardInterrupt
+
+
+@contextmanager
+def held():
+    """Signals wait until the outermost held region ends (on the main thread; elsewhere this does nothing)."""
+    global _held
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    _held += 1
+    try:
+        yield
+    finally:
+        _held -= 1
+    _deliver()
+
+
+@contextmanager
+def released():
+    """Inside a held region, a part where a signal is raised at once (one waiting is raised on entry)."""
+    global _held
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    outer, _held = _held, 0
+    try:
+        _deliver()
+        yield
+    finally:
+        _held = outer
+
+
+def take_waiting(*_) -> None:
+    """Raise a waiting signal here, a point between two pieces of work (an Optuna callback: the trial is told)."""
+    with released():
+        pass
+
+
+def guard_call(method):
+    """`method`, held."""
+    @functools.wraps(method)
+    def call(*args, **kwargs):
+        with held():
+            return method(*args, **kwargs)
+    return call
+
+
+def guard(storage):
+    """`storage` with each public method held, so that no signal lands between a write and its commit."""
+    for name in dir(type(storage)):
+        if not name.startswith("_") and inspect.isfunction(getattr(type(storage), name)):
+            setattr(storage, name, guard_call(getattr(storage, name)))
+    return storage

@@ -1,0 +1,102 @@
+"""Ctrl-C waits for the end of a storage call or of Optuna's bookkeeping, and is raised at once in a trial's work."""
+import os
+import signal
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from archsearch.search import interrupts
+from archsearch.search.run_folder import make_storage
+
+
+@pytest.fixture(autouse=True)
+def handlers():
+    saved = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    interrupts.install()
+    yield
+    for s, h in saved.items():
+        signal.signal(s, h)
+
+
+def ctrl_c():
+    os.kill(os.getpid(), signal.SIGINT)
+
+
+def test_a_signal_in_a_held_region_is_raised_as_it_ends():
+    steps = []
+    with pytest.raises(KeyboardInterrupt):
+        with interrupts.held():
+            ctrl_c()
+            steps.append("after the signal")
+            with interrupts.held():
+                steps.append("nested")
+            steps.append("end of the outer region")
+    assert steps == ["after the signal", "nested", "end of the outer region"]
+
+
+def test_sigterm_is_taken_as_ctrl_c():
+    with pytest.raises(KeyboardInterrupt):
+        with interrupts.held():
+            os.kill(os.getpid(), signal.SIGTERM)
+    with pytest.raises(KeyboardInterrupt):
+        os.kill(os.getpid(), signal.SIGTERM)
+        sum(range(1000))  # a few bytecodes: the handler runs between two
+
+
+def test_a_released_part_raises_at_once_and_takes_a_waiting_signal_on_entry():
+    steps = []
+    with pytest.raises(KeyboardInterrupt):
+        with interrupts.held():
+            ctrl_c()
+            with interrupts.released():
+                steps.append("never")
+    assert steps == []
+    with pytest.raises(KeyboardInterrupt):
+        with interrupts.held():
+            with interrupts.released():
+                ctrl_c()
+                sum(range(1000))
+                steps.append("never")
+    assert steps == []
+
+
+def test_a_signal_inside_a_storage_write_lets_the_write_finish(tmp_path):
+    storage = make_storage(f"sqlite:///{tmp_path / 's.db'}")
+    study = optuna.create_study(study_name="s", storage=storage)
+    trial = study.ask()  # (Optuna warns that heartbeats are meant for optimize)
+    real = type(storage).set_trial_user_attr
+
+    def write(self, *args, **kwargs):
+        ctrl_c()
+        sum(range(1000))
+        return real(self, *args, **kwargs)
+
+    storage.set_trial_user_attr = interrupts.guard_call(write.__get__(storage))
+    with pytest.raises(KeyboardInterrupt):
+        trial.set_user_attr("k", 1)
+    assert optuna.load_study(study_name="s", storage=f"sqlite:///{tmp_path / 's.db'}").trials[0].user_attrs == {"k": 1}
+
+
+def test_a_signal_as_optuna_records_a_finished_trial_stops_the_search_cleanly(tmp_path):
+    """Raised inside study.optimize's bookkeeping, a KeyboardInterrupt becomes Optuna's UnboundLocalError; held, it
+    waits until the trial is told and stops the search from the next callback."""
+    storage = make_storage(f"sqlite:///{tmp_path / 's.db'}")
+    real = type(storage).set_trial_state_values
+
+    def tell(self, *args, **kwargs):
+        ctrl_c()
+        sum(range(1000))
+        return real(self, *args, **kwargs)
+
+    storage.set_trial_state_values = interrupts.guard_call(tell.__get__(storage))
+    study = optuna.create_study(study_name="s", storage=storage)
+
+    def objective(trial):
+        with interrupts.released():
+            return trial.suggest_float("x", 0, 1)
+
+    with pytest.raises(KeyboardInterrupt):
+        with interrupts.held():
+            study.optimize(objective, n_trials=3, callbacks=[interrupts.take_waiting])
+    assert [t.state for t in study.trials] == [TrialState.COMPLETE]
