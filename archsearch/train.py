@@ -19,8 +19,13 @@ import torch
 
 from .context import autocast_for, resolve_device
 from .graph_step import GraphedMicroStep, LMLoss, compile_afresh, micro_loss
+from .loss_queue import LossQueue
 from .progress import Progress
 from .task_and_train import TrainConfig
+
+
+LOOP = "overlapped"  # recorded with a ladder run's speed: GPU-seconds compare only within one loop (the one before
+# this read every step's loss at once; its runs carry no name, and the ladder's report calls it "waited")
 
 
 @dataclass
@@ -86,9 +91,12 @@ def _save(path: Path, state: dict) -> None:
 
 def train(model: torch.nn.Module, task, cfg: TrainConfig, *, seq_len: int, on_eval=None,
           checkpoint: Path | None = None, progress: bool = True, label: str = "train",
-          deadline: float | None = None) -> TrainResult:
+          deadline: float | None = None, overlap: bool = True) -> TrainResult:
     """Train `model` on `task` for cfg.tokens tokens. on_eval(step, tokens, metrics) → True stops the run. At
     `deadline` (time.monotonic()) a run with a checkpoint file saves it and pauses; the same call resumes it.
+    overlap: the host queues step s + 1 before it reads step s's loss (loss_queue.py), and batches go to the GPU from
+    page-locked memory; False waits for every step as the trainer did before (benchmarks/train_loop.py times both).
+    A loss that is not finite stops the run as soon as it is read: the result's steps and tokens are those before it.
     On CPU deterministic kernels are switched on for the run's duration (without them, multi-threaded CPU backward
     passes such as the embedding's accumulate in a varying order), so a seed repeats its run bit for bit at a fixed
     thread count: one thread always did in our tests, two usually, though a CI machine once gave 2e-4 apart. The
@@ -98,13 +106,20 @@ def train(model: torch.nn.Module, task, cfg: TrainConfig, *, seq_len: int, on_ev
     before = torch.are_deterministic_algorithms_enabled()
     torch.use_deterministic_algorithms(before or device.type == "cpu")
     try:
-        return _train(model, task, cfg, device, seq_len, on_eval, checkpoint, progress, label, deadline)
+        return _train(model, task, cfg, device, seq_len, on_eval, checkpoint, progress, label, deadline, overlap)
     finally:
         torch.use_deterministic_algorithms(before)
 
 
+def _to_device(t: torch.Tensor, device: torch.device, pinned: bool) -> torch.Tensor:
+    """A batch on its way without waiting: from pageable memory the driver may wait for the stream first."""
+    if pinned:
+        t = t.contiguous().pin_memory()
+    return t.to(device, non_blocking=True)
+
+
 def _train(model, task, cfg: TrainConfig, device: torch.device, seq_len: int, on_eval, checkpoint, progress,
-           label, deadline) -> TrainResult:
+           label, deadline, overlap) -> TrainResult:
     model.to(device).train()
     amp = autocast_for(device, cfg.precision)
     micro, accum, steps = plan(cfg, seq_len)
@@ -147,6 +162,9 @@ def _train(model, task, cfg: TrainConfig, device: torch.device, seq_len: int, on
                            "elapsed": time.perf_counter() - t0, "loss": loss_avg, "config": asdict(cfg),
                            "steady": steady})
 
+    losses = LossQueue(device, lag=1 if overlap else 0)
+    pinned = overlap and device.type == "cuda"
+    per_step = micro * accum * seq_len
     while step < steps:
         t_step = time.perf_counter()
         lr = lr_at(step, steps, cfg)
@@ -155,25 +173,30 @@ def _train(model, task, cfg: TrainConfig, device: torch.device, seq_len: int, on
         total = torch.zeros((), device=device)
         for _ in range(accum):
             x, y = task.train_batch(micro, seq_len, rng)
-            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-            total += micro_step(x, y) / accum
-        total = total.item()  # one device sync per step, for the divergence check and the progress line
-        if not math.isfinite(total):
-            status, reason = "diverged", f"loss became {total} at step {step + 1}"
-            opt.zero_grad(set_to_none=True)
-            break
+            total += micro_step(_to_device(x, device, pinned), _to_device(y, device, pinned)) / accum
+        losses.put(step + 1, total)
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
         opt.step()
         opt.zero_grad(set_to_none=not graphed)  # a graph adds into the gradient tensors it was captured with
         step += 1
-        tokens += micro * accum * seq_len
+        tokens += per_step
+        at_eval = step in eval_at
+        pause = checkpoint is not None and deadline is not None and step < steps and time.monotonic() >= deadline
+        for at, loss in losses.take(everything=at_eval or pause or step == steps):  # evaluations and saves see no NaN
+            if not math.isfinite(loss):  # its update (and any after it) is applied: the run stops, the model unused
+                status, reason = "diverged", f"loss became {loss} at step {at}"
+                step, tokens = at - 1, (at - 1) * per_step
+                break
+            loss_avg = loss if math.isnan(loss_avg) else 0.9 * loss_avg + 0.1 * loss
+        if status == "diverged":
+            opt.zero_grad(set_to_none=True)
+            break
         if step > first + 1:
             steady[0] += time.perf_counter() - t_step
-            steady[1] += micro * accum * seq_len
-        loss_avg = total if math.isnan(loss_avg) else 0.9 * loss_avg + 0.1 * total
+            steady[1] += per_step
         rate = _rate(steady, tokens, time.perf_counter() - t0)
         bar.update(step, f"loss {loss_avg:.3f} lr {lr:.2e} {rate:,.0f} tok/s")
-        if step in eval_at:
+        if at_eval:
             metrics = task.evaluate(model, seq_len, device, max_tokens=cfg.eval_tokens, autocast=amp)
             # `tokens` is the training tokens so far; the evaluation's own count is `eval_tokens`
             evals.append({**{("eval_tokens" if k == "tokens" else k): v for k, v in metrics.items()}, "step": step,
@@ -183,7 +206,7 @@ def _train(model, task, cfg: TrainConfig, device: torch.device, seq_len: int, on
             if on_eval is not None and on_eval(step, tokens, metrics):
                 status, reason = "stopped", f"stopped by the caller at step {step}"
                 break
-        if checkpoint is not None and deadline is not None and step < steps and time.monotonic() >= deadline:
+        if pause:
             save()
             status, reason = "paused", f"paused at step {step}/{steps} (its time limit), checkpoint kept"
             break

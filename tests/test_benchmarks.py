@@ -13,6 +13,7 @@ import decode  # noqa: E402
 import e2e  # noqa: E402
 import fresh  # noqa: E402
 import rungs  # noqa: E402
+import train_loop  # noqa: E402
 import workers  # noqa: E402
 
 CHILD = """
@@ -86,6 +87,20 @@ def test_the_rung_benchmark_times_a_ladders_families(capsys):
     table = [ln.split()[:3] for ln in out[out.index("family/rung"):].splitlines()[1:]]
     assert [(cell, form) for cell, _, form in table] == [
         ("pam/small", "eager"), ("transformer/small", "eager"), ("pam/large", "eager"), ("transformer/large", "eager")]
+
+
+def test_the_train_loop_benchmark_times_both_loops_and_the_step_alone(capsys):
+    ladder = str(ROOT / "search_spaces/smoke_ladder.yaml")
+    with pytest.raises(SystemExit):
+        train_loop.parse_args(["--ladder", ladder, "--rungs", "huge"])
+    args = train_loop.parse_args(["--ladder", ladder, "--rungs", "small", "--families", "transformer", "--vocab", "257",
+                                  "--steps", "4", "--processes", "1"])
+    train_loop.show(args, fresh.over_processes(args, train_loop.measure))
+    out = capsys.readouterr().out
+    table = [ln.split() for ln in out[out.index("family/rung"):].splitlines()[1:]]
+    assert [row[:2] for row in table] == [["transformer/small", "waits"], ["transformer/small", "overlaps"],
+                                          ["transformer/small", "step"]]
+    assert table[0][-1] == "1.000×" and all(float(row[-3]) > 0 for row in table)  # ms a step
 
 
 def test_the_workers_benchmark_counts_complete_trials_in_the_window_and_repeats():

@@ -260,6 +260,30 @@ def test_training_with_cuda_graphs_matches_eager_training(mixer, capsys):
         torch.testing.assert_close(q, p, rtol=1e-3, atol=1e-5, msg=name)
 
 
+@pytest.mark.parametrize("cuda_graph", [False, True])
+def test_overlapped_steps_on_the_gpu_train_as_steps_that_wait(cuda_graph):
+    """Page-locked batches and losses read a step late (loss_queue.py) give the weights of a loop that waits for every
+    step; a NaN loss is still caught, at its own step."""
+    from archsearch.task_and_train import TrainConfig
+    from archsearch.train import train
+
+    cfg = TrainConfig(tokens=64 * 8 * 12, batch_tokens=64 * 8, lr=3e-3, evals=2, eval_tokens=1024, device="cuda",
+                      precision="fp32", warmup=0.1, cuda_graph=cuda_graph)
+    task = _lm_task()
+    waits, overlaps = _model("pam"), _model("pam")
+    a = train(waits, task, cfg, seq_len=64, progress=False, overlap=False)
+    b = train(overlaps, task, cfg, seq_len=64, progress=False)
+    assert a.status == b.status == "completed" and a.steps == b.steps == 12
+    assert b.train_loss == pytest.approx(a.train_loss, rel=1e-4)
+    for (name, p), q in zip(waits.named_parameters(), overlaps.parameters()):
+        torch.testing.assert_close(q, p, rtol=1e-3, atol=1e-5, msg=name)
+    broken = _model("pam")
+    with torch.no_grad():
+        next(broken.parameters()).fill_(float("nan"))
+    r = train(broken, task, cfg, seq_len=64, progress=False)
+    assert (r.status, r.reason, r.steps) == ("diverged", "loss became nan at step 1", 0)
+
+
 def test_a_step_that_cannot_be_captured_trains_eagerly(capsys):
     from archsearch.task_and_train import TrainConfig
     from archsearch.train import train

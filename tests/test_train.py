@@ -70,6 +70,35 @@ def test_divergence_stops_with_a_reason(task):
     assert result.status == "diverged" and result.reason == "loss became nan at step 1" and result.steps == 0
 
 
+def test_a_divergence_read_a_step_late_or_at_once_stops_at_the_same_step(task):
+    """Step 3 of 8 gives a NaN loss (its learning rate is NaN from step 2's update on): both ways of reading the
+    losses name step 3 and report the 2 steps before it."""
+    import archsearch.train
+
+    real = archsearch.train.lr_at
+    results = []
+    for overlap in (True, False):
+        archsearch.train.lr_at = lambda step, total, cfg: float("nan") if step == 1 else real(step, total, cfg)
+        try:
+            results.append(train(_model(), task, CFG, seq_len=32, progress=False, overlap=overlap))
+        finally:
+            archsearch.train.lr_at = real
+    for r in results:
+        assert (r.status, r.reason, r.steps, r.tokens) == ("diverged", "loss became nan at step 3", 2, 2 * CFG.batch_tokens)
+    assert results[0].evals == results[1].evals
+
+
+def test_overlapped_steps_train_exactly_as_steps_that_wait(task):
+    """The host queueing step s + 1 before reading step s's loss changes nothing but the waiting: same weights,
+    same evaluations, same smoothed loss, bit for bit."""
+    a, b = _model(), _model()
+    ra = train(a, task, CFG, seq_len=32, progress=False)
+    rb = train(b, task, CFG, seq_len=32, progress=False, overlap=False)
+    assert (ra.steps, ra.train_loss, ra.evals) == (rb.steps, rb.train_loss, rb.evals)
+    for (name, p), q in zip(a.named_parameters(), b.parameters()):
+        assert torch.equal(p, q), name
+
+
 def test_the_callback_can_stop_a_run(task):
     result = train(_model(), task, CFG, seq_len=32, progress=False, on_eval=lambda s, t, m: True)
     assert result.status == "stopped" and result.steps == 8

@@ -51,6 +51,10 @@ class Cell:
         v = self.values(key)
         return statistics.stdev(v) if len(v) > 1 else math.nan
 
+    def loops(self) -> set[str]:
+        """The training loops that timed the cell's runs (train.LOOP; runs from before it have none: 'waited')."""
+        return {r.get("loop", "waited") for r in self.runs}
+
     @property
     def edge(self) -> bool:
         """The chosen rate is the lowest or highest tried: a better one may lie outside."""

@@ -22,6 +22,7 @@ from ..context import device_name, resolve_device, step_shape
 from ..errors import Loc, SpecError
 from ..passes import run_passes
 from ..saved import train_then_score
+from ..train import LOOP
 from ..search.objective import mixers, worker_id
 from ..search.recovery import INTERRUPTED, heartbeat, recover, superseded, will_end
 from ..search.run_folder import make_storage, same_tokens
@@ -348,7 +349,7 @@ class LadderRun:
             raise _Failed("out of memory") from None
         if not all(math.isfinite(final[k]) for k in final if k.endswith("_ppl")):
             raise _Failed("non-finite perplexity")
-        return {**final, "tokens": res.tokens, "steps": res.steps, "tokens_per_s": res.tokens_per_s,
+        return {**final, "tokens": res.tokens, "steps": res.steps, "tokens_per_s": res.tokens_per_s, "loop": LOOP,
                 "train_seconds": res.seconds, "peak_memory_bytes": res.peak_memory_bytes, "card": device_name(device),
                 "curve": [{"tokens": e["tokens"], "val_loss": e["loss"]} for e in res.evals]}, state, ir
 

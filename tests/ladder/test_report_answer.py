@@ -84,3 +84,32 @@ def test_ratios_give_perplexity_and_measured_tokens_per_s_beside_the_published_o
     lines = _ratios(ladder, {("p", "a"): p, ("q", "a"): q})
     assert "| a | 1.100 v | 0.750 |" in lines
     assert "| p / q | 1.078 |" in lines and "| p / q tokens/s | 0.24 |" in lines
+
+
+TWO_RUNGS = LADDER.replace("    a: {params: 100}\n", "    a: {params: 100}\n    b: {params: 300}\n").replace(
+    "rungs: {a: {}}", "rungs: {a: {}, b: {}}")
+
+
+def _timed(family, rung, pam, seconds, tests, loop=None):
+    seeds = [{"test_ppl": t, "seed": i + 1, "gpu_seconds": seconds, **({"loop": loop} if loop else {})}
+             for i, t in enumerate(tests)]
+    return Cell(family, rung, 100, 120, 1000, pam, grid={1e-3: tests[0]}, best_lr=1e-3, seeds=seeds, runs=seeds)
+
+
+def test_gpu_seconds_are_read_at_equal_time_only_within_one_training_loop(tmp_path):
+    """The PAM family's line (rungs a and b) read at the PAM-free family's GPU-seconds: only when one training loop
+    timed both sides (a loop that waited for every step idled the GPU the same milliseconds for every family)."""
+    (tmp_path / "l.yaml").write_text(textwrap.dedent(TWO_RUNGS).replace("lr_grid", "seeds: 2\n  lr_grid"))
+    ladder = load_ladder(tmp_path / "l.yaml")
+
+    def row(free_loop, pam_loops):
+        cells = {("pam", "a"): _timed("pam", "a", True, 10.0, [30.0, 30.4], pam_loops[0]),
+                 ("pam", "b"): _timed("pam", "b", True, 40.0, [24.0, 24.4], pam_loops[1]),
+                 ("free", "a"): _timed("free", "a", False, 20.0, [29.0, 29.4], free_loop)}
+        return _answer(ladder, cells, {}, {})[-2]  # rung a's row
+
+    assert " at 20 s: " in row(None, (None, None))  # every run before the loop had a name: one loop
+    assert " at 20 s: " in row("overlapped", ("overlapped", "overlapped"))
+    assert row("overlapped", (None, None)).endswith("| not read: GPU-seconds timed by two training loops "
+                                                    "(docs/ladder.md) |")
+    assert "not read" in row("overlapped", ("overlapped", None))
