@@ -241,6 +241,18 @@ def cmd_report(args) -> int:
     return 0
 
 
+def cmd_retime(args) -> int:
+    from pathlib import Path
+
+    from .ladder.report import write_report
+    from .ladder.retime import retime
+
+    out = Path(args.out_dir)
+    if retime(out, storage=args.storage, data=args.data, device=args.device, steps=args.steps):
+        print(f"wrote {write_report(out, args.storage)}")
+    return 0
+
+
 class _Renamed(argparse.Action):
     """An option under its former name: still works, and says once what it is called now."""
 
@@ -308,6 +320,15 @@ def parser() -> argparse.ArgumentParser:
     rp.add_argument("out_dir", help="the output folder of `archsearch run`")
     rp.add_argument("--storage", help="the study's Optuna storage URL, when it is not in OUT_DIR")
     rp.set_defaults(fn=cmd_report)
+    rt = sub.add_parser("retime", help="a ladder's training speed timed again with the trainer's current loop, for the "
+                                       "cells whose runs another loop timed (docs/ladder.md)")
+    rt.add_argument("out_dir", help="the output folder of `archsearch run LADDER`")
+    rt.add_argument("--steps", type=_positive(int), default=300, help="training steps each cell is timed over "
+                                                                      "(the first two are not counted; default 300)")
+    rt.add_argument("--data", help="the corpus, where it is not at the path the study recorded (the same tokens)")
+    rt.add_argument("--device", help="auto | cpu | cuda | cuda:N")
+    rt.add_argument("--storage", help="the study's Optuna storage URL, when it is not in OUT_DIR")
+    rt.set_defaults(fn=cmd_retime)
     e = sub.add_parser("export", help="write a trained architecture as standalone model.py + config.json + weights.pt")
     e.add_argument("source", help="the output folder of `archsearch run`, or a spec file (with --weights)")
     e.add_argument("--to", required=True, help="folder to write (created)")

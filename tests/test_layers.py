@@ -23,7 +23,8 @@ LAYERS = (
         "archsearch.runtime", "archsearch.lower", "archsearch.flops", "archsearch.graph_step", "archsearch.decode",
         "archsearch.measure", "archsearch.testing", "archsearch.data", "archsearch.tasks")),
     ("run: one training run of one spec", (
-        "archsearch.context", "archsearch.train", "archsearch.saved", "archsearch.experiment", "archsearch.profile")),
+        "archsearch.context", "archsearch.loss_queue", "archsearch.train", "archsearch.saved", "archsearch.experiment",
+        "archsearch.profile")),
     ("search: studies, their run folders and reports", ("archsearch.search",)),
     ("after a search: export, ladders", ("archsearch.export", "archsearch.ladder")),
     ("shell: the command line and the public API", ("archsearch.cli", "archsearch.__main__", "archsearch")),

@@ -16,6 +16,7 @@ from .config import load_ladder
 from .fit import difference, extrapolate, read_off
 from .plan import climbs, dropped
 from .results import Cell, best_of, gather
+from .retime import RETIMED
 from .runner import COPY, finished
 from .specs import with_sides
 from .trials import job_trials
@@ -129,6 +130,26 @@ def _table(ladder, study, cells: dict, gone: dict) -> list[str]:
                      f"{_pm(c, 'test_ppl')} | {_pm(c, 'test_bpb', 4)} | {_num(c, 'gpu_seconds', '.3g', spread=True)} | "
                      f"{_num(c, 'train_flops', '.3g')} | {_num(c, 'tokens_per_s', ',.0f')} |")
     return lines
+
+
+def _timing(study, cells: dict) -> list[str]:
+    """Which training loop timed the GPU-seconds above, when not one alone, and which cells were re-timed."""
+    again = study.user_attrs.get(RETIMED) or {}
+    used = {f"{c.family}/{c.rung}": again[f"{c.family}/{c.rung}"] for c in cells.values()
+            if any(r.get("retimed") for r in c.runs)}
+    loops = sorted({loop for c in cells.values() for loop in c.loops()})
+    lines = []
+    if used:
+        card, dates = sorted({u["card"] for u in used.values()}), sorted({u["date"] for u in used.values()})
+        lines.append(f"The GPU-seconds and tokens/s of {', '.join(used)} are re-timed: their runs were timed by the "
+                     f"loop that waited for every step, so `archsearch retime` trained each cell's spec again with the "
+                     f"{'/'.join(sorted({u['loop'] for u in used.values()}))} loop for "
+                     f"{'/'.join(str(s) for s in sorted({u['steps'] for u in used.values()}))} steps "
+                     f"({', '.join(card)}, {', '.join(dates)}); the runs' own records stay in the study.")
+    if len(loops) > 1:
+        lines.append(f"These runs were timed by {len(loops)} training loops ({', '.join(loops)}): GPU-seconds compare "
+                     f"only within one (`archsearch retime OUT` times the older ones' cells again).")
+    return ["", *lines] if lines else []
 
 
 def _fits(ladder, cells: dict) -> list[str]:
@@ -303,7 +324,8 @@ def write_report(out: Path, storage: str | None = None) -> Path:
              f"The ladder as run: "
              f"[{COPY}]({COPY}); each run's exact spec: `specs/`.", ""]
     gone = dropped(ladder, done)
-    lines += _answer(ladder, cells, gone, done) + _table(ladder, study, cells, gone) + _fits(ladder, cells) + _ratios(ladder, cells)
+    lines += (_answer(ladder, cells, gone, done) + _table(ladder, study, cells, gone) + _timing(study, cells) +
+              _fits(ladder, cells) + _ratios(ladder, cells))
     lines += ["", "## Plots", "", " ".join(_plots(ladder, cells, out) + _curves(ladder, cells, out))]
     if gone or failed:
         lines += ["", "## Stopped and failed", ""]

@@ -10,6 +10,7 @@ from optuna.trial import TrialState
 
 from .config import Ladder
 from .plan import best_rate, rate
+from .retime import RETIMED, loop_of
 from .specs import holds_pam
 from .trials import job_trials
 
@@ -52,8 +53,8 @@ class Cell:
         return statistics.stdev(v) if len(v) > 1 else math.nan
 
     def loops(self) -> set[str]:
-        """The training loops that timed the cell's runs (train.LOOP; runs from before it have none: 'waited')."""
-        return {r.get("loop", "waited") for r in self.runs}
+        """The training loops that timed the cell's runs (train.LOOP)."""
+        return {loop_of(r) for r in self.runs}
 
     @property
     def edge(self) -> bool:
@@ -71,11 +72,16 @@ def gather(ladder: Ladder, study, done: dict) -> dict[tuple[str, str], Cell]:
             if s:
                 cells[(fam.name, rung)] = Cell(fam.name, rung, s["non_embedding"], s["params"], s["tokens"],
                                                holds_pam(s))
+    retimed = study.user_attrs.get(RETIMED) or {}
     for job, t in job_trials(study.get_trials(deepcopy=False)).items():
         a = t.user_attrs
         cell = cells.get((a.get("family"), a.get("rung")))
         if cell is None or job not in done:
             continue
+        again = retimed.get(f"{cell.family}/{cell.rung}")
+        if again and t.state == TrialState.COMPLETE and loop_of(a) != again["loop"]:  # `archsearch retime`'s figure
+            a = {**a, "tokens_per_s": again["tokens_per_s"], "gpu_seconds": a["tokens"] / again["tokens_per_s"],
+                 "loop": again["loop"], "retimed": True}
         if t.state == TrialState.COMPLETE:
             cell.runs.append(dict(a))
         if a["phase"] == "grid":

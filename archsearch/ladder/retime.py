@@ -1,0 +1,93 @@
+"""`archsearch retime OUT`: a ladder's training speed measured again with the trainer's current loop, per (family,
+rung), for the finished runs that another loop timed. A run records its steady tokens/s as it trains, and its
+GPU-seconds (training tokens / tokens/s) set the report's equal-GPU-time reading; runs timed by two loops would not
+compare (train.LOOP). Each such cell trains its architecture again, with its own spec file and train settings on the
+study's tokens, for a few hundred steps and records the tokens/s in the study (user attribute `retimed`); the runs'
+own records stay as they were, and the report (results.gather) uses the new figure for them, saying so."""
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import optuna
+from optuna.trial import TrialState
+
+from .. import tasks
+from ..build import build
+from ..context import device_name, resolve_device, step_shape
+from ..errors import Loc, SpecError
+from ..lower import lower
+from ..passes import run_passes
+from ..search.run_folder import make_storage, same_tokens
+from ..spec import load_spec
+from ..train import LOOP, train
+from .config import load_ladder
+from .runner import COPY
+from .trials import job_trials
+
+RETIMED = "retimed"  # study user attribute: {"family/rung": {tokens_per_s, loop, steps, card, date}}
+
+
+def loop_of(attrs: dict) -> str:
+    """The training loop that timed a run (runs from before loops had names waited for every step)."""
+    return attrs.get("loop", "waited")
+
+
+def stale(study, loop: str = LOOP) -> dict[str, list]:
+    """{"family/rung": [finished trials]} of the cells with a finished run timed by another loop than `loop` and not
+    yet re-timed with it."""
+    done = study.user_attrs.get(RETIMED) or {}
+    out: dict[str, list] = {}
+    for t in job_trials(study.get_trials(deepcopy=False)).values():
+        a = t.user_attrs
+        cell = f"{a.get('family')}/{a.get('rung')}"
+        if t.state == TrialState.COMPLETE and loop_of(a) != loop and done.get(cell, {}).get("loop") != loop:
+            out.setdefault(cell, []).append(t)
+    return out
+
+
+def _spec(out: Path, t):
+    path = out / t.user_attrs.get("spec_file", "")
+    if not path.is_file():
+        raise SpecError(Loc(str(path)), f"run {t.user_attrs.get('job')}'s spec file is not there: re-timing trains "
+                                        "each cell's own spec")
+    return load_spec(path)
+
+
+def retime(out: Path, *, storage: str | None = None, data: str | None = None, device: str | None = None,
+           steps: int = 300, echo=print) -> int:
+    """Re-time every stale cell of the ladder in `out`; returns how many it re-timed."""
+    if not (out / COPY).is_file():
+        raise SpecError(Loc(str(out)), f"not a ladder's output folder (no {COPY})")
+    if steps < 3:
+        raise SpecError(Loc("--steps"), f"needs 3 or more (the first two are not timed), got {steps}")
+    ladder = load_ladder(out / COPY)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.load_study(study_name=ladder.name, storage=make_storage(storage or f"sqlite:///{out / 'ladder.db'}"))
+    cells = stale(study)
+    if not cells:
+        echo(f"every finished run of '{ladder.name}' was timed by the {LOOP} loop: nothing to re-time")
+        return 0
+    first = next(iter(cells.values()))[0]
+    task_cfg = _spec(out, first).task
+    task = tasks.make(replace(task_cfg, data=data) if data else task_cfg)
+    same_tokens(study, task, Loc("--data") if data else Loc(str(out / COPY), 0, "task.data"))
+    echo(f"re-timing {len(cells)} cell(s) of '{ladder.name}' with the {LOOP} loop, {steps} steps each")
+    for cell, trials in cells.items():
+        spec = _spec(out, trials[0])
+        cfg = replace(spec.train, tokens=steps * spec.train.batch_tokens, evals=0, **({"device": device} if device else {}))
+        ir = run_passes(build(spec, vocab=task.vocab_size))
+        _, seq_len = step_shape(cfg, ir.model.seq_len)
+        r = train(lower(ir), task, cfg, seq_len=seq_len, label=f"retime {cell}")
+        if r.status != "completed":
+            raise SpecError(Loc(cell), f"the timing run did not complete ({r.status}: {r.reason})")
+        before = [t.user_attrs["tokens_per_s"] for t in trials]
+        record = dict(study.user_attrs.get(RETIMED) or {})
+        record[cell] = {"tokens_per_s": r.tokens_per_s, "loop": LOOP, "steps": steps,
+                        "card": device_name(resolve_device(cfg.device)), "date": time.strftime("%Y-%m-%d")}
+        study.set_user_attr(RETIMED, record)  # one cell at a time: a stopped re-timing keeps what it measured
+        ms = lambda tps: cfg.batch_tokens / tps * 1e3  # noqa: E731
+        echo(f"{cell}: {ms(max(before)):.2f}–{ms(min(before)):.2f} ms a step as its {len(trials)} run(s) recorded, "
+             f"{ms(r.tokens_per_s):.2f} now")
+    return len(cells)
