@@ -7,18 +7,14 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-import optuna
-
-from ..search.run_folder import TRAIN_SPLIT_TOKENS, make_storage
+from ..search.run_folder import TRAIN_SPLIT_TOKENS
 from ..search.stats import welch
 from . import check
-from .config import load_ladder
 from .fit import difference, extrapolate, read_off
 from .plan import climbs, dropped
 from .results import Cell, best_of, gather
 from .retime import RETIMED
-from .runner import COPY, finished
-from .specs import with_sides
+from .runner import COPY, finished, open_folder
 from .trials import job_trials
 
 EXTRAPOLATE_TO = 1e8  # non-embedding parameters: the paper's headline size
@@ -29,14 +25,6 @@ PLOTS = (("non_embedding", "non-embedding parameters", "ladder_params.png"),
 
 def is_ladder_folder(out: Path) -> bool:
     return (out / COPY).is_file()
-
-
-def _load(out: Path, storage: str | None):
-    ladder = load_ladder(out / COPY)
-    url = storage or f"sqlite:///{out / 'ladder.db'}"
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.load_study(study_name=ladder.name, storage=make_storage(url))
-    return with_sides(ladder, study.user_attrs.get("sizes") or {}), study
 
 
 def _pm(c: Cell, key: str, digits: int = 2) -> str:
@@ -305,7 +293,7 @@ def _rung_train(ladder) -> str:
 
 
 def write_report(out: Path, storage: str | None = None) -> Path:
-    ladder, study = _load(out, storage)
+    ladder, study = open_folder(out, storage)
     done = finished(study)
     cells = gather(ladder, study, done)
     cards = sorted({r.get("card") for c in cells.values() for r in c.runs if r.get("card")})

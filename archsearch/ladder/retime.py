@@ -10,20 +10,19 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-import optuna
 from optuna.trial import TrialState
 
 from .. import tasks
 from ..build import build
-from ..context import device_name, resolve_device, step_shape
+from ..context import device_name, run_context
 from ..errors import Loc, SpecError
 from ..lower import lower
 from ..passes import run_passes
-from ..search.run_folder import make_storage, same_tokens
+from ..search.run_folder import same_tokens
 from ..spec import load_spec
+from ..task_and_train import TrainConfig
 from ..train import LOOP, train
-from .config import load_ladder
-from .runner import COPY
+from .runner import COPY, open_folder
 from .trials import job_trials
 
 RETIMED = "retimed"  # study user attribute: {"family/rung": {tokens_per_s, loop, steps, card, date}}
@@ -58,13 +57,11 @@ def _spec(out: Path, t):
 def retime(out: Path, *, storage: str | None = None, data: str | None = None, device: str | None = None,
            steps: int = 300, echo=print) -> int:
     """Re-time every stale cell of the ladder in `out`; returns how many it re-timed."""
-    if not (out / COPY).is_file():
-        raise SpecError(Loc(str(out)), f"not a ladder's output folder (no {COPY})")
     if steps < 3:
         raise SpecError(Loc("--steps"), f"needs 3 or more (the first two are not timed), got {steps}")
-    ladder = load_ladder(out / COPY)
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.load_study(study_name=ladder.name, storage=make_storage(storage or f"sqlite:///{out / 'ladder.db'}"))
+    if device:  # before the tokens are made
+        run_context(replace(TrainConfig(), device=device), 1, Loc("--device"))
+    ladder, study = open_folder(out, storage)
     cells = stale(study)
     if not cells:
         echo(f"every finished run of '{ladder.name}' was timed by the {LOOP} loop: nothing to re-time")
@@ -78,14 +75,14 @@ def retime(out: Path, *, storage: str | None = None, data: str | None = None, de
         spec = _spec(out, trials[0])
         cfg = replace(spec.train, tokens=steps * spec.train.batch_tokens, evals=0, **({"device": device} if device else {}))
         ir = run_passes(build(spec, vocab=task.vocab_size))
-        _, seq_len = step_shape(cfg, ir.model.seq_len)
-        r = train(lower(ir), task, cfg, seq_len=seq_len, label=f"retime {cell}")
+        ctx = run_context(cfg, ir.model.seq_len, Loc(cell, 0, "train.seq_len"))
+        r = train(lower(ir), task, cfg, seq_len=ctx.seq_len, label=f"retime {cell}")
         if r.status != "completed":
             raise SpecError(Loc(cell), f"the timing run did not complete ({r.status}: {r.reason})")
         before = [t.user_attrs["tokens_per_s"] for t in trials]
         record = dict(study.user_attrs.get(RETIMED) or {})
         record[cell] = {"tokens_per_s": r.tokens_per_s, "loop": LOOP, "steps": steps,
-                        "card": device_name(resolve_device(cfg.device)), "date": time.strftime("%Y-%m-%d")}
+                        "card": device_name(ctx.device), "date": time.strftime("%Y-%m-%d")}
         study.set_user_attr(RETIMED, record)  # one cell at a time: a stopped re-timing keeps what it measured
         ms = lambda tps: cfg.batch_tokens / tps * 1e3  # noqa: E731
         echo(f"{cell}: {ms(max(before)):.2f}–{ms(min(before)):.2f} ms a step as its {len(trials)} run(s) recorded, "

@@ -22,10 +22,11 @@ from ..context import device_name, resolve_device, step_shape
 from ..errors import Loc, SpecError
 from ..passes import run_passes
 from ..saved import train_then_score
-from ..train import LOOP
 from ..search.objective import mixers, worker_id
+from ..search.rdb import redact
 from ..search.recovery import INTERRUPTED, heartbeat, recover, superseded, will_end
 from ..search.run_folder import make_storage, same_tokens
+from ..train import LOOP
 from ..yamlloc import load_file
 from .config import load_ladder
 from .plan import Done, Job, wanted
@@ -85,6 +86,22 @@ def finished(study) -> dict[str, Done]:
     not finished (it is queued again). A run trained twice is known by its last finished trial (trials.py)."""
     return {job: Done(job_of(t), t.user_attrs.get("val_ppl") if t.state == TrialState.COMPLETE else None)
             for job, t in job_trials(study.get_trials(deepcopy=False)).items()}
+
+
+def open_folder(out: Path, storage: str | None = None):
+    """(the ladder as run, with its sides; its study) of an output folder of `run LADDER`, or one line saying why
+    not."""
+    if not (out / COPY).is_file():
+        raise SpecError(Loc(str(out)), f"not a ladder's output folder (no {COPY})")
+    ladder = load_ladder(out / COPY)
+    url = storage or f"sqlite:///{out / 'ladder.db'}"
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        study = optuna.load_study(study_name=ladder.name, storage=make_storage(url))
+    except KeyError:  # Optuna's "Record does not exist."
+        raise SpecError(Loc("--storage" if storage else str(out)), f"{redact(url)} holds no study "
+                                                                    f"'{ladder.name}'") from None
+    return with_sides(ladder, study.user_attrs.get("sizes") or {}), study
 
 
 class LadderRun:

@@ -48,6 +48,10 @@ def test_runs_of_an_older_loop_are_timed_again_and_the_report_says_so(tmp_path, 
     assert main(["retime", str(out), "--data", "tests/fixtures/wikitext"]) == 2  # other tokens: one line, nothing kept
     assert "these tokens are not the ones" in capsys.readouterr().err and RETIMED not in _study(out).user_attrs
 
+    assert main(["retime", str(out), "--device", "tpu"]) == 2 and "--device: " in capsys.readouterr().err
+    assert main(["retime", str(out), "--storage", f"sqlite:///{tmp_path / 'other.db'}"]) == 2
+    assert "holds no study 'tiny'" in capsys.readouterr().err
+
     assert main(["retime", str(out), "--steps", "4"]) == 0
     text = capsys.readouterr().out
     assert f"re-timing 1 cell(s) of 'tiny' with the {LOOP} loop, 4 steps each" in text
