@@ -41,14 +41,19 @@ def parse_args(argv=None):
     fresh.add_arguments(p)
     args = p.parse_args(argv)
     ladder = load_ladder(args.ladder)
-    rungs = [r.name for r in ladder.rungs]
-    args.rungs = args.rungs or rungs
-    for what, asked, there in (("rung", args.rungs, rungs), ("family", args.families, [f.name for f in ladder.families])):
-        if set(asked) - set(there):
-            p.error(f"no {what} {sorted(set(asked) - set(there))} in {args.ladder}; it has {', '.join(there)}")
+    args.rungs = args.rungs or [r.name for r in ladder.rungs]
+    check_choices(p, args, ladder)
     if args.forms is None:
         args.forms = ["graph", "compile+graph"] if torch.cuda.is_available() else ["eager"]
     return args
+
+
+def check_choices(p: argparse.ArgumentParser, args, ladder) -> None:
+    """--rungs and --families name the ladder's own, or the parser stops with one line naming the ones it has."""
+    for what, asked, there in (("rung", args.rungs, [r.name for r in ladder.rungs]),
+                               ("family", args.families, [f.name for f in ladder.families])):
+        if set(asked) - set(there):
+            p.error(f"no {what} {sorted(set(asked) - set(there))} in {args.ladder}; it has {', '.join(there)}")
 
 
 def measure(args) -> dict[str, float]:

@@ -28,6 +28,7 @@ from archsearch.lower import lower
 from archsearch.tasks import LMTask
 from archsearch.train import train
 from e2e import time_form
+from rungs import check_choices
 
 ROOT = Path(__file__).resolve().parents[1]
 FORMS = {"waits": False, "overlaps": True}
@@ -43,11 +44,7 @@ def parse_args(argv=None):
     p.add_argument("--no-floor", action="store_true", help="skip the step alone")
     fresh.add_arguments(p)
     args = p.parse_args(argv)
-    ladder = load_ladder(args.ladder)
-    for what, asked, there in (("rung", args.rungs, [r.name for r in ladder.rungs]),
-                               ("family", args.families, [f.name for f in ladder.families])):
-        if set(asked) - set(there):
-            p.error(f"no {what} {sorted(set(asked) - set(there))} in {args.ladder}; it has {', '.join(there)}")
+    check_choices(p, args, load_ladder(args.ladder))
     if args.steps < 3:
         p.error(f"--steps: needs 3 or more (the first two are not timed), got {args.steps}")
     return args
