@@ -98,7 +98,10 @@ def train_spec(spec: Spec | str, *, out: Path | None = None, fresh: bool = False
     if hasattr(task, "floors"):  # recall: what a model without associative memory scores on the same sequences
         metrics["val_floors"] = task.floors(ctx.seq_len, "validation")
     if out is not None:
-        torch.save(state, out / "weights.pt")
+        if result.status != "diverged":
+            torch.save(state, out / "weights.pt")
+        else:  # an overlapped loop has applied the step that diverged: the weights are not worth keeping
+            (out / "weights.pt").unlink(missing_ok=True)
         (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
         if result.status == "completed":
             (out / RUN_FILE).write_text(json.dumps({"fingerprint": key, "complete": True}) + "\n")

@@ -23,7 +23,7 @@ class LossQueue:
             host = torch.empty((), dtype=loss.dtype, pin_memory=True)
             host.copy_(loss.detach(), non_blocking=True)
             done = torch.cuda.Event()
-            done.record()
+            done.record(torch.cuda.current_stream(loss.device))  # the copy's stream: the loss's device, not the current
             self.queue.append((step, host, done))
         else:
             self.queue.append((step, loss.detach(), None))

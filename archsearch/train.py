@@ -24,8 +24,9 @@ from .progress import Progress
 from .task_and_train import TrainConfig
 
 
-LOOP = "overlapped"  # recorded with a ladder run's speed: GPU-seconds compare only within one loop (the one before
-# this read every step's loss at once; its runs carry no name, and the ladder's report calls it "waited")
+LOOP = "overlapped"  # the default loop's name, recorded with a ladder run's speed: GPU-seconds compare only within
+# one loop; "waited" (overlap=False) reads every step's loss before the update, as the trainer did until 2026-12-05,
+# whose runs carry no name
 
 
 @dataclass
@@ -40,6 +41,7 @@ class TrainResult:
     peak_memory_bytes: int
     device: str
     evals: list = field(default_factory=list)
+    loop: str = LOOP  # the loop that timed tokens_per_s: LOOP or "waited"
 
 
 def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
@@ -83,6 +85,16 @@ def _rate(steady: list, tokens: int, seconds: float) -> float:
     return steady[1] / steady[0] if steady[0] else tokens / max(seconds, 1e-9)
 
 
+def _smooth(loss_avg: float, read: list) -> tuple[float, tuple | None]:
+    """The running loss (an exponential average) with the losses `read` [(step, loss)] folded in, oldest first, up to
+    the first that is not finite: (average, None), or (average, (step, loss)) of that one."""
+    for at, loss in read:
+        if not math.isfinite(loss):
+            return loss_avg, (at, loss)
+        loss_avg = loss if math.isnan(loss_avg) else 0.9 * loss_avg + 0.1 * loss
+    return loss_avg, None
+
+
 def _save(path: Path, state: dict) -> None:
     tmp = path.with_suffix(f".tmp{os.getpid()}")
     torch.save(state, tmp)
@@ -95,8 +107,10 @@ def train(model: torch.nn.Module, task, cfg: TrainConfig, *, seq_len: int, on_ev
     """Train `model` on `task` for cfg.tokens tokens. on_eval(step, tokens, metrics) → True stops the run. At
     `deadline` (time.monotonic()) a run with a checkpoint file saves it and pauses; the same call resumes it.
     overlap: the host queues step s + 1 before it reads step s's loss (loss_queue.py), and batches go to the GPU from
-    page-locked memory; False waits for every step as the trainer did before (benchmarks/train_loop.py times both).
-    A loss that is not finite stops the run as soon as it is read: the result's steps and tokens are those before it.
+    page-locked memory; False reads each loss before its update, as the trainer did until 2026-12-05
+    (benchmarks/train_loop.py times both). A loss that is not finite stops the run as soon as it is read: the result's
+    steps and tokens are those before it; with overlap its update (and the next step's) are applied by then, so the
+    weights of a diverged run are not worth keeping.
     On CPU deterministic kernels are switched on for the run's duration (without them, multi-threaded CPU backward
     passes such as the embedding's accumulate in a varying order), so a seed repeats its run bit for bit at a fixed
     thread count: one thread always did in our tests, two usually, though a CI machine once gave 2e-4 apart. The
@@ -130,6 +144,7 @@ def _train(model, task, cfg: TrainConfig, device: torch.device, seq_len: int, on
     eval_at = {round(k * steps / (cfg.evals + 1)) for k in range(1, cfg.evals + 1)} - {0, steps}
     step, tokens, evals, elapsed, loss_avg = 0, 0, [], 0.0, float("nan")
     steady = [0.0, 0]  # seconds and tokens of the steps after the first, evaluations left out: the throughput
+    losses, loop = LossQueue(device, lag=1 if overlap else 0), LOOP if overlap else "waited"
     state = torch.load(checkpoint, map_location=device, weights_only=False) if checkpoint and checkpoint.is_file() \
         else None
     shapes = lambda sd: {k: tuple(v.shape) for k, v in sd.items()}  # noqa: E731
@@ -144,7 +159,8 @@ def _train(model, task, cfg: TrainConfig, device: torch.device, seq_len: int, on
         rng.bit_generator.state = state["rng"]
         torch.set_rng_state(state["torch_rng"])
         step, tokens, evals, elapsed, loss_avg = state["step"], state["tokens"], state["evals"], state["elapsed"], state["loss"]
-        steady = state.get("steady", steady)
+        if state.get("loop", "waited") == loop:  # another loop's timing would blend into this one's
+            steady = state.get("steady", steady)
         print(f"{label}: resuming from {checkpoint} at step {step}/{steps}", file=sys.stderr)
     loss_fn = compile_afresh(LMLoss(model)) if cfg.compile else LMLoss(model)  # compiled with its loss: fused
     graphed = cfg.cuda_graph and device.type == "cuda"
@@ -160,9 +176,8 @@ def _train(model, task, cfg: TrainConfig, device: torch.device, seq_len: int, on
         _save(checkpoint, {"model": model.state_dict(), "optim": opt.state_dict(), "rng": rng.bit_generator.state,
                            "torch_rng": torch.get_rng_state(), "step": step, "tokens": tokens, "evals": evals,
                            "elapsed": time.perf_counter() - t0, "loss": loss_avg, "config": asdict(cfg),
-                           "steady": steady})
+                           "steady": steady, "loop": loop})
 
-    losses = LossQueue(device, lag=1 if overlap else 0)
     pinned = overlap and device.type == "cuda"
     per_step = micro * accum * seq_len
     while step < steps:
@@ -175,20 +190,21 @@ def _train(model, task, cfg: TrainConfig, device: torch.device, seq_len: int, on
             x, y = task.train_batch(micro, seq_len, rng)
             total += micro_step(_to_device(x, device, pinned), _to_device(y, device, pinned)) / accum
         losses.put(step + 1, total)
-        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-        opt.step()
-        opt.zero_grad(set_to_none=not graphed)  # a graph adds into the gradient tensors it was captured with
-        step += 1
-        tokens += per_step
-        at_eval = step in eval_at
-        pause = checkpoint is not None and deadline is not None and step < steps and time.monotonic() >= deadline
-        for at, loss in losses.take(everything=at_eval or pause or step == steps):  # evaluations and saves see no NaN
-            if not math.isfinite(loss):  # its update (and any after it) is applied: the run stops, the model unused
-                status, reason = "diverged", f"loss became {loss} at step {at}"
-                step, tokens = at - 1, (at - 1) * per_step
-                break
-            loss_avg = loss if math.isnan(loss_avg) else 0.9 * loss_avg + 0.1 * loss
-        if status == "diverged":
+        # waiting, the loss is read before its update (a NaN is never applied); overlapped, after the next step is
+        # queued, and at once before an evaluation, a save or the end (they never see a NaN)
+        loss_avg, bad = _smooth(loss_avg, [] if overlap else losses.take())
+        if bad is None:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            opt.step()
+            opt.zero_grad(set_to_none=not graphed)  # a graph adds into the gradient tensors it was captured with
+            step += 1
+            tokens += per_step
+            at_eval = step in eval_at
+            pause = checkpoint is not None and deadline is not None and step < steps and time.monotonic() >= deadline
+            loss_avg, bad = _smooth(loss_avg, losses.take(everything=at_eval or pause or step == steps))
+        if bad is not None:
+            status, reason = "diverged", f"loss became {bad[1]} at step {bad[0]}"
+            step, tokens = bad[0] - 1, (bad[0] - 1) * per_step
             opt.zero_grad(set_to_none=True)
             break
         if step > first + 1:
@@ -213,4 +229,4 @@ def _train(model, task, cfg: TrainConfig, device: torch.device, seq_len: int, on
     bar.close()
     seconds = time.perf_counter() - t0
     return TrainResult(status, reason, step, tokens, seconds, _rate(steady, tokens, seconds), loss_avg,
-                       _peak_memory(device), str(device), evals)
+                       _peak_memory(device), str(device), evals, loop)

@@ -37,6 +37,18 @@ def test_small_transformer_beats_unigram_by_a_wide_margin(root, tmp_path, capsys
     assert (tmp_path / "run/weights.pt").is_file() and (tmp_path / "run/checkpoint.pt").is_file()
 
 
+def test_a_diverged_run_keeps_its_metrics_and_no_weights(root, tmp_path, capsys):
+    """The trainer applies a step before it reads that step's loss: a diverged run's weights are not kept."""
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "weights.pt").write_bytes(b"an earlier run's")
+    assert cli.main(["train", str(root / "examples/tiny_transformer.yaml"), "--out", str(out), "--quiet",
+                     "--tokens", "20000", "--lr", "1e6"]) == 1
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["status"] == "diverged" and m["reason"].startswith("loss became nan at step ")
+    assert "diverged" in capsys.readouterr().out and not (out / "weights.pt").exists()
+
+
 def test_same_seed_same_number(root, tmp_path):
     """Bit-for-bit at a fixed thread count. One thread: a CI machine's two-thread runs on the embedded corpus once
     differed by 2e-4 (the thread count itself changes the last bits), while a seed moved that number by under 1e-3,

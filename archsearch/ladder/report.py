@@ -129,11 +129,12 @@ def _timing(study, cells: dict) -> list[str]:
     lines = []
     if used:
         card, dates = sorted({u["card"] for u in used.values()}), sorted({u["date"] for u in used.values()})
-        lines.append(f"The GPU-seconds and tokens/s of {', '.join(used)} are re-timed: their runs were timed by the "
-                     f"loop that waited for every step, so `archsearch retime` trained each cell's spec again with the "
+        lines.append(f"Re-timed: the GPU-seconds and tokens/s of the runs of {', '.join(used)} that an older training "
+                     f"loop timed come from `archsearch retime`, which trained each such cell's spec again with the "
                      f"{'/'.join(sorted({u['loop'] for u in used.values()}))} loop for "
                      f"{'/'.join(str(s) for s in sorted({u['steps'] for u in used.values()}))} steps "
-                     f"({', '.join(card)}, {', '.join(dates)}); the runs' own records stay in the study.")
+                     f"({', '.join(card)}, {', '.join(dates)}): a short timing, where a run times itself over its "
+                     f"whole length; the runs' own records stay in the study.")
     if len(loops) > 1:
         lines.append(f"These runs were timed by {len(loops)} training loops ({', '.join(loops)}): GPU-seconds compare "
                      f"only within one (`archsearch retime OUT` times the older ones' cells again).")

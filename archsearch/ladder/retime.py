@@ -6,6 +6,7 @@ study's tokens, for a few hundred steps and records the tokens/s in the study (u
 own records stay as they were, and the report (results.gather) uses the new figure for them, saying so."""
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -54,6 +55,17 @@ def _spec(out: Path, t):
     return load_spec(path)
 
 
+def _plan(out: Path, trials: list, task, steps: int, device: str | None):
+    """(IR, train settings, context) of a cell's timing run: the spec of its run at the chosen rate (a seed run, else
+    the best grid run: a rate that diverged in 300 steps would time nothing), `steps` steps, no evaluations."""
+    best = min(trials, key=lambda t: (t.user_attrs.get("phase") != "seeds", t.user_attrs.get("val_ppl", math.inf)))
+    spec = _spec(out, best)
+    cfg = replace(spec.train, tokens=steps * spec.train.batch_tokens, evals=0, **({"device": device} if device else {}))
+    ir = run_passes(build(spec, vocab=task.vocab_size))
+    return ir, cfg, run_context(cfg, ir.model.seq_len, Loc(str(out / best.user_attrs["spec_file"]), 0,
+                                                           "train.seq_len"))
+
+
 def retime(out: Path, *, storage: str | None = None, data: str | None = None, device: str | None = None,
            steps: int = 300, echo=print) -> int:
     """Re-time every stale cell of the ladder in `out`; returns how many it re-timed."""
@@ -70,21 +82,23 @@ def retime(out: Path, *, storage: str | None = None, data: str | None = None, de
     task_cfg = _spec(out, first).task
     task = tasks.make(replace(task_cfg, data=data) if data else task_cfg)
     same_tokens(study, task, Loc("--data") if data else Loc(str(out / COPY), 0, "task.data"))
+    plans = {cell: _plan(out, trials, task, steps, device) for cell, trials in cells.items()}
+    for cell, (_, _, ctx) in plans.items():  # all checked before any is timed
+        cards = sorted({str(t.user_attrs.get("card")) for t in cells[cell]})
+        if cards != [device_name(ctx.device)]:
+            raise SpecError(Loc(cell), f"its runs were timed on {', '.join(cards)}, and this is "
+                                       f"{device_name(ctx.device)}: re-time them on the card they ran on")
     echo(f"re-timing {len(cells)} cell(s) of '{ladder.name}' with the {LOOP} loop, {steps} steps each")
-    for cell, trials in cells.items():
-        spec = _spec(out, trials[0])
-        cfg = replace(spec.train, tokens=steps * spec.train.batch_tokens, evals=0, **({"device": device} if device else {}))
-        ir = run_passes(build(spec, vocab=task.vocab_size))
-        ctx = run_context(cfg, ir.model.seq_len, Loc(cell, 0, "train.seq_len"))
+    for cell, (ir, cfg, ctx) in plans.items():
         r = train(lower(ir), task, cfg, seq_len=ctx.seq_len, label=f"retime {cell}")
         if r.status != "completed":
             raise SpecError(Loc(cell), f"the timing run did not complete ({r.status}: {r.reason})")
-        before = [t.user_attrs["tokens_per_s"] for t in trials]
+        before = [t.user_attrs["tokens_per_s"] for t in cells[cell]]
         record = dict(study.user_attrs.get(RETIMED) or {})
-        record[cell] = {"tokens_per_s": r.tokens_per_s, "loop": LOOP, "steps": steps,
+        record[cell] = {"tokens_per_s": r.tokens_per_s, "loop": r.loop, "steps": steps,
                         "card": device_name(ctx.device), "date": time.strftime("%Y-%m-%d")}
         study.set_user_attr(RETIMED, record)  # one cell at a time: a stopped re-timing keeps what it measured
         ms = lambda tps: cfg.batch_tokens / tps * 1e3  # noqa: E731
-        echo(f"{cell}: {ms(max(before)):.2f}–{ms(min(before)):.2f} ms a step as its {len(trials)} run(s) recorded, "
+        echo(f"{cell}: {ms(max(before)):.2f}–{ms(min(before)):.2f} ms a step as its {len(before)} run(s) recorded, "
              f"{ms(r.tokens_per_s):.2f} now")
     return len(cells)

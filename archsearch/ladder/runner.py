@@ -22,11 +22,11 @@ from ..context import device_name, resolve_device, step_shape
 from ..errors import Loc, SpecError
 from ..passes import run_passes
 from ..saved import train_then_score
+from ..search import interrupts
 from ..search.objective import mixers, worker_id
 from ..search.rdb import redact
 from ..search.recovery import INTERRUPTED, heartbeat, recover, superseded, will_end
 from ..search.run_folder import make_storage, same_tokens
-from ..train import LOOP
 from ..yamlloc import load_file
 from .config import load_ladder
 from .plan import Done, Job, wanted
@@ -254,9 +254,10 @@ class LadderRun:
                         self.echo(f"time limit: {why}; stopping here (the same command resumes)")
                         return None
                     self.echo(f"time limit: {why}; {job_of(t).key} fits first")
-            if not self.storage.set_trial_state_values(t._trial_id, TrialState.RUNNING):
-                return "wait"  # claimed by a process on another host: look again
-            self.storage.set_trial_user_attr(t._trial_id, "worker", worker_id())  # whose it is, from the claim on
+            with interrupts.held():  # claimed and named together: a claim without its worker would never be freed
+                if not self.storage.set_trial_state_values(t._trial_id, TrialState.RUNNING):
+                    return "wait"  # claimed by a process on another host: look again
+                self.storage.set_trial_user_attr(t._trial_id, "worker", worker_id())  # whose it is, from the claim on
             return t
 
     def run(self, timeout_minutes: float | None = None, wait: bool = False) -> int:
@@ -315,9 +316,11 @@ class LadderRun:
         try:
             result, state, ir = self._fit(spec, job, splits, ckpt, deadline)
         except KeyboardInterrupt:
-            _note(ckpt, {**before, "spec": digest, "wall_seconds": before["wall_seconds"] + time.perf_counter() - t0})
-            put("failed_reason", INTERRUPTED)
-            self.study.tell(t.number, state=TrialState.FAIL)
+            with interrupts.held():
+                _note(ckpt, {**before, "spec": digest,
+                             "wall_seconds": before["wall_seconds"] + time.perf_counter() - t0})
+                put("failed_reason", INTERRUPTED)
+                self.study.tell(t.number, state=TrialState.FAIL)
             raise
         except _Paused as e:
             _note(ckpt, {"tokens": e.tokens, "wall_seconds": before["wall_seconds"] + time.perf_counter() - t0,
@@ -332,17 +335,18 @@ class LadderRun:
             self.echo(f"{job.key}: failed: {e}")
             _drop(ckpt)
             return True
-        _drop(ckpt)
-        weights = weights_path(self.out, job, t.number)
-        weights.parent.mkdir(parents=True, exist_ok=True)
-        torch.save(state, weights)
-        result.update(size, wall_seconds=before["wall_seconds"] + time.perf_counter() - t0,
-                      weights=str(weights.relative_to(self.out)),
-                      train_flops=3 * size["flops_per_token"] * result["tokens"],
-                      gpu_seconds=result["tokens"] / result["tokens_per_s"])
-        for k, v in result.items():
-            put(k, v)
-        self.study.tell(t.number, result["val_ppl"])
+        with interrupts.held():  # a trained run is recorded whole: a signal here waits for the tell
+            _drop(ckpt)
+            weights = weights_path(self.out, job, t.number)
+            weights.parent.mkdir(parents=True, exist_ok=True)
+            torch.save(state, weights)
+            result.update(size, wall_seconds=before["wall_seconds"] + time.perf_counter() - t0,
+                          weights=str(weights.relative_to(self.out)),
+                          train_flops=3 * size["flops_per_token"] * result["tokens"],
+                          gpu_seconds=result["tokens"] / result["tokens_per_s"])
+            for k, v in result.items():
+                put(k, v)
+            self.study.tell(t.number, result["val_ppl"])
         shown = "test" if job.phase == "seeds" else "val"
         self.echo(f"{job.key}: {shown} ppl {result[shown + '_ppl']:.3f} ({result['tokens']:,} tokens, "
                   f"{result['tokens_per_s']:,.0f} tok/s)")
@@ -366,7 +370,7 @@ class LadderRun:
             raise _Failed("out of memory") from None
         if not all(math.isfinite(final[k]) for k in final if k.endswith("_ppl")):
             raise _Failed("non-finite perplexity")
-        return {**final, "tokens": res.tokens, "steps": res.steps, "tokens_per_s": res.tokens_per_s, "loop": LOOP,
+        return {**final, "tokens": res.tokens, "steps": res.steps, "tokens_per_s": res.tokens_per_s, "loop": res.loop,
                 "train_seconds": res.seconds, "peak_memory_bytes": res.peak_memory_bytes, "card": device_name(device),
                 "curve": [{"tokens": e["tokens"], "val_loss": e["loss"]} for e in res.evals]}, state, ir
 

@@ -4,8 +4,10 @@ trial it raises an UnboundLocalError instead (optuna/study/_optimize.py's `final
 never set); inside a garbage-collection callback it is printed and dropped, and the run goes on. So a signal that
 arrives while interrupts are held is kept, and raised as KeyboardInterrupt the moment the outermost held region ends.
 
-Held: every call on a storage that make_storage returns, and the whole of a search's study.optimize except the
-objective's own work (the training, where a KeyboardInterrupt is expected and marks the trial failed)."""
+Held: every call on a storage that make_storage returns, a run's claim with its worker's name and its record after
+training (search/retrain.py, ladder/runner.py), and the whole of a search's study.optimize except the objective's own
+work (the training, where a KeyboardInterrupt is expected and marks the trial failed). Released inside a held region:
+the pause between attempts to reach a database that is away (rdb.py), where no transaction is open."""
 from __future__ import annotations
 
 import functools
@@ -46,13 +48,17 @@ def _deliver() -> None:
 @contextmanager
 def held():
     """Signals wait until the outermost held region ends (on the main thread; elsewhere this does nothing)."""
-    global _held
+    global _held, _pending
     if threading.current_thread() is not threading.main_thread():
         yield
         return
     _held += 1
     try:
         yield
+    except KeyboardInterrupt:  # one is on its way out already: a second, held meanwhile, is the same request
+        if _held == 1:
+            _pending = False
+        raise
     finally:
         _held -= 1
     _deliver()
@@ -65,8 +71,9 @@ def released():
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    outer, _held = _held, 0
+    outer = _held
     try:
+        _held = 0
         _deliver()
         yield
     finally:
@@ -89,8 +96,10 @@ def guard_call(method):
 
 
 def guard(storage):
-    """`storage` with each public method held, so that no signal lands between a write and its commit."""
+    """`storage` with each of its methods held (the private ones too: Optuna's _CachedStorage, which wraps an RDB
+    storage, calls some of them directly), so that no signal lands between a write and its commit. The storage no
+    longer pickles; nothing here pickles one."""
     for name in dir(type(storage)):
-        if not name.startswith("_") and inspect.isfunction(getattr(type(storage), name)):
+        if not name.startswith("__") and inspect.isfunction(getattr(type(storage), name)):
             setattr(storage, name, guard_call(getattr(storage, name)))
     return storage

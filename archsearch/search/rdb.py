@@ -26,6 +26,7 @@ from optuna.storages._rdb import models
 
 from ..errors import Loc, SpecError
 from ..progress import whole_line
+from . import interrupts
 
 WAIT_S = float(os.environ.get("ARCHSEARCH_DB_WAIT_S", "120"))
 POLL_S = 0.5
@@ -89,7 +90,8 @@ class _Outage:
                 if not _lost_connection(e):
                     raise
                 self._lost(e)
-                time.sleep(POLL_S)
+                with interrupts.released():  # no transaction is open: Ctrl-C need not wait out the database
+                    time.sleep(POLL_S)
                 continue
             if self.since is not None:
                 self._back()

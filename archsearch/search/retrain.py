@@ -17,6 +17,7 @@ import torch
 from optuna.trial import FixedTrial, TrialState
 
 from ..saved import PREFIX
+from . import interrupts
 from .families import Quality, family, verdict_cost, verdict_pair
 from .objective import Objective, TrialFailed, result_quality, worker_id
 from .recovery import INTERRUPTED, counted, heartbeat
@@ -102,9 +103,11 @@ def run_jobs(seeds_study, study, storage, objective: Objective, echo=print) -> i
         if not waiting:
             return ran
         job = waiting[0]
-        # the atomic claim Optuna itself uses to hand an enqueued trial to one worker
-        if not storage.set_trial_state_values(job._trial_id, TrialState.RUNNING):
-            continue
+        with interrupts.held():  # claimed and named together: a claim without its worker would never be freed
+            # the atomic claim Optuna itself uses to hand an enqueued trial to one worker
+            if not storage.set_trial_state_values(job._trial_id, TrialState.RUNNING):
+                continue
+            storage.set_trial_user_attr(job._trial_id, WORKER, worker_id())
         ran += 1
         with heartbeat(storage, job._trial_id):  # lets another host retry the run if this one is lost
             _run_one(job, seeds_study, study, storage, objective, echo)
@@ -114,7 +117,6 @@ def _run_one(job, seeds_study, study, storage, objective: Objective, echo) -> No
     source, seed, scale = job_key(job)
     what = f"trial {source} seed {seed}" + (f" at {scale:g}× the budget" if scale != 1.0 else "")
     put = lambda k, v: storage.set_trial_user_attr(job._trial_id, k, v)  # noqa: E731
-    put(WORKER, worker_id())
     src = study.trials[source]
     spec, _ = objective.spec_of(FixedTrial(src.params, source), label=f"trial{source}-seed{seed}")
     tokens = round(src.user_attrs.get(TRAIN_TOKENS, spec.train.tokens) * scale)  # iso-time: the source's budget
@@ -132,17 +134,19 @@ def _run_one(job, seeds_study, study, storage, objective: Objective, echo) -> No
         echo(f"retrain {what}: failed: {e.reason}")
         return
     except KeyboardInterrupt:
-        put(FAILED_REASON, INTERRUPTED)
-        seeds_study.tell(job.number, state=TrialState.FAIL)
+        with interrupts.held():
+            put(FAILED_REASON, INTERRUPTED)
+            seeds_study.tell(job.number, state=TrialState.FAIL)
         raise
-    path = run_weights_path(objective.out, source, seed, scale)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(state, path)
-    for k, v in result.items():
-        put(k, v)
     name = objective.space.search.quality
     split = "validation" if scale != 1.0 else "test"
-    seeds_study.tell(job.number, result_quality(result, name, PREFIX[split]))
+    with interrupts.held():  # a trained run is recorded whole: a signal here waits for the tell
+        path = run_weights_path(objective.out, source, seed, scale)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        torch.save(state, path)
+        for k, v in result.items():
+            put(k, v)
+        seeds_study.tell(job.number, result_quality(result, name, PREFIX[split]))
     echo(f"retrain {what}: {split} {name} {result[PREFIX[split] + name]:.4g}")
 
 

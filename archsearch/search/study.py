@@ -258,7 +258,7 @@ def search_loop(setup: Setup, n_trials: int, echo=print) -> None:
                                  callbacks=[progress_line(setup.study, setup.space.search, setup.multi, n_trials, echo),
                                             _stop_at(n_trials), interrupts.take_waiting])
     except BudgetSpent:  # the last trials are running elsewhere
-        pass
+        interrupts.take_waiting()
 
 
 def retrain_loop(setup: Setup, echo=print) -> None:

@@ -1,34 +1,18 @@
 """`archsearch retime`: the cells whose runs an older training loop timed are timed again with the current one; the
 report uses the new figure and says so, the runs' own records stay, and a second call has nothing to do."""
+import functools
+from pathlib import Path
+
 import optuna
 
-import archsearch.ladder.runner
+import archsearch.ladder.retime
+import archsearch.saved
+import archsearch.train
 from archsearch.cli import main
 from archsearch.ladder.retime import RETIMED, stale
 from archsearch.train import LOOP
 
-LADDER = """
-ladder:
-  name: tiny
-  seed: 0
-  tokens_per_param: 1
-  lr_grid: [3.0e-3]
-  seeds: 0
-  rungs:
-    small: {params: 9500}
-task: {data: embedded, tokenizer: bytes}
-train: {batch_tokens: 1024, seq_len: 64, evals: 1, eval_tokens: 4096, device: cpu}
-families:
-  transformer:
-    spec:
-      model: {d_model: 32, seq_len: 64}
-      stack:
-        depth: 1
-        sublayers:
-          - {block: softmax_attention, config: {heads: 2, rope: true}, scale: 0.1}
-          - {block: swiglu, config: {expansion: 2}}
-    rungs: {small: {}}
-"""
+LADDER = Path(__file__).resolve().parents[1] / "fixtures/tiny_ladder.yaml"
 
 
 def _study(out):
@@ -36,10 +20,10 @@ def _study(out):
 
 
 def test_runs_of_an_older_loop_are_timed_again_and_the_report_says_so(tmp_path, monkeypatch, capsys):
-    (tmp_path / "tiny.yaml").write_text(LADDER)
     out = tmp_path / "t"
-    monkeypatch.setattr(archsearch.ladder.runner, "LOOP", "waited")  # as the runs before loops had names
-    assert main(["run", str(tmp_path / "tiny.yaml"), "--out", str(out)]) == 0
+    # trained by the loop that waits for every step, as every run was until 2026-12-05
+    monkeypatch.setattr(archsearch.saved, "train", functools.partial(archsearch.train.train, overlap=False))
+    assert main(["run", str(LADDER), "--out", str(out)]) == 0
     monkeypatch.undo()
     before = {t.number: t.user_attrs for t in _study(out).trials}
     assert sorted(stale(_study(out))) == ["transformer/small"]
@@ -52,6 +36,11 @@ def test_runs_of_an_older_loop_are_timed_again_and_the_report_says_so(tmp_path, 
     assert main(["retime", str(out), "--storage", f"sqlite:///{tmp_path / 'other.db'}"]) == 2
     assert "holds no study 'tiny'" in capsys.readouterr().err
 
+    monkeypatch.setattr(archsearch.ladder.retime, "device_name", lambda device: "NVIDIA H200")  # another card
+    assert main(["retime", str(out)]) == 2
+    assert "its runs were timed on cpu, and this is NVIDIA H200" in capsys.readouterr().err
+    monkeypatch.undo()
+
     assert main(["retime", str(out), "--steps", "4"]) == 0
     text = capsys.readouterr().out
     assert f"re-timing 1 cell(s) of 'tiny' with the {LOOP} loop, 4 steps each" in text
@@ -60,7 +49,7 @@ def test_runs_of_an_older_loop_are_timed_again_and_the_report_says_so(tmp_path, 
     assert {c: (a["loop"], a["steps"], a["card"]) for c, a in again.items()} == {"transformer/small": (LOOP, 4, "cpu")}
     assert {t.number: t.user_attrs for t in _study(out).trials} == before  # the runs' own records stay
     report = (out / "report.md").read_text()
-    assert "are re-timed: their runs were timed by the loop that waited for every step" in report
+    assert "Re-timed: the GPU-seconds and tokens/s of the runs of transformer/small that an older training loop" in report
     tps = again["transformer/small"]["tokens_per_s"]
     row = next(line for line in report.splitlines() if line.startswith("| transformer | small |"))
     assert f"{tps:,.0f}" in row  # the tokens/s column is the new figure

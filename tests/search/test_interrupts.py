@@ -100,3 +100,24 @@ def test_a_signal_as_optuna_records_a_finished_trial_stops_the_search_cleanly(tm
         with interrupts.held():
             study.optimize(objective, n_trials=3, callbacks=[interrupts.take_waiting])
     assert [t.state for t in study.trials] == [TrialState.COMPLETE]
+
+
+def test_a_second_signal_held_while_the_first_leaves_is_not_raised_later():
+    """Ctrl-C pressed twice: the second, held while the first's handling writes to the storage, is the same request
+    and must not go off at the next storage call (in the report that the first one's handler writes)."""
+    with pytest.raises(KeyboardInterrupt):
+        with interrupts.held():
+            try:
+                with interrupts.released():
+                    raise KeyboardInterrupt
+            except KeyboardInterrupt:
+                ctrl_c()  # a second one, while the trial is marked failed
+                sum(range(1000))
+                raise
+    with interrupts.held():
+        pass  # nothing waiting
+
+
+def test_a_storage_method_optuna_calls_privately_is_held_too(tmp_path):
+    storage = make_storage(f"sqlite:///{tmp_path / 's.db'}")
+    assert getattr(storage._get_trials, "__wrapped__", None) is not None  # _CachedStorage calls it directly
