@@ -211,7 +211,8 @@ def _train(model, task, cfg: TrainConfig, device: torch.device, seq_len: int, on
             steady[0] += time.perf_counter() - t_step
             steady[1] += per_step
         rate = _rate(steady, tokens, time.perf_counter() - t0)
-        bar.update(step, f"loss {loss_avg:.3f} lr {lr:.2e} {rate:,.0f} tok/s")
+        shown = "–" if math.isnan(loss_avg) else f"{loss_avg:.3f}"  # the first loss is read a step late
+        bar.update(step, f"loss {shown} lr {lr:.2e} {rate:,.0f} tok/s")
         if at_eval:
             metrics = task.evaluate(model, seq_len, device, max_tokens=cfg.eval_tokens, autocast=amp)
             # `tokens` is the training tokens so far; the evaluation's own count is `eval_tokens`

@@ -2,7 +2,8 @@
 happens to be: inside a storage call it can leave the database session unusable; inside Optuna's bookkeeping after a
 trial it raises an UnboundLocalError instead (optuna/study/_optimize.py's `finally` reads a name the interrupted line
 never set); inside a garbage-collection callback it is printed and dropped, and the run goes on. So a signal that
-arrives while interrupts are held is kept, and raised as KeyboardInterrupt the moment the outermost held region ends.
+arrives while interrupts are held is kept, and raised as KeyboardInterrupt the moment the outermost held region ends;
+one that Python drops all the same (raised outside a held region, into a __del__ or a weakref callback) is sent again.
 
 Held: every call on a storage that make_storage returns, a run's claim with its worker's name and its record after
 training (search/retrain.py, ladder/runner.py), and the whole of a search's study.optimize except the objective's own
@@ -12,8 +13,11 @@ from __future__ import annotations
 
 import functools
 import inspect
+import os
 import signal
+import sys
 import threading
+import time
 from contextlib import contextmanager
 
 _held = 0  # the main thread's depth of held regions: signal handlers run on the main thread only
@@ -25,7 +29,33 @@ def _on_signal(signum, frame):
     if _held:
         _pending = True
         return
-    raise KeyboardInterrupt
+    raise _Interrupt(signum)
+
+
+class _Interrupt(KeyboardInterrupt):
+    """The KeyboardInterrupt this module raises: it knows its signal, to raise it again should Python drop it."""
+
+    def __init__(self, signum: int):
+        super().__init__()
+        self.signum = signum
+
+
+def _dropped(unraisable) -> None:
+    """sys.unraisablehook: Python prints and drops an exception raised in a __del__ or a weakref callback (a garbage
+    collection run by SQLAlchemy, say), and a Ctrl-C raised there would be lost while the run went on. It is sent
+    again, to land in the code that runs next."""
+    if isinstance(unraisable.exc_value, _Interrupt):  # a moment later, from a thread: here it would be dropped again
+        threading.Thread(target=_send, args=(unraisable.exc_value.signum,), daemon=True).start()
+        return
+    _previous_hook(unraisable)
+
+
+def _send(signum: int) -> None:
+    time.sleep(0.05)
+    os.kill(os.getpid(), signum)
+
+
+_previous_hook = sys.unraisablehook
 
 
 def install() -> None:
@@ -36,6 +66,7 @@ def install() -> None:
     signal.signal(signal.SIGTERM, _on_signal)
     if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
         signal.signal(signal.SIGINT, _on_signal)
+    sys.unraisablehook = _dropped
 
 
 def _deliver() -> None:

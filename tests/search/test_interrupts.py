@@ -1,6 +1,10 @@
 """Ctrl-C waits for the end of a storage call or of Optuna's bookkeeping, and is raised at once in a trial's work."""
+import gc
 import os
 import signal
+import sys
+import time
+import weakref
 
 import optuna
 import pytest
@@ -13,10 +17,12 @@ from archsearch.search.run_folder import make_storage
 @pytest.fixture(autouse=True)
 def handlers():
     saved = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    hook = sys.unraisablehook
     interrupts.install()
     yield
     for s, h in saved.items():
         signal.signal(s, h)
+    sys.unraisablehook = hook
 
 
 def ctrl_c():
@@ -121,3 +127,26 @@ def test_a_second_signal_held_while_the_first_leaves_is_not_raised_later():
 def test_a_storage_method_optuna_calls_privately_is_held_too(tmp_path):
     storage = make_storage(f"sqlite:///{tmp_path / 's.db'}")
     assert getattr(storage._get_trials, "__wrapped__", None) is not None  # _CachedStorage calls it directly
+
+
+def test_a_signal_python_drops_in_a_weakref_callback_is_sent_again():
+    """Raised inside a garbage-collection callback, a KeyboardInterrupt is printed and dropped by Python (SQLAlchemy's
+    registries clean up so): the run would go on to its end. It is sent again and lands in the code that follows."""
+    class Thing:
+        pass
+
+    def callback(ref):
+        ctrl_c()
+        sum(range(1000))  # the handler runs here, inside the callback
+
+    thing = Thing()
+    ref = weakref.ref(thing, callback)
+    steps = []
+    start = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        del thing
+        gc.collect()
+        steps.append("after the collection")
+        time.sleep(5)  # it arrives meanwhile
+        steps.append("never")
+    assert ref() is None and steps == ["after the collection"] and time.monotonic() - start < 4
