@@ -52,7 +52,8 @@ def _dropped(unraisable) -> None:
 
 def _send(signum: int) -> None:
     time.sleep(0.05)
-    os.kill(os.getpid(), signum)
+    if not sys.is_finalizing():  # a process on its way out has restored the default action: it would die of it
+        os.kill(os.getpid(), signum)
 
 
 _previous_hook = sys.unraisablehook
