@@ -127,7 +127,7 @@ def train(model: torch.nn.Module, task, cfg: TrainConfig, *, seq_len: int, on_ev
 
 def _to_device(t: torch.Tensor, device: torch.device, pinned: bool) -> torch.Tensor:
     """A batch on its way without waiting: from pageable memory the driver may wait for the stream first."""
-    if pinned:
+    if pinned and t.device.type == "cpu":
         t = t.contiguous().pin_memory()
     return t.to(device, non_blocking=True)
 
