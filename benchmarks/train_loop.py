@@ -77,9 +77,10 @@ def measure(args) -> dict[str, float]:
                 out[f"{fam}/{rung}/{form}@ms"] = spec.train.batch_tokens / r.tokens_per_s * 1e3
                 print(f"{fam}/{rung} {form}: {out[f'{fam}/{rung}/{form}@ms']:.2f} ms a step", flush=True)
             if not args.no_floor:
-                how = ("compile+" if cfg.compile else "") + ("graph" if cfg.cuda_graph and device.type == "cuda" else "")
+                graph = cfg.cuda_graph and device.type == "cuda"
+                how = "+".join(["compile"] * cfg.compile + ["graph"] * graph)  # as the trainer runs the step
                 batch = spec.train.batch_tokens // spec.train.seq_len
-                ms, _ = time_form(ir, how.rstrip("+"), batch, spec.train.seq_len, args.vocab, device,
+                ms, _ = time_form(ir, how, batch, spec.train.seq_len, args.vocab, device,
                                   autocast_for(device, cfg.precision), 20, label=f"{fam}/{rung} step alone")
                 out[f"{fam}/{rung}/step alone@ms"] = ms
     return out
@@ -87,8 +88,8 @@ def measure(args) -> dict[str, float]:
 
 def show(args, values: fresh.Values) -> None:
     card = device_name(resolve_device("auto"))
-    print(f"\nthe trainer's loop on the ladder's models ({Path(args.ladder).name}), {args.steps} steps a run, on {card}; "
-          f"{fresh.spread_note(values)}")
+    print(f"\nthe trainer's loop on the ladder's models ({Path(args.ladder).name}), {args.steps} steps a run, "
+          f"on {card}; {fresh.spread_note(values)}")
     print("ratio: the form's tokens/s over `waits`' in the same process")
     print(f"{'family/rung':20s} {'form':>12s} {'ms/step':>22s} {'tokens/s':>24s} {'ratio':>22s}")
     for cell in dict.fromkeys(k.rsplit("/", 1)[0] for k in values if k.endswith("@ms")):

@@ -84,7 +84,8 @@ def test_a_divergence_read_a_step_late_or_at_once_stops_at_the_same_step(task):
         finally:
             archsearch.train.lr_at = real
     for r in results:
-        assert (r.status, r.reason, r.steps, r.tokens) == ("diverged", "loss became nan at step 3", 2, 2 * CFG.batch_tokens)
+        assert (r.status, r.reason, r.steps, r.tokens) == ("diverged", "loss became nan at step 3", 2,
+                                                          2 * CFG.batch_tokens)
     assert results[0].evals == results[1].evals
 
 

@@ -49,7 +49,8 @@ def test_runs_of_an_older_loop_are_timed_again_and_the_report_says_so(tmp_path, 
     assert {c: (a["loop"], a["steps"], a["card"]) for c, a in again.items()} == {"transformer/small": (LOOP, 4, "cpu")}
     assert {t.number: t.user_attrs for t in _study(out).trials} == before  # the runs' own records stay
     report = (out / "report.md").read_text()
-    assert "Re-timed: the GPU-seconds and tokens/s of the runs of transformer/small that an older training loop" in report
+    assert "Re-timed: the GPU-seconds and tokens/s of the runs of transformer/small that an older training " \
+        "loop" in report
     tps = again["transformer/small"]["tokens_per_s"]
     row = next(line for line in report.splitlines() if line.startswith("| transformer | small |"))
     assert f"{tps:,.0f}" in row  # the tokens/s column is the new figure

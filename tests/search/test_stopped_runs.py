@@ -31,7 +31,8 @@ def _wait_for_trial(out, number, proc, timeout=240):
     deadline = time.time() + timeout
     while time.time() < deadline:
         if proc.poll() is not None:
-            pytest.fail(f"the run ended before trial {number} started ({proc.returncode}): {proc.stderr.read()[-2000:]}")
+            pytest.fail(f"the run ended before trial {number} started ({proc.returncode}): "
+                        f"{proc.stderr.read()[-2000:]}")
         if path.is_file():
             return
         time.sleep(0.02)
