@@ -1,5 +1,4 @@
 """Ctrl-C waits for the end of a storage call or of Optuna's bookkeeping, and is raised at once in a trial's work."""
-import gc
 import os
 import signal
 import sys
@@ -144,9 +143,8 @@ def test_a_signal_python_drops_in_a_weakref_callback_is_sent_again():
     steps = []
     start = time.monotonic()
     with pytest.raises(KeyboardInterrupt):
-        del thing
-        gc.collect()
-        steps.append("after the collection")
-        time.sleep(5)  # it arrives meanwhile
+        del thing  # the callback runs here, and Python drops what it raises
+        assert ref() is None
+        time.sleep(5)  # the signal arrives again meanwhile
         steps.append("never")
-    assert ref() is None and steps == ["after the collection"] and time.monotonic() - start < 4
+    assert steps == [] and time.monotonic() - start < 4
