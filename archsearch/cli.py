@@ -7,32 +7,8 @@ import sys
 from .errors import Loc, SpecError
 
 
-def _fmt(n: int) -> str:
-    return f"{n:,}"
-
-
-def cost_table(ir) -> str:
-    """Per-node analytic costs and totals, as printed by `compile`."""
-    rows = [("node", "block", "params", "FLOPs/token", "state bytes")]
-    for n in ir.nodes():
-        if n.op == "input":
-            continue
-        what = n.block if n.op == "block" else (f"add ×{n.scale}" if n.op == "add" and n.scale is not None else n.op)
-        if n.op == "output":
-            what = "logits (tied)" if ir.model.tied else "logits"
-        rows.append((n.name, what, _fmt(n.meta["params"]), _fmt(n.meta["flops"]), _fmt(n.meta["state_bytes"])))
-    rows.append(("total", "", _fmt(ir.meta["params"]), _fmt(ir.meta["flops"]), _fmt(ir.meta["state_bytes"])))
-    widths = [max(len(r[i]) for r in rows) for i in range(5)]
-    lines = []
-    for i, r in enumerate(rows):
-        if i == len(rows) - 1:
-            lines.append("-" * (sum(widths) + 8))
-        lines.append("  ".join(c.ljust(w) if j < 2 else c.rjust(w) for j, (c, w) in enumerate(zip(r, widths))))
-    return "\n".join(lines)
-
-
 def cmd_compile(args) -> int:
-    from .compiler import compile_spec
+    from .compiler import compile_spec, cost_table
 
     ir = compile_spec(args.spec, vocab=args.vocab, dump_after=args.dump_after)
     m = ir.model
@@ -46,9 +22,9 @@ def cmd_compile(args) -> int:
 
         built = sum(p.numel() for p in lower(ir).parameters())
         if built != ir.meta["params"]:
-            print(f"error: built {_fmt(built)} parameters, analytic {_fmt(ir.meta['params'])}", file=sys.stderr)
+            print(f"error: built {built:,} parameters, analytic {ir.meta['params']:,}", file=sys.stderr)
             return 1
-        print(f"built: {_fmt(built)} parameters, equal to the analytic count")
+        print(f"built: {built:,} parameters, equal to the analytic count")
     return 0
 
 

@@ -14,7 +14,8 @@ from .fit import difference, extrapolate, read_off
 from .plan import climbs, dropped
 from .results import Cell, best_of, gather
 from .retime import RETIMED
-from .runner import COPY, finished, open_folder
+from .folder import COPY, open_folder
+from .runner import finished
 from .trials import job_trials
 
 EXTRAPOLATE_TO = 1e8  # non-embedding parameters: the paper's headline size

@@ -23,7 +23,7 @@ from ..search.run_folder import same_tokens
 from ..spec import load_spec
 from ..task_and_train import TrainConfig
 from ..train import LOOP, train
-from .runner import COPY, open_folder
+from .folder import COPY, open_folder
 from .trials import job_trials
 
 RETIMED = "retimed"  # study user attribute: {"family/rung": {tokens_per_s, loop, steps, card, date}}

@@ -4,7 +4,6 @@ numbers are those of its saved weights loaded into a freshly built model (archse
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 import time
 from contextlib import contextmanager
@@ -24,50 +23,18 @@ from ..passes import run_passes
 from ..saved import train_then_score
 from ..search import interrupts
 from ..search.objective import mixers, worker_id
-from ..search.rdb import redact
 from ..search.recovery import INTERRUPTED, heartbeat, recover, superseded, will_end
 from ..search.run_folder import make_storage, same_tokens
 from ..yamlloc import load_file
 from .config import load_ladder
+from .folder import (COPY, checkpoint_path, default_storage, drop_checkpoint, progress_of, spec_path, weights_path,
+                     write_note)
 from .plan import Done, Job, wanted
 from .specs import check_size, non_embedding, plain, spec_doc, spec_of, tokens_for, with_sides
 from .trials import job_trials
 
-COPY = "ladder.yaml"  # the ladder file as run, kept beside its study: the report reads it
 QUEUE_LOCK = ".queue.lock"  # held while a process plans, enqueues and claims, so that workers never enqueue a run twice
 POLL_SECONDS = 5.0  # how often a worker with nothing to claim looks again while others run
-
-
-def weights_path(out: Path, job: Job, trial: int) -> Path:
-    """A finished run's weights, one file per trial: a run trained twice keeps both, each trial pointing at its own."""
-    return out / "weights" / job.family / job.rung / f"lr{job.lr:.4g}_seed{job.seed}_trial{trial}.pt"
-
-
-def checkpoint_path(out: Path, job: Job) -> Path:
-    """A run's checkpoint while it is unfinished (saved at each evaluation and when it pauses at its time limit),
-    with a sidecar `.json` of how far it got; both go when the run finishes."""
-    return out / "checkpoints" / job.family / job.rung / f"lr{job.lr:.4g}_seed{job.seed}.pt"
-
-
-def _progress(ckpt: Path) -> dict:
-    """{"tokens", "wall_seconds", "spec"} of an unfinished run: the tokens it had trained when it paused (after a
-    kill, those of its last note), the seconds it has taken, and a hash of its spec file (no note: nothing done)."""
-    try:
-        note = json.loads(ckpt.with_suffix(".json").read_text())
-    except (OSError, ValueError):
-        note = {}
-    return {"tokens": 0, "wall_seconds": 0.0, **note}
-
-
-def _note(ckpt: Path, note: dict) -> None:
-    side = ckpt.with_suffix(".json")
-    tmp = side.with_suffix(".tmp")
-    tmp.write_text(json.dumps(note))
-    tmp.replace(side)  # atomic: a kill mid-write leaves the previous note
-
-
-def spec_path(out: Path, job: Job) -> Path:
-    return out / "specs" / f"{job.family}-{job.rung}-lr{job.lr:.4g}-seed{job.seed}.yaml"
 
 
 def job_of(t) -> Job:
@@ -88,22 +55,6 @@ def finished(study) -> dict[str, Done]:
             for job, t in job_trials(study.get_trials(deepcopy=False)).items()}
 
 
-def open_folder(out: Path, storage: str | None = None):
-    """(the ladder as run, with its sides; its study) of an output folder of `run LADDER`, or one line saying why
-    not."""
-    if not (out / COPY).is_file():
-        raise SpecError(Loc(str(out)), f"not a ladder's output folder (no {COPY})")
-    ladder = load_ladder(out / COPY)
-    url = storage or f"sqlite:///{out / 'ladder.db'}"
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    try:
-        study = optuna.load_study(study_name=ladder.name, storage=make_storage(url))
-    except KeyError:  # Optuna's "Record does not exist."
-        raise SpecError(Loc("--storage" if storage else str(out)), f"{redact(url)} holds no study "
-                                                                    f"'{ladder.name}'") from None
-    return with_sides(ladder, study.user_attrs.get("sizes") or {}), study
-
-
 class LadderRun:
     """The ladder, its task (built once: every family trains on the same tokens), sizes and study."""
 
@@ -122,7 +73,7 @@ class LadderRun:
         self.sizes = self._sizes()
         self.ladder = with_sides(self.ladder, self.sizes)
         self._waiting_said = False  # a worker says once that it waits on others, not at every poll
-        self.url = storage or f"sqlite:///{self.out / 'ladder.db'}"
+        self.url = storage or default_storage(self.out)
         self.storage = make_storage(self.url)
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         self.study = optuna.create_study(study_name=self.ladder.name, storage=self.storage, load_if_exists=True)
@@ -289,7 +240,7 @@ class LadderRun:
         need = self.estimate(job)
         if need is None:
             return None
-        done = _progress(checkpoint_path(self.out, job))["tokens"]
+        done = progress_of(checkpoint_path(self.out, job))["tokens"]
         return need * (1 - done / self.sizes[f"{job.family}/{job.rung}"]["tokens"])
 
     def _run_one(self, t, job: Job, deadline: float | None) -> bool:
@@ -308,23 +259,23 @@ class LadderRun:
         ckpt = checkpoint_path(self.out, job)
         ckpt.parent.mkdir(parents=True, exist_ok=True)
         digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
-        before = _progress(ckpt)
+        before = progress_of(ckpt)
         if ckpt.is_file() and before.get("spec") != digest:  # a checkpoint of another spec, or of unknown origin
-            _drop(ckpt)
-            before = _progress(ckpt)
-        _note(ckpt, {**before, "spec": digest})
+            drop_checkpoint(ckpt)
+            before = progress_of(ckpt)
+        write_note(ckpt, {**before, "spec": digest})
         try:
             result, state, ir = self._fit(spec, job, splits, ckpt, deadline)
         except KeyboardInterrupt:
             with interrupts.held():
-                _note(ckpt, {**before, "spec": digest,
-                             "wall_seconds": before["wall_seconds"] + time.perf_counter() - t0})
+                write_note(ckpt, {**before, "spec": digest,
+                                  "wall_seconds": before["wall_seconds"] + time.perf_counter() - t0})
                 put("failed_reason", INTERRUPTED)
                 self.study.tell(t.number, state=TrialState.FAIL)
             raise
         except _Paused as e:
-            _note(ckpt, {"tokens": e.tokens, "wall_seconds": before["wall_seconds"] + time.perf_counter() - t0,
-                         "spec": digest})
+            write_note(ckpt, {"tokens": e.tokens, "spec": digest,
+                              "wall_seconds": before["wall_seconds"] + time.perf_counter() - t0})
             put("failed_reason", INTERRUPTED)
             self.study.tell(t.number, state=TrialState.FAIL)
             self.echo(f"{job.key}: {e} ({e.tokens:,} of {size['tokens']:,} tokens); the same command resumes it")
@@ -333,10 +284,10 @@ class LadderRun:
             put("failed_reason", str(e))
             self.study.tell(t.number, state=TrialState.FAIL)
             self.echo(f"{job.key}: failed: {e}")
-            _drop(ckpt)
+            drop_checkpoint(ckpt)
             return True
         with interrupts.held():  # a trained run is recorded whole: a signal here waits for the tell
-            _drop(ckpt)
+            drop_checkpoint(ckpt)
             weights = weights_path(self.out, job, t.number)
             weights.parent.mkdir(parents=True, exist_ok=True)
             torch.save(state, weights)
@@ -386,11 +337,6 @@ def pick(waiting: list, estimate, left: float, window: float | None = None):
     if need is None or need <= left or (window is not None and need > window and left >= window / 2):
         return waiting[0]
     return next((w for w in waiting[1:] if (n := estimate(w)) is not None and n <= left), None)
-
-
-def _drop(ckpt: Path) -> None:
-    ckpt.unlink(missing_ok=True)
-    ckpt.with_suffix(".json").unlink(missing_ok=True)
 
 
 class _Failed(Exception):

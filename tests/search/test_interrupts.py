@@ -66,18 +66,23 @@ def test_a_released_part_raises_at_once_and_takes_a_waiting_signal_on_entry():
     assert steps == []
 
 
+def ctrl_c_inside(storage, name: str) -> None:
+    """storage.`name` (guarded as make_storage guards it) with a Ctrl-C arriving as it starts."""
+    real = getattr(type(storage), name)
+
+    def call(self, *args, **kwargs):
+        ctrl_c()
+        sum(range(1000))  # a few bytecodes: the handler runs here, inside the storage call
+        return real(self, *args, **kwargs)
+
+    setattr(storage, name, interrupts.guard_call(call.__get__(storage)))
+
+
 def test_a_signal_inside_a_storage_write_lets_the_write_finish(tmp_path):
     storage = make_storage(f"sqlite:///{tmp_path / 's.db'}")
     study = optuna.create_study(study_name="s", storage=storage)
     trial = study.ask()  # (Optuna warns that heartbeats are meant for optimize)
-    real = type(storage).set_trial_user_attr
-
-    def write(self, *args, **kwargs):
-        ctrl_c()
-        sum(range(1000))
-        return real(self, *args, **kwargs)
-
-    storage.set_trial_user_attr = interrupts.guard_call(write.__get__(storage))
+    ctrl_c_inside(storage, "set_trial_user_attr")
     with pytest.raises(KeyboardInterrupt):
         trial.set_user_attr("k", 1)
     assert optuna.load_study(study_name="s", storage=f"sqlite:///{tmp_path / 's.db'}").trials[0].user_attrs == {"k": 1}
@@ -87,14 +92,7 @@ def test_a_signal_as_optuna_records_a_finished_trial_stops_the_search_cleanly(tm
     """Raised inside study.optimize's bookkeeping, a KeyboardInterrupt becomes Optuna's UnboundLocalError; held, it
     waits until the trial is told and stops the search from the next callback."""
     storage = make_storage(f"sqlite:///{tmp_path / 's.db'}")
-    real = type(storage).set_trial_state_values
-
-    def tell(self, *args, **kwargs):
-        ctrl_c()
-        sum(range(1000))
-        return real(self, *args, **kwargs)
-
-    storage.set_trial_state_values = interrupts.guard_call(tell.__get__(storage))
+    ctrl_c_inside(storage, "set_trial_state_values")
     study = optuna.create_study(study_name="s", storage=storage)
 
     def objective(trial):
