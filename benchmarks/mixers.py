@@ -6,8 +6,10 @@ ms, the ratio to SDPA and to the paper's form, and the card; then a T sweep with
     python benchmarks/mixers.py [--batch 4 --seq 2048] [--sweep 1024 2048 4096 8192 16384 32768 --tokens 32768]
                                 [--chunks]
 
-`--chunks` adds the PAM kernels at each chunk length they can take (32, 64, 128; 64 is the default), at B×T and in
-the sweep: what ARCHSEARCH_KERNEL_TUNING=1 chooses between.
+"PAM triton, whole loops" is the kernels with their state loops never split into segments (the form before the
+split, blocks/kernels/memory.py's SPLIT_WAVES = 0), timed beside the default, which splits them where few programs
+would run them (long T, few sequences). `--chunks` adds the PAM kernels at each chunk length they can take (32, 64,
+128; 64 is the default), at B×T and in the sweep: what ARCHSEARCH_KERNEL_TUNING=1 chooses between.
 
 Wall time (CUDA events around each call, host launch gaps included) is the headline; on a GPU two more columns show
 where the host is the bottleneck: the GPU-busy time (the kernels' summed durations, by torch.profiler) and, for the
@@ -24,6 +26,7 @@ spread, each ratio taken within a process (benchmarks/fresh.py; --processes 1 fo
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 
 import torch
@@ -61,6 +64,19 @@ def pam_pair(chunk: int | None = None):
     return run
 
 
+@contextlib.contextmanager
+def whole_loops():
+    """The state kernels' chunk loops never split into segments (blocks/kernels/memory.py's SPLIT_WAVES = 0): the
+    form before the split, timed beside it."""
+    from blocks.kernels import memory
+
+    waves, memory.SPLIT_WAVES = memory.SPLIT_WAVES, 0
+    try:
+        yield
+    finally:
+        memory.SPLIT_WAVES = waves
+
+
 def pam_core(mode):
     def run(parts, log_g):
         yr, yi = complex_memory(*parts, log_g, mode=mode, chunk=64)
@@ -82,6 +98,7 @@ def sdpa(b, t, device):
     return lambda: F.scaled_dot_product_attention(*qkv, is_causal=True).float().sum().backward()
 
 
+WHOLE = "PAM triton, whole loops"  # the kernels without the state loops' split (whole_loops)
 QUADRATIC_LIMIT = 8192  # the O(T²) dual forms are left out of the sweep beyond this length (minutes per point)
 
 
@@ -100,7 +117,7 @@ def busy_ms(fn, iters: int = 5) -> float:
 def time_forms(b, t, device, repeats, busy: dict | None = None, paper_fp32: bool = True, chunks: bool = False) -> dict:
     half = torch.bfloat16 if device.type == "cuda" else torch.float32
     fast = fastpath.kernels_available(device)
-    forms = {"PAM triton": (pam_pair(), half)} if fast else {}
+    forms = {"PAM triton": (pam_pair(), half), WHOLE: (pam_pair(), half)} if fast else {}
     if fast and chunks:
         from blocks.kernels.memory import CHUNKS
         forms |= {f"PAM triton C={c}": (pam_pair(c), half) for c in CHUNKS}
@@ -121,9 +138,10 @@ def time_forms(b, t, device, repeats, busy: dict | None = None, paper_fp32: bool
             parts, log_g = pam_inputs(b, 6, t, 64, device, dtype)
             if name.startswith("PAM triton"):
                 parts = pair_inputs(parts)
-            out[name] = time_ms(lambda: fn(parts, log_g).backward(), device, repeats=repeats, warmup=2)
-            if busy is not None:
-                busy[name] = busy_ms(lambda: fn(parts, log_g).backward())
+            with whole_loops() if name == WHOLE else contextlib.nullcontext():
+                out[name] = time_ms(lambda: fn(parts, log_g).backward(), device, repeats=repeats, warmup=2)
+                if busy is not None:
+                    busy[name] = busy_ms(lambda: fn(parts, log_g).backward())
         except torch.OutOfMemoryError:
             out[name] = float("nan")
         if device.type == "cuda":
@@ -146,9 +164,11 @@ def graphed_ms(b, t, device, repeats) -> dict:
                             (*pair_inputs(parts), log_g)),
              "LA triton 6×64": (lambda q, k, v, lg: linear_core.memory(q, k, v, lg, "triton", 64), (*la, log_g)),
              "SDPA causal 12×64": (lambda q, k, v: F.scaled_dot_product_attention(q, k, v, is_causal=True), qkv)}
+    forms[WHOLE] = forms["PAM triton"]
     out = {}
     for name, (fn, ins) in forms.items():
-        graphed = torch.cuda.make_graphed_callables(fn, tuple(ins))
+        with whole_loops() if name == WHOLE else contextlib.nullcontext():  # captured as the form runs
+            graphed = torch.cuda.make_graphed_callables(fn, tuple(ins))
         out[name] = time_ms(lambda: graphed(*ins).float().sum().backward(), device, repeats=repeats, warmup=2)
     return out
 
@@ -255,9 +275,13 @@ def show(args, values: fresh.Values) -> None:
             print(f"{t:7d} " + " ".join(f"{fresh.median(v(f'sweep/{t}/{n}@{what}') or [float('nan')]):16.3f}"
                                         for n in names))
     lead = "PAM triton" if "PAM triton" in names else "PAM chunked (torch)"
-    print(f"\nT sweep: {lead} / SDPA, per process, median [min–max]")
+    split = lead == "PAM triton" and WHOLE in names
+    print(f"\nT sweep: {lead} / SDPA" + (" and / its whole loops (the split's gain where below 1)" if split else "")
+          + ", per process, median [min–max]")
     for t in args.sweep:
-        print(f"{t:7d} {fresh.cell(fresh.ratio(v(f'sweep/{t}/{lead}@ms'), v(f'sweep/{t}/{sd}@ms')), '.2f')}×")
+        print(f"{t:7d} {fresh.cell(fresh.ratio(v(f'sweep/{t}/{lead}@ms'), v(f'sweep/{t}/{sd}@ms')), '.2f')}×"
+              + (f" {fresh.cell(fresh.ratio(v(f'sweep/{t}/{lead}@ms'), v(f'sweep/{t}/{WHOLE}@ms')), '.2f')}×"
+                 if split else ""))
 
 
 def main() -> None:

@@ -171,3 +171,50 @@ def test_complex_pair_matches_the_grouped_form(b, h, t, d, conjugate, device):
 
     for a, r in zip(run("triton", torch.float32, device), run("dual", torch.float64, "cpu")):
         assert rel_error(a.detach().cpu(), r.detach()) < 1e-5
+
+
+def test_a_state_loop_is_split_only_where_few_programs_would_run_it():
+    from blocks.kernels import memory
+
+    cpu = torch.device("cpu")  # under the interpreter one multiprocessor: SPLIT_WAVES programs are wanted
+    assert memory.SPLIT_WAVES == 8 and memory.MIN_SEGMENTS == 4 and memory.MIN_SEGMENT == 16
+    assert memory.segment_length(128, 1, cpu) == 16  # 8 segments of 16 chunks
+    assert memory.segment_length(200, 2, cpu) == 50  # 4 segments wanted, of 50 chunks
+    assert memory.segment_length(128, 3, cpu) == 128  # 3 segments would not shorten the loop enough
+    assert memory.segment_length(63, 1, cpu) == 63  # too few chunks for 4 segments of 16
+    assert memory.segment_length(1000, 8, cpu) == 1000  # enough programs already
+
+
+@pytest.mark.parametrize("sigma", [0.0, 1.0])
+@pytest.mark.parametrize("length", [1, 4])
+def test_a_chunk_loop_split_into_segments_gives_the_whole_loops_numbers(monkeypatch, sigma, length):
+    # 9 chunks of 16 (the last one short) in segments of 1 and 4 chunks (9 and 3 segments, the last shorter):
+    # output and every gradient as the whole loop gives them and as the float64 dual form does, both state kernels
+    from blocks.kernels import memory
+
+    b, h, g, t, d = 2, 1, 2, 140, 16
+    ref = _inputs(b, h, g, t, d, d, seed=4)
+    if sigma:
+        ref[0] = ref[0][:, :, 0].detach().requires_grad_()
+    weight = torch.randn(b, h, *([g] if not sigma else []), t, d, generator=torch.Generator().manual_seed(6),
+                         dtype=torch.float64)
+
+    def run(split: bool):
+        monkeypatch.setattr(memory, "segment_length", lambda n, programs, device: length if split else n)
+        mine = [x.detach().float().to(DEVICES[0]).requires_grad_() for x in ref]
+        y, _ = memory.memory_fwd_op(*mine, sigma, 16)
+        (y * weight.float().to(y.device)).sum().backward()
+        return [y.detach().cpu()] + [x.grad.cpu() for x in mine]
+
+    whole, split = run(False), run(True)
+    if sigma:
+        from blocks.pam import complex_memory
+
+        halves = [part for x in ref[:3] for part in x.split(d // 2, -1)]
+        y_ref = torch.cat(complex_memory(*halves, ref[3], mode="dual", chunk=16), -1)
+    else:
+        y_ref = linear_core.dual(*ref)
+    (y_ref * weight).sum().backward()
+    for name, a, w, r in zip(("y", "q", "k", "v", "log_g"), split, whole, [y_ref] + [x.grad for x in ref]):
+        assert rel_error(a, w) < 1e-6, name
+        assert rel_error(a, r.detach()) < 1e-5, name

@@ -6,10 +6,13 @@ two variants:
 - complex_pair_memory(q, k, v, log_g, sigma): PAM's split-real complex read (q, k, v [B, H, T, 2d] holding
   [re | im]; the second query group is derived inside the kernels) → y [B, H, T, 2d] = [Re | Im] in fp32.
 
-Forward in two launches and backward in four (the last sums and scans the decay's gradient). The state
+Forward in two launches and backward in four (the last sums and scans the decay's gradient); each state kernel's
+chunk loop in three where it is split into segments (_chunk_loop). The state
 accumulates in fp32; matmul inputs stay in the inputs' dtype (bf16 under autocast).
 """
 from __future__ import annotations
+
+import functools
 
 import torch
 import triton
@@ -50,8 +53,7 @@ def memory_fwd_op(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, log_g: torc
     rows = b * h if pair else b * h * g
     y = torch.empty(rows, t, dv, device=q.device, dtype=q.dtype if y_in_q_dtype else torch.float32)
     kw = dict(C=chunk, PREC=_precision(q.dtype))
-    launch(memory_fwd.fwd_states, lambda m: (triton.cdiv(dk, m["BK"]), triton.cdiv(dv, m["BV"]), b * h),
-           kf, vf, gf, states, t, n, K=dk, V=dv, **kw)
+    _chunk_loop(memory_fwd.fwd_states, (kf, vf, gf), states, t, n, b * h, dk, dv, False, dict(K=dk, V=dv, **kw))
     launch(memory_fwd.fwd_output, lambda m: (triton.cdiv(dv, m["BV"]), n, rows), qf, kf, vf, gf, states, y, t, n,
            **kw, **_shape_kw(g, dk, dv, sigma))
     return y.view(_y_shape(q, k, v, pair)), states
@@ -79,8 +81,7 @@ def memory_bwd_op(dy: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: torch.T
     n = states.shape[1]
     dyf = dy.reshape(-1, t, dv).contiguous()  # fp32 or q's dtype, as y was: the kernels round it to q's dtype
     dstates = torch.empty_like(states)
-    launch(memory_bwd.bwd_states, lambda m: (triton.cdiv(dk, m["BK"]), triton.cdiv(dv, m["BV"]), b * h),
-           qf, dyf, gf, dstates, t, n, **kw)
+    _chunk_loop(memory_bwd.bwd_states, (qf, dyf, gf), dstates, t, n, b * h, dk, dv, True, kw)
     dvf = torch.empty_like(vf)
     launch(memory_bwd.bwd_dv, lambda m: (triton.cdiv(dv, m["BV"]), n, b * h), qf, kf, dyf, gf, dstates, dvf, t,
            n, **kw)
@@ -88,12 +89,13 @@ def memory_bwd_op(dy: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: torch.T
     # one row of d c per key tile: under autotuning sized for the smallest tile any config uses (unused rows
     # stay zero; the autotuner resets them between trials), else exactly the direct launch's tiles
     tiles = triton.cdiv(dk, 32 if enabled(kw["PREC"]) else direct("bwd_dqk", kw["PREC"])["BK"])
-    dc = (torch.zeros if enabled(kw["PREC"]) else torch.empty)(tiles, b * h, t, device=qf.device,
-                                                                dtype=torch.float32)
+    new = torch.zeros if enabled(kw["PREC"]) else torch.empty
+    dc = new(tiles, b * h, t, device=qf.device, dtype=torch.float32)
+    dc_sums = new(tiles, b * h, n, device=qf.device, dtype=torch.float32)  # d c summed over each chunk
     launch(memory_bwd.bwd_dqk, lambda m: (triton.cdiv(dk, m["BK"]), n, b * h), qf, kf, vf, gf, states, dyf,
-           dstates, dqf, dkf, dc, b * h, t, n, **kw)
+           dstates, dqf, dkf, dc, dc_sums, b * h, t, n, **kw)
     dlog_g = torch.empty(b * h, t, device=qf.device, dtype=torch.float32)
-    memory_bwd.bwd_decay[(b * h,)](dc, dlog_g, b * h, t, NK=tiles, BT=256)
+    memory_bwd.bwd_decay[(n, b * h)](dc, dc_sums, dlog_g, b * h, t, n, NK=tiles, C=chunk, BN=256)
     return (dqf.view(q.shape).to(q.dtype), dkf.view(k.shape).to(k.dtype), dvf.view(v.shape).to(v.dtype),
             dlog_g.view(log_g.shape).to(log_g.dtype))
 
@@ -116,6 +118,52 @@ def _backward(ctx, dy, _dstates):
 
 
 memory_fwd_op.register_autograd(_backward, setup_context=_setup)
+
+
+# Splitting a state kernel's chunk loop into segments (memory_fwd's MODE): where (batch, head) rows × state tiles
+# give fewer programs than SPLIT_WAVES a streaming multiprocessor, the loop runs in S ≥ MIN_SEGMENTS segments of at
+# least MIN_SEGMENT chunks. It computes every segment's state product twice (its end state, then its chunk states from
+# the carried entering state), so it pays only where the loop's length, not arithmetic, bounds the kernel: its
+# sequential depth drops from N chunks to 2N/S + S. SPLIT_WAVES = 0 keeps the whole loop (benchmarks/mixers.py
+# times both).
+SPLIT_WAVES = 8
+MIN_SEGMENTS = 4
+MIN_SEGMENT = 16  # nothing splits below 64 chunks (T = 4096 at C = 64): T ≤ 2048 runs as measured
+
+
+def segment_length(n_chunks: int, programs: int, device: torch.device) -> int:
+    """Chunks per segment for a state kernel of `programs` programs over rows of n_chunks chunks (n_chunks: one
+    segment, the whole loop). Under the interpreter the device counts as one multiprocessor."""
+    want = SPLIT_WAVES * _multiprocessors(device)
+    segments = min(-(-want // programs), n_chunks // MIN_SEGMENT) if want > programs else 0
+    return n_chunks if segments < MIN_SEGMENTS else -(-n_chunks // segments)
+
+
+@functools.lru_cache(maxsize=None)
+def _multiprocessors(device: torch.device) -> int:
+    return torch.cuda.get_device_properties(device).multi_processor_count if device.type == "cuda" else 1
+
+
+def _chunk_loop(kernel, inputs: tuple, out: torch.Tensor, t: int, n: int, rows: int, dk: int, dv: int,
+                reverse: bool, kw: dict) -> None:
+    """A state kernel (fwd_states, or bwd_states: reverse) over `rows` rows of n chunks into out [rows, n, dk, dv]:
+    the whole loop in one launch, or split into segments (segment_length) in three."""
+    tile = direct(kernel.fn.__name__, kw["PREC"])  # under tuning the default's tiles: a count to decide by
+    tiles = (triton.cdiv(dk, tile["BK"]), triton.cdiv(dv, tile["BV"]))
+    length = segment_length(n, tiles[0] * tiles[1] * rows, out.device)
+    segments = triton.cdiv(n, length)
+
+    def grid(m):
+        return triton.cdiv(dk, m["BK"]), triton.cdiv(dv, m["BV"]), rows * segments
+    if segments == 1:
+        launch(kernel, grid, *inputs, out, out, out, t, n, n, MODE=0, **kw)
+        return
+    ends = torch.empty(rows * segments, dk, dv, device=out.device, dtype=torch.float32)
+    decays = torch.empty(rows * segments, device=out.device, dtype=torch.float32)
+    launch(kernel, grid, *inputs, out, ends, decays, t, n, length, MODE=1, **kw)
+    memory_fwd.carry_segments[(*tiles, rows)](ends, decays, segments, K=dk, V=dv, BK=tile["BK"], BV=tile["BV"],
+                                              REVERSE=reverse)
+    launch(kernel, grid, *inputs, out, ends, decays, t, n, length, MODE=2, **kw)
 
 
 def _flat(q, k, v, log_g, pair: bool) -> tuple:

@@ -7,8 +7,9 @@ For chunk n with entering state h_n, M[t, i] = exp(b_t − b_i) (i ≤ t) and a_
   dv   = Σ_g ((q_g kᵀ) ⊙ M)ᵀ da_g + (k ⊙ e^{B−b}) dh_n
   d c_t = Σ_g q_g·dq_g − k·dk for the global c = cumsum(log g): the caller turns it into d log g by a reverse
   cumulative sum. For a complex pair, da₁ is dy with its halves swapped and signed, and group 1's query gradient
-  folds back onto q's columns. Four launches: the state gradients (a reverse loop over chunks), dv, then dq, dk, d c,
-  then d log g (the key tiles' d c summed and scanned from the end). dy is read in fp32 (the forward's output dtype)
+  folds back onto q's columns. Four launches: the state gradients (a reverse loop over chunks; split into segments as
+  the forward's chunk states are, memory_fwd), dv, then dq, dk, d c (and its sum per chunk), then d log g (the key
+  tiles' d c summed and scanned from the end, every chunk at once). dy is read in fp32 (the forward's output dtype)
   and rounded to the inputs' dtype in the kernels.
 """
 from __future__ import annotations
@@ -16,7 +17,7 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
-from .memory_fwd import _chunk_decay, _rows, _state_tile, _swap_halves
+from .memory_fwd import _chunk_decay, _rows, _segment, _segment_end, _segment_state, _state_tile, _swap_halves
 from .tuning import PRUNE, configs
 
 
@@ -32,25 +33,34 @@ def _group(ptr, bh, t, in_t, cols, T, G: tl.constexpr, W: tl.constexpr, g: tl.co
     return x
 
 
-@triton.autotune(configs=configs("bwd_states"), key=["K", "V", "C", "G", "PAIR", "N"], prune_configs_by=PRUNE)
+# MODE as memory_fwd.fwd_states, the loop running from the last chunk: 0 each row's whole loop, 1 a segment's end
+# gradient from zero (into e, eg), 2 a segment from the entering gradient carry_segments left in e.
+@triton.autotune(configs=configs("bwd_states"), key=["K", "V", "C", "G", "PAIR", "N", "L", "MODE"],
+                 prune_configs_by=PRUNE)
 @triton.jit
-def bwd_states(q_ptr, dy_ptr, g_ptr, dh_ptr, T, N, G: tl.constexpr, K: tl.constexpr, V: tl.constexpr,
-               C: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, PAIR: tl.constexpr, SIGMA: tl.constexpr,
-               PREC: tl.constexpr):
-    i_k, i_v, bh = tl.program_id(0), tl.program_id(1), tl.program_id(2).to(tl.int64)
+def bwd_states(q_ptr, dy_ptr, g_ptr, dh_ptr, e_ptr, eg_ptr, T, N, L, G: tl.constexpr, K: tl.constexpr,
+               V: tl.constexpr, C: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, PAIR: tl.constexpr,
+               SIGMA: tl.constexpr, PREC: tl.constexpr, MODE: tl.constexpr):
+    i_k, i_v = tl.program_id(0), tl.program_id(1)
+    bh, row_seg, lo, hi = _segment(N, L, MODE)
     ok = i_k * BK + tl.arange(0, BK)
     ov = i_v * BV + tl.arange(0, BV)
-    grad = tl.zeros([BK, BV], dtype=tl.float32)
-    for j in range(N):
-        n = N - 1 - j
-        tl.store(dh_ptr + ((bh * N + n) * K + ok[:, None]) * V + ov[None, :], grad.to(dh_ptr.dtype.element_ty),
-                 mask=(ok < K)[:, None] & (ov < V)[None, :])
+    grad = _segment_state(e_ptr, row_seg, ok, ov, K, V, BK, BV, MODE)
+    decay = tl.sum(tl.zeros([1], dtype=tl.float32), 0)
+    for j in range(hi - lo):
+        n = hi - 1 - j
+        if MODE != 1:
+            tl.store(dh_ptr + ((bh * N + n) * K + ok[:, None]) * V + ov[None, :],
+                     grad.to(dh_ptr.dtype.element_ty), mask=(ok < K)[:, None] & (ov < V)[None, :])
         t, in_t, b, total = _chunk_decay(g_ptr, bh, n, T, C)
         grad = grad * tl.exp(total)
         for g in tl.static_range(G):
             q = _group(q_ptr, bh, t, in_t, ok, T, G, K, g, PAIR, SIGMA)
             dy = _group(dy_ptr, bh, t, in_t, ov, T, G, V, g, PAIR, 1.0).to(q_ptr.dtype.element_ty)  # dy: fp32
             grad += tl.dot(tl.trans((q * tl.exp(b)[:, None]).to(dy.dtype)), dy, input_precision=PREC)
+        decay += total
+    if MODE == 1:
+        _segment_end(e_ptr, eg_ptr, row_seg, grad, decay, ok, ov, K, V)
 
 
 @triton.autotune(configs=configs("bwd_dv"), key=["K", "V", "C", "G", "PAIR", "N"], prune_configs_by=PRUNE)
@@ -82,10 +92,10 @@ def bwd_dv(q_ptr, k_ptr, dy_ptr, g_ptr, dh_ptr, dv_ptr, T, N, G: tl.constexpr, K
 
 
 @triton.autotune(configs=configs("bwd_dqk"), key=["K", "V", "C", "G", "PAIR", "N"], prune_configs_by=PRUNE,
-                 reset_to_zero=["dc_ptr"])
+                 reset_to_zero=["dc_ptr", "dcs_ptr"])
 @triton.jit
-def bwd_dqk(q_ptr, k_ptr, v_ptr, g_ptr, h_ptr, dy_ptr, dh_ptr, dq_ptr, dk_ptr, dc_ptr, BH, T, N, G: tl.constexpr,
-            K: tl.constexpr, V: tl.constexpr, C: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
+def bwd_dqk(q_ptr, k_ptr, v_ptr, g_ptr, h_ptr, dy_ptr, dh_ptr, dq_ptr, dk_ptr, dc_ptr, dcs_ptr, BH, T, N,
+            G: tl.constexpr, K: tl.constexpr, V: tl.constexpr, C: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
             PAIR: tl.constexpr, SIGMA: tl.constexpr, PREC: tl.constexpr):
     i_k, n, bh = tl.program_id(0), tl.program_id(1), tl.program_id(2).to(tl.int64)
     t, in_t, b, total = _chunk_decay(g_ptr, bh, n, T, C)
@@ -139,19 +149,22 @@ def bwd_dqk(q_ptr, k_ptr, v_ptr, g_ptr, h_ptr, dy_ptr, dh_ptr, dq_ptr, dk_ptr, d
     dc -= tl.sum(k.to(tl.float32) * dk, 1)
     tl.store(dk_ptr + (bh * T + t[:, None]) * K + ok[None, :], dk, mask=tk)
     tl.store(dc_ptr + (i_k * BH + bh) * T + t, dc, mask=in_t)
+    tl.store(dcs_ptr + (i_k * BH + bh) * N + n, tl.sum(dc, 0))  # this key tile's d c summed over the chunk
 
 
 @triton.jit
-def bwd_decay(dc_ptr, dg_ptr, BH, T, NK: tl.constexpr, BT: tl.constexpr):
-    """d log g_j = Σ_{t ≥ j} d c_t, d c summed over the NK key tiles' rows: one program per (batch, head) row,
-    blocks of BT positions from the end, each scanned in reverse plus the sum of everything after it."""
-    bh = tl.program_id(0).to(tl.int64)
-    after = tl.sum(tl.zeros([BT], dtype=tl.float32), 0)
-    n = tl.cdiv(T, BT)
-    for i in range(n):
-        t = (n - 1 - i) * BT + tl.arange(0, BT)
-        dc = tl.zeros([BT], dtype=tl.float32)
+def bwd_decay(dc_ptr, dcs_ptr, dg_ptr, BH, T, N, NK: tl.constexpr, C: tl.constexpr, BN: tl.constexpr):
+    """d log g_j = Σ_{t ≥ j} d c_t, d c summed over the NK key tiles' rows: one program per chunk of a (batch, head)
+    row, all at once: the chunk's d c scanned in reverse, plus the sum of every later chunk's (the chunk sums
+    bwd_dqk stored, read BN at a time)."""
+    n, bh = tl.program_id(0), tl.program_id(1).to(tl.int64)
+    t = n * C + tl.arange(0, C)
+    dc = tl.zeros([C], dtype=tl.float32)
+    for k in tl.static_range(NK):
+        dc += tl.load(dc_ptr + (k * BH + bh) * T + t, mask=t < T, other=0.0)
+    later = tl.zeros([BN], dtype=tl.float32)
+    for m0 in range(((n + 1) // BN) * BN, N, BN):
+        m = m0 + tl.arange(0, BN)
         for k in tl.static_range(NK):
-            dc += tl.load(dc_ptr + (k * BH + bh) * T + t, mask=t < T, other=0.0)
-        tl.store(dg_ptr + bh * T + t, tl.cumsum(dc, 0, reverse=True) + after, mask=t < T)
-        after += tl.sum(dc, 0)
+            later += tl.load(dcs_ptr + (k * BH + bh) * N + m, mask=(m > n) & (m < N), other=0.0)
+    tl.store(dg_ptr + bh * T + t, tl.cumsum(dc, 0, reverse=True) + tl.sum(later, 0), mask=t < T)

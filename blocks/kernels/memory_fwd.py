@@ -10,7 +10,10 @@ anyway). Queries come in G groups sharing one state:
   recombination run outside the kernels.
 Inside a chunk, b = cumsum of g from the chunk's start (inclusive), so exp(b_t − b_i) is the decay from i to t.
 Two launches: the chunk states (a loop over chunks per program, parallel over state tiles), then every chunk's
-output at once (parallel over chunks).
+output at once (parallel over chunks). Where (batch, head) rows are few and sequences long, the chunk loop leaves
+most of the GPU idle; memory.py then splits it into segments of L chunks (MODE below): each segment's end state from
+a zero start, all segments at once; `carry_segments` turns those into each segment's entering state (a short loop
+over segments, elementwise); then each segment's chunk states from its entering state, all segments at once.
 """
 from __future__ import annotations
 
@@ -57,22 +60,87 @@ def _state_tile(h_ptr, bh, n, N, rows, cols, K: tl.constexpr, V: tl.constexpr):
                    mask=(rows < K)[:, None] & (cols < V)[None, :], other=0.0)
 
 
-@triton.autotune(configs=configs("fwd_states"), key=["K", "V", "C", "N"], prune_configs_by=PRUNE)
 @triton.jit
-def fwd_states(k_ptr, v_ptr, g_ptr, h_ptr, T, N, K: tl.constexpr, V: tl.constexpr, C: tl.constexpr,
-               BK: tl.constexpr, BV: tl.constexpr, PREC: tl.constexpr):
-    i_k, i_v, bh = tl.program_id(0), tl.program_id(1), tl.program_id(2).to(tl.int64)
+def _segment(N, L, MODE: tl.constexpr):
+    """Program axis 2 is (row, segment) of rows split into segments of L chunks (MODE 0: one segment a row, the whole
+    loop): → the row, the flat (row, segment) index and the segment's chunks [lo, hi)."""
+    row_seg = tl.program_id(2).to(tl.int64)
+    if MODE == 0:  # the loop as it ran before segments: 32-bit bounds, fewer registers
+        row, lo, hi = row_seg, 0, N
+    else:
+        S = tl.cdiv(N, L)
+        row, lo = row_seg // S, (row_seg % S) * L
+        hi = tl.minimum(lo + L, N)
+    return row, row_seg, lo, hi
+
+
+@triton.jit
+def _segment_state(e_ptr, row_seg, ok, ov, K: tl.constexpr, V: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
+                   MODE: tl.constexpr):
+    """The state a segment's loop starts from: zero, or (MODE 2) the entering state carry_segments left in e."""
+    if MODE == 2:
+        state = tl.load(e_ptr + (row_seg * K + ok[:, None]) * V + ov[None, :],
+                        mask=(ok < K)[:, None] & (ov < V)[None, :], other=0.0)
+    else:
+        state = tl.zeros([BK, BV], dtype=tl.float32)
+    return state
+
+
+@triton.jit
+def _segment_end(e_ptr, eg_ptr, row_seg, state, decay, ok, ov, K: tl.constexpr, V: tl.constexpr):
+    """MODE 1's result: the segment's end state from a zero start (fp32), and its summed log decay (once a row)."""
+    tl.store(e_ptr + (row_seg * K + ok[:, None]) * V + ov[None, :], state, mask=(ok < K)[:, None] & (ov < V)[None, :])
+    if (tl.program_id(0) == 0) & (tl.program_id(1) == 0):
+        tl.store(eg_ptr + row_seg, decay)
+
+
+# MODE 0: each row's whole chunk loop (L = N) from a zero state, storing every chunk's entering state in h;
+# MODE 1: one segment's loop from zero, storing only its end state and log decay (e, eg; fp32), nothing in h;
+# MODE 2: one segment's loop from the entering state carry_segments left in e, storing every chunk's in h.
+@triton.autotune(configs=configs("fwd_states"), key=["K", "V", "C", "N", "L", "MODE"], prune_configs_by=PRUNE)
+@triton.jit
+def fwd_states(k_ptr, v_ptr, g_ptr, h_ptr, e_ptr, eg_ptr, T, N, L, K: tl.constexpr, V: tl.constexpr,
+               C: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, PREC: tl.constexpr, MODE: tl.constexpr):
+    i_k, i_v = tl.program_id(0), tl.program_id(1)
+    bh, row_seg, lo, hi = _segment(N, L, MODE)
     ok = i_k * BK + tl.arange(0, BK)
     ov = i_v * BV + tl.arange(0, BV)
-    state = tl.zeros([BK, BV], dtype=tl.float32)
-    for n in range(N):
-        h_off = ((bh * N + n) * K + ok[:, None]) * V + ov[None, :]
-        tl.store(h_ptr + h_off, state.to(h_ptr.dtype.element_ty), mask=(ok < K)[:, None] & (ov < V)[None, :])
+    state = _segment_state(e_ptr, row_seg, ok, ov, K, V, BK, BV, MODE)
+    decay = tl.sum(tl.zeros([1], dtype=tl.float32), 0)
+    for n in range(lo, hi):
+        if MODE != 1:
+            h_off = ((bh * N + n) * K + ok[:, None]) * V + ov[None, :]
+            tl.store(h_ptr + h_off, state.to(h_ptr.dtype.element_ty), mask=(ok < K)[:, None] & (ov < V)[None, :])
         t, in_t, b, total = _chunk_decay(g_ptr, bh, n, T, C)
         k = _rows(k_ptr, bh * T, t, in_t, ok, K, False, 1.0)
         v = _rows(v_ptr, bh * T, t, in_t, ov, V, False, 1.0)
         k_end = (k * tl.exp(total - b)[:, None]).to(v.dtype)  # each key decayed to the chunk's end
         state = state * tl.exp(total) + tl.dot(tl.trans(k_end), v, input_precision=PREC)
+        decay += total
+    if MODE == 1:
+        _segment_end(e_ptr, eg_ptr, row_seg, state, decay, ok, ov, K, V)
+
+
+@triton.jit
+def carry_segments(e_ptr, eg_ptr, S, K: tl.constexpr, V: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
+                   REVERSE: tl.constexpr):
+    """e[row, s] holds segment s's end state from a zero start and eg[row, s] its summed log decay; each becomes the
+    state entering segment s in the loop's order (REVERSE: from the last segment, as the backward runs):
+    carry ← carry · exp(eg[s]) + e[s] after each segment, from carry = 0. Elementwise over one state tile."""
+    i_k, i_v, row = tl.program_id(0), tl.program_id(1), tl.program_id(2).to(tl.int64)
+    ok = i_k * BK + tl.arange(0, BK)
+    ov = i_v * BV + tl.arange(0, BV)
+    mask = (ok < K)[:, None] & (ov < V)[None, :]
+    carry = tl.zeros([BK, BV], dtype=tl.float32)
+    for j in range(S):
+        if REVERSE:
+            s = S - 1 - j
+        else:
+            s = j
+        off = ((row * S + s) * K + ok[:, None]) * V + ov[None, :]
+        end = tl.load(e_ptr + off, mask=mask, other=0.0)
+        tl.store(e_ptr + off, carry, mask=mask)
+        carry = carry * tl.exp(tl.load(eg_ptr + row * S + s)) + end
 
 
 @triton.jit
