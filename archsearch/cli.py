@@ -224,7 +224,8 @@ def cmd_retime(args) -> int:
     from .ladder.retime import retime
 
     out = Path(args.out_dir)
-    if retime(out, storage=args.storage, data=args.data, device=args.device, steps=args.steps):
+    if retime(out, storage=args.storage, data=args.data, device=args.device, steps=args.steps,
+              force=args.force):
         print(f"wrote {write_report(out, args.storage)}")
     return 0
 
@@ -304,6 +305,8 @@ def parser() -> argparse.ArgumentParser:
     rt.add_argument("--data", help="the corpus, where it is not at the path the study recorded (the same tokens)")
     rt.add_argument("--device", help="auto | cpu | cuda | cuda:N")
     rt.add_argument("--storage", help="the study's Optuna storage URL, when it is not in OUT_DIR")
+    rt.add_argument("--force", action="store_true", help="also re-time the cells re-timed before (the new figure "
+                                                         "replaces theirs)")
     rt.set_defaults(fn=cmd_retime)
     e = sub.add_parser("export", help="write a trained architecture as standalone model.py + config.json + weights.pt")
     e.add_argument("source", help="the output folder of `archsearch run`, or a spec file (with --weights)")

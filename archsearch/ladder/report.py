@@ -13,7 +13,7 @@ from . import check
 from .fit import difference, extrapolate, read_off
 from .plan import climbs, dropped
 from .results import Cell, best_of, gather
-from .retime import RETIMED
+from .retime import retimed
 from .folder import COPY, open_folder
 from .runner import finished
 from .trials import job_trials
@@ -123,7 +123,7 @@ def _table(ladder, study, cells: dict, gone: dict) -> list[str]:
 
 def _timing(study, cells: dict) -> list[str]:
     """Which training loop timed the GPU-seconds above, when not one alone, and which cells were re-timed."""
-    again = study.user_attrs.get(RETIMED) or {}
+    again = retimed(study)
     used = {f"{c.family}/{c.rung}": again[f"{c.family}/{c.rung}"] for c in cells.values()
             if any(r.get("retimed") for r in c.runs)}
     loops = sorted({loop for c in cells.values() for loop in c.loops()})

@@ -10,7 +10,7 @@ from optuna.trial import TrialState
 
 from .config import Ladder
 from .plan import best_rate, rate
-from .retime import RETIMED, loop_of
+from .retime import loop_of, retimed
 from .specs import holds_pam
 from .trials import job_trials
 
@@ -72,13 +72,13 @@ def gather(ladder: Ladder, study, done: dict) -> dict[tuple[str, str], Cell]:
             if s:
                 cells[(fam.name, rung)] = Cell(fam.name, rung, s["non_embedding"], s["params"], s["tokens"],
                                                holds_pam(s))
-    retimed = study.user_attrs.get(RETIMED) or {}
+    again_by_cell = retimed(study)
     for job, t in job_trials(study.get_trials(deepcopy=False)).items():
         a = t.user_attrs
         cell = cells.get((a.get("family"), a.get("rung")))
         if cell is None or job not in done:
             continue
-        again = retimed.get(f"{cell.family}/{cell.rung}")
+        again = again_by_cell.get(f"{cell.family}/{cell.rung}")
         if again and t.state == TrialState.COMPLETE and loop_of(a) != again["loop"]:  # `archsearch retime`'s figure
             a = {**a, "tokens_per_s": again["tokens_per_s"], "gpu_seconds": a["tokens"] / again["tokens_per_s"],
                  "loop": again["loop"], "retimed": True}

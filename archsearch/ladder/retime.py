@@ -2,8 +2,9 @@
 rung), for the finished runs that another loop timed. A run records its steady tokens/s as it trains, and its
 GPU-seconds (training tokens / tokens/s) set the report's equal-GPU-time reading; runs timed by two loops would not
 compare (train.LOOP). Each such cell trains its architecture again, with its own spec file and train settings on the
-study's tokens, for a few hundred steps and records the tokens/s in the study (user attribute `retimed`); the runs'
-own records stay as they were, and the report (results.gather) uses the new figure for them, saying so."""
+study's tokens, for a few hundred steps and records the tokens/s in the study (user attributes `retimed:CELL`);
+the runs' own records stay as they were, and the report (results.gather) uses the new figure for them, saying so. A
+cell re-timed once is left alone unless --force asks for it again."""
 from __future__ import annotations
 
 import math
@@ -26,7 +27,13 @@ from ..train import LOOP, train
 from .folder import COPY, open_folder
 from .trials import job_trials
 
-RETIMED = "retimed"  # study user attribute: {"family/rung": {tokens_per_s, loop, steps, card, date}}
+RETIMED = "retimed:"  # study user attributes "retimed:family/rung" → {tokens_per_s, loop, steps, card, date}: one
+# key a cell, so two re-timings at once (two machines on one storage) each keep what they measured
+
+
+def retimed(study) -> dict[str, dict]:
+    """{"family/rung": its re-timing} of the cells `archsearch retime` timed."""
+    return {k[len(RETIMED):]: v for k, v in study.user_attrs.items() if k.startswith(RETIMED)}
 
 
 def loop_of(attrs: dict) -> str:
@@ -34,10 +41,10 @@ def loop_of(attrs: dict) -> str:
     return attrs.get("loop", "waited")
 
 
-def stale(study, loop: str = LOOP) -> dict[str, list]:
+def stale(study, loop: str = LOOP, force: bool = False) -> dict[str, list]:
     """{"family/rung": [finished trials]} of the cells with a finished run timed by another loop than `loop` and not
-    yet re-timed with it."""
-    done = study.user_attrs.get(RETIMED) or {}
+    yet re-timed with it (force: re-timed or not)."""
+    done = {} if force else retimed(study)
     out: dict[str, list] = {}
     for t in job_trials(study.get_trials(deepcopy=False)).values():
         a = t.user_attrs
@@ -67,16 +74,18 @@ def _plan(out: Path, trials: list, task, steps: int, device: str | None):
 
 
 def retime(out: Path, *, storage: str | None = None, data: str | None = None, device: str | None = None,
-           steps: int = 300, echo=print) -> int:
-    """Re-time every stale cell of the ladder in `out`; returns how many it re-timed."""
+           steps: int = 300, force: bool = False, echo=print) -> int:
+    """Re-time every stale cell of the ladder in `out` (force: also those re-timed before, whose new figure replaces
+    the old); returns how many it re-timed."""
     if steps < 3:
         raise SpecError(Loc("--steps"), f"needs 3 or more (the first two are not timed), got {steps}")
     if device:  # before the tokens are made
         run_context(replace(TrainConfig(), device=device), 1, Loc("--device"))
     ladder, study = open_folder(out, storage)
-    cells = stale(study)
+    cells = stale(study, force=force)
     if not cells:
-        echo(f"every finished run of '{ladder.name}' was timed by the {LOOP} loop: nothing to re-time")
+        echo(f"every finished run of '{ladder.name}' was timed by the {LOOP} loop or re-timed with it: nothing to "
+             "re-time (--force re-times the re-timed again)")
         return 0
     first = next(iter(cells.values()))[0]
     task_cfg = _spec(out, first).task
@@ -94,10 +103,9 @@ def retime(out: Path, *, storage: str | None = None, data: str | None = None, de
         if r.status != "completed":
             raise SpecError(Loc(cell), f"the timing run did not complete ({r.status}: {r.reason})")
         before = [t.user_attrs["tokens_per_s"] for t in cells[cell]]
-        record = dict(study.user_attrs.get(RETIMED) or {})
-        record[cell] = {"tokens_per_s": r.tokens_per_s, "loop": r.loop, "steps": steps,
-                        "card": device_name(ctx.device), "date": time.strftime("%Y-%m-%d")}
-        study.set_user_attr(RETIMED, record)  # one cell at a time: a stopped re-timing keeps what it measured
+        study.set_user_attr(RETIMED + cell, {  # one cell at a time: a stopped re-timing keeps what it measured
+            "tokens_per_s": r.tokens_per_s, "loop": r.loop, "steps": steps, "card": device_name(ctx.device),
+            "date": time.strftime("%Y-%m-%d")})
         ms = lambda tps: cfg.batch_tokens / tps * 1e3  # noqa: E731
         echo(f"{cell}: {ms(max(before)):.2f}–{ms(min(before)):.2f} ms a step as its {len(before)} run(s) recorded, "
              f"{ms(r.tokens_per_s):.2f} now")

@@ -9,7 +9,7 @@ import archsearch.ladder.retime
 import archsearch.saved
 import archsearch.train
 from archsearch.cli import main
-from archsearch.ladder.retime import RETIMED, stale
+from archsearch.ladder.retime import RETIMED, retimed, stale
 from archsearch.train import LOOP
 
 LADDER = Path(__file__).resolve().parents[1] / "fixtures/tiny_ladder.yaml"
@@ -30,7 +30,7 @@ def test_runs_of_an_older_loop_are_timed_again_and_the_report_says_so(tmp_path, 
     capsys.readouterr()
 
     assert main(["retime", str(out), "--data", "tests/fixtures/wikitext"]) == 2  # other tokens: one line, nothing kept
-    assert "these tokens are not the ones" in capsys.readouterr().err and RETIMED not in _study(out).user_attrs
+    assert "these tokens are not the ones" in capsys.readouterr().err and not retimed(_study(out))
 
     assert main(["retime", str(out), "--device", "tpu"]) == 2 and "--device: " in capsys.readouterr().err
     assert main(["retime", str(out), "--storage", f"sqlite:///{tmp_path / 'other.db'}"]) == 2
@@ -45,7 +45,7 @@ def test_runs_of_an_older_loop_are_timed_again_and_the_report_says_so(tmp_path, 
     text = capsys.readouterr().out
     assert f"re-timing 1 cell(s) of 'tiny' with the {LOOP} loop, 4 steps each" in text
     assert "transformer/small: " in text and " now" in text
-    again = _study(out).user_attrs[RETIMED]
+    again = retimed(_study(out))
     assert {c: (a["loop"], a["steps"], a["card"]) for c, a in again.items()} == {"transformer/small": (LOOP, 4, "cpu")}
     assert {t.number: t.user_attrs for t in _study(out).trials} == before  # the runs' own records stay
     report = (out / "report.md").read_text()
@@ -57,3 +57,15 @@ def test_runs_of_an_older_loop_are_timed_again_and_the_report_says_so(tmp_path, 
 
     assert main(["retime", str(out)]) == 0
     assert "nothing to re-time" in capsys.readouterr().out
+    assert main(["retime", str(out), "--steps", "3", "--force"]) == 0  # again, on asking: the new figure replaces it
+    assert "re-timing 1 cell(s)" in capsys.readouterr().out
+    assert retimed(_study(out))["transformer/small"]["steps"] == 3
+
+
+def test_each_cell_keeps_its_own_record_so_two_re_timings_at_once_lose_neither(tmp_path):
+    storage = f"sqlite:///{tmp_path / 'ladder.db'}"
+    optuna.create_study(study_name="tiny", storage=storage)
+    first, second = (optuna.load_study(study_name="tiny", storage=storage) for _ in range(2))  # two processes
+    first.set_user_attr(RETIMED + "a/small", {"tokens_per_s": 1.0})
+    second.set_user_attr(RETIMED + "b/small", {"tokens_per_s": 2.0})  # its view predates the first's write
+    assert sorted(retimed(_study(tmp_path))) == ["a/small", "b/small"]
