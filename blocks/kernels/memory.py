@@ -135,7 +135,7 @@ def segment_length(n_chunks: int, programs: int, device: torch.device) -> int:
     """Chunks per segment for a state kernel of `programs` programs over rows of n_chunks chunks (n_chunks: one
     segment, the whole loop). Under the interpreter the device counts as one multiprocessor."""
     want = SPLIT_WAVES * _multiprocessors(device)
-    segments = min(-(-want // programs), n_chunks // MIN_SEGMENT) if want > programs else 0
+    segments = min(-(-want // programs), n_chunks // MIN_SEGMENT) if want > programs > 0 else 0
     return n_chunks if segments < MIN_SEGMENTS else -(-n_chunks // segments)
 
 
@@ -151,7 +151,7 @@ def _chunk_loop(kernel, inputs: tuple, out: torch.Tensor, t: int, n: int, rows: 
     tile = direct(kernel.fn.__name__, kw["PREC"])  # under tuning the default's tiles: a count to decide by
     tiles = (triton.cdiv(dk, tile["BK"]), triton.cdiv(dv, tile["BV"]))
     length = segment_length(n, tiles[0] * tiles[1] * rows, out.device)
-    segments = triton.cdiv(n, length)
+    segments = triton.cdiv(n, length) if n else 1
 
     def grid(m):
         return triton.cdiv(dk, m["BK"]), triton.cdiv(dv, m["BV"]), rows * segments
