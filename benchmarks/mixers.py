@@ -6,9 +6,9 @@ ms, the ratio to SDPA and to the paper's form, and the card; then a T sweep with
     python benchmarks/mixers.py [--batch 4 --seq 2048] [--sweep 1024 2048 4096 8192 16384 32768 --tokens 32768]
                                 [--chunks]
 
-"PAM triton, whole loops" is the kernels with their state loops never split into segments (the form before the
-split, blocks/kernels/memory.py's SPLIT_WAVES = 0), timed beside the default, which splits them where few programs
-would run them (long T, few sequences). `--chunks` adds the PAM kernels at each chunk length they can take (32, 64,
+"PAM triton, whole loops" is the kernels with their state loops never split into segments (SPLIT_WAVES = 0 in
+blocks/kernels/memory.py; the decay gradient's scan, changed with the split, is the new one in both), timed beside the
+default, which splits them where few programs would run them (long T, few sequences). `--chunks` adds the PAM kernels at each chunk length they can take (32, 64,
 128; 64 is the default), at B×T and in the sweep: what ARCHSEARCH_KERNEL_TUNING=1 chooses between.
 
 Wall time (CUDA events around each call, host launch gaps included) is the headline; on a GPU two more columns show
@@ -66,8 +66,8 @@ def pam_pair(chunk: int | None = None):
 
 @contextlib.contextmanager
 def whole_loops():
-    """The state kernels' chunk loops never split into segments (blocks/kernels/memory.py's SPLIT_WAVES = 0): the
-    form before the split, timed beside it."""
+    """The state kernels' chunk loops never split into segments (blocks/kernels/memory.py's SPLIT_WAVES = 0), timed
+    beside the split."""
     from blocks.kernels import memory
 
     waves, memory.SPLIT_WAVES = memory.SPLIT_WAVES, 0

@@ -194,6 +194,8 @@ def test_a_chunk_loop_split_into_segments_gives_the_whole_loops_numbers(monkeypa
 
     b, h, g, t, d = 2, 1, 2, 140, 16
     ref = _inputs(b, h, g, t, d, d, seed=4)
+    # weak decay (a segment of 4 chunks decays by ~e^-0.6, not e^-16): a wrong decay carried across segments shows
+    ref[3] = (ref[3].detach() * 0.02).requires_grad_()
     if sigma:
         ref[0] = ref[0][:, :, 0].detach().requires_grad_()
     weight = torch.randn(b, h, *([g] if not sigma else []), t, d, generator=torch.Generator().manual_seed(6),
@@ -218,3 +220,21 @@ def test_a_chunk_loop_split_into_segments_gives_the_whole_loops_numbers(monkeypa
     for name, a, w, r in zip(("y", "q", "k", "v", "log_g"), split, whole, [y_ref] + [x.grad for x in ref]):
         assert rel_error(a, w) < 1e-6, name
         assert rel_error(a, r.detach()) < 1e-5, name
+
+
+def test_the_decay_gradients_scan_adds_every_later_chunks_sum():
+    # bwd_decay with 2 chunk sums read at a time, so its loop over later chunks runs many blocks (N of 1 to 9, odd
+    # and even; 3 key tiles; a short last chunk): d log g_j = the reverse cumulative sum of d c over the key tiles
+    from blocks.kernels import memory_bwd
+
+    gen = torch.Generator().manual_seed(7)
+    for n_chunks in (1, 2, 5, 9):
+        nk, bh, c = 3, 2, 16
+        t = n_chunks * c - 5
+        dc = torch.randn(nk, bh, t, generator=gen)
+        sums = torch.stack([dc[..., i * c:(i + 1) * c].sum(-1) for i in range(n_chunks)], -1)
+        out = torch.empty(bh, t, device=DEVICES[0])
+        memory_bwd.bwd_decay[(n_chunks, bh)](dc.to(DEVICES[0]), sums.contiguous().to(DEVICES[0]), out, bh, t,
+                                             n_chunks, NK=nk, C=c, BN=2)
+        want = dc.double().sum(0).flip(-1).cumsum(-1).flip(-1)
+        assert rel_error(out.cpu().double(), want) < 1e-5, n_chunks

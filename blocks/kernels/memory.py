@@ -128,12 +128,12 @@ memory_fwd_op.register_autograd(_backward, setup_context=_setup)
 # times both).
 SPLIT_WAVES = 8
 MIN_SEGMENTS = 4
-MIN_SEGMENT = 16  # nothing splits below 64 chunks (T = 4096 at C = 64): T ≤ 2048 runs as measured
+MIN_SEGMENT = 16  # nothing splits below 64 chunks: at the default C = 64, T ≤ 2048 runs as measured
 
 
 def segment_length(n_chunks: int, programs: int, device: torch.device) -> int:
     """Chunks per segment for a state kernel of `programs` programs over rows of n_chunks chunks (n_chunks: one
-    segment, the whole loop). Under the interpreter the device counts as one multiprocessor."""
+    segment, the whole loop). A device other than a CUDA GPU (the interpreter's CPU) counts as one multiprocessor."""
     want = SPLIT_WAVES * _multiprocessors(device)
     segments = min(-(-want // programs), n_chunks // MIN_SEGMENT) if want > programs > 0 else 0
     return n_chunks if segments < MIN_SEGMENTS else -(-n_chunks // segments)
