@@ -8,8 +8,9 @@ ms, the ratio to SDPA and to the paper's form, and the card; then a T sweep with
 
 "PAM triton, whole loops" is the kernels with their state loops never split into segments (SPLIT_WAVES = 0 in
 blocks/kernels/memory.py; the decay gradient's scan, changed with the split, is the new one in both), timed beside the
-default, which splits them where few programs would run them (long T, few sequences). `--chunks` adds the PAM kernels at each chunk length they can take (32, 64,
-128; 64 is the default), at B×T and in the sweep: what ARCHSEARCH_KERNEL_TUNING=1 chooses between.
+default, which splits them where few programs would run them (long T, few sequences). `--chunks` adds the PAM
+kernels at each chunk length they can take (32, 64, 128; 64 is the default), at B×T and in the sweep: what
+ARCHSEARCH_KERNEL_TUNING=1 chooses between.
 
 Wall time (CUDA events around each call, host launch gaps included) is the headline; on a GPU two more columns show
 where the host is the bottleneck: the GPU-busy time (the kernels' summed durations, by torch.profiler) and, for the
