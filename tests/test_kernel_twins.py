@@ -147,8 +147,10 @@ EXAMPLES = {  # per kernel: tile edges, several column blocks, both signs, with 
     "pam_step.pam_step": [_decode(2, 2, 8, 16, "data", "head", True), _decode(3, 2, 12, 10, "fixed", "channel", False),
                           _decode(1, 1, 24, 300, "none", "off", True)],
     "pam_step.pam_sublayer_step": [_pam_sublayer(2, 2, 12, 20, "channel", True),
+                                   _pam_sublayer(10, 1, 8, 20, "head", True),  # two groups of up to 8 sequences
                                    _pam_sublayer(1, 1, 8, 300, "head", False)],
-    "cgu_step.cgu_sublayer_step": [_cgu_sublayer(3, 40, 30, True), _cgu_sublayer(1, 9, 27, False)],
+    "cgu_step.cgu_sublayer_step": [_cgu_sublayer(3, 40, 30, True), _cgu_sublayer(10, 9, 12, True),
+                                   _cgu_sublayer(1, 9, 27, False)],
     "sublayer.residual_linear": [_residual(3, 21, 300, True), _residual(9, 6, 16, False)],
 }
 CASES = [(name, i) for name in TWINS for i in range(len(EXAMPLES.get(name, [])))]
