@@ -17,7 +17,7 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
-from .memory_fwd import _chunk_decay, _rows, _segment, _segment_end, _segment_state, _state_tile, _swap_halves
+from .memory_fwd import _chunk_decay, _rows, _segment_end, _segment_start, _state_tile, _swap_halves
 from .tuning import PRUNE, configs
 
 
@@ -41,12 +41,7 @@ def _group(ptr, bh, t, in_t, cols, T, G: tl.constexpr, W: tl.constexpr, g: tl.co
 def bwd_states(q_ptr, dy_ptr, g_ptr, dh_ptr, e_ptr, eg_ptr, T, N, L, G: tl.constexpr, K: tl.constexpr,
                V: tl.constexpr, C: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, PAIR: tl.constexpr,
                SIGMA: tl.constexpr, PREC: tl.constexpr, MODE: tl.constexpr):
-    i_k, i_v = tl.program_id(0), tl.program_id(1)
-    bh, row_seg, lo, hi = _segment(N, L, MODE)
-    ok = i_k * BK + tl.arange(0, BK)
-    ov = i_v * BV + tl.arange(0, BV)
-    grad = _segment_state(e_ptr, row_seg, ok, ov, K, V, BK, BV, MODE)
-    decay = tl.sum(tl.zeros([1], dtype=tl.float32), 0)
+    bh, row_seg, lo, hi, ok, ov, grad, decay = _segment_start(e_ptr, N, L, K, V, BK, BV, MODE)
     for j in range(hi - lo):
         n = hi - 1 - j
         if MODE != 1:

@@ -75,15 +75,20 @@ def _segment(N, L, MODE: tl.constexpr):
 
 
 @triton.jit
-def _segment_state(e_ptr, row_seg, ok, ov, K: tl.constexpr, V: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
+def _segment_start(e_ptr, N, L, K: tl.constexpr, V: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
                    MODE: tl.constexpr):
-    """The state a segment's loop starts from: zero, or (MODE 2) the entering state carry_segments left in e."""
+    """A state kernel's program: its row, (row, segment) index, chunks [lo, hi), state tile (rows ok, columns ov),
+    the state its loop starts from (zero, or in MODE 2 the entering state carry_segments left in e) and a zero for
+    summing the segment's log decay."""
+    bh, row_seg, lo, hi = _segment(N, L, MODE)
+    ok = tl.program_id(0) * BK + tl.arange(0, BK)
+    ov = tl.program_id(1) * BV + tl.arange(0, BV)
     if MODE == 2:
         state = tl.load(e_ptr + (row_seg * K + ok[:, None]) * V + ov[None, :],
                         mask=(ok < K)[:, None] & (ov < V)[None, :], other=0.0)
     else:
         state = tl.zeros([BK, BV], dtype=tl.float32)
-    return state
+    return bh, row_seg, lo, hi, ok, ov, state, tl.sum(tl.zeros([1], dtype=tl.float32), 0)
 
 
 @triton.jit
@@ -101,12 +106,7 @@ def _segment_end(e_ptr, eg_ptr, row_seg, state, decay, ok, ov, K: tl.constexpr, 
 @triton.jit
 def fwd_states(k_ptr, v_ptr, g_ptr, h_ptr, e_ptr, eg_ptr, T, N, L, K: tl.constexpr, V: tl.constexpr,
                C: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, PREC: tl.constexpr, MODE: tl.constexpr):
-    i_k, i_v = tl.program_id(0), tl.program_id(1)
-    bh, row_seg, lo, hi = _segment(N, L, MODE)
-    ok = i_k * BK + tl.arange(0, BK)
-    ov = i_v * BV + tl.arange(0, BV)
-    state = _segment_state(e_ptr, row_seg, ok, ov, K, V, BK, BV, MODE)
-    decay = tl.sum(tl.zeros([1], dtype=tl.float32), 0)
+    bh, row_seg, lo, hi, ok, ov, state, decay = _segment_start(e_ptr, N, L, K, V, BK, BV, MODE)
     for n in range(lo, hi):
         if MODE != 1:
             h_off = ((bh * N + n) * K + ok[:, None]) * V + ov[None, :]
