@@ -12,7 +12,7 @@ import torch
 from blocks.complex import frozen_weights
 
 from . import flops
-from .graph_step import GraphedMicroStep, LMLoss, micro_loss
+from .graph_step import GraphedMicroStep, LMLoss, compile_afresh, micro_loss
 
 
 def time_ms(fn, device: torch.device, repeats: int = 5, warmup: int = 2) -> float:
@@ -55,14 +55,17 @@ def decode_ms(model: torch.nn.Module, vocab: int, context: int, device: torch.de
 
 
 def measure(model: torch.nn.Module, vocab: int, batch: int, seq_len: int, device: torch.device, amp=None,
-            repeats: int = 5, decode_context: int | None = None, cuda_graph: bool = False) -> dict:
+            repeats: int = 5, decode_context: int | None = None, cuda_graph: bool = False,
+            compile: bool = False) -> dict:
     """Costs of one training step (forward + backward) and one prefill at [batch, seq_len]; with `decode_context`,
-    also one decode step at batch 1 after that many tokens. With `cuda_graph` (on a GPU) the training step is timed as
-    the trainer then runs it, replayed as a CUDA graph; FLOPs are still counted on an eager step."""
+    also one decode step at batch 1 after that many tokens. The training step is timed in the form the trainer runs
+    it: with `compile`, compiled with its loss (the warm-up runs compile it); with `cuda_graph` (on a GPU), replayed as
+    a CUDA graph. FLOPs are counted on an eager step."""
     amp = amp or nullcontext()
     model.to(device).train()
     ids = torch.randint(0, vocab, (batch, seq_len), device=device)
     loss_fn = LMLoss(model)
+    timed_fn = compile_afresh(LMLoss(model)) if compile else loss_fn  # as train.train compiles it
 
     def train_step():
         micro_loss(loss_fn, amp, ids, ids, 1)
@@ -72,14 +75,15 @@ def measure(model: torch.nn.Module, vocab: int, batch: int, seq_len: int, device
         with torch.no_grad(), amp:
             model(ids)
 
-    timed_step = train_step
-    if cuda_graph and device.type == "cuda":
-        graphed = GraphedMicroStep(loss_fn, amp, 1, "measure")
+    graphed = GraphedMicroStep(timed_fn, amp, 1, "measure") if cuda_graph and device.type == "cuda" else None
 
-        def graphed_step():
+    def timed_step():
+        if graphed:
             graphed(ids, ids)
             model.zero_grad(set_to_none=False)  # the graph adds into the gradients it was captured with
-        timed_step = graphed_step
+        else:
+            micro_loss(timed_fn, amp, ids, ids, 1)
+            model.zero_grad(set_to_none=True)
 
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)

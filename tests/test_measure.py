@@ -53,3 +53,24 @@ def test_cpu_latency_is_the_fastest_repeat_so_other_processes_cannot_inflate_it(
             time.sleep(0.05)
 
     assert time_ms(fn, torch.device("cpu"), repeats=5, warmup=2) < 25
+
+
+def test_a_step_the_trainer_compiles_is_timed_compiled(monkeypatch):
+    # `train.compile` trains the model compiled with its loss: its latency (and a search's iso-time budget, set from
+    # it) must be the compiled step's, not the eager one's. A stand-in for the compiler counts the timed calls.
+    import archsearch.measure
+
+    calls = []
+
+    def compiled(fn, **options):
+        def run(x, y):
+            calls.append(x.shape)
+            return fn(x, y)
+        return run
+
+    monkeypatch.setattr(archsearch.measure, "compile_afresh", compiled)
+    measure(_model(), 40, 2, 16, torch.device("cpu"), repeats=3, compile=True)
+    assert len(calls) == 2 + 3  # the warm-up runs and the timed repeats, all through the compiled step
+    calls.clear()
+    measure(_model(), 40, 2, 16, torch.device("cpu"), repeats=3)
+    assert not calls

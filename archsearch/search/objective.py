@@ -108,7 +108,7 @@ class Objective:
         decode_at = self.space.search.decode_context
         decode_at = ctx.seq_len - 1 if decode_at is None else min(decode_at, ir.model.seq_len - 1)
         return measure(model, ir.model.vocab, ctx.batch, ctx.seq_len, ctx.device, ctx.autocast(),
-                       decode_context=decode_at, cuda_graph=spec.train.cuda_graph)
+                       decode_context=decode_at, cuda_graph=spec.train.cuda_graph, compile=spec.train.compile)
 
     def reference_costs(self, spec) -> dict:
         """Analytic and measured costs of one architecture (the weighted objective's reference), without training."""
