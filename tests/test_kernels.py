@@ -173,16 +173,23 @@ def test_complex_pair_matches_the_grouped_form(b, h, t, d, conjugate, device):
         assert rel_error(a.detach().cpu(), r.detach()) < 1e-5
 
 
-def test_a_state_loop_is_split_only_where_few_programs_would_run_it():
+def test_a_state_loop_is_split_only_where_few_programs_would_run_it(monkeypatch):
     from blocks.kernels import memory
 
-    cpu = torch.device("cpu")  # under the interpreter one multiprocessor: SPLIT_WAVES programs are wanted
-    assert memory.SPLIT_WAVES == 8 and memory.MIN_SEGMENTS == 4 and memory.MIN_SEGMENT == 16
-    assert memory.segment_length(128, 1, cpu) == 16  # 8 segments of 16 chunks
-    assert memory.segment_length(200, 2, cpu) == 50  # 4 segments wanted, of 50 chunks
-    assert memory.segment_length(128, 3, cpu) == 128  # 3 segments would not shorten the loop enough
-    assert memory.segment_length(63, 1, cpu) == 63  # too few chunks for 4 segments of 16
-    assert memory.segment_length(1000, 8, cpu) == 1000  # enough programs already
+    monkeypatch.setattr(memory, "_multiprocessors", lambda device: 132)  # an H100's or H200's
+    cuda = torch.device("cuda")
+    assert (memory.SPLIT_BELOW, memory.SPLIT_WAVES, memory.MIN_SEGMENTS, memory.MIN_SEGMENT) == (1, 8, 4, 16)
+    # the mixer benchmark's shapes at B·T = 32k (6 heads of 128 columns; forward 16 tiles a row, backward 8)
+    assert memory.segment_length(128, 16 * 24, cuda) == 128  # T = 8k: a wave of programs and more, no split
+    assert memory.segment_length(128, 8 * 24, cuda) == 128  # (splitting these 192 lost 8% on an H100)
+    assert memory.segment_length(256, 16 * 12, cuda) == 256  # 16k forward: 192 programs
+    assert memory.segment_length(256, 8 * 12, cuda) == 24  # 16k backward: 96, in 11 segments
+    assert memory.segment_length(512, 16 * 6, cuda) == 47  # 32k forward: 96, in 11 segments
+    assert memory.segment_length(512, 8 * 6, cuda) == 24  # 32k backward: 48, in 22 segments
+    assert memory.segment_length(63, 1, cuda) == 63  # too few chunks for 4 segments of 16
+    assert memory.segment_length(100, 66, cuda) == 17  # 16 segments wanted, 6 possible (of 16 chunks or more)
+    assert memory.segment_length(64, 100, cuda) == 16  # 4 segments possible: just enough
+    assert memory.segment_length(512, 48, torch.device("cpu")) == 512  # the interpreter's one multiprocessor
 
 
 @pytest.mark.parametrize("sigma", [0.0, 1.0])

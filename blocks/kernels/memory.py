@@ -121,11 +121,14 @@ memory_fwd_op.register_autograd(_backward, setup_context=_setup)
 
 
 # Splitting a state kernel's chunk loop into segments (memory_fwd's MODE): where (batch, head) rows × state tiles
-# give fewer programs than SPLIT_WAVES a streaming multiprocessor, the loop runs in S ≥ MIN_SEGMENTS segments of at
-# least MIN_SEGMENT chunks. It computes every segment's state product twice (its end state, then its chunk states from
-# the carried entering state), so it pays only where the loop's length, not arithmetic, bounds the kernel: its
-# sequential depth drops from N chunks to 2N/S + S. SPLIT_WAVES = 0 keeps the whole loop (benchmarks/mixers.py
-# times both).
+# give fewer programs than SPLIT_BELOW waves of streaming multiprocessors, the loop runs in enough segments for
+# SPLIT_WAVES programs a multiprocessor, at least MIN_SEGMENTS of at least MIN_SEGMENT chunks. It computes every
+# segment's state product twice (its end state, then its chunk states from the carried entering state), so it pays
+# only where the loop's length, not arithmetic, bounds the kernel: its sequential depth drops from N chunks to
+# 2N/S + S. On an H100 (one process, docs/performance.md) a split of 192 programs lost 8% of the kernels' GPU time at
+# T = 8k, one of 96 and 48 saved 31% at 32k: hence one wave. SPLIT_WAVES = 0 keeps the whole loop (mixers.py times
+# both).
+SPLIT_BELOW = 1
 SPLIT_WAVES = 8
 MIN_SEGMENTS = 4
 MIN_SEGMENT = 16  # nothing splits below 64 chunks: at the default C = 64, T ≤ 2048 runs as measured
@@ -134,8 +137,10 @@ MIN_SEGMENT = 16  # nothing splits below 64 chunks: at the default C = 64, T ≤
 def segment_length(n_chunks: int, programs: int, device: torch.device) -> int:
     """Chunks per segment for a state kernel of `programs` programs over rows of n_chunks chunks (n_chunks: one
     segment, the whole loop). A device other than a CUDA GPU (the interpreter's CPU) counts as one multiprocessor."""
-    want = SPLIT_WAVES * _multiprocessors(device)
-    segments = min(-(-want // programs), n_chunks // MIN_SEGMENT) if want > programs > 0 else 0
+    sms = _multiprocessors(device)
+    if not SPLIT_WAVES or not 0 < programs < SPLIT_BELOW * sms:
+        return n_chunks
+    segments = min(-(-SPLIT_WAVES * sms // programs), n_chunks // MIN_SEGMENT)
     return n_chunks if segments < MIN_SEGMENTS else -(-n_chunks // segments)
 
 
