@@ -189,7 +189,6 @@ def test_a_state_loop_is_split_only_where_few_programs_would_run_it(monkeypatch)
     assert memory.segment_length(63, 1, cuda) == 63  # too few chunks for 4 segments of 16
     assert memory.segment_length(100, 66, cuda) == 17  # 16 segments wanted, 6 possible (of 16 chunks or more)
     assert memory.segment_length(64, 100, cuda) == 16  # 4 segments possible: just enough
-    assert memory.segment_length(512, 48, torch.device("cpu")) == 512  # the interpreter's one multiprocessor
 
 
 @pytest.mark.parametrize("sigma", [0.0, 1.0])
