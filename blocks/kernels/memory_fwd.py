@@ -61,26 +61,19 @@ def _state_tile(h_ptr, bh, n, N, rows, cols, K: tl.constexpr, V: tl.constexpr):
 
 
 @triton.jit
-def _segment(N, L, MODE: tl.constexpr):
-    """Program axis 2 is (row, segment) of rows split into segments of L chunks (MODE 0: one segment a row, the whole
-    loop): → the row, the flat (row, segment) index and the segment's chunks [lo, hi)."""
-    row_seg = tl.program_id(2).to(tl.int64)
-    if MODE == 0:  # the loop as it ran before segments: 32-bit bounds, fewer registers
-        row, lo, hi = row_seg, 0, N
-    else:
-        S = tl.cdiv(N, L)
-        row, lo = row_seg // S, (row_seg % S) * L
-        hi = tl.minimum(lo + L, N)
-    return row, row_seg, lo, hi
-
-
-@triton.jit
 def _segment_start(e_ptr, N, L, K: tl.constexpr, V: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
                    MODE: tl.constexpr):
     """A state kernel's program: its row, (row, segment) index, chunks [lo, hi), state tile (rows ok, columns ov),
     the state its loop starts from (zero, or in MODE 2 the entering state carry_segments left in e) and a zero for
-    summing the segment's log decay."""
-    bh, row_seg, lo, hi = _segment(N, L, MODE)
+    summing the segment's log decay. Program axis 2 is (row, segment) of rows split into segments of L chunks (MODE 0:
+    one segment a row, the whole loop)."""
+    row_seg = tl.program_id(2).to(tl.int64)
+    if MODE == 0:  # the loop as it ran before segments: 32-bit bounds, fewer registers
+        bh, lo, hi = row_seg, 0, N
+    else:
+        S = tl.cdiv(N, L)
+        bh, lo = row_seg // S, (row_seg % S) * L
+        hi = tl.minimum(lo + L, N)
     ok = tl.program_id(0) * BK + tl.arange(0, BK)
     ov = tl.program_id(1) * BV + tl.arange(0, BV)
     if MODE == 2:
