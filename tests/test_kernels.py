@@ -113,6 +113,35 @@ def test_tuning_picks_a_chunk_length_once_per_shape(monkeypatch):
     assert rel_error(y.detach().cpu(), linear_core.dual(*ref)) < 1e-5
 
 
+def test_tuning_remembers_a_chunk_per_split_setting(monkeypatch):
+    # a chunk length timed with the state loops whole is not known to be the fastest once they split
+    from blocks.kernels import memory
+
+    monkeypatch.setenv("ARCHSEARCH_KERNEL_TUNING", "1")
+    monkeypatch.setattr(memory, "_TUNED_CHUNK", {})
+    mine = [x.detach().float().to(DEVICES[0]) for x in _inputs(*SHAPES[1])]
+    with torch.no_grad():
+        linear_core.fused(*mine)
+        monkeypatch.setattr(memory, "SPLIT_WAVES", 0)
+        linear_core.fused(*mine)
+    assert len(memory._TUNED_CHUNK) == 2
+
+
+@pytest.mark.parametrize("sigma", [0.0, 1.0])
+def test_no_tokens_give_an_empty_output_and_zero_gradients(sigma):
+    from blocks.kernels import memory
+
+    b, h, d = 2, 1, 8
+    q = torch.randn(b, h, 0, d) if sigma else torch.randn(b, h, 2, 0, d)
+    ins = [x.to(DEVICES[0]).requires_grad_() for x in (q, torch.randn(b, h, 0, d), torch.randn(b, h, 0, d),
+                                                        torch.randn(b, h, 0))]
+    y = memory.memory_fwd_op(*ins, sigma, 16)[0]
+    assert y.numel() == 0
+    y.sum().backward()
+    for x in ins:
+        assert x.grad.shape == x.shape and x.grad.numel() == 0
+
+
 def test_fastest_skips_a_candidate_the_gpu_lacks_the_resources_for():
     import time
 

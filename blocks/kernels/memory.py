@@ -76,6 +76,8 @@ def memory_bwd_op(dy: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: torch.T
     b, h, t, dk = k.shape
     g = 2 if pair else q.shape[2]
     dv = v.shape[-1]
+    if t == 0:  # no tokens, no gradient (the reshape below cannot infer a row count from zero elements)
+        return tuple(torch.zeros_like(x) for x in (q, k, v, log_g))
     qf, kf, vf, gf = _flat(q, k, v, log_g, pair)
     kw = dict(C=chunk, PREC=_precision(q.dtype), **_shape_kw(g, dk, dv, sigma))
     n = states.shape[1]
@@ -195,7 +197,9 @@ def _chunk(q, k, v, log_g, sigma) -> int:
     if torch.compiler.is_compiling() or not tuning_on():
         return CHUNK
     grad = torch.is_grad_enabled() and any(x.requires_grad for x in (q, k, v, log_g))
-    key = (tuple(q.shape), tuple(k.shape), tuple(v.shape), q.dtype, sigma is not None, grad, q.device)
+    # the split rule's settings too: a chunk timed with the loops whole is not the fastest once they split
+    key = (tuple(q.shape), tuple(k.shape), tuple(v.shape), q.dtype, sigma is not None, grad, q.device,
+           SPLIT_BELOW, SPLIT_WAVES)
     if key not in _TUNED_CHUNK:
         def run(chunk):
             with torch.enable_grad():
