@@ -79,6 +79,8 @@ class LadderRun:
         self.study = optuna.create_study(study_name=self.ladder.name, storage=self.storage, load_if_exists=True)
         # before anything of the folder's record is rewritten
         same_tokens(self.study, self.task, Loc("--data") if data else Loc(self.ladder.file, 0, "task.data"))
+        same_card(self.study, spec_of(self.ladder, Job(first.name, next(iter(first.rungs)), 1e-3, 0, "grid")),
+                  Loc("--device") if device else Loc(self.ladder.file, 0, "train.device"))
         (self.out / COPY).write_text(yaml.safe_dump(self._as_run(path), sort_keys=False))
         self.study.set_user_attr("sizes", self.sizes)
         self.study.set_user_attr("task", self.task.name)
@@ -324,6 +326,18 @@ class LadderRun:
         return {**final, "tokens": res.tokens, "steps": res.steps, "tokens_per_s": res.tokens_per_s, "loop": res.loop,
                 "train_seconds": res.seconds, "peak_memory_bytes": res.peak_memory_bytes, "card": device_name(device),
                 "curve": [{"tokens": e["tokens"], "val_loss": e["loss"]} for e in res.evals]}, state, ir
+
+
+def same_card(study, spec, loc: Loc) -> None:
+    """A study's GPU-seconds compare only when measured on one card: a run on another (an H100 resuming an H200's
+    study) stops here rather than putting its times beside the others'."""
+    cards = {t.user_attrs["card"] for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+             if "card" in t.user_attrs}
+    here = device_name(resolve_device(spec.train.device))
+    if cards and cards != {here}:
+        raise SpecError(loc, f"study '{study.study_name}' was timed on {', '.join(sorted(cards))} and this is {here}: "
+                             f"its runs' GPU-seconds would not compare; resume it on that card, or start a new study "
+                             f"elsewhere (--out)")
 
 
 def pick(waiting: list, estimate, left: float, window: float | None = None):
