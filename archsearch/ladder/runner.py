@@ -24,7 +24,7 @@ from ..saved import train_then_score
 from ..search import interrupts
 from ..search.objective import mixers, worker_id
 from ..search.recovery import INTERRUPTED, heartbeat, recover, superseded, will_end
-from ..search.run_folder import make_storage, same_tokens
+from ..search.run_folder import make_storage, same_card, same_tokens
 from ..yamlloc import load_file
 from .config import load_ladder
 from .folder import (COPY, checkpoint_path, default_storage, drop_checkpoint, progress_of, spec_path, weights_path,
@@ -79,7 +79,8 @@ class LadderRun:
         self.study = optuna.create_study(study_name=self.ladder.name, storage=self.storage, load_if_exists=True)
         # before anything of the folder's record is rewritten
         same_tokens(self.study, self.task, Loc("--data") if data else Loc(self.ladder.file, 0, "task.data"))
-        same_card(self.study, spec_of(self.ladder, Job(first.name, next(iter(first.rungs)), 1e-3, 0, "grid")),
+        first_spec = spec_of(self.ladder, Job(first.name, next(iter(first.rungs)), 1e-3, 0, "grid"))
+        same_card(self.study, resolve_device(first_spec.train.device),
                   Loc("--device") if device else Loc(self.ladder.file, 0, "train.device"))
         (self.out / COPY).write_text(yaml.safe_dump(self._as_run(path), sort_keys=False))
         self.study.set_user_attr("sizes", self.sizes)
@@ -326,18 +327,6 @@ class LadderRun:
         return {**final, "tokens": res.tokens, "steps": res.steps, "tokens_per_s": res.tokens_per_s, "loop": res.loop,
                 "train_seconds": res.seconds, "peak_memory_bytes": res.peak_memory_bytes, "card": device_name(device),
                 "curve": [{"tokens": e["tokens"], "val_loss": e["loss"]} for e in res.evals]}, state, ir
-
-
-def same_card(study, spec, loc: Loc) -> None:
-    """A study's GPU-seconds compare only when measured on one card: a run on another (an H100 resuming an H200's
-    study) stops here rather than putting its times beside the others'."""
-    cards = {t.user_attrs["card"] for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-             if "card" in t.user_attrs}
-    here = device_name(resolve_device(spec.train.device))
-    if cards and cards != {here}:
-        raise SpecError(loc, f"study '{study.study_name}' was timed on {', '.join(sorted(cards))} and this is {here}: "
-                             f"its runs' GPU-seconds would not compare; resume it on that card, or start a new study "
-                             f"elsewhere (--out)")
 
 
 def pick(waiting: list, estimate, left: float, window: float | None = None):

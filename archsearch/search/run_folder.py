@@ -17,7 +17,9 @@ import warnings
 from pathlib import Path
 
 import optuna
+from optuna.trial import TrialState
 
+from ..context import device_name
 from ..errors import Loc, SpecError
 from ..spec import Spec, load_spec
 from . import interrupts
@@ -182,3 +184,15 @@ def same_tokens(study, task, loc: Loc) -> None:
     for key, value in now.items():
         if study.user_attrs.get(key) != value:
             study.set_user_attr(key, value)
+
+
+def same_card(study, device, loc: Loc) -> None:
+    """A study's times compare only when measured on one card: a run on another (an H100 resuming an H200's study)
+    stops here rather than putting its GPU-seconds and latencies beside the others'."""
+    cards = {t.user_attrs[CARD] for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+             if CARD in t.user_attrs}
+    here = device_name(device)
+    if cards and cards != {here}:
+        raise SpecError(loc, f"study '{study.study_name}' was timed on {', '.join(sorted(cards))} and this is {here}: "
+                             f"its times would not compare; resume it on that card, or start a new study elsewhere "
+                             f"(--out)")

@@ -29,8 +29,8 @@ from .rdb import BudgetSpent, SearchRDBStorage
 from .recovery import counted, recover
 from .report import write_report
 from .run_folder import (BASELINE, DATA, FIDELITY_BAR, FLOORS, ISO_TIME, MATCHED, QUALITY, REFERENCE, RETRY_OF,
-                         VERDICT_COST, VOCAB, default_storage, load_seeds, make_storage, profile_path, same_tokens,
-                         seeds_study_name, trial_spec)
+                         VERDICT_COST, VOCAB, default_storage, load_seeds, make_storage, profile_path, same_card,
+                         same_tokens, seeds_study_name, trial_spec)
 from .sampling import first_choice, template_for, with_data
 from .space import load_space, options, pareto_costs
 from .summary import progress_line, summary
@@ -143,6 +143,8 @@ class Setup:
             self.study.sampler = make_sampler(s.sampler, s.seed + before)
         task = tasks.make(first.task, corpus)
         same_tokens(self.study, task, Loc("--data" if data else self.space.file, 0, "" if data else "spec.task.data"))
+        same_card(self.study, self.context.device, Loc("--device" if device else self.space.file, 0,
+                                                        "" if device else "spec.train.device"))
         task.check_length(self.context.seq_len)  # data too short for the budget's windows: one line before any trial
         self.objective = Objective(self.space, task, self.budget, self.out, device=device)
 

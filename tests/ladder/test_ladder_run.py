@@ -194,29 +194,3 @@ def test_the_finalists_of_a_rung_try_beyond_their_edge_before_its_seeds(root, tm
     assert len(seeds) == 2 and all(t.number > added for t in seeds)  # after both added rates, at the final choices
     report = (tmp_path / "o" / "report.md").read_text()
     assert "the best PAM-containing and the best PAM-free family, each whose best rate is at an edge" in report
-
-
-def test_a_study_timed_on_one_card_is_not_resumed_on_another():
-    from types import SimpleNamespace
-
-    import optuna
-    import pytest
-
-    from archsearch.errors import Loc, SpecError
-    from archsearch.ladder.runner import same_card
-
-    study = optuna.create_study()
-    spec = SimpleNamespace(train=SimpleNamespace(device="cpu"))
-    same_card(study, spec, Loc("--device"))  # nothing timed yet: any card
-    for card in ("cpu", None):  # a run from before cards were recorded says none
-        t = study.ask()
-        if card:
-            study._storage.set_trial_user_attr(t._trial_id, "card", card)
-        study.tell(t, 1.0)
-    same_card(study, spec, Loc("--device"))
-    t = study.ask()
-    study._storage.set_trial_user_attr(t._trial_id, "card", "NVIDIA H200")
-    study.tell(t, 1.0)
-    with pytest.raises(SpecError, match="timed on NVIDIA H200, cpu and this is cpu") as err:
-        same_card(study, spec, Loc("--device"))
-    assert str(err.value).startswith("--device: ")

@@ -82,6 +82,23 @@ def test_a_study_resumes_only_on_the_tokens_it_started_on():
         run_folder.same_tokens(study, task([1, 2, 4]), Loc("--data"))  # one token differs
 
 
+def test_a_study_timed_on_one_card_resumes_only_on_that_card():
+    import torch
+
+    from archsearch.errors import Loc
+
+    cpu = torch.device("cpu")
+    study = optuna.create_study(study_name="s")
+    run_folder.same_card(study, cpu, Loc("--device"))  # nothing timed yet: any card
+    study.add_trial(create_trial(value=1.0, user_attrs={"card": "cpu"}))
+    study.add_trial(create_trial(value=1.0))  # a run from before cards were recorded says none
+    study.add_trial(create_trial(state=TrialState.FAIL, user_attrs={"card": "NVIDIA H100 80GB HBM3"}))  # not timed
+    run_folder.same_card(study, cpu, Loc("--device"))
+    study.add_trial(create_trial(value=1.0, user_attrs={"card": "NVIDIA H200"}))
+    with pytest.raises(SpecError, match=r"^--device: study 's' was timed on NVIDIA H200, cpu and this is cpu"):
+        run_folder.same_card(study, cpu, Loc("--device"))
+
+
 def test_a_run_stopped_on_purpose_keeps_its_retry_for_a_death():
     """A ladder run paused at its time limit (or stopped by Ctrl-C) is queued again as often as it is stopped; only a
     dead worker uses up the one retry, so a run paused twice and then killed is still run again."""
