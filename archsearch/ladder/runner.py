@@ -69,7 +69,8 @@ class LadderRun:
         self.out.mkdir(parents=True, exist_ok=True)
         self.echo = echo
         first = self.ladder.families[0]
-        self.task = tasks.make(spec_of(self.ladder, Job(first.name, next(iter(first.rungs)), 1e-3, 0, "grid")).task)
+        first_spec = spec_of(self.ladder, Job(first.name, next(iter(first.rungs)), 1e-3, 0, "grid"))
+        self.task = tasks.make(first_spec.task)
         self.sizes = self._sizes()
         self.ladder = with_sides(self.ladder, self.sizes)
         self._waiting_said = False  # a worker says once that it waits on others, not at every poll
@@ -79,7 +80,6 @@ class LadderRun:
         self.study = optuna.create_study(study_name=self.ladder.name, storage=self.storage, load_if_exists=True)
         # before anything of the folder's record is rewritten
         same_tokens(self.study, self.task, Loc("--data") if data else Loc(self.ladder.file, 0, "task.data"))
-        first_spec = spec_of(self.ladder, Job(first.name, next(iter(first.rungs)), 1e-3, 0, "grid"))
         same_card(self.study, resolve_device(first_spec.train.device),
                   Loc("--device") if device else Loc(self.ladder.file, 0, "train.device"))
         (self.out / COPY).write_text(yaml.safe_dump(self._as_run(path), sort_keys=False))

@@ -76,12 +76,11 @@ def memory_bwd_op(dy: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: torch.T
     b, h, t, dk = k.shape
     g = 2 if pair else q.shape[2]
     dv = v.shape[-1]
-    if t == 0:  # no tokens, no gradient (the reshape below cannot infer a row count from zero elements)
-        return tuple(torch.zeros_like(x) for x in (q, k, v, log_g))
     qf, kf, vf, gf = _flat(q, k, v, log_g, pair)
     kw = dict(C=chunk, PREC=_precision(q.dtype), **_shape_kw(g, dk, dv, sigma))
     n = states.shape[1]
-    dyf = dy.reshape(-1, t, dv).contiguous()  # fp32 or q's dtype, as y was: the kernels round it to q's dtype
+    rows = b * h if pair else b * h * g  # not -1: zero tokens leave it undetermined
+    dyf = dy.reshape(rows, t, dv).contiguous()  # fp32 or q's dtype, as y was: the kernels round it to q's dtype
     dstates = torch.empty_like(states)
     _chunk_loop(memory_bwd.bwd_states, (qf, dyf, gf), dstates, t, n, b * h, dk, dv, True, kw)
     dvf = torch.empty_like(vf)
