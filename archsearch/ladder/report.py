@@ -89,7 +89,9 @@ def _answer(ladder, cells: dict, gone: dict, done: dict) -> list[str]:
         same = {c.mean("gpu_seconds"): c.values("test_ppl") for c in line if c.loops() == q.loops()}
         at = read_off(same, budget) if len(q.loops()) == 1 else None
         d = difference(at, q.values("test_ppl")) if at else None
-        mixed = at is None and (len(q.loops()) > 1 or len(same) < len(line))
+        # two loops matter only where the line reaches the budget at all; else it is out of range either way
+        reaches = read_off({c.mean("gpu_seconds"): c.values("test_ppl") for c in line}, budget) is not None
+        mixed = at is None and reaches and (len(q.loops()) > 1 or len(same) < len(line))
         equal_time = ("not read: GPU-seconds timed by two training loops (docs/ladder.md)" if mixed else
                       f"outside its measured range ({budget:.3g} s)" if at is None else
                       f"{at['value']:.2f} at {budget:.3g} s: " +

@@ -102,10 +102,10 @@ def test_gpu_seconds_are_read_at_equal_time_only_within_one_training_loop(tmp_pa
     (tmp_path / "l.yaml").write_text(textwrap.dedent(TWO_RUNGS).replace("lr_grid", "seeds: 2\n  lr_grid"))
     ladder = load_ladder(tmp_path / "l.yaml")
 
-    def row(free_loop, pam_loops):
+    def row(free_loop, pam_loops, free_seconds=20.0):
         cells = {("pam", "a"): _timed("pam", "a", True, 10.0, [30.0, 30.4], pam_loops[0]),
                  ("pam", "b"): _timed("pam", "b", True, 40.0, [24.0, 24.4], pam_loops[1]),
-                 ("free", "a"): _timed("free", "a", False, 20.0, [29.0, 29.4], free_loop)}
+                 ("free", "a"): _timed("free", "a", False, free_seconds, [29.0, 29.4], free_loop)}
         return _answer(ladder, cells, {}, {})[-2]  # rung a's row
 
     assert " at 20 s: " in row(None, (None, None))  # every run before the loop had a name: one loop
@@ -113,3 +113,5 @@ def test_gpu_seconds_are_read_at_equal_time_only_within_one_training_loop(tmp_pa
     assert row("overlapped", (None, None)).endswith("| not read: GPU-seconds timed by two training loops "
                                                     "(docs/ladder.md) |")
     assert "not read" in row("overlapped", ("overlapped", None))
+    # beyond the line's measured GPU-seconds it could not be read with one loop either: that is what it says
+    assert row("overlapped", (None, None), free_seconds=50.0).endswith("| outside its measured range (50 s) |")
