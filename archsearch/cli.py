@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from . import __version__
 from .errors import Loc, SpecError
 
 
@@ -262,6 +263,7 @@ def _vocab(text: str) -> int:
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="archsearch", description="Compile, train and search sequence-model graphs.")
+    p.add_argument("--version", action="version", version=f"archsearch {__version__}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     c = sub.add_parser("compile", help="check and cost a spec without allocating anything")
     c.add_argument("spec", help="an architecture spec (YAML); see docs/spec.md")

@@ -68,6 +68,14 @@ def test_console_script_is_the_same_cli(root):
     assert a.returncode == b.returncode == 0 and a.stdout == b.stdout
 
 
+def test_version_is_the_packages(capsys):
+    import archsearch
+
+    with pytest.raises(SystemExit) as e:
+        cli.main(["--version"])
+    assert e.value.code == 0 and capsys.readouterr().out.strip() == f"archsearch {archsearch.__version__}"
+
+
 def test_blocks_lists_the_memories_and_their_parts(capsys):
     assert cli.main(["blocks"]) == 0
     listed = {line.split(" (")[0] for line in capsys.readouterr().out.splitlines() if line and not line[0].isspace()}
