@@ -82,10 +82,10 @@ class Launches:
         qkv, z = project((wr, wi))
         sr, si, _ = pam.init_state(1, device=device)
         self.start = (torch.randn_like(sr), torch.randn_like(si))  # a state the checked launch decays and reads
-        y = k["pam_step"].state_op(z, qkv, dw, db, fixed, gw, gb, sr, si, 1.0, torch.bfloat16)
+        y = k["pam_step"].state_op(z, qkv, dw, db, fixed, gw, gb, sr, si, 1.0, torch.bfloat16, None)
 
         def state(st):  # → (y, and the state it updated in place)
-            return (k["pam_step"].state_op(z, qkv, dw, db, fixed, gw, gb, *st, 1.0, torch.bfloat16), *st)
+            return (k["pam_step"].state_op(z, qkv, dw, db, fixed, gw, gb, *st, 1.0, torch.bfloat16, None), *st)
 
         self.fns = {"gate_up": gate_up, "project": lambda w: project(w)[0], "state": state,
                     "down": lambda w: k["sublayer"].residual_op(x, h, *w, scale),

@@ -214,9 +214,10 @@ def _(x, wr, wi, theta, position, heads, scale, norm_weight=None, eps=0.0):
 @torch.library.custom_op("archsearch::pam_step_state", mutates_args=("sr", "si", "position"))
 def state_op(x: torch.Tensor, qkv: torch.Tensor, decay_w: torch.Tensor | None, decay_b: torch.Tensor | None,
              fixed: torch.Tensor | None, gsp_w: torch.Tensor | None, gsp_b: torch.Tensor | None, sr: torch.Tensor,
-             si: torch.Tensor, sign: float, y_dtype: torch.dtype, position: torch.Tensor | None = None) -> torch.Tensor:
+             si: torch.Tensor, sign: float, y_dtype: torch.dtype, position: torch.Tensor | None) -> torch.Tensor:
     """y [B, 2·H·d], the state updated in place, and the position counter (one element) advanced by 1 in place
-    where one is given."""
+    where one is given. `position` has no default on purpose: torch 2.11's dispatcher drops a trailing argument equal
+    to its default before the in-place bookkeeping indexes the mutated ones (an IndexError on CUDA)."""
     b, heads, d, _ = sr.shape
     n = x.shape[-1] // 2
     y = torch.empty(b, 2 * heads * d, device=x.device, dtype=y_dtype)
@@ -236,7 +237,7 @@ def state_op(x: torch.Tensor, qkv: torch.Tensor, decay_w: torch.Tensor | None, d
 
 
 @state_op.register_fake
-def _(x, qkv, decay_w, decay_b, fixed, gsp_w, gsp_b, sr, si, sign, y_dtype, position=None):
+def _(x, qkv, decay_w, decay_b, fixed, gsp_w, gsp_b, sr, si, sign, y_dtype, position):
     return x.new_empty(x.shape[0], 2 * sr.shape[1] * sr.shape[2], dtype=y_dtype)
 
 
@@ -258,7 +259,7 @@ def pam_step(x, wr_qkv, wi_qkv, theta, position, decay_w, decay_b, fixed_log_g, 
         raise ValueError("pam_step updates the state in place: it needs contiguous fp32 tensors")
     qkv, _ = project_op(x, wr_qkv, wi_qkv, theta.float().contiguous(), position.reshape(1), heads, 1.0 / math.sqrt(d))
     y = state_op(x, qkv, decay_w, decay_b, fixed_log_g, gsp_w, gsp_b, sr, si, 1.0 if conjugate else -1.0,
-                 y_dtype or x.dtype)
+                 y_dtype or x.dtype, None)
     return y, sr, si
 
 
