@@ -299,8 +299,8 @@ def parser() -> argparse.ArgumentParser:
     rp.add_argument("out_dir", help="the output folder of `archsearch run`")
     rp.add_argument("--storage", help="the study's Optuna storage URL, when it is not in OUT_DIR")
     rp.set_defaults(fn=cmd_report)
-    rt = sub.add_parser("retime", help="a ladder's training speed timed again with the trainer's current loop, for the "
-                                       "cells whose runs another loop timed (docs/ladder.md)")
+    rt = sub.add_parser("retime", help="a ladder's training speed timed again on this card with the trainer's current "
+                                       "loop, for the cells whose runs another card or loop timed (docs/ladder.md)")
     rt.add_argument("out_dir", help="the output folder of `archsearch run LADDER`")
     rt.add_argument("--steps", type=_positive(int), default=300, help="training steps each cell is timed over "
                                                                       "(the first two are not counted; default 300)")

@@ -83,16 +83,16 @@ def _answer(ladder, cells: dict, gone: dict, done: dict) -> list[str]:
         diff = (f"{w['diff']:+.2f} [{w['low']:+.2f}, {w['high']:+.2f}], {w['df']:.1f} df" if w else
                 "fewer than 2 seeds a side")
         budget = q.mean("gpu_seconds")
-        # GPU-seconds compare only when one training loop timed them all (a loop that waited for every step added
-        # about 3 ms a step of idle GPU at 20M, more at 2M, the same for every family)
+        # GPU-seconds compare only when one card and one training loop timed them all (a loop that waited for every
+        # step added about 3 ms a step of idle GPU at 20M, more at 2M, the same for every family)
         line = [c for (f, _), c in cells.items() if f == p.family and _complete(ladder, c)]
-        same = {c.mean("gpu_seconds"): c.values("test_ppl") for c in line if c.loops() == q.loops()}
-        at = read_off(same, budget) if len(q.loops()) == 1 else None
+        same = {c.mean("gpu_seconds"): c.values("test_ppl") for c in line if c.timings() == q.timings()}
+        at = read_off(same, budget) if len(q.timings()) == 1 else None
         d = difference(at, q.values("test_ppl")) if at else None
         # two loops matter only where the line reaches the budget at all; else it is out of range either way
         reaches = read_off({c.mean("gpu_seconds"): c.values("test_ppl") for c in line}, budget) is not None
-        mixed = at is None and reaches and (len(q.loops()) > 1 or len(same) < len(line))
-        equal_time = ("not read: GPU-seconds timed by two training loops (docs/ladder.md)" if mixed else
+        mixed = at is None and reaches and (len(q.timings()) > 1 or len(same) < len(line))
+        equal_time = ("not read: GPU-seconds timed on two cards or by two training loops (docs/ladder.md)" if mixed else
                       f"outside its measured range ({budget:.3g} s)" if at is None else
                       f"{at['value']:.2f} at {budget:.3g} s: " +
                       (f"{d['diff']:+.2f} [{d['low']:+.2f}, {d['high']:+.2f}], {d['df']:.1f} df" if d else
@@ -118,29 +118,34 @@ def _table(ladder, study, cells: dict, gone: dict) -> list[str]:
                           ("**" + " †" * c.edge if lr == c.best_lr else "") for lr, v in sorted(c.grid.items())) or (
             "dropped (below)" if fam in gone else "not run")
         lines.append(f"| {fam} | {rung} | {c.non_embedding:,} | {c.tokens:,}{epochs} | {rates} | "
-                     f"{_pm(c, 'test_ppl')} | {_pm(c, 'test_bpb', 4)} | {_num(c, 'gpu_seconds', '.3g', spread=True)} | "
+                     f"{_pm(c, 'test_ppl')} | {_pm(c, 'test_bpb', 4)} | {_num(c, 'gpu_seconds', '.3g', spread=True)}"
+                     f"{' ‡' * (bool(c.runs) and not c.on_basis)} | "
                      f"{_num(c, 'train_flops', '.3g')} | {_num(c, 'tokens_per_s', ',.0f')} |")
     return lines
 
 
 def _timing(study, cells: dict) -> list[str]:
-    """Which training loop timed the GPU-seconds above, when not one alone, and which cells were re-timed."""
+    """Which cards and training loops timed the GPU-seconds above, when not one alone, and which cells were
+    re-timed."""
     again = retimed(study)
     used = {f"{c.family}/{c.rung}": again[f"{c.family}/{c.rung}"] for c in cells.values()
             if any(r.get("retimed") for r in c.runs)}
-    loops = sorted({loop for c in cells.values() for loop in c.loops()})
+    pairs = sorted({pair for c in cells.values() for pair in c.timings()})
     lines = []
     if used:
         card, dates = sorted({u["card"] for u in used.values()}), sorted({u["date"] for u in used.values()})
-        lines.append(f"Re-timed: the GPU-seconds and tokens/s of the runs of {', '.join(used)} that an older training "
-                     f"loop timed come from `archsearch retime`, which trained each such cell's spec again with the "
+        lines.append(f"Re-timed: the GPU-seconds and tokens/s of the runs of {', '.join(used)} that another card "
+                     f"or an older training loop timed come from `archsearch retime`, which trained each such cell's spec again with the "
                      f"{'/'.join(sorted({u['loop'] for u in used.values()}))} loop for "
                      f"{'/'.join(str(s) for s in sorted({u['steps'] for u in used.values()}))} steps "
                      f"({', '.join(card)}, {', '.join(dates)}): a short timing, where a run times itself over its "
                      f"whole length; the runs' own records stay in the study.")
-    if len(loops) > 1:
-        lines.append(f"These runs were timed by {len(loops)} training loops ({', '.join(loops)}): GPU-seconds compare "
-                     f"only within one (`archsearch retime OUT` times the older ones' cells again).")
+    if len(pairs) > 1:
+        base = next(iter(cells.values())).basis
+        lines.append(f"These runs were timed {len(pairs)} ways ({'; '.join(f'{c}, {loop} loop' for c, loop in pairs)}): "
+                     f"GPU-seconds compare only within one. Most cells stand on {base[0]}, {base[1]} loop; ‡ marks "
+                     f"a cell timed otherwise, left out of the GPU-seconds plot, and an equal-GPU-time reading needs "
+                     f"one way on both sides (`archsearch retime OUT` times such cells again on the card it runs on).")
     return ["", *lines] if lines else []
 
 
@@ -215,6 +220,10 @@ def _plots(ladder, cells: dict, out: Path) -> list[str]:
         for fam in ladder.families:
             own = sorted((c for (f, _), c in cells.items() if f == fam.name and _complete(ladder, c)),
                          key=lambda c: c.non_embedding)
+            if not own:
+                continue
+            if key == "gpu_seconds":  # only GPU-seconds of one card and one loop share an axis
+                own = [c for c in own if c.on_basis]
             if not own:
                 continue
             xs = [c.non_embedding if key == "non_embedding" else c.mean(key) for c in own]

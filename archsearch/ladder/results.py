@@ -10,7 +10,7 @@ from optuna.trial import TrialState
 
 from .config import Ladder
 from .plan import best_rate, rate
-from .retime import loop_of, retimed
+from .retime import retimed, timing_of
 from .specs import holds_pam
 from .trials import job_trials
 
@@ -30,6 +30,7 @@ class Cell:
     best_lr: float | None = None
     seeds: list = field(default_factory=list)  # user attrs of the finished seed runs
     runs: list = field(default_factory=list)  # user attrs of every finished run (speed does not depend on the rate)
+    basis: tuple | None = None  # the (card, loop) the study's GPU-seconds stand on (results.basis)
 
     @property
     def best_val(self) -> float | None:
@@ -52,9 +53,14 @@ class Cell:
         v = self.values(key)
         return statistics.stdev(v) if len(v) > 1 else math.nan
 
-    def loops(self) -> set[str]:
-        """The training loops that timed the cell's runs (train.LOOP)."""
-        return {loop_of(r) for r in self.runs}
+    def timings(self) -> set[tuple[str, str]]:
+        """The (card, training loop) pairs that timed the cell's runs, as the report uses them (see `basis`)."""
+        return {timing_of(r) for r in self.runs}
+
+    @property
+    def on_basis(self) -> bool:
+        """Its GPU-seconds stand on the study's basis: comparable with every other such cell's."""
+        return self.timings() == {self.basis}
 
     @property
     def edge(self) -> bool:
@@ -72,16 +78,19 @@ def gather(ladder: Ladder, study, done: dict) -> dict[tuple[str, str], Cell]:
             if s:
                 cells[(fam.name, rung)] = Cell(fam.name, rung, s["non_embedding"], s["params"], s["tokens"],
                                                holds_pam(s))
-    again_by_cell = retimed(study)
-    for job, t in job_trials(study.get_trials(deepcopy=False)).items():
+    again = retimed(study)
+    ours = [(cells[key], t) for job, t in job_trials(study.get_trials(deepcopy=False)).items()
+            if job in done and (key := (t.user_attrs.get("family"), t.user_attrs.get("rung"))) in cells]
+    base = basis(ours, again)
+    for cell in cells.values():
+        cell.basis = base
+    for cell, t in ours:
         a = t.user_attrs
-        cell = cells.get((a.get("family"), a.get("rung")))
-        if cell is None or job not in done:
-            continue
-        again = again_by_cell.get(f"{cell.family}/{cell.rung}")
-        if again and t.state == TrialState.COMPLETE and loop_of(a) != again["loop"]:  # `archsearch retime`'s figure
-            a = {**a, "tokens_per_s": again["tokens_per_s"], "gpu_seconds": a["tokens"] / again["tokens_per_s"],
-                 "loop": again["loop"], "retimed": True}
+        entry = again.get(f"{cell.family}/{cell.rung}")
+        if (t.state == TrialState.COMPLETE and timing_of(a) != base and entry
+                and timing_of(entry) == base):  # `archsearch retime`'s figure, on the basis's card and loop
+            a = {**a, "tokens_per_s": entry["tokens_per_s"], "gpu_seconds": a["tokens"] / entry["tokens_per_s"],
+                 "loop": entry["loop"], "card": entry["card"], "retimed": True}
         if t.state == TrialState.COMPLETE:
             cell.runs.append(dict(a))
         if a["phase"] == "grid":
@@ -93,6 +102,26 @@ def gather(ladder: Ladder, study, done: dict) -> dict[tuple[str, str], Cell]:
         # seeds run at an earlier choice (before a rate added beyond the grid's edge won) are not this rate's
         cell.seeds = sorted((r for r in cell.seeds if rate(r["lr"]) == cell.best_lr), key=lambda r: r["seed"])
     return cells
+
+
+def basis(ours: list, again: dict) -> tuple[str, str] | None:
+    """The (card, training loop) the report's GPU-seconds stand on, GPU-seconds of two cards or two loops being
+    incomparable: the pair that times the most cells, a cell offering the pair that timed all its finished runs and
+    that of its `archsearch retime` figure (a tie goes to the re-timing: the newer measure). `ours`: (cell, trial)."""
+    own: dict[str, set] = {}
+    for cell, t in ours:
+        if t.state == TrialState.COMPLETE:
+            own.setdefault(f"{cell.family}/{cell.rung}", set()).add(timing_of(t.user_attrs))
+    score: dict[tuple[str, str], list[int]] = {}
+    for key, pairs in own.items():
+        offers = set(pairs) if len(pairs) == 1 else set()
+        if key in again:
+            offers.add(timing_of(again[key]))
+        for pair in offers:
+            score.setdefault(pair, [0, 0])[0] += 1
+        if key in again:
+            score[timing_of(again[key])][1] += 1
+    return max(score, key=lambda pair: score[pair]) if score else None
 
 
 def best_of(cells: list[Cell]) -> Cell | None:

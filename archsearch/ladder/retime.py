@@ -1,10 +1,12 @@
-"""`archsearch retime OUT`: a ladder's training speed measured again with the trainer's current loop, per (family,
-rung), for the finished runs that another loop timed. A run records its steady tokens/s as it trains, and its
-GPU-seconds (training tokens / tokens/s) set the report's equal-GPU-time reading; runs timed by two loops would not
-compare (train.LOOP). Each such cell trains its architecture again, with its own spec file and train settings on the
-study's tokens, for a few hundred steps and records the tokens/s in the study (user attributes `retimed:CELL`);
-the runs' own records stay as they were, and the report (results.gather) uses the new figure for them, saying so. A
-cell re-timed once is left alone unless --force asks for it again."""
+"""`archsearch retime OUT`: a ladder's training speed measured again on this card with the trainer's current loop,
+per (family, rung), for the cells whose finished runs another card or another loop timed. A run records its steady
+tokens/s as it trains, and its GPU-seconds (training tokens / tokens/s) set the report's equal-GPU-time reading;
+runs timed on two cards, or by two loops (train.LOOP), would not compare. Each such cell trains its architecture
+again, with its own spec file and train settings on the study's tokens, for a few hundred steps and records the
+tokens/s in the study (user attributes `retimed:CELL`); the runs' own records stay as they were, and the report
+(results.gather, on the card and loop that time the most cells) uses the new figure for them, saying so. So a study
+whose runs were trained on several kinds of card (whichever a lender had) gets its time axis from one. A cell
+re-timed on this card with this loop is left alone unless --force asks for it again."""
 from __future__ import annotations
 
 import math
@@ -16,7 +18,7 @@ from optuna.trial import TrialState
 
 from .. import tasks
 from ..build import build
-from ..context import device_name, run_context
+from ..context import device_name, resolve_device, run_context
 from ..errors import Loc, SpecError
 from ..lower import lower
 from ..passes import run_passes
@@ -41,17 +43,24 @@ def loop_of(attrs: dict) -> str:
     return attrs.get("loop", "waited")
 
 
-def stale(study, loop: str = LOOP, force: bool = False) -> dict[str, list]:
-    """{"family/rung": [finished trials]} of the cells with a finished run timed by another loop than `loop` and not
-    yet re-timed with it (force: re-timed or not)."""
+def timing_of(attrs: dict) -> tuple[str, str]:
+    """(card, training loop) that timed a run or a re-timing: GPU-seconds compare only within one such pair."""
+    return str(attrs.get("card", "an unrecorded card")), loop_of(attrs)
+
+
+def stale(study, card: str, loop: str = LOOP, force: bool = False) -> dict[str, list]:
+    """{"family/rung": [finished trials]} of the cells with a finished run timed on another card than `card` or by
+    another loop than `loop`, and not yet re-timed on that card with that loop (force: re-timed or not)."""
     done = {} if force else retimed(study)
-    out: dict[str, list] = {}
+    here = (card, loop)
+    cells: dict[str, list] = {}
     for t in job_trials(study.get_trials(deepcopy=False)).values():
-        a = t.user_attrs
-        cell = f"{a.get('family')}/{a.get('rung')}"
-        if t.state == TrialState.COMPLETE and loop_of(a) != loop and done.get(cell, {}).get("loop") != loop:
-            out.setdefault(cell, []).append(t)
-    return out
+        if t.state == TrialState.COMPLETE:
+            a = t.user_attrs
+            cells.setdefault(f"{a.get('family')}/{a.get('rung')}", []).append(t)
+    return {cell: trials for cell, trials in cells.items()
+            if any(timing_of(t.user_attrs) != here for t in trials)
+            and (cell not in done or timing_of(done[cell]) != here)}
 
 
 def _spec(out: Path, t):
@@ -82,22 +91,22 @@ def retime(out: Path, *, storage: str | None = None, data: str | None = None, de
     if device:  # before the tokens are made
         run_context(replace(TrainConfig(), device=device), 1, Loc("--device"))
     ladder, study = open_folder(out, storage)
-    cells = stale(study, force=force)
-    if not cells:
-        echo(f"every finished run of '{ladder.name}' was timed by the {LOOP} loop or re-timed with it: nothing to "
-             "re-time (--force re-times the re-timed again)")
+    finished = [t for t in job_trials(study.get_trials(deepcopy=False)).values() if t.state == TrialState.COMPLETE]
+    if not finished:
+        echo(f"'{ladder.name}' has no finished run: nothing to re-time")
         return 0
-    first = next(iter(cells.values()))[0]
-    task_cfg = _spec(out, first).task
+    first_spec = _spec(out, finished[0])
+    card = device_name(resolve_device(device or first_spec.train.device))
+    cells = stale(study, card, force=force)
+    if not cells:
+        echo(f"every finished run of '{ladder.name}' was timed on {card} by the {LOOP} loop or re-timed so: nothing "
+             "to re-time (--force re-times the re-timed again)")
+        return 0
+    task_cfg = first_spec.task
     task = tasks.make(replace(task_cfg, data=data) if data else task_cfg)
     same_tokens(study, task, Loc("--data") if data else Loc(str(out / COPY), 0, "task.data"))
-    plans = {cell: _plan(out, trials, task, steps, device) for cell, trials in cells.items()}
-    for cell, (_, _, ctx) in plans.items():  # all checked before any is timed
-        cards = sorted({str(t.user_attrs.get("card")) for t in cells[cell]})
-        if cards != [device_name(ctx.device)]:
-            raise SpecError(Loc(cell), f"its runs were timed on {', '.join(cards)}, and this is "
-                                       f"{device_name(ctx.device)}: re-time them on the card they ran on")
-    echo(f"re-timing {len(cells)} cell(s) of '{ladder.name}' with the {LOOP} loop, {steps} steps each")
+    plans = {cell: _plan(out, trials, task, steps, device) for cell, trials in cells.items()}  # all, before any runs
+    echo(f"re-timing {len(cells)} cell(s) of '{ladder.name}' on {card} with the {LOOP} loop, {steps} steps each")
     for cell, (ir, cfg, ctx) in plans.items():
         r = train(lower(ir), task, cfg, seq_len=ctx.seq_len, label=f"retime {cell}")
         if r.status != "completed":

@@ -24,7 +24,7 @@ from ..saved import train_then_score
 from ..search import interrupts
 from ..search.objective import mixers, worker_id
 from ..search.recovery import INTERRUPTED, heartbeat, recover, superseded, will_end
-from ..search.run_folder import make_storage, same_card, same_tokens
+from ..search.run_folder import make_storage, same_tokens, timed_cards
 from ..yamlloc import load_file
 from .config import load_ladder
 from .folder import (COPY, checkpoint_path, default_storage, drop_checkpoint, progress_of, spec_path, weights_path,
@@ -80,8 +80,12 @@ class LadderRun:
         self.study = optuna.create_study(study_name=self.ladder.name, storage=self.storage, load_if_exists=True)
         # before anything of the folder's record is rewritten
         same_tokens(self.study, self.task, Loc("--data") if data else Loc(self.ladder.file, 0, "task.data"))
-        same_card(self.study, resolve_device(first_spec.train.device),
-                  Loc("--device") if device else Loc(self.ladder.file, 0, "train.device"))
+        cards = timed_cards(self.study)
+        self.card = here = device_name(resolve_device(first_spec.train.device))
+        if cards and cards != {here}:  # perplexities do not depend on the card; GPU-seconds do
+            echo(f"note: '{self.ladder.name}' has runs timed on {', '.join(sorted(cards))} and this is {here}: the "
+                 f"runs go on here, and the report reads GPU-seconds at equal time only where one card and one "
+                 f"training loop timed them (`archsearch retime {self.out}` times every other cell on one card)")
         (self.out / COPY).write_text(yaml.safe_dump(self._as_run(path), sort_keys=False))
         self.study.set_user_attr("sizes", self.sizes)
         self.study.set_user_attr("task", self.task.name)
@@ -144,22 +148,13 @@ class LadderRun:
         of other families at the rung (the same training settings), scaled by FLOPs per token × tokens, the
         slowest's; else from the family's rung below scaled the same way, when the two rungs train alike. None when
         nothing comparable has run (a rung with train settings of its own, e.g. compiled, is not the one below
-        scaled)."""
+        scaled). Runs on this card first: another card's (a study goes on on whichever it is lent) may be much
+        quicker."""
         runs = [t for t in self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
                 if "wall_seconds" in t.user_attrs]
-        same = [t for t in runs if (t.user_attrs["family"], t.user_attrs["rung"]) == (job.family, job.rung)]
-        if same:
-            return max(t.user_attrs["wall_seconds"] for t in same)
-        scaled = lambda t: t.user_attrs["wall_seconds"] * work(self.sizes, job) / work(self.sizes, job_of(t))  # noqa: E731
-        peers = [t for t in runs if t.user_attrs["rung"] == job.rung]
-        if peers:
-            return max(map(scaled, peers))
-        train = self.ladder.rung(job.rung).train
-        below = [t for t in runs if t.user_attrs["family"] == job.family and
-                 self.ladder.rung(t.user_attrs["rung"]).train == train]
-        if not below:
-            return None
-        return scaled(max(below, key=lambda t: self.sizes[f"{job.family}/{t.user_attrs['rung']}"]["non_embedding"]))
+        here = [t for t in runs if t.user_attrs.get("card") == self.card]
+        return next((e for e in (_estimate(self.ladder, self.sizes, job, here),
+                                 _estimate(self.ladder, self.sizes, job, runs)) if e is not None), None)
 
     @contextmanager
     def _queue(self):
@@ -327,6 +322,23 @@ class LadderRun:
         return {**final, "tokens": res.tokens, "steps": res.steps, "tokens_per_s": res.tokens_per_s, "loop": res.loop,
                 "train_seconds": res.seconds, "peak_memory_bytes": res.peak_memory_bytes, "card": device_name(device),
                 "curve": [{"tokens": e["tokens"], "val_loss": e["loss"]} for e in res.evals]}, state, ir
+
+
+def _estimate(ladder, sizes: dict, job: Job, runs: list) -> float | None:
+    """LadderRun.estimate from the finished trials `runs` alone."""
+    same = [t for t in runs if (t.user_attrs["family"], t.user_attrs["rung"]) == (job.family, job.rung)]
+    if same:
+        return max(t.user_attrs["wall_seconds"] for t in same)
+    scaled = lambda t: t.user_attrs["wall_seconds"] * work(sizes, job) / work(sizes, job_of(t))  # noqa: E731
+    peers = [t for t in runs if t.user_attrs["rung"] == job.rung]
+    if peers:
+        return max(map(scaled, peers))
+    train = ladder.rung(job.rung).train
+    below = [t for t in runs if t.user_attrs["family"] == job.family and
+             ladder.rung(t.user_attrs["rung"]).train == train]
+    if not below:
+        return None
+    return scaled(max(below, key=lambda t: sizes[f"{job.family}/{t.user_attrs['rung']}"]["non_embedding"]))
 
 
 def pick(waiting: list, estimate, left: float, window: float | None = None):

@@ -186,11 +186,17 @@ def same_tokens(study, task, loc: Loc) -> None:
             study.set_user_attr(key, value)
 
 
+def timed_cards(study) -> set[str]:
+    """The cards that timed a study's finished trials (those that recorded one)."""
+    return {t.user_attrs[CARD] for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+            if CARD in t.user_attrs}
+
+
 def same_card(study, device, loc: Loc) -> None:
-    """A study's times compare only when measured on one card: a run on another (an H100 resuming an H200's study)
-    stops here rather than putting its GPU-seconds and latencies beside the others'."""
-    cards = {t.user_attrs[CARD] for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-             if CARD in t.user_attrs}
+    """A search's times compare only when measured on one card: a run on another (an H100 resuming an H200's study)
+    stops here rather than putting its latencies and iso-time budgets beside the others'. (A ladder may go on
+    elsewhere: `archsearch retime` puts its time axis on one card.)"""
+    cards = timed_cards(study)
     here = device_name(device)
     if cards and cards != {here}:
         raise SpecError(loc, f"study '{study.study_name}' was timed on {', '.join(sorted(cards))} and this is {here}: "

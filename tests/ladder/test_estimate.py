@@ -33,13 +33,13 @@ def run(tmp_path):
     (tmp_path / "l.yaml").write_text(textwrap.dedent(LADDER))
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     study = optuna.create_study()
-    return SimpleNamespace(ladder=load_ladder(tmp_path / "l.yaml"), study=study, sizes=SIZES)
+    return SimpleNamespace(ladder=load_ladder(tmp_path / "l.yaml"), study=study, sizes=SIZES, card="cpu")
 
 
-def _done(run, family, rung, seconds):
+def _done(run, family, rung, seconds, card="cpu"):
     run.study.add_trial(optuna.trial.create_trial(value=1.0, user_attrs={
         "job": f"{family}/{rung}", "family": family, "rung": rung, "lr": 1e-3, "seed": 0, "phase": "grid",
-        "wall_seconds": seconds}))
+        "wall_seconds": seconds, "card": card}))
 
 
 def estimate(run, family, rung):
@@ -68,3 +68,11 @@ def test_a_rung_that_trains_differently_is_not_the_one_below_scaled(run):
     assert estimate(run, "x", "c") == pytest.approx(30.0)
     _done(run, "y", "b", 500.0)
     assert estimate(run, "x", "c") == pytest.approx(30.0)  # the rung below no longer counts
+
+
+def test_runs_on_this_card_come_first(run):
+    _done(run, "x", "a", 10.0, card="NVIDIA H200")
+    assert estimate(run, "x", "a") == 10.0  # another card's: better than nothing
+    assert estimate(run, "y", "a") == pytest.approx(20.0)
+    _done(run, "y", "a", 30.0)  # this card's, at the same rung
+    assert estimate(run, "x", "a") == pytest.approx(15.0)  # scaled from this card's peer, not the quicker card's run

@@ -110,7 +110,7 @@ def test_gpu_seconds_are_read_at_equal_time_only_within_one_training_loop(tmp_pa
 
     assert " at 20 s: " in row(None, (None, None))  # every run before the loop had a name: one loop
     assert " at 20 s: " in row("overlapped", ("overlapped", "overlapped"))
-    assert row("overlapped", (None, None)).endswith("| not read: GPU-seconds timed by two training loops "
+    assert row("overlapped", (None, None)).endswith("| not read: GPU-seconds timed on two cards or by two training loops "
                                                     "(docs/ladder.md) |")
     assert "not read" in row("overlapped", ("overlapped", None))
     # beyond the line's measured GPU-seconds it could not be read with one loop either: that is what it says

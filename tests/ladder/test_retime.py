@@ -1,11 +1,13 @@
-"""`archsearch retime`: the cells whose runs an older training loop timed are timed again with the current one; the
-report uses the new figure and says so, the runs' own records stay, and a second call has nothing to do."""
+"""`archsearch retime`: the cells whose runs another card or an older training loop timed are timed again on this
+card with the current loop; the report uses the new figure and says so, the runs' own records stay, a second call
+has nothing to do, and a re-timing on yet another card moves the report's time axis there."""
 import functools
 from pathlib import Path
 
 import optuna
 
 import archsearch.ladder.retime
+import archsearch.ladder.runner
 import archsearch.saved
 import archsearch.train
 from archsearch.cli import main
@@ -26,7 +28,7 @@ def test_runs_of_an_older_loop_are_timed_again_and_the_report_says_so(tmp_path, 
     assert main(["run", str(LADDER), "--out", str(out)]) == 0
     monkeypatch.undo()
     before = {t.number: t.user_attrs for t in _study(out).trials}
-    assert sorted(stale(_study(out))) == ["transformer/small"]
+    assert sorted(stale(_study(out), "cpu")) == ["transformer/small"]
     capsys.readouterr()
 
     assert main(["retime", str(out), "--data", "tests/fixtures/wikitext"]) == 2  # other tokens: one line, nothing kept
@@ -36,21 +38,16 @@ def test_runs_of_an_older_loop_are_timed_again_and_the_report_says_so(tmp_path, 
     assert main(["retime", str(out), "--storage", f"sqlite:///{tmp_path / 'other.db'}"]) == 2
     assert "holds no study 'tiny'" in capsys.readouterr().err
 
-    monkeypatch.setattr(archsearch.ladder.retime, "device_name", lambda device: "NVIDIA H200")  # another card
-    assert main(["retime", str(out)]) == 2
-    assert "its runs were timed on cpu, and this is NVIDIA H200" in capsys.readouterr().err
-    monkeypatch.undo()
-
     assert main(["retime", str(out), "--steps", "4"]) == 0
     text = capsys.readouterr().out
-    assert f"re-timing 1 cell(s) of 'tiny' with the {LOOP} loop, 4 steps each" in text
+    assert f"re-timing 1 cell(s) of 'tiny' on cpu with the {LOOP} loop, 4 steps each" in text
     assert "transformer/small: " in text and " now" in text
     again = retimed(_study(out))
     assert {c: (a["loop"], a["steps"], a["card"]) for c, a in again.items()} == {"transformer/small": (LOOP, 4, "cpu")}
     assert {t.number: t.user_attrs for t in _study(out).trials} == before  # the runs' own records stay
     report = (out / "report.md").read_text()
-    assert "Re-timed: the GPU-seconds and tokens/s of the runs of transformer/small that an older training " \
-        "loop" in report
+    assert "Re-timed: the GPU-seconds and tokens/s of the runs of transformer/small that another card or an " \
+        "older training loop" in report
     tps = again["transformer/small"]["tokens_per_s"]
     row = next(line for line in report.splitlines() if line.startswith("| transformer | small |"))
     assert f"{tps:,.0f}" in row  # the tokens/s column is the new figure
@@ -60,6 +57,18 @@ def test_runs_of_an_older_loop_are_timed_again_and_the_report_says_so(tmp_path, 
     assert main(["retime", str(out), "--steps", "3", "--force"]) == 0  # again, on asking: the new figure replaces it
     assert "re-timing 1 cell(s)" in capsys.readouterr().out
     assert retimed(_study(out))["transformer/small"]["steps"] == 3
+
+    # another card: its runs were timed on cpu, so it times the cell again, and the report's axis moves to it
+    monkeypatch.setattr(archsearch.ladder.retime, "device_name", lambda device: "NVIDIA H200")
+    assert main(["retime", str(out), "--steps", "3"]) == 0
+    assert "re-timing 1 cell(s) of 'tiny' on NVIDIA H200" in capsys.readouterr().out
+    monkeypatch.undo()
+    assert retimed(_study(out))["transformer/small"]["card"] == "NVIDIA H200"
+    assert "(NVIDIA H200, " in (out / "report.md").read_text()
+    # the ladder itself goes on on another card than its runs' (perplexities do not depend on it), with a note
+    monkeypatch.setattr(archsearch.ladder.runner, "device_name", lambda device: "NVIDIA H100 80GB HBM3")
+    assert main(["run", str(LADDER), "--out", str(out)]) == 0
+    assert "note: 'tiny' has runs timed on cpu and this is NVIDIA H100 80GB HBM3" in capsys.readouterr().out
 
 
 def test_each_cell_keeps_its_own_record_so_two_re_timings_at_once_lose_neither(tmp_path):

@@ -1,0 +1,34 @@
+"""results.basis: the (card, training loop) a ladder report's GPU-seconds stand on, when runs or re-timings were
+measured on several."""
+from types import SimpleNamespace
+
+from optuna.trial import TrialState
+
+from archsearch.ladder.results import Cell, basis
+
+H200, H100 = "NVIDIA H200", "NVIDIA H100 80GB HBM3"
+
+
+def _runs(cells: dict) -> list:
+    """(cell, trial) pairs: cells {"family/rung": [(card, loop or None), …]} of finished runs."""
+    out = []
+    for key, runs in cells.items():
+        family, rung = key.split("/")
+        cell = Cell(family, rung, 1, 1, 1, False)
+        for card, loop in runs:
+            attrs = {"card": card, **({"loop": loop} if loop else {})}
+            out.append((cell, SimpleNamespace(state=TrialState.COMPLETE, user_attrs=attrs)))
+    return out
+
+
+def _again(cells: list, card: str, loop: str = "overlapped") -> dict:
+    return {key: {"tokens_per_s": 1.0, "card": card, "loop": loop} for key in cells}
+
+
+def test_the_pair_that_times_the_most_cells_and_a_tie_goes_to_the_re_timing():
+    ours = _runs({"a/2m": [(H200, None)] * 2, "b/2m": [(H200, None)], "a/6m": [(H200, None), (H100, "overlapped")]})
+    assert basis(ours, {}) == (H200, "waited")  # two cells timed wholly on the H200 by the older loop
+    assert basis(ours, _again(["a/6m"], H100)) == (H200, "waited")  # one cell re-timed: the runs' own still win
+    # every cell re-timed on the H100: as many cells as any pair (all), and the newer measure
+    assert basis(ours, _again(["a/2m", "b/2m", "a/6m"], H100)) == (H100, "overlapped")
+    assert basis([], {}) is None
