@@ -143,7 +143,8 @@ def _timing(study, cells: dict) -> list[str]:
     if len(pairs) > 1:
         base = next(iter(cells.values())).basis
         lines.append(f"These runs were timed {len(pairs)} ways ({'; '.join(f'{c}, {loop} loop' for c, loop in pairs)}): "
-                     f"GPU-seconds compare only within one. Most cells stand on {base[0]}, {base[1]} loop; ‡ marks "
+                     f"GPU-seconds compare only within one. They stand on {base[0]}, {base[1]} loop (the way that "
+                     f"times the most cells; docs/ladder.md); ‡ marks "
                      f"a cell timed otherwise, left out of the GPU-seconds plot, and an equal-GPU-time reading needs "
                      f"one way on both sides (`archsearch retime OUT` times such cells again on the card it runs on).")
     return ["", *lines] if lines else []
@@ -179,7 +180,8 @@ def _ratios(ladder, cells: dict) -> list[str]:
     heads = [f"{a} / {b}{kind}" for a, b in ladder.ratios for kind in ("", " tokens/s")]
     lines = ["", "## Ratios per rung", "", "Perplexity: test, seed means (where a rung's seeds have not all "
              "finished: validation perplexity at the chosen rates, marked v). Tokens/s: measured in this study, the "
-             "means over each cell's runs (steady state, as in the table above).", "",
+             "means over each cell's runs (steady state, as in the table above); ‡ where the two cells were timed on "
+             "different cards or by different loops.", "",
              "| rung | " + " | ".join(heads) + " |", "|---" * (len(heads) + 1) + "|"]
     for rung in ladder.rungs:
         row = []
@@ -192,7 +194,8 @@ def _ratios(ladder, cells: dict) -> list[str]:
             else:
                 row.append("–")
             speed = ca.mean("tokens_per_s") / cb.mean("tokens_per_s") if ca and cb else math.nan
-            row.append("–" if math.isnan(speed) else f"{speed:.3f}")
+            apart = ca and cb and not (len(ca.timings()) == 1 and ca.timings() == cb.timings())
+            row.append("–" if math.isnan(speed) else "– ‡" if apart else f"{speed:.3f}")
         lines.append(f"| {rung.name} | " + " | ".join(row) + " |")
     return lines + _published(ladder)
 
@@ -309,7 +312,8 @@ def write_report(out: Path, storage: str | None = None) -> Path:
     ladder, study = open_folder(out, storage)
     done = finished(study)
     cells = gather(ladder, study, done)
-    cards = sorted({r.get("card") for c in cells.values() for r in c.runs if r.get("card")})
+    cards = sorted({r.get("trained_on", r.get("card")) for c in cells.values() for r in c.runs
+                    if r.get("trained_on", r.get("card"))})
     failed = [t.user_attrs for job, t in job_trials(study.get_trials(deepcopy=False)).items()
               if job in done and done[job].val_ppl is None and "failed_reason" in t.user_attrs]
     budget = (f"{ladder.tokens:,} training tokens a run" if ladder.tokens is not None else

@@ -90,7 +90,7 @@ def gather(ladder: Ladder, study, done: dict) -> dict[tuple[str, str], Cell]:
         if (t.state == TrialState.COMPLETE and timing_of(a) != base and entry
                 and timing_of(entry) == base):  # `archsearch retime`'s figure, on the basis's card and loop
             a = {**a, "tokens_per_s": entry["tokens_per_s"], "gpu_seconds": a["tokens"] / entry["tokens_per_s"],
-                 "loop": entry["loop"], "card": entry["card"], "retimed": True}
+                 "loop": entry["loop"], "card": entry["card"], "trained_on": a.get("card"), "retimed": True}
         if t.state == TrialState.COMPLETE:
             cell.runs.append(dict(a))
         if a["phase"] == "grid":
@@ -107,21 +107,24 @@ def gather(ladder: Ladder, study, done: dict) -> dict[tuple[str, str], Cell]:
 def basis(ours: list, again: dict) -> tuple[str, str] | None:
     """The (card, training loop) the report's GPU-seconds stand on, GPU-seconds of two cards or two loops being
     incomparable: the pair that times the most cells, a cell offering the pair that timed all its finished runs and
-    that of its `archsearch retime` figure (a tie goes to the re-timing: the newer measure). `ours`: (cell, trial)."""
+    that of its `archsearch retime` figure; a tie goes to the pair of more re-timings, then of the latest one (the
+    newer measure), then to the first by name, so the report is the same every time. `ours`: (cell, trial)."""
     own: dict[str, set] = {}
     for cell, t in ours:
         if t.state == TrialState.COMPLETE:
             own.setdefault(f"{cell.family}/{cell.rung}", set()).add(timing_of(t.user_attrs))
-    score: dict[tuple[str, str], list[int]] = {}
+    score: dict[tuple[str, str], list] = {}  # pair → [cells, re-timings, latest re-timing's time]
     for key, pairs in own.items():
         offers = set(pairs) if len(pairs) == 1 else set()
         if key in again:
             offers.add(timing_of(again[key]))
         for pair in offers:
-            score.setdefault(pair, [0, 0])[0] += 1
+            score.setdefault(pair, [0, 0, 0.0])[0] += 1
         if key in again:
-            score[timing_of(again[key])][1] += 1
-    return max(score, key=lambda pair: score[pair]) if score else None
+            s = score[timing_of(again[key])]
+            s[1] += 1
+            s[2] = max(s[2], again[key].get("time", 0.0))
+    return min(score, key=lambda pair: (-score[pair][0], -score[pair][1], -score[pair][2], pair)) if score else None
 
 
 def best_of(cells: list[Cell]) -> Cell | None:

@@ -18,7 +18,7 @@ from optuna.trial import TrialState
 
 from .. import tasks
 from ..build import build
-from ..context import device_name, resolve_device, run_context
+from ..context import device_name, run_context
 from ..errors import Loc, SpecError
 from ..lower import lower
 from ..passes import run_passes
@@ -96,7 +96,10 @@ def retime(out: Path, *, storage: str | None = None, data: str | None = None, de
         echo(f"'{ladder.name}' has no finished run: nothing to re-time")
         return 0
     first_spec = _spec(out, finished[0])
-    card = device_name(resolve_device(device or first_spec.train.device))
+    # one device for every cell (each spec's own `auto` or `cuda` may say another): the card stale() compares with
+    # is the card that times them
+    where = run_context(replace(TrainConfig(), device=device or first_spec.train.device), 1, Loc("--device")).device
+    card = device_name(where)
     cells = stale(study, card, force=force)
     if not cells:
         echo(f"every finished run of '{ladder.name}' was timed on {card} by the {LOOP} loop or re-timed so: nothing "
@@ -105,7 +108,7 @@ def retime(out: Path, *, storage: str | None = None, data: str | None = None, de
     task_cfg = first_spec.task
     task = tasks.make(replace(task_cfg, data=data) if data else task_cfg)
     same_tokens(study, task, Loc("--data") if data else Loc(str(out / COPY), 0, "task.data"))
-    plans = {cell: _plan(out, trials, task, steps, device) for cell, trials in cells.items()}  # all, before any runs
+    plans = {cell: _plan(out, trials, task, steps, str(where)) for cell, trials in cells.items()}  # all, first
     echo(f"re-timing {len(cells)} cell(s) of '{ladder.name}' on {card} with the {LOOP} loop, {steps} steps each")
     for cell, (ir, cfg, ctx) in plans.items():
         r = train(lower(ir), task, cfg, seq_len=ctx.seq_len, label=f"retime {cell}")
@@ -114,7 +117,7 @@ def retime(out: Path, *, storage: str | None = None, data: str | None = None, de
         before = [t.user_attrs["tokens_per_s"] for t in cells[cell]]
         study.set_user_attr(RETIMED + cell, {  # one cell at a time: a stopped re-timing keeps what it measured
             "tokens_per_s": r.tokens_per_s, "loop": r.loop, "steps": steps, "card": device_name(ctx.device),
-            "date": time.strftime("%Y-%m-%d")})
+            "date": time.strftime("%Y-%m-%d"), "time": time.time()})
         ms = lambda tps: cfg.batch_tokens / tps * 1e3  # noqa: E731
         echo(f"{cell}: {ms(max(before)):.2f}–{ms(min(before)):.2f} ms a step as its {len(before)} run(s) recorded, "
              f"{ms(r.tokens_per_s):.2f} now")

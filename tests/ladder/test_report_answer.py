@@ -86,6 +86,28 @@ def test_ratios_give_perplexity_and_measured_tokens_per_s_beside_the_published_o
     assert "| p / q | 1.078 |" in lines and "| p / q tokens/s | 0.24 |" in lines
 
 
+def test_speeds_of_two_cards_give_no_tokens_per_s_ratio(tmp_path):
+    ladder = _paper(tmp_path)
+    p, q = _cell("p", True, 33.0), _cell("q", False, 30.0)
+    p.runs[0].update(tokens_per_s=300.0, card="NVIDIA H200")
+    q.runs[0].update(tokens_per_s=400.0, card="NVIDIA H100 80GB HBM3")
+    assert "| a | 1.100 v | – ‡ |" in _ratios(ladder, {("p", "a"): p, ("q", "a"): q})
+
+
+def test_a_cell_off_the_studys_timing_basis_is_marked(tmp_path):
+    from types import SimpleNamespace
+
+    from archsearch.ladder.report import _table
+
+    ladder = _paper(tmp_path)
+    p, q = _cell("p", True, 33.0), _cell("q", False, 30.0)
+    p.runs[0]["card"], q.runs[0]["card"] = "NVIDIA H200", "NVIDIA H100 80GB HBM3"
+    p.basis = q.basis = ("NVIDIA H200", "waited")
+    rows = _table(ladder, SimpleNamespace(user_attrs={}), {("p", "a"): p, ("q", "a"): q}, {})
+    assert "| 20 |" in next(r for r in rows if r.startswith("| p |"))
+    assert "| 10 ‡ |" in next(r for r in rows if r.startswith("| q |"))
+
+
 TWO_RUNGS = LADDER.replace("    a: {params: 100}\n", "    a: {params: 100}\n    b: {params: 300}\n").replace(
     "rungs: {a: {}}", "rungs: {a: {}, b: {}}")
 

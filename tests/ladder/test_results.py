@@ -21,8 +21,8 @@ def _runs(cells: dict) -> list:
     return out
 
 
-def _again(cells: list, card: str, loop: str = "overlapped") -> dict:
-    return {key: {"tokens_per_s": 1.0, "card": card, "loop": loop} for key in cells}
+def _again(cells: list, card: str, loop: str = "overlapped", at: float | None = None) -> dict:
+    return {key: {"tokens_per_s": 1.0, "card": card, "loop": loop, **({"time": at} if at else {})} for key in cells}
 
 
 def test_the_pair_that_times_the_most_cells_and_a_tie_goes_to_the_re_timing():
@@ -32,3 +32,14 @@ def test_the_pair_that_times_the_most_cells_and_a_tie_goes_to_the_re_timing():
     # every cell re-timed on the H100: as many cells as any pair (all), and the newer measure
     assert basis(ours, _again(["a/2m", "b/2m", "a/6m"], H100)) == (H100, "overlapped")
     assert basis([], {}) is None
+
+
+def test_a_tie_between_re_timings_goes_to_the_latest_and_is_the_same_every_time():
+    ours = _runs({"a/2m": [(H200, "overlapped")], "b/2m": [(H100, "overlapped")]})
+    # each cell re-timed on the other's card: both pairs time both cells, once each by a re-timing
+    later_on_h100 = {**_again(["b/2m"], H200, at=1.0), **_again(["a/2m"], H100, at=2.0)}
+    assert basis(ours, later_on_h100) == (H100, "overlapped")
+    later_on_h200 = {**_again(["b/2m"], H200, at=3.0), **_again(["a/2m"], H100, at=2.0)}
+    assert basis(ours, later_on_h200) == (H200, "overlapped")
+    undated = {**_again(["b/2m"], H200), **_again(["a/2m"], H100)}  # re-timings from before they kept a time
+    assert basis(ours, undated) == (H100, "overlapped")  # by name: the same whatever the hash seed
