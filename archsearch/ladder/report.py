@@ -308,6 +308,14 @@ def _rung_train(ladder) -> str:
     return "".join(f"; {w}" for w in own) + (" (GPU-seconds are each run's own, in its rung's form)" if own else "")
 
 
+def _axis(cells: dict, cards: list) -> str:
+    """The header's words for the card its GPU-seconds stand on, where runs or re-timings used another."""
+    base = next(iter(cells.values())).basis if cells else None
+    if base is None or (cards == [base[0]] and not any(r.get("retimed") for c in cells.values() for r in c.runs)):
+        return ""
+    return f"; GPU-seconds and tokens/s timed on {base[0]} ({base[1]} loop; below)"
+
+
 def write_report(out: Path, storage: str | None = None) -> Path:
     ladder, study = open_folder(out, storage)
     done = finished(study)
@@ -324,7 +332,8 @@ def write_report(out: Path, storage: str | None = None) -> Path:
              f"train {ladder.around} rates around the rung below's choice){_extends(ladder)}{_rung_train(ladder)}; "
              f"{ladder.seeds} fresh "
              f"seeds at the chosen "
-             f"rate. {len(done)} runs finished. Measured on {', '.join(cards) or 'nothing yet'}; precision "
+             f"rate. {len(done)} runs finished. Trained on {', '.join(cards) or 'nothing yet'}{_axis(cells, cards)}; "
+             f"precision "
              f"{ladder.train.get('precision', 'auto')} (auto: bf16 autocast on a GPU, fp32 on CPU; evaluations alike). "
              f"The ladder as run: "
              f"[{COPY}]({COPY}); each run's exact spec: `specs/`.", ""]

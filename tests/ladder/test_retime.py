@@ -64,7 +64,9 @@ def test_runs_of_an_older_loop_are_timed_again_and_the_report_says_so(tmp_path, 
     assert "re-timing 1 cell(s) of 'tiny' on NVIDIA H200" in capsys.readouterr().out
     monkeypatch.undo()
     assert retimed(_study(out))["transformer/small"]["card"] == "NVIDIA H200"
-    assert "(NVIDIA H200, " in (out / "report.md").read_text()
+    report = (out / "report.md").read_text()
+    assert "(NVIDIA H200, " in report
+    assert "Trained on cpu; GPU-seconds and tokens/s timed on NVIDIA H200 (overlapped loop; below)" in report
     # the ladder itself goes on on another card than its runs' (perplexities do not depend on it), with a note
     monkeypatch.setattr(archsearch.ladder.runner, "device_name", lambda device: "NVIDIA H100 80GB HBM3")
     assert main(["run", str(LADDER), "--out", str(out)]) == 0
