@@ -84,7 +84,7 @@ def _answer(ladder, cells: dict, gone: dict, done: dict) -> list[str]:
                 "fewer than 2 seeds a side")
         budget = q.mean("gpu_seconds")
         # GPU-seconds compare only when one card and one training loop timed them all (a loop that waited for every
-        # step added about 3 ms a step of idle GPU at 20M, more at 2M, the same for every family)
+        # step idled the GPU an estimated 3 ms a step at 20M)
         line = [c for (f, _), c in cells.items() if f == p.family and _complete(ladder, c)]
         same = {c.mean("gpu_seconds"): c.values("test_ppl") for c in line if c.timings() == q.timings()}
         at = read_off(same, budget) if len(q.timings()) == 1 else None
@@ -223,8 +223,6 @@ def _plots(ladder, cells: dict, out: Path) -> list[str]:
         for fam in ladder.families:
             own = sorted((c for (f, _), c in cells.items() if f == fam.name and _complete(ladder, c)),
                          key=lambda c: c.non_embedding)
-            if not own:
-                continue
             if key == "gpu_seconds":  # only GPU-seconds of one card and one loop share an axis
                 own = [c for c in own if c.on_basis]
             if not own:

@@ -88,8 +88,6 @@ def retime(out: Path, *, storage: str | None = None, data: str | None = None, de
     the old); returns how many it re-timed."""
     if steps < 3:
         raise SpecError(Loc("--steps"), f"needs 3 or more (the first two are not timed), got {steps}")
-    if device:  # before the tokens are made
-        run_context(replace(TrainConfig(), device=device), 1, Loc("--device"))
     ladder, study = open_folder(out, storage)
     finished = [t for t in job_trials(study.get_trials(deepcopy=False)).values() if t.state == TrialState.COMPLETE]
     if not finished:
@@ -97,7 +95,7 @@ def retime(out: Path, *, storage: str | None = None, data: str | None = None, de
         return 0
     first_spec = _spec(out, finished[0])
     # one device for every cell (each spec's own `auto` or `cuda` may say another): the card stale() compares with
-    # is the card that times them
+    # is the card that times them; checked before the tokens are made
     where = run_context(replace(TrainConfig(), device=device or first_spec.train.device), 1, Loc("--device")).device
     card = device_name(where)
     cells = stale(study, card, force=force)
