@@ -226,7 +226,7 @@ def cmd_retime(args) -> int:
 
     out = Path(args.out_dir)
     if retime(out, storage=args.storage, data=args.data, device=args.device, steps=args.steps,
-              force=args.force):
+              force=args.force, cells=args.cells):
         print(f"wrote {write_report(out, args.storage)}")
     return 0
 
@@ -307,8 +307,9 @@ def parser() -> argparse.ArgumentParser:
     rt.add_argument("--data", help="the corpus, where it is not at the path the study recorded (the same tokens)")
     rt.add_argument("--device", help="auto | cpu | cuda | cuda:N")
     rt.add_argument("--storage", help="the study's Optuna storage URL, when it is not in OUT_DIR")
-    rt.add_argument("--force", action="store_true", help="also re-time the cells re-timed before (the new figure "
-                                                         "replaces theirs)")
+    rt.add_argument("--force", action="store_true", help="also re-time the cells re-timed before (on the same card, "
+                                                         "loop and steps, the figure becomes the median of the timings)")
+    rt.add_argument("--cells", nargs="+", metavar="CELL", help="only these cells: family/rung or a pattern (*/2m)")
     rt.set_defaults(fn=cmd_retime)
     e = sub.add_parser("export", help="write a trained architecture as standalone model.py + config.json + weights.pt")
     e.add_argument("source", help="the output folder of `archsearch run`, or a spec file (with --weights)")

@@ -5,6 +5,7 @@ their extrapolation, the requested ratios, and the check against the saved weigh
 from __future__ import annotations
 
 import math
+import statistics
 from pathlib import Path
 
 from ..search.run_folder import TRAIN_SPLIT_TOKENS
@@ -13,7 +14,7 @@ from . import check
 from .fit import difference, extrapolate, read_off
 from .plan import climbs, dropped
 from .results import Cell, best_of, gather
-from .retime import retimed
+from .retime import retimed, samples_of
 from .folder import COPY, open_folder
 from .runner import finished
 from .trials import job_trials
@@ -124,6 +125,21 @@ def _table(ladder, study, cells: dict, gone: dict) -> list[str]:
     return lines
 
 
+def _repeats(used: dict) -> list[str]:
+    """How far apart the timings of the cells timed more than once fell: the noise of one timing, which the seed
+    intervals leave out."""
+    spread = {cell: (max(x) - min(x)) / statistics.median(x) for cell, u in used.items()
+              if len(x := samples_of(u)) > 1}
+    if not spread:
+        return []
+    worst = max(spread, key=spread.get)
+    counts = sorted({len(samples_of(used[c])) for c in spread})
+    return [f"Timed more than once ({'/'.join(map(str, counts))} times, each `archsearch retime --force` a fresh "
+            f"process): {len(spread)} of these cells; each one's figure is the median of its timings, which lie "
+            f"within {100 * spread[worst]:.1f}% of each other at most ({worst}; median spread "
+            f"{100 * statistics.median(spread.values()):.1f}%). The seed intervals do not include this noise."]
+
+
 def _timing(study, cells: dict) -> list[str]:
     """Which cards and training loops timed the GPU-seconds above, when not one alone, and which cells were
     re-timed."""
@@ -140,6 +156,7 @@ def _timing(study, cells: dict) -> list[str]:
                      f"{'/'.join(str(s) for s in sorted({u['steps'] for u in used.values()}))} steps "
                      f"({', '.join(card)}, {', '.join(dates)}): a short timing, where a run times itself over its "
                      f"whole length; the runs' own records stay in the study.")
+        lines.extend(_repeats(used))
     if len(pairs) > 1:
         base = next(iter(cells.values())).basis
         lines.append(f"These runs were timed {len(pairs)} ways ({'; '.join(f'{c}, {loop} loop' for c, loop in pairs)}): "

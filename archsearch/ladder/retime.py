@@ -6,10 +6,14 @@ again, with its own spec file and train settings on the study's tokens, for a fe
 tokens/s in the study (user attributes `retimed:CELL`); the runs' own records stay as they were, and the report
 (results.gather, on the card and loop that time the most cells) uses the new figure for them, saying so. So a study
 whose runs were trained on several kinds of card (whichever a lender had) gets its time axis from one. A cell
-re-timed on this card with this loop is left alone unless --force asks for it again."""
+re-timed on this card with this loop is left alone unless --force asks for it again; then the new timing joins the
+earlier ones of that card, loop and length, and the cell's figure is their median (each call a fresh process, so the
+spread is the timing's own noise, which the report states). --cells picks cells by name or pattern (`*/2m`)."""
 from __future__ import annotations
 
+import fnmatch
 import math
+import statistics
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -29,8 +33,8 @@ from ..train import LOOP, train
 from .folder import COPY, open_folder
 from .trials import job_trials
 
-RETIMED = "retimed:"  # study user attributes "retimed:family/rung" → {tokens_per_s, loop, steps, card, date}: one
-# key a cell, so two re-timings at once (two machines on one storage) each keep what they measured
+RETIMED = "retimed:"  # study user attributes "retimed:family/rung" → {tokens_per_s, loop, steps, card, date, time,
+# samples}: one key a cell, so two re-timings at once (two machines on one storage) each keep what they measured
 
 
 def retimed(study) -> dict[str, dict]:
@@ -63,6 +67,31 @@ def stale(study, card: str, loop: str = LOOP, force: bool = False) -> dict[str, 
             and (cell not in done or timing_of(done[cell]) != here)}
 
 
+def samples_of(entry: dict) -> list[float]:
+    """The tokens/s of every timing behind a re-timing's figure (records from before repeats hold one)."""
+    return list(entry.get("samples", [entry["tokens_per_s"]]))
+
+
+def _record(before: dict | None, tokens_per_s: float, loop: str, steps: int, card: str) -> dict:
+    """A cell's re-timing record: a timing of the same card, loop and length as the one before joins its samples and
+    the figure is their median; any other replaces it."""
+    same = before is not None and (before["card"], before["loop"], before["steps"]) == (card, loop, steps)
+    samples = [*(samples_of(before) if same else []), tokens_per_s]
+    return {"tokens_per_s": statistics.median(samples), "samples": samples, "loop": loop, "steps": steps,
+            "card": card, "date": time.strftime("%Y-%m-%d"), "time": time.time()}
+
+
+def pick(cells: dict, patterns: list[str] | None) -> dict:
+    """The cells named by `patterns` (family/rung, or fnmatch patterns such as `*/2m`); one matching none is an
+    error, so a typo does not quietly time nothing."""
+    if not patterns:
+        return cells
+    for pattern in patterns:
+        if not any(fnmatch.fnmatchcase(c, pattern) for c in cells):
+            raise SpecError(Loc("--cells"), f"'{pattern}' matches no cell to re-time (these are: {', '.join(cells)})")
+    return {c: v for c, v in cells.items() if any(fnmatch.fnmatchcase(c, p) for p in patterns)}
+
+
 def _spec(out: Path, t):
     path = out / t.user_attrs.get("spec_file", "")
     if not path.is_file():
@@ -83,9 +112,9 @@ def _plan(out: Path, trials: list, task, steps: int, device: str | None):
 
 
 def retime(out: Path, *, storage: str | None = None, data: str | None = None, device: str | None = None,
-           steps: int = 300, force: bool = False, echo=print) -> int:
-    """Re-time every stale cell of the ladder in `out` (force: also those re-timed before, whose new figure replaces
-    the old); returns how many it re-timed."""
+           steps: int = 300, force: bool = False, cells: list[str] | None = None, echo=print) -> int:
+    """Re-time every stale cell of the ladder in `out` (force: also those re-timed before, the new timing joining
+    theirs), or those of them that `cells` names; returns how many it re-timed."""
     if steps < 3:
         raise SpecError(Loc("--steps"), f"needs 3 or more (the first two are not timed), got {steps}")
     ladder, study = open_folder(out, storage)
@@ -98,7 +127,7 @@ def retime(out: Path, *, storage: str | None = None, data: str | None = None, de
     # is the card that times them; checked before the tokens are made
     where = run_context(replace(TrainConfig(), device=device or first_spec.train.device), 1, Loc("--device")).device
     card = device_name(where)
-    cells = stale(study, card, force=force)
+    cells = pick(stale(study, card, force=force), cells)
     if not cells:
         echo(f"every finished run of '{ladder.name}' was timed on {card} by the {LOOP} loop or re-timed so: nothing "
              "to re-time (--force re-times the re-timed again)")
@@ -113,10 +142,12 @@ def retime(out: Path, *, storage: str | None = None, data: str | None = None, de
         if r.status != "completed":
             raise SpecError(Loc(cell), f"the timing run did not complete ({r.status}: {r.reason})")
         before = [t.user_attrs["tokens_per_s"] for t in cells[cell]]
-        study.set_user_attr(RETIMED + cell, {  # one cell at a time: a stopped re-timing keeps what it measured
-            "tokens_per_s": r.tokens_per_s, "loop": r.loop, "steps": steps, "card": device_name(ctx.device),
-            "date": time.strftime("%Y-%m-%d"), "time": time.time()})
+        entry = _record(retimed(study).get(cell), r.tokens_per_s, r.loop, steps, device_name(ctx.device))
+        study.set_user_attr(RETIMED + cell, entry)  # one cell at a time: a stopped re-timing keeps what it measured
         ms = lambda tps: cfg.batch_tokens / tps * 1e3  # noqa: E731
+        n = len(entry["samples"])
+        median = (f" (median of {n} timings: {ms(entry['tokens_per_s']):.2f}, "
+                  f"{ms(max(entry['samples'])):.2f}–{ms(min(entry['samples'])):.2f})" if n > 1 else "")
         echo(f"{cell}: {ms(max(before)):.2f}–{ms(min(before)):.2f} ms a step as its {len(before)} run(s) recorded, "
-             f"{ms(r.tokens_per_s):.2f} now")
+             f"{ms(r.tokens_per_s):.2f} now{median}")
     return len(cells)

@@ -1,6 +1,7 @@
 """`archsearch retime`: the cells whose runs another card or an older training loop timed are timed again on this
 card with the current loop; the report uses the new figure and says so, the runs' own records stay, a second call
-has nothing to do, and a re-timing on yet another card moves the report's time axis there."""
+has nothing to do, a forced one of the same length joins the earlier timing (the median counts), and a re-timing on
+yet another card moves the report's time axis there."""
 import functools
 from pathlib import Path
 
@@ -54,9 +55,20 @@ def test_runs_of_an_older_loop_are_timed_again_and_the_report_says_so(tmp_path, 
 
     assert main(["retime", str(out)]) == 0
     assert "nothing to re-time" in capsys.readouterr().out
-    assert main(["retime", str(out), "--steps", "3", "--force"]) == 0  # again, on asking: the new figure replaces it
+    assert main(["retime", str(out), "--steps", "3", "--force"]) == 0  # again, on asking: another length replaces it
     assert "re-timing 1 cell(s)" in capsys.readouterr().out
-    assert retimed(_study(out))["transformer/small"]["steps"] == 3
+    first = retimed(_study(out))["transformer/small"]
+    assert first["steps"] == 3 and first["samples"] == [first["tokens_per_s"]]
+    assert main(["retime", str(out), "--steps", "3", "--force", "--cells", "nope/*"]) == 2  # a typo times nothing
+    assert "--cells: 'nope/*' matches no cell to re-time (these are: transformer/small)" in capsys.readouterr().err
+    # the same card, loop and length again: the timing joins the first and the figure is their median
+    assert main(["retime", str(out), "--steps", "3", "--force", "--cells", "*/small"]) == 0
+    assert "(median of 2 timings: " in capsys.readouterr().out
+    second = retimed(_study(out))["transformer/small"]
+    assert second["samples"][0] == first["tokens_per_s"] and len(second["samples"]) == 2
+    assert second["tokens_per_s"] == sum(second["samples"]) / 2
+    assert "Timed more than once (2 times, each `archsearch retime --force` a fresh process): 1 of these cells" \
+        in (out / "report.md").read_text()
 
     # another card: its runs were timed on cpu, so it times the cell again, and the report's axis moves to it
     monkeypatch.setattr(archsearch.ladder.retime, "device_name", lambda device: "NVIDIA H200")
