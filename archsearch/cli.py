@@ -66,6 +66,8 @@ def cmd_run(args) -> int:
 
     if is_ladder_file(args.space):
         return _run_ladder(args)
+    if args.fill:
+        raise SpecError(Loc("--fill"), f"applies to a ladder only ({args.space} is a search space; docs/ladder.md)")
     if args.worker:
         if args.worker == "ladder" or not (args.out and args.storage and args.trials and args.budget):
             raise SpecError(Loc("--worker"),
@@ -180,14 +182,16 @@ def _run_ladder(args) -> int:
                         ("--profile-top", args.profile_top)):
         if given:
             raise SpecError(Loc(flag), f"does not apply to a ladder ({args.space}); see docs/ladder.md")
+    if args.fill and args.timeout_minutes is None:
+        raise SpecError(Loc("--fill"), "needs --timeout-minutes: it fills the end of a time limit")
     if args.worker:
         if args.worker != "ladder" or not (args.out and args.storage):
             raise SpecError(Loc("--worker"), "is started by `run LADDER --workers N`, with --out and --storage")
         run_ladder_worker(args.space, Path(args.out), args.storage, device=args.device, data=args.data,
-                          timeout_minutes=args.timeout_minutes)
+                          timeout_minutes=args.timeout_minutes, fill=args.fill)
         return 0
     run = run_ladder(args.space, out=Path(args.out) if args.out else None, storage=args.storage, device=args.device,
-                     data=args.data, timeout_minutes=args.timeout_minutes, workers=args.workers)
+                     data=args.data, timeout_minutes=args.timeout_minutes, workers=args.workers, fill=args.fill)
     print(f"report: {write_report(run.out, args.storage)}")
     return 0
 
@@ -290,6 +294,10 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--timeout-minutes", type=_positive(float),
                    help="stop starting trials after this long (default: the budget's timeout_minutes); a ladder "
                         "starts no run that it does not expect to finish within it")
+    r.add_argument("--fill", action="store_true",
+                   help="a ladder: when no run fits in what is left of --timeout-minutes, start the next one anyway "
+                        "(with a minute or more left); it pauses at the limit and the same command, on the same disk, "
+                        "goes on from its checkpoint")
     r.add_argument("--no-retrain", action="store_true", help="skip the re-training of the best with more seeds")
     r.add_argument("--profile-top", type=int, default=0, metavar="K",
                    help="at the end, profile the best K trials into OUT/profiles/ (see `archsearch profile`)")

@@ -14,7 +14,7 @@ from .runner import LadderRun, finished
 
 def run_ladder(path: str, out: Path | None = None, storage: str | None = None, device: str | None = None,
                data: str | None = None, timeout_minutes: float | None = None, echo=print,
-               workers: int = 1) -> LadderRun:
+               workers: int = 1, fill: bool = False) -> LadderRun:
     """`archsearch run LADDER`: in this process, or with `workers` > 1 in that many processes on its study."""
     interrupts.install()  # `timeout` or a scheduler stops a run as Ctrl-C does (it is marked, and resumes)
     start = time.monotonic()
@@ -28,10 +28,11 @@ def run_ladder(path: str, out: Path | None = None, storage: str | None = None, d
         cmd += ["--data", data] if data else []
         if timeout_minutes is not None:  # the workers' limit ends where this one does
             cmd += ["--timeout-minutes", f"{max(timeout_minutes - (time.monotonic() - start) / 60, 1e-3):.4f}"]
+        cmd += ["--fill"] if fill else []
         spawn(cmd, workers, "ladder", run.url, echo)
         n = len(finished(run.study)) - before
     else:
-        n = run.run(timeout_minutes)
+        n = run.run(timeout_minutes, fill=fill)
     done = finished(run.study)
     left = [j for j in wanted(run.ladder, done) if j.key not in done]
     echo(f"ladder '{run.ladder.name}': {n} run(s) this time, {len(done)} finished, {len(left)} wanted still")
@@ -39,11 +40,11 @@ def run_ladder(path: str, out: Path | None = None, storage: str | None = None, d
 
 
 def run_ladder_worker(path: str, out: Path, storage: str, device: str | None = None, data: str | None = None,
-                      timeout_minutes: float | None = None) -> None:
+                      timeout_minutes: float | None = None, fill: bool = False) -> None:
     """One of `run LADDER --workers N`'s processes: claims runs until nothing is left that it could run."""
     interrupts.install()
     start = time.monotonic()
     run = LadderRun(path, out, storage, device, data, worker_echo())
     if timeout_minutes is not None:  # the coordinator's limit, less this process's own setup
         timeout_minutes = max(timeout_minutes - (time.monotonic() - start) / 60, 1e-3)
-    run.run(timeout_minutes, wait=True)
+    run.run(timeout_minutes, wait=True, fill=fill)

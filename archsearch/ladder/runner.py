@@ -35,6 +35,8 @@ from .trials import job_trials
 
 QUEUE_LOCK = ".queue.lock"  # held while a process plans, enqueues and claims, so that workers never enqueue a run twice
 POLL_SECONDS = 5.0  # how often a worker with nothing to claim looks again while others run
+FILL_SECONDS = 60.0  # --fill starts a run that cannot finish only with this long left: resuming it costs a start
+# (tokens loaded, a compile at the top rung) that a shorter part would not repay
 
 
 def job_of(t) -> Job:
@@ -173,9 +175,10 @@ class LadderRun:
             finally:
                 fcntl.flock(f, fcntl.LOCK_UN)
 
-    def _next(self, start: float, window: float | None, wait: bool):
+    def _next(self, start: float, window: float | None, wait: bool, fill: bool = False):
         """Claim the run to train next: a RUNNING trial, or "wait" (a worker: others are running and may unlock
-        more), or None (nothing left, or nothing fits the time limit)."""
+        more), or None (nothing left, or nothing fits the time limit; with `fill`, nothing fits and too little is
+        left to start a part)."""
         with self._queue():
             order = wanted(self.ladder, finished(self.study))
             self._enqueue(order)
@@ -194,9 +197,12 @@ class LadderRun:
             t = waiting[0]
             if window is not None:
                 left = window - (time.monotonic() - start)
-                t = pick(waiting, lambda w: self.remaining(job_of(w)), left, window)
+                t = pick(waiting, lambda w: self.remaining(job_of(w)), left, window, fill)
+                first, need = job_of(waiting[0]), self.remaining(job_of(waiting[0]))
+                if t is waiting[0] and need is not None and need > left:
+                    self.echo(f"time limit: {first.key} would need about {need:.0f} s, {left:.0f} s left; it starts "
+                              "now and pauses at the limit (the same command, on this disk, goes on from there)")
                 if t is not waiting[0]:
-                    first, need = job_of(waiting[0]), self.remaining(job_of(waiting[0]))
                     why = f"{first.key} would need about {need:.0f} s, {max(left, 0):.0f} s left" if need else \
                         f"{window / 60:g} minutes have passed"
                     if t is None:
@@ -209,16 +215,17 @@ class LadderRun:
                 self.storage.set_trial_user_attr(t._trial_id, "worker", worker_id())  # whose it is, from the claim on
             return t
 
-    def run(self, timeout_minutes: float | None = None, wait: bool = False) -> int:
-        """Run what the plan wants until nothing is left or the next run would not finish within the time limit;
-        returns how many runs this process finished. With `wait` (one of several workers) a process with nothing to
-        claim waits while others run, since their results may unlock more (the next rung)."""
+    def run(self, timeout_minutes: float | None = None, wait: bool = False, fill: bool = False) -> int:
+        """Run what the plan wants until nothing is left or the next run would not finish within the time limit
+        (`fill`: until too little is left to start one, the last pausing at the limit); returns how many runs this
+        process finished. With `wait` (one of several workers) a process with nothing to claim waits while others
+        run, since their results may unlock more (the next rung)."""
         start, ran = time.monotonic(), 0
         window = None if timeout_minutes is None else timeout_minutes * 60
         with self._queue():
             recover(self.study, self.storage)
         while True:
-            t = self._next(start, window, wait)
+            t = self._next(start, window, wait, fill)
             if t is None:
                 return ran
             if t == "wait":
@@ -341,17 +348,20 @@ def _estimate(ladder, sizes: dict, job: Job, runs: list) -> float | None:
     return scaled(max(below, key=lambda t: sizes[f"{job.family}/{t.user_attrs['rung']}"]["non_embedding"]))
 
 
-def pick(waiting: list, estimate, left: float, window: float | None = None):
+def pick(waiting: list, estimate, left: float, window: float | None = None, fill: bool = False):
     """The run to start with `left` seconds to go: the plan's next one when it should finish in time (or nothing
     comparable has run yet, so nothing is known), or when it is longer than the whole time limit (`window`) and at
     least half of that is left (it runs in parts, pausing into its checkpoint at each limit); else the first later
-    one whose estimate fits, so that the end of a time limit is not left idle; None when none fits."""
+    one whose estimate fits, so that the end of a time limit is not left idle; else, with `fill` and at least
+    FILL_SECONDS left, the plan's next one all the same, to pause at the limit (the next call on the same disk goes
+    on from its checkpoint); None when none fits."""
     if left <= 0 or not waiting:
         return None
     need = estimate(waiting[0])
     if need is None or need <= left or (window is not None and need > window and left >= window / 2):
         return waiting[0]
-    return next((w for w in waiting[1:] if (n := estimate(w)) is not None and n <= left), None)
+    later = next((w for w in waiting[1:] if (n := estimate(w)) is not None and n <= left), None)
+    return later if later is not None or not fill or left < FILL_SECONDS else waiting[0]
 
 
 class _Failed(Exception):

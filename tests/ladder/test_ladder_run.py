@@ -128,6 +128,39 @@ def test_a_run_past_the_time_limit_pauses_into_its_checkpoint_and_goes_on_from_t
                if t.state == TrialState.FAIL)
 
 
+def test_fill_starts_a_run_that_cannot_finish_and_it_pauses_at_the_limit(root, tmp_path, monkeypatch, capsys):
+    """--fill spends the end of a time limit on the next run, to be finished by the next call, rather than idling."""
+    import itertools
+    import json
+    from types import SimpleNamespace
+
+    import archsearch.ladder.runner
+    from archsearch.cli import main
+
+    monkeypatch.chdir(root)
+    # the ladder's clock moves 40 s each time it is read, so the first claim has 80 s of the 2 minutes left; every
+    # run is expected to take 100 s: more than is left, less than the whole limit (which would start it anyway);
+    # the trainer's own clock is real, far past the ladder's deadline, so a run that starts pauses at once
+    ticks = itertools.count(0, 40.0)
+    monkeypatch.setattr(archsearch.ladder.runner, "time", SimpleNamespace(
+        monotonic=lambda: float(next(ticks)), perf_counter=time.perf_counter, sleep=time.sleep))
+    monkeypatch.setattr(archsearch.ladder.runner.LadderRun, "estimate", lambda self, job: 100.0)
+    out = tmp_path / "t"
+    args = ["run", SMOKE, "--data", "tests/fixtures/wikitext", "--out", str(out), "--timeout-minutes", "2"]
+    assert main(args) == 0
+    text = capsys.readouterr().out
+    assert "would need about 100 s, 80 s left; stopping here" in text
+    assert {t.state for t in _study(out).trials} == {TrialState.WAITING}  # enqueued by the plan, none started
+    ticks = itertools.count(0, 40.0)
+    assert main([*args, "--fill"]) == 0
+    text = capsys.readouterr().out
+    assert "would need about 100 s, 80 s left; it starts now and pauses at the limit" in text
+    assert "paused at step" in text
+    sides = list((out / "checkpoints").rglob("*.json"))
+    assert len(sides) == 1 and json.loads(sides[0].read_text())["tokens"] > 0  # the next call goes on from here
+    assert not [t for t in _study(out).trials if t.state == TrialState.COMPLETE]
+
+
 def test_one_line_errors(root, tmp_path, monkeypatch, capsys):
     from archsearch.cli import main
 
@@ -145,6 +178,10 @@ def test_one_line_errors(root, tmp_path, monkeypatch, capsys):
     assert code == 2 and "families.transformer.rungs.small" in err and "non-embedding parameters" in err
     code, err = run(SMOKE, "--budget", "cpu", "--out", str(tmp_path / "e"))
     assert code == 2 and "--budget: does not apply to a ladder" in err
+    code, err = run(SMOKE, "--fill", "--out", str(tmp_path / "e"))
+    assert code == 2 and err.strip() == "--fill: needs --timeout-minutes: it fills the end of a time limit"
+    code, err = run("search_spaces/pam_hybrids.yaml", "--fill", "--out", str(tmp_path / "e"))
+    assert code == 2 and "--fill: applies to a ladder only" in err
     # a study from before the tokens hash, resumed on other tokens: its train token count tells
     code, _ = run(SMOKE, "--data", "tests/fixtures/wikitext", "--out", str(tmp_path / "o"), "--timeout-minutes", "0.0001")
     study = _study(tmp_path / "o")
@@ -166,6 +203,12 @@ def test_at_the_time_limit_a_later_run_that_fits_goes_first():
     # a run longer than the whole limit starts when at least half of the limit is left, and runs in parts
     assert pick(["a", "c"], need, 60, window=90) == "a" and pick(["a", "c"], need, 40, window=90) == "c"
     assert pick(["a", "c"], need, 60, window=120) == "c"  # a fits in a whole limit: it waits for one
+    # --fill: a later run that fits still goes first; when none does, the next one starts and pauses at the limit,
+    # given at least a minute (a shorter part would not repay resuming it)
+    assert pick(["a", "c"], need, 61, window=120, fill=True) == "c"
+    assert pick(["a", "b"], need, 61, window=120, fill=True) == "a"
+    assert pick(["a", "b"], need, 59, window=120, fill=True) is None
+    assert pick(["a", "b"], need, 61, window=120) is None  # without it, as before
 
 
 def test_the_finalists_of_a_rung_try_beyond_their_edge_before_its_seeds(root, tmp_path, monkeypatch, capsys):
