@@ -293,7 +293,7 @@ def parser() -> argparse.ArgumentParser:
                         "(default 1)")
     r.add_argument("--timeout-minutes", type=_positive(float),
                    help="stop starting trials after this long (default: the budget's timeout_minutes); a ladder "
-                        "starts no run that it does not expect to finish within it")
+                        "starts no run that it does not expect to finish within it (but see --fill)")
     r.add_argument("--fill", action="store_true",
                    help="a ladder: when no run fits in what is left of --timeout-minutes, start the next one anyway "
                         "(with a minute or more left); it pauses at the limit and the same command, on the same disk, "
@@ -317,7 +317,8 @@ def parser() -> argparse.ArgumentParser:
     rt.add_argument("--storage", help="the study's Optuna storage URL, when it is not in OUT_DIR")
     rt.add_argument("--force", action="store_true", help="also re-time the cells re-timed before (on the same card, "
                                                          "loop and steps, the figure becomes the median of the timings)")
-    rt.add_argument("--cells", nargs="+", metavar="CELL", help="only these cells: family/rung or a pattern (*/2m)")
+    rt.add_argument("--cells", nargs="+", metavar="CELL", help="only these of the cells it would re-time: "
+                                                               "family/rung or a pattern (*/2m)")
     rt.set_defaults(fn=cmd_retime)
     e = sub.add_parser("export", help="write a trained architecture as standalone model.py + config.json + weights.pt")
     e.add_argument("source", help="the output folder of `archsearch run`, or a spec file (with --weights)")

@@ -134,8 +134,9 @@ def _repeats(used: dict) -> list[str]:
         return []
     worst = max(spread, key=spread.get)
     counts = sorted({len(samples_of(used[c])) for c in spread})
-    return [f"Timed more than once ({'/'.join(map(str, counts))} times, each `archsearch retime --force` a fresh "
-            f"process): {len(spread)} of these cells; each one's figure is the median of its timings, which lie "
+    return [f"Timed more than once ({'/'.join(map(str, counts))} times on the same card, loop and steps, each call "
+            f"of `archsearch retime` a fresh process): {len(spread)} of these cells; each one's figure is the median "
+            f"of its timings, which lie "
             f"within {100 * spread[worst]:.1f}% of each other at most ({worst}; median spread "
             f"{100 * statistics.median(spread.values()):.1f}%). The seed intervals do not include this noise."]
 

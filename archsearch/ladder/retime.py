@@ -81,14 +81,16 @@ def _record(before: dict | None, tokens_per_s: float, loop: str, steps: int, car
             "card": card, "date": time.strftime("%Y-%m-%d"), "time": time.time()}
 
 
-def pick(cells: dict, patterns: list[str] | None) -> dict:
-    """The cells named by `patterns` (family/rung, or fnmatch patterns such as `*/2m`); one matching none is an
-    error, so a typo does not quietly time nothing."""
+def pick(cells: dict, patterns: list[str] | None, every: list[str]) -> dict:
+    """Those of `cells` (the ones a call would re-time) that `patterns` name (family/rung, or fnmatch patterns such
+    as `*/2m`); a pattern matching none of `every` cell with a finished run is an error, so a typo does not quietly
+    time nothing (one naming only cells already re-timed here picks nothing: --force re-times those)."""
     if not patterns:
         return cells
     for pattern in patterns:
-        if not any(fnmatch.fnmatchcase(c, pattern) for c in cells):
-            raise SpecError(Loc("--cells"), f"'{pattern}' matches no cell to re-time (these are: {', '.join(cells)})")
+        if not any(fnmatch.fnmatchcase(c, pattern) for c in every):
+            raise SpecError(Loc("--cells"), f"'{pattern}' matches no cell with a finished run (these are: "
+                                            f"{', '.join(every)})")
     return {c: v for c, v in cells.items() if any(fnmatch.fnmatchcase(c, p) for p in patterns)}
 
 
@@ -127,7 +129,8 @@ def retime(out: Path, *, storage: str | None = None, data: str | None = None, de
     # is the card that times them; checked before the tokens are made
     where = run_context(replace(TrainConfig(), device=device or first_spec.train.device), 1, Loc("--device")).device
     card = device_name(where)
-    cells = pick(stale(study, card, force=force), cells)
+    every = list(dict.fromkeys(f"{t.user_attrs.get('family')}/{t.user_attrs.get('rung')}" for t in finished))
+    cells = pick(stale(study, card, force=force), cells, every)
     if not cells:
         echo(f"every finished run of '{ladder.name}' was timed on {card} by the {LOOP} loop or re-timed so: nothing "
              "to re-time (--force re-times the re-timed again)")

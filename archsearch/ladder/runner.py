@@ -197,8 +197,15 @@ class LadderRun:
             t = waiting[0]
             if window is not None:
                 left = window - (time.monotonic() - start)
-                t = pick(waiting, lambda w: self.remaining(job_of(w)), left, window, fill)
-                first, need = job_of(waiting[0]), self.remaining(job_of(waiting[0]))
+                known: dict = {}  # each estimate once: the message below says what pick() decided on
+
+                def estimate(w):
+                    if w._trial_id not in known:
+                        known[w._trial_id] = self.remaining(job_of(w))
+                    return known[w._trial_id]
+
+                t = pick(waiting, estimate, left, window, fill)
+                first, need = job_of(waiting[0]), estimate(waiting[0])
                 if t is waiting[0] and need is not None and need > left:
                     self.echo(f"time limit: {first.key} would need about {need:.0f} s, {left:.0f} s left; it starts "
                               "now and pauses at the limit (the same command, on this disk, goes on from there)")
@@ -352,16 +359,19 @@ def pick(waiting: list, estimate, left: float, window: float | None = None, fill
     """The run to start with `left` seconds to go: the plan's next one when it should finish in time (or nothing
     comparable has run yet, so nothing is known), or when it is longer than the whole time limit (`window`) and at
     least half of that is left (it runs in parts, pausing into its checkpoint at each limit); else the first later
-    one whose estimate fits, so that the end of a time limit is not left idle; else, with `fill` and at least
-    FILL_SECONDS left, the plan's next one all the same, to pause at the limit (the next call on the same disk goes
-    on from its checkpoint); None when none fits."""
+    one whose estimate fits, so that the end of a time limit is not left idle; else, with `fill`, at least
+    FILL_SECONDS left and a run that one whole limit would hold (a longer one keeps the half-limit rule: a sliver of
+    it would not repay its start), the plan's next one all the same, to pause at the limit (the next call on the
+    same disk goes on from its checkpoint); None when none fits."""
     if left <= 0 or not waiting:
         return None
     need = estimate(waiting[0])
     if need is None or need <= left or (window is not None and need > window and left >= window / 2):
         return waiting[0]
     later = next((w for w in waiting[1:] if (n := estimate(w)) is not None and n <= left), None)
-    return later if later is not None or not fill or left < FILL_SECONDS else waiting[0]
+    if later is not None or not fill or left < FILL_SECONDS or (window is not None and need > window):
+        return later
+    return waiting[0]
 
 
 class _Failed(Exception):

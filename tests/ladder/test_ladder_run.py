@@ -161,6 +161,18 @@ def test_fill_starts_a_run_that_cannot_finish_and_it_pauses_at_the_limit(root, t
     assert not [t for t in _study(out).trials if t.state == TrialState.COMPLETE]
 
 
+def test_workers_are_told_to_fill(root, tmp_path, monkeypatch):
+    import archsearch.ladder.launch
+
+    monkeypatch.chdir(root)
+    started = []
+    monkeypatch.setattr(archsearch.ladder.launch, "spawn", lambda cmd, n, *rest: started.append(cmd))
+    archsearch.ladder.launch.run_ladder(SMOKE, out=tmp_path / "w", data="tests/fixtures/wikitext", timeout_minutes=3,
+                                        workers=2, fill=True, echo=lambda *a: None)
+    (cmd,) = started
+    assert "--fill" in cmd and "--timeout-minutes" in cmd and cmd.index("--fill") > cmd.index("--timeout-minutes")
+
+
 def test_one_line_errors(root, tmp_path, monkeypatch, capsys):
     from archsearch.cli import main
 
@@ -209,6 +221,10 @@ def test_at_the_time_limit_a_later_run_that_fits_goes_first():
     assert pick(["a", "b"], need, 61, window=120, fill=True) == "a"
     assert pick(["a", "b"], need, 59, window=120, fill=True) is None
     assert pick(["a", "b"], need, 61, window=120) is None  # without it, as before
+    assert pick(["a", "b"], need, 60, window=120, fill=True) == "a"  # a minute is enough
+    # a run longer than a whole limit keeps the half-limit rule: a sliver of it would not repay its start
+    assert pick(["x"], {"x": 1000.0}.get, 100, window=300, fill=True) is None
+    assert pick(["x"], {"x": 1000.0}.get, 150, window=300, fill=True) == "x"
 
 
 def test_the_finalists_of_a_rung_try_beyond_their_edge_before_its_seeds(root, tmp_path, monkeypatch, capsys):

@@ -60,22 +60,26 @@ def test_runs_of_an_older_loop_are_timed_again_and_the_report_says_so(tmp_path, 
     first = retimed(_study(out))["transformer/small"]
     assert first["steps"] == 3 and first["samples"] == [first["tokens_per_s"]]
     assert main(["retime", str(out), "--steps", "3", "--force", "--cells", "nope/*"]) == 2  # a typo times nothing
-    assert "--cells: 'nope/*' matches no cell to re-time (these are: transformer/small)" in capsys.readouterr().err
+    assert "--cells: 'nope/*' matches no cell with a finished run (these are: transformer/small)" \
+        in capsys.readouterr().err
+    assert main(["retime", str(out), "--steps", "3", "--cells", "transformer/small"]) == 0  # re-timed here already
+    assert "nothing to re-time (--force re-times the re-timed again)" in capsys.readouterr().out
     # the same card, loop and length again: the timing joins the first and the figure is their median
     assert main(["retime", str(out), "--steps", "3", "--force", "--cells", "*/small"]) == 0
     assert "(median of 2 timings: " in capsys.readouterr().out
     second = retimed(_study(out))["transformer/small"]
     assert second["samples"][0] == first["tokens_per_s"] and len(second["samples"]) == 2
     assert second["tokens_per_s"] == sum(second["samples"]) / 2
-    assert "Timed more than once (2 times, each `archsearch retime --force` a fresh process): 1 of these cells" \
-        in (out / "report.md").read_text()
+    assert "Timed more than once (2 times on the same card, loop and steps, each call of `archsearch retime` a fresh " \
+        "process): 1 of these cells" in (out / "report.md").read_text()
 
     # another card: its runs were timed on cpu, so it times the cell again, and the report's axis moves to it
     monkeypatch.setattr(archsearch.ladder.retime, "device_name", lambda device: "NVIDIA H200")
     assert main(["retime", str(out), "--steps", "3"]) == 0
     assert "re-timing 1 cell(s) of 'tiny' on NVIDIA H200" in capsys.readouterr().out
     monkeypatch.undo()
-    assert retimed(_study(out))["transformer/small"]["card"] == "NVIDIA H200"
+    moved = retimed(_study(out))["transformer/small"]
+    assert moved["card"] == "NVIDIA H200" and moved["samples"] == [moved["tokens_per_s"]]  # the cpu timings dropped
     report = (out / "report.md").read_text()
     assert "(NVIDIA H200, " in report
     assert "Trained on cpu; GPU-seconds and tokens/s timed on NVIDIA H200 (overlapped loop; below)" in report
@@ -92,3 +96,29 @@ def test_each_cell_keeps_its_own_record_so_two_re_timings_at_once_lose_neither(t
     first.set_user_attr(RETIMED + "a/small", {"tokens_per_s": 1.0})
     second.set_user_attr(RETIMED + "b/small", {"tokens_per_s": 2.0})  # its view predates the first's write
     assert sorted(retimed(_study(tmp_path))) == ["a/small", "b/small"]
+
+
+def test_a_record_joins_timings_of_the_same_card_loop_and_steps_by_their_median():
+    from archsearch.ladder.retime import _record
+
+    old = {"tokens_per_s": 100.0, "loop": LOOP, "steps": 300, "card": "H100"}  # from before records kept samples
+    two = _record(old, 130.0, LOOP, 300, "H100")
+    assert two["samples"] == [100.0, 130.0] and two["tokens_per_s"] == 115.0
+    three = _record(two, 101.0, LOOP, 300, "H100")
+    assert three["samples"] == [100.0, 130.0, 101.0] and three["tokens_per_s"] == 101.0  # the median, not the mean
+    for other in ((LOOP, 300, "H200"), ("waited", 300, "H100"), (LOOP, 200, "H100")):  # another card, loop, length
+        fresh = _record(three, 90.0, *other)
+        assert fresh["samples"] == [90.0] and fresh["tokens_per_s"] == 90.0
+    assert _record(None, 90.0, LOOP, 300, "H100")["samples"] == [90.0]
+
+
+def test_the_report_states_the_spread_of_cells_timed_more_than_once():
+    from archsearch.ladder.report import _repeats
+
+    used = {"a/small": {"tokens_per_s": 100.0, "samples": [100.0, 104.0, 99.0]},
+            "b/small": {"tokens_per_s": 50.0, "samples": [50.0, 50.5]},
+            "c/small": {"tokens_per_s": 70.0}}  # one timing: not in the sentence
+    (line,) = _repeats(used)
+    assert line.startswith("Timed more than once (2/3 times on the same card, loop and steps")
+    assert "2 of these cells" in line and "within 5.0% of each other at most (a/small; median spread 3.0%)" in line
+    assert _repeats({"c/small": used["c/small"]}) == []
