@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import os
 import time
 from contextlib import contextmanager
 from dataclasses import replace
@@ -25,6 +26,7 @@ from ..search import interrupts
 from ..search.objective import mixers, worker_id
 from ..search.recovery import INTERRUPTED, heartbeat, recover, superseded, will_end
 from ..search.run_folder import make_storage, same_tokens, timed_cards
+from ..search.workers import WORKER_ENV
 from ..yamlloc import load_file
 from .config import load_ladder
 from .folder import (COPY, checkpoint_path, default_storage, drop_checkpoint, progress_of, spec_path, weights_path,
@@ -84,7 +86,8 @@ class LadderRun:
         same_tokens(self.study, self.task, Loc("--data") if data else Loc(self.ladder.file, 0, "task.data"))
         cards = timed_cards(self.study)
         self.card = here = device_name(resolve_device(first_spec.train.device))
-        if cards and cards != {here}:  # perplexities do not depend on the card; GPU-seconds do
+        # perplexities do not depend on the card; GPU-seconds do (said once: by the coordinator, not each worker)
+        if cards and cards != {here} and WORKER_ENV not in os.environ:
             echo(f"note: '{self.ladder.name}' has runs timed on {', '.join(sorted(cards))} and this is {here}: the "
                  f"runs go on here, and the report reads GPU-seconds at equal time only where one card and one "
                  f"training loop timed them (`archsearch retime {self.out}` times every other cell on one card)")

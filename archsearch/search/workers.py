@@ -38,16 +38,19 @@ def stop(procs: list, grace_s: float = 5.0) -> None:
         p.wait()
 
 
+WORKER_ENV = "ARCHSEARCH_WORKER"  # set in every worker process to its rank
+
+
 def worker_echo():
     """A worker process's print: whole lines on stdout (the coordinator's), each saying whose it is."""
-    rank = os.environ.get("ARCHSEARCH_WORKER", "?")
+    rank = os.environ.get(WORKER_ENV, "?")
     return lambda line: whole_line(sys.stdout, f"[worker {rank}] {line}")
 
 
 def _env(rank: int, workers: int) -> dict:
     import torch
 
-    env = {**os.environ, "ARCHSEARCH_WORKER": str(rank)}
+    env = {**os.environ, WORKER_ENV: str(rank)}
     if torch.cuda.is_available():
         visible = os.environ.get("CUDA_VISIBLE_DEVICES")
         gpus = visible.split(",") if visible else [str(i) for i in range(torch.cuda.device_count())]

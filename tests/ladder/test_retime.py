@@ -87,6 +87,9 @@ def test_runs_of_an_older_loop_are_timed_again_and_the_report_says_so(tmp_path, 
     monkeypatch.setattr(archsearch.ladder.runner, "device_name", lambda device: "NVIDIA H100 80GB HBM3")
     assert main(["run", str(LADDER), "--out", str(out)]) == 0
     assert "note: 'tiny' has runs timed on cpu and this is NVIDIA H100 80GB HBM3" in capsys.readouterr().out
+    monkeypatch.setenv("ARCHSEARCH_WORKER", "1")  # a worker of `--workers N`: the coordinator has said it
+    archsearch.ladder.runner.LadderRun(str(LADDER), out, None, None, None)
+    assert "note:" not in capsys.readouterr().out
 
 
 def test_each_cell_keeps_its_own_record_so_two_re_timings_at_once_lose_neither(tmp_path):
