@@ -1,0 +1,26 @@
+# How the published ladders were run: one call of a GPU machine lent for at most ~10 minutes a call, which receives
+# only the checkout plus carried ignored folders (.whl: optuna's wheels; .data/wikipedia: the corpus's xz files;
+# .cache_ladder/tokenizers: the study's BPE; .data/gpt2: the GPT-2 BPE, xz) and returns what is written to $OUT.
+#   END=585 [RETIME=1 RETIME_ARGS="--force --cells */2m"] [LADDER=scaling_ladder NAME=scaling_h200] \
+#       bash scripts/lent_gpu/ladder.sh
+# END: seconds from the start at which everything must be done. The study's folder comes back as $OUT/NAME.tgz
+# (weights and checkpoints stay on the machine): unpack it into docs/results/ before the next call, and chain calls
+# within the machine's idle release so that a paused run's checkpoint is still there (--fill).
+start=$(date +%s)
+source scripts/lent_gpu/env.sh
+LADDER=${LADDER:-scaling_ladder}; NAME=${NAME:-scaling_h200}; END=${END:-590}
+D=docs/results/$NAME
+left() { echo $(( END - ($(date +%s) - start) )); }
+if [ -n "${RETIME:-}" ]; then
+    set -f; python3 -m archsearch retime $D --data .data/wikipedia ${RETIME_ARGS:-} 2>&1 | tee $OUT/retime.log; set +f
+fi
+L=$(left)
+if [ "$L" -gt 180 ] && [ -z "${NO_LADDER:-}" ]; then  # 75 s after the limit: the pause, the scoring, the report
+    M=$(python3 -c "print(round(($L - 75) / 60, 2))")
+    echo "ladder with --timeout-minutes $M"
+    python3 -m archsearch run search_spaces/$LADDER.yaml --data .data/wikipedia --out $D --timeout-minutes $M --fill \
+        2>&1 | grep -v -E '^\s*$' | tee $OUT/ladder.log | tail -c 6000
+fi
+python3 -m archsearch report $D > /dev/null 2>&1
+tar czf $OUT/$NAME.tgz --exclude=weights --exclude=checkpoints -C docs/results $NAME
+echo "elapsed $(( $(date +%s) - start )) s"
