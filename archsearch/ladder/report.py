@@ -150,7 +150,7 @@ def _timing(study, cells: dict) -> list[str]:
     pairs = sorted({pair for c in cells.values() for pair in c.timings()})
     lines = []
     if used:
-        card, dates = sorted({u["card"] for u in used.values()}), sorted({u["date"] for u in used.values()})
+        card, dates = sorted({u["card"] for u in used.values()}), sorted({d for u in used.values() for d in u.get("dates", [u["date"]])})
         lines.append(f"Re-timed: the GPU-seconds and tokens/s of the runs of {', '.join(used)} that another card "
                      f"or an older training loop timed come from `archsearch retime`, which trained each such cell's spec again with the "
                      f"{'/'.join(sorted({u['loop'] for u in used.values()}))} loop for "

@@ -34,7 +34,7 @@ from .folder import COPY, open_folder
 from .trials import job_trials
 
 RETIMED = "retimed:"  # study user attributes "retimed:family/rung" → {tokens_per_s, loop, steps, card, date, time,
-# samples}: one key a cell, so two re-timings at once (two machines on one storage) each keep what they measured
+# samples, dates}: one key a cell, so two re-timings at once (two machines on one storage) each keep what they measured
 
 
 def retimed(study) -> dict[str, dict]:
@@ -77,8 +77,10 @@ def _record(before: dict | None, tokens_per_s: float, loop: str, steps: int, car
     the figure is their median; any other replaces it."""
     same = before is not None and (before["card"], before["loop"], before["steps"]) == (card, loop, steps)
     samples = [*(samples_of(before) if same else []), tokens_per_s]
+    today = time.strftime("%Y-%m-%d")
+    dates = [*(before.get("dates", [before["date"]]) if same else []), today]  # one a timing, as samples
     return {"tokens_per_s": statistics.median(samples), "samples": samples, "loop": loop, "steps": steps,
-            "card": card, "date": time.strftime("%Y-%m-%d"), "time": time.time()}
+            "card": card, "date": today, "dates": dates, "time": time.time()}
 
 
 def pick(cells: dict, patterns: list[str] | None, every: list[str]) -> dict:

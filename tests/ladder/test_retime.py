@@ -104,14 +104,15 @@ def test_each_cell_keeps_its_own_record_so_two_re_timings_at_once_lose_neither(t
 def test_a_record_joins_timings_of_the_same_card_loop_and_steps_by_their_median():
     from archsearch.ladder.retime import _record
 
-    old = {"tokens_per_s": 100.0, "loop": LOOP, "steps": 300, "card": "H100"}  # from before records kept samples
+    old = {"tokens_per_s": 100.0, "loop": LOOP, "steps": 300, "card": "H100", "date": "2026-01-01"}  # before samples
     two = _record(old, 130.0, LOOP, 300, "H100")
     assert two["samples"] == [100.0, 130.0] and two["tokens_per_s"] == 115.0
+    assert two["dates"][0] == "2026-01-01" and len(two["dates"]) == 2  # the report names every timing's date
     three = _record(two, 101.0, LOOP, 300, "H100")
     assert three["samples"] == [100.0, 130.0, 101.0] and three["tokens_per_s"] == 101.0  # the median, not the mean
     for other in ((LOOP, 300, "H200"), ("waited", 300, "H100"), (LOOP, 200, "H100")):  # another card, loop, length
         fresh = _record(three, 90.0, *other)
-        assert fresh["samples"] == [90.0] and fresh["tokens_per_s"] == 90.0
+        assert fresh["samples"] == [90.0] and fresh["tokens_per_s"] == 90.0 and len(fresh["dates"]) == 1
     assert _record(None, 90.0, LOOP, 300, "H100")["samples"] == [90.0]
 
 
