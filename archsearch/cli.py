@@ -292,8 +292,10 @@ def parser() -> argparse.ArgumentParser:
                    help="processes on one study (a search's or a ladder's): one per visible GPU, or N CPU processes "
                         "(default 1)")
     r.add_argument("--timeout-minutes", type=_positive(float),
-                   help="stop starting trials after this long (default: the budget's timeout_minutes); a ladder "
-                        "starts no run that it does not expect to finish within it (but see --fill)")
+                   help="stop starting trials after this long (default: the budget's timeout_minutes, which bounds "
+                        "the search alone); given here, a search's re-training runs too start only when expected to "
+                        "finish within it; a ladder starts no run that it does not expect to finish within it (but "
+                        "see --fill)")
     r.add_argument("--fill", action="store_true",
                    help="a ladder: when no run fits in what is left of --timeout-minutes, start the next one anyway "
                         "(with a minute or more left); it pauses at the limit and the same command, on the same disk, "

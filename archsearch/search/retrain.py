@@ -11,6 +11,7 @@ is failed and queued again by the next run's recovery."""
 from __future__ import annotations
 
 import statistics
+import time
 from dataclasses import replace
 
 import torch
@@ -24,6 +25,7 @@ from .recovery import INTERRUPTED, counted, heartbeat
 from .run_folder import (FAILED_REASON, ISO_TIME, LR, MIXERS, SCALE, SEED, SOURCE, TRAIN_TOKENS, WORKER,
                          run_weights_path)
 from .space import retrain_settings
+from .time_limit import pick
 
 
 def _complete(study) -> list:
@@ -95,14 +97,38 @@ def enqueue(seeds_study, wanted: list[tuple[int, int, float]]) -> int:
     return len(new)
 
 
-def run_jobs(seeds_study, study, storage, objective: Objective, echo=print) -> int:
-    """Claim and run waiting runs until none is left; returns how many this process ran."""
+def expected_seconds(job, study, seeds_study) -> float | None:
+    """How long a re-training run should take: the longest finished re-training run of its scale, else its source
+    trial's wall time times the scale (an over-estimate: the source's measuring and evaluations do not scale)."""
+    source, _, scale = job_key(job)
+    done = [(t.datetime_complete - t.datetime_start).total_seconds() for t in
+            seeds_study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+            if t.user_attrs.get(SCALE, 1.0) == scale and t.datetime_start and t.datetime_complete]
+    if done:
+        return max(done)
+    src = study.trials[source]
+    if src.datetime_start is None or src.datetime_complete is None:
+        return None
+    return (src.datetime_complete - src.datetime_start).total_seconds() * scale
+
+
+def run_jobs(seeds_study, study, storage, objective: Objective, echo=print, deadline: float | None = None) -> int:
+    """Claim and run waiting runs until none is left, or (at `deadline`, a time.monotonic()) none that is expected to
+    finish in time; returns how many this process ran."""
     ran = 0
     while True:
         waiting = seeds_study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
         if not waiting:
             return ran
         job = waiting[0]
+        if deadline is not None:
+            left = deadline - time.monotonic()
+            job = pick(waiting, lambda w: expected_seconds(w, study, seeds_study), left)
+            if job is None:
+                need = expected_seconds(waiting[0], study, seeds_study)
+                echo(f"time limit: the next re-training run would need about {need or 0:.0f} s, {max(left, 0):.0f} s "
+                     f"left; stopping here ({len(waiting)} to go; the same command resumes)")
+                return ran
         with interrupts.held():  # claimed and named together: a claim without its worker would never be freed
             # the atomic claim Optuna itself uses to hand an enqueued trial to one worker
             if not storage.set_trial_state_values(job._trial_id, TrialState.RUNNING):

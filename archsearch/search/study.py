@@ -263,9 +263,9 @@ def search_loop(setup: Setup, n_trials: int, echo=print) -> None:
         interrupts.take_waiting()
 
 
-def retrain_loop(setup: Setup, echo=print) -> None:
+def retrain_loop(setup: Setup, echo=print, deadline: float | None = None) -> None:
     seeds = setup.seeds_study()
-    retrain.run_jobs(seeds, setup.study, setup.storage, setup.objective, echo)
+    retrain.run_jobs(seeds, setup.study, setup.storage, setup.objective, echo, deadline)
 
 
 def wait_for_others(setup: Setup, echo=print, poll_s: float = 5.0) -> None:
@@ -293,6 +293,9 @@ def run_search(space_path: str, *, out: Path | None = None, storage: str | None 
     from . import workers as pool
 
     interrupts.install()
+    # --timeout-minutes given: the whole command keeps to it, re-training included (a budget's own timeout_minutes
+    # bounds its search only)
+    deadline = None if timeout_minutes is None else time.monotonic() + timeout_minutes * 60
     setup = Setup(space_path, out, storage, budget, device, workers, timeout_minutes, data)
     if setup.auto_budget:
         echo(f"{'GPU' if setup.budget_name == 'gpu' else 'no GPU'}: using the {setup.budget_name} budget of "
@@ -325,9 +328,10 @@ def run_search(space_path: str, *, out: Path | None = None, storage: str | None 
                      f"the top trials and each family's best {fresh_seeds} each, the verdicts' pairs {verdict_seeds}"
                      + (f"; fidelity: {fid['trials']} trials at {fid['factor']:g}× the budget" if fid else ""))
                 if workers > 1:
-                    pool.run(setup, "retrain", workers, n_trials, echo)
+                    left = None if deadline is None else max(deadline - time.monotonic(), 1e-3) / 60
+                    pool.run(setup, "retrain", workers, n_trials, echo, timeout_minutes=left)
                 else:
-                    retrain_loop(setup, echo)
+                    retrain_loop(setup, echo, deadline)
     except KeyboardInterrupt:
         interrupted = True
         print("interrupted: unfinished trials are marked failed and re-queued when the same command runs again",
@@ -365,11 +369,12 @@ def run_worker(space_path: str, *, out: Path, storage: str, trials: int, budget:
                phase: str, timeout_minutes: float | None = None, data: str | None = None) -> None:
     """One of `--workers N` processes: runs trials (or re-training runs) of the coordinator's study."""
     interrupts.install()
+    start = time.monotonic()
     echo = worker_echo()
     setup = Setup(space_path, out, storage, budget, device, timeout_minutes=timeout_minutes, data=data)
     if phase == "search":
         search_loop(setup, trials, echo)
     elif phase == "reference":
         measure_reference(setup, echo)
-    else:
-        retrain_loop(setup, echo)
+    else:  # the coordinator passes what is left of its --timeout-minutes, if it was given one
+        retrain_loop(setup, echo, None if timeout_minutes is None else start + timeout_minutes * 60)

@@ -60,13 +60,16 @@ def _env(rank: int, workers: int) -> dict:
     return env
 
 
-def run(setup, phase: str, workers: int, n_trials: int, echo=print) -> None:
+def run(setup, phase: str, workers: int, n_trials: int, echo=print, timeout_minutes: float | None = None) -> None:
+    """`workers` processes of `phase` on the study. Searching, each keeps to the budget's time; re-training, to
+    `timeout_minutes` (what is left of the command's --timeout-minutes), or to none."""
     cmd = [sys.executable, "-m", "archsearch", "run", setup.space.file, "--out", str(setup.out), "--storage", setup.url,
            "--budget", setup.budget_name, "--trials", str(n_trials), "--worker", phase]
     if setup.objective.device:
         cmd += ["--device", setup.objective.device]
-    if setup.budget.timeout_minutes:
-        cmd += ["--timeout-minutes", str(setup.budget.timeout_minutes)]
+    limit = timeout_minutes if phase == "retrain" else setup.budget.timeout_minutes
+    if limit:
+        cmd += ["--timeout-minutes", f"{limit:.4f}"]
     if setup.data:
         cmd += ["--data", setup.data]
     spawn(cmd, workers, phase, setup.url, echo)

@@ -204,7 +204,7 @@ def test_one_line_errors(root, tmp_path, monkeypatch, capsys):
 
 
 def test_at_the_time_limit_a_later_run_that_fits_goes_first():
-    from archsearch.ladder.runner import pick
+    from archsearch.search.time_limit import pick
 
     need = {"a": 100.0, "b": None, "c": 40.0, "d": 10.0}.get
     assert pick(["a", "b", "c", "d"], need, 200) == "a"  # the plan's next run fits

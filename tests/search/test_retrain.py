@@ -164,3 +164,58 @@ def test_an_interrupted_fidelity_run_is_retried_as_itself_at_its_longer_budget()
     assert recover(seeds, seeds._storage) == 1
     (again,) = seeds.get_trials(states=(TrialState.WAITING,))
     assert retrain.job_key(again) == (3, 0, 4.0)  # not a 1x run at the search's own seed
+
+
+def _timed(study, seconds: float, user_attrs: dict):
+    """A finished trial that took `seconds` of wall time."""
+    import datetime
+
+    t = create_trial(state=TrialState.COMPLETE, value=1.0, params={"x": 1.0},
+                     distributions={"x": FloatDistribution(0, 100)}, user_attrs=user_attrs)
+    t.datetime_start = datetime.datetime(2026, 12, 5, 12, 0, 0)
+    t.datetime_complete = t.datetime_start + datetime.timedelta(seconds=seconds)
+    study.add_trial(t)
+
+
+def test_a_re_training_runs_length_is_known_from_its_like():
+    study = optuna.create_study()
+    _timed(study, 30.0, {"mixers": ["pam"]})  # the search trial: 30 s
+    seeds = optuna.create_study(study_name="s.seeds")
+    retrain.enqueue(seeds, [(0, 1, 1.0), (0, 1, 4.0)])
+    plain, longer = seeds.get_trials(states=(TrialState.WAITING,))
+    assert retrain.expected_seconds(plain, study, seeds) == 30.0  # nothing re-trained yet: the source's time
+    assert retrain.expected_seconds(longer, study, seeds) == 120.0  # times the scale
+    _timed(seeds, 25.0, {retrain.SOURCE: 0, retrain.SEED: 2})
+    _timed(seeds, 26.0, {retrain.SOURCE: 0, retrain.SEED: 3})
+    assert retrain.expected_seconds(plain, study, seeds) == 26.0  # the longest finished run of its scale
+    assert retrain.expected_seconds(longer, study, seeds) == 120.0
+
+
+def test_re_training_starts_no_run_past_the_commands_time_limit():
+    study = optuna.create_study()
+    _timed(study, 30.0, {"mixers": ["pam"]})
+    seeds = optuna.create_study(study_name="s.seeds")
+    retrain.enqueue(seeds, [(0, 1, 1.0), (0, 2, 1.0)])
+    said = []
+    # 20 s left, a run takes about 30: none starts (the objective is never asked), both stay queued for the next call
+    assert retrain.run_jobs(seeds, study, seeds._storage, None, said.append, deadline=time.monotonic() + 20) == 0
+    assert said == ["time limit: the next re-training run would need about 30 s, 20 s left; stopping here "
+                    "(2 to go; the same command resumes)"]
+    assert len(seeds.get_trials(states=(TrialState.WAITING,))) == 2
+
+
+def test_re_training_workers_get_what_is_left_of_the_commands_limit(monkeypatch):
+    from types import SimpleNamespace
+
+    from archsearch.search import workers
+
+    started = []
+    monkeypatch.setattr(workers, "spawn", lambda cmd, *rest: started.append(cmd))
+    setup = SimpleNamespace(space=SimpleNamespace(file="s.yaml"), out="o", url="sqlite:///o/s.db", budget_name="gpu",
+                            objective=SimpleNamespace(device=None), budget=SimpleNamespace(timeout_minutes=60),
+                            data=None)
+    workers.run(setup, "retrain", 2, 10, timeout_minutes=2.5)
+    workers.run(setup, "retrain", 2, 10)  # no --timeout-minutes on the command: re-training is not limited
+    workers.run(setup, "search", 2, 10, timeout_minutes=2.5)  # searching keeps to the budget's time
+    limits = [cmd[cmd.index("--timeout-minutes") + 1] if "--timeout-minutes" in cmd else None for cmd in started]
+    assert limits == ["2.5000", None, "60.0000"]
