@@ -126,8 +126,9 @@ def run_jobs(seeds_study, study, storage, objective: Objective, echo=print, dead
             job = pick(waiting, lambda w: expected_seconds(w, study, seeds_study), left)
             if job is None:
                 need = expected_seconds(waiting[0], study, seeds_study)
-                echo(f"time limit: the next re-training run would need about {need or 0:.0f} s, {max(left, 0):.0f} s "
-                     f"left; stopping here ({len(waiting)} to go; the same command resumes)")
+                why = (f"the next re-training run would need about {need:.0f} s, {max(left, 0):.0f} s left"
+                       if need is not None else "the limit has passed")
+                echo(f"time limit: {why}; stopping here ({len(waiting)} to go; the same command resumes)")
                 return ran
         with interrupts.held():  # claimed and named together: a claim without its worker would never be freed
             # the atomic claim Optuna itself uses to hand an enqueued trial to one worker
