@@ -14,7 +14,7 @@ from . import check
 from .fit import difference, extrapolate, read_off
 from .plan import climbs, dropped
 from .results import Cell, best_of, gather
-from .retime import retimed, samples_of
+from .retime import dates_of, retimed, samples_of
 from .folder import COPY, open_folder
 from .runner import finished
 from .trials import job_trials
@@ -150,7 +150,8 @@ def _timing(study, cells: dict) -> list[str]:
     pairs = sorted({pair for c in cells.values() for pair in c.timings()})
     lines = []
     if used:
-        card, dates = sorted({u["card"] for u in used.values()}), sorted({d for u in used.values() for d in u.get("dates", [u["date"]])})
+        card = sorted({u["card"] for u in used.values()})
+        dates = sorted({d for u in used.values() for d in dates_of(u)})
         lines.append(f"Re-timed: the GPU-seconds and tokens/s of the runs of {', '.join(used)} that another card "
                      f"or an older training loop timed come from `archsearch retime`, which trained each such cell's spec again with the "
                      f"{'/'.join(sorted({u['loop'] for u in used.values()}))} loop for "

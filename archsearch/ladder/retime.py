@@ -72,18 +72,23 @@ def samples_of(entry: dict) -> list[float]:
     return list(entry.get("samples", [entry["tokens_per_s"]]))
 
 
+def dates_of(entry: dict) -> list[str]:
+    """The date of every timing behind a re-timing's figure, as samples_of."""
+    return list(entry.get("dates", [entry["date"]]))
+
+
 def _record(before: dict | None, tokens_per_s: float, loop: str, steps: int, card: str) -> dict:
     """A cell's re-timing record: a timing of the same card, loop and length as the one before joins its samples and
     the figure is their median; any other replaces it."""
     same = before is not None and (before["card"], before["loop"], before["steps"]) == (card, loop, steps)
     samples = [*(samples_of(before) if same else []), tokens_per_s]
     today = time.strftime("%Y-%m-%d")
-    dates = [*(before.get("dates", [before["date"]]) if same else []), today]  # one a timing, as samples
+    dates = [*(dates_of(before) if same else []), today]
     return {"tokens_per_s": statistics.median(samples), "samples": samples, "loop": loop, "steps": steps,
             "card": card, "date": today, "dates": dates, "time": time.time()}
 
 
-def pick(cells: dict, patterns: list[str] | None, every: list[str]) -> dict:
+def named(cells: dict, patterns: list[str] | None, every: list[str]) -> dict:
     """Those of `cells` (the ones a call would re-time) that `patterns` name (family/rung, or fnmatch patterns such
     as `*/2m`); a pattern matching none of `every` cell with a finished run is an error, so a typo does not quietly
     time nothing (one naming only cells already re-timed here picks nothing: --force re-times those)."""
@@ -132,7 +137,7 @@ def retime(out: Path, *, storage: str | None = None, data: str | None = None, de
     where = run_context(replace(TrainConfig(), device=device or first_spec.train.device), 1, Loc("--device")).device
     card = device_name(where)
     every = list(dict.fromkeys(f"{t.user_attrs.get('family')}/{t.user_attrs.get('rung')}" for t in finished))
-    cells = pick(stale(study, card, force=force), cells, every)
+    cells = named(stale(study, card, force=force), cells, every)
     if not cells:
         echo(f"every finished run of '{ladder.name}' was timed on {card} by the {LOOP} loop or re-timed so: nothing "
              "to re-time (--force re-times the re-timed again)")

@@ -97,19 +97,28 @@ def enqueue(seeds_study, wanted: list[tuple[int, int, float]]) -> int:
     return len(new)
 
 
-def expected_seconds(job, study, seeds_study) -> float | None:
+def _seconds(t) -> float | None:
+    return (t.datetime_complete - t.datetime_start).total_seconds() if t.datetime_start and t.datetime_complete \
+        else None
+
+
+def estimator(study, seeds_study):
     """How long a re-training run should take: the longest finished re-training run of its scale, else its source
     trial's wall time times the scale (an over-estimate: the source's measuring and evaluations do not scale)."""
-    source, _, scale = job_key(job)
-    done = [(t.datetime_complete - t.datetime_start).total_seconds() for t in
-            seeds_study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-            if t.user_attrs.get(SCALE, 1.0) == scale and t.datetime_start and t.datetime_complete]
-    if done:
-        return max(done)
-    src = study.trials[source]
-    if src.datetime_start is None or src.datetime_complete is None:
-        return None
-    return (src.datetime_complete - src.datetime_start).total_seconds() * scale
+    longest: dict[float, float] = {}
+    for t in seeds_study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        if (s := _seconds(t)) is not None:
+            scale = t.user_attrs.get(SCALE, 1.0)
+            longest[scale] = max(longest.get(scale, 0.0), s)
+    sources = study.get_trials(deepcopy=False)
+
+    def expected(job) -> float | None:
+        source, _, scale = job_key(job)
+        if scale in longest:
+            return longest[scale]
+        s = _seconds(sources[source])
+        return None if s is None else s * scale
+    return expected
 
 
 def run_jobs(seeds_study, study, storage, objective: Objective, echo=print, deadline: float | None = None) -> int:
@@ -122,10 +131,10 @@ def run_jobs(seeds_study, study, storage, objective: Objective, echo=print, dead
             return ran
         job = waiting[0]
         if deadline is not None:
-            left = deadline - time.monotonic()
-            job = pick(waiting, lambda w: expected_seconds(w, study, seeds_study), left)
+            left, expected = deadline - time.monotonic(), estimator(study, seeds_study)
+            job = pick(waiting, expected, left)
             if job is None:
-                need = expected_seconds(waiting[0], study, seeds_study)
+                need = expected(waiting[0])
                 why = (f"the next re-training run would need about {need:.0f} s, {max(left, 0):.0f} s left"
                        if need is not None else "the limit has passed")
                 echo(f"time limit: {why}; stopping here ({len(waiting)} to go; the same command resumes)")

@@ -183,12 +183,12 @@ def test_a_re_training_runs_length_is_known_from_its_like():
     seeds = optuna.create_study(study_name="s.seeds")
     retrain.enqueue(seeds, [(0, 1, 1.0), (0, 1, 4.0)])
     plain, longer = seeds.get_trials(states=(TrialState.WAITING,))
-    assert retrain.expected_seconds(plain, study, seeds) == 30.0  # nothing re-trained yet: the source's time
-    assert retrain.expected_seconds(longer, study, seeds) == 120.0  # times the scale
+    assert retrain.estimator(study, seeds)(plain) == 30.0  # nothing re-trained yet: the source's time
+    assert retrain.estimator(study, seeds)(longer) == 120.0  # times the scale
     _timed(seeds, 25.0, {retrain.SOURCE: 0, retrain.SEED: 2})
     _timed(seeds, 26.0, {retrain.SOURCE: 0, retrain.SEED: 3})
-    assert retrain.expected_seconds(plain, study, seeds) == 26.0  # the longest finished run of its scale
-    assert retrain.expected_seconds(longer, study, seeds) == 120.0
+    assert retrain.estimator(study, seeds)(plain) == 26.0  # the longest finished run of its scale
+    assert retrain.estimator(study, seeds)(longer) == 120.0
 
 
 def test_re_training_starts_no_run_past_the_commands_time_limit():
