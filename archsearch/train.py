@@ -145,7 +145,8 @@ def _train(model, task, cfg: TrainConfig, device: torch.device, seq_len: int, on
     step, tokens, evals, elapsed, loss_avg = 0, 0, [], 0.0, float("nan")
     steady = [0.0, 0]  # seconds and tokens of the steps after the first, evaluations left out: the throughput
     losses, loop = LossQueue(device, lag=1 if overlap else 0), LOOP if overlap else "waited"
-    state = torch.load(checkpoint, map_location=device, weights_only=False) if checkpoint and checkpoint.is_file() \
+    # read onto the CPU: the RNG states must stay CPU byte tensors; the weights and moments are copied to the device
+    state = torch.load(checkpoint, map_location="cpu", weights_only=False) if checkpoint and checkpoint.is_file() \
         else None
     shapes = lambda sd: {k: tuple(v.shape) for k, v in sd.items()}  # noqa: E731
     if state is not None and (state.get("config") != asdict(cfg) or
@@ -158,6 +159,8 @@ def _train(model, task, cfg: TrainConfig, device: torch.device, seq_len: int, on
         opt.load_state_dict(state["optim"])
         rng.bit_generator.state = state["rng"]
         torch.set_rng_state(state["torch_rng"])
+        if device.type == "cuda" and "cuda_rng" in state:  # dropout's stream on the GPU
+            torch.cuda.set_rng_state(state["cuda_rng"], device)
         step, tokens, evals, elapsed, loss_avg = state["step"], state["tokens"], state["evals"], state["elapsed"], state["loss"]
         if state.get("loop", "waited") == loop:  # another loop's timing would blend into this one's
             steady = state.get("steady", steady)
@@ -176,7 +179,8 @@ def _train(model, task, cfg: TrainConfig, device: torch.device, seq_len: int, on
         _save(checkpoint, {"model": model.state_dict(), "optim": opt.state_dict(), "rng": rng.bit_generator.state,
                            "torch_rng": torch.get_rng_state(), "step": step, "tokens": tokens, "evals": evals,
                            "elapsed": time.perf_counter() - t0, "loss": loss_avg, "config": asdict(cfg),
-                           "steady": steady, "loop": loop})
+                           "steady": steady, "loop": loop,
+                           **({"cuda_rng": torch.cuda.get_rng_state(device)} if device.type == "cuda" else {})})
 
     pinned = overlap and device.type == "cuda"
     per_step = micro * accum * seq_len

@@ -318,6 +318,30 @@ def test_overlapped_steps_on_the_gpu_train_as_steps_that_wait(cuda_graph):
     assert (r.status, r.reason, r.steps) == ("diverged", "loss became nan at step 1", 0)
 
 
+@pytest.mark.parametrize("cuda_graph", [False, True])
+def test_a_run_paused_on_the_gpu_resumes_to_the_weights_of_a_run_that_was_not(cuda_graph, tmp_path):
+    """The checkpoint holds CPU and GPU random states (a GPU-mapped CPU state cannot be set: the ladder's first
+    resumed run failed so) and the fused optimiser's moments; dropout draws the same masks after the resume."""
+    import time
+
+    from archsearch.task_and_train import TrainConfig
+    from archsearch.train import train
+
+    cfg = TrainConfig(tokens=64 * 8 * 12, batch_tokens=64 * 8, lr=3e-3, evals=2, eval_tokens=1024, device="cuda",
+                      precision="fp32", warmup=0.1, cuda_graph=cuda_graph)
+    task, ckpt = _lm_task(), tmp_path / "ckpt.pt"
+    straight = _model("pam", dropout=0.1)
+    train(straight, task, cfg, seq_len=64, progress=False)
+    paused = train(_model("pam", dropout=0.1), task, cfg, seq_len=64, progress=False, checkpoint=ckpt,
+                   deadline=time.monotonic())
+    assert paused.status == "paused" and paused.steps == 1
+    resumed = _model("pam", dropout=0.1)
+    r = train(resumed, task, cfg, seq_len=64, progress=False, checkpoint=ckpt, deadline=time.monotonic() + 3600)
+    assert r.status == "completed" and r.steps == 12
+    for (name, p), q in zip(straight.named_parameters(), resumed.parameters()):
+        torch.testing.assert_close(q, p, rtol=1e-3, atol=1e-5, msg=name)
+
+
 def test_a_step_that_cannot_be_captured_trains_eagerly(capsys):
     from archsearch.task_and_train import TrainConfig
     from archsearch.train import train
