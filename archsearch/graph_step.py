@@ -79,10 +79,14 @@ class GraphedMicroStep:
         self.x, self.y = x.clone(memory_format=torch.contiguous_format), y.clone(memory_format=torch.contiguous_format)
         side = torch.cuda.Stream(device=x.device)
         side.wait_stream(torch.cuda.current_stream(x.device))
+        # the warm-up's dropout masks are given back to the random stream: the replays draw what eager steps would
+        # from here, wherever the capture falls (a run resumed from its checkpoint captures again, at another step)
+        rng = torch.cuda.get_rng_state(x.device)
         with torch.cuda.stream(side):
             for _ in range(self.WARMUP):
                 micro_loss(self.loss_fn, self.amp, self.x, self.y, self.accum)
         torch.cuda.current_stream(x.device).wait_stream(side)
+        torch.cuda.set_rng_state(rng, x.device)
         for p in params:  # fixed gradient tensors for the captured backward to add into
             if p.grad is None:
                 p.grad = torch.zeros_like(p)
