@@ -230,7 +230,7 @@ def cmd_retime(args) -> int:
 
     out = Path(args.out_dir)
     if retime(out, storage=args.storage, data=args.data, device=args.device, steps=args.steps,
-              force=args.force, cells=args.cells):
+              force=args.force, cells=args.cells, compile=args.compile):
         print(f"wrote {write_report(out, args.storage)}")
     return 0
 
@@ -318,9 +318,12 @@ def parser() -> argparse.ArgumentParser:
     rt.add_argument("--device", help="auto | cpu | cuda | cuda:N")
     rt.add_argument("--storage", help="the study's Optuna storage URL, when it is not in OUT_DIR")
     rt.add_argument("--force", action="store_true", help="also re-time the cells re-timed before (on the same card, "
-                                                         "loop and steps, the figure becomes the median of the timings)")
+                                                         "loop, form and steps, the figure becomes the median of the "
+                                                         "timings)")
     rt.add_argument("--cells", nargs="+", metavar="CELL", help="only these of the cells it would re-time: "
                                                                "family/rung or a pattern (*/2m)")
+    rt.add_argument("--compile", action="store_true", help="time every cell compiled (+ its CUDA graphs), whatever "
+                                                           "form its rung trained in: one time axis for all rungs")
     rt.set_defaults(fn=cmd_retime)
     e = sub.add_parser("export", help="write a trained architecture as standalone model.py + config.json + weights.pt")
     e.add_argument("source", help="the output folder of `archsearch run`, or a spec file (with --weights)")

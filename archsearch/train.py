@@ -42,6 +42,12 @@ class TrainResult:
     device: str
     evals: list = field(default_factory=list)
     loop: str = LOOP  # the loop that timed tokens_per_s: LOOP or "waited"
+    form: str = "eager"  # the form of the step that timed it (form_of): GPU-seconds compare only within one
+
+
+def form_of(compiled: bool, graphed: bool) -> str:
+    """A training step's form, as speed records name it: "compile+graph", "compile", "graph" or "eager"."""
+    return "+".join(name for name, on in (("compile", compiled), ("graph", graphed)) if on) or "eager"
 
 
 def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
@@ -233,5 +239,6 @@ def _train(model, task, cfg: TrainConfig, device: torch.device, seq_len: int, on
             break
     bar.close()
     seconds = time.perf_counter() - t0
+    form = form_of(cfg.compile, graphed and not micro_step.eager)  # a step that could not be captured ran eagerly
     return TrainResult(status, reason, step, tokens, seconds, _rate(steady, tokens, seconds), loss_avg,
-                       _peak_memory(device), str(device), evals, loop)
+                       _peak_memory(device), str(device), evals, loop, form)

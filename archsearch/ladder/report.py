@@ -84,7 +84,7 @@ def _answer(ladder, cells: dict, gone: dict, done: dict) -> list[str]:
         diff = (f"{w['diff']:+.2f} [{w['low']:+.2f}, {w['high']:+.2f}], {w['df']:.1f} df" if w else
                 "fewer than 2 seeds a side")
         budget = q.mean("gpu_seconds")
-        # GPU-seconds compare only when one card and one training loop timed them all (a loop that waited for every
+        # GPU-seconds compare only when one card, one training loop and one step form timed them all (a loop that waited for every
         # step idled the GPU an estimated 3 ms a step at 20M)
         line = [c for (f, _), c in cells.items() if f == p.family and _complete(ladder, c)]
         same = {c.mean("gpu_seconds"): c.values("test_ppl") for c in line if c.timings() == q.timings()}
@@ -93,7 +93,8 @@ def _answer(ladder, cells: dict, gone: dict, done: dict) -> list[str]:
         # two loops matter only where the line reaches the budget at all; else it is out of range either way
         reaches = read_off({c.mean("gpu_seconds"): c.values("test_ppl") for c in line}, budget) is not None
         mixed = at is None and reaches and (len(q.timings()) > 1 or len(same) < len(line))
-        equal_time = ("not read: GPU-seconds timed on two cards or by two training loops (docs/ladder.md)" if mixed else
+        equal_time = ("not read: GPU-seconds timed on two cards, by two training loops or in two step forms "
+                      "(docs/ladder.md)" if mixed else
                       f"outside its measured range ({budget:.3g} s)" if at is None else
                       f"{at['value']:.2f} at {budget:.3g} s: " +
                       (f"{d['diff']:+.2f} [{d['low']:+.2f}, {d['high']:+.2f}], {d['df']:.1f} df" if d else
@@ -134,7 +135,7 @@ def _repeats(used: dict) -> list[str]:
         return []
     worst = max(spread, key=spread.get)
     counts = sorted({len(samples_of(used[c])) for c in spread})
-    return [f"Timed more than once ({'/'.join(map(str, counts))} times on the same card, loop and steps, each call "
+    return [f"Timed more than once ({'/'.join(map(str, counts))} times on the same card, loop, form and steps, each call "
             f"of `archsearch retime` a fresh process): {len(spread)} of these cells; each one's figure is the median "
             f"of its timings, which lie "
             f"within {100 * spread[worst]:.1f}% of each other at most ({worst}; median spread "
@@ -142,7 +143,7 @@ def _repeats(used: dict) -> list[str]:
 
 
 def _timing(study, cells: dict) -> list[str]:
-    """Which cards and training loops timed the GPU-seconds above, when not one alone, and which cells were
+    """Which cards, training loops and step forms timed the GPU-seconds above, when not one alone, and which cells were
     re-timed."""
     again = retimed(study)
     used = {f"{c.family}/{c.rung}": again[f"{c.family}/{c.rung}"] for c in cells.values()
@@ -154,19 +155,26 @@ def _timing(study, cells: dict) -> list[str]:
         dates = sorted({d for u in used.values() for d in dates_of(u)})
         lines.append(f"Re-timed: the GPU-seconds and tokens/s of the runs of {', '.join(used)} that another card "
                      f"or an older training loop timed come from `archsearch retime`, which trained each such cell's spec again with the "
-                     f"{'/'.join(sorted({u['loop'] for u in used.values()}))} loop for "
+                     f"{'/'.join(sorted({u['loop'] for u in used.values()}))} loop "
+                     f"({'/'.join(sorted({u.get('form', 'its rung') for u in used.values()}))} step) for "
                      f"{'/'.join(str(s) for s in sorted({u['steps'] for u in used.values()}))} steps "
                      f"({', '.join(card)}, {', '.join(dates)}): a short timing, where a run times itself over its "
                      f"whole length; the runs' own records stay in the study.")
         lines.extend(_repeats(used))
     if len(pairs) > 1:
         base = next(iter(cells.values())).basis
-        lines.append(f"These runs were timed {len(pairs)} ways ({'; '.join(f'{c}, {loop} loop' for c, loop in pairs)}): "
-                     f"GPU-seconds compare only within one. They stand on {base[0]}, {base[1]} loop (the way that "
+        lines.append(f"These runs were timed {len(pairs)} ways ({'; '.join(_way(p) for p in pairs)}): "
+                     f"GPU-seconds compare only within one. They stand on {_way(base)} (the way that "
                      f"times the most cells; docs/ladder.md); ‡ marks "
                      f"a cell timed otherwise, left out of the GPU-seconds plot, and an equal-GPU-time reading needs "
                      f"one way on both sides (`archsearch retime OUT` times such cells again on the card it runs on).")
     return ["", *lines] if lines else []
+
+
+def _way(timing: tuple) -> str:
+    """A (card, loop, step form) in the report's words."""
+    card, loop, form = timing
+    return f"{card}, {loop} loop, {form} step"
 
 
 def _fits(ladder, cells: dict) -> list[str]:
@@ -200,7 +208,7 @@ def _ratios(ladder, cells: dict) -> list[str]:
     lines = ["", "## Ratios per rung", "", "Perplexity: test, seed means (where a rung's seeds have not all "
              "finished: validation perplexity at the chosen rates, marked v). Tokens/s: measured in this study, the "
              "means over each cell's runs (steady state, as in the table above); ‡ where the two cells were timed on "
-             "different cards or by different loops.", "",
+             "different cards, by different loops or in different step forms.", "",
              "| rung | " + " | ".join(heads) + " |", "|---" * (len(heads) + 1) + "|"]
     for rung in ladder.rungs:
         row = []
@@ -242,7 +250,7 @@ def _plots(ladder, cells: dict, out: Path) -> list[str]:
         for fam in ladder.families:
             own = sorted((c for (f, _), c in cells.items() if f == fam.name and _complete(ladder, c)),
                          key=lambda c: c.non_embedding)
-            if key == "gpu_seconds":  # only GPU-seconds of one card and one loop share an axis
+            if key == "gpu_seconds":  # only GPU-seconds of one card, loop and step form share an axis
                 own = [c for c in own if c.on_basis]
             if not own:
                 continue
@@ -319,18 +327,21 @@ def _extends(ladder) -> str:
 
 
 def _rung_train(ladder) -> str:
-    """The report's words for rungs that train with settings of their own (e.g. compiled): their GPU-seconds are
-    measured in that form, so a family's line changes form there."""
+    """The report's words for rungs that train with settings of their own (e.g. compiled): their runs time
+    themselves in that form, another time axis than the other rungs' until `archsearch retime --compile`."""
     own = [f"{r.name} trains with {', '.join(f'{k}: {v}' for k, v in r.train.items())}" for r in ladder.rungs if r.train]
-    return "".join(f"; {w}" for w in own) + (" (GPU-seconds are each run's own, in its rung's form)" if own else "")
+    return "".join(f"; {w}" for w in own)
 
 
 def _axis(cells: dict, cards: list) -> str:
-    """The header's words for the card its GPU-seconds stand on, where runs or re-timings used another."""
+    """The header's words for the card, loop and step form its GPU-seconds stand on, where runs or re-timings used
+    another."""
     base = next(iter(cells.values())).basis if cells else None
-    if base is None or (cards == [base[0]] and not any(r.get("retimed") for c in cells.values() for r in c.runs)):
+    ways = {w for c in cells.values() for w in c.timings()}
+    if base is None or (cards == [base[0]] and ways == {base} and
+                        not any(r.get("retimed") for c in cells.values() for r in c.runs)):
         return ""
-    return f"; GPU-seconds and tokens/s timed on {base[0]} ({base[1]} loop; below)"
+    return f"; GPU-seconds and tokens/s timed on {base[0]} ({base[1]} loop, {base[2]} step; below)"
 
 
 def write_report(out: Path, storage: str | None = None) -> Path:

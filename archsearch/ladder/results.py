@@ -10,7 +10,7 @@ from optuna.trial import TrialState
 
 from .config import Ladder
 from .plan import best_rate, rate
-from .retime import retimed, timing_of
+from .retime import retimed, rung_forms, timing_of, with_form
 from .specs import holds_pam
 from .trials import job_trials
 
@@ -30,7 +30,7 @@ class Cell:
     best_lr: float | None = None
     seeds: list = field(default_factory=list)  # user attrs of the finished seed runs
     runs: list = field(default_factory=list)  # user attrs of every finished run (speed does not depend on the rate)
-    basis: tuple | None = None  # the (card, loop) the study's GPU-seconds stand on (results.basis)
+    basis: tuple | None = None  # the (card, loop, form) the study's GPU-seconds stand on (results.basis)
 
     @property
     def best_val(self) -> float | None:
@@ -53,8 +53,8 @@ class Cell:
         v = self.values(key)
         return statistics.stdev(v) if len(v) > 1 else math.nan
 
-    def timings(self) -> set[tuple[str, str]]:
-        """The (card, training loop) pairs that timed the cell's runs, as the report uses them (see `basis`)."""
+    def timings(self) -> set[tuple[str, str, str]]:
+        """The (card, training loop, step form) that timed the cell's runs, as the report uses them (see `basis`)."""
         return {timing_of(r) for r in self.runs}
 
     @property
@@ -78,19 +78,21 @@ def gather(ladder: Ladder, study, done: dict) -> dict[tuple[str, str], Cell]:
             if s:
                 cells[(fam.name, rung)] = Cell(fam.name, rung, s["non_embedding"], s["params"], s["tokens"],
                                                holds_pam(s))
-    again = retimed(study)
-    ours = [(cells[key], t) for job, t in job_trials(study.get_trials(deepcopy=False)).items()
+    forms = rung_forms(ladder)  # for the records from before they named their step form
+    again = {cell: with_form(e, forms, cell) for cell, e in retimed(study).items()}
+    ours = [(cells[key], t, with_form(t.user_attrs, forms, f"{key[0]}/{key[1]}"))
+            for job, t in job_trials(study.get_trials(deepcopy=False)).items()
             if job in done and (key := (t.user_attrs.get("family"), t.user_attrs.get("rung"))) in cells]
     base = basis(ours, again)
     for cell in cells.values():
         cell.basis = base
-    for cell, t in ours:
-        a = t.user_attrs
+    for cell, t, a in ours:
         entry = again.get(f"{cell.family}/{cell.rung}")
         if (t.state == TrialState.COMPLETE and timing_of(a) != base and entry
-                and timing_of(entry) == base):  # `archsearch retime`'s figure, on the basis's card and loop
+                and timing_of(entry) == base):  # `archsearch retime`'s figure, on the basis's card, loop and form
             a = {**a, "tokens_per_s": entry["tokens_per_s"], "gpu_seconds": a["tokens"] / entry["tokens_per_s"],
-                 "loop": entry["loop"], "card": entry["card"], "trained_on": a.get("card"), "retimed": True}
+                 "loop": entry["loop"], "form": entry["form"], "card": entry["card"], "trained_on": a.get("card"),
+                 "retimed": True}
         if t.state == TrialState.COMPLETE:
             cell.runs.append(dict(a))
         if a["phase"] == "grid":
@@ -104,16 +106,17 @@ def gather(ladder: Ladder, study, done: dict) -> dict[tuple[str, str], Cell]:
     return cells
 
 
-def basis(ours: list, again: dict) -> tuple[str, str] | None:
-    """The (card, training loop) the report's GPU-seconds stand on, GPU-seconds of two cards or two loops being
-    incomparable: the pair that times the most cells, a cell offering the pair that timed all its finished runs and
-    that of its `archsearch retime` figure; a tie goes to the pair of more re-timings, then of the latest one (the
-    newer measure), then to the first by name, so the report is the same every time. `ours`: (cell, trial)."""
+def basis(ours: list, again: dict) -> tuple[str, str, str] | None:
+    """The (card, training loop, step form) the report's GPU-seconds stand on, GPU-seconds of two cards, two loops or
+    two forms being incomparable: the triple ("pair" below) that times the most cells, a cell offering the one that
+    timed all its finished runs and that of its `archsearch retime` figure; a tie goes to the one of more
+    re-timings, then of the latest one (the newer measure), then to the first by name, so the report is the same
+    every time. `ours`: (cell, trial, its record with its form); `again`: the re-timings, with theirs."""
     own: dict[str, set] = {}
-    for cell, t in ours:
+    for cell, t, a in ours:
         if t.state == TrialState.COMPLETE:
-            own.setdefault(f"{cell.family}/{cell.rung}", set()).add(timing_of(t.user_attrs))
-    score: dict[tuple[str, str], list] = {}  # pair → [cells, re-timings, latest re-timing's time]
+            own.setdefault(f"{cell.family}/{cell.rung}", set()).add(timing_of(a))
+    score: dict[tuple, list] = {}  # pair → [cells, re-timings, latest re-timing's time]
     for key, pairs in own.items():
         offers = set(pairs) if len(pairs) == 1 else set()
         if key in again:

@@ -336,6 +336,7 @@ class LadderRun:
         if not all(math.isfinite(final[k]) for k in final if k.endswith("_ppl")):
             raise _Failed("non-finite perplexity")
         return {**final, "tokens": res.tokens, "steps": res.steps, "tokens_per_s": res.tokens_per_s, "loop": res.loop,
+                "form": res.form,
                 "train_seconds": res.seconds, "peak_memory_bytes": res.peak_memory_bytes, "card": device_name(device),
                 "curve": [{"tokens": e["tokens"], "val_loss": e["loss"]} for e in res.evals]}, state, ir
 

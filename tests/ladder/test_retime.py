@@ -1,7 +1,7 @@
-"""`archsearch retime`: the cells whose runs another card or an older training loop timed are timed again on this
-card with the current loop; the report uses the new figure and says so, the runs' own records stay, a second call
-has nothing to do, a forced one of the same length joins the earlier timing (the median counts), and a re-timing on
-yet another card moves the report's time axis there."""
+"""`archsearch retime`: the cells whose runs another card, an older training loop or another step form timed are
+timed again on this card with the current loop (compiled, on asking); the report uses the new figure and says so, the
+runs' own records stay, a second call has nothing to do, a forced one of the same length joins the earlier timing (the
+median counts), and a re-timing on yet another card, or in another form, moves the report's time axis there."""
 import functools
 from pathlib import Path
 
@@ -12,6 +12,7 @@ import archsearch.ladder.runner
 import archsearch.saved
 import archsearch.train
 from archsearch.cli import main
+from archsearch.ladder.folder import open_folder
 from archsearch.ladder.retime import RETIMED, retimed, stale
 from archsearch.train import LOOP
 
@@ -29,7 +30,8 @@ def test_runs_of_an_older_loop_are_timed_again_and_the_report_says_so(tmp_path, 
     assert main(["run", str(LADDER), "--out", str(out)]) == 0
     monkeypatch.undo()
     before = {t.number: t.user_attrs for t in _study(out).trials}
-    assert sorted(stale(_study(out), "cpu")) == ["transformer/small"]
+    assert {a["form"] for a in before.values()} == {"eager"}  # each run records the form its step ran in
+    assert sorted(stale(open_folder(out)[0], _study(out), "cpu")) == ["transformer/small"]
     capsys.readouterr()
 
     assert main(["retime", str(out), "--data", "tests/fixtures/wikitext"]) == 2  # other tokens: one line, nothing kept
@@ -70,7 +72,7 @@ def test_runs_of_an_older_loop_are_timed_again_and_the_report_says_so(tmp_path, 
     second = retimed(_study(out))["transformer/small"]
     assert second["samples"][0] == first["tokens_per_s"] and len(second["samples"]) == 2
     assert second["tokens_per_s"] == sum(second["samples"]) / 2
-    assert "Timed more than once (2 times on the same card, loop and steps, each call of `archsearch retime` a fresh " \
+    assert "Timed more than once (2 times on the same card, loop, form and steps, each call of `archsearch retime` a fresh " \
         "process): 1 of these cells" in (out / "report.md").read_text()
 
     # another card: its runs were timed on cpu, so it times the cell again, and the report's axis moves to it
@@ -82,7 +84,7 @@ def test_runs_of_an_older_loop_are_timed_again_and_the_report_says_so(tmp_path, 
     assert moved["card"] == "NVIDIA H200" and moved["samples"] == [moved["tokens_per_s"]]  # the cpu timings dropped
     report = (out / "report.md").read_text()
     assert "(NVIDIA H200, " in report
-    assert "Trained on cpu; GPU-seconds and tokens/s timed on NVIDIA H200 (overlapped loop; below)" in report
+    assert "Trained on cpu; GPU-seconds and tokens/s timed on NVIDIA H200 (overlapped loop, eager step; below)" in report
     # the ladder itself goes on on another card than its runs' (perplexities do not depend on it), with a note
     monkeypatch.setattr(archsearch.ladder.runner, "device_name", lambda device: "NVIDIA H100 80GB HBM3")
     assert main(["run", str(LADDER), "--out", str(out)]) == 0
@@ -90,6 +92,17 @@ def test_runs_of_an_older_loop_are_timed_again_and_the_report_says_so(tmp_path, 
     monkeypatch.setenv("ARCHSEARCH_WORKER", "1")  # a worker of `--workers N`: the coordinator has said it
     archsearch.ladder.runner.LadderRun(str(LADDER), out, None, None, None)
     assert "note:" not in capsys.readouterr().out
+    monkeypatch.undo()
+
+    # --compile: every cell timed compiled, whatever form its rung trained in, and the time axis moves to that form
+    monkeypatch.setattr(archsearch.train, "compile_afresh", lambda fn, **kw: fn)  # the bookkeeping, not inductor
+    assert main(["retime", str(out), "--steps", "3", "--compile"]) == 0
+    text = capsys.readouterr().out
+    assert "on cpu with the overlapped loop, compiled, 3 steps each" in text and " now (compile)" in text
+    assert retimed(_study(out))["transformer/small"]["form"] == "compile"
+    assert "timed on cpu (overlapped loop, compile step; below)" in (out / "report.md").read_text()
+    assert main(["retime", str(out), "--steps", "3", "--compile"]) == 0
+    assert "nothing to re-time" in capsys.readouterr().out
 
 
 def test_each_cell_keeps_its_own_record_so_two_re_timings_at_once_lose_neither(tmp_path):
@@ -101,19 +114,33 @@ def test_each_cell_keeps_its_own_record_so_two_re_timings_at_once_lose_neither(t
     assert sorted(retimed(_study(tmp_path))) == ["a/small", "b/small"]
 
 
-def test_a_record_joins_timings_of_the_same_card_loop_and_steps_by_their_median():
+def test_a_record_joins_timings_of_the_same_card_loop_form_and_steps_by_their_median():
     from archsearch.ladder.retime import _record
 
-    old = {"tokens_per_s": 100.0, "loop": LOOP, "steps": 300, "card": "H100", "date": "2026-01-01"}  # before samples
-    two = _record(old, 130.0, LOOP, 300, "H100")
+    old = {"tokens_per_s": 100.0, "loop": LOOP, "steps": 300, "card": "H100", "date": "2026-01-01",
+           "form": "graph"}  # before samples
+    two = _record(old, 130.0, LOOP, 300, "H100", "graph")
     assert two["samples"] == [100.0, 130.0] and two["tokens_per_s"] == 115.0
     assert two["dates"][0] == "2026-01-01" and len(two["dates"]) == 2  # the report names every timing's date
-    three = _record(two, 101.0, LOOP, 300, "H100")
+    three = _record(two, 101.0, LOOP, 300, "H100", "graph")
     assert three["samples"] == [100.0, 130.0, 101.0] and three["tokens_per_s"] == 101.0  # the median, not the mean
-    for other in ((LOOP, 300, "H200"), ("waited", 300, "H100"), (LOOP, 200, "H100")):  # another card, loop, length
+    for other in ((LOOP, 300, "H200", "graph"), ("waited", 300, "H100", "graph"), (LOOP, 200, "H100", "graph"),
+                  (LOOP, 300, "H100", "compile+graph")):  # another card, loop, length, step form
         fresh = _record(three, 90.0, *other)
         assert fresh["samples"] == [90.0] and fresh["tokens_per_s"] == 90.0 and len(fresh["dates"]) == 1
-    assert _record(None, 90.0, LOOP, 300, "H100")["samples"] == [90.0]
+        assert fresh["form"] == other[3]
+    assert _record(None, 90.0, LOOP, 300, "H100", "graph")["samples"] == [90.0]
+
+
+def test_records_from_before_forms_take_their_rungs_form():
+    from archsearch.ladder.retime import with_form
+
+    forms = {"a/2m": (False, True), "a/20m": (True, True)}
+    assert with_form({"card": "H100"}, forms, "a/2m")["form"] == "graph"
+    assert with_form({"card": "H100"}, forms, "a/20m")["form"] == "compile+graph"
+    assert with_form({"card": "cpu"}, forms, "a/20m")["form"] == "compile"  # CUDA graphs only on a GPU
+    assert with_form({"card": "H100", "form": "eager"}, forms, "a/20m")["form"] == "eager"  # its own, recorded
+    assert "form" not in with_form({"card": "H100"}, forms, "b/2m")  # a cell the ladder no longer has
 
 
 def test_the_report_states_the_spread_of_cells_timed_more_than_once():
@@ -123,6 +150,6 @@ def test_the_report_states_the_spread_of_cells_timed_more_than_once():
             "b/small": {"tokens_per_s": 50.0, "samples": [50.0, 50.5]},
             "c/small": {"tokens_per_s": 70.0}}  # one timing: not in the sentence
     (line,) = _repeats(used)
-    assert line.startswith("Timed more than once (2/3 times on the same card, loop and steps")
+    assert line.startswith("Timed more than once (2/3 times on the same card, loop, form and steps")
     assert "2 of these cells" in line and "within 5.0% of each other at most (a/small; median spread 3.0%)" in line
     assert _repeats({"c/small": used["c/small"]}) == []
