@@ -58,6 +58,11 @@ def timing_of(attrs: dict) -> tuple[str, str, str]:
     return str(attrs.get("card", "an unrecorded card")), loop_of(attrs), str(attrs.get("form", "an unrecorded form"))
 
 
+def _way(entry: dict) -> str:
+    card, loop, form = timing_of(entry)
+    return f"{card}, {loop} loop, {form}"
+
+
 def rung_forms(ladder) -> dict[str, tuple[bool, bool]]:
     """{"family/rung": (compile, cuda_graph)} as the ladder's train settings give them: the form of the runs and
     re-timings recorded before records named their form (2026-12-05)."""
@@ -192,13 +197,15 @@ def retime(out: Path, *, storage: str | None = None, data: str | None = None, de
             raise SpecError(Loc(cell), f"the timing run did not complete ({r.status}: {r.reason})")
         before = [t.user_attrs["tokens_per_s"] for t in cells[cell]]
         before_entry = retimed(study).get(cell)
-        entry = _record(before_entry and with_form(before_entry, forms, cell), r.tokens_per_s, r.loop, steps,
-                        device_name(ctx.device), r.form)
+        before_entry = before_entry and with_form(before_entry, forms, cell)
+        entry = _record(before_entry, r.tokens_per_s, r.loop, steps, device_name(ctx.device), r.form)
         study.set_user_attr(RETIMED + cell, entry)  # one cell at a time: a stopped re-timing keeps what it measured
         ms = lambda tps: cfg.batch_tokens / tps * 1e3  # noqa: E731
         n = len(entry["samples"])
         median = (f" (median of {n} timings: {ms(entry['tokens_per_s']):.2f}, "
                   f"{ms(max(entry['samples'])):.2f}–{ms(min(entry['samples'])):.2f})" if n > 1 else "")
+        replaced = (f"; its re-timing before, {ms(before_entry['tokens_per_s']):.2f} ({_way(before_entry)}), is "
+                    "replaced" if before_entry and len(entry["samples"]) == 1 else "")
         echo(f"{cell}: {ms(max(before)):.2f}–{ms(min(before)):.2f} ms a step as its {len(before)} run(s) recorded, "
-             f"{ms(r.tokens_per_s):.2f} now ({r.form}){median}")
+             f"{ms(r.tokens_per_s):.2f} now ({r.form}){median}{replaced}")
     return len(cells)

@@ -99,6 +99,7 @@ def test_runs_of_an_older_loop_are_timed_again_and_the_report_says_so(tmp_path, 
     assert main(["retime", str(out), "--steps", "3", "--compile"]) == 0
     text = capsys.readouterr().out
     assert "on cpu with the overlapped loop, compiled, 3 steps each" in text and " now (compile)" in text
+    assert "; its re-timing before, " in text and " (NVIDIA H200, overlapped loop, eager), is replaced" in text
     assert retimed(_study(out))["transformer/small"]["form"] == "compile"
     assert "timed on cpu (overlapped loop, compile step; below)" in (out / "report.md").read_text()
     assert main(["retime", str(out), "--steps", "3", "--compile"]) == 0
