@@ -164,8 +164,8 @@ def _timing(study, cells: dict) -> list[str]:
     if len(pairs) > 1:
         base = next(iter(cells.values())).basis
         lines.append(f"These runs were timed {len(pairs)} ways ({'; '.join(_way(p) for p in pairs)}): "
-                     f"GPU-seconds compare only within one. They stand on {_way(base)} (the way that "
-                     f"times the most cells; docs/ladder.md); ‡ marks "
+                     f"GPU-seconds compare only within one. They stand on {_way(base)} (of the ways the "
+                     f"trainer's current loop timed, the one that times the most cells; docs/ladder.md); ‡ marks "
                      f"a cell timed otherwise, left out of the GPU-seconds plot, and an equal-GPU-time reading needs "
                      f"one way on both sides (`archsearch retime OUT` times such cells again on the card it runs on).")
     return ["", *lines] if lines else []

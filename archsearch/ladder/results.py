@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 from optuna.trial import TrialState
 
+from ..train import LOOP
 from .config import Ladder
 from .plan import best_rate, rate
 from .retime import retimed, rung_forms, timing_of, with_form
@@ -108,10 +109,11 @@ def gather(ladder: Ladder, study, done: dict) -> dict[tuple[str, str], Cell]:
 
 def basis(ours: list, again: dict) -> tuple[str, str, str] | None:
     """The (card, training loop, step form) the report's GPU-seconds stand on, GPU-seconds of two cards, two loops or
-    two forms being incomparable: the triple ("pair" below) that times the most cells, a cell offering the one that
-    timed all its finished runs and that of its `archsearch retime` figure; a tie goes to the one of more
-    re-timings, then of the latest one (the newer measure), then to the first by name, so the report is the same
-    every time. `ours`: (cell, trial, its record with its form); `again`: the re-timings, with theirs."""
+    two forms being incomparable: one timed by the trainer's current loop (train.LOOP) before one of a loop that left
+    the GPU idle, then the triple ("pair" below) that times the most cells, a cell offering the one that timed all
+    its finished runs and that of its `archsearch retime` figure; a tie goes to the one of more re-timings, then of
+    the latest one (the newer measure), then to the first by name, so the report is the same every time. `ours`:
+    (cell, trial, its record with its form); `again`: the re-timings, with theirs."""
     own: dict[str, set] = {}
     for cell, t, a in ours:
         if t.state == TrialState.COMPLETE:
@@ -127,7 +129,8 @@ def basis(ours: list, again: dict) -> tuple[str, str, str] | None:
             s = score[timing_of(again[key])]
             s[1] += 1
             s[2] = max(s[2], again[key].get("time", 0.0))
-    return min(score, key=lambda pair: (-score[pair][0], -score[pair][1], -score[pair][2], pair)) if score else None
+    return min(score, key=lambda pair: (pair[1] != LOOP, -score[pair][0], -score[pair][1], -score[pair][2], pair)) \
+        if score else None
 
 
 def best_of(cells: list[Cell]) -> Cell | None:

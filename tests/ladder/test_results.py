@@ -26,10 +26,11 @@ def _again(cells: list, card: str, loop: str = "overlapped", at: float | None = 
             for key in cells}
 
 
-def test_the_pair_that_times_the_most_cells_and_a_tie_goes_to_the_re_timing():
+def test_the_way_that_times_the_most_cells_and_a_tie_goes_to_the_re_timing():
     ours = _runs({"a/2m": [(H200, None)] * 2, "b/2m": [(H200, None)], "a/6m": [(H200, None), (H100, "overlapped")]})
     assert basis(ours, {}) == (H200, "waited", "graph")  # two cells timed wholly on the H200 by the older loop
-    assert basis(ours, _again(["a/6m"], H100)) == (H200, "waited", "graph")  # one cell re-timed: the runs' own still win
+    # one cell re-timed by the current loop: its way sets the axis, though the waiting loop times more cells
+    assert basis(ours, _again(["a/6m"], H100)) == (H100, "overlapped", "graph")
     # every cell re-timed on the H100: as many cells as any pair (all), and the newer measure
     assert basis(ours, _again(["a/2m", "b/2m", "a/6m"], H100)) == (H100, "overlapped", "graph")
     assert basis([], {}) is None
@@ -54,3 +55,12 @@ def test_two_step_forms_on_one_card_and_loop_are_two_time_axes():
     assert basis(ours, {}) == (H100, "overlapped", "graph")
     compiled = _again(["a/2m", "b/2m"], H100, form="compile+graph", at=1.0)
     assert basis(ours, compiled) == (H100, "overlapped", "compile+graph")
+
+
+def test_the_current_loop_sets_the_axis_before_more_cells_of_a_loop_that_idled_the_gpu():
+    """Two cells re-timed compiled leave their graphed re-timings behind: the runs' own waiting-loop records then time
+    more cells than any overlapped way, and must not become the axis again."""
+    ours = _runs({f"{f}/2m": [(H200, None)] for f in "abc"})
+    again = {**_again(["a/2m"], H100), **_again(["b/2m", "c/2m"], H100, form="compile+graph")}
+    assert basis(ours, again) == (H100, "overlapped", "compile+graph")
+    assert basis(ours, {}) == (H200, "waited", "graph")  # nothing timed by the current loop: the waiting one
