@@ -288,6 +288,7 @@ def test_training_with_cuda_graphs_matches_eager_training(mixer, capsys):
     b = train(graphed, task, dataclasses.replace(cfg, cuda_graph=True), seq_len=64, progress=False)
     assert "could not be captured" not in capsys.readouterr().err
     assert a.status == b.status == "completed" and a.steps == b.steps == 12
+    assert (a.form, b.form) == ("eager", "graph")
     assert b.train_loss == pytest.approx(a.train_loss, rel=1e-4)
     assert b.evals[-1]["loss"] == pytest.approx(a.evals[-1]["loss"], rel=1e-4)
     for (name, p), q in zip(eager.named_parameters(), graphed.parameters()):
@@ -358,6 +359,7 @@ def test_a_step_that_cannot_be_captured_trains_eagerly(capsys):
                       cuda_graph=True)
     result = train(model, _lm_task(), cfg, seq_len=64, progress=False)
     assert result.status == "completed" and result.steps == 4
+    assert result.form == "eager"  # what timed it: the step ran eagerly, whatever the settings asked
     err = capsys.readouterr().err
     assert "cuda_graph: the training step could not be captured" in err and "training eagerly" in err
 
@@ -381,6 +383,7 @@ def test_after_a_failed_capture_dropout_still_trains_eagerly(capsys):
                       cuda_graph=True)
     result = train(model, _lm_task(), cfg, seq_len=64, progress=False)
     assert result.status == "completed" and result.steps == 4
+    assert result.form == "eager"  # what timed it: the step ran eagerly, whatever the settings asked
     assert "training eagerly" in capsys.readouterr().err
     torch.rand(3, device="cuda")  # the generator works outside the trainer too
 
@@ -400,7 +403,7 @@ def test_compiled_and_graphed_training_on_the_kernels_matches_eager(mixer, capsy
     a = train(eager, task, cfg, seq_len=64, progress=False)
     b = train(compiled, task, dataclasses.replace(cfg, compile=True, cuda_graph=True), seq_len=64, progress=False)
     assert "could not be captured" not in capsys.readouterr().err
-    assert a.status == b.status == "completed"
+    assert a.status == b.status == "completed" and (a.form, b.form) == ("eager", "compile+graph")
     assert b.train_loss == pytest.approx(a.train_loss, rel=1e-3)
     assert b.evals[-1]["loss"] == pytest.approx(a.evals[-1]["loss"], rel=1e-3)
 

@@ -180,3 +180,16 @@ def test_compiled_training_with_its_loss_matches_eager(task, monkeypatch):
     train(other, task, dataclasses.replace(CFG, tokens=32 * 8, evals=1, compile=True), seq_len=32, progress=False)
     assert counters["stats"]["unique_graphs"] > before
 
+
+
+def test_a_result_names_the_form_its_step_ran_in(task, monkeypatch):
+    """The form that timed tokens_per_s (a ladder's GPU-seconds compare only within one): CUDA graphs do not apply on
+    a CPU, so a run that asks for them ran eagerly; compiled is compiled (inductor itself is not what this checks)."""
+    import archsearch.train
+
+    assert train(_model(), task, CFG, seq_len=32, progress=False).form == "eager"
+    graphs = dataclasses.replace(CFG, cuda_graph=True)
+    assert train(_model(), task, graphs, seq_len=32, progress=False).form == "eager"
+    monkeypatch.setattr(archsearch.train, "compile_afresh", lambda fn, **kw: fn)
+    compiled = dataclasses.replace(graphs, compile=True)
+    assert train(_model(), task, compiled, seq_len=32, progress=False).form == "compile"

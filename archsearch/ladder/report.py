@@ -14,7 +14,7 @@ from . import check
 from .fit import difference, extrapolate, read_off
 from .plan import climbs, dropped
 from .results import Cell, best_of, gather
-from .retime import dates_of, retimed, samples_of
+from .retime import dates_of, retimed, rung_forms, samples_of, with_form
 from .folder import COPY, open_folder
 from .runner import finished
 from .trials import job_trials
@@ -92,7 +92,8 @@ def _answer(ladder, cells: dict, gone: dict, done: dict) -> list[str]:
         d = difference(at, q.values("test_ppl")) if at else None
         # two loops matter only where the line reaches the budget at all; else it is out of range either way
         reaches = read_off({c.mean("gpu_seconds"): c.values("test_ppl") for c in line}, budget) is not None
-        mixed = at is None and reaches and (len(q.timings()) > 1 or len(same) < len(line))
+        # a budget that is itself a mean over two ways is no budget: not read, wherever it falls
+        mixed = at is None and (len(q.timings()) > 1 or (reaches and len(same) < len(line)))
         equal_time = ("not read: GPU-seconds timed on two cards, by two training loops or in two step forms "
                       "(docs/ladder.md)" if mixed else
                       f"outside its measured range ({budget:.3g} s)" if at is None else
@@ -142,10 +143,11 @@ def _repeats(used: dict) -> list[str]:
             f"{100 * statistics.median(spread.values()):.1f}%). The seed intervals do not include this noise."]
 
 
-def _timing(study, cells: dict) -> list[str]:
+def _timing(ladder, study, cells: dict) -> list[str]:
     """Which cards, training loops and step forms timed the GPU-seconds above, when not one alone, and which cells were
     re-timed."""
-    again = retimed(study)
+    forms = rung_forms(ladder)
+    again = {cell: with_form(e, forms, cell) for cell, e in retimed(study).items()}
     used = {f"{c.family}/{c.rung}": again[f"{c.family}/{c.rung}"] for c in cells.values()
             if any(r.get("retimed") for r in c.runs)}
     pairs = sorted({pair for c in cells.values() for pair in c.timings()})
@@ -154,9 +156,10 @@ def _timing(study, cells: dict) -> list[str]:
         card = sorted({u["card"] for u in used.values()})
         dates = sorted({d for u in used.values() for d in dates_of(u)})
         lines.append(f"Re-timed: the GPU-seconds and tokens/s of the runs of {', '.join(used)} that another card "
-                     f"or an older training loop timed come from `archsearch retime`, which trained each such cell's spec again with the "
+                     f"or an older training loop timed, or another step form, come from `archsearch retime`, which "
+                     f"trained each such cell's spec again with the "
                      f"{'/'.join(sorted({u['loop'] for u in used.values()}))} loop "
-                     f"({'/'.join(sorted({u.get('form', 'its rung') for u in used.values()}))} step) for "
+                     f"({'/'.join(sorted({u.get('form', 'an unrecorded') for u in used.values()}))} step) for "
                      f"{'/'.join(str(s) for s in sorted({u['steps'] for u in used.values()}))} steps "
                      f"({', '.join(card)}, {', '.join(dates)}): a short timing, where a run times itself over its "
                      f"whole length; the runs' own records stay in the study.")
@@ -167,7 +170,9 @@ def _timing(study, cells: dict) -> list[str]:
                      f"GPU-seconds compare only within one. They stand on {_way(base)} (of the ways the "
                      f"trainer's current loop timed, the one that times the most cells; docs/ladder.md); ‡ marks "
                      f"a cell timed otherwise, left out of the GPU-seconds plot, and an equal-GPU-time reading needs "
-                     f"one way on both sides (`archsearch retime OUT` times such cells again on the card it runs on).")
+                     f"one way on both sides (`archsearch retime OUT` times such cells again on the card it runs on, "
+                     f"with its current loop; `--compile` times cells compiled, which puts rungs trained in two "
+                     f"forms on one axis).")
     return ["", *lines] if lines else []
 
 
@@ -366,7 +371,7 @@ def write_report(out: Path, storage: str | None = None) -> Path:
              f"The ladder as run: "
              f"[{COPY}]({COPY}); each run's exact spec: `specs/`.", ""]
     gone = dropped(ladder, done)
-    lines += (_answer(ladder, cells, gone, done) + _table(ladder, study, cells, gone) + _timing(study, cells) +
+    lines += (_answer(ladder, cells, gone, done) + _table(ladder, study, cells, gone) + _timing(ladder, study, cells) +
               _fits(ladder, cells) + _ratios(ladder, cells))
     lines += ["", "## Plots", "", " ".join(_plots(ladder, cells, out) + _curves(ladder, cells, out))]
     if gone or failed:

@@ -86,7 +86,8 @@ def with_form(attrs: dict, forms: dict, cell: str) -> dict:
 def stale(ladder, study, card: str, loop: str = LOOP, force: bool = False, compile: bool = False) -> dict[str, list]:
     """{"family/rung": [finished trials]} of the cells with a finished run timed otherwise than this call would time
     it (on `card`, by `loop`, in its rung's form or, with `compile`, compiled), and not yet re-timed so (force:
-    re-timed or not)."""
+    re-timed or not). A call without `compile` leaves a cell re-timed on this card by this loop in another form (an
+    earlier --compile's) as it is: a cell keeps one re-timing, which it would replace."""
     forms = rung_forms(ladder)
     done = {} if force else retimed(study)
     cells: dict[str, list] = {}
@@ -99,9 +100,15 @@ def stale(ladder, study, card: str, loop: str = LOOP, force: bool = False, compi
         compiled, graphed = forms.get(cell, (False, False))
         return card, loop, form_of(compiled or compile, graphed and card != "cpu")
 
+    def settled(cell):
+        if cell not in done:
+            return False
+        way = timing_of(with_form(done[cell], forms, cell))
+        return way == here(cell) if compile else way[:2] == (card, loop)
+
     return {cell: trials for cell, trials in cells.items()
             if any(timing_of(with_form(t.user_attrs, forms, cell)) != here(cell) for t in trials)
-            and (cell not in done or timing_of(with_form(done[cell], forms, cell)) != here(cell))}
+            and not settled(cell)}
 
 
 def samples_of(entry: dict) -> list[float]:

@@ -88,8 +88,9 @@ class LadderRun:
         # perplexities do not depend on the card; GPU-seconds do (said once: by the coordinator, not each worker)
         if cards and cards != {here} and WORKER_ENV not in os.environ:
             echo(f"note: '{self.ladder.name}' has runs timed on {', '.join(sorted(cards))} and this is {here}: the "
-                 f"runs go on here, and the report reads GPU-seconds at equal time only where one card and one "
-                 f"training loop timed them (`archsearch retime {self.out}` times every other cell on one card)")
+                 f"runs go on here, and the report reads GPU-seconds at equal time only where one card, one "
+                 f"training loop and one step form timed them (`archsearch retime {self.out}` times every other cell "
+                 f"on one card)")
         (self.out / COPY).write_text(yaml.safe_dump(self._as_run(path), sort_keys=False))
         self.study.set_user_attr("sizes", self.sizes)
         self.study.set_user_attr("task", self.task.name)

@@ -58,7 +58,7 @@ def test_two_step_forms_on_one_card_and_loop_are_two_time_axes():
 
 
 def test_the_current_loop_sets_the_axis_before_more_cells_of_a_loop_that_idled_the_gpu():
-    """Two cells re-timed compiled leave their graphed re-timings behind: the runs' own waiting-loop records then time
+    """Two cells re-timed compiled have replaced their graphed re-timings: the runs' own waiting-loop records then time
     more cells than any overlapped way, and must not become the axis again."""
     ours = _runs({f"{f}/2m": [(H200, None)] for f in "abc"})
     again = {**_again(["a/2m"], H100), **_again(["b/2m", "c/2m"], H100, form="compile+graph")}

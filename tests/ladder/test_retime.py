@@ -16,7 +16,7 @@ from archsearch.ladder.folder import open_folder
 from archsearch.ladder.retime import RETIMED, retimed, stale
 from archsearch.train import LOOP
 
-LADDER = Path(__file__).resolve().parents[1] / "fixtures/tiny_ladder.yaml"
+TINY = Path(__file__).resolve().parents[1] / "fixtures/tiny_ladder.yaml"
 
 
 def _study(out):
@@ -24,10 +24,13 @@ def _study(out):
 
 
 def test_runs_of_an_older_loop_are_timed_again_and_the_report_says_so(tmp_path, monkeypatch, capsys):
+    # CUDA graphs asked for, as the scaling ladder does: on a CPU they do not apply, and the runs' form says so
+    ladder = tmp_path / "tiny.yaml"
+    ladder.write_text(TINY.read_text().replace("device: cpu}", "device: cpu, cuda_graph: true}"))
     out = tmp_path / "t"
     # trained by the loop that waits for every step, as every run was until 2026-12-05
     monkeypatch.setattr(archsearch.saved, "train", functools.partial(archsearch.train.train, overlap=False))
-    assert main(["run", str(LADDER), "--out", str(out)]) == 0
+    assert main(["run", str(ladder), "--out", str(out)]) == 0
     monkeypatch.undo()
     before = {t.number: t.user_attrs for t in _study(out).trials}
     assert {a["form"] for a in before.values()} == {"eager"}  # each run records the form its step ran in
@@ -50,7 +53,7 @@ def test_runs_of_an_older_loop_are_timed_again_and_the_report_says_so(tmp_path, 
     assert {t.number: t.user_attrs for t in _study(out).trials} == before  # the runs' own records stay
     report = (out / "report.md").read_text()
     assert "Re-timed: the GPU-seconds and tokens/s of the runs of transformer/small that another card or an " \
-        "older training loop" in report
+        "older training loop timed, or another step form, come from" in report
     tps = again["transformer/small"]["tokens_per_s"]
     row = next(line for line in report.splitlines() if line.startswith("| transformer | small |"))
     assert f"{tps:,.0f}" in row  # the tokens/s column is the new figure
@@ -66,7 +69,9 @@ def test_runs_of_an_older_loop_are_timed_again_and_the_report_says_so(tmp_path, 
         in capsys.readouterr().err
     assert main(["retime", str(out), "--steps", "3", "--cells", "transformer/small"]) == 0  # re-timed here already
     assert "nothing to re-time (--force re-times the re-timed again)" in capsys.readouterr().out
-    # the same card, loop and length again: the timing joins the first and the figure is their median
+    # the same card, loop and length again: the timing joins the first and the figure is their median, a record from
+    # before records named their form taking its rung's (eager here: no CUDA graphs on a CPU)
+    _study(out).set_user_attr(RETIMED + "transformer/small", {k: v for k, v in first.items() if k != "form"})
     assert main(["retime", str(out), "--steps", "3", "--force", "--cells", "*/small"]) == 0
     assert "(median of 2 timings: " in capsys.readouterr().out
     second = retimed(_study(out))["transformer/small"]
@@ -87,10 +92,10 @@ def test_runs_of_an_older_loop_are_timed_again_and_the_report_says_so(tmp_path, 
     assert "Trained on cpu; GPU-seconds and tokens/s timed on NVIDIA H200 (overlapped loop, eager step; below)" in report
     # the ladder itself goes on on another card than its runs' (perplexities do not depend on it), with a note
     monkeypatch.setattr(archsearch.ladder.runner, "device_name", lambda device: "NVIDIA H100 80GB HBM3")
-    assert main(["run", str(LADDER), "--out", str(out)]) == 0
+    assert main(["run", str(ladder), "--out", str(out)]) == 0
     assert "note: 'tiny' has runs timed on cpu and this is NVIDIA H100 80GB HBM3" in capsys.readouterr().out
     monkeypatch.setenv("ARCHSEARCH_WORKER", "1")  # a worker of `--workers N`: the coordinator has said it
-    archsearch.ladder.runner.LadderRun(str(LADDER), out, None, None, None)
+    archsearch.ladder.runner.LadderRun(str(ladder), out, None, None, None)
     assert "note:" not in capsys.readouterr().out
     monkeypatch.undo()
 
@@ -102,8 +107,13 @@ def test_runs_of_an_older_loop_are_timed_again_and_the_report_says_so(tmp_path, 
     assert "; its re-timing before, " in text and " (NVIDIA H200, overlapped loop, eager), is replaced" in text
     assert retimed(_study(out))["transformer/small"]["form"] == "compile"
     assert "timed on cpu (overlapped loop, compile step; below)" in (out / "report.md").read_text()
+    report = (out / "report.md").read_text()
+    assert "‡" not in next(line for line in report.splitlines() if line.startswith("| transformer | small |"))
     assert main(["retime", str(out), "--steps", "3", "--compile"]) == 0
     assert "nothing to re-time" in capsys.readouterr().out
+    assert main(["retime", str(out), "--steps", "3"]) == 0  # a plain call keeps the compiled timing, not undoes it
+    assert "nothing to re-time" in capsys.readouterr().out
+    assert retimed(_study(out))["transformer/small"]["form"] == "compile"
 
 
 def test_each_cell_keeps_its_own_record_so_two_re_timings_at_once_lose_neither(tmp_path):
