@@ -1,14 +1,14 @@
 # How the published ladders were run: one call of a GPU machine lent for at most ~10 minutes a call, which receives
 # only the checkout plus carried ignored folders (.whl: optuna's wheels; .data/wikipedia: the corpus's xz files;
 # .cache_ladder/tokenizers: the study's BPE; .data/gpt2: the GPT-2 BPE, xz) and returns what is written to $OUT.
-#   END=585 [RETIME=1 RETIME_ARGS="--force --cells */2m"] [LADDER=scaling_ladder NAME=scaling_h200] \
+#   END=585 [RETIME=1 RETIME_ARGS="--force --cells */2m"] [LADDER=scaling_ladder NAME=scaling_wiki] \
 #       bash scripts/lent_gpu/ladder.sh
 # END: seconds from the start at which everything must be done. The study's folder comes back as $OUT/NAME.tgz
 # (weights and checkpoints stay on the machine): unpack it into docs/results/ before the next call, and chain calls
 # within the machine's idle release so that a paused run's checkpoint is still there (--fill).
 start=$(date +%s)
 source scripts/lent_gpu/env.sh
-LADDER=${LADDER:-scaling_ladder}; NAME=${NAME:-scaling_h200}; END=${END:-590}
+LADDER=${LADDER:-scaling_ladder}; NAME=${NAME:-scaling_wiki}; END=${END:-590}
 D=docs/results/$NAME
 left() { echo $(( END - ($(date +%s) - start) )); }
 if [ -n "${RETIME:-}" ]; then
