@@ -14,8 +14,9 @@ ROOT = Path(__file__).resolve().parents[1]
 # Lowest first. A name is a module or a package (all of it); the package archsearch itself is its lazy public API.
 LAYERS = (
     ("blocks: torch and the standard library only (export copies them as source)", ("blocks",)),
-    ("base: errors, located YAML, settings; no torch", (
-        "archsearch.errors", "archsearch.yamlloc", "archsearch.progress", "archsearch.task_and_train", "archsearch.coerce")),
+    ("base: errors, located YAML, settings, the published tables' reader; no torch", (
+        "archsearch.errors", "archsearch.yamlloc", "archsearch.progress", "archsearch.task_and_train", "archsearch.coerce",
+        "archsearch.results_tables")),
     ("compiler: spec → checked, costed IR; no tensor", (
         "archsearch.spec", "archsearch.ir", "archsearch.registry", "archsearch.build", "archsearch.passes",
         "archsearch.compiler")),
