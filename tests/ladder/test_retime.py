@@ -114,6 +114,12 @@ def test_runs_of_an_older_loop_are_timed_again_and_the_report_says_so(tmp_path, 
     assert main(["retime", str(out), "--steps", "3"]) == 0  # a plain call keeps the compiled timing, not undoes it
     assert "nothing to re-time" in capsys.readouterr().out
     assert retimed(_study(out))["transformer/small"]["form"] == "compile"
+    # on a GPU whose capture failed the compiled step ran without its graph: still what --compile asked, not stale
+    entry = {**retimed(_study(out))["transformer/small"], "card": "NVIDIA H200"}
+    _study(out).set_user_attr(RETIMED + "transformer/small", entry)
+    monkeypatch.setattr(archsearch.ladder.retime, "device_name", lambda device: "NVIDIA H200")
+    assert main(["retime", str(out), "--steps", "3", "--compile"]) == 0
+    assert "nothing to re-time" in capsys.readouterr().out
 
 
 def test_each_cell_keeps_its_own_record_so_two_re_timings_at_once_lose_neither(tmp_path):
