@@ -230,7 +230,7 @@ def cmd_retime(args) -> int:
 
     out = Path(args.out_dir)
     if retime(out, storage=args.storage, data=args.data, device=args.device, steps=args.steps,
-              force=args.force, cells=args.cells, compile=args.compile):
+              force=args.force, cells=args.cells, compile=args.compile, timeout_minutes=args.timeout_minutes):
         print(f"wrote {write_report(out, args.storage)}")
     return 0
 
@@ -324,6 +324,9 @@ def parser() -> argparse.ArgumentParser:
                                                                "family/rung or a pattern (*/2m)")
     rt.add_argument("--compile", action="store_true", help="time every cell compiled (+ its CUDA graphs), whatever "
                                                            "form its rung trained in: one time axis for all rungs")
+    rt.add_argument("--timeout-minutes", type=_positive(float), help="start no cell that would end after this long "
+                                                                     "(the longest cell so far says; the same "
+                                                                     "command goes on with the rest)")
     rt.set_defaults(fn=cmd_retime)
     e = sub.add_parser("export", help="write a trained architecture as standalone model.py + config.json + weights.pt")
     e.add_argument("source", help="the output folder of `archsearch run`, or a spec file (with --weights)")

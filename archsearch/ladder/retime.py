@@ -170,10 +170,12 @@ def _plan(out: Path, trials: list, task, steps: int, device: str | None, compile
 
 def retime(out: Path, *, storage: str | None = None, data: str | None = None, device: str | None = None,
            steps: int = 300, force: bool = False, cells: list[str] | None = None, compile: bool = False,
-           echo=print) -> int:
+           timeout_minutes: float | None = None, echo=print) -> int:
     """Re-time every stale cell of the ladder in `out` (force: also those re-timed before, the new timing joining
     theirs), or those of them that `cells` names; compile: every cell compiled (+ its CUDA graphs), so that rungs
-    trained in different forms stand on one time axis. Returns how many it re-timed."""
+    trained in different forms stand on one time axis. timeout_minutes: start no cell that the longest one so far
+    says would end past it (the cells left stay stale: the same command goes on with them). Returns how many it
+    re-timed."""
     if steps < 3:
         raise SpecError(Loc("--steps"), f"needs 3 or more (the first two are not timed), got {steps}")
     ladder, study = open_folder(out, storage)
@@ -200,8 +202,15 @@ def retime(out: Path, *, storage: str | None = None, data: str | None = None, de
              for cell, trials in cells.items()}
     echo(f"re-timing {len(cells)} cell(s) of '{ladder.name}' on {card} with {how}, {steps} steps each")
     forms = rung_forms(ladder)
-    for cell, (ir, cfg, ctx) in plans.items():
+    start, longest = time.monotonic(), 0.0  # the limit counts from here: the tokens are made, the cells planned
+    for i, (cell, (ir, cfg, ctx)) in enumerate(plans.items()):
+        if timeout_minutes is not None and time.monotonic() - start + longest > 60 * timeout_minutes:
+            echo(f"time limit: {len(plans) - i} cell(s) left, each about {longest:.0f} s as the longest so far; "
+                 "stopping here (the same command goes on with them)")
+            return i
+        began = time.monotonic()
         r = train(lower(ir), task, cfg, seq_len=ctx.seq_len, label=f"retime {cell}")
+        longest = max(longest, time.monotonic() - began)
         if r.status != "completed":
             raise SpecError(Loc(cell), f"the timing run did not complete ({r.status}: {r.reason})")
         before = [t.user_attrs["tokens_per_s"] for t in cells[cell]]

@@ -1,7 +1,7 @@
 # How the published ladders were run: one call of a GPU machine lent for at most ~10 minutes a call, which receives
 # only the checkout plus carried ignored folders (.whl: optuna's wheels; .data/wikipedia: the corpus's xz files;
 # .cache_ladder/tokenizers: the study's BPE; .data/gpt2: the GPT-2 BPE, xz) and returns what is written to $OUT.
-#   END=585 [RETIME=1 RETIME_ARGS="--force --cells */2m"] [LADDER=scaling_ladder NAME=scaling_wiki] \
+#   END=585 [RETIME=1 RETIME_ARGS="--compile --cells */2m"] [LADDER=scaling_ladder NAME=scaling_wiki] \
 #       bash scripts/lent_gpu/ladder.sh
 # END: seconds from the start at which everything must be done. The study's folder comes back as $OUT/NAME.tgz
 # (weights and checkpoints stay on the machine): unpack it into docs/results/ before the next call, and chain calls
@@ -11,8 +11,10 @@ source scripts/lent_gpu/env.sh
 LADDER=${LADDER:-scaling_ladder}; NAME=${NAME:-scaling_wiki}; END=${END:-590}
 D=docs/results/$NAME
 left() { echo $(( END - ($(date +%s) - start) )); }
-if [ -n "${RETIME:-}" ]; then
-    set -f; python3 -m archsearch retime $D --data .data/wikipedia ${RETIME_ARGS:-} 2>&1 | tee $OUT/retime.log; set +f
+if [ -n "${RETIME:-}" ]; then  # 90 s kept for the tokens (made before its limit counts), the report and the tar
+    M=$(python3 -c "print(round(($(left) - 90) / 60, 2))")
+    set -f; python3 -m archsearch retime $D --data .data/wikipedia --timeout-minutes $M ${RETIME_ARGS:-} 2>&1 \
+        | grep -v -E '^retime .* [0-9]+/[0-9]+ \(' | tee $OUT/retime.log; set +f
 fi
 L=$(left)
 if [ "$L" -gt 180 ] && [ -z "${NO_LADDER:-}" ]; then  # 75 s after the limit: the pause, the scoring, the report

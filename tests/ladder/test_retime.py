@@ -6,6 +6,7 @@ import functools
 from pathlib import Path
 
 import optuna
+import pytest
 
 import archsearch.ladder.retime
 import archsearch.ladder.runner
@@ -170,3 +171,24 @@ def test_the_report_states_the_spread_of_cells_timed_more_than_once():
     assert line.startswith("Timed more than once (2/3 times on the same card, loop, form and steps")
     assert "2 of these cells" in line and "within 5.0% of each other at most (a/small; median spread 3.0%)" in line
     assert _repeats({"c/small": used["c/small"]}) == []
+
+
+def test_a_time_limit_starts_no_cell_the_longest_so_far_says_would_end_past_it(tmp_path, monkeypatch, capsys):
+    text = TINY.read_text()
+    family = text[text.index("  transformer:\n"):]
+    ladder = tmp_path / "two.yaml"
+    ladder.write_text(text + family.replace("  transformer:\n", "  transformer_b:\n"))
+    out = tmp_path / "t"
+    monkeypatch.setattr(archsearch.saved, "train", functools.partial(archsearch.train.train, overlap=False))
+    assert main(["run", str(ladder), "--out", str(out)]) == 0  # timed by the older loop: both cells are stale
+    monkeypatch.undo()
+    capsys.readouterr()
+    assert main(["retime", str(out), "--steps", "3", "--timeout-minutes", "1e-6"]) == 0
+    text = capsys.readouterr().out
+    assert "re-timing 2 cell(s)" in text and "time limit: 1 cell(s) left" in text
+    assert "the same command goes on with them" in text and len(retimed(_study(out))) == 1
+    assert main(["retime", str(out), "--steps", "3"]) == 0  # the cell left, and only it
+    assert "re-timing 1 cell(s)" in capsys.readouterr().out and len(retimed(_study(out))) == 2
+    with pytest.raises(SystemExit):
+        main(["retime", str(out), "--timeout-minutes", "0"])
+    assert "--timeout-minutes: must be > 0" in capsys.readouterr().err
