@@ -160,6 +160,7 @@ def _train(model, task, cfg: TrainConfig, device: torch.device, seq_len: int, on
         print(f"{label}: {checkpoint} is of another model or training configuration: starting afresh",
               file=sys.stderr)
         state = None
+    resumed_form = None
     if state is not None:
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optim"])
@@ -170,11 +171,13 @@ def _train(model, task, cfg: TrainConfig, device: torch.device, seq_len: int, on
         step, tokens, evals, elapsed, loss_avg = state["step"], state["tokens"], state["evals"], state["elapsed"], state["loss"]
         if state.get("loop", "waited") == loop:  # another loop's timing would blend into this one's
             steady = state.get("steady", steady)
+        resumed_form = state.get("form")  # another form's too: checked once this process's step has its form
         print(f"{label}: resuming from {checkpoint} at step {step}/{steps}", file=sys.stderr)
     loss_fn = compile_afresh(LMLoss(model)) if cfg.compile else LMLoss(model)  # compiled with its loss: fused
     graphed = cfg.cuda_graph and device.type == "cuda"
     micro_step = (GraphedMicroStep(loss_fn, amp, accum, label) if graphed
                   else lambda x, y: micro_loss(loss_fn, amp, x, y, accum))
+    ran_in = lambda: form_of(cfg.compile, graphed and not micro_step.eager)  # noqa: E731 (a failed capture: eager)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     bar = Progress(steps, label, enabled=progress)
@@ -185,7 +188,7 @@ def _train(model, task, cfg: TrainConfig, device: torch.device, seq_len: int, on
         _save(checkpoint, {"model": model.state_dict(), "optim": opt.state_dict(), "rng": rng.bit_generator.state,
                            "torch_rng": torch.get_rng_state(), "step": step, "tokens": tokens, "evals": evals,
                            "elapsed": time.perf_counter() - t0, "loss": loss_avg, "config": asdict(cfg),
-                           "steady": steady, "loop": loop,
+                           "steady": steady, "loop": loop, "form": ran_in(),
                            **({"cuda_rng": torch.cuda.get_rng_state(device)} if device.type == "cuda" else {})})
 
     pinned = overlap and device.type == "cuda"
@@ -217,6 +220,8 @@ def _train(model, task, cfg: TrainConfig, device: torch.device, seq_len: int, on
             step, tokens = bad[0] - 1, (bad[0] - 1) * per_step
             opt.zero_grad(set_to_none=True)
             break
+        if step == first + 1 and resumed_form not in (None, ran_in()):  # the part before ran in another form
+            steady = [0.0, 0]
         if step > first + 1:
             steady[0] += time.perf_counter() - t_step
             steady[1] += per_step
@@ -239,6 +244,5 @@ def _train(model, task, cfg: TrainConfig, device: torch.device, seq_len: int, on
             break
     bar.close()
     seconds = time.perf_counter() - t0
-    form = form_of(cfg.compile, graphed and not micro_step.eager)  # a step that could not be captured ran eagerly
     return TrainResult(status, reason, step, tokens, seconds, _rate(steady, tokens, seconds), loss_avg,
-                       _peak_memory(device), str(device), evals, loop, form)
+                       _peak_memory(device), str(device), evals, loop, ran_in())

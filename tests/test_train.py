@@ -193,3 +193,19 @@ def test_a_result_names_the_form_its_step_ran_in(task, monkeypatch):
     monkeypatch.setattr(archsearch.train, "compile_afresh", lambda fn, **kw: fn)
     compiled = dataclasses.replace(graphs, compile=True)
     assert train(_model(), task, compiled, seq_len=32, progress=False).form == "compile"
+
+
+@pytest.mark.parametrize("before, blends", [("eager", True), ("graph", False)])
+def test_a_resumed_run_keeps_the_timing_of_its_parts_only_when_they_ran_in_one_form(task, tmp_path, before, blends):
+    """A part whose CUDA graph could be captured and one whose could not (or the reverse) timed two forms: the
+    resumed run's tokens/s is then its own part's alone."""
+    import time
+    ckpt = tmp_path / "ckpt.pt"
+    paused = train(_model(), task, CFG, seq_len=32, progress=False, checkpoint=ckpt, deadline=time.monotonic())
+    assert paused.status == "paused"
+    state = torch.load(ckpt, weights_only=False)
+    assert state["form"] == "eager"
+    torch.save({**state, "steady": [1e-6, 10 ** 9], "form": before}, ckpt)  # an absurd earlier part: visible
+    r = train(_model(), task, CFG, seq_len=32, progress=False, checkpoint=ckpt, deadline=time.monotonic() + 3600)
+    assert r.status == "completed" and r.form == "eager"
+    assert (r.tokens_per_s > 1e8) == blends  # this part alone: about 1e5 tokens/s on a CPU
