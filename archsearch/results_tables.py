@@ -10,7 +10,7 @@ MARK = re.compile(r"^<!-- table from (\S+): (## .+?) -->$", re.M)
 
 
 def table_at(text: str, at: int) -> list[str]:
-    """The rows of the Markdown table that starts at `at` (after blank lines), up to the first line that is not a row."""
+    """The rows of the Markdown table starting at `at` (after blank lines), up to the first line that is not a row."""
     rows = text[at:].lstrip("\n").split("\n")
     return rows[:next((i for i, r in enumerate(rows) if not r.startswith("|")), len(rows))]
 

@@ -84,8 +84,8 @@ def _answer(ladder, cells: dict, gone: dict, done: dict) -> list[str]:
         diff = (f"{w['diff']:+.2f} [{w['low']:+.2f}, {w['high']:+.2f}], {w['df']:.1f} df" if w else
                 "fewer than 2 seeds a side")
         budget = q.mean("gpu_seconds")
-        # GPU-seconds compare only when one card, one training loop and one step form timed them all (a loop that waited for every
-        # step idled the GPU an estimated 3 ms a step at 20M)
+        # GPU-seconds compare only when one card, one training loop and one step form timed them all (a loop that
+        # waited for every step idled the GPU an estimated 3 ms a step at 20M; compiling halves a step)
         line = [c for (f, _), c in cells.items() if f == p.family and _complete(ladder, c)]
         same = {c.mean("gpu_seconds"): c.values("test_ppl") for c in line if c.timings() == q.timings()}
         at = read_off(same, budget) if len(q.timings()) == 1 else None
@@ -136,8 +136,8 @@ def _repeats(used: dict) -> list[str]:
         return []
     worst = max(spread, key=spread.get)
     counts = sorted({len(samples_of(used[c])) for c in spread})
-    return [f"Timed more than once ({'/'.join(map(str, counts))} times on the same card, loop, form and steps, each call "
-            f"of `archsearch retime` a fresh process): {len(spread)} of these cells; each one's figure is the median "
+    return [f"Timed more than once ({'/'.join(map(str, counts))} times on the same card, loop, form and steps, each "
+            f"call of `archsearch retime` a fresh process): {len(spread)} of these cells; each one's figure is the median "
             f"of its timings, which lie "
             f"within {100 * spread[worst]:.1f}% of each other at most ({worst}; median spread "
             f"{100 * statistics.median(spread.values()):.1f}%). The seed intervals do not include this noise."]
