@@ -5,6 +5,7 @@ import argparse
 import sys
 
 from . import __version__
+from .cli_types import Renamed, positive, vocab_size
 from .errors import Loc, SpecError
 
 
@@ -235,36 +236,6 @@ def cmd_retime(args) -> int:
     return 0
 
 
-class _Renamed(argparse.Action):
-    """An option under its former name: still works, and says once what it is called now."""
-
-    def __call__(self, parser, namespace, values, option_string=None):
-        print(f"note: {option_string} is now --{self.dest}", file=sys.stderr)
-        setattr(namespace, self.dest, values)
-
-
-def _positive(kind):
-    def parse(text: str):
-        try:
-            v = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a {'number' if kind is float else 'whole number'}, got {text!r}") from None
-        if v <= 0:
-            raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
-        return v
-    return parse
-
-
-def _vocab(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-    if v < 2:
-        raise argparse.ArgumentTypeError(f"must be >= 2, got {v}")
-    return v
-
-
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="archsearch", description="Compile, train and search sequence-model graphs.")
     p.add_argument("--version", action="version", version=f"archsearch {__version__}")
@@ -272,7 +243,7 @@ def parser() -> argparse.ArgumentParser:
     c = sub.add_parser("compile", help="check and cost a spec without allocating anything")
     c.add_argument("spec", help="an architecture spec (YAML); see docs/spec.md")
     c.add_argument("--build", action="store_true", help="also build the module and check its parameter count")
-    c.add_argument("--vocab", type=_vocab, help="vocabulary size for a spec whose vocab is 'data'")
+    c.add_argument("--vocab", type=vocab_size, help="vocabulary size for a spec whose vocab is 'data'")
     c.add_argument("--dump-after", metavar="PASS", help="print the IR after this pass (validate, shapes, cost)")
     c.set_defaults(fn=cmd_compile)
     r = sub.add_parser("run", help="search a space of architectures with Optuna, or climb a scaling ladder "
@@ -283,15 +254,15 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--out", help="output folder (default runs/NAME): the study, trials/*.yaml, report.md")
     r.add_argument("--storage", help="an Optuna storage URL (default sqlite:///OUT/study.db, or "
                                      "journal:OUT/study.journal with --workers), postgresql://…, journal:FILE")
-    r.add_argument("--trials", type=_positive(int), help="total trials (default: the budget's)")
+    r.add_argument("--trials", type=positive(int), help="total trials (default: the budget's)")
     r.add_argument("--budget", metavar="NAME",
                    help="one of the space's search.budgets (default: gpu on a GPU, else cpu)")
-    r.add_argument("--profile", dest="budget", action=_Renamed, help=argparse.SUPPRESS)  # --budget's former name
+    r.add_argument("--profile", dest="budget", action=Renamed, help=argparse.SUPPRESS)  # --budget's former name
     r.add_argument("--device", help="auto | cpu | cuda | cuda:N")
-    r.add_argument("--workers", type=_positive(int), default=1,
+    r.add_argument("--workers", type=positive(int), default=1,
                    help="processes on one study (a search's or a ladder's): one per visible GPU, or N CPU processes "
                         "(default 1)")
-    r.add_argument("--timeout-minutes", type=_positive(float),
+    r.add_argument("--timeout-minutes", type=positive(float),
                    help="stop starting trials after this long (default: the budget's timeout_minutes, which bounds "
                         "the search alone); given here, a search's re-training runs too start only when expected to "
                         "finish within it; a ladder starts no run that it does not expect to finish within it (but "
@@ -312,7 +283,7 @@ def parser() -> argparse.ArgumentParser:
     rt = sub.add_parser("retime", help="a ladder's training speed timed again on this card with the trainer's current "
                                        "loop, for the cells whose runs another card or loop timed (docs/ladder.md)")
     rt.add_argument("out_dir", help="the output folder of `archsearch run LADDER`")
-    rt.add_argument("--steps", type=_positive(int), default=300, help="training steps each cell is timed over "
+    rt.add_argument("--steps", type=positive(int), default=300, help="training steps each cell is timed over "
                                                                       "(the first two are not counted; default 300)")
     rt.add_argument("--data", help="the corpus, where it is not at the path the study recorded (the same tokens)")
     rt.add_argument("--device", help="auto | cpu | cuda | cuda:N")
@@ -324,7 +295,7 @@ def parser() -> argparse.ArgumentParser:
                                                                "family/rung or a pattern (*/2m)")
     rt.add_argument("--compile", action="store_true", help="time every cell compiled (+ its CUDA graphs), whatever "
                                                            "form its rung trained in: one time axis for all rungs")
-    rt.add_argument("--timeout-minutes", type=_positive(float), help="start no cell that would end after this long "
+    rt.add_argument("--timeout-minutes", type=positive(float), help="start no cell that would end after this long "
                                                                      "(the longest cell so far says; the same "
                                                                      "command goes on with the rest)")
     rt.set_defaults(fn=cmd_retime)
@@ -333,20 +304,20 @@ def parser() -> argparse.ArgumentParser:
     e.add_argument("--to", required=True, help="folder to write (created)")
     e.add_argument("--trial", help="'best' (default) or a trial number, for a study folder")
     e.add_argument("--weights", help="for a spec: weights.pt or checkpoint.pt from `archsearch train`")
-    e.add_argument("--vocab", type=_vocab, help="vocabulary size for a spec whose vocab is 'data' (default: the weights')")
+    e.add_argument("--vocab", type=vocab_size, help="vocabulary size for a spec whose vocab is 'data' (default: the weights')")
     e.add_argument("--storage", help="the study's Optuna storage URL, when it is not in the folder")
     e.set_defaults(fn=cmd_export)
     pr = sub.add_parser("profile", help="profile training (and decode) steps: TensorBoard trace and a per-node table")
     pr.add_argument("source", help="a spec file, or the output folder of `archsearch run` (with --trial)")
     pr.add_argument("--trial", help="'best' (default) or a trial number, for a study folder")
-    pr.add_argument("--steps", type=_positive(int), default=3, help="profiled training steps (after 2 unprofiled)")
+    pr.add_argument("--steps", type=positive(int), default=3, help="profiled training steps (after 2 unprofiled)")
     pr.add_argument("--decode", type=int, default=0, help="also profile this many decode steps at batch 1")
     pr.add_argument("--compile", action="store_true",
                     help="profile the torch.compile'd training step (train.compile): kernels, no per-node table")
-    pr.add_argument("--batch", type=_positive(int), help="sequences per step (default: the spec's batch_tokens / T)")
-    pr.add_argument("--seq-len", type=_positive(int), help="default: the spec's training length")
+    pr.add_argument("--batch", type=positive(int), help="sequences per step (default: the spec's batch_tokens / T)")
+    pr.add_argument("--seq-len", type=positive(int), help="default: the spec's training length")
     pr.add_argument("--device", help="auto | cpu | cuda | cuda:N")
-    pr.add_argument("--vocab", type=_vocab, help="vocabulary size for a spec whose vocab is 'data'")
+    pr.add_argument("--vocab", type=vocab_size, help="vocabulary size for a spec whose vocab is 'data'")
     pr.add_argument("--ops", type=int, default=20, metavar="N",
                     help="also list the N most expensive ops of a training step (default 20; 0: none)")
     pr.add_argument("--logdir", help="trace folder (default runs/profile/NAME)")
@@ -356,9 +327,9 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("spec", help="an architecture spec (YAML), optionally with task: and train: sections")
     t.add_argument("--data", help="embedded | a WikiText folder | a folder or glob of .txt files | wikitext-103")
     t.add_argument("--tokenizer", choices=["bytes", "bpe", "gpt2"], help="default: the spec's task.tokenizer (bpe)")
-    t.add_argument("--tokens", type=_positive(int), help="training budget in tokens")
+    t.add_argument("--tokens", type=positive(int), help="training budget in tokens")
     t.add_argument("--device", help="auto | cpu | cuda | cuda:N")
-    t.add_argument("--lr", type=_positive(float), help="peak learning rate")
+    t.add_argument("--lr", type=positive(float), help="peak learning rate")
     t.add_argument("--seed", type=int, help="seed for weights and data order")
     t.add_argument("--cuda-graph", action="store_true",
                    help="on a GPU, replay each training step as a CUDA graph (train.cuda_graph; ignored on CPU)")

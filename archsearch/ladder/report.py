@@ -14,7 +14,7 @@ from . import check
 from .fit import difference, extrapolate, read_off
 from .plan import climbs, dropped
 from .results import Cell, best_of, gather
-from .retime import dates_of, retimed, rung_forms, samples_of, with_form
+from .retime import dates_of, retimed, rung_forms, samples_of
 from .folder import COPY, open_folder
 from .runner import finished
 from .trials import job_trials
@@ -146,8 +146,7 @@ def _repeats(used: dict) -> list[str]:
 def _timing(ladder, study, cells: dict) -> list[str]:
     """Which cards, training loops and step forms timed the GPU-seconds above, when not one alone, and which cells were
     re-timed."""
-    forms = rung_forms(ladder)
-    again = {cell: with_form(e, forms, cell) for cell, e in retimed(study).items()}
+    again = retimed(study, rung_forms(ladder))
     used = {f"{c.family}/{c.rung}": again[f"{c.family}/{c.rung}"] for c in cells.values()
             if any(r.get("retimed") for r in c.runs)}
     pairs = sorted({pair for c in cells.values() for pair in c.timings()})

@@ -80,7 +80,7 @@ def gather(ladder: Ladder, study, done: dict) -> dict[tuple[str, str], Cell]:
                 cells[(fam.name, rung)] = Cell(fam.name, rung, s["non_embedding"], s["params"], s["tokens"],
                                                holds_pam(s))
     forms = rung_forms(ladder)  # for the records from before they named their step form
-    again = {cell: with_form(e, forms, cell) for cell, e in retimed(study).items()}
+    again = retimed(study, forms)
     ours = [(cells[key], t, with_form(t.user_attrs, forms, f"{key[0]}/{key[1]}"))
             for job, t in job_trials(study.get_trials(deepcopy=False)).items()
             if job in done and (key := (t.user_attrs.get("family"), t.user_attrs.get("rung"))) in cells]

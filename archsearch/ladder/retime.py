@@ -42,9 +42,11 @@ RETIMED = "retimed:"  # study user attributes "retimed:family/rung" → {tokens_
 # measured
 
 
-def retimed(study) -> dict[str, dict]:
-    """{"family/rung": its re-timing} of the cells `archsearch retime` timed."""
-    return {k[len(RETIMED):]: v for k, v in study.user_attrs.items() if k.startswith(RETIMED)}
+def retimed(study, forms: dict | None = None) -> dict[str, dict]:
+    """{"family/rung": its re-timing} of the cells `archsearch retime` timed; with `forms` (rung_forms), each with
+    its step form (with_form)."""
+    entries = {k[len(RETIMED):]: v for k, v in study.user_attrs.items() if k.startswith(RETIMED)}
+    return entries if forms is None else {cell: with_form(e, forms, cell) for cell, e in entries.items()}
 
 
 def loop_of(attrs: dict) -> str:
@@ -89,7 +91,7 @@ def stale(ladder, study, card: str, loop: str = LOOP, force: bool = False, compi
     re-timed or not). A call without `compile` leaves a cell re-timed on this card by this loop in another form (an
     earlier --compile's) as it is: a cell keeps one re-timing, which it would replace."""
     forms = rung_forms(ladder)
-    done = {} if force else retimed(study)
+    done = {} if force else retimed(study, forms)
     cells: dict[str, list] = {}
     for t in job_trials(study.get_trials(deepcopy=False)).values():
         if t.state == TrialState.COMPLETE:
@@ -103,7 +105,7 @@ def stale(ladder, study, card: str, loop: str = LOOP, force: bool = False, compi
     def settled(cell):
         if cell not in done:
             return False
-        way = timing_of(with_form(done[cell], forms, cell))
+        way = timing_of(done[cell])
         # compiled is what --compile asks; whether its graph could be captured is the step's own affair (a step
         # that ran eagerly records so, and would otherwise be timed again on every call)
         return way[:2] == (card, loop) and (not compile or way[2].startswith("compile"))
@@ -214,8 +216,7 @@ def retime(out: Path, *, storage: str | None = None, data: str | None = None, de
         if r.status != "completed":
             raise SpecError(Loc(cell), f"the timing run did not complete ({r.status}: {r.reason})")
         before = [t.user_attrs["tokens_per_s"] for t in cells[cell]]
-        before_entry = retimed(study).get(cell)
-        before_entry = before_entry and with_form(before_entry, forms, cell)
+        before_entry = retimed(study, forms).get(cell)
         entry = _record(before_entry, r.tokens_per_s, r.loop, steps, device_name(ctx.device), r.form)
         study.set_user_attr(RETIMED + cell, entry)  # one cell at a time: a stopped re-timing keeps what it measured
         ms = lambda tps: cfg.batch_tokens / tps * 1e3  # noqa: E731
