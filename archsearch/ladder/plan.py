@@ -261,7 +261,10 @@ def _rung_best(ladder: Ladder, done: dict[str, Done], rung_index: int) -> float 
 @_question
 def wanted(ladder: Ladder, done: dict[str, Done]) -> list[Job]:
     """Every run the ladder wants now (finished ones included), in the order to run them: rung by rung, a rung's
-    grids before its seeds, families in file order."""
+    grids before its seeds, families in file order, except that a rung's seeds start with its answer pair (the best
+    PAM-containing and the best PAM-free family by validation, where the ladder knows which hold PAM), a seed of each
+    in turn: the report's answer for the rung waits on those seeds alone, so a ladder paid in short calls decides it
+    first."""
     jobs = []
     for fam in ladder.families:
         for i, rung in enumerate(ladder.rungs):
@@ -275,7 +278,29 @@ def wanted(ladder: Ladder, done: dict[str, Done]) -> list[Job]:
             if best is not None:
                 jobs += [Job(fam.name, rung.name, best, ladder.seed + k, "seeds") for k in range(1, ladder.seeds + 1)]
     order = {f.name: n for n, f in enumerate(ladder.families)}
-    return sorted(jobs, key=lambda j: (ladder.index(j.rung), PHASES.index(j.phase), order[j.family], j.lr, j.seed))
+    pairs = {r.name: answer_pair(ladder, done, r.name) for r in ladder.rungs}
+
+    def key(j: Job):
+        first = j.phase == "seeds" and j.family in pairs[j.rung]  # seed by seed, so each side has 2 after 4 runs
+        return (ladder.index(j.rung), PHASES.index(j.phase), not first, j.seed if first else 0, order[j.family],
+                j.lr, j.seed)
+    return sorted(jobs, key=key)
+
+
+@_question
+def answer_pair(ladder: Ladder, done: dict[str, Done], rung: str) -> set[str]:
+    """The rung's best PAM-containing and best PAM-free family by validation at its best rate, among the families
+    whose rate is chosen (empty where the ladder does not know which hold PAM)."""
+    if ladder.pam_cells is None:
+        return set()
+    best = {}
+    for fam in ladder.families:
+        ppl = _best_ppl(ladder, done, fam.name, rung) if rung in fam.rungs else None
+        if ppl is not None and math.isfinite(ppl):
+            side = f"{fam.name}/{rung}" in ladder.pam_cells
+            if side not in best or ppl < best[side][0]:
+                best[side] = (ppl, fam.name)
+    return {name for _, name in best.values()}
 
 
 @_question

@@ -173,6 +173,23 @@ def test_the_best_of_each_side_at_an_edge_adds_the_next_rate_once_the_rungs_rate
         ("pam_a", 0.03162), ("pam_b", 1e-2), ("free_a", 0.0003162), ("free_b", 3e-3)}
 
 
+def test_a_rungs_seeds_start_with_its_answer_pair_so_the_answer_is_decided_first(tmp_path):
+    """The best PAM-containing (pam_a) and PAM-free (free_a) family seed before the others, whatever the file order;
+    without knowing which families hold PAM, the file order stands."""
+    from dataclasses import replace
+
+    lad, done = _finalists(tmp_path), {}
+    while _grid(lad, done):
+        pass
+    seeds = [j.family for j in wanted(lad, done) if j.phase == "seeds"]
+    assert seeds == ["pam_a", "free_a", "pam_a", "free_a", "pam_b", "pam_b", "free_b", "free_b"]  # the pair by turns
+    flipped = replace(lad, pam_cells=frozenset({"free_a/a", "free_b/a"}))  # the sides swapped: the same pair
+    assert [j.family for j in wanted(flipped, done) if j.phase == "seeds"][:4] == seeds[:4]
+    lad = replace(_ladder(tmp_path, FINALISTS.replace("ROUNDS", "0")), pam_cells=None)
+    _grid(lad, done := {})
+    assert [j.family for j in wanted(lad, done) if j.phase == "seeds"][::2] == ["pam_a", "pam_b", "free_a", "free_b"]
+
+
 def test_a_runner_up_within_the_margin_of_its_sides_best_is_a_finalist_too(tmp_path):
     """free_b (16.0 at 3e-3, in the middle) stays; free_c, 2% behind free_a and at an edge, tries beyond it with
     finalists_within 0.03, not with 0.01; pam_b (10 behind pam_a) never."""
