@@ -345,7 +345,9 @@ def _axis(cells: dict, cards: list) -> str:
     if base is None or (cards == [base[0]] and ways == {base} and
                         not any(r.get("retimed") for c in cells.values() for r in c.runs)):
         return ""
-    return f"; GPU-seconds and tokens/s timed on {base[0]} ({base[1]} loop, {base[2]} step; below)"
+    off = sum(1 for c in cells.values() if c.runs and not c.on_basis)
+    return (f"; GPU-seconds and tokens/s timed on {base[0]} ({base[1]} loop, {base[2]} step; below)" +
+            (f", but for {off} cell(s) marked ‡, timed otherwise" if off else ""))
 
 
 def write_report(out: Path, storage: str | None = None) -> Path:

@@ -107,6 +107,13 @@ def test_a_cell_off_the_studys_timing_basis_is_marked(tmp_path):
     rows = _table(ladder, SimpleNamespace(user_attrs={}), {("p", "a"): p, ("q", "a"): q}, {})
     assert "| 20 |" in next(r for r in rows if r.startswith("| p |"))
     assert "| 10 ‡ |" in next(r for r in rows if r.startswith("| q |"))
+    from archsearch.ladder.report import _axis  # the header names the basis, and that some cells are off it
+    cards = ["NVIDIA H100 80GB HBM3", "NVIDIA H200"]
+    assert _axis({("p", "a"): p, ("q", "a"): q}, cards) == (
+        "; GPU-seconds and tokens/s timed on NVIDIA H200 (waited loop, graph step; below), but for 1 cell(s) marked ‡, "
+        "timed otherwise")
+    q.runs[0]["card"] = "NVIDIA H200"
+    assert _axis({("p", "a"): p, ("q", "a"): q}, cards).endswith("(waited loop, graph step; below)")
 
 
 TWO_RUNGS = LADDER.replace("    a: {params: 100}\n", "    a: {params: 100}\n    b: {params: 300}\n").replace(
