@@ -14,7 +14,7 @@ from . import check
 from .fit import difference, extrapolate, read_off
 from .plan import climbs, dropped
 from .results import Cell, best_of, gather
-from .retime import dates_of, retimed, rung_forms, samples_of
+from .retime import dates_of, retimed, rung_forms, samples_of, way_words
 from .folder import COPY, open_folder
 from .runner import finished
 from .trials import job_trials
@@ -137,9 +137,9 @@ def _repeats(used: dict) -> list[str]:
     worst = max(spread, key=spread.get)
     counts = sorted({len(samples_of(used[c])) for c in spread})
     return [f"Timed more than once ({'/'.join(map(str, counts))} times on the same card, loop, form and steps, each "
-            f"call of `archsearch retime` a fresh process): {len(spread)} of these cells; each one's figure is the median "
-            f"of its timings, which lie "
-            f"within {100 * spread[worst]:.1f}% of each other at most ({worst}; median spread "
+            f"call of `archsearch retime` a fresh process): {len(spread)} of these cells; each one's figure is the "
+            f"median of its timings, which lie within {100 * spread[worst]:.1f}% of each other at most ({worst}; "
+            f"median spread "
             f"{100 * statistics.median(spread.values()):.1f}%). The seed intervals do not include this noise."]
 
 
@@ -165,20 +165,14 @@ def _timing(ladder, study, cells: dict) -> list[str]:
         lines.extend(_repeats(used))
     if len(pairs) > 1:
         base = next(iter(cells.values())).basis
-        lines.append(f"These runs were timed {len(pairs)} ways ({'; '.join(_way(p) for p in pairs)}): "
-                     f"GPU-seconds compare only within one. They stand on {_way(base)} (of the ways the "
+        lines.append(f"These runs were timed {len(pairs)} ways ({'; '.join(way_words(p) + ' step' for p in pairs)}): "
+                     f"GPU-seconds compare only within one. They stand on {way_words(base)} step (of the ways the "
                      f"trainer's current loop timed, the one that times the most cells; docs/ladder.md); ‡ marks "
                      f"a cell timed otherwise, left out of the GPU-seconds plot, and an equal-GPU-time reading needs "
                      f"one way on both sides (`archsearch retime OUT` times such cells again on the card it runs on, "
                      f"with its current loop; `--compile` times cells compiled, which puts rungs trained in two "
                      f"forms on one axis).")
     return ["", *lines] if lines else []
-
-
-def _way(timing: tuple) -> str:
-    """A (card, loop, step form) in the report's words."""
-    card, loop, form = timing
-    return f"{card}, {loop} loop, {form} step"
 
 
 def _fits(ladder, cells: dict) -> list[str]:

@@ -60,8 +60,9 @@ def timing_of(attrs: dict) -> tuple[str, str, str]:
     return str(attrs.get("card", "an unrecorded card")), loop_of(attrs), str(attrs.get("form", "an unrecorded form"))
 
 
-def _way(entry: dict) -> str:
-    card, loop, form = timing_of(entry)
+def way_words(timing: tuple) -> str:
+    """A (card, loop, step form) in words: "CARD, LOOP loop, FORM"."""
+    card, loop, form = timing
     return f"{card}, {loop} loop, {form}"
 
 
@@ -223,8 +224,9 @@ def retime(out: Path, *, storage: str | None = None, data: str | None = None, de
         n = len(entry["samples"])
         median = (f" (median of {n} timings: {ms(entry['tokens_per_s']):.2f}, "
                   f"{ms(max(entry['samples'])):.2f}–{ms(min(entry['samples'])):.2f})" if n > 1 else "")
-        replaced = (f"; its re-timing before, {ms(before_entry['tokens_per_s']):.2f} ({_way(before_entry)}), is "
-                    "replaced" if before_entry and len(entry["samples"]) == 1 else "")
+        replaced = (f"; its re-timing before, {ms(before_entry['tokens_per_s']):.2f} "
+                    f"({way_words(timing_of(before_entry))}), is replaced"
+                    if before_entry and len(entry["samples"]) == 1 else "")
         echo(f"{cell}: {ms(max(before)):.2f}–{ms(min(before)):.2f} ms a step as its {len(before)} run(s) recorded, "
              f"{ms(r.tokens_per_s):.2f} now ({r.form}){median}{replaced}")
     return len(cells)
