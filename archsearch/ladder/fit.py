@@ -99,3 +99,27 @@ def difference(estimate: dict, values: list[float], level: float = 0.95) -> dict
         return None
     diff = v - statistics.fmean(values)
     return {"diff": diff, "low": diff - t[0], "high": diff + t[0], "df": t[1], "level": level}
+
+
+def timing_margin(points: dict[float, list[float]], budget: float, values: list[float], level: float = 0.95,
+                  limit: float = 0.5, step: float = 0.001) -> float | None:
+    """How far the timings may be off before an equal-time reading changes its verdict: the relative error e of
+    smallest size (searched in steps of `step` up to ±`limit`) such that reading the line at budget·(1 + e) gives a
+    `level` interval for difference(read_off(points, ·), values) that includes 0 where the reading at the budget
+    excludes it, or excludes 0 where it includes it. An error in either side's GPU-seconds moves only their ratio, so
+    one factor on the budget stands for both. None where no such error lies within ±limit on the measured line, or
+    the reading at the budget has no interval."""
+    def excludes(e: float) -> bool | None:
+        at = read_off(points, budget * (1 + e), level)
+        d = difference(at, values, level) if at else None
+        return None if d is None else d["low"] > 0 or d["high"] < 0
+
+    now = excludes(0.0)
+    if now is None:
+        return None
+    for i in range(1, round(limit / step) + 1):
+        for e in (i * step, -i * step):
+            flipped = excludes(e)
+            if flipped is not None and flipped != now:
+                return e
+    return None

@@ -11,7 +11,7 @@ from pathlib import Path
 from ..search.run_folder import TRAIN_SPLIT_TOKENS
 from ..search.stats import welch
 from . import check
-from .fit import difference, extrapolate, read_off
+from .fit import difference, extrapolate, read_off, timing_margin
 from .plan import climbs, dropped
 from .results import Cell, best_of, gather
 from .retime import dates_of, retimed, rung_forms, samples_of, way_words
@@ -64,9 +64,14 @@ def _answer(ladder, cells: dict, gone: dict, done: dict) -> list[str]:
              "measured training GPU-seconds, read off the PAM family's ladder line (log–log between the seed means of "
              "its measured rungs; no extrapolation), and its difference from the PAM-free family's, with a 95% "
              "interval for seed noise (the delta method, Student's t with Welch–Satterthwaite degrees of freedom; "
-             "the noise in the measured GPU-seconds is not in it).", "",
+             "the noise in the measured GPU-seconds is not in it). Since the timings' own error is not in the "
+             "interval, each reading says how far off they may be before its interval moves across 0 (includes 0 "
+             "where it excluded it, or the reverse): the smallest factor on the PAM-free side's GPU-seconds that "
+             "does so (searched in steps of 0.1% up to ±50%; an error in either side's timings moves only their "
+             "ratio, so this one factor stands for both).", "",
              "| rung | PAM-containing | test ppl | PAM-free | test ppl | difference (95% interval, Welch) | "
-             "PAM at equal GPU time: its test ppl, difference (95% interval) |", "|---|---|---|---|---|---|---|"]
+             "PAM at equal GPU time: its test ppl, difference (95% interval); the timing error that moves it across "
+             "0 |", "|---|---|---|---|---|---|---|"]
     for i, rung in enumerate(ladder.rungs):
         # a family that stopped below this rung, or failed at every rate here, is not in its race; one still
         # choosing its rate decides it
@@ -90,6 +95,7 @@ def _answer(ladder, cells: dict, gone: dict, done: dict) -> list[str]:
         same = {c.mean("gpu_seconds"): c.values("test_ppl") for c in line if c.timings() == q.timings()}
         at = read_off(same, budget) if len(q.timings()) == 1 else None
         d = difference(at, q.values("test_ppl")) if at else None
+        margin = _margin(same, budget, q.values("test_ppl"), d)
         # two loops matter only where the line reaches the budget at all; else it is out of range either way
         reaches = read_off({c.mean("gpu_seconds"): c.values("test_ppl") for c in line}, budget) is not None
         # a budget that is itself a mean over two ways is no budget: not read, wherever it falls
@@ -98,11 +104,22 @@ def _answer(ladder, cells: dict, gone: dict, done: dict) -> list[str]:
                       "(docs/ladder.md)" if mixed else
                       f"outside its measured range ({budget:.3g} s)" if at is None else
                       f"{at['value']:.2f} at {budget:.3g} s: " +
-                      (f"{d['diff']:+.2f} [{d['low']:+.2f}, {d['high']:+.2f}], {d['df']:.1f} df" if d else
+                      (f"{d['diff']:+.2f} [{d['low']:+.2f}, {d['high']:+.2f}], {d['df']:.1f} df{margin}" if d else
                        "no interval"))
         lines.append(f"| {rung.name} | {p.family} | {_pm(p, 'test_ppl')} | {q.family} | {_pm(q, 'test_ppl')} | "
                      f"{diff} | {equal_time} |")
     return lines
+
+
+def _margin(points: dict, budget: float, values: list[float], d: dict | None) -> str:
+    """What error in the timings would move an equal-time reading's interval across 0 (see _answer)."""
+    if d is None:
+        return ""
+    e = timing_margin(points, budget, values)
+    now = "excludes" if d["low"] > 0 or d["high"] < 0 else "includes"
+    if e is None:
+        return f"; it {now} 0 for any timing error within ±50% on the measured line"
+    return f"; {'includes' if now == 'excludes' else 'excludes'} 0 at the PAM-free side's GPU-seconds ×{1 + e:.3f}"
 
 
 def _table(ladder, study, cells: dict, gone: dict) -> list[str]:

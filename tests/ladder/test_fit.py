@@ -2,7 +2,7 @@
 import math
 import random
 
-from archsearch.ladder.fit import difference, extrapolate, power_law, predict, read_off
+from archsearch.ladder.fit import difference, extrapolate, power_law, predict, read_off, timing_margin
 
 
 def test_power_law_recovers_an_exact_law():
@@ -60,3 +60,38 @@ def test_a_difference_read_off_the_line_covers_as_often_as_it_says():
         hits += d["low"] <= 0.0 <= d["high"]
     assert 0.92 <= hits / n <= 0.99, hits / n
     assert difference(read_off(pts, 20.0), [30.0]) is None
+
+
+def _excludes(pts, budget, other):
+    d = difference(read_off(pts, budget), other)
+    return d["low"] > 0 or d["high"] < 0
+
+
+def test_the_timing_margin_is_the_smallest_error_that_moves_the_interval_across_zero():
+    """A line falling from 60 at 10 s to 30 at 40 s, and another family at 20 s with the line's own value there: the
+    interval includes 0 at 20 s; a larger budget reads the line lower, and from some error on it excludes 0."""
+    line = lambda x: 60.0 * (x / 10.0) ** -0.5  # noqa: E731
+    pts = {x: [line(x) * (1 + e) for e in (-0.01, 0.0, 0.01)] for x in (10.0, 40.0)}
+    other = [line(20.0) * (1 + e) for e in (-0.01, 0.0, 0.01)]
+    assert not _excludes(pts, 20.0, other)
+    e = timing_margin(pts, 20.0, other)
+    assert e is not None and 0.001 <= abs(e) < 0.5
+    assert _excludes(pts, 20.0 * (1 + e), other)
+    # nothing smaller in either direction moves it (on the same grid of 0.1%)
+    steps = round(abs(e) / 0.001)
+    assert not any(_excludes(pts, 20.0 * (1 + s * i * 0.001), other) for i in range(1, steps) for s in (1, -1))
+
+
+def test_the_timing_margin_finds_the_way_back_to_zero_and_says_none_where_it_cannot():
+    line = lambda x: 60.0 * (x / 10.0) ** -0.5  # noqa: E731
+    pts = {x: [line(x) * (1 + e) for e in (-0.01, 0.0, 0.01)] for x in (10.0, 40.0)}
+    # the other family 5% better than the line at 20 s: excluded; a budget a little larger reads 0 again
+    better = [0.95 * line(20.0) * (1 + e) for e in (-0.01, 0.0, 0.01)]
+    assert _excludes(pts, 20.0, better)
+    e = timing_margin(pts, 20.0, better)
+    assert e is not None and e > 0 and not _excludes(pts, 20.0 * (1 + e), better)
+    # far apart: no error within the line's range moves it; one seed: no interval to move
+    assert timing_margin(pts, 20.0, [0.5 * v for v in better]) is None
+    assert timing_margin({10.0: [60.0], 40.0: [30.0]}, 20.0, better) is None
+    # a limit that stops the search short
+    assert timing_margin(pts, 20.0, better, limit=abs(e) / 2) is None

@@ -4,7 +4,7 @@ import textwrap
 
 from archsearch.ladder.config import load_ladder
 from archsearch.ladder.plan import Done, Job
-from archsearch.ladder.report import _answer, _fits, _ratios
+from archsearch.ladder.report import _answer, _fits, _margin, _ratios
 from archsearch.ladder.results import Cell
 
 LADDER = """
@@ -56,6 +56,16 @@ def test_a_family_that_failed_at_every_rate_does_not_hold_the_rung_up(tmp_path):
     row = _row(tmp_path, cells, done=failed)
     assert row.startswith("| a | pam_a | 31.10 ± 0.14 (n = 2) | free | 28.60 ± 0.14 (n = 2) | +2.50 [")
 
+
+
+def test_an_equal_time_reading_says_what_timing_error_moves_it_across_zero():
+    line = {10.0: [60.0, 60.6, 59.4], 40.0: [30.0, 30.3, 29.7]}  # 60·(x/10)^−0.5
+    near, far = [42.0, 42.4, 41.6], [21.0, 21.2, 20.8]
+    assert _margin(line, 20.0, near, {"low": -1.0, "high": 1.0}).startswith(
+        "; excludes 0 at the PAM-free side's GPU-seconds ×")
+    assert _margin(line, 20.0, far, {"low": 20.0, "high": 22.0}) == (
+        "; it excludes 0 for any timing error within ±50% on the measured line")
+    assert _margin(line, 20.0, near, None) == ""
 
 PAPER = LADDER + """\
   q: {spec: {model: {d_model: 8}}, rungs: {a: {}}}
