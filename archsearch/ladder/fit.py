@@ -104,11 +104,11 @@ def difference(estimate: dict, values: list[float], level: float = 0.95) -> dict
 def timing_margin(points: dict[float, list[float]], budget: float, values: list[float], level: float = 0.95,
                   limit: float = 0.5, step: float = 0.001) -> float | None:
     """How far the timings may be off before an equal-time reading changes its verdict: the relative error e of
-    smallest size (searched in steps of `step` up to ±`limit`) such that reading the line at budget·(1 + e) gives a
-    `level` interval for difference(read_off(points, ·), values) that includes 0 where the reading at the budget
-    excludes it, or excludes 0 where it includes it. An error in either side's GPU-seconds moves only their ratio, so
-    one factor on the budget stands for both. None where no such error lies within ±limit on the measured line, or
-    the reading at the budget has no interval."""
+    smallest size such that reading the line at budget·(1 + e) gives a `level` interval for
+    difference(read_off(points, ·), values) that includes 0 where the reading at the budget excludes it, or excludes
+    0 where it includes it. Searched outwards in steps of `step` up to ±`limit` (the interval's width moves with the
+    interpolation, so the verdict need not change monotonically), then the crossing found by bisection within its
+    step. None where no such error lies within ±limit on the measured line, or the reading has no interval."""
     def excludes(e: float) -> bool | None:
         at = read_off(points, budget * (1 + e), level)
         d = difference(at, values, level) if at else None
@@ -118,8 +118,12 @@ def timing_margin(points: dict[float, list[float]], budget: float, values: list[
     if now is None:
         return None
     for i in range(1, round(limit / step) + 1):
-        for e in (i * step, -i * step):
-            flipped = excludes(e)
+        for sign in (1, -1):
+            flipped = excludes(sign * i * step)
             if flipped is not None and flipped != now:
-                return e
+                inside, out = sign * (i - 1) * step, sign * i * step
+                for _ in range(40):
+                    mid = (inside + out) / 2
+                    inside, out = (mid, out) if excludes(mid) == now else (inside, mid)
+                return out
     return None

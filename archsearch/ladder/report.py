@@ -66,9 +66,11 @@ def _answer(ladder, cells: dict, gone: dict, done: dict) -> list[str]:
              "interval for seed noise (the delta method, Student's t with Welch–Satterthwaite degrees of freedom; "
              "the noise in the measured GPU-seconds is not in it). Since the timings' own error is not in the "
              "interval, each reading says how far off they may be before its interval moves across 0 (includes 0 "
-             "where it excluded it, or the reverse): the smallest factor on the PAM-free side's GPU-seconds that "
-             "does so (searched in steps of 0.1% up to ±50%; an error in either side's timings moves only their "
-             "ratio, so this one factor stands for both).", "",
+             "where it excluded it, or the reverse): the smallest relative error in the PAM-free side's GPU-seconds "
+             "that does so, searched outwards in steps of 0.1% up to ±50% along the measured line, the crossing then "
+             "found within its step. An error shared by every cell of the PAM family's line moves only the ratio of "
+             "the two sides' timings, so it is the same factor inverted; an error in one of its cells alone also "
+             "moves the line between its rungs.", "",
              "| rung | PAM-containing | test ppl | PAM-free | test ppl | difference (95% interval, Welch) | "
              "PAM at equal GPU time: its test ppl, difference (95% interval); the timing error that moves it across "
              "0 |", "|---|---|---|---|---|---|---|"]
@@ -119,7 +121,8 @@ def _margin(points: dict, budget: float, values: list[float], d: dict | None) ->
     now = "excludes" if d["low"] > 0 or d["high"] < 0 else "includes"
     if e is None:
         return f"; it {now} 0 for any timing error within ±50% on the measured line"
-    return f"; {'includes' if now == 'excludes' else 'excludes'} 0 at the PAM-free side's GPU-seconds ×{1 + e:.3f}"
+    return (f"; {'includes' if now == 'excludes' else 'excludes'} 0 with the PAM-free side's GPU-seconds "
+            f"{abs(e):.1%} {'larger' if e > 0 else 'smaller'}")
 
 
 def _table(ladder, study, cells: dict, gone: dict) -> list[str]:

@@ -47,6 +47,8 @@ def t_quantile(p: float, df: float) -> float:
     lo, hi = 0.0, 1e3
     for _ in range(200):
         mid = (lo + hi) / 2
+        if mid in (lo, hi):  # lo and hi are neighbouring floats: no bisection step can move them
+            break
         lo, hi = (mid, hi) if t_cdf(mid, df) < p else (lo, mid)
     return (lo + hi) / 2
 

@@ -76,10 +76,11 @@ def test_the_timing_margin_is_the_smallest_error_that_moves_the_interval_across_
     assert not _excludes(pts, 20.0, other)
     e = timing_margin(pts, 20.0, other)
     assert e is not None and 0.001 <= abs(e) < 0.5
-    assert _excludes(pts, 20.0 * (1 + e), other)
-    # nothing smaller in either direction moves it (on the same grid of 0.1%)
-    steps = round(abs(e) / 0.001)
-    assert not any(_excludes(pts, 20.0 * (1 + s * i * 0.001), other) for i in range(1, steps) for s in (1, -1))
+    # the crossing itself: moved there, it excludes 0; a hair short of it, not yet
+    assert _excludes(pts, 20.0 * (1 + e), other) and not _excludes(pts, 20.0 * (1 + e * (1 - 1e-6)), other)
+    # nothing smaller in either direction moves it (on a grid finer than the search's)
+    steps = int(abs(e) / 0.0001)
+    assert not any(_excludes(pts, 20.0 * (1 + s * i * 0.0001), other) for i in range(1, steps) for s in (1, -1))
 
 
 def test_the_timing_margin_finds_the_way_back_to_zero_and_says_none_where_it_cannot():

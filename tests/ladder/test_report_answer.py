@@ -62,7 +62,7 @@ def test_an_equal_time_reading_says_what_timing_error_moves_it_across_zero():
     line = {10.0: [60.0, 60.6, 59.4], 40.0: [30.0, 30.3, 29.7]}  # 60·(x/10)^−0.5
     near, far = [42.0, 42.4, 41.6], [21.0, 21.2, 20.8]
     assert _margin(line, 20.0, near, {"low": -1.0, "high": 1.0}).startswith(
-        "; excludes 0 at the PAM-free side's GPU-seconds ×")
+        "; excludes 0 with the PAM-free side's GPU-seconds ")
     assert _margin(line, 20.0, far, {"low": 20.0, "high": 22.0}) == (
         "; it excludes 0 for any timing error within ±50% on the measured line")
     assert _margin(line, 20.0, near, None) == ""
