@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import statistics
 
-from ..search.stats import t_quantile
+from ..search.stats import excludes_zero, t_quantile
 
 
 def power_law(xs: list[float], ys: list[float]) -> tuple[float, float]:
@@ -112,7 +112,7 @@ def timing_margin(points: dict[float, list[float]], budget: float, values: list[
     def excludes(e: float) -> bool | None:
         at = read_off(points, budget * (1 + e), level)
         d = difference(at, values, level) if at else None
-        return None if d is None else d["low"] > 0 or d["high"] < 0
+        return None if d is None else excludes_zero(d)
 
     now = excludes(0.0)
     if now is None:

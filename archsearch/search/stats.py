@@ -53,6 +53,11 @@ def t_quantile(p: float, df: float) -> float:
     return (lo + hi) / 2
 
 
+def excludes_zero(interval: dict) -> bool:
+    """Whether a difference's interval ({"low", "high"}, as welch and ladder.fit.difference give) lies clear of 0."""
+    return interval["low"] > 0 or interval["high"] < 0
+
+
 def welch(a: list[float], b: list[float], level: float = 0.95) -> dict | None:
     """mean(a) − mean(b) with its `level` interval by Welch's t; None with fewer than 2 runs on a side."""
     if len(a) < 2 or len(b) < 2:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from .families import Quality, pam_fraction, verdict_pair
 from .run_folder import CARD, FLOORS, MIXERS, TRAIN_TOKENS
-from .stats import welch
+from .stats import excludes_zero, welch
 
 MARGIN = 0.1  # accuracy above the higher memory-free floor that counts as having learned a recall task
 UNITS = {"latency_train_ms": " ms per training step", "state_bytes": " bytes of decode state",
@@ -58,7 +58,7 @@ def compare(p, r, q: Quality, stats: dict) -> str:
     if sp and sr and sp["n"] > 1 and sr["n"] > 1:
         w = welch(sp["values"], sr["values"])
         better = q.loss(w["diff"]) < 0  # PAM's mean minus the rival's, in the quality's own direction
-        sure = w["low"] > 0 or w["high"] < 0
+        sure = excludes_zero(w)
         if sure:
             lead = "PAM pays for itself" if better else "PAM does not pay for itself"
         else:
