@@ -60,7 +60,11 @@ def _answer(ladder, cells: dict, gone: dict, done: dict) -> list[str]:
              "Per rung, the family of lowest validation perplexity (at its chosen rate) among those with a PAM layer "
              "and among those without; both compared on the test split over fresh seeds (mean ± standard deviation; "
              "the rate-selecting run is not among them). Equal tokens: every family trains for the ladder's tokens "
-             "per non-embedding parameter. Equal GPU time: the PAM family's test perplexity at the PAM-free one's "
+             "per non-embedding parameter, so the two sides differ in size as much as their architectures make them. "
+             "Equal size: the PAM family's test perplexity at the PAM-free one's non-embedding parameters (so at its "
+             "tokens too), read off the PAM family's ladder line, or where that size lies outside the line's measured "
+             "range, the PAM-free family's line read at the PAM family's size; always PAM-containing minus PAM-free. "
+             "Equal GPU time: the PAM family's test perplexity at the PAM-free one's "
              "measured training GPU-seconds, read off the PAM family's ladder line (log–log between the seed means of "
              "its measured rungs; no extrapolation), and its difference from the PAM-free family's, with a 95% "
              "interval for seed noise (the delta method, Student's t with Welch–Satterthwaite degrees of freedom; "
@@ -71,21 +75,24 @@ def _answer(ladder, cells: dict, gone: dict, done: dict) -> list[str]:
              "found within its step. An error shared by every cell of the PAM family's line moves only the ratio of "
              "the two sides' timings, so it is the same factor inverted; an error in one of its cells alone also "
              "moves the line between its rungs.", "",
-             "| rung | PAM-containing | test ppl | PAM-free | test ppl | difference (95% interval, Welch) | "
+             "| rung | PAM-containing | test ppl | PAM-free | test ppl | at equal tokens per parameter: difference (95% "
+             "interval, Welch) | "
+             "at equal size: the line read, its test ppl there, difference (95% interval) | "
              "PAM at equal GPU time: its test ppl, difference (95% interval); the timing error that moves it across "
-             "0 |", "|---|---|---|---|---|---|---|"]
+             "0 |", "|---|---|---|---|---|---|---|---|"]
     for i, rung in enumerate(ladder.rungs):
         # a family that stopped below this rung, or failed at every rate here, is not in its race; one still
         # choosing its rate decides it
         here = [c for (f, r), c in cells.items() if r == rung.name and not (f in gone and not c.grid)]
         choosing = [c.family for c in here if c.best_lr is None and climbs(ladder, done, c.family, i) is not False]
         if choosing:
-            lines.append(f"| {rung.name} | – | – | – | – | not decided: {', '.join(choosing)} still choosing a rate | – |")
+            lines.append(f"| {rung.name} | – | – | – | – | not decided: {', '.join(choosing)} still choosing a rate | – "
+                         f"| – |")
             continue
         p, q = best_of([c for c in here if c.pam]), best_of([c for c in here if not c.pam])
         if not (p and q):
             cols = [f"{c.family} | {_pm(c, 'test_ppl')}" if c else "– | –" for c in (p, q)]
-            lines.append(f"| {rung.name} | {cols[0]} | {cols[1]} | not both measured | – |")
+            lines.append(f"| {rung.name} | {cols[0]} | {cols[1]} | not both measured | – | – |")
             continue
         w = welch(p.values("test_ppl"), q.values("test_ppl"))
         diff = (f"{w['diff']:+.2f} [{w['low']:+.2f}, {w['high']:+.2f}], {w['df']:.1f} df" if w else
@@ -110,8 +117,26 @@ def _answer(ladder, cells: dict, gone: dict, done: dict) -> list[str]:
                       (f"{d['diff']:+.2f} [{d['low']:+.2f}, {d['high']:+.2f}], {d['df']:.1f} df{margin}" if d else
                        "no interval"))
         lines.append(f"| {rung.name} | {p.family} | {_pm(p, 'test_ppl')} | {q.family} | {_pm(q, 'test_ppl')} | "
-                     f"{diff} | {equal_time} |")
+                     f"{diff} | {_equal_size(ladder, cells, p, q)} | {equal_time} |")
     return lines
+
+
+def _equal_size(ladder, cells: dict, p: Cell, q: Cell) -> str:
+    """PAM-containing minus PAM-free at one non-embedding size (see _answer): the PAM family's line at the PAM-free
+    one's size, else the PAM-free line at the PAM family's; seed noise only, as the equal-time reading's."""
+    for line_of, size, other, sign in ((p, q.non_embedding, q, 1), (q, p.non_embedding, p, -1)):
+        line = {c.non_embedding: c.values("test_ppl") for (f, _), c in cells.items()
+                if f == line_of.family and _complete(ladder, c)}
+        at = read_off(line, size)
+        if at is None:
+            continue
+        d = difference(at, other.values("test_ppl"))
+        head = f"{line_of.family} at {size / 1e6:.3g}M: {at['value']:.2f}"
+        if d is None:
+            return f"{head}, no interval"
+        low, high = (d["low"], d["high"]) if sign > 0 else (-d["high"], -d["low"])
+        return f"{head}: {sign * d['diff']:+.2f} [{low:+.2f}, {high:+.2f}], {d['df']:.1f} df"
+    return "outside both lines' measured sizes"
 
 
 def _margin(points: dict, budget: float, values: list[float], d: dict | None) -> str:

@@ -67,6 +67,39 @@ def test_an_equal_time_reading_says_what_timing_error_moves_it_across_zero():
         "; it excludes 0 for any timing error within ±50% on the measured line")
     assert _margin(line, 20.0, near, None) == ""
 
+def test_an_equal_size_reading_uses_the_line_that_reaches_the_other_sides_size(tmp_path):
+    """PAM-containing minus PAM-free at one size: the PAM family's line at the PAM-free one's size where that line
+    reaches it, else the PAM-free line at the PAM family's size (the sign stays PAM minus PAM-free)."""
+    (tmp_path / "l.yaml").write_text(textwrap.dedent(LADDER))
+    ladder = load_ladder(tmp_path / "l.yaml")
+
+    def cells(pam_sizes, free_sizes):  # ppl = 60·(n/100)^−0.5 on both lines, seeds ±1%
+        out = {}
+        for fam, pam, sizes in (("p", True, pam_sizes), ("q", False, free_sizes)):
+            for i, n in enumerate(sizes):
+                m = 60 * (n / 100) ** -0.5
+                c = _cell(fam, pam, m, [m * 0.99, m, m * 1.01])
+                c.rung, c.non_embedding = f"r{i}", n
+                out[(fam, c.rung)] = c
+        return out
+
+    from archsearch.ladder.report import _equal_size
+
+    inside = cells([100, 400], [200])  # q's 200 lies on p's line: p reads 42.43 there, as q does
+    text = _equal_size(ladder, inside, inside[("p", "r0")], inside[("q", "r0")])
+    assert text.startswith("p at 0.0002M: 42.43: +0.00 [")
+    below = cells([200, 800], [100, 400])  # q's 100 is below p's line: q's line is read at p's 200
+    text = _equal_size(ladder, below, below[("p", "r0")], below[("q", "r0")])
+    assert text.startswith("q at 0.0002M: 42.43: ") and "0.00 [" in text
+    worse = cells([200, 800], [100, 400])
+    for r in worse[("p", "r0")].seeds:
+        r["test_ppl"] *= 1.1  # p 10% above q's line at its own size: positive, PAM minus PAM-free
+    text = _equal_size(ladder, worse, worse[("p", "r0")], worse[("q", "r0")])
+    assert text.startswith("q at 0.0002M: 42.43: +4.24 [+")
+    apart = cells([100], [400])  # one size a line: neither reaches the other
+    assert _equal_size(ladder, apart, apart[("p", "r0")], apart[("q", "r0")]) == "outside both lines' measured sizes"
+
+
 PAPER = LADDER + """\
   q: {spec: {model: {d_model: 8}}, rungs: {a: {}}}
 """
