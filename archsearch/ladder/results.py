@@ -138,3 +138,14 @@ def best_of(cells: list[Cell]) -> Cell | None:
     waits for it: a winner whose seeds have not run yet shows no test numbers rather than ceding to the runner-up)."""
     rated = [c for c in cells if c.best_val is not None]
     return min(rated, key=lambda c: c.best_val) if rated else None
+
+
+def complete(ladder: Ladder, c: Cell) -> bool:
+    """All the cell's seed runs have finished: only such cells make a family's line (a partial mean would move)."""
+    return 0 < ladder.seeds <= len(c.seeds)
+
+
+def line_of(ladder: Ladder, cells: dict[tuple[str, str], Cell], family: str) -> list[Cell]:
+    """A family's ladder line: its complete cells, smallest first."""
+    return sorted((c for (f, _), c in cells.items() if f == family and complete(ladder, c)),
+                  key=lambda c: c.non_embedding)

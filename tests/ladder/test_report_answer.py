@@ -4,7 +4,8 @@ import textwrap
 
 from archsearch.ladder.config import load_ladder
 from archsearch.ladder.plan import Done, Job
-from archsearch.ladder.report import _answer, _fits, _margin, _ratios
+from archsearch.ladder.answer import _margin, answer as _answer
+from archsearch.ladder.report import _fits, _ratios
 from archsearch.ladder.results import Cell
 
 LADDER = """
@@ -67,6 +68,7 @@ def test_an_equal_time_reading_says_what_timing_error_moves_it_across_zero():
         "; it excludes 0 for any timing error within ±50% on the measured line")
     assert _margin(line, 20.0, near, None) == ""
 
+
 def test_an_equal_size_reading_uses_the_line_that_reaches_the_other_sides_size(tmp_path):
     """PAM-containing minus PAM-free at one size: the PAM family's line at the PAM-free one's size where that line
     reaches it, else the PAM-free line at the PAM family's size (the sign stays PAM minus PAM-free)."""
@@ -83,7 +85,7 @@ def test_an_equal_size_reading_uses_the_line_that_reaches_the_other_sides_size(t
                 out[(fam, c.rung)] = c
         return out
 
-    from archsearch.ladder.report import _equal_size
+    from archsearch.ladder.answer import _equal_size
 
     inside = cells([100, 400], [200])  # q's 200 lies on p's line: p reads 42.43 there, as q does
     text = _equal_size(ladder, inside, inside[("p", "r0")], inside[("q", "r0")])

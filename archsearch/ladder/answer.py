@@ -1,0 +1,119 @@
+"""The answer per rung of a ladder's report: the best PAM-containing family against the best PAM-free one (chosen
+on validation), compared on the test split over fresh seeds at equal tokens per parameter, at equal non-embedding
+size and at equal GPU time, each reading with its interval for seed noise."""
+from __future__ import annotations
+
+import math
+
+from ..search.stats import excludes_zero, welch
+from .fit import difference, read_off, timing_margin
+from .plan import climbs
+from .results import Cell, best_of, line_of
+
+
+def pm(c: Cell, key: str, digits: int = 2) -> str:
+    n = len(c.values(key))
+    if not n:
+        return "–"
+    sd = c.std(key)
+    return f"{c.mean(key):.{digits}f}" + (f" ± {sd:.{digits}f}" if not math.isnan(sd) else "") + f" (n = {n})"
+
+
+def answer(ladder, cells: dict, gone: dict, done: dict) -> list[str]:
+    if not ladder.seeds:
+        return ["## The comparison", "",
+                "This ladder trains no fresh seeds: it compares each family's validation perplexity at its best rate "
+                "(the table below)" + (" and their ratios (at the end)" if ladder.ratios else "") +
+                ", not a verdict with intervals."]
+    lines = ["## The answer per rung", "",
+             "Per rung, the family of lowest validation perplexity (at its chosen rate) among those with a PAM layer "
+             "and among those without; both compared on the test split over fresh seeds (mean ± standard deviation; "
+             "the rate-selecting run is not among them). Equal tokens: every family trains for the ladder's tokens "
+             "per non-embedding parameter, so the two sides differ in size as much as their architectures make them. "
+             "Equal size: the PAM family's test perplexity at the PAM-free one's non-embedding parameters (so at its "
+             "tokens too), read off the PAM family's ladder line, or where that size lies outside the line's measured "
+             "range, the PAM-free family's line read at the PAM family's size; always PAM-containing minus PAM-free. "
+             "Equal GPU time: the PAM family's test perplexity at the PAM-free one's "
+             "measured training GPU-seconds, read off the PAM family's ladder line (log–log between the seed means of "
+             "its measured rungs; no extrapolation), and its difference from the PAM-free family's, with a 95% "
+             "interval for seed noise (the delta method, Student's t with Welch–Satterthwaite degrees of freedom; "
+             "the noise in the measured GPU-seconds is not in it). Since the timings' own error is not in the "
+             "interval, each reading says how far off they may be before its interval moves across 0 (includes 0 "
+             "where it excluded it, or the reverse): the smallest relative error in the PAM-free side's GPU-seconds "
+             "that does so, searched outwards in steps of 0.1% up to ±50% along the measured line, the crossing then "
+             "found within its step. An error shared by every cell of the PAM family's line moves only the ratio of "
+             "the two sides' timings, so it is the same factor inverted; an error in one of its cells alone also "
+             "moves the line between its rungs.", "",
+             "| rung | PAM-containing | test ppl | PAM-free | test ppl | at equal tokens per parameter: difference (95% "
+             "interval, Welch) | "
+             "at equal size: the line read, its test ppl there, difference (95% interval) | "
+             "PAM at equal GPU time: its test ppl, difference (95% interval); the timing error that moves it across "
+             "0 |", "|---|---|---|---|---|---|---|---|"]
+    for i, rung in enumerate(ladder.rungs):
+        # a family that stopped below this rung, or failed at every rate here, is not in its race; one still
+        # choosing its rate decides it
+        here = [c for (f, r), c in cells.items() if r == rung.name and not (f in gone and not c.grid)]
+        choosing = [c.family for c in here if c.best_lr is None and climbs(ladder, done, c.family, i) is not False]
+        if choosing:
+            lines.append(f"| {rung.name} | – | – | – | – | not decided: {', '.join(choosing)} still choosing a rate | – "
+                         f"| – |")
+            continue
+        p, q = best_of([c for c in here if c.pam]), best_of([c for c in here if not c.pam])
+        if not (p and q):
+            cols = [f"{c.family} | {pm(c, 'test_ppl')}" if c else "– | –" for c in (p, q)]
+            lines.append(f"| {rung.name} | {cols[0]} | {cols[1]} | not both measured | – | – |")
+            continue
+        w = welch(p.values("test_ppl"), q.values("test_ppl"))
+        diff = (f"{w['diff']:+.2f} [{w['low']:+.2f}, {w['high']:+.2f}], {w['df']:.1f} df" if w else
+                "fewer than 2 seeds a side")
+        budget = q.mean("gpu_seconds")
+        # GPU-seconds compare only when one card, one training loop and one step form timed them all (a loop that
+        # waited for every step idled the GPU an estimated 3 ms a step at 20M; compiling speeds a step up 1.8-3x,
+        # by each family's own factor)
+        line = line_of(ladder, cells, p.family)
+        same = {c.mean("gpu_seconds"): c.values("test_ppl") for c in line if c.timings() == q.timings()}
+        at = read_off(same, budget) if len(q.timings()) == 1 else None
+        d = difference(at, q.values("test_ppl")) if at else None
+        margin = _margin(same, budget, q.values("test_ppl"), d)
+        # two loops matter only where the line reaches the budget at all; else it is out of range either way
+        reaches = read_off({c.mean("gpu_seconds"): c.values("test_ppl") for c in line}, budget) is not None
+        # a budget that is itself a mean over two ways is no budget: not read, wherever it falls
+        mixed = at is None and (len(q.timings()) > 1 or (reaches and len(same) < len(line)))
+        equal_time = ("not read: GPU-seconds timed on two cards, by two training loops or in two step forms "
+                      "(docs/ladder.md)" if mixed else
+                      f"outside its measured range ({budget:.3g} s)" if at is None else
+                      f"{at['value']:.2f} at {budget:.3g} s: " +
+                      (f"{d['diff']:+.2f} [{d['low']:+.2f}, {d['high']:+.2f}], {d['df']:.1f} df{margin}" if d else
+                       "no interval"))
+        lines.append(f"| {rung.name} | {p.family} | {pm(p, 'test_ppl')} | {q.family} | {pm(q, 'test_ppl')} | "
+                     f"{diff} | {_equal_size(ladder, cells, p, q)} | {equal_time} |")
+    return lines
+
+
+def _equal_size(ladder, cells: dict, p: Cell, q: Cell) -> str:
+    """PAM-containing minus PAM-free at one non-embedding size (see answer): the PAM family's line at the PAM-free
+    one's size, else the PAM-free line at the PAM family's; seed noise only, as the equal-time reading's."""
+    for side, size, other, sign in ((p, q.non_embedding, q, 1), (q, p.non_embedding, p, -1)):
+        line = {c.non_embedding: c.values("test_ppl") for c in line_of(ladder, cells, side.family)}
+        at = read_off(line, size)
+        if at is None:
+            continue
+        d = difference(at, other.values("test_ppl"))
+        head = f"{side.family} at {size / 1e6:.3g}M: {at['value']:.2f}"
+        if d is None:
+            return f"{head}, no interval"
+        low, high = (d["low"], d["high"]) if sign > 0 else (-d["high"], -d["low"])
+        return f"{head}: {sign * d['diff']:+.2f} [{low:+.2f}, {high:+.2f}], {d['df']:.1f} df"
+    return "outside both lines' measured sizes"
+
+
+def _margin(points: dict, budget: float, values: list[float], d: dict | None) -> str:
+    """What error in the timings would move an equal-time reading's interval across 0 (see answer)."""
+    if d is None:
+        return ""
+    e = timing_margin(points, budget, values)
+    now = "excludes" if excludes_zero(d) else "includes"
+    if e is None:
+        return f"; it {now} 0 for any timing error within ±50% on the measured line"
+    return (f"; {'includes' if now == 'excludes' else 'excludes'} 0 with the PAM-free side's GPU-seconds "
+            f"{abs(e):.1%} {'larger' if e > 0 else 'smaller'}")
