@@ -14,7 +14,7 @@ import yaml
 from .errors import Loc, SpecError
 
 
-MAX_BYTES = 1 << 20  # the largest shipped spec is a few KB
+MAX_CHARS = 1 << 20  # the largest shipped spec is a few KB
 MAX_DEPTH = 64
 MAX_VALUES = 100_000
 
@@ -90,8 +90,8 @@ def _convert(loader: yaml.SafeLoader, node: yaml.Node, loc: Loc, budget: _Budget
 
 def load_text(text: str, file: str = "<spec>"):
     """Parse one YAML document into LDict/LList/scalars. Syntax errors become SpecError with the line."""
-    if len(text) > MAX_BYTES:
-        raise SpecError(Loc(file), f"{len(text):,} characters; a spec may have at most {MAX_BYTES:,}")
+    if len(text) > MAX_CHARS:
+        raise SpecError(Loc(file), f"{len(text):,} characters; a spec may have at most {MAX_CHARS:,}")
     loader = None
     try:
         loader = yaml.SafeLoader(text)  # rejects control characters itself

@@ -15,7 +15,7 @@ from archsearch.errors import SpecError
 from archsearch.ladder.config import is_ladder_file, load_ladder
 from archsearch.search.space import load_space
 from archsearch.spec import parse_text
-from archsearch.yamlloc import MAX_BYTES, MAX_DEPTH, MAX_VALUES
+from archsearch.yamlloc import MAX_CHARS, MAX_DEPTH, MAX_VALUES
 
 ROOT = Path(__file__).resolve().parents[1]
 SPECS = sorted((ROOT / "examples").glob("*.yaml"))
@@ -111,7 +111,7 @@ HOSTILE = {
     "deep_lists": ("model: " + "[" * 5000 + "]" * 5000 + "\n", f"nested more than {MAX_DEPTH} levels deep"),
     "deep_maps": ("model: " + "{a: " * 200 + "1" + "}" * 200 + "\n", f"nested more than {MAX_DEPTH} levels deep"),
     "billion_laughs": (_laughs(), f"expands to more than {MAX_VALUES:,} values"),
-    "huge": ("model: {d_model: 32}\n" + "# padding\n" * (MAX_BYTES // 10 + 1), f"at most {MAX_BYTES:,}"),
+    "huge": ("model: {d_model: 32}\n" + "# padding\n" * (MAX_CHARS // 10 + 1), f"at most {MAX_CHARS:,}"),
     "int_key": ("model: {1: 32, seq_len: 16}\n", "mapping keys must be names, got an integer ('1')"),
     "bool_key": ("yes: 1\nmodel: {d_model: 32, seq_len: 16}\n", "got a boolean ('yes')"),
     "null_key": ("~: 1\n", "got null ('~')"),
@@ -139,7 +139,7 @@ def test_a_hostile_spec_is_one_line_and_exit_2_from_the_cli(tmp_path, capsys):
 
 def test_every_shipped_file_is_far_inside_the_limits():
     for path in SPECS + SPACES:
-        assert len(path.read_text()) < MAX_BYTES / 10
+        assert len(path.read_text()) < MAX_CHARS / 10
         if path.parent.name == "search_spaces":
             load_ladder(path) if is_ladder_file(path) else load_space(path)
         else:  # --vocab supplies a `vocab: data` spec's vocabulary; a fixed one must match the data's

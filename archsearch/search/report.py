@@ -195,7 +195,7 @@ def write_report(study, out: Path, seeds=None, check: bool = True) -> Path:
         lines += fidelity_section(study, seeds, q)
         card = done[0].user_attrs.get(CARD, "?")
         lines += verify.section(study, seeds, saved)
-        lines += ["", f"Measured on {card}. Each trial's exact spec: `trials/trial_N.yaml`; the study opens in "
+        lines += ["", f"Measured on {card}. Each trial's exact spec: `trials/trial_NNNN.yaml`; the study opens in "
                       f"optuna-dashboard (see docs/search.md)."]
     else:
         lines += ["No complete trial yet."]

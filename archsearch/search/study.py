@@ -348,7 +348,7 @@ def run_search(space_path: str, *, out: Path | None = None, storage: str | None 
 
 
 def profile_trials(study, setup: Setup, k: int, echo=print) -> None:
-    """Profile the best k complete trials: OUT/profiles/trial_N/ holds the trace, and table.txt the per-node table and
+    """Profile the best k complete trials: OUT/profiles/trial_NNNN/ holds the trace, and table.txt the per-node table and
     the 20 most expensive ops."""
     from .. import profile
 
