@@ -4,7 +4,7 @@ import textwrap
 
 from archsearch.ladder.config import load_ladder
 from archsearch.ladder.plan import Done, Job
-from archsearch.ladder.answer import _margin, answer as _answer
+from archsearch.ladder.answer import _equal_size, _margin, answer as _answer
 from archsearch.ladder.report import _fits, _ratios
 from archsearch.ladder.results import Cell
 
@@ -84,8 +84,6 @@ def test_an_equal_size_reading_uses_the_line_that_reaches_the_other_sides_size(t
                 c.rung, c.non_embedding = f"r{i}", n
                 out[(fam, c.rung)] = c
         return out
-
-    from archsearch.ladder.answer import _equal_size
 
     inside = cells([100, 400], [200])  # q's 200 lies on p's line: p reads 42.43 there, as q does
     text = _equal_size(ladder, inside, inside[("p", "r0")], inside[("q", "r0")])
