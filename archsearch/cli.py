@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 
 from . import __version__
@@ -362,6 +363,20 @@ def main(argv=None) -> int:
         return 1
 
 
+def entry() -> None:
+    """The process's entry (`python -m archsearch`, the `archsearch` script): main's status as the exit status. Once
+    main has returned, the run is over and recorded (its trials, its report); CPython then restores SIGTERM's default
+    action as it starts to tear down (a second or so with torch loaded), and a SIGTERM there would kill a finished or
+    interrupted run with 143. It is ignored instead: the process is on its way out."""
+    try:
+        status = main()
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    except KeyboardInterrupt:  # a signal between main's own handling and the line above: the run is recorded
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        status = 130
+    sys.exit(status)
+
+
 def _compile_failure(e: BaseException) -> bool:
     """Whether `e` is torch.compile's (dynamo or inductor: no C++ compiler for the CPU backend, say)."""
     if "torch" not in sys.modules:
@@ -371,4 +386,4 @@ def _compile_failure(e: BaseException) -> bool:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()

@@ -84,15 +84,16 @@ def held():
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    _held += 1
+    outer = _held
+    _held = outer + 1
     try:
         yield
     except KeyboardInterrupt:  # one is on its way out already: a second, held meanwhile, is the same request
-        if _held == 1:
+        if outer == 0:
             _pending = False
         raise
-    finally:
-        _held -= 1
+    finally:  # the depth on entry, not one less: a signal raised in a released region's exit skips its restore
+        _held = outer
     _deliver()
 
 
