@@ -25,8 +25,8 @@ def _run(root, out, *extra):
 
 
 def _run_stopped_as_it_ends(root, out, *extra):
-    """`_run`, with a scheduler's SIGTERM arriving as the run prints its report line, when all is recorded and the
-    process is on its way out: it must end as a finished (or, by a hair, an interrupted) run does, not killed by it."""
+    """`_run`, with a scheduler's SIGTERM arriving 0.2 s after the run prints its report line, when all is recorded and
+    the process is on its way out: it must end as a finished (or, by a hair, an interrupted) run does, not killed."""
     p = subprocess.Popen([sys.executable, "-m", "archsearch", "run", str(root / "search_spaces/smoke.yaml"),
                           "--out", str(out), *extra], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                          env={**os.environ, "PYTHONUNBUFFERED": "1"})
