@@ -370,10 +370,10 @@ def entry() -> None:
     interrupted run with 143. It is ignored instead: the process is on its way out."""
     try:
         status = main()
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    except KeyboardInterrupt:  # a signal between main's own handling and the line above: the run is recorded
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    except KeyboardInterrupt:  # a signal after main's own handling: the run is recorded
         status = 130
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
     sys.exit(status)
 
 

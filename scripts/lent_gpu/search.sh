@@ -1,9 +1,9 @@
-# A search (archsearch run SPACE --budget B) on a GPU machine lent in calls of at most ~10 minutes, as ladder.sh runs
-# a ladder: carry .whl, .data/wikipedia and .cache_ladder/tokenizers (the same BPE as the ladder's: same corpus and
-# vocabulary). Each call starts no trial or re-training run it does not expect to finish before END, and the next call
-# resumes the study, which comes back as $OUT/NAME.tgz (weights stay on the machine; the report's check of the saved
-# weights is kept in the study, so a later call adds the trials it finds weights for). Unpack it into docs/results/
-# before the next call.
+# A search (archsearch run SPACE --budget B) on a GPU machine lent in calls of at most ~10 minutes, as ladder.sh runs a
+# ladder: carry .whl, .data/wikipedia and .cache_ladder/tokenizers (the same BPE as the ladder's: same corpus and
+# vocabulary). Each call starts no trial after its limit (END less 120 s) and no re-training run it does not expect to
+# finish within it, and the next call resumes the study, which comes back as $OUT/NAME.tgz (weights stay on the machine;
+# the report's check of the saved weights is kept in the study, so a later call adds the trials it finds weights for).
+# Unpack it into docs/results/ before the next call.
 #   END=585 [SPACE=pam_hybrids BUDGET=wiki NAME=pam_hybrids_wiki DATA=.data/wikipedia] bash scripts/lent_gpu/search.sh
 start=$(date +%s)
 source scripts/lent_gpu/env.sh
