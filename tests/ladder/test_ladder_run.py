@@ -75,14 +75,14 @@ def test_smoke_ladder_stopped_by_sigterm_then_resumed_repeats_nothing_and_report
     # seed runs report the test split and differ from the rate-selecting run's seed
     seeds = [t for t in _study(out).trials if t.user_attrs["phase"] == "seeds" and t.state == TrialState.COMPLETE]
     assert len(seeds) == 8 and all("test_ppl" in t.user_attrs and t.user_attrs["seed"] in (1, 2) for t in seeds)
-    # a run's spec file is the whole of it: `archsearch train` retrains it in a fresh process to the recorded number
-    # (CPU kernels are deterministic here; another seed or data order moves these runs by percents)
+    # a run's spec file is the whole of it (data, seed, tokens): `archsearch train` retrains it in a fresh process to
+    # the recorded number (on CPU, at one thread count; another seed or data order moves these runs by percents)
     run = max(seeds, key=lambda t: (t.user_attrs["job"].startswith("pam/large"), t.number))
-    again = _cli(root, "train", str(out / run.user_attrs["spec_file"]), "--data", "tests/fixtures/wikitext",
-                 "--out", str(tmp_path / "again"), "--quiet")
+    again = _cli(root, "train", str(out / run.user_attrs["spec_file"]), "--out", str(tmp_path / "again"), "--quiet")
     assert again.returncode == 0, again.stderr[-2000:]
     metrics = json.loads((tmp_path / "again/metrics.json").read_text())
-    assert metrics["val_ppl"] == pytest.approx(run.user_attrs["val_ppl"], rel=1e-4), run.user_attrs["job"]
+    assert metrics["seed"] == run.user_attrs["seed"] > 0
+    assert metrics["val_ppl"] == pytest.approx(run.user_attrs["val_ppl"], rel=1e-3), run.user_attrs["job"]
     from archsearch.cli import main
 
     monkeypatch.chdir(root)  # once more, in this process: the two runs above were the command's own processes

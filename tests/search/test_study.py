@@ -231,12 +231,13 @@ def test_a_trial_spec_file_retrains_as_is(small_corpus, smoke_study, tmp_path):
     assert spec.train.tokens == 60000 and spec.train.seq_len == 64 and spec.task.tokenizer == "bytes"
     assert spec.task.data == small_corpus  # `--data`: the trial trained on it, and its spec file says so
     assert [b.name for b in spec.stack.sublayers[0].blocks] == ["softmax_attention"] * spec.stack.depth
-    # `archsearch train` on it, in a fresh process, gives the trial's number (CPU kernels are deterministic here)
+    # `archsearch train` on it, in a fresh process, gives the trial's number (on CPU, at one thread count; that it
+    # honours a spec file's nonzero seed, the ladder's test of the same shows)
     r = subprocess.run([sys.executable, "-m", "archsearch", "train", str(out / "trials/trial_0000.yaml"), "--out",
                         str(tmp_path / "again"), "--quiet"], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr[-2000:]
     again = json.loads((tmp_path / "again/metrics.json").read_text())
-    assert again["val_ppl"] == pytest.approx(study.trials[0].user_attrs["val_ppl"], rel=1e-4)
+    assert again["val_ppl"] == pytest.approx(study.trials[0].user_attrs["val_ppl"], rel=1e-3)
 
 
 def test_iso_time_study_with_paper_skeleton_hybrid_seeds_and_fidelity(root, tmp_path, small_corpus):
