@@ -261,11 +261,12 @@ def _rung_best(ladder: Ladder, done: dict[str, Done], rung_index: int) -> float 
 @_question
 def wanted(ladder: Ladder, done: dict[str, Done]) -> list[Job]:
     """Every run the ladder wants now (finished ones included), in the order to run them: rung by rung, a rung's
-    grids before its seeds, families in file order, except that a rung's seeds start with its answer pair (the best
-    PAM-containing and the best PAM-free family by validation, where the ladder knows which hold PAM), a seed of each
-    in turn: the report's answer for the rung waits on those seeds alone, so a ladder paid in short calls decides it
-    first."""
-    jobs = []
+    grids before its seeds, families in file order, except that every family's first rates come before the rates an
+    edge adds (so a ladder paid in short calls has each family at its first rates soonest), and that a rung's seeds
+    start with its answer pair (the best PAM-containing and the best PAM-free family by validation, where the ladder
+    knows which hold PAM), a seed of each in turn: the report's answer for the rung waits on those seeds alone, so a
+    ladder paid in short calls decides it first."""
+    jobs, added = [], set()
     for fam in ladder.families:
         for i, rung in enumerate(ladder.rungs):
             if rung.name not in fam.rungs or (i > 0 and not climbs(ladder, done, fam.name, i - 1)):
@@ -274,6 +275,8 @@ def wanted(ladder: Ladder, done: dict[str, Done]) -> list[Job]:
             if rates is None:
                 break
             jobs += [Job(fam.name, rung.name, lr, ladder.seed, "grid") for lr in rates]
+            first = _first_rates(ladder, done, fam.name, rung.name)
+            added |= {Job(fam.name, rung.name, lr, ladder.seed, "grid").key for lr in rates if lr not in first}
             best = best_rate(ladder, done, fam.name, rung.name)
             if best is not None:
                 jobs += [Job(fam.name, rung.name, best, ladder.seed + k, "seeds") for k in range(1, ladder.seeds + 1)]
@@ -282,8 +285,8 @@ def wanted(ladder: Ladder, done: dict[str, Done]) -> list[Job]:
 
     def key(j: Job):
         first = j.phase == "seeds" and j.family in pairs[j.rung]  # seed by seed, so each side has 2 after 4 runs
-        return (ladder.index(j.rung), PHASES.index(j.phase), not first, j.seed if first else 0, order[j.family],
-                j.lr, j.seed)
+        return (ladder.index(j.rung), PHASES.index(j.phase), not first, j.seed if first else 0, j.key in added,
+                order[j.family], j.lr, j.seed)
     return sorted(jobs, key=key)
 
 
