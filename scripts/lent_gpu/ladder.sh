@@ -1,8 +1,8 @@
 # How the published ladders were run: one call of a GPU machine lent for at most ~10 minutes a call, which receives
 # only the checkout plus carried ignored folders (.whl: optuna's wheels; .data/wikipedia: the corpus's xz files;
 # .cache_ladder/tokenizers: the study's BPE; .data/gpt2: the GPT-2 BPE, xz) and returns what is written to $OUT.
-# The limit (64 MiB) counts disk blocks: the checkout (~7.7 MB), the 4 shards (54.5 MB) and the wheels fit only with
-# SQLAlchemy's pure-Python wheel (2.1 MB; the compiled one is 4.7 MB), so .whl is made with
+# The limit (64 MiB) counts disk usage (du), not bytes: the checkout (~7.7 MB), the 4 shards (54.5 MB) and the wheels
+# fit only with SQLAlchemy's pure-Python wheel (2.1 MB; the compiled one is 4.7 MB), so .whl is made with
 #   pip download -d .whl --no-deps --only-binary=:all: --python-version 3.12 --platform any sqlalchemy==2.1.9 \
 #       optuna==5.0.0 alembic==1.20.1 colorlog==6.12.0 mako==1.4.3
 #   END=585 [RETIME=1 RETIME_ARGS="--compile --cells */2m"] [LADDER=scaling_ladder NAME=scaling_wiki] \
