@@ -207,8 +207,7 @@ def retime(out: Path, *, storage: str | None = None, data: str | None = None, de
     forms = rung_forms(ladder)
     start, longest = time.monotonic(), 0.0  # the limit counts from here: the tokens are made, the cells planned
     for i, (cell, (ir, cfg, ctx)) in enumerate(plans.items()):
-        # the first cell always starts (no cell timed yet says it would end past the limit, as docs/ladder.md has
-        # it); a host's pause before it once stopped it under a test's limit of microseconds
+        # the first cell always starts: no cell timed yet says it would end past the limit (docs/ladder.md)
         if timeout_minutes is not None and i > 0 and time.monotonic() - start + longest > 60 * timeout_minutes:
             echo(f"time limit: {len(plans) - i} cell(s) left, each about {longest:.0f} s as the longest so far; "
                  "stopping here (the same command goes on with them)")
