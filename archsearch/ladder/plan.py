@@ -266,7 +266,7 @@ def wanted(ladder: Ladder, done: dict[str, Done]) -> list[Job]:
     start with its answer pair (the best PAM-containing and the best PAM-free family by validation, where the ladder
     knows which hold PAM), a seed of each in turn: the report's answer for the rung waits on those seeds alone, so a
     ladder paid in short calls decides it first."""
-    jobs, added = [], set()
+    jobs = []
     for fam in ladder.families:
         for i, rung in enumerate(ladder.rungs):
             if rung.name not in fam.rungs or (i > 0 and not climbs(ladder, done, fam.name, i - 1)):
@@ -275,8 +275,6 @@ def wanted(ladder: Ladder, done: dict[str, Done]) -> list[Job]:
             if rates is None:
                 break
             jobs += [Job(fam.name, rung.name, lr, ladder.seed, "grid") for lr in rates]
-            first = _first_rates(ladder, done, fam.name, rung.name)
-            added |= {Job(fam.name, rung.name, lr, ladder.seed, "grid").key for lr in rates if lr not in first}
             best = best_rate(ladder, done, fam.name, rung.name)
             if best is not None:
                 jobs += [Job(fam.name, rung.name, best, ladder.seed + k, "seeds") for k in range(1, ladder.seeds + 1)]
@@ -285,7 +283,8 @@ def wanted(ladder: Ladder, done: dict[str, Done]) -> list[Job]:
 
     def key(j: Job):
         first = j.phase == "seeds" and j.family in pairs[j.rung]  # seed by seed, so each side has 2 after 4 runs
-        return (ladder.index(j.rung), PHASES.index(j.phase), not first, j.seed if first else 0, j.key in added,
+        added = j.phase == "grid" and j.lr not in _first_rates(ladder, done, j.family, j.rung)  # beyond an edge
+        return (ladder.index(j.rung), PHASES.index(j.phase), not first, j.seed if first else 0, added,
                 order[j.family], j.lr, j.seed)
     return sorted(jobs, key=key)
 
