@@ -343,6 +343,29 @@ def test_a_run_paused_on_the_gpu_resumes_to_the_weights_of_a_run_that_was_not(cu
         torch.testing.assert_close(q, p, rtol=1e-3, atol=1e-5, msg=name)
 
 
+@pytest.mark.parametrize("compiled", [False, True])
+@pytest.mark.parametrize("mixer", ["softmax_attention", "pam"])
+def test_every_replay_of_a_graphed_step_draws_fresh_dropout_masks(mixer, compiled):
+    """A captured micro-step, compiled or not, draws new dropout masks at each replay (the residual dropout and
+    attention's own): a mask frozen into the graph would regularise the families unequally (GPT-2 drops at more
+    sites than PAM). Without dropout the same batch gives the same loss at every replay, so a change is the masks."""
+    from archsearch.graph_step import GraphedMicroStep, LMLoss
+
+    x = torch.randint(0, 100, (4, 64), device="cuda")
+    y = torch.roll(x, -1, 1)
+    for p in (0.0, 0.1):
+        spec = {"model": {"d_model": 64, "seq_len": 64, "vocab": 100, "dropout": p},
+                "stack": {"depth": 2, "sublayers": [
+                    {"block": mixer, "config": {"heads": 2} | ({"dropout": p} if mixer == "softmax_attention" else {})},
+                    {"block": "swiglu"}]}}
+        torch.manual_seed(0)
+        loss_fn = LMLoss(lower(run_passes(build(parse(spec)))).cuda().train())
+        step = GraphedMicroStep(torch.compile(loss_fn) if compiled else loss_fn, nullcontext(), accum=1)
+        losses = [step(x, y).item() for _ in range(4)]
+        assert step.graph is not None and not step.eager
+        assert len(set(losses)) == (4 if p else 1), (p, losses)
+
+
 def test_a_step_that_cannot_be_captured_trains_eagerly(capsys):
     from archsearch.task_and_train import TrainConfig
     from archsearch.train import train

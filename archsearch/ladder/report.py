@@ -8,6 +8,7 @@ import statistics
 from pathlib import Path
 
 from ..search.run_folder import TRAIN_SPLIT_TOKENS
+from ..task_and_train import TrainConfig
 from . import check
 from .answer import answer, pm
 from .fit import extrapolate
@@ -235,6 +236,13 @@ def _curves(ladder, cells: dict, out: Path) -> list[str]:
     return ["![validation curves](curves.png)"]
 
 
+def _curves_note(ladder) -> list[str]:
+    """What the curves' points are: the evaluations during a run cover part of the split, the final one all of it."""
+    part = ladder.train.get("eval_tokens", TrainConfig.eval_tokens)
+    on = f"the first {part:,} tokens of the validation split" if part else "the whole validation split"
+    return ["", f"Each curve's points are its run's evaluations on {on}, its last point on the whole split."]
+
+
 def _extends(ladder) -> str:
     """The report's words for the rungs whose edge choices add rates beyond the edge."""
     by = {}
@@ -297,7 +305,8 @@ def write_report(out: Path, storage: str | None = None) -> Path:
     gone = dropped(ladder, done)
     lines += (answer(ladder, cells, gone, done) + _table(ladder, study, cells, gone) + _timing(ladder, study, cells) +
               _fits(ladder, cells) + _ratios(ladder, cells))
-    lines += ["", "## Plots", "", " ".join(_plots(ladder, cells, out) + _curves(ladder, cells, out))]
+    curves = _curves(ladder, cells, out)
+    lines += ["", "## Plots", "", " ".join(_plots(ladder, cells, out) + curves)] + (_curves_note(ladder) if curves else [])
     if gone or failed:
         lines += ["", "## Stopped and failed", ""]
         lines += [f"- {f} climbed no further: {why}." for f, why in gone.items()]
