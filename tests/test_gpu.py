@@ -18,9 +18,10 @@ pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a G
 MIXERS = ("softmax_attention", "pam", "linear_attention", "holographic")
 
 
-def _model(mixer: str, dropout: float = 0.0):
+def _model(mixer: str, dropout: float = 0.0, **config):
     spec = {"model": {"d_model": 64, "seq_len": 64, "vocab": 100, "dropout": dropout},
-            "stack": {"depth": 2, "sublayers": [{"block": mixer, "config": {"heads": 2}}, {"block": "swiglu"}]}}
+            "stack": {"depth": 2, "sublayers": [{"block": mixer, "config": {"heads": 2, **config}},
+                                                {"block": "swiglu"}]}}
     torch.manual_seed(0)
     return lower(run_passes(build(parse(spec)))).cuda()
 
@@ -354,12 +355,7 @@ def test_every_replay_of_a_graphed_step_draws_fresh_dropout_masks(mixer, compile
     x = torch.randint(0, 100, (4, 64), device="cuda")
     y = torch.roll(x, -1, 1)
     for p in (0.0, 0.1):
-        spec = {"model": {"d_model": 64, "seq_len": 64, "vocab": 100, "dropout": p},
-                "stack": {"depth": 2, "sublayers": [
-                    {"block": mixer, "config": {"heads": 2} | ({"dropout": p} if mixer == "softmax_attention" else {})},
-                    {"block": "swiglu"}]}}
-        torch.manual_seed(0)
-        loss_fn = LMLoss(lower(run_passes(build(parse(spec)))).cuda().train())
+        loss_fn = LMLoss(_model(mixer, p, **({"dropout": p} if mixer == "softmax_attention" else {})).train())
         step = GraphedMicroStep(torch.compile(loss_fn) if compiled else loss_fn, nullcontext(), accum=1)
         losses = [step(x, y).item() for _ in range(4)]
         assert step.graph is not None and not step.eager
