@@ -8,12 +8,14 @@
 #   END=585 [RETIME=1 RETIME_ARGS="--compile --cells */2m"] [LADDER=scaling_ladder NAME=scaling_wiki] \
 #       bash scripts/lent_gpu/ladder.sh
 # END: seconds from the start at which everything must be done. The study's folder comes back as $OUT/NAME.tgz
-# (weights and checkpoints stay on the machine): unpack it into docs/results/ before the next call, and chain calls
-# within the machine's idle release so that a paused run's checkpoint is still there (--fill).
+# (weights and checkpoints stay on the machine): unpack it into docs/results/ before the next call (a call whose
+# checkout holds fewer trials than the last call returned stops at once: stale.sh), and chain calls within the
+# machine's idle release so that a paused run's checkpoint is still there (--fill).
 start=$(date +%s)
 source scripts/lent_gpu/env.sh
 LADDER=${LADDER:-scaling_ladder}; NAME=${NAME:-scaling_wiki}; END=${END:-590}
 D=docs/results/$NAME
+source scripts/lent_gpu/stale.sh; refuse_stale $D/ladder.db
 left() { echo $(( END - ($(date +%s) - start) )); }
 if [ -n "${RETIME:-}" ]; then  # 90 s kept for the tokens (made before its limit counts), the report and the tar
     M=$(python3 -c "print(round(($(left) - 90) / 60, 2))")
@@ -28,5 +30,6 @@ if [ "$L" -gt 180 ] && [ -z "${NO_LADDER:-}" ]; then  # 75 s after the limit: th
         2>&1 | grep -v -E '^\s*$' | tee $OUT/ladder.log | tail -c 6000
 fi
 python3 -m archsearch report $D > /dev/null 2>&1
+keep_last $D/ladder.db
 tar czf $OUT/$NAME.tgz --exclude=weights --exclude=checkpoints -C docs/results $NAME
 echo "elapsed $(( $(date +%s) - start )) s"
