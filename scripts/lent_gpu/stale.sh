@@ -2,6 +2,9 @@
 # whose checkout lacks the last call's study (its NAME.tgz not unpacked into docs/results/) would train finished runs
 # again. The last call's database stays in /tmp, which a warm machine keeps; a call whose checkout holds fewer trials
 # than that stops before training anything (FORCE=1 goes on regardless).
+last_of() {  # where this machine keeps the last call's copy of the study database $1
+    echo "/tmp/last_$(basename "$(dirname "$1")").db"
+}
 trials_in() {  # the number of trials a study database records, finished or not (0 where there is none)
     python3 -c "
 import sqlite3, sys
@@ -11,7 +14,8 @@ except sqlite3.Error:
     print(0)" "$1"
 }
 refuse_stale() {  # $1: the study's database in the checkout
-    local last=/tmp/last_$(basename "$(dirname "$1")").db
+    local last
+    last=$(last_of "$1")
     [ -f "$last" ] && [ -z "${FORCE:-}" ] || return 0
     local here there
     here=$(trials_in "$1"); there=$(trials_in "$last")
@@ -22,5 +26,5 @@ refuse_stale() {  # $1: the study's database in the checkout
     fi
 }
 keep_last() {  # $1: the study's database, kept for the next call's refuse_stale
-    [ -f "$1" ] && cp "$1" "/tmp/last_$(basename "$(dirname "$1")").db"
+    [ -f "$1" ] && cp "$1" "$(last_of "$1")"
 }

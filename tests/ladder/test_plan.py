@@ -121,7 +121,6 @@ def test_a_best_rate_at_the_edge_adds_the_next_rate_beyond_it_up_to_extend_times
     assert rates_of(_ladder(tmp_path), low, "y", "a") == [1e-3, 3e-3, 1e-2]  # extend defaults to 0
 
 
-
 def test_every_familys_first_rates_come_before_the_rates_an_edge_adds(tmp_path):
     """A ladder paid in short calls compares every family at its first rates soonest: x's best at its top edge adds
     a rate, which waits behind y's first rates although x comes first in the file."""
@@ -130,6 +129,7 @@ def test_every_familys_first_rates_come_before_the_rates_an_edge_adds(tmp_path):
     _finish(done, [j for j in wanted(lad, done) if j.family == "x" and j.phase == "grid"], lambda j: 1.0 / j.lr)
     todo = [(j.family, j.lr) for j in wanted(lad, done) if j.key not in done]
     assert todo[:4] == [("y", 1e-3), ("y", 3e-3), ("y", 1e-2), ("x", 0.03162)]
+
 
 FINALISTS = """
 ladder:
