@@ -18,9 +18,10 @@ pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a G
 MIXERS = ("softmax_attention", "pam", "linear_attention", "holographic")
 
 
-def _model(mixer: str, dropout: float = 0.0, **config):
+def _model(mixer: str, dropout: float = 0.0, block: dict | None = None):
+    """`dropout` is the model's (residual) dropout; `block` adds to the mixer's own config."""
     spec = {"model": {"d_model": 64, "seq_len": 64, "vocab": 100, "dropout": dropout},
-            "stack": {"depth": 2, "sublayers": [{"block": mixer, "config": {"heads": 2, **config}},
+            "stack": {"depth": 2, "sublayers": [{"block": mixer, "config": {"heads": 2, **(block or {})}},
                                                 {"block": "swiglu"}]}}
     torch.manual_seed(0)
     return lower(run_passes(build(parse(spec)))).cuda()
@@ -345,21 +346,39 @@ def test_a_run_paused_on_the_gpu_resumes_to_the_weights_of_a_run_that_was_not(cu
 
 
 @pytest.mark.parametrize("compiled", [False, True])
-@pytest.mark.parametrize("mixer", ["softmax_attention", "pam"])
-def test_every_replay_of_a_graphed_step_draws_fresh_dropout_masks(mixer, compiled):
-    """A captured micro-step, compiled or not, draws new dropout masks at each replay (the residual dropout and
-    attention's own): a mask frozen into the graph would regularise the families unequally (GPT-2 drops at more
-    sites than PAM). Without dropout the same batch gives the same loss at every replay, so a change is the masks."""
+@pytest.mark.parametrize("mixer, model_dropout, block", [("softmax_attention", 0.0, {"dropout": 0.5}),
+                                                          ("softmax_attention", 0.1, None), ("pam", 0.1, None)])
+def test_every_replay_of_a_graphed_step_draws_fresh_dropout_masks(mixer, model_dropout, block, compiled):
+    """A captured micro-step, compiled or not, draws new dropout masks at each replay, attention's own (SDPA's
+    dropout_p, alone in the first case) and the residual one: a mask frozen into the graph would regularise the
+    families unequally (GPT-2 drops at more sites than PAM). Without dropout the same batch gives the same loss and
+    gradients at every replay (up to the order of atomic adds in some backward kernels), so a change is the masks.
+    At initialisation the loss barely feels attention's dropout (outputs are near uniform): the gradients tell."""
     from archsearch.graph_step import GraphedMicroStep, LMLoss
 
     x = torch.randint(0, 100, (4, 64), device="cuda")
     y = torch.roll(x, -1, 1)
-    for p in (0.0, 0.1):
-        loss_fn = LMLoss(_model(mixer, p, **({"dropout": p} if mixer == "softmax_attention" else {})).train())
-        step = GraphedMicroStep(torch.compile(loss_fn) if compiled else loss_fn, nullcontext(), accum=1)
-        losses = [step(x, y).item() for _ in range(4)]
+
+    def replays(dropout, block_config):
+        model = _model(mixer, dropout, block_config).train()
+        step = GraphedMicroStep(torch.compile(LMLoss(model)) if compiled else LMLoss(model), nullcontext(), accum=1)
+        seen = []
+        for _ in range(4):
+            for p in model.parameters():  # the captured backward adds into these tensors: zero them in place
+                if p.grad is not None:
+                    p.grad.zero_()
+            loss = step(x, y).detach().float()
+            seen.append(torch.stack([loss, *(p.grad.norm() for p in model.parameters() if p.grad is not None)]))
         assert step.graph is not None and not step.eager
-        assert len(set(losses)) == (4 if p else 1), (p, losses)
+        return seen
+
+    def differ(a, b, rtol):
+        return not torch.allclose(a, b, rtol=rtol, atol=0)
+
+    plain = replays(0.0, None)
+    assert not any(differ(plain[0], s, 1e-5) for s in plain[1:])
+    dropped = replays(model_dropout, block)
+    assert all(differ(a, b, 1e-3) for i, a in enumerate(dropped) for b in dropped[i + 1:])
 
 
 def test_a_step_that_cannot_be_captured_trains_eagerly(capsys):
