@@ -103,8 +103,9 @@ def _seconds(t) -> float | None:
 
 
 def estimator(study, seeds_study):
-    """How long a re-training run should take: the longest finished re-training run of its scale, else its source
-    trial's wall time times the scale (an over-estimate: the source's measuring and evaluations do not scale)."""
+    """How long a re-training run should take: the longest finished re-training run of its scale; else the least of
+    its source trial's wall time and the longest finished run of a smaller scale, each stretched to its scale. Both
+    over-estimate, since a run's compiling and evaluations do not scale; the least is the closest."""
     longest: dict[float, float] = {}
     for t in seeds_study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
         if (s := _seconds(t)) is not None:
@@ -116,8 +117,10 @@ def estimator(study, seeds_study):
         source, _, scale = job_key(job)
         if scale in longest:
             return longest[scale]
-        s = _seconds(sources[source])
-        return None if s is None else s * scale
+        stretched = [s * scale / sc for sc, s in longest.items() if sc < scale]
+        if (s := _seconds(sources[source])) is not None:
+            stretched.append(s * scale)
+        return min(stretched, default=None)
     return expected
 
 

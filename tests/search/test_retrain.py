@@ -188,7 +188,9 @@ def test_a_re_training_runs_length_is_known_from_its_like():
     _timed(seeds, 25.0, {retrain.SOURCE: 0, retrain.SEED: 2})
     _timed(seeds, 26.0, {retrain.SOURCE: 0, retrain.SEED: 3})
     assert retrain.estimator(study, seeds)(plain) == 26.0  # the longest finished run of its scale
-    assert retrain.estimator(study, seeds)(longer) == 120.0
+    assert retrain.estimator(study, seeds)(longer) == 104.0  # ... stretched: closer than the search trial's 120
+    _timed(seeds, 90.0, {retrain.SOURCE: 0, retrain.SEED: 4, retrain.SCALE: 4.0})
+    assert retrain.estimator(study, seeds)(longer) == 90.0  # once one ran, its own time
 
 
 def test_re_training_starts_no_run_past_the_commands_time_limit():
