@@ -1,0 +1,26 @@
+# The benchmarks of issue 27 on a GPU machine lent in calls of at most ~10 minutes: runs the named ones in order,
+# each with what is left of the call (END s from its start, 20 s kept for the copy back), and stops before one it
+# cannot start with at least MIN s. Each writes its output to $OUT/NAME.log and its compiler logs to $OUT/NAME.err.
+# A warm machine keeps inductor's and Triton's caches (/tmp), so a later call compiles less.
+#   RUN="e2e decode64" END=585 bash scripts/lent_gpu/benchmarks.sh
+start=$(date +%s)
+source scripts/lent_gpu/env.sh
+END=${END:-585}; MIN=${MIN:-60}
+declare -A CMD=(
+    [e2e]="benchmarks/e2e.py --compile --cuda-graph --only compile+graph"
+    [sweep]="benchmarks/e2e.py --compile --cuda-graph --only compile+graph --sweep 1024 2048 4096 8192 16384 --processes 1 --plot $OUT/e2e_sweep.png"
+    [decode]="benchmarks/decode.py --weights bf16"
+    [decode64]="benchmarks/decode.py --weights bf16 --batch 64"
+    [rungs]="benchmarks/rungs.py --rungs 2m 6m"
+    [loop]="benchmarks/train_loop.py --rungs 2m 20m --families transformer pam_real gla --processes 1"
+    [mixers]="benchmarks/mixers.py --sweep 2048 32768"
+)
+for name in ${RUN:-e2e decode64 rungs loop mixers sweep}; do
+    [ -n "${CMD[$name]}" ] || { echo "benchmarks.sh: no benchmark named $name (${!CMD[*]})"; exit 2; }
+    left=$(( END - 20 - ($(date +%s) - start) ))
+    if [ "$left" -lt "$MIN" ]; then echo "$name: not started, ${left} s left"; break; fi
+    echo "=== $name (${left} s left): python3 ${CMD[$name]}"
+    # fresh.py's --log keeps the child processes' compiler logs; the parent's own stderr goes to the same folder
+    timeout "$left" python3 ${CMD[$name]} --log $OUT/$name.err 2>>$OUT/$name.parent.err | tee $OUT/$name.log
+    echo "=== $name: exit ${PIPESTATUS[0]} after $(( $(date +%s) - start )) s"
+done
