@@ -32,6 +32,7 @@ VERDICT_COST = "verdict_cost"  # the cost the verdict holds equal
 QUALITY = "quality"  # ppl | loss | accuracy
 FLOORS = "floors"  # recall: {split: the memory-free floors}
 DATA = "data"  # the corpus `run --data` gave (absent: the space's own spec.task.data)
+BUDGET = "budget"  # the name of the budget the study runs under
 ISO_TIME = "train_seconds"  # iso-time: every trial's training time in seconds
 FIDELITY_BAR = "fidelity_bar"  # {min_rank, trials}: the rank agreement a budget's screen must show to be used
 REFERENCE = "reference"  # the weighted objective's reference costs
@@ -190,6 +191,17 @@ def timed_cards(study) -> set[str]:
     """The cards that timed a study's finished trials (those that recorded one)."""
     return {t.user_attrs[CARD] for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
             if CARD in t.user_attrs}
+
+
+def same_budget(study, name: str, loc: Loc) -> None:
+    """A study resumes under the budget it began with: another's iso-time seconds, fidelity bar and re-training
+    settings would be written over the ones its trials ran under (a GPU machine's default budget is not a CPU's)."""
+    began = study.user_attrs.get(BUDGET)  # None: a new study, or one from before the budget was recorded
+    if began is not None and began != name:
+        raise SpecError(loc, f"study '{study.study_name}' ran under the '{began}' budget, and this is '{name}': "
+                             f"resume it with --budget {began}, or start a new study elsewhere (--out)")
+    if began is None:
+        study.set_user_attr(BUDGET, name)
 
 
 def same_card(study, device, loc: Loc) -> None:

@@ -29,8 +29,8 @@ from .rdb import BudgetSpent, SearchRDBStorage
 from .recovery import counted, recover
 from .report import write_report
 from .run_folder import (BASELINE, DATA, FIDELITY_BAR, FLOORS, ISO_TIME, MATCHED, QUALITY, REFERENCE, RETRY_OF,
-                         VERDICT_COST, VOCAB, default_storage, load_seeds, make_storage, profile_path, same_card,
-                         same_tokens, seeds_study_name, trial_spec)
+                         VERDICT_COST, VOCAB, default_storage, load_seeds, make_storage, profile_path, same_budget,
+                         same_card, same_tokens, seeds_study_name, trial_spec)
 from .sampling import first_choice, template_for, with_data
 from .space import load_space, options, pareto_costs
 from .summary import progress_line, summary
@@ -145,6 +145,8 @@ class Setup:
         same_tokens(self.study, task, Loc("--data" if data else self.space.file, 0, "" if data else "spec.task.data"))
         same_card(self.study, self.context.device, Loc("--device" if device else self.space.file, 0,
                                                         "" if device else "spec.train.device"))
+        same_budget(self.study, self.budget_name, Loc("--budget" if budget else self.space.file, 0,
+                                                      "" if budget else "search.budgets"))
         task.check_length(self.context.seq_len)  # data too short for the budget's windows: one line before any trial
         self.objective = Objective(self.space, task, self.budget, self.out, device=device)
 
@@ -341,7 +343,7 @@ def run_search(space_path: str, *, out: Path | None = None, storage: str | None 
         profile_trials(study, setup, profile_top, echo)
     echo(summary(study))
     report = write_report(study, setup.out, load_seeds(setup.storage, study.study_name))
-    echo(f"report: {report} (every number checked against its saved weights)")
+    echo(f"report: {report} (every recorded quality number checked against its saved weights, where they are here)")
     if interrupted:
         raise KeyboardInterrupt
     return study

@@ -11,7 +11,7 @@ from archsearch.search import run_folder
 # The strings studies on disk hold (docs/results/, live ladders): changing one breaks resuming and reporting them.
 KEYS = {
     "VERDICT_COST": "verdict_cost", "QUALITY": "quality", "FLOORS": "floors", "ISO_TIME": "train_seconds",
-    "FIDELITY_BAR": "fidelity_bar",
+    "FIDELITY_BAR": "fidelity_bar", "BUDGET": "budget",
     "DATA": "data", "REFERENCE": "reference", "SAVED_CHECK": "saved_check", "SPEC_FILE": "spec_file", "MIXERS": "mixers",
     "VOCAB": "vocab", "BASELINE": "baseline", "MATCHED": "matched", "WORKER": "worker", "CARD": "card",
     "SEED": "seed", "LR": "lr", "TRAIN_TOKENS": "train_tokens", "VAL_LOSS_CURVE": "val_loss_curve",
@@ -118,3 +118,18 @@ def test_a_run_stopped_on_purpose_keeps_its_retry_for_a_death():
     assert run_folder.retry_stale(study, study.trials[t.number])
     again = study.get_trials(states=(TrialState.WAITING,))[0]
     assert again.user_attrs["retries"] == 1 and not run_folder.retry_stale(study, again)  # a second death: left
+
+
+def test_a_study_resumes_only_under_the_budget_it_began_with():
+    from archsearch.errors import Loc
+
+    study = optuna.create_study(study_name="s")
+    run_folder.same_budget(study, "wiki", Loc("--budget"))  # a new study records its budget
+    run_folder.same_budget(study, "wiki", Loc("--budget"))
+    with pytest.raises(SpecError, match=r"^--budget: study 's' ran under the 'wiki' budget, and this is 'gpu': "
+                                        r"resume it with --budget wiki"):
+        run_folder.same_budget(study, "gpu", Loc("--budget"))  # its fidelity bar and iso-time seconds would change
+    older = optuna.create_study(study_name="t")
+    older.add_trial(create_trial(value=1.0))  # from before the budget was recorded: the first resume names it
+    run_folder.same_budget(older, "cpu", Loc("--budget"))
+    assert older.user_attrs["budget"] == "cpu"
