@@ -19,6 +19,7 @@ from .run_folder import FAILED_REASON, RETRY_OF, WORKER, retry, retry_stale
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 INTERRUPTED = "interrupted"
+SUPERSEDED = "no longer wanted"  # a queued re-training run whose trial the ranking no longer chooses
 
 
 def superseded(trials) -> set[int]:

@@ -10,10 +10,10 @@ from pathlib import Path
 from optuna.trial import TrialState
 
 from . import verify
-from .families import Quality, family, pam_fraction, verdict_cost
+from .families import Quality, family, pam_fraction, verdict_cost, verdict_pair
 from .recovery import superseded
-from .retrain import fidelity_pairs, seed_stats, spearman, spread
-from .run_folder import CARD, FIDELITY_BAR, ISO_TIME, MATCHED, MIXERS, SAVED_CHECK
+from .retrain import FIDELITY_SEED, failed_seeds, failures, fidelity_pairs, fidelity_set, seed_stats, spearman, spread
+from .run_folder import CARD, FIDELITY_BAR, ISO_TIME, MATCHED, MIXERS, SAVED_CHECK, SCALE, SEED, SOURCE
 from .summary import summary
 from .verdicts import equal_time_verdict, floor_of, floor_note, verdict
 
@@ -84,39 +84,77 @@ def _history(study, path: Path) -> None:
     plt.close(fig)
 
 
+def _fidelity(study, seeds, q: Quality) -> tuple[dict | None, list[int], dict[int, tuple[float, float]]]:
+    """(the bar or None, the trials it names: the fidelity set, {trial: (screen, longer budget)} of those whose
+    longer run has finished, a failed one at the worst value). Without a bar: every finished fidelity run."""
+    bar = study.user_attrs.get(FIDELITY_BAR)
+    worst = q.sign * float("inf")
+    if not bar:
+        _, pairs = fidelity_pairs(study, seeds, q.key, worst=worst)
+        return None, [n for n, _, _ in pairs], {n: (a, b) for n, a, b in pairs}
+    want = [t.number for t in fidelity_set(study, bar["trials"])]  # the screen's ranking as it stands now
+    _, pairs = fidelity_pairs(study, seeds, q.key, bar["factor"], worst, FIDELITY_SEED)
+    return bar, want, {n: (a, b) for n, a, b in pairs if n in want}
+
+
 def screen_qualifies(study, seeds, q: Quality) -> tuple[bool | None, str]:
     """Whether the budget's screen may be used, by its bar (`fidelity: {min_rank: R}`): (True, why), (False, why),
     or (None, "") where the budget sets no bar."""
-    bar = study.user_attrs.get(FIDELITY_BAR)
+    bar, want, longer = _fidelity(study, seeds, q)
     if not bar:
         return None, ""
     n = bar["trials"]
-    need = f"the bar: Spearman ≥ {bar['min_rank']:g} over {n} architectures re-trained {bar['factor']:g}× longer"
-    want = [t.number for t in spread(study, n)]  # the screen's ranking as it stands now
-    if len(want) < n:
-        return False, f"the search has {len(want)} complete trials to re-train, fewer than {n} ({need})"
-    longer = {src: (a, b) for src, a, b in fidelity_pairs(study, seeds, q.key, bar["factor"])[1]}  # one a trial
-    done = [src for src in want if src in longer]
-    if len(done) < n:
-        return False, f"{len(done)} of its {n} fidelity runs have finished ({need})"
+    need = (f"the bar: Spearman ≥ {bar['min_rank']:g} over {n} architectures spread over the ranking, with the "
+            f"verdicts' pairs added, re-trained {bar['factor']:g}× longer")
+    if len(spread(study, n)) < n:
+        return False, f"the search has {len(spread(study, n))} complete trials to re-train, fewer than {n} ({need})"
+    if len(longer) < len(want):
+        return False, f"{len(longer)} of its {len(want)} fidelity runs have finished ({need})"
     rho = spearman([longer[s][0] for s in want], [longer[s][1] for s in want])
-    return rho >= bar["min_rank"], f"ρ = {rho:.2f} over {n} architectures ({need})"
+    return rho >= bar["min_rank"], f"ρ = {rho:.2f} over {len(want)} architectures ({need})"
 
 
-def fidelity_section(study, seeds, q: Quality) -> list[str]:
-    factor, pairs = fidelity_pairs(study, seeds, q.key)
-    if len(pairs) < 3:
+def _pair_orders(study, done, q: Quality, longer: dict, factor: float) -> list[str]:
+    """Whether each verdict's pair keeps its screen order at the longer budget."""
+    pairs = [("equal or lower cost", verdict_pair(done, q, verdict_cost(study)))]
+    if study.user_attrs.get(ISO_TIME):
+        pairs.append(("equal training time", verdict_pair(done, q, None)))
+    out = []
+    for what, (p, r) in pairs:
+        if p is None or r is None or p.number not in longer or r.number not in longer:
+            continue
+        (ps, pl), (rs, rl) = longer[p.number], longer[r.number]
+        same = (q.loss(ps) < q.loss(rs)) == (q.loss(pl) < q.loss(rl))
+        out.append(f"The pair at {what} (trial {p.number} with PAM, trial {r.number} without), {q.short} at the "
+                   f"screen's budget {ps:.4g} against {rs:.4g}, at {factor:g}× {pl:.4g} against {rl:.4g}: "
+                   + ("the same order." if same else "**the order reverses**."))
+    return out
+
+
+def fidelity_section(study, seeds, q: Quality, done) -> list[str]:
+    bar, want, longer = _fidelity(study, seeds, q)
+    if len(longer) < 3:
         return []
-    rho = spearman([a for _, a, _ in pairs], [b for _, _, b in pairs])
+    factor = bar["factor"] if bar else fidelity_pairs(study, seeds, q.key)[0]
+    rho = spearman([longer[n][0] for n in want if n in longer], [longer[n][1] for n in want if n in longer])
     ok, why = screen_qualifies(study, seeds, q)
-    bar = ("" if ok is None else f" **The screen {'qualifies' if ok else 'does not qualify'}**: {why}.")
+    verdict = ("" if ok is None else f" **The screen {'qualifies' if ok else 'does not qualify'}**: {why}.")
+    lost = {src: why for (src, _, scale), why in failures(seeds).items() if scale != 1.0}
+    own = {t.number: t.user_attrs.get(SEED) for t in study.trials}
+    same_seed = all(j.user_attrs.get(SEED) == own.get(j.user_attrs.get(SOURCE)) for j in seeds.trials
+                    if j.state == TrialState.COMPLETE and j.user_attrs.get(SCALE, 1.0) != 1.0)
+    chosen = "spread over the screen's ranking" + (", and the verdicts' pairs," if bar else "")
     lines = ["", "## Screening fidelity", "",
-             f"{len(pairs)} trials spread over the screen's ranking, trained again (same seed) for {factor:g}× the "
-             f"budget. Spearman rank correlation of {q.short} between the two budgets: **{rho:.2f}** "
-             f"(1: the screen ranks as the longer budget does).{bar}", "",
-             f"| trial | mixers | screen {q.short} | {factor:g}× budget {q.short} |", "|---|---|---|---|"]
-    for n, a, b in sorted(pairs, key=lambda p: q.loss(p[1])):
-        lines.append(f"| {n} | {'+'.join(study.trials[n].user_attrs.get(MIXERS, []))} | {a:.4g} | {b:.4g} |")
+             f"{len(longer)} trials {chosen} trained again for {factor:g}× the budget, "
+             + ("with the screen run's own seed" if same_seed else "each with a seed of its own")
+             + f". Spearman rank correlation of {q.short} between the two budgets over them: **{rho:.2f}** (1: the "
+             f"screen ranks as the longer budget does).{verdict}"]
+    orders = _pair_orders(study, done, q, longer, factor)
+    lines += ["", *orders] if orders else []
+    lines += ["", f"| trial | mixers | screen {q.short} | {factor:g}× budget {q.short} |", "|---|---|---|---|"]
+    for n, (a, b) in sorted(longer.items(), key=lambda kv: q.loss(kv[1][0])):
+        shown = f"failed ({lost[n]}): ranked last" if n in lost and abs(b) == float("inf") else f"{b:.4g}"
+        lines.append(f"| {n} | {'+'.join(study.trials[n].user_attrs.get(MIXERS, []))} | {a:.4g} | {shown} |")
     return lines
 
 
@@ -139,19 +177,22 @@ def _family_table(done, q: Quality, stats: dict) -> list[str]:
     return lines
 
 
-def _seeds_table(study, q: Quality, stats: dict) -> list[str]:
+def _seeds_table(study, q: Quality, stats: dict, lost: dict) -> list[str]:
     lines = ["", "## Re-trained with fresh seeds: test split", "",
              f"The top trials, each family's best and the verdicts' pairs, trained again with seeds the search did not "
              f"use and scored from their saved weights on the test split (the search selected on validation). Test "
-             f"{q.short}: mean ± standard deviation.", "",
+             f"{q.short}: mean ± standard deviation over the runs that finished; a run that failed (diverged, out of "
+             f"memory) is named and left out, and not tried again.", "",
              f"| trial | family | mixers | validation {q.short} (search run) | test {q.short} | seeds | each seed |",
              "|---|---|---|---|---|---|---|"]
-    for n, s in sorted(stats.items(), key=lambda kv: q.loss(kv[1]["mean"])):
+    rows = sorted(stats.items(), key=lambda kv: q.loss(kv[1]["mean"]))
+    rows += [(n, {"n": 0, "values": []}) for n in sorted(lost) if n not in stats]  # every run of it failed
+    for n, s in rows:
         a = study.trials[n].user_attrs
-        spread = f" ± {s['std']:.2g}" if s["n"] > 1 else ""
+        mean = (f"{s['mean']:.4g}" + (f" ± {s['std']:.2g}" if s["n"] > 1 else "")) if s["n"] else "–"
+        each = [f"{v:.4g}" for v in s["values"]] + [f"seed {seed} failed ({why})" for seed, why in lost.get(n, [])]
         lines.append(f"| {n} | {family(a.get(MIXERS, []))} | {'+'.join(a.get(MIXERS, []))} | "
-                     f"{a[q.key]:.4g} | {s['mean']:.4g}{spread} | {s['n']} | "
-                     + ", ".join(f"{v:.4g}" for v in s["values"]) + " |")
+                     f"{a[q.key]:.4g} | {mean} | {s['n']} | " + ", ".join(each) + " |")
     return lines
 
 
@@ -174,11 +215,12 @@ def write_report(study, out: Path, seeds=None, check: bool = True) -> Path:
         if ok is False:
             lines += [f"**These verdicts are not to be used: the screen has not shown that it ranks as a longer "
                       f"budget does ({why}).**", ""]
-        lines += [verdict(done, q, verdict_cost(study), stats, floors)
+        lost = failed_seeds(study, seeds)
+        lines += [verdict(done, q, verdict_cost(study), stats, floors, lost)
                   + floor_note(study, done, q, stats), ""]
         if study.user_attrs.get(ISO_TIME):
             lines += ["### At equal training time", "",
-                      equal_time_verdict(done, q, study.user_attrs[ISO_TIME], stats, floors), ""]
+                      equal_time_verdict(done, q, study.user_attrs[ISO_TIME], stats, floors, lost), ""]
         if verify.mismatches(saved):
             lines += ["**Some numbers of this study do not match their saved weights (see the last section).**", ""]
         lines += [" ".join(plots), "", "![history](history.png)", "", f"## Best {q.short} per family", "",
@@ -190,9 +232,9 @@ def write_report(study, out: Path, seeds=None, check: bool = True) -> Path:
         if matched:
             lines += ["", "Baselines (enqueued first, each at its best learning rate of the budget's grid) at sizes "
                           "matched across families: " + "; ".join(matched) + "."]
-        if stats:
-            lines += _seeds_table(study, q, stats)
-        lines += fidelity_section(study, seeds, q)
+        if stats or lost:
+            lines += _seeds_table(study, q, stats, lost)
+        lines += fidelity_section(study, seeds, q, done)
         card = done[0].user_attrs.get(CARD, "?")
         lines += verify.section(study, seeds, saved)
         lines += ["", f"Measured on {card}. Each trial's exact spec: `trials/trial_NNNN.yaml`; the study opens in "

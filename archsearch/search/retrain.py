@@ -21,9 +21,9 @@ from ..saved import PREFIX
 from . import interrupts
 from .families import Quality, family, verdict_cost, verdict_pair
 from .objective import Objective, TrialFailed, result_quality, worker_id
-from .recovery import INTERRUPTED, counted, heartbeat
-from .run_folder import (FAILED_REASON, ISO_TIME, LR, MIXERS, SCALE, SEED, SOURCE, TRAIN_TOKENS, WORKER,
-                         run_weights_path)
+from .recovery import INTERRUPTED, SUPERSEDED, counted, heartbeat, superseded
+from .run_folder import (FAILED_REASON, ISO_TIME, LR, MIXERS, SCALE, SEED, SOURCE, SPEC_FILE, TRAIN_TOKENS, WORKER,
+                         run_weights_path, trial_spec)
 from .space import retrain_settings
 from .time_limit import pick
 
@@ -67,9 +67,19 @@ def spread(study, n: int) -> list:
     return [done[round(i * (len(done) - 1) / (n - 1))] for i in range(n)]
 
 
+FIDELITY_SEED = 100  # the longer-budget runs' seed, from the search's: neither its own (whose initialisation and
+# data order the screen's run had: a shared seed's luck would agree with itself) nor a fresh 1x run's
+
+
+def fidelity_set(study, n: int) -> list:
+    """The trials trained again at the longer budget: n spread over the screen's ranking, and the verdicts' trials
+    (near-ties, whose order the spread's wide range would not test)."""
+    return list({t.number: t for t in spread(study, n) + verdict_trials(study)}.values())
+
+
 def jobs(study, space, budget=None) -> list[tuple[int, int, float]]:
     """(source trial, seed, budget scale) of every run wanted: fresh seeds (never the search's own) at the search's
-    budget, and the fidelity runs (the search's seed, `factor` times the budget)."""
+    budget, and the fidelity runs (a seed of their own, `factor` times the budget)."""
     top_k, seeds, verdict_seeds = retrain_settings(space, budget)
     base = space.search.seed
     verdict = {t.number for t in verdict_trials(study)}
@@ -77,8 +87,8 @@ def jobs(study, space, budget=None) -> list[tuple[int, int, float]]:
               for i in range(1, 1 + (verdict_seeds if t.number in verdict else seeds))]
     fidelity = getattr(budget, "fidelity", None)
     if fidelity:
-        wanted += [(t.number, t.user_attrs.get(SEED, base), float(fidelity["factor"]))
-                   for t in spread(study, fidelity["trials"])]
+        wanted += [(t.number, base + FIDELITY_SEED, float(fidelity["factor"]))
+                   for t in fidelity_set(study, fidelity["trials"])]
     return wanted
 
 
@@ -86,10 +96,29 @@ def job_key(t) -> tuple:
     return t.user_attrs.get(SOURCE), t.user_attrs.get(SEED), t.user_attrs.get(SCALE, 1.0)
 
 
+def failures(seeds_study) -> dict[tuple, str]:
+    """{(source, seed, scale): why} of the runs that failed for a reason of their own (diverged, out of memory, an
+    error): not an interruption or a lost host that a later run retries (recovery.py), nor a run no longer wanted."""
+    trials = seeds_study.get_trials(deepcopy=False) if seeds_study is not None else []
+    gone = superseded(trials)
+    return {job_key(t): t.user_attrs.get(FAILED_REASON, "failed") for t in trials
+            if t.state == TrialState.FAIL and t.number not in gone
+            and t.user_attrs.get(FAILED_REASON) not in (INTERRUPTED, SUPERSEDED)}
+
+
 def enqueue(seeds_study, wanted: list[tuple[int, int, float]]) -> int:
-    """Enqueue the runs not already done, waiting or running."""
+    """Enqueue the runs not already done, waiting, running or failed for a reason of their own (a failed run is not
+    tried again: a mean over the seeds that converged on a retry would favour the unstable side), and
+    drop the waiting runs no longer wanted (the ranking they were chosen from has changed since). Returns how many
+    runs were enqueued."""
+    keys = set(wanted)
+    for t in seeds_study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
+        if job_key(t) not in keys:
+            storage = seeds_study._storage  # Optuna's tell() takes only running trials; a waiting one is set directly
+            storage.set_trial_user_attr(t._trial_id, FAILED_REASON, SUPERSEDED)
+            storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
     have = {job_key(t) for t in seeds_study.get_trials(deepcopy=False)
-            if t.state in (TrialState.COMPLETE, TrialState.WAITING, TrialState.RUNNING)}
+            if t.state in (TrialState.COMPLETE, TrialState.WAITING, TrialState.RUNNING)} | set(failures(seeds_study))
     new = [j for j in wanted if j not in have]
     for source, seed, scale in new:
         attrs = {SOURCE: source, SEED: seed, **({SCALE: scale} if scale != 1.0 else {})}
@@ -129,7 +158,9 @@ def run_jobs(seeds_study, study, storage, objective: Objective, echo=print, dead
     finish in time; returns how many this process ran."""
     ran = 0
     while True:
-        waiting = seeds_study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
+        # the search's budget first: the verdicts' seeds before the longer fidelity runs, should the time run out
+        waiting = sorted(seeds_study.get_trials(deepcopy=False, states=(TrialState.WAITING,)),
+                         key=lambda t: (job_key(t)[2] != 1.0, t.number))
         if not waiting:
             return ran
         job = waiting[0]
@@ -157,11 +188,15 @@ def _run_one(job, seeds_study, study, storage, objective: Objective, echo) -> No
     what = f"trial {source} seed {seed}" + (f" at {scale:g}× the budget" if scale != 1.0 else "")
     put = lambda k, v: storage.set_trial_user_attr(job._trial_id, k, v)  # noqa: E731
     src = study.trials[source]
-    spec, _ = objective.spec_of(FixedTrial(src.params, source), label=f"trial{source}-seed{seed}")
+    if SPEC_FILE in src.user_attrs:  # what the trial trained, not the space's file as it reads now (it may be edited)
+        spec = trial_spec(objective.out, src)
+    else:  # a study from before trials kept their spec files
+        spec, _ = objective.spec_of(FixedTrial(src.params, source), label=f"trial{source}-seed{seed}")
     tokens = round(src.user_attrs.get(TRAIN_TOKENS, spec.train.tokens) * scale)  # iso-time: the source's budget
     spec = replace(spec, train=replace(spec.train, seed=seed, lr=src.user_attrs.get(LR, spec.train.lr),
-                                       tokens=tokens))
+                                       tokens=tokens, device=objective.device or spec.train.device))
     put(TRAIN_TOKENS, tokens)
+    put(LR, spec.train.lr)
     ir, _ = objective.costs(spec)
     ctx = objective.context(spec, ir)
     try:  # fidelity runs are compared with the screen's validation numbers; the others are reported on test
@@ -189,35 +224,55 @@ def _run_one(job, seeds_study, study, storage, objective: Objective, echo) -> No
     echo(f"retrain {what}: {split} {name} {result[PREFIX[split] + name]:.4g}")
 
 
+def failed_seeds(study, seeds_study) -> dict[int, list[tuple[int, str]]]:
+    """{trial number: [(seed, why)]} of its fresh-seed runs at the search's budget that failed for a reason of their
+    own (diverged, out of memory): left out of its mean, and said so wherever the mean is shown."""
+    own = {t.number: t.user_attrs.get(SEED) for t in study.trials}
+    out: dict[int, list[tuple[int, str]]] = {}
+    for (source, seed, scale), why in sorted(failures(seeds_study).items()):
+        if scale == 1.0 and seed != own.get(source):
+            out.setdefault(source, []).append((seed, why))
+    return out
+
+
 def seed_stats(study, seeds_study, metric: str = "test_ppl") -> dict[int, dict]:
-    """{trial number: {mean, std, n, values}} of `metric` over the trial's re-training runs at the search's budget
-    (fresh seeds: the search's own run, which selected the trial, is not among them); std is nan for one run."""
+    """{trial number: {mean, std, n, values, failed}} of `metric` over the trial's re-training runs at the search's
+    budget (fresh seeds: the search's own run, which selected the trial, is not among them); std is nan for one run;
+    failed: failed_seeds' entry, the runs the mean leaves out."""
     runs: dict[int, dict[int, float]] = {}
     own = {t.number: t.user_attrs.get(SEED) for t in study.trials}  # a selecting run's seed never counts
     for j in seeds_study.trials if seeds_study is not None else ():
         source, seed, scale = job_key(j)
         if j.state == TrialState.COMPLETE and metric in j.user_attrs and scale == 1.0 and seed != own.get(source):
             runs.setdefault(source, {}).setdefault(seed, j.user_attrs[metric])
+    lost = failed_seeds(study, seeds_study) if seeds_study is not None else {}
     out = {}
     for n, by_seed in runs.items():
         vals = [by_seed[s] for s in sorted(by_seed)]
         out[n] = {"mean": statistics.fmean(vals), "std": statistics.stdev(vals) if len(vals) > 1 else float("nan"),
-                  "n": len(vals), "values": vals}
+                  "n": len(vals), "values": vals, "failed": lost.get(n, [])}
     return out
 
 
-def fidelity_pairs(study, seeds_study, metric: str = "val_ppl",
-                   only: float | None = None) -> tuple[float, list[tuple[int, float, float]]]:
+def fidelity_pairs(study, seeds_study, metric: str = "val_ppl", only: float | None = None,
+                   worst: float = float("inf"), seed: int | None = None) -> tuple[float, list[tuple[int, float, float]]]:
     """(budget factor, [(trial, screen metric, longer-budget metric)]) of the fidelity runs that finished (`only`:
-    those at that factor)."""
+    those at that factor; `seed`: those at the search's seed plus it); a run that failed for a reason of its own (it
+    diverged) counts as `worst`, the worst result there is, not as unfinished."""
     pairs, factor = [], 0.0
+    lost = failures(seeds_study)
     for j in seeds_study.trials if seeds_study is not None else ():
-        source, seed, scale = job_key(j)
-        if scale != 1.0 and scale == (only or scale) and j.state == TrialState.COMPLETE and metric in j.user_attrs:
-            src = study.trials[source]
-            if metric in src.user_attrs:
-                pairs.append((source, src.user_attrs[metric], j.user_attrs[metric]))
-                factor = scale
+        key = job_key(j)
+        source, run_seed, scale = key
+        if scale == 1.0 or scale != (only or scale):
+            continue
+        if seed is not None and run_seed != study.trials[source].user_attrs.get(SEED, 0) + seed:
+            continue
+        value = j.user_attrs.get(metric) if j.state == TrialState.COMPLETE else worst if key in lost else None
+        src = study.trials[source]
+        if value is not None and metric in src.user_attrs:
+            pairs.append((source, src.user_attrs[metric], value))
+            factor = scale
     return factor, sorted(pairs)
 
 

@@ -10,6 +10,7 @@ from .families import Quality, pam_fraction, verdict_pair
 from .run_folder import CARD, FLOORS, MIXERS, TRAIN_TOKENS
 from .stats import excludes_zero, welch
 
+NEAR = 0.02  # a relative difference of measured time that one measurement does not resolve
 MARGIN = 0.1  # accuracy above the higher memory-free floor that counts as having learned a recall task
 UNITS = {"latency_train_ms": " ms per training step", "state_bytes": " bytes of decode state",
          "latency_decode_ms": " ms per decoded token", "flops_per_token": " FLOPs per token"}
@@ -52,9 +53,17 @@ def learned(t, q: Quality, stats: dict, floors: dict | None) -> bool:
     return not floors or q.short != "accuracy" or best_value(t, q, stats) >= _floor_for(t, stats, floors) + MARGIN
 
 
-def compare(p, r, q: Quality, stats: dict) -> str:
-    """'<lead>: <what was compared>' for PAM-containing p against PAM-free r."""
+def _left_out(pair, lost: dict) -> str:
+    """' Left out of these means: …' for the pair's fresh-seed runs that failed, else ''."""
+    said = [f"trial {t.number}'s seed{'s' if len(lost[t.number]) > 1 else ''} "
+            + ", ".join(f"{seed} ({why})" for seed, why in lost[t.number]) for t in pair if lost.get(t.number)]
+    return f" Left out, having failed: {'; '.join(said)}." if said else ""
+
+
+def compare(p, r, q: Quality, stats: dict, lost: dict | None = None) -> str:
+    """'<lead>: <what was compared>' for PAM-containing p against PAM-free r; `lost`: failed_seeds."""
     sp, sr = stats.get(p.number), stats.get(r.number)
+    left_out = _left_out((p, r), lost or {})
     if sp and sr and sp["n"] > 1 and sr["n"] > 1:
         w = welch(sp["values"], sr["values"])
         better = q.loss(w["diff"]) < 0  # PAM's mean minus the rival's, in the quality's own direction
@@ -66,11 +75,12 @@ def compare(p, r, q: Quality, stats: dict) -> str:
         return (f"{lead}. Compared: test-split {q.short}, the mean of fresh seeds (the selecting runs excluded), "
                 f"{_fmt(q, sp['mean'])} ± {_fmt(q, sp['std'])} (n = {sp['n']}) against {_fmt(q, sr['mean'])} ± "
                 f"{_fmt(q, sr['std'])} (n = {sr['n']}); difference {w['diff']:+.4g}, 95% interval "
-                f"[{w['low']:+.4g}, {w['high']:+.4g}] (Welch, {w['df']:.1f} degrees of freedom).")
+                f"[{w['low']:+.4g}, {w['high']:+.4g}] (Welch, {w['df']:.1f} degrees of freedom).{left_out}")
     better = q.loss(p.user_attrs[q.key]) < q.loss(r.user_attrs[q.key])  # one split: the selecting runs' validation
-    return (f"Provisional (PAM {'ahead' if better else 'behind'}): the pair has not been re-trained with fresh seeds "
-            f"on the test split yet, so this compares the selecting runs' validation {q.short}: "
-            f"{_fmt(q, p.user_attrs[q.key])} against {_fmt(q, r.user_attrs[q.key])}.")
+    short = [f"trial {t.number} has {s['n'] if s else 0}" for t, s in ((p, sp), (r, sr)) if not s or s["n"] < 2]
+    return (f"Provisional (PAM {'ahead' if better else 'behind'}): fewer than 2 fresh-seed runs on the test split "
+            f"({' and '.join(short)}), so this compares the selecting runs' validation {q.short}: "
+            f"{_fmt(q, p.user_attrs[q.key])} against {_fmt(q, r.user_attrs[q.key])}.{left_out}")
 
 
 def _not_learned(pair, q: Quality, stats: dict, floors: dict | None) -> str:
@@ -82,7 +92,7 @@ def _not_learned(pair, q: Quality, stats: dict, floors: dict | None) -> str:
     return f"No capacity claim: {names} did not learn the task (below the higher memory-free floor + {MARGIN:g}). "
 
 
-def verdict(done, q: Quality, cost: str, stats: dict, floors: dict | None = None) -> str:
+def verdict(done, q: Quality, cost: str, stats: dict, floors: dict | None = None, lost: dict | None = None) -> str:
     """The best PAM-containing architecture (by validation) against the best PAM-free one at equal or lower cost."""
     p, r = verdict_pair(done, q, cost)
     if p is None:
@@ -99,10 +109,22 @@ def verdict(done, q: Quality, cost: str, stats: dict, floors: dict | None = None
     return (_not_learned((p, r), q, stats, floors) +
             f"At equal or lower {cost}: the best PAM-containing architecture by validation (trial {p.number}, "
             f"{mixers_of(p)}, {c(p)}) against the best PAM-free one at equal or lower cost (trial {r.number}, "
-            f"{mixers_of(r)}, {c(r)}); measured on {p.user_attrs.get(CARD, '?')}. " + compare(p, r, q, stats))
+            f"{mixers_of(r)}, {c(r)}); measured on {p.user_attrs.get(CARD, '?')}." + near_tie(p, r, cost) + " "
+            + compare(p, r, q, stats, lost))
 
 
-def equal_time_verdict(done, q: Quality, seconds: float, stats: dict, floors: dict | None = None) -> str:
+def near_tie(p, r, cost: str) -> str:
+    """A note where the PAM-free side is cheaper by less than NEAR of a measured time: single timings differ by more
+    from one process to the next, so the pair is one of equals, and the cost rule could as well have found none."""
+    a, b = p.user_attrs[cost], r.user_attrs[cost]
+    if not cost.startswith("latency") or a <= 0 or (a - b) / a >= NEAR:
+        return ""
+    return (f" The two costs differ by {100 * (a - b) / a:.2f}%, less than one timing's spread from one process to "
+            f"the next: read this as a pair of equal cost.")
+
+
+def equal_time_verdict(done, q: Quality, seconds: float, stats: dict, floors: dict | None = None,
+                       lost: dict | None = None) -> str:
     """Iso-time: every trial trained for the same measured step time, so quality alone picks the pair."""
     p, r = verdict_pair(done, q, None)
     if p is None:
@@ -112,7 +134,7 @@ def equal_time_verdict(done, q: Quality, seconds: float, stats: dict, floors: di
     return (_not_learned((p, r), q, stats, floors) +
             f"At equal training time ({seconds:g} s of measured training-step time each): the best PAM-containing "
             f"architecture by validation (trial {p.number}, {mixers_of(p)}, {tok(p)}) against the best PAM-free one "
-            f"(trial {r.number}, {mixers_of(r)}, {tok(r)}). " + compare(p, r, q, stats))
+            f"(trial {r.number}, {mixers_of(r)}, {tok(r)}). " + compare(p, r, q, stats, lost))
 
 
 def floor_note(study, done, q: Quality, stats: dict) -> str:

@@ -78,6 +78,24 @@ def test_the_verdict_compares_fresh_test_seeds_with_a_welch_interval():
     assert "Provisional (PAM ahead)" in verdict(done, q, "latency_train_ms", {})  # no fresh seeds yet
 
 
+def test_the_verdict_names_failed_seeds_the_side_without_seeds_and_a_pair_of_equal_cost():
+    from types import SimpleNamespace as NS
+
+    from archsearch.search.families import Quality
+    from archsearch.search.verdicts import verdict
+
+    q = Quality(NS(user_attrs={}))
+    done = [_trial(0, ["pam"], 50.0), _trial(1, ["softmax_attention"], 52.0)]
+    done[0].user_attrs["latency_train_ms"], done[1].user_attrs["latency_train_ms"] = 6.2384, 6.2286
+    stats = {0: {"values": [50.0, 51.0], "n": 2, "mean": 50.5, "std": 0.7}}
+    text = verdict(done, q, "latency_train_ms", stats, lost={1: [(2, "diverged: loss nan")]})
+    assert "The two costs differ by 0.16%, less than one timing's spread" in text  # 0.01 ms decides nothing
+    assert "fewer than 2 fresh-seed runs on the test split (trial 1 has 0)" in text
+    assert text.endswith("Left out, having failed: trial 1's seed 2 (diverged: loss nan).")
+    done[1].user_attrs["latency_train_ms"] = 5.0  # cheaper by 20%: a cost the timing resolves
+    assert "differ by" not in verdict(done, q, "latency_train_ms", stats)
+
+
 def test_a_pair_that_did_not_learn_recall_gets_no_capacity_claim():
     from types import SimpleNamespace as NS
 

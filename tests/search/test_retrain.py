@@ -136,25 +136,64 @@ def test_the_screen_qualifies_only_with_every_fidelity_run_finished_and_rank_agr
     assert screen_qualifies(study, seeds, q) == (None, "")  # no bar set: the report says nothing
     study.set_user_attr("fidelity_bar", {"min_rank": 0.8, "trials": 4, "factor": 4.0})
 
-    def longer(source, ppl, scale=4.0):
+    def longer(source, ppl, scale=4.0, seed=retrain.FIDELITY_SEED):  # the search's seed (0) + the fidelity offset
         seeds.add_trial(create_trial(state=TrialState.COMPLETE, value=ppl, user_attrs={
-            "source": source, "seed": 0, "scale": scale, "val_ppl": ppl}))
+            "source": source, "seed": seed, "scale": scale, "val_ppl": ppl}))
 
     for source, ppl in ((0, 0.5), (1, 1.0), (2, 2.5)):  # with 3 below: ranks (1, 2, 4, 3) against (1, 2, 3, 4)
         longer(source, ppl)
     longer(2, 2.5)  # the same trial re-trained twice (two hosts) counts once
     longer(3, 2.0, scale=2.0)  # a run at another factor is not one of the bar's
+    longer(3, 2.0, seed=0)  # nor one at the search's own seed (it would share the screen's luck)
     ok, why = screen_qualifies(study, seeds, q)
     assert ok is False and why.startswith("3 of its 4 fidelity runs have finished")
     longer(3, 2.0)
-    assert screen_qualifies(study, seeds, q) == (True, "ρ = 0.80 over 4 architectures (the bar: Spearman ≥ 0.8 over 4 "
-                                                       "architectures re-trained 4× longer)")
+    bar = ("Spearman ≥ 0.8 over 4 architectures spread over the ranking, with the verdicts' pairs added, re-trained "
+           "4× longer")
+    assert screen_qualifies(study, seeds, q) == (True, f"ρ = 0.80 over 4 architectures (the bar: {bar})")
     study.set_user_attr("fidelity_bar", {"min_rank": 0.9, "trials": 4, "factor": 4.0})
     assert screen_qualifies(study, seeds, q)[0] is False
     study.set_user_attr("fidelity_bar", {"min_rank": 0.8, "trials": 5, "factor": 4.0})
     assert screen_qualifies(study, seeds, q) == (False, "the search has 4 complete trials to re-train, fewer than 5 "
-                                                        "(the bar: Spearman ≥ 0.8 over 5 architectures re-trained 4× "
-                                                        "longer)")
+                                                        f"(the bar: {bar.replace('over 4', 'over 5')})")
+
+
+def test_a_fidelity_run_that_diverged_ranks_last_rather_than_never_finishing():
+    from archsearch.search.families import Quality
+    from archsearch.search.report import screen_qualifies
+    study = _study([(float(v), ["pam"], TrialState.COMPLETE) for v in (1, 2, 3)])
+    study.set_user_attr("fidelity_bar", {"min_rank": 0.8, "trials": 3, "factor": 4.0})
+    seeds = optuna.create_study()
+    for source, state, ppl in ((0, TrialState.COMPLETE, 0.5), (1, TrialState.COMPLETE, 1.5), (2, TrialState.FAIL, None)):
+        seeds.add_trial(create_trial(state=state, value=ppl, user_attrs={
+            "source": source, "seed": retrain.FIDELITY_SEED, "scale": 4.0,
+            **({"val_ppl": ppl} if ppl else {"failed_reason": "diverged: loss nan at step 9"})}))
+    ok, why = screen_qualifies(study, seeds, Quality(study))  # the worst trial diverged: the worst at 4x too
+    assert ok is True and why.startswith("ρ = 1.00 over 3 architectures")
+
+
+def test_the_fidelity_runs_include_the_verdicts_pair_and_use_a_seed_of_their_own():
+    study = _study([(1.0, ["softmax_attention"], TrialState.COMPLETE), (1.1, ["pam"], TrialState.COMPLETE)]
+                   + [(float(v), ["holographic"], TrialState.COMPLETE) for v in range(2, 9)])
+    study.set_user_attr("train_seconds", 12)  # iso-time: the verdict's pair is the best with PAM and the best without
+    budget = type("Budget", (), {"fidelity": {"trials": 3, "factor": 4.0}, "retrain": {"top_k": 0, "seeds": 0,
+                                                                                    "verdict_seeds": 0}})()
+    space = type("Space", (), {"search": type("Search", (), {"seed": 7, "retrain": None})()})()
+    fidelity = [(n, seed) for n, seed, scale in retrain.jobs(study, space, budget) if scale == 4.0]
+    # the spread: best (0), middle (4) and worst (8); and the verdicts' PAM side (1), a near-tie the spread misses
+    assert sorted(fidelity) == [(0, 107), (1, 107), (4, 107), (8, 107)]
+
+
+def test_a_queued_run_no_longer_wanted_is_dropped_and_a_failed_one_is_not_tried_again():
+    seeds = optuna.create_study()
+    retrain.enqueue(seeds, [(0, 1, 1.0), (1, 1, 1.0), (2, 100, 4.0)])
+    first = seeds.ask()  # (0, 1): claimed and diverged
+    seeds._storage.set_trial_user_attr(first._trial_id, "failed_reason", "diverged: loss nan")
+    seeds.tell(first, state=TrialState.FAIL)
+    assert retrain.enqueue(seeds, [(0, 1, 1.0), (1, 1, 1.0)]) == 0  # the ranking moved: (2, 100, 4) is no longer wanted
+    assert [retrain.job_key(t) for t in seeds.get_trials(states=(TrialState.WAITING,))] == [(1, 1, 1.0)]
+    assert retrain.failures(seeds) == {(0, 1, 1.0): "diverged: loss nan"}  # not the dropped run: it never ran
+    assert retrain.enqueue(seeds, [(0, 1, 1.0), (1, 1, 1.0), (2, 100, 4.0)]) == 1  # wanted again: queued again
 
 
 def test_an_interrupted_fidelity_run_is_retried_as_itself_at_its_longer_budget():
