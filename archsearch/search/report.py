@@ -13,7 +13,8 @@ from . import verify
 from .families import Quality, family, pam_fraction, verdict_cost, verdict_pair
 from .recovery import superseded
 from .retrain import FIDELITY_SEED, failed_seeds, failures, fidelity_pairs, fidelity_set, seed_stats, spearman, spread
-from .run_folder import CARD, FIDELITY_BAR, ISO_TIME, MATCHED, MIXERS, SAVED_CHECK, SCALE, SEED, SOURCE
+from .run_folder import (CARD, FIDELITY_BAR, ISO_TIME, MATCHED, MIXERS, SAVED_CHECK, SCALE, SEED, SOURCE,
+                         TRAIN_SPLIT_TOKENS, TRAIN_TOKENS)
 from .summary import summary
 from .verdicts import equal_time_verdict, floor_of, floor_note, verdict
 
@@ -151,10 +152,17 @@ def fidelity_section(study, seeds, q: Quality, done) -> list[str]:
              f"screen ranks as the longer budget does).{verdict}"]
     orders = _pair_orders(study, done, q, longer, factor)
     lines += ["", *orders] if orders else []
-    lines += ["", f"| trial | mixers | screen {q.short} | {factor:g}× budget {q.short} |", "|---|---|---|---|"]
+    split = study.user_attrs.get(TRAIN_SPLIT_TOKENS)
+
+    def tokens(n):  # the longer run's tokens, and the passes over the train split they make (epochs)
+        t = study.trials[n].user_attrs.get(TRAIN_TOKENS)
+        return "–" if t is None else f"{t * factor:,.0f}" + (f" ({t * factor / split:.2f})" if split else "")
+    lines += ["", f"| trial | mixers | screen {q.short} | {factor:g}× budget {q.short} | {factor:g}× tokens (passes "
+                  f"over the train split) |", "|---|---|---|---|---|"]
     for n, (a, b) in sorted(longer.items(), key=lambda kv: q.loss(kv[1][0])):
         shown = f"failed ({lost[n]}): ranked last" if n in lost and abs(b) == float("inf") else f"{b:.4g}"
-        lines.append(f"| {n} | {'+'.join(study.trials[n].user_attrs.get(MIXERS, []))} | {a:.4g} | {shown} |")
+        lines.append(f"| {n} | {'+'.join(study.trials[n].user_attrs.get(MIXERS, []))} | {a:.4g} | {shown} | "
+                     f"{tokens(n)} |")
     return lines
 
 
