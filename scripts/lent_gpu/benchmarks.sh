@@ -1,6 +1,7 @@
 # The benchmarks of issue 27 on a GPU machine lent in calls of at most ~10 minutes: runs the named ones in order,
 # each with what is left of the call (END s from its start, 20 s kept for the copy back), and stops before one it
-# cannot start with at least MIN s. Each writes its output to $OUT/NAME.log and its compiler logs to $OUT/NAME.err.
+# cannot start with at least MIN s. Each writes its output to $OUT/NAME.log and its compiler logs to $OUT/NAME.err
+# (and NAME.parent.err).
 # A warm machine keeps inductor's and Triton's caches (/tmp), so a later call compiles less.
 #   RUN="e2e decode64" END=585 bash scripts/lent_gpu/benchmarks.sh
 start=$(date +%s)
@@ -14,13 +15,17 @@ declare -A CMD=(
     [rungs]="benchmarks/rungs.py --rungs 2m 6m"
     [loop]="benchmarks/train_loop.py --rungs 2m 20m --families transformer pam_real gla --processes 1"
     [mixers]="benchmarks/mixers.py --sweep 2048 32768"
+    # where the 100M training steps go, compiled (the trace stays on the machine: only the op tables come back)
+    [profile_pam]="-m archsearch profile examples/paper_pam_100m.yaml --compile --batch 8 --seq-len 2048 --steps 3 --vocab 50257 --ops 40 --logdir /tmp/prof_pam"
+    [profile_gpt2]="-m archsearch profile examples/gpt2_100m.yaml --compile --batch 8 --seq-len 2048 --steps 3 --vocab 50257 --ops 40 --logdir /tmp/prof_gpt2"
 )
 for name in ${RUN:-e2e decode64 rungs loop mixers sweep}; do
     [ -n "${CMD[$name]}" ] || { echo "benchmarks.sh: no benchmark named $name (${!CMD[*]})"; exit 2; }
     left=$(( END - 20 - ($(date +%s) - start) ))
     if [ "$left" -lt "$MIN" ]; then echo "$name: not started, ${left} s left"; break; fi
     echo "=== $name (${left} s left): python3 ${CMD[$name]}"
-    # fresh.py's --log keeps the child processes' compiler logs; the parent's own stderr goes to the same folder
-    timeout "$left" python3 ${CMD[$name]} --log $OUT/$name.err 2>>$OUT/$name.parent.err | tee $OUT/$name.log
+    # a benchmark's --log (fresh.py) keeps its child processes' compiler logs; every command's own stderr goes beside
+    log=""; [[ ${CMD[$name]} == benchmarks/* ]] && log="--log $OUT/$name.err"
+    timeout "$left" python3 ${CMD[$name]} $log 2>>$OUT/$name.parent.err | tee $OUT/$name.log
     echo "=== $name: exit ${PIPESTATUS[0]} after $(( $(date +%s) - start )) s"
 done
