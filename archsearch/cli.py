@@ -216,10 +216,13 @@ def cmd_report(args) -> int:
     from .search.run_folder import load
 
     if is_ladder_folder(Path(args.out_dir)):
+        if args.recheck:
+            raise SpecError(Loc("--recheck"), "for a search's folder; a ladder's report checks each run's saved "
+                                              "weights once (docs/ladder.md)")
         print(f"wrote {write_ladder_report(Path(args.out_dir), args.storage)} and its plots")
         return 0
     study, seeds = load(Path(args.out_dir), args.storage)
-    path = write_report(study, Path(args.out_dir), seeds)
+    path = write_report(study, Path(args.out_dir), seeds, recheck=args.recheck)
     print(f"wrote {path} and its plots")
     return 0
 
@@ -280,6 +283,9 @@ def parser() -> argparse.ArgumentParser:
     rp = sub.add_parser("report", help="write report.md and plots for a study (also written at the end of run)")
     rp.add_argument("out_dir", help="the output folder of `archsearch run`")
     rp.add_argument("--storage", help="the study's Optuna storage URL, when it is not in OUT_DIR")
+    rp.add_argument("--recheck", action="store_true", help="evaluate every saved weights file in OUT_DIR again in this "
+                                                           "process, also those an earlier check covered (a fresh "
+                                                           "process's check before publishing)")
     rp.set_defaults(fn=cmd_report)
     rt = sub.add_parser("retime", help="a ladder's training speed timed again on this card with the trainer's current "
                                        "loop, for the cells whose runs another card or loop timed (docs/ladder.md)")

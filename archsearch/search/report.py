@@ -204,15 +204,15 @@ def _seeds_table(study, q: Quality, stats: dict, lost: dict) -> list[str]:
     return lines
 
 
-def write_report(study, out: Path, seeds=None, check: bool = True) -> Path:
-    """report.md and its plots in `out`; with `check`, every number whose weights are in `out` is first evaluated
-    again from them (verify.py)."""
+def write_report(study, out: Path, seeds=None, check: bool = True, recheck: bool = False) -> Path:
+    """report.md and its plots in `out`; with `check`, every number whose weights are in `out` and that no earlier
+    check covers is first evaluated again from them (verify.py); with `recheck`, every one whose weights are here."""
     out.mkdir(parents=True, exist_ok=True)
     gone = superseded(study.trials)
     q = Quality(study)
     done = [t for t in study.trials if t.state == TrialState.COMPLETE and q.key in t.user_attrs and t.number not in gone]
     stats = seed_stats(study, seeds, q.test_key)
-    saved = verify.check_saved(study, seeds, out) if check else (study.user_attrs.get(SAVED_CHECK) or {})
+    saved = verify.check_saved(study, seeds, out, recheck) if check else (study.user_attrs.get(SAVED_CHECK) or {})
     floors = floor_of(study)
     lines = [f"# Study `{study.study_name}`", "", "```", summary(study), "```", ""]
     if done:

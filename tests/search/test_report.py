@@ -24,6 +24,24 @@ def test_report_from_a_smoke_study(smoke_study):
     assert r.returncode == 0 and (out / "report.md").read_text() == text
 
 
+def test_recheck_evaluates_every_saved_weights_file_again_in_this_process(smoke_study, tmp_path, capsys):
+    import shutil
+
+    import optuna
+
+    out = tmp_path / "copy"
+    shutil.copytree(smoke_study[0], out)
+    study = optuna.load_study(study_name="smoke", storage=f"sqlite:///{out / 'study.db'}")
+    check = study.user_attrs["saved_check"]
+    label = next(iter(check))
+    study.set_user_attr("saved_check", {**check, label: {**check[label], "again": -1.0}})  # as if a check had lied
+    assert cli.main(["report", str(out)]) == 0  # an earlier check is kept: nothing evaluated again
+    assert study.user_attrs["saved_check"][label]["again"] == -1.0
+    assert cli.main(["report", str(out), "--recheck"]) == 0
+    assert study.user_attrs["saved_check"] == check  # every file evaluated again: the same numbers as first recorded
+    capsys.readouterr()
+
+
 def test_report_without_a_study_is_one_line(tmp_path, capsys):
     # the CLI in this process: its one-line error without a process start (the test above runs the command)
     assert cli.main(["report", str(tmp_path)]) == 2
