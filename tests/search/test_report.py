@@ -129,3 +129,9 @@ def test_a_pair_that_did_not_learn_recall_gets_no_capacity_claim():
     stats = {0: {"mean": 0.188, "std": 0.01, "n": 2, "values": [0.178, 0.198]}}
     assert "No capacity claim" not in verdict(done, q, "latency_train_ms", stats,
                                               floors={"validation": 0.091, "test": 0.085})
+
+
+def test_recheck_on_a_ladders_folder_is_one_line(root, capsys):
+    assert cli.main(["report", str(root / "docs/results/scaling_wiki"), "--recheck"]) == 2  # nothing written
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("--recheck: for a search's folder")
