@@ -354,14 +354,15 @@ def test_every_replay_of_a_graphed_step_draws_fresh_dropout_masks(mixer, model_d
     families unequally (GPT-2 drops at more sites than PAM). Without dropout the same batch gives the same loss and
     gradients at every replay (up to the order of atomic adds in some backward kernels), so a change is the masks.
     At initialisation the loss barely feels attention's dropout (outputs are near uniform): the gradients tell."""
-    from archsearch.graph_step import GraphedMicroStep, LMLoss
+    from archsearch.graph_step import GraphedMicroStep, LMLoss, compile_afresh
 
     x = torch.randint(0, 100, (4, 64), device="cuda")
     y = torch.roll(x, -1, 1)
 
     def replays(dropout, block_config):
         model = _model(mixer, dropout, block_config).train()
-        step = GraphedMicroStep(torch.compile(LMLoss(model)) if compiled else LMLoss(model), nullcontext(), accum=1)
+        # compiled afresh, as the trainer does: past dynamo's recompile limit a model would run eagerly, unsaid
+        step = GraphedMicroStep(compile_afresh(LMLoss(model)) if compiled else LMLoss(model), nullcontext(), accum=1)
         seen = []
         for _ in range(4):
             for p in model.parameters():  # the captured backward adds into these tensors: zero them in place

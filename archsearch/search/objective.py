@@ -60,6 +60,9 @@ def worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
+DIVERGED = "diverged"  # how the reason of a run that diverged begins (retrain.failures: never tried again)
+
+
 class TrialFailed(Exception):
     """A training run that ended without a result: the reason is recorded on the trial."""
 
@@ -135,7 +138,7 @@ class Objective:
             result, final, state = train_then_score(ir, spec.train, self.task, ctx.seq_len, ctx.device, splits,
                                                     on_eval=on_eval, progress=self.progress, label=label)
             if result.status == "diverged":
-                raise TrialFailed(f"diverged: {result.reason}")
+                raise TrialFailed(f"{DIVERGED}: {result.reason}")
             info = {"tokens_per_s": result.tokens_per_s, "train_seconds": result.seconds}
             if result.status == "stopped":
                 return {**info, "stopped": f"pruned on intermediate validation loss at step {result.steps}"}, None

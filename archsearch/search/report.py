@@ -12,9 +12,10 @@ from optuna.trial import TrialState
 from . import verify
 from .families import Quality, family, pam_fraction, verdict_cost, verdict_pair
 from .recovery import superseded
-from .retrain import FIDELITY_SEED, failed_seeds, failures, fidelity_pairs, fidelity_set, seed_stats, spearman, spread
-from .run_folder import (CARD, FIDELITY_BAR, ISO_TIME, MATCHED, MIXERS, SAVED_CHECK, SCALE, SEED, SOURCE,
-                         TRAIN_SPLIT_TOKENS, TRAIN_TOKENS)
+from .retrain import (FIDELITY_SEED, failed_seeds, failures, fidelity_pairs, fidelity_set, job_key, seed_stats,
+                      spearman, spread)
+from .run_folder import (CARD, FIDELITY_BAR, ISO_TIME, MATCHED, MIXERS, SAVED_CHECK, SEED, TRAIN_SPLIT_TOKENS,
+                         TRAIN_TOKENS)
 from .summary import summary
 from .verdicts import equal_time_verdict, floor_of, floor_note, verdict
 
@@ -85,23 +86,32 @@ def _history(study, path: Path) -> None:
     plt.close(fig)
 
 
-def _fidelity(study, seeds, q: Quality) -> tuple[dict | None, list[int], dict[int, tuple[float, float]]]:
-    """(the bar or None, the trials it names: the fidelity set, {trial: (screen, longer budget)} of those whose
-    longer run has finished, a failed one at the worst value). Without a bar: every finished fidelity run."""
+def _fidelity(study, seeds, q: Quality):
+    """(the bar or None, the trials it names, {trial: (screen, longer budget)} of those whose longer run finished (one
+    that diverged at the worst value), the factor, the runs' seed offset). With a bar: the fidelity set at seed +
+    FIDELITY_SEED. Without one: the finished runs at seed + FIDELITY_SEED, or at the screen's own seed where a study
+    from before has only those."""
     bar = study.user_attrs.get(FIDELITY_BAR)
     worst = q.sign * float("inf")
-    if not bar:
-        _, pairs = fidelity_pairs(study, seeds, q.key, worst=worst)
-        return None, [n for n, _, _ in pairs], {n: (a, b) for n, a, b in pairs}
-    want = [t.number for t in fidelity_set(study, bar["trials"])]  # the screen's ranking as it stands now
-    _, pairs = fidelity_pairs(study, seeds, q.key, bar["factor"], worst, FIDELITY_SEED)
-    return bar, want, {n: (a, b) for n, a, b in pairs if n in want}
+    if bar:
+        want, factor, offset = [t.number for t in fidelity_set(study, bar["trials"])], bar["factor"], FIDELITY_SEED
+    else:
+        want = None
+        factor, pairs = fidelity_pairs(study, seeds, q.key, worst=worst, seed=FIDELITY_SEED)
+        offset = FIDELITY_SEED if pairs else 0
+        if not pairs:
+            factor, _ = fidelity_pairs(study, seeds, q.key, worst=worst, seed=0)
+    longer: dict[int, tuple[float, float]] = {}
+    for n, a, b in fidelity_pairs(study, seeds, q.key, factor or None, worst, offset)[1]:
+        if want is None or n in want:
+            longer.setdefault(n, (a, b))  # a run made twice (two hosts) counts once
+    return bar, want if want is not None else sorted(longer), longer, factor, offset
 
 
 def screen_qualifies(study, seeds, q: Quality) -> tuple[bool | None, str]:
     """Whether the budget's screen may be used, by its bar (`fidelity: {min_rank: R}`): (True, why), (False, why),
     or (None, "") where the budget sets no bar."""
-    bar, want, longer = _fidelity(study, seeds, q)
+    bar, want, longer, _, _ = _fidelity(study, seeds, q)
     if not bar:
         return None, ""
     n = bar["trials"]
@@ -125,42 +135,48 @@ def _pair_orders(study, done, q: Quality, longer: dict, factor: float) -> list[s
         if p is None or r is None or p.number not in longer or r.number not in longer:
             continue
         (ps, pl), (rs, rl) = longer[p.number], longer[r.number]
+        head = f"The pair at {what} (trial {p.number} with PAM, trial {r.number} without)"
+        lost = [t.number for t, v in ((p, pl), (r, rl)) if abs(v) == float("inf")]
+        if lost:
+            out.append(f"{head}: trial {' and '.join(map(str, lost))} diverged at {factor:g}× the budget.")
+            continue
         same = (q.loss(ps) < q.loss(rs)) == (q.loss(pl) < q.loss(rl))
-        out.append(f"The pair at {what} (trial {p.number} with PAM, trial {r.number} without), {q.short} at the "
-                   f"screen's budget {ps:.4g} against {rs:.4g}, at {factor:g}× {pl:.4g} against {rl:.4g}: "
-                   + ("the same order." if same else "**the order reverses**."))
+        out.append(f"{head}, {q.short} at the screen's budget {ps:.4g} against {rs:.4g}, at {factor:g}× {pl:.4g} "
+                   f"against {rl:.4g}: " + ("the same order." if same else "**the order reverses**."))
     return out
 
 
 def fidelity_section(study, seeds, q: Quality, done) -> list[str]:
-    bar, want, longer = _fidelity(study, seeds, q)
+    bar, want, longer, factor, offset = _fidelity(study, seeds, q)
     if len(longer) < 3:
         return []
-    factor = bar["factor"] if bar else fidelity_pairs(study, seeds, q.key)[0]
     rho = spearman([longer[n][0] for n in want if n in longer], [longer[n][1] for n in want if n in longer])
     ok, why = screen_qualifies(study, seeds, q)
     verdict = ("" if ok is None else f" **The screen {'qualifies' if ok else 'does not qualify'}**: {why}.")
-    lost = {src: why for (src, _, scale), why in failures(seeds).items() if scale != 1.0}
-    own = {t.number: t.user_attrs.get(SEED) for t in study.trials}
-    same_seed = all(j.user_attrs.get(SEED) == own.get(j.user_attrs.get(SOURCE)) for j in seeds.trials
-                    if j.state == TrialState.COMPLETE and j.user_attrs.get(SCALE, 1.0) != 1.0)
+    lost = {src: why for (src, _, scale), why in failures(seeds).items() if scale == factor}
     chosen = "spread over the screen's ranking" + (", and the verdicts' pairs," if bar else "")
     lines = ["", "## Screening fidelity", "",
              f"{len(longer)} trials {chosen} trained again for {factor:g}× the budget, "
-             + ("with the screen run's own seed" if same_seed else "each with a seed of its own")
+             + ("each with a seed of its own" if offset else "with the screen run's own seed")
              + f". Spearman rank correlation of {q.short} between the two budgets over them: **{rho:.2f}** (1: the "
              f"screen ranks as the longer budget does).{verdict}"]
     orders = _pair_orders(study, done, q, longer, factor)
     lines += ["", *orders] if orders else []
     split = study.user_attrs.get(TRAIN_SPLIT_TOKENS)
+    ran = {}  # each longer run's own record of its tokens (a study without iso-time has no source tokens to scale)
+    for j in seeds.trials:
+        source, seed, scale = job_key(j)
+        if scale == factor and seed == study.trials[source].user_attrs.get(SEED, 0) + offset:
+            ran.setdefault(source, j.user_attrs.get(TRAIN_TOKENS))
 
     def tokens(n):  # the longer run's tokens, and the passes over the train split they make (epochs)
         t = study.trials[n].user_attrs.get(TRAIN_TOKENS)
-        return "–" if t is None else f"{t * factor:,.0f}" + (f" ({t * factor / split:.2f})" if split else "")
+        t = t * factor if t is not None else ran.get(n)
+        return "–" if t is None else f"{t:,.0f}" + (f" ({t / split:.2f})" if split else "")
     lines += ["", f"| trial | mixers | screen {q.short} | {factor:g}× budget {q.short} | {factor:g}× tokens (passes "
                   f"over the train split) |", "|---|---|---|---|---|"]
     for n, (a, b) in sorted(longer.items(), key=lambda kv: q.loss(kv[1][0])):
-        shown = f"failed ({lost[n]}): ranked last" if n in lost and abs(b) == float("inf") else f"{b:.4g}"
+        shown = f"diverged ({lost[n]}): ranked last" if n in lost and abs(b) == float("inf") else f"{b:.4g}"
         lines.append(f"| {n} | {'+'.join(study.trials[n].user_attrs.get(MIXERS, []))} | {a:.4g} | {shown} | "
                      f"{tokens(n)} |")
     return lines
@@ -189,16 +205,16 @@ def _seeds_table(study, q: Quality, stats: dict, lost: dict) -> list[str]:
     lines = ["", "## Re-trained with fresh seeds: test split", "",
              f"The top trials, each family's best and the verdicts' pairs, trained again with seeds the search did not "
              f"use and scored from their saved weights on the test split (the search selected on validation). Test "
-             f"{q.short}: mean ± standard deviation over the runs that finished; a run that failed (diverged, out of "
-             f"memory) is named and left out, and not tried again.", "",
+             f"{q.short}: mean ± standard deviation over the runs that finished; a run that diverged is named, left out and "
+             f"not tried again.", "",
              f"| trial | family | mixers | validation {q.short} (search run) | test {q.short} | seeds | each seed |",
              "|---|---|---|---|---|---|---|"]
     rows = sorted(stats.items(), key=lambda kv: q.loss(kv[1]["mean"]))
-    rows += [(n, {"n": 0, "values": []}) for n in sorted(lost) if n not in stats]  # every run of it failed
+    rows += [(n, {"n": 0, "values": []}) for n in sorted(lost) if n not in stats]  # every run of it diverged
     for n, s in rows:
         a = study.trials[n].user_attrs
         mean = (f"{s['mean']:.4g}" + (f" ± {s['std']:.2g}" if s["n"] > 1 else "")) if s["n"] else "–"
-        each = [f"{v:.4g}" for v in s["values"]] + [f"seed {seed} failed ({why})" for seed, why in lost.get(n, [])]
+        each = [f"{v:.4g}" for v in s["values"]] + [f"seed {seed}: {why}" for seed, why in lost.get(n, [])]
         lines.append(f"| {n} | {family(a.get(MIXERS, []))} | {'+'.join(a.get(MIXERS, []))} | "
                      f"{a[q.key]:.4g} | {mean} | {s['n']} | " + ", ".join(each) + " |")
     return lines

@@ -15,12 +15,14 @@ import time
 from dataclasses import replace
 
 import torch
+from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import FixedTrial, TrialState
 
+from ..errors import SpecError
 from ..saved import PREFIX
 from . import interrupts
 from .families import Quality, family, verdict_cost, verdict_pair
-from .objective import Objective, TrialFailed, result_quality, worker_id
+from .objective import DIVERGED, Objective, TrialFailed, result_quality, worker_id
 from .recovery import INTERRUPTED, SUPERSEDED, counted, heartbeat, superseded
 from .run_folder import (FAILED_REASON, ISO_TIME, LR, MIXERS, SCALE, SEED, SOURCE, SPEC_FILE, TRAIN_TOKENS, WORKER,
                          run_weights_path, trial_spec)
@@ -97,24 +99,26 @@ def job_key(t) -> tuple:
 
 
 def failures(seeds_study) -> dict[tuple, str]:
-    """{(source, seed, scale): why} of the runs that failed for a reason of their own (diverged, out of memory, an
-    error): not an interruption or a lost host that a later run retries (recovery.py), nor a run no longer wanted."""
+    """{(source, seed, scale): why} of the runs that diverged and never finished since: a property of the
+    architecture at that seed, so the run is not tried again (a mean over the seeds that converged on a retry would
+    favour the unstable side). Other failures (out of memory beside another worker, an error, a lost host) are the
+    machine's: the next call runs them again."""
     trials = seeds_study.get_trials(deepcopy=False) if seeds_study is not None else []
     gone = superseded(trials)
-    return {job_key(t): t.user_attrs.get(FAILED_REASON, "failed") for t in trials
-            if t.state == TrialState.FAIL and t.number not in gone
-            and t.user_attrs.get(FAILED_REASON) not in (INTERRUPTED, SUPERSEDED)}
+    finished = {job_key(t) for t in trials if t.state == TrialState.COMPLETE}
+    return {job_key(t): t.user_attrs[FAILED_REASON] for t in trials
+            if t.state == TrialState.FAIL and t.number not in gone and job_key(t) not in finished
+            and str(t.user_attrs.get(FAILED_REASON, "")).startswith(DIVERGED)}
 
 
 def enqueue(seeds_study, wanted: list[tuple[int, int, float]]) -> int:
-    """Enqueue the runs not already done, waiting, running or failed for a reason of their own (a failed run is not
-    tried again: a mean over the seeds that converged on a retry would favour the unstable side), and
-    drop the waiting runs no longer wanted (the ranking they were chosen from has changed since). Returns how many
-    runs were enqueued."""
+    """Enqueue the runs not already done, waiting, running or diverged (`failures`), and drop the waiting runs no
+    longer wanted (the ranking they were chosen from has changed since). Returns how many runs were enqueued."""
     keys = set(wanted)
+    storage = seeds_study._storage  # Optuna's tell() takes only running trials; a waiting one is set directly
     for t in seeds_study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
-        if job_key(t) not in keys:
-            storage = seeds_study._storage  # Optuna's tell() takes only running trials; a waiting one is set directly
+        # read again just before: a worker on another host may have claimed it since (a claimed run is left alone)
+        if job_key(t) not in keys and storage.get_trial(t._trial_id).state == TrialState.WAITING:
             storage.set_trial_user_attr(t._trial_id, FAILED_REASON, SUPERSEDED)
             storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
     have = {job_key(t) for t in seeds_study.get_trials(deepcopy=False)
@@ -175,7 +179,10 @@ def run_jobs(seeds_study, study, storage, objective: Objective, echo=print, dead
                 return ran
         with interrupts.held():  # claimed and named together: a claim without its worker would never be freed
             # the atomic claim Optuna itself uses to hand an enqueued trial to one worker
-            if not storage.set_trial_state_values(job._trial_id, TrialState.RUNNING):
+            try:
+                if not storage.set_trial_state_values(job._trial_id, TrialState.RUNNING):
+                    continue
+            except UpdateFinishedTrialError:  # dropped as no longer wanted by another host's enqueue meanwhile
                 continue
             storage.set_trial_user_attr(job._trial_id, WORKER, worker_id())
         ran += 1
@@ -188,10 +195,17 @@ def _run_one(job, seeds_study, study, storage, objective: Objective, echo) -> No
     what = f"trial {source} seed {seed}" + (f" at {scale:g}× the budget" if scale != 1.0 else "")
     put = lambda k, v: storage.set_trial_user_attr(job._trial_id, k, v)  # noqa: E731
     src = study.trials[source]
-    if SPEC_FILE in src.user_attrs:  # what the trial trained, not the space's file as it reads now (it may be edited)
-        spec = trial_spec(objective.out, src)
-    else:  # a study from before trials kept their spec files
-        spec, _ = objective.spec_of(FixedTrial(src.params, source), label=f"trial{source}-seed{seed}")
+    try:
+        if SPEC_FILE in src.user_attrs:  # what the trial trained, not the space's file as it reads now (may be edited)
+            spec = trial_spec(objective.out, src)
+        else:  # a study from before trials kept their spec files
+            spec, _ = objective.spec_of(FixedTrial(src.params, source), label=f"trial{source}-seed{seed}")
+    except SpecError as e:  # the run is claimed: it fails (the next call tries it again), the others go on
+        with interrupts.held():
+            put(FAILED_REASON, f"spec: {e}")
+            seeds_study.tell(job.number, state=TrialState.FAIL)
+        echo(f"retrain {what}: failed: {e}")
+        return
     tokens = round(src.user_attrs.get(TRAIN_TOKENS, spec.train.tokens) * scale)  # iso-time: the source's budget
     spec = replace(spec, train=replace(spec.train, seed=seed, lr=src.user_attrs.get(LR, spec.train.lr),
                                        tokens=tokens, device=objective.device or spec.train.device))
@@ -225,8 +239,8 @@ def _run_one(job, seeds_study, study, storage, objective: Objective, echo) -> No
 
 
 def failed_seeds(study, seeds_study) -> dict[int, list[tuple[int, str]]]:
-    """{trial number: [(seed, why)]} of its fresh-seed runs at the search's budget that failed for a reason of their
-    own (diverged, out of memory): left out of its mean, and said so wherever the mean is shown."""
+    """{trial number: [(seed, why)]} of its fresh-seed runs at the search's budget that diverged (`failures`): left
+    out of its mean, and said so wherever the mean is shown."""
     own = {t.number: t.user_attrs.get(SEED) for t in study.trials}
     out: dict[int, list[tuple[int, str]]] = {}
     for (source, seed, scale), why in sorted(failures(seeds_study).items()):

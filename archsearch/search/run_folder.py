@@ -193,15 +193,30 @@ def timed_cards(study) -> set[str]:
             if CARD in t.user_attrs}
 
 
-def same_budget(study, name: str, loc: Loc) -> None:
+def same_budget(study, name: str, settings: dict, loc: Loc) -> None:
     """A study resumes under the budget it began with: another's iso-time seconds, fidelity bar and re-training
-    settings would be written over the ones its trials ran under (a GPU machine's default budget is not a CPU's)."""
-    began = study.user_attrs.get(BUDGET)  # None: a new study, or one from before the budget was recorded
-    if began is not None and began != name:
+    settings would be written over the ones its trials ran under (a GPU machine's default budget is not a CPU's).
+    `settings`: {attribute: value} this budget would record (ISO_TIME, FIDELITY_BAR), which tell a study from before
+    the budget's name was recorded. The name is recorded once the study has trials."""
+    began = study.user_attrs.get(BUDGET)
+    if began is None:
+        differ = [k for k, v in settings.items() if k in study.user_attrs and study.user_attrs[k] != v]
+        if differ and study.trials:
+            raise SpecError(loc, f"study '{study.study_name}' ran under another budget than '{name}' (its "
+                                 f"{', '.join(differ)} differ): resume it with the --budget it ran under, or start a "
+                                 f"new study elsewhere (--out)")
+    elif began != name:
         raise SpecError(loc, f"study '{study.study_name}' ran under the '{began}' budget, and this is '{name}': "
                              f"resume it with --budget {began}, or start a new study elsewhere (--out)")
-    if began is None:
+    if began is None and study.trials:
         study.set_user_attr(BUDGET, name)
+
+
+def fidelity_bar(budget) -> dict | None:
+    """What a budget records as its fidelity bar (FIDELITY_BAR), or None where it sets none."""
+    f = budget.fidelity or {}
+    return ({"min_rank": float(f["min_rank"]), "trials": f["trials"], "factor": float(f["factor"])}
+            if "min_rank" in f else None)
 
 
 def same_card(study, device, loc: Loc) -> None:

@@ -29,8 +29,8 @@ from .rdb import BudgetSpent, SearchRDBStorage
 from .recovery import counted, recover
 from .report import write_report
 from .run_folder import (BASELINE, DATA, FIDELITY_BAR, FLOORS, ISO_TIME, MATCHED, QUALITY, REFERENCE, RETRY_OF,
-                         VERDICT_COST, VOCAB, default_storage, load_seeds, make_storage, profile_path, same_budget,
-                         same_card, same_tokens, seeds_study_name, trial_spec)
+                         VERDICT_COST, VOCAB, default_storage, fidelity_bar, load_seeds, make_storage, profile_path,
+                         same_budget, same_card, same_tokens, seeds_study_name, trial_spec)
 from .sampling import first_choice, template_for, with_data
 from .space import load_space, options, pareto_costs
 from .summary import progress_line, summary
@@ -145,8 +145,9 @@ class Setup:
         same_tokens(self.study, task, Loc("--data" if data else self.space.file, 0, "" if data else "spec.task.data"))
         same_card(self.study, self.context.device, Loc("--device" if device else self.space.file, 0,
                                                         "" if device else "spec.train.device"))
-        same_budget(self.study, self.budget_name, Loc("--budget" if budget else self.space.file, 0,
-                                                      "" if budget else "search.budgets"))
+        same_budget(self.study, self.budget_name, {ISO_TIME: self.budget.train_seconds,
+                                                   FIDELITY_BAR: fidelity_bar(self.budget)},
+                    Loc("--budget" if budget else self.space.file, 0, "" if budget else "search.budgets"))
         task.check_length(self.context.seq_len)  # data too short for the budget's windows: one line before any trial
         self.objective = Objective(self.space, task, self.budget, self.out, device=device)
 
@@ -191,9 +192,7 @@ def prepare(setup: Setup, echo=print, workers: int = 1) -> None:
         found = {split: floors(setup.context.seq_len, split) for split in ("validation", "test")}
         if study.user_attrs.get(FLOORS) != found:
             study.set_user_attr(FLOORS, found)
-    f = setup.budget.fidelity or {}
-    bar = ({"min_rank": float(f["min_rank"]), "trials": f["trials"], "factor": float(f["factor"])}
-           if "min_rank" in f else None)
+    bar = fidelity_bar(setup.budget)
     if study.user_attrs.get(FIDELITY_BAR) != bar:
         study.set_user_attr(FIDELITY_BAR, bar)  # the report says whether the screen may be used
     if study.user_attrs.get(ISO_TIME) != setup.budget.train_seconds:

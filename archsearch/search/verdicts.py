@@ -54,10 +54,10 @@ def learned(t, q: Quality, stats: dict, floors: dict | None) -> bool:
 
 
 def _left_out(pair, lost: dict) -> str:
-    """' Left out of these means: …' for the pair's fresh-seed runs that failed, else ''."""
+    """' Left out, having diverged: …' for the pair's fresh-seed runs that diverged, else ''."""
     said = [f"trial {t.number}'s seed{'s' if len(lost[t.number]) > 1 else ''} "
             + ", ".join(f"{seed} ({why})" for seed, why in lost[t.number]) for t in pair if lost.get(t.number)]
-    return f" Left out, having failed: {'; '.join(said)}." if said else ""
+    return f" Left out, having diverged: {'; '.join(said)}." if said else ""
 
 
 def compare(p, r, q: Quality, stats: dict, lost: dict | None = None) -> str:

@@ -19,9 +19,9 @@ def _evaluator(out):
     return lambda t, path, splits: evaluate(trial_spec(out, t), path, splits)
 
 
-def check_saved(study, seeds, out, again: bool = False) -> dict:
+def check_saved(study, seeds, out, recheck: bool = False) -> dict:
     """{label: {"metric", "recorded", "again"}} for every trial and run whose weights are here, merged into (and
-    stored as) the study's earlier check; `again`: every one whose weights are here is evaluated anew (in this
+    stored as) the study's earlier check; `recheck`: every one whose weights are here is evaluated anew (in this
     process: a check made in a fresh process, not the training one), not only those not checked before."""
     q = Quality(study)
     done = dict(study.user_attrs.get(SAVED_CHECK) or {})
@@ -41,7 +41,7 @@ def check_saved(study, seeds, out, again: bool = False) -> dict:
     for label, t, path, split, recorded in todo:
         if label in done and done[label]["recorded"] != recorded:
             del done[label]  # the label holds another run's number now (a retried run): its check is not this one's
-        if (label in done and not again) or not path.is_file():
+        if (label in done and not recheck) or not path.is_file():
             continue
         again = evaluate(t, path, (split,))[PREFIX[split] + q.short]
         done[label] = {"metric": PREFIX[split] + q.short, "recorded": recorded, "again": again}

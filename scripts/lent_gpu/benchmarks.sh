@@ -26,6 +26,6 @@ for name in ${RUN:-e2e decode64 rungs loop mixers sweep}; do
     echo "=== $name (${left} s left): python3 ${CMD[$name]}"
     # a benchmark's --log (fresh.py) keeps its child processes' compiler logs; every command's own stderr goes beside
     log=""; [[ ${CMD[$name]} == benchmarks/* ]] && log="--log $OUT/$name.err"
-    timeout "$left" python3 ${CMD[$name]} $log 2>>$OUT/$name.parent.err | tee $OUT/$name.log
+    timeout -k 10 "$left" python3 ${CMD[$name]} $log 2>>$OUT/$name.parent.err | tee $OUT/$name.log
     echo "=== $name: exit ${PIPESTATUS[0]} after $(( $(date +%s) - start )) s"
 done

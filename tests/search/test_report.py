@@ -33,10 +33,11 @@ def test_recheck_evaluates_every_saved_weights_file_again_in_this_process(smoke_
     shutil.copytree(smoke_study[0], out)
     study = optuna.load_study(study_name="smoke", storage=f"sqlite:///{out / 'study.db'}")
     check = study.user_attrs["saved_check"]
-    label = next(iter(check))
-    study.set_user_attr("saved_check", {**check, label: {**check[label], "again": -1.0}})  # as if a check had lied
-    assert cli.main(["report", str(out)]) == 0  # an earlier check is kept: nothing evaluated again
-    assert study.user_attrs["saved_check"][label]["again"] == -1.0
+    first, *others = check  # the first unchecked, the others as if their checks had lied
+    assert others
+    study.set_user_attr("saved_check", {k: {**check[k], "again": -1.0} for k in others})
+    assert cli.main(["report", str(out)]) == 0  # the unchecked one is evaluated; an earlier check is kept
+    assert study.user_attrs["saved_check"] == {first: check[first], **{k: {**check[k], "again": -1.0} for k in others}}
     assert cli.main(["report", str(out), "--recheck"]) == 0
     assert study.user_attrs["saved_check"] == check  # every file evaluated again: the same numbers as first recorded
     capsys.readouterr()
@@ -109,7 +110,7 @@ def test_the_verdict_names_failed_seeds_the_side_without_seeds_and_a_pair_of_equ
     text = verdict(done, q, "latency_train_ms", stats, lost={1: [(2, "diverged: loss nan")]})
     assert "The two costs differ by 0.16%, less than one timing's spread" in text  # 0.01 ms decides nothing
     assert "fewer than 2 fresh-seed runs on the test split (trial 1 has 0)" in text
-    assert text.endswith("Left out, having failed: trial 1's seed 2 (diverged: loss nan).")
+    assert text.endswith("Left out, having diverged: trial 1's seed 2 (diverged: loss nan).")
     done[1].user_attrs["latency_train_ms"] = 5.0  # cheaper by 20%: a cost the timing resolves
     assert "differ by" not in verdict(done, q, "latency_train_ms", stats)
 

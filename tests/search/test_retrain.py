@@ -260,3 +260,34 @@ def test_re_training_workers_get_what_is_left_of_the_commands_limit(monkeypatch)
     workers.run(setup, "search", 2, 10, timeout_minutes=2.5)  # searching keeps to the budget's time
     limits = [cmd[cmd.index("--timeout-minutes") + 1] if "--timeout-minutes" in cmd else None for cmd in started]
     assert limits == ["2.5000", None, "60.0000"]
+
+
+def test_only_a_divergence_is_final_and_a_run_that_finished_since_is_not_a_failure():
+    seeds = optuna.create_study()
+
+    def ran(state, seed, reason=None):
+        seeds.add_trial(create_trial(state=state, value=1.0 if state == TrialState.COMPLETE else None, user_attrs={
+            "source": 0, "seed": seed, **({"failed_reason": reason} if reason else {})}))
+
+    ran(TrialState.FAIL, 1, "out of memory")  # the machine's: beside another worker on one card
+    ran(TrialState.FAIL, 2, "diverged: loss nan at step 40")
+    ran(TrialState.FAIL, 3, "diverged: loss nan at step 12")  # an older study retried it, and it finished
+    ran(TrialState.COMPLETE, 3)
+    assert retrain.failures(seeds) == {(0, 2, 1.0): "diverged: loss nan at step 40"}
+    assert retrain.enqueue(seeds, [(0, 1, 1.0), (0, 2, 1.0), (0, 3, 1.0)]) == 1  # the out-of-memory run again
+
+
+def test_the_fidelity_section_counts_each_trial_once_at_the_runs_own_seed():
+    from archsearch.search.families import Quality
+    from archsearch.search.report import fidelity_section
+
+    study = _study([(float(v), ["pam"], TrialState.COMPLETE) for v in (1, 2, 3)])  # a budget without a bar
+    seeds = optuna.create_study()
+    for seed, ppls in ((0, (3.0, 2.0, 1.0)), (retrain.FIDELITY_SEED, (0.5, 1.5, 2.5))):  # an older study's, then new
+        for source, ppl in enumerate(ppls):
+            seeds.add_trial(create_trial(state=TrialState.COMPLETE, value=ppl, user_attrs={
+                "source": source, "seed": seed, "scale": 4.0, "val_ppl": ppl, "train_tokens": 1000}))
+    text = "\n".join(fidelity_section(study, seeds, Quality(study), study.trials))
+    assert "3 trials spread over the screen's ranking trained again for 4× the budget, each with a seed of its own" \
+        in text and "**1.00**" in text  # the new runs only: the old same-seed ones would give -1
+    assert "| 0 | pam | 1 | 0.5 | 1,000 |" in text  # the run's own tokens where the trial has none to scale

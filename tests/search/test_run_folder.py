@@ -123,13 +123,23 @@ def test_a_run_stopped_on_purpose_keeps_its_retry_for_a_death():
 def test_a_study_resumes_only_under_the_budget_it_began_with():
     from archsearch.errors import Loc
 
+    wiki = {"train_seconds": 12, "fidelity_bar": {"min_rank": 0.8, "trials": 8, "factor": 4.0}}
+    gpu = {"train_seconds": 3, "fidelity_bar": None}
     study = optuna.create_study(study_name="s")
-    run_folder.same_budget(study, "wiki", Loc("--budget"))  # a new study records its budget
-    run_folder.same_budget(study, "wiki", Loc("--budget"))
+    run_folder.same_budget(study, "wiki", wiki, Loc("--budget"))  # no trials yet: nothing to hold it to
+    assert "budget" not in study.user_attrs
+    study.set_user_attr("train_seconds", 12)  # what the run records of its budget, and a trial
+    study.add_trial(create_trial(value=1.0))
+    run_folder.same_budget(study, "wiki", wiki, Loc("--budget"))
+    assert study.user_attrs["budget"] == "wiki"
     with pytest.raises(SpecError, match=r"^--budget: study 's' ran under the 'wiki' budget, and this is 'gpu': "
                                         r"resume it with --budget wiki"):
-        run_folder.same_budget(study, "gpu", Loc("--budget"))  # its fidelity bar and iso-time seconds would change
-    older = optuna.create_study(study_name="t")
-    older.add_trial(create_trial(value=1.0))  # from before the budget was recorded: the first resume names it
-    run_folder.same_budget(older, "cpu", Loc("--budget"))
-    assert older.user_attrs["budget"] == "cpu"
+        run_folder.same_budget(study, "gpu", gpu, Loc("--budget"))  # its fidelity bar and iso-time seconds would change
+    older = optuna.create_study(study_name="t")  # from before the name was recorded: its settings tell
+    older.set_user_attr("train_seconds", 12)
+    older.add_trial(create_trial(value=1.0))
+    with pytest.raises(SpecError, match=r"^--budget: study 't' ran under another budget than 'gpu' \(its "
+                                        r"train_seconds differ\)"):
+        run_folder.same_budget(older, "gpu", gpu, Loc("--budget"))
+    run_folder.same_budget(older, "wiki", wiki, Loc("--budget"))
+    assert older.user_attrs["budget"] == "wiki"
