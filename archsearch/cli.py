@@ -60,6 +60,41 @@ def cmd_train(args) -> int:
     return 0 if metrics["status"] != "diverged" else 1
 
 
+def cmd_evaluate(args) -> int:
+    import pickle
+    from pathlib import Path
+
+    import torch
+
+    from .experiment import with_overrides
+    from .saved import WeightsFileEvaluator
+    from .spec import load_spec
+
+    weights = Path(args.weights)
+    if not weights.is_file():
+        raise SpecError(Loc("--weights"), f"no such file: {weights}")
+    spec = with_overrides(load_spec(args.spec), data=args.data, tokenizer=args.tokenizer, device=args.device)
+    splits = ("validation", "test") if args.split == "both" else (args.split,)
+    try:  # a file torch cannot read fails here, before the corpus is tokenised
+        torch.load(weights, map_location="cpu", weights_only=True)
+    except (RuntimeError, OSError, EOFError, pickle.UnpicklingError) as e:
+        raise SpecError(Loc(str(weights)), f"not a saved state dict (torch.load: {type(e).__name__})") from None
+    try:
+        metrics = WeightsFileEvaluator()(spec, weights, splits)
+    except RuntimeError as e:
+        if "state_dict" not in str(e):
+            raise
+        # load_state_dict's message: a heading, then what is missing, unexpected or of another size
+        what = next((line.strip() for line in str(e).splitlines()[1:] if line.strip()), str(e).splitlines()[0])
+        raise SpecError(Loc(str(weights)), f"these weights do not fit {args.spec}: {what[:300]}") from None
+    for split in splits:
+        pre = {"validation": "val_", "test": "test_"}[split]
+        shown = "  ".join(f"{k[len(pre):]} {v:,.6g}" for k, v in sorted(metrics.items())
+                          if k.startswith(pre) and isinstance(v, (int, float)) and not isinstance(v, bool))
+        print(f"{split}: {shown}")
+    return 0
+
+
 def cmd_run(args) -> int:
     from pathlib import Path
 
@@ -344,6 +379,16 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--fresh", action="store_true", help="ignore an existing checkpoint instead of resuming")
     t.add_argument("--quiet", action="store_true", help="no progress line")
     t.set_defaults(fn=cmd_train)
+    ev = sub.add_parser("evaluate", help="score saved weights in a freshly built model of a spec on whole splits "
+                                         "(a number checked in a process of its own)")
+    ev.add_argument("spec", help="the spec the weights were trained from (a run's spec file, a study's "
+                                 "trials/trial_NNNN.yaml)")
+    ev.add_argument("--weights", required=True, help="a saved state dict: weights.pt of `train`, a study's weights/…")
+    ev.add_argument("--split", choices=["validation", "test", "both"], default="validation")
+    ev.add_argument("--data", help="the corpus, where it is not at the path the spec names")
+    ev.add_argument("--tokenizer", choices=["bytes", "bpe", "gpt2"], help="default: the spec's task.tokenizer")
+    ev.add_argument("--device", help="auto | cpu | cuda | cuda:N")
+    ev.set_defaults(fn=cmd_evaluate)
     b = sub.add_parser("blocks", help="list every registered block with its config fields")
     b.set_defaults(fn=cmd_blocks)
     return p

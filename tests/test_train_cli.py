@@ -62,6 +62,25 @@ def test_same_seed_same_number(root, tmp_path):
                          env=one_thread) for name, seed in [("a", "3"), ("b", "3"), ("c", "4")]]  # side by side
     a, b, c = (_finish(run, tmp_path / name)[1] for run, name in zip(runs, "abc"))
     assert a["val_ppl"] == b["val_ppl"] != c["val_ppl"]
+    # the saved weights scored again by `evaluate`, in a process of its own: the number the run recorded
+    r = subprocess.run([sys.executable, "-m", "archsearch", "evaluate", str(root / "examples/tiny_transformer.yaml"),
+                        "--weights", str(tmp_path / "a/weights.pt"), "--data", str(corpus)], capture_output=True,
+                       text=True, env=one_thread)
+    assert r.returncode == 0 and r.stdout.startswith("validation: ") and f"ppl {a['val_ppl']:,.6g}" in r.stdout, r
+
+
+def test_weights_that_do_not_fit_the_spec_are_one_line(root, tmp_path, capsys):
+    import torch
+
+    wrong = tmp_path / "w.pt"
+    torch.save({"embed.weight": torch.zeros(3, 3)}, wrong)
+    assert cli.main(["evaluate", str(root / "examples/tiny_transformer.yaml"), "--weights", str(wrong)]) == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]  # after the corpus's progress lines
+    assert last.startswith(f"{wrong}: these weights do not fit ") and "Missing key(s)" in last, last
+    junk = tmp_path / "junk.pt"
+    junk.write_text("not a tensor")
+    assert cli.main(["evaluate", str(root / "examples/tiny_transformer.yaml"), "--weights", str(junk)]) == 2
+    assert capsys.readouterr().err.strip() == f"{junk}: not a saved state dict (torch.load: UnpicklingError)"
 
 
 @pytest.mark.parametrize("args,message", [
