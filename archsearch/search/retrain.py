@@ -250,21 +250,20 @@ def failed_seeds(study, seeds_study) -> dict[int, list[tuple[int, str]]]:
 
 
 def seed_stats(study, seeds_study, metric: str = "test_ppl") -> dict[int, dict]:
-    """{trial number: {mean, std, n, values, failed}} of `metric` over the trial's re-training runs at the search's
-    budget (fresh seeds: the search's own run, which selected the trial, is not among them); std is nan for one run;
-    failed: failed_seeds' entry, the runs the mean leaves out."""
+    """{trial number: {mean, std, n, values}} of `metric` over the trial's re-training runs at the search's budget
+    (fresh seeds: the search's own run, which selected the trial, is not among them); std is nan for one run. The runs
+    that diverged, which the mean leaves out: failed_seeds."""
     runs: dict[int, dict[int, float]] = {}
     own = {t.number: t.user_attrs.get(SEED) for t in study.trials}  # a selecting run's seed never counts
     for j in seeds_study.trials if seeds_study is not None else ():
         source, seed, scale = job_key(j)
         if j.state == TrialState.COMPLETE and metric in j.user_attrs and scale == 1.0 and seed != own.get(source):
             runs.setdefault(source, {}).setdefault(seed, j.user_attrs[metric])
-    lost = failed_seeds(study, seeds_study) if seeds_study is not None else {}
     out = {}
     for n, by_seed in runs.items():
         vals = [by_seed[s] for s in sorted(by_seed)]
         out[n] = {"mean": statistics.fmean(vals), "std": statistics.stdev(vals) if len(vals) > 1 else float("nan"),
-                  "n": len(vals), "values": vals, "failed": lost.get(n, [])}
+                  "n": len(vals), "values": vals}
     return out
 
 
@@ -282,7 +281,8 @@ def fidelity_pairs(study, seeds_study, metric: str = "val_ppl", only: float | No
             continue
         if seed is not None and run_seed != study.trials[source].user_attrs.get(SEED, 0) + seed:
             continue
-        value = j.user_attrs.get(metric) if j.state == TrialState.COMPLETE else worst if key in lost else None
+        diverged = key in lost and str(j.user_attrs.get(FAILED_REASON, "")).startswith(DIVERGED)
+        value = j.user_attrs.get(metric) if j.state == TrialState.COMPLETE else worst if diverged else None
         src = study.trials[source]
         if value is not None and metric in src.user_attrs:
             pairs.append((source, src.user_attrs[metric], value))
