@@ -1,4 +1,6 @@
-"""The command line: a thin shell over the Python API. Bad input prints one line and exits with status 2."""
+"""The command line: a thin shell over the Python API. Bad input prints one line and exits with status 2. The parser,
+and the commands on specs (compile, train, blocks); those on studies are in cli_studies.py, those on one trained
+model in cli_models.py."""
 from __future__ import annotations
 
 import argparse
@@ -6,8 +8,10 @@ import signal
 import sys
 
 from . import __version__
+from .cli_models import cmd_evaluate, cmd_export, cmd_profile
+from .cli_studies import cmd_report, cmd_retime, cmd_run
 from .cli_types import Renamed, positive, vocab_size
-from .errors import Loc, SpecError
+from .errors import SpecError
 
 
 def cmd_compile(args) -> int:
@@ -58,221 +62,6 @@ def cmd_train(args) -> int:
     print(summary(metrics))
     print(f"  wrote {out / 'metrics.json'}")
     return 0 if metrics["status"] != "diverged" else 1
-
-
-def cmd_evaluate(args) -> int:
-    import pickle
-    from pathlib import Path
-
-    import torch
-
-    from .experiment import with_overrides
-    from .saved import WeightsFileEvaluator
-    from .spec import load_spec
-
-    weights = Path(args.weights)
-    if not weights.is_file():
-        raise SpecError(Loc("--weights"), f"no such file: {weights}")
-    spec = with_overrides(load_spec(args.spec), data=args.data, tokenizer=args.tokenizer, device=args.device)
-    splits = ("validation", "test") if args.split == "both" else (args.split,)
-    try:  # a file torch cannot read fails here, before the corpus is tokenised
-        torch.load(weights, map_location="cpu", weights_only=True)
-    except (RuntimeError, OSError, EOFError, pickle.UnpicklingError) as e:
-        raise SpecError(Loc(str(weights)), f"not a saved state dict (torch.load: {type(e).__name__})") from None
-    try:
-        metrics = WeightsFileEvaluator()(spec, weights, splits)
-    except RuntimeError as e:
-        if "state_dict" not in str(e):
-            raise
-        # load_state_dict's message: a heading, then what is missing, unexpected or of another size
-        what = next((line.strip() for line in str(e).splitlines()[1:] if line.strip()), str(e).splitlines()[0])
-        raise SpecError(Loc(str(weights)), f"these weights do not fit {args.spec}: {what[:300]}") from None
-    for split in splits:
-        pre = {"validation": "val_", "test": "test_"}[split]
-        shown = "  ".join(f"{k[len(pre):]} {v:,.6g}" for k, v in sorted(metrics.items())
-                          if k.startswith(pre) and isinstance(v, (int, float)) and not isinstance(v, bool))
-        print(f"{split}: {shown}")
-    return 0
-
-
-def cmd_run(args) -> int:
-    from pathlib import Path
-
-    from .ladder.config import is_ladder_file
-    from .search.study import run_search, run_worker
-
-    if is_ladder_file(args.space):
-        return _run_ladder(args)
-    if args.fill:
-        raise SpecError(Loc("--fill"), f"applies to a ladder only ({args.space} is a search space; docs/ladder.md)")
-    if args.worker:
-        if args.worker == "ladder" or not (args.out and args.storage and args.trials and args.budget):
-            raise SpecError(Loc("--worker"),
-                            "is started by `run --workers N` with --out, --storage, --trials, --budget")
-        run_worker(args.space, out=Path(args.out), storage=args.storage, trials=args.trials, budget=args.budget,
-                   device=args.device, phase=args.worker, timeout_minutes=args.timeout_minutes, data=args.data)
-        return 0
-    run_search(args.space, out=Path(args.out) if args.out else None, storage=args.storage, trials=args.trials,
-               budget=args.budget, device=args.device, workers=args.workers, retrain_after=not args.no_retrain,
-               timeout_minutes=args.timeout_minutes, profile_top=args.profile_top, data=args.data)
-    return 0
-
-
-def _source(args):
-    """A trial of a study (OUT_DIR) or a spec file: what `export` and `profile` start from."""
-    from pathlib import Path
-
-    from .export.inputs import Source, from_study
-    from .spec import load_spec
-
-    path = Path(args.source)
-    if path.is_dir():
-        return from_study(path, args.trial or "best", args.storage)
-    if args.trial is not None:
-        raise SpecError(Loc("--trial"), "applies to a study's output folder, not to a spec file")
-    if not path.is_file():
-        raise SpecError(Loc(str(path)), "no such spec file or study folder")
-    return Source(load_spec(path), None, str(path))
-
-
-def cmd_export(args) -> int:
-    from pathlib import Path
-
-    from .compiler import compile_spec
-    from .export import export
-    from .export.inputs import load_weights, trial_weights, vocab_of
-
-    src = _source(args)
-    if src.trial is not None:
-        state = trial_weights(src)
-    elif args.weights:
-        state = load_weights(Path(args.weights))
-    else:
-        raise SpecError(Loc("--weights"), "a spec file needs its trained weights: --weights weights.pt (from "
-                                          "`archsearch train`) or checkpoint.pt")
-    ir = compile_spec(src.spec, vocab=vocab_of(src, state, args.vocab))
-    model_keys = set(_model_keys(ir))
-    if set(state) != model_keys:
-        missing, extra = sorted(model_keys - set(state)), sorted(set(state) - model_keys)
-        raise SpecError(Loc(args.weights or str(src.out)), "the weights do not fit this architecture: "
-                        + (f"missing {missing[:3]}" if missing else f"unexpected {extra[:3]}"))
-    to = Path(args.to)
-    extra = {"source": src.label, "task": _task_info(src.spec)}
-    export(ir, state, to, title=f"{Path(src.spec.file).stem}: exported from {src.label}", source=src.label,
-           extra=extra)
-    print(f"wrote {to / 'model.py'}, {to / 'config.json'} and {to / 'weights.pt'} ({ir.meta['params']:,} parameters)")
-    print(f"  use: import sys; sys.path.insert(0, '{to}'); from model import Model; "
-          f"model = Model.from_pretrained('{to}')")
-    return 0
-
-
-def _model_keys(ir) -> list[str]:
-    from .lower import lower
-
-    import torch
-
-    with torch.device("meta"):  # the parameter names without allocating the parameters
-        return list(lower(ir).state_dict())
-
-
-def _task_info(spec) -> dict:
-    t = spec.task
-    return {"kind": t.kind, "data": t.data, "tokenizer": t.tokenizer, "vocab_size": t.vocab_size}
-
-
-def cmd_profile(args) -> int:
-    from pathlib import Path
-
-    from dataclasses import replace
-
-    from . import profile
-    from .compiler import compile_spec
-    from .context import run_context
-    from .export.inputs import vocab_of
-
-    src = _source(args)
-    ir = compile_spec(src.spec, vocab=vocab_of(src, None, args.vocab) or _task_vocab(src.spec))
-    train = replace(src.spec.train, seq_len=args.seq_len or src.spec.train.seq_len,
-                    device=args.device or src.spec.train.device)
-    ctx = run_context(train, ir.model.seq_len, Loc("--seq-len") if args.seq_len else
-                      Loc(src.spec.file, 0, "train.seq_len"))
-    device, batch, seq_len = ctx.device, args.batch or ctx.batch, ctx.seq_len
-    name = Path(src.spec.file).stem + (f"-trial{src.trial}" if src.trial is not None else "")
-    logdir = Path(args.logdir) if args.logdir else Path("runs") / "profile" / name
-    prof = profile.run(ir, logdir, device=device, batch=batch, seq_len=seq_len, steps=args.steps,
-                       decode=args.decode, precision=src.spec.train.precision, compiled=args.compile)
-    print(f"{src.label}: {args.steps} {'compiled ' if args.compile else ''}training steps at batch {batch} × "
-          f"{seq_len} on {device}"
-          + (f", {args.decode} decode steps" if args.decode else ""))
-    print(profile.format_table(prof, device, ops=args.ops))
-    print(f"trace: {logdir} (open with: tensorboard --logdir {logdir.parent})")
-    return 0
-
-
-def _run_ladder(args) -> int:
-    from pathlib import Path
-
-    from .ladder.report import write_report
-    from .ladder.launch import run_ladder, run_ladder_worker
-
-    for flag, given in (("--trials", args.trials), ("--budget", args.budget), ("--no-retrain", args.no_retrain),
-                        ("--profile-top", args.profile_top)):
-        if given:
-            raise SpecError(Loc(flag), f"does not apply to a ladder ({args.space}); see docs/ladder.md")
-    if args.fill and args.timeout_minutes is None:
-        raise SpecError(Loc("--fill"), "needs --timeout-minutes: it fills the end of a time limit")
-    if args.worker:
-        if args.worker != "ladder" or not (args.out and args.storage):
-            raise SpecError(Loc("--worker"), "is started by `run LADDER --workers N`, with --out and --storage")
-        run_ladder_worker(args.space, Path(args.out), args.storage, device=args.device, data=args.data,
-                          timeout_minutes=args.timeout_minutes, fill=args.fill)
-        return 0
-    run = run_ladder(args.space, out=Path(args.out) if args.out else None, storage=args.storage, device=args.device,
-                     data=args.data, timeout_minutes=args.timeout_minutes, workers=args.workers, fill=args.fill)
-    print(f"report: {write_report(run.out, args.storage)}")
-    return 0
-
-
-def _task_vocab(spec) -> int | None:
-    """A spec whose vocab is 'data': the task's tokenizer says (built and cached on first use)."""
-    if spec.model.vocab is not None:
-        return None
-    from . import tasks
-
-    return tasks.make(spec.task).vocab_size
-
-
-def cmd_report(args) -> int:
-    from pathlib import Path
-
-    from .ladder.report import is_ladder_folder
-    from .ladder.report import write_report as write_ladder_report
-    from .search.report import write_report
-    from .search.run_folder import load
-
-    if is_ladder_folder(Path(args.out_dir)):
-        if args.recheck:
-            raise SpecError(Loc("--recheck"), "for a search's folder; a ladder's report checks each run's saved "
-                                              "weights once (docs/ladder.md)")
-        print(f"wrote {write_ladder_report(Path(args.out_dir), args.storage)} and its plots")
-        return 0
-    study, seeds = load(Path(args.out_dir), args.storage)
-    path = write_report(study, Path(args.out_dir), seeds, recheck=args.recheck)
-    print(f"wrote {path} and its plots")
-    return 0
-
-
-def cmd_retime(args) -> int:
-    from pathlib import Path
-
-    from .ladder.report import write_report
-    from .ladder.retime import retime
-
-    out = Path(args.out_dir)
-    if retime(out, storage=args.storage, data=args.data, device=args.device, steps=args.steps,
-              force=args.force, cells=args.cells, compile=args.compile, timeout_minutes=args.timeout_minutes):
-        print(f"wrote {write_report(out, args.storage)}")
-    return 0
 
 
 def parser() -> argparse.ArgumentParser:

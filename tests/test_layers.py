@@ -28,7 +28,8 @@ LAYERS = (
         "archsearch.profile")),
     ("search: studies, their run folders and reports", ("archsearch.search",)),
     ("after a search: export, ladders", ("archsearch.export", "archsearch.ladder")),
-    ("shell: the command line and the public API", ("archsearch.cli", "archsearch.cli_types", "archsearch.__main__", "archsearch")),
+    ("shell: the command line and the public API", ("archsearch.cli", "archsearch.cli_types", "archsearch.cli_models",
+                                                     "archsearch.cli_studies", "archsearch.__main__", "archsearch")),
 )
 
 

@@ -3,7 +3,7 @@ the study's quality measure, and the verdict's pair — the best PAM-containing 
 at equal or lower cost. The report states the verdict; the re-training gives that pair more seeds."""
 from __future__ import annotations
 
-from .run_folder import MIXERS, QUALITY, VERDICT_COST
+from .run_folder import ISO_TIME, MIXERS, QUALITY, VERDICT_COST
 
 
 def family(mixers: list[str]) -> str:
@@ -50,3 +50,12 @@ def verdict_pair(done, q: Quality, cost: str | None):
     p = min(with_pam, key=q.of)
     rivals = [t for t in without if cost is None or t.user_attrs[cost] <= p.user_attrs[cost]]
     return p, (min(rivals, key=q.of) if rivals else None)
+
+
+def verdict_pairs(study, done, q: Quality) -> list[tuple[str, tuple]]:
+    """[(what is held equal, verdict_pair)] of the study's verdicts: equal or lower cost, and (an iso-time study)
+    equal training time."""
+    pairs = [("equal or lower cost", verdict_pair(done, q, verdict_cost(study)))]
+    if study.user_attrs.get(ISO_TIME):
+        pairs.append(("equal training time", verdict_pair(done, q, None)))
+    return pairs

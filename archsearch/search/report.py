@@ -10,7 +10,7 @@ from pathlib import Path
 from optuna.trial import TrialState
 
 from . import verify
-from .families import Quality, family, pam_fraction, verdict_cost, verdict_pair
+from .families import Quality, family, pam_fraction, verdict_cost, verdict_pairs
 from .recovery import superseded
 from .retrain import (FIDELITY_SEED, failed_seeds, failures, fidelity_pairs, fidelity_set, job_key, seed_stats,
                       spearman, spread)
@@ -95,12 +95,10 @@ def _fidelity(study, seeds, q: Quality):
     worst = q.sign * float("inf")
     if bar:
         want, factor, offset = [t.number for t in fidelity_set(study, bar["trials"])], bar["factor"], FIDELITY_SEED
-    else:
+    else:  # the runs at seed + FIDELITY_SEED where there are any, and the factor of those runs
         want = None
-        factor, pairs = fidelity_pairs(study, seeds, q.key, worst=worst, seed=FIDELITY_SEED)
-        offset = FIDELITY_SEED if pairs else 0
-        if not pairs:
-            factor, _ = fidelity_pairs(study, seeds, q.key, worst=worst, seed=0)
+        offset = FIDELITY_SEED if fidelity_pairs(study, seeds, q.key, worst=worst, seed=FIDELITY_SEED)[1] else 0
+        factor = fidelity_pairs(study, seeds, q.key, worst=worst, seed=offset)[0]
     longer: dict[int, tuple[float, float]] = {}
     for n, a, b in fidelity_pairs(study, seeds, q.key, factor or None, worst, offset)[1]:
         if want is None or n in want:
@@ -127,11 +125,8 @@ def screen_qualifies(study, seeds, q: Quality) -> tuple[bool | None, str]:
 
 def _pair_orders(study, done, q: Quality, longer: dict, factor: float) -> list[str]:
     """Whether each verdict's pair keeps its screen order at the longer budget."""
-    pairs = [("equal or lower cost", verdict_pair(done, q, verdict_cost(study)))]
-    if study.user_attrs.get(ISO_TIME):
-        pairs.append(("equal training time", verdict_pair(done, q, None)))
     out = []
-    for what, (p, r) in pairs:
+    for what, (p, r) in verdict_pairs(study, done, q):
         if p is None or r is None or p.number not in longer or r.number not in longer:
             continue
         (ps, pl), (rs, rl) = longer[p.number], longer[r.number]

@@ -21,10 +21,10 @@ from optuna.trial import FixedTrial, TrialState
 from ..errors import SpecError
 from ..saved import PREFIX
 from . import interrupts
-from .families import Quality, family, verdict_cost, verdict_pair
+from .families import Quality, family, verdict_pairs
 from .objective import DIVERGED, Objective, TrialFailed, result_quality, worker_id
 from .recovery import INTERRUPTED, SUPERSEDED, counted, heartbeat, superseded
-from .run_folder import (FAILED_REASON, ISO_TIME, LR, MIXERS, SCALE, SEED, SOURCE, SPEC_FILE, TRAIN_TOKENS, WORKER,
+from .run_folder import (FAILED_REASON, LR, MIXERS, SCALE, SEED, SOURCE, SPEC_FILE, TRAIN_TOKENS, WORKER,
                          run_weights_path, trial_spec)
 from .space import retrain_settings
 from .time_limit import pick
@@ -40,10 +40,7 @@ def verdict_trials(study) -> list:
     one at equal or lower cost, and (an iso-time study) the best of each at equal training time."""
     q = Quality(study)
     done = [t for t in _complete(study) if q.key in t.user_attrs]
-    pairs = [verdict_pair(done, q, verdict_cost(study))]
-    if study.user_attrs.get(ISO_TIME):
-        pairs.append(verdict_pair(done, q, None))
-    return list({t.number: t for pair in pairs for t in pair if t}.values())
+    return list({t.number: t for _, pair in verdict_pairs(study, done, q) for t in pair if t}.values())
 
 
 def selected(study, top_k: int) -> list:
