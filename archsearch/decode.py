@@ -11,8 +11,9 @@ A graph removes the CPU's per-op launch cost but still runs every small kernel o
 ~2,160 of them on an H200); `compile=True` first fuses the step with torch.compile (inductor), so the graph replays
 far fewer (~440; ~280 with compile="max-autotune-no-cudagraphs", docs/performance.md). `fused=True` runs each
 pre-norm CGU or PAM sublayer (complex_norm, the block, the scaled residual add) as two or three Triton kernels
-(blocks.fastpath.fused_decode; the default, since it measured 1.45× quicker on an H200; fused=False for the ops
-as written).
+(blocks.fastpath.fused_decode; the default at batch 1, where it measured 2.1× quicker than the compiled step on an
+H100; at batch 64 it measured 4× slower, its one-token GEMVs re-reading the weights for every 8 sequences, so larger
+batches default to the ops as written, fused=False).
 The weights must not change after construction: the step is captured inside blocks.complex.frozen_weights, so the
 graph reads complex block matrices built once, which the decoder keeps alive (the model itself keeps nothing); the
 fused sublayer kernels read the complex layers' parameters Wr and Wi themselves (each weight once).
@@ -32,6 +33,14 @@ from blocks.complex import frozen_weights
 from .graph_step import compile_afresh
 
 WARMUP_STEPS = 3  # eager steps on a side stream before capture (lazy caches, cuBLAS workspaces)
+# the largest batch that decodes with the fused sublayer kernels by default: measured quicker at 1, 4× slower at 64
+# (docs/performance.md); the batches between are not measured yet
+FUSED_MAX_BATCH = 1
+
+
+def fused_by_default(batch: int) -> bool:
+    """Whether GraphedDecoder(fused=None) decodes `batch` sequences with the fused sublayer kernels."""
+    return batch <= FUSED_MAX_BATCH
 
 
 def map_state(fn, state):
@@ -103,17 +112,19 @@ class GraphedDecoder:
 
     def __init__(self, model, batch: int, device: torch.device, autocast: torch.dtype | None = None,
                  state_dtype: torch.dtype | None = None, compile: bool | str = False, state=None,
-                 fused: bool = True):
+                 fused: bool | None = None):
         """`state`: the state buffers to decode in (taken over, not copied: e.g. KV caches cut to the length the
         decode needs, or a state already at some context), default model.init_state(batch). `compile`: True, or a
         torch.compile mode (e.g. "max-autotune-no-cudagraphs"; a mode with its own CUDA graphs would nest them).
-        `fused` (default): the step traced and captured inside blocks.fastpath.fused_decode(), the fused sublayer
-        kernels where they apply (1.45× quicker than the compiled step for the 100M PAM on an H200:
-        docs/performance.md); False: the plain ops."""
+        `fused`: True, the step traced and captured inside blocks.fastpath.fused_decode(), the fused sublayer
+        kernels where they apply (for the 100M PAM at batch 1, 2.1× quicker than the compiled step on an H100;
+        at batch 64 4× slower: docs/performance.md); False: the plain ops; None (default): fused_by_default(batch)."""
         if device.type != "cuda":
             raise ValueError(f"CUDA-graph decode needs a CUDA device, got {device}")
         self.model = model
         self._amp = (lambda: torch.autocast("cuda", dtype=autocast)) if autocast else nullcontext
+        if fused is None:
+            fused = fused_by_default(batch)
         self._forms = fastpath.fused_decode if fused else nullcontext
         template = model.init_state(batch, device=device, dtype=state_dtype) if state is None else state
         self.state = to_device_state(template, device)
