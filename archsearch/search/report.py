@@ -113,14 +113,14 @@ def screen_qualifies(study, seeds, q: Quality) -> tuple[bool | None, str]:
     if not bar:
         return None, ""
     n = bar["trials"]
-    need = (f"the bar: Spearman ≥ {bar['min_rank']:g} over {n} architectures spread over the ranking, with the "
+    need = (f"the bar: Spearman ≥ {bar['min_rank']:g} over {n} trials spread over the ranking, with the "
             f"verdicts' pairs added, re-trained {bar['factor']:g}× longer")
     if len(spread(study, n)) < n:
         return False, f"the search has {len(spread(study, n))} complete trials to re-train, fewer than {n} ({need})"
     if len(longer) < len(want):
         return False, f"{len(longer)} of its {len(want)} fidelity runs have finished ({need})"
     rho = spearman([longer[s][0] for s in want], [longer[s][1] for s in want])
-    return rho >= bar["min_rank"], f"ρ = {rho:.2f} over {len(want)} architectures ({need})"
+    return rho >= bar["min_rank"], f"ρ = {rho:.2f} over {len(want)} trials ({need})"
 
 
 def _pair_orders(study, done, q: Quality, longer: dict, factor: float) -> list[str]:
@@ -149,9 +149,10 @@ def fidelity_section(study, seeds, q: Quality, done) -> list[str]:
     ok, why = screen_qualifies(study, seeds, q)
     verdict = ("" if ok is None else f" **The screen {'qualifies' if ok else 'does not qualify'}**: {why}.")
     lost = {src: why for (src, _, scale), why in failures(seeds).items() if scale == factor}
-    chosen = "spread over the screen's ranking" + (", and the verdicts' pairs," if bar else "")
+    chosen = (f" ({bar['trials']} spread over the screen's ranking, and the verdicts' pairs)" if bar
+              else " spread over the screen's ranking")
     lines = ["", "## Screening fidelity", "",
-             f"{len(longer)} trials {chosen} trained again for {factor:g}× the budget, "
+             f"{len(longer)} trials{chosen} trained again for {factor:g}× the budget, "
              + ("each with a seed of its own" if offset else "with the screen run's own seed")
              + f". Spearman rank correlation of {q.short} between the two budgets over them: **{rho:.2f}** (1: the "
              f"screen ranks as the longer budget does).{verdict}"]

@@ -148,9 +148,9 @@ def test_the_screen_qualifies_only_with_every_fidelity_run_finished_and_rank_agr
     ok, why = screen_qualifies(study, seeds, q)
     assert ok is False and why.startswith("3 of its 4 fidelity runs have finished")
     longer(3, 2.0)
-    bar = ("Spearman ≥ 0.8 over 4 architectures spread over the ranking, with the verdicts' pairs added, re-trained "
+    bar = ("Spearman ≥ 0.8 over 4 trials spread over the ranking, with the verdicts' pairs added, re-trained "
            "4× longer")
-    assert screen_qualifies(study, seeds, q) == (True, f"ρ = 0.80 over 4 architectures (the bar: {bar})")
+    assert screen_qualifies(study, seeds, q) == (True, f"ρ = 0.80 over 4 trials (the bar: {bar})")
     study.set_user_attr("fidelity_bar", {"min_rank": 0.9, "trials": 4, "factor": 4.0})
     assert screen_qualifies(study, seeds, q)[0] is False
     study.set_user_attr("fidelity_bar", {"min_rank": 0.8, "trials": 5, "factor": 4.0})
@@ -169,7 +169,7 @@ def test_a_fidelity_run_that_diverged_ranks_last_rather_than_never_finishing():
             "source": source, "seed": retrain.FIDELITY_SEED, "scale": 4.0,
             **({"val_ppl": ppl} if ppl else {"failed_reason": "diverged: loss nan at step 9"})}))
     ok, why = screen_qualifies(study, seeds, Quality(study))  # the worst trial diverged: the worst at 4x too
-    assert ok is True and why.startswith("ρ = 1.00 over 3 architectures")
+    assert ok is True and why.startswith("ρ = 1.00 over 3 trials")
 
 
 def test_the_fidelity_runs_include_the_verdicts_pair_and_use_a_seed_of_their_own():
