@@ -10,10 +10,10 @@ per step (archsearch.decode.GraphedDecoder), and as a graph of its torch.compile
 compiled once per context, since its graph's cache length is). The transformer's KV cache is bf16 on the GPU (its
 compute dtype), fp32 on CPU. Eagerly SDPA reads the first C+1 entries; graphed it attends over a cache cut to C +
 repeats + 16 entries with the unwritten ones masked (a graph has fixed shapes; the slack holds the timed steps' own
-tokens), one graph per context. A model with PAM layers has one more row, its best form: its compiled+graph step
-with the fused decode kernels (GraphedDecoder's default: each pre-norm CGU and PAM sublayer of the paper's skeleton in
-2 and 3 kernels, blocks/kernels/cgu_step.py and pam_step.py), timed in the same run (--no-fused-step leaves it out);
-its other graphed rows run the ops as written.
+tokens), one graph per context. A model with PAM layers has one more row: its compiled+graph step with the fused
+decode kernels (GraphedDecoder's default at batch 1, its best form there; at batch 64 the plain compiled step is
+quicker: each pre-norm CGU and PAM sublayer of the paper's skeleton in 2 and 3 kernels, blocks/kernels/cgu_step.py and
+pam_step.py), timed in the same run (--no-fused-step leaves it out); its other graphed rows run the ops as written.
 
     python benchmarks/decode.py [--contexts 8192 32768] [--specs A.yaml B.yaml] [--batch 64] [--prefill 8192]
                                 [--kernels N [--kernel-sequence N]] [--compile-mode MODE] [--no-compile [MODEL ...]]
@@ -186,8 +186,8 @@ def parse_args(argv=None):
                         "max-autotune-no-cudagraphs also tunes the one-row matmuls, which takes minutes per model)")
     p.add_argument("--fused-step", action=argparse.BooleanOptionalAction, default=True,
                    help="time each PAM model's compiled+graph step with the fused decode kernels too (pre-norm CGU "
-                        "and PAM sublayers, blocks/kernels/cgu_step.py, pam_step.py; GraphedDecoder's default; on "
-                        "by default)")
+                        "and PAM sublayers, blocks/kernels/cgu_step.py, pam_step.py; GraphedDecoder's default at "
+                        "batch 1; on by default)")
     p.add_argument("--no-compile", nargs="*", metavar="MODEL",
                    help="skip the torch.compile'd graphs, of every model or of the models named (a spec's file stem, "
                         "e.g. gpt2_100m); their ratios then stand against a weaker form than the baseline's best")

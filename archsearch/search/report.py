@@ -159,15 +159,16 @@ def fidelity_section(study, seeds, q: Quality, done) -> list[str]:
     orders = _pair_orders(study, done, q, longer, factor)
     lines += ["", *orders] if orders else []
     split = study.user_attrs.get(TRAIN_SPLIT_TOKENS)
-    ran = {}  # each longer run's own record of its tokens (a study without iso-time has no source tokens to scale)
+    ran = {}  # each longer run's own record of its tokens: what it trained, where the source's × factor is a plan
     for j in seeds.trials:
         source, seed, scale = job_key(j)
         if scale == factor and seed == study.trials[source].user_attrs.get(SEED, 0) + offset:
             ran.setdefault(source, j.user_attrs.get(TRAIN_TOKENS))
 
-    def tokens(n):  # the longer run's tokens, and the passes over the train split they make (epochs)
-        t = study.trials[n].user_attrs.get(TRAIN_TOKENS)
-        t = t * factor if t is not None else ran.get(n)
+    def tokens(n):  # the longer run's tokens, and the passes over the train split they make (expected coverage)
+        t = ran.get(n)
+        if t is None and study.trials[n].user_attrs.get(TRAIN_TOKENS) is not None:  # a run from before it recorded
+            t = study.trials[n].user_attrs[TRAIN_TOKENS] * factor
         return "–" if t is None else f"{t:,.0f}" + (f" ({t / split:.2f})" if split else "")
     lines += ["", f"| trial | mixers | screen {q.short} | {factor:g}× budget {q.short} | {factor:g}× tokens (passes "
                   f"over the train split) |", "|---|---|---|---|---|"]

@@ -12,6 +12,9 @@ declare -A CMD=(
     [sweep]="benchmarks/e2e.py --compile --cuda-graph --only compile+graph --sweep 1024 2048 4096 8192 16384 --processes 1 --plot $OUT/e2e_sweep.png"
     [decode]="benchmarks/decode.py --weights bf16"
     [decode64]="benchmarks/decode.py --weights bf16 --batch 64 --contexts 8192"  # 32k: GPT-2's KV cache alone is ~77 GB
+    # where the fused decode step stops paying: quicker at batch 1, 4x slower at 64 (decode.FUSED_MAX_BATCH)
+    [decode4]="benchmarks/decode.py --weights bf16 --batch 4 --contexts 8192 --no-compile gpt2_100m"
+    [decode16]="benchmarks/decode.py --weights bf16 --batch 16 --contexts 8192 --no-compile gpt2_100m"
     [rungs]="benchmarks/rungs.py --rungs 2m 6m"
     [loop]="benchmarks/train_loop.py --rungs 2m 20m --families transformer pam_real gla --processes 1"
     [mixers]="benchmarks/mixers.py --sweep 2048 32768"
