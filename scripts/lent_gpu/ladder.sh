@@ -6,7 +6,9 @@
 #   pip download -d .whl --no-deps --only-binary=:all: --python-version 3.12 --platform any sqlalchemy==2.1.9 \
 #       optuna==5.0.0 alembic==1.20.1 colorlog==6.12.0 mako==1.4.3
 #   END=585 [RETIME=1 RETIME_ARGS="--compile --cells */2m"] [LADDER=scaling_ladder NAME=scaling_wiki] \
-#       bash scripts/lent_gpu/ladder.sh
+#       [FROM=scaling_wiki] bash scripts/lent_gpu/ladder.sh
+# FROM: where NAME does not exist yet, it starts as a copy of docs/results/FROM (its runs and records, no weights): a
+# ladder extended by new families grows in a folder of its own while the published one stays as it is.
 # END: seconds from the start at which everything must be done. The study's folder comes back as $OUT/NAME.tgz
 # (weights and checkpoints stay on the machine): unpack it into docs/results/ before the next call (a call whose
 # checkout holds fewer trials than the last call returned stops at once: stale.sh), and chain calls within the
@@ -15,6 +17,9 @@ start=$(date +%s)
 source scripts/lent_gpu/env.sh
 LADDER=${LADDER:-scaling_ladder}; NAME=${NAME:-scaling_wiki}; END=${END:-590}
 D=docs/results/$NAME
+if [ -n "${FROM:-}" ] && [ ! -d "$D" ]; then
+    cp -r docs/results/$FROM $D && rm -rf $D/weights $D/checkpoints $D/recheck && echo "$D: a copy of docs/results/$FROM"
+fi
 source scripts/lent_gpu/stale.sh; refuse_stale $D/ladder.db
 left() { echo $(( END - ($(date +%s) - start) )); }
 if [ -n "${RETIME:-}" ]; then  # 90 s kept for the tokens (made before its limit counts), the report and the tar
