@@ -242,10 +242,18 @@ def climbs(ladder: Ladder, done: dict[str, Done], family: str, rung_index: int) 
     mine = _best_ppl(ladder, done, family, rung)
     if mine is None:
         return False
-    if ladder.drop_behind is None:
-        return True
+    if ladder.drop_behind is None or _ran_above(done, family, ladder, rung_index):
+        return True  # a family added to the ladder since does not take back the runs this one made above
     best = _rung_best(ladder, done, rung_index)
     return None if best is None else mine <= ladder.drop_behind * best
+
+
+def _ran_above(done: dict[str, Done], family: str, ladder: Ladder, rung_index: int) -> bool:
+    """Whether `family` has finished a run at the rung above rung_index: it climbed when the rung's best allowed."""
+    if rung_index + 1 >= len(ladder.rungs):
+        return False
+    above = ladder.rungs[rung_index + 1].name
+    return any(d.job.family == family and d.job.rung == above for d in done.values())
 
 
 @_memo

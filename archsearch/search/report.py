@@ -159,7 +159,8 @@ def fidelity_section(study, seeds, q: Quality, done) -> list[str]:
     orders = _pair_orders(study, done, q, longer, factor)
     lines += ["", *orders] if orders else []
     split = study.user_attrs.get(TRAIN_SPLIT_TOKENS)
-    ran = {}  # each longer run's own record of its tokens: what it trained, where the source's × factor is a plan
+    ran = {}  # each longer run's own record of its token budget (set before it trains; the source's × factor is
+    # what it was asked, recomputed)
     for j in seeds.trials:
         source, seed, scale = job_key(j)
         if scale == factor and seed == study.trials[source].user_attrs.get(SEED, 0) + offset:

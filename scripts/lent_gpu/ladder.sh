@@ -5,7 +5,7 @@
 # fit only with SQLAlchemy's pure-Python wheel (2.1 MB; the compiled one is 4.7 MB), so .whl is made with
 #   pip download -d .whl --no-deps --only-binary=:all: --python-version 3.12 --platform any sqlalchemy==2.1.9 \
 #       optuna==5.0.0 alembic==1.20.1 colorlog==6.12.0 mako==1.4.3
-#   END=585 [RETIME=1 RETIME_ARGS="--compile --cells */2m"] [LADDER=scaling_ladder NAME=scaling_wiki] \
+#   END=585 [RETIME=1 RETIME_ARGS="--compile --cells */2m"] [LADDER=scaling_ladder NAME=scaling_wiki_next] \
 #       [FROM=scaling_wiki] bash scripts/lent_gpu/ladder.sh
 # FROM: where NAME does not exist yet, it starts as a copy of docs/results/FROM (its runs and records, no weights): a
 # ladder extended by new families grows in a folder of its own while the published one stays as it is.
@@ -15,10 +15,15 @@
 # machine's idle release so that a paused run's checkpoint is still there (--fill).
 start=$(date +%s)
 source scripts/lent_gpu/env.sh
-LADDER=${LADDER:-scaling_ladder}; NAME=${NAME:-scaling_wiki}; END=${END:-590}
+LADDER=${LADDER:-scaling_ladder}; END=${END:-590}
+if [ -z "${NAME:-}" ]; then  # scaling_ladder.yaml has two families the published scaling_wiki has not run: its copy
+    NAME=scaling_wiki_next; FROM=${FROM-scaling_wiki}
+fi
 D=docs/results/$NAME
-if [ -n "${FROM:-}" ] && [ ! -d "$D" ]; then
-    cp -r docs/results/$FROM $D && rm -rf $D/weights $D/checkpoints $D/recheck && echo "$D: a copy of docs/results/$FROM"
+if [ -n "${FROM:-}" ] && [ ! -d "$D" ]; then  # a misspelt FROM must not start the whole ladder afresh
+    [ -f "docs/results/$FROM/ladder.db" ] || { echo "ladder.sh: FROM=$FROM: no docs/results/$FROM/ladder.db"; exit 2; }
+    cp -r "docs/results/$FROM" "$D" && rm -rf "$D/weights" "$D/checkpoints" "$D/recheck" || exit 2
+    echo "$D: a copy of docs/results/$FROM"
 fi
 source scripts/lent_gpu/stale.sh; refuse_stale $D/ladder.db
 left() { echo $(( END - ($(date +%s) - start) )); }

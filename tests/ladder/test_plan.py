@@ -93,6 +93,23 @@ def test_a_family_dropped_below_does_not_hold_up_the_rung_above(tmp_path):
     assert "(16.00 against 1.5 × 10.00 = 15.00)" in dropped(lad, done)["y"]
 
 
+def test_a_family_added_later_does_not_take_back_runs_made_above(tmp_path):
+    """y climbed to b within 1.5× of x; z, added to the ladder afterwards and far better at a, would have dropped y
+    there: y's finished runs at b stay wanted (and y is not reported dropped), where y had not yet climbed it stops."""
+    lad = _ladder(tmp_path)
+    done = {}
+    _finish(done, wanted(lad, done), lambda j: 10.0 if j.family == "x" else 14.0)
+    _finish(done, [j for j in wanted(lad, done) if j.key not in done], lambda j: 10.0)
+    made = {k for k, d in done.items() if d.job.family == "y" and d.job.rung == "b"}
+    assert made
+    grown = _ladder(tmp_path, LADDER + "  z: {spec: {model: {d_model: 8}}, rungs: {a: {}, b: {}}}\n")
+    _finish(done, [j for j in wanted(grown, done) if j.family == "z" and j.rung == "a"], lambda j: 5.0)
+    assert made <= {j.key for j in wanted(grown, done)} and "y" not in dropped(grown, done)
+    fresh = {k: d for k, d in done.items() if k not in made}  # the same ladder before y ran at b: y stops at a
+    assert not [j for j in wanted(grown, fresh) if j.family == "y" and j.rung == "b"]
+    assert "more than 1.5×" in dropped(grown, fresh)["y"]
+
+
 def test_a_rung_waits_for_every_familys_grid_when_dropping_is_on(tmp_path):
     lad = _ladder(tmp_path)
     done = {}
