@@ -11,9 +11,10 @@ compiled once per context, since its graph's cache length is). The transformer's
 compute dtype), fp32 on CPU. Eagerly SDPA reads the first C+1 entries; graphed it attends over a cache cut to C +
 repeats + 16 entries with the unwritten ones masked (a graph has fixed shapes; the slack holds the timed steps' own
 tokens), one graph per context. A model with PAM layers has one more row: its compiled+graph step with the fused
-decode kernels (GraphedDecoder's default at batch 1, its best form there; at batch 64 the plain compiled step is
-quicker: each pre-norm CGU and PAM sublayer of the paper's skeleton in 2 and 3 kernels, blocks/kernels/cgu_step.py and
-pam_step.py), timed in the same run (--no-fused-step leaves it out); its other graphed rows run the ops as written.
+decode kernels (each pre-norm CGU and PAM sublayer of the paper's skeleton in 2 and 3 kernels,
+blocks/kernels/cgu_step.py and pam_step.py), timed in the same run (--no-fused-step leaves it out); its other graphed
+rows run the ops as written. The fused step is GraphedDecoder's default at batch 1, its best form there; at batch 64
+the plain compiled step is quicker.
 
     python benchmarks/decode.py [--contexts 8192 32768] [--specs A.yaml B.yaml] [--batch 64] [--prefill 8192]
                                 [--kernels N [--kernel-sequence N]] [--compile-mode MODE] [--no-compile [MODEL ...]]

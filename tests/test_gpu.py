@@ -173,6 +173,17 @@ def test_the_fused_decode_launched_dependently_gives_the_same_numbers(root, monk
     assert torch.equal(got["1"], got["0"])
 
 
+def test_graphed_decode_uses_the_fused_kernels_by_default_at_batch_1_only(root):
+    """GraphedDecoder(fused=None) captures the step inside fused_decode at batch 1, where the kernels are quicker,
+    and with the ops as written at batch 2 (docs/performance.md: 4× slower than the compiled step at batch 64)."""
+    from archsearch.decode import GraphedDecoder
+
+    model = _paper_skeleton(root, 256, 4, 4, 32).eval()
+    one = GraphedDecoder(model, batch=1, device=torch.device("cuda"))
+    two = GraphedDecoder(model, batch=2, device=torch.device("cuda"))
+    assert one._forms is fastpath.fused_decode and two._forms is nullcontext
+
+
 def test_the_100m_pam_layout_with_kernels_under_bf16_is_as_accurate_as_the_torch_forms(root):
     """The paper's block structure (CN, CGU, PAM with GSP) at a small width: with every fused kernel (CGU's gate
     product, PAM's qkv preparation and memory) under bf16 autocast, the logits and every parameter's gradient are
