@@ -12,7 +12,7 @@ def cmd_evaluate(args) -> int:
     import torch
 
     from .experiment import with_overrides
-    from .saved import WeightsFileEvaluator
+    from .saved import PREFIX, WeightsFileEvaluator
     from .spec import load_spec
 
     weights = Path(args.weights)
@@ -33,7 +33,7 @@ def cmd_evaluate(args) -> int:
         what = next((line.strip() for line in str(e).splitlines()[1:] if line.strip()), str(e).splitlines()[0])
         raise SpecError(Loc(str(weights)), f"these weights do not fit {args.spec}: {what[:300]}") from None
     for split in splits:
-        pre = {"validation": "val_", "test": "test_"}[split]
+        pre = PREFIX[split]
         shown = "  ".join(f"{k[len(pre):]} {v:,.6g}" for k, v in sorted(metrics.items())
                           if k.startswith(pre) and isinstance(v, (int, float)) and not isinstance(v, bool))
         print(f"{split}: {shown}")

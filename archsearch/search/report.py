@@ -12,9 +12,9 @@ from optuna.trial import TrialState
 from . import verify
 from .families import Quality, family, pam_fraction, verdict_cost, verdict_pairs
 from .recovery import superseded
-from .retrain import (FIDELITY_SEED, failed_seeds, failures, fidelity_pairs, fidelity_set, job_key, seed_stats,
-                      spearman, spread)
-from .run_folder import (CARD, FIDELITY_BAR, ISO_TIME, MATCHED, MIXERS, SAVED_CHECK, SEED, TRAIN_SPLIT_TOKENS,
+from .retrain import (FIDELITY_SEED, at_seed, failed_seeds, failures, fidelity_pairs, fidelity_set, job_key,
+                      seed_stats, spearman, spread)
+from .run_folder import (CARD, FIDELITY_BAR, ISO_TIME, MATCHED, MIXERS, SAVED_CHECK, TRAIN_SPLIT_TOKENS,
                          TRAIN_TOKENS)
 from .summary import summary
 from .verdicts import equal_time_verdict, floor_of, floor_note, verdict
@@ -115,8 +115,8 @@ def screen_qualifies(study, seeds, q: Quality) -> tuple[bool | None, str]:
     n = bar["trials"]
     need = (f"the bar: Spearman ≥ {bar['min_rank']:g} over {n} trials spread over the ranking, with the "
             f"verdicts' pairs added, re-trained {bar['factor']:g}× longer")
-    if len(spread(study, n)) < n:
-        return False, f"the search has {len(spread(study, n))} complete trials to re-train, fewer than {n} ({need})"
+    if (have := len(spread(study, n))) < n:
+        return False, f"the search has {have} complete trials to re-train, fewer than {n} ({need})"
     if len(longer) < len(want):
         return False, f"{len(longer)} of its {len(want)} fidelity runs have finished ({need})"
     rho = spearman([longer[s][0] for s in want], [longer[s][1] for s in want])
@@ -159,17 +159,13 @@ def fidelity_section(study, seeds, q: Quality, done) -> list[str]:
     orders = _pair_orders(study, done, q, longer, factor)
     lines += ["", *orders] if orders else []
     split = study.user_attrs.get(TRAIN_SPLIT_TOKENS)
-    ran = {}  # each longer run's own record of its token budget (set before it trains; the source's × factor is
-    # what it was asked, recomputed)
+    ran = {}  # each longer run's own record of its token budget (every run records it before it trains)
     for j in seeds.trials:
-        source, seed, scale = job_key(j)
-        if scale == factor and seed == study.trials[source].user_attrs.get(SEED, 0) + offset:
-            ran.setdefault(source, j.user_attrs.get(TRAIN_TOKENS))
+        if job_key(j)[2] == factor and at_seed(study, job_key(j), offset):
+            ran.setdefault(job_key(j)[0], j.user_attrs.get(TRAIN_TOKENS))
 
     def tokens(n):  # the longer run's tokens, and the passes over the train split they make (expected coverage)
         t = ran.get(n)
-        if t is None and study.trials[n].user_attrs.get(TRAIN_TOKENS) is not None:  # a run from before it recorded
-            t = study.trials[n].user_attrs[TRAIN_TOKENS] * factor
         return "–" if t is None else f"{t:,.0f}" + (f" ({t / split:.2f})" if split else "")
     lines += ["", f"| trial | mixers | screen {q.short} | {factor:g}× budget {q.short} | {factor:g}× tokens (passes "
                   f"over the train split) |", "|---|---|---|---|---|"]

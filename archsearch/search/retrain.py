@@ -264,6 +264,12 @@ def seed_stats(study, seeds_study, metric: str = "test_ppl") -> dict[int, dict]:
     return out
 
 
+def at_seed(study, key: tuple, offset: int) -> bool:
+    """Whether a run (job_key) trained at its source trial's seed plus `offset` (FIDELITY_SEED: a fidelity run)."""
+    source, seed, _ = key
+    return seed == study.trials[source].user_attrs.get(SEED, 0) + offset
+
+
 def fidelity_pairs(study, seeds_study, metric: str = "val_ppl", only: float | None = None,
                    worst: float = float("inf"), seed: int | None = None) -> tuple[float, list[tuple[int, float, float]]]:
     """(budget factor, [(trial, screen metric, longer-budget metric)]) of the fidelity runs that finished (`only`:
@@ -276,7 +282,7 @@ def fidelity_pairs(study, seeds_study, metric: str = "val_ppl", only: float | No
         source, run_seed, scale = key
         if scale == 1.0 or scale != (only or scale):
             continue
-        if seed is not None and run_seed != study.trials[source].user_attrs.get(SEED, 0) + seed:
+        if seed is not None and not at_seed(study, key, seed):
             continue
         diverged = key in lost and str(j.user_attrs.get(FAILED_REASON, "")).startswith(DIVERGED)
         value = j.user_attrs.get(metric) if j.state == TrialState.COMPLETE else worst if diverged else None

@@ -37,7 +37,8 @@ def check_saved(study, seeds, out, recheck: bool = False) -> dict:
         if j.state == TrialState.COMPLETE and key in j.user_attrs:
             todo.append((f"run {j.number} (trial {source} seed {seed}" + (f" ×{scale:g}" if scale != 1.0 else "") + ")",
                          trials[source], run_weights_path(out, source, seed, scale), split, j.user_attrs[key]))
-    done = {k: v for k, v in done.items() if k in {label for label, *_ in todo}}  # no longer complete: not reported
+    labels = {label for label, *_ in todo}
+    done = {k: v for k, v in done.items() if k in labels}  # no longer complete: not reported
     for label, t, path, split, recorded in todo:
         if label in done and done[label]["recorded"] != recorded:
             del done[label]  # the label holds another run's number now (a retried run): its check is not this one's

@@ -297,9 +297,3 @@ def test_the_fidelity_section_counts_each_trial_once_at_the_runs_own_seed():
                                       user_attrs={**t.user_attrs, "train_tokens": 300}))
     text = "\n".join(fidelity_section(scaled, seeds, Quality(scaled), scaled.trials))
     assert "| 0 | pam | 1 | 0.5 | 1,000 |" in text  # the run's own record, not the source's × 4
-    older = optuna.create_study()  # runs from before they recorded their tokens: the source's × the factor
-    for t in seeds.trials:
-        older.add_trial(create_trial(state=t.state, value=t.value,
-                                     user_attrs={k: v for k, v in t.user_attrs.items() if k != "train_tokens"}))
-    text = "\n".join(fidelity_section(scaled, older, Quality(scaled), scaled.trials))
-    assert "| 0 | pam | 1 | 0.5 | 1,200 |" in text
