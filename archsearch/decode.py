@@ -33,8 +33,8 @@ from blocks.complex import frozen_weights
 from .graph_step import compile_afresh
 
 WARMUP_STEPS = 3  # eager steps on a side stream before capture (lazy caches, cuBLAS workspaces)
-# the largest batch that decodes with the fused sublayer kernels by default: measured quicker at 1, 4× slower at 64
-# (docs/performance.md); the batches between are not measured yet
+# the largest batch that decodes with the fused sublayer kernels by default: measured quicker at 1, 1.2× slower at 4
+# and 4× slower at 64 (docs/performance.md); batch 2 is not measured
 FUSED_MAX_BATCH = 1
 
 
