@@ -12,8 +12,8 @@ A graph removes the CPU's per-op launch cost but still runs every small kernel o
 far fewer (~440; ~280 with compile="max-autotune-no-cudagraphs", docs/performance.md). `fused=True` runs each
 pre-norm CGU or PAM sublayer (complex_norm, the block, the scaled residual add) as two or three Triton kernels
 (blocks.fastpath.fused_decode; the default at batch 1, where it measured 2.1× quicker than the compiled step on an
-H100; at batch 64 it measured 4× slower, its one-token GEMVs re-reading the weights for every 8 sequences, so larger
-batches default to the ops as written, fused=False).
+H100; at batch 4 it measured 1.2× slower and at 64 4× slower, its one-token GEMVs re-reading the weights for every 8
+sequences, so larger batches default to the ops as written, fused=False).
 The weights must not change after construction: the step is captured inside blocks.complex.frozen_weights, so the
 graph reads complex block matrices built once, which the decoder keeps alive (the model itself keeps nothing); the
 fused sublayer kernels read the complex layers' parameters Wr and Wi themselves (each weight once).
@@ -33,8 +33,8 @@ from blocks.complex import frozen_weights
 from .graph_step import compile_afresh
 
 WARMUP_STEPS = 3  # eager steps on a side stream before capture (lazy caches, cuBLAS workspaces)
-# the largest batch that decodes with the fused sublayer kernels by default: measured quicker at 1, 1.2× slower at 4
-# and 4× slower at 64 (docs/performance.md); batch 2 is not measured
+# the largest batch that decodes with the fused sublayer kernels by default (the docstring's measurements; batch 2 is
+# not measured)
 FUSED_MAX_BATCH = 1
 
 
@@ -117,8 +117,8 @@ class GraphedDecoder:
         decode needs, or a state already at some context), default model.init_state(batch). `compile`: True, or a
         torch.compile mode (e.g. "max-autotune-no-cudagraphs"; a mode with its own CUDA graphs would nest them).
         `fused`: True, the step traced and captured inside blocks.fastpath.fused_decode(), the fused sublayer
-        kernels where they apply (for the 100M PAM at batch 1, 2.1× quicker than the compiled step on an H100;
-        at batch 64 4× slower: docs/performance.md); False: the plain ops; None (default): fused_by_default(batch)."""
+        kernels where they apply; False: the plain ops; None (default): fused_by_default(batch), the kernels up to
+        FUSED_MAX_BATCH sequences only (measured above)."""
         if device.type != "cuda":
             raise ValueError(f"CUDA-graph decode needs a CUDA device, got {device}")
         self.model = model

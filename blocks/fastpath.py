@@ -12,8 +12,8 @@
   blocks/kernels/cgu_step.py; PAM 3, pam_step.pam_sublayer_step), and a PAM step outside that pattern as two
   (blocks/kernels/pam_step.py: projection with RoPE, then gates, state update and read) instead of their torch
   forms, where use_fused_decode(device) says so: the kernels can run on the device, no gradients, outside
-  reference_forms(). Off unless entered; GraphedDecoder enters it by default at batch 1 (`fused`: 2.1× quicker than
-  the compiled step there on an H100, 4× slower at batch 64: docs/performance.md). The state is then updated in place.
+  reference_forms(). Off unless entered; GraphedDecoder enters it by default where it is the quicker step, at batch 1
+  (archsearch.decode.FUSED_MAX_BATCH; the measurements: its docstring). The state is then updated in place.
 - compiled_decode(): the one rule for a compiled decode step (traced by torch.compile, no gradients): blocks write
   their few-token work as products and sums that inductor fuses instead of launching kernels and GEMMs of their own.
 - kernel(name, device): the kernel module blocks/kernels/<name>.py, or a one-line error where it cannot run.
