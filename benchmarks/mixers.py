@@ -4,13 +4,14 @@ paper's O(T²) split-real dual form (fp32 and bf16) and in the chunked torch for
 ms, the ratio to SDPA and to the paper's form, and the card; then a T sweep with B·T fixed.
 
     python benchmarks/mixers.py [--batch 4 --seq 2048] [--sweep 1024 2048 4096 8192 16384 32768 --tokens 32768]
-                                [--chunks]
+                                [--chunks] [--kernels]
 
 "PAM triton, whole loops" is the kernels with their state loops never split into segments (SPLIT_WAVES = 0 in
 blocks/kernels/memory.py; the decay gradient's scan, changed with the split, is the new one in both), timed beside the
 default, which splits them where few programs would run them (long T, few sequences). `--chunks` adds the PAM
 kernels at each chunk length they can take (32, 64, 128; 64 is the default), at B×T and in the sweep: what
-ARCHSEARCH_KERNEL_TUNING=1 chooses between.
+ARCHSEARCH_KERNEL_TUNING=1 chooses between. `--kernels` lists the kernels of PAM's, LA's and SDPA's calls at
+B×T (GPU µs a call each, by torch.profiler): where the core's GPU time goes, before optimising it.
 
 Wall time (CUDA events around each call, host launch gaps included) is the headline; on a GPU two more columns show
 where the host is the bottleneck: the GPU-busy time (the kernels' summed durations, by torch.profiler) and, for the
@@ -103,19 +104,48 @@ WHOLE = "PAM triton, whole loops"  # the kernels without the state loops' split 
 QUADRATIC_LIMIT = 8192  # the O(T²) dual forms are left out of the sweep beyond this length (minutes per point)
 
 
-def busy_ms(fn, iters: int = 5) -> float:
+def busy_ms(fn, iters: int = 5, per_kernel: dict | None = None) -> float:
     """GPU time per call: the summed duration of the kernels one call launches (torch.profiler), which leaves out
-    the gaps where the GPU waits for the host to launch them."""
+    the gaps where the GPU waits for the host to launch them. `per_kernel` receives each kernel's µs per call."""
     fn()
     with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as prof:
         for _ in range(iters):
             fn()
         torch.cuda.synchronize()
     kernels = [e for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA]
+    if per_kernel is not None:
+        for e in kernels:
+            per_kernel[e.name] = per_kernel.get(e.name, 0.0) + e.device_time / iters
     return sum(e.device_time for e in kernels) / 1e3 / iters
 
 
-def time_forms(b, t, device, repeats, busy: dict | None = None, paper_fp32: bool = True, chunks: bool = False) -> dict:
+PROFILED = ("PAM triton", "LA triton 6×64", "SDPA causal 12×64")  # --kernels: the forms whose kernels are listed
+
+
+def kernel_lines(values: dict, top: int = 12) -> list[str]:
+    """--kernels' tables from {"kernels/FORM/KERNEL@us": [µs a call per process]}: per form, its kernels by median
+    time, each with its share of the form's GPU time (kernels seen in fewer processes count as 0 in the others)."""
+    forms: dict[str, dict[str, list[float]]] = {}
+    for key, per_process in values.items():
+        if key.startswith("kernels/") and key.endswith("@us"):
+            form, kernel = key[len("kernels/"):-len("@us")].split("/", 1)
+            forms.setdefault(form, {})[kernel] = per_process
+    lines = []
+    for form, kernels in forms.items():
+        n = max(map(len, kernels.values()))
+        med = {k: fresh.median(v + [0.0] * (n - len(v))) for k, v in kernels.items()}
+        total = sum(med.values())
+        lines.append(f"\n{form}: {len(kernels)} kernels, {total:.1f} µs a call (medians over processes)")
+        for k, us in sorted(med.items(), key=lambda kv: -kv[1])[:top]:
+            lines.append(f"  {us:9.1f} µs {100 * us / total:5.1f}%  {k[:90]}")
+    return lines
+
+
+def time_forms(b, t, device, repeats, busy: dict | None = None, paper_fp32: bool = True, chunks: bool = False,
+               kernels: dict | None = None) -> dict:
+    """Wall ms of each form; with `busy`, its GPU-busy ms too; with `kernels`, {FORM: {kernel: µs a call}} of the
+    PROFILED forms."""
+    per_kernel = lambda name: kernels.setdefault(name, {}) if kernels is not None and name in PROFILED else None  # noqa: E731
     half = torch.bfloat16 if device.type == "cuda" else torch.float32
     fast = fastpath.kernels_available(device)
     forms = {"PAM triton": (pam_pair(), half), WHOLE: (pam_pair(), half)} if fast else {}
@@ -142,14 +172,14 @@ def time_forms(b, t, device, repeats, busy: dict | None = None, paper_fp32: bool
             with whole_loops() if name == WHOLE else contextlib.nullcontext():
                 out[name] = time_ms(lambda: fn(parts, log_g).backward(), device, repeats=repeats, warmup=2)
                 if busy is not None:
-                    busy[name] = busy_ms(lambda: fn(parts, log_g).backward())
+                    busy[name] = busy_ms(lambda: fn(parts, log_g).backward(), per_kernel=per_kernel(name))
         except torch.OutOfMemoryError:
             out[name] = float("nan")
         if device.type == "cuda":
             torch.cuda.empty_cache()
     out["SDPA causal 12×64"] = time_ms(sdpa(b, t, device), device, repeats=repeats, warmup=2)
     if busy is not None:
-        busy["SDPA causal 12×64"] = busy_ms(sdpa(b, t, device))
+        busy["SDPA causal 12×64"] = busy_ms(sdpa(b, t, device), per_kernel=per_kernel("SDPA causal 12×64"))
     return out
 
 
@@ -218,6 +248,8 @@ def parse_args(argv=None):
     p.add_argument("--repeats", type=int, default=10)
     p.add_argument("--check-only", action="store_true", help="run the checks against the recurrence, then stop")
     p.add_argument("--chunks", action="store_true", help="also time the PAM kernels at each chunk length")
+    p.add_argument("--kernels", action="store_true",
+                   help="also list the kernels of PAM's, LA's and SDPA's calls at --batch × --seq with their GPU time")
     fresh.add_arguments(p)
     return p.parse_args(argv)
 
@@ -229,10 +261,12 @@ def measure(args) -> dict[str, float]:
     if args.check_only:
         return {}
     busy = {} if device.type == "cuda" else None
-    res = time_forms(args.batch, args.seq, device, args.repeats, busy, chunks=args.chunks)
+    kernels = {} if busy is not None and args.kernels else None
+    res = time_forms(args.batch, args.seq, device, args.repeats, busy, chunks=args.chunks, kernels=kernels)
     graphs = graphed_ms(args.batch, args.seq, device, args.repeats) if busy is not None and "PAM triton" in res else {}
     out = {f"main/{n}@ms": v for n, v in res.items()} | {f"main/{n}@busy": v for n, v in (busy or {}).items()}
     out |= {f"main/{n}@graphed": v for n, v in graphs.items()}
+    out |= {f"kernels/{form}/{k}@us": us for form, ks in (kernels or {}).items() for k, us in ks.items()}
     print(f"B={args.batch}, T={args.seq}: " + ", ".join(f"{n} {v:.3f} ms" for n, v in res.items()), flush=True)
     for t in args.sweep:
         sweep_busy = {} if busy is not None else None
@@ -264,6 +298,8 @@ def show(args, values: fresh.Values) -> None:
               + (f" {fresh.cell(fresh.ratio(busy, v(f'main/{sd}@busy')), '.2f', 17)}×" if busy else f" {'–':>18s}")
               + (f" {fresh.cell(graphed, '.3f', 22)} {fresh.cell(fresh.ratio(graphed, v(f'main/{sd}@graphed')), '.2f', 17)}×"
                  if graphed else ""))
+    if args.kernels:
+        print("\n".join(kernel_lines(values)) or "\n--kernels: no kernel profile (it needs a CUDA device)")
     if not args.sweep:
         return
     names = [n for n in names if "fp32" not in n]
@@ -277,12 +313,13 @@ def show(args, values: fresh.Values) -> None:
                                         for n in names))
     lead = "PAM triton" if "PAM triton" in names else "PAM chunked (torch)"
     split = lead == "PAM triton" and WHOLE in names
+    has_busy = v(f"sweep/{args.sweep[0]}/{lead}@busy") is not None
     print(f"\nT sweep: {lead} / SDPA" + (" and / its whole loops (the split's gain where below 1)" if split else "")
-          + ", per process, median [min–max]")
+          + (", then the same in GPU-busy time" if has_busy else "") + ", per process, median [min–max]")
     for t in args.sweep:
-        print(f"{t:7d} {fresh.cell(fresh.ratio(v(f'sweep/{t}/{lead}@ms'), v(f'sweep/{t}/{sd}@ms')), '.2f')}×"
-              + (f" {fresh.cell(fresh.ratio(v(f'sweep/{t}/{lead}@ms'), v(f'sweep/{t}/{WHOLE}@ms')), '.2f')}×"
-                 if split else ""))
+        cols = [fresh.ratio(v(f"sweep/{t}/{lead}@{w}"), v(f"sweep/{t}/{other}@{w}"))
+                for w in (("ms", "busy") if has_busy else ("ms",)) for other in ((sd, WHOLE) if split else (sd,))]
+        print(f"{t:7d} " + " ".join(f"{fresh.cell(c, '.3f')}×" for c in cols))
 
 
 def main() -> None:

@@ -12,6 +12,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 import decode  # noqa: E402
 import e2e  # noqa: E402
 import fresh  # noqa: E402
+import mixers  # noqa: E402
 import rungs  # noqa: E402
 import train_loop  # noqa: E402
 import workers  # noqa: E402
@@ -163,3 +164,27 @@ def test_the_time_a_kernel_is_on_the_gpu_counts_overlaps_once():
     assert covered([(0, 2), (5, 6)]) == 3.0  # a gap
     assert covered([(3, 8), (0, 4), (4, 5)]) == 8.0  # overlapping, out of order
     assert covered([(0, 10), (2, 3)]) == 10.0  # one inside another
+
+
+def test_the_mixer_benchmark_checks_and_times_the_cores_on_cpu(capsys, monkeypatch):
+    """mixers.py end to end at a tiny shape: the checks against the recurrence, the main table and the sweep's ratio
+    (the kernel forms, GPU-busy and graphed columns need a CUDA device; the kernels in Triton's interpreter would take
+    half a minute here, and tests/test_kernels.py checks them)."""
+    monkeypatch.setattr(mixers.fastpath, "kernels_available", lambda device: False)
+    args = mixers.parse_args(["--batch", "1", "--seq", "64", "--sweep", "64", "--tokens", "64", "--repeats", "1",
+                              "--processes", "1", "--kernels"])
+    mixers.show(args, fresh.over_processes(args, mixers.measure))
+    out = capsys.readouterr().out
+    assert "PAM chunked (torch)" in out and "SDPA causal 12×64" in out
+    assert "T sweep: " in out and "--kernels: no kernel profile (it needs a CUDA device)" in out
+
+
+def test_the_kernel_tables_rank_each_forms_kernels_by_median_time():
+    values = {"kernels/PAM triton/_state_fwd@us": [30.0, 34.0, 32.0], "kernels/PAM triton/_out_fwd@us": [60.0, 70.0, 64.0],
+              "kernels/PAM triton/_scan@us": [8.0], "kernels/SDPA causal 12×64/flash_fwd@us": [50.0, 50.0, 50.0],
+              "main/PAM triton@ms": [1.0, 1.0, 1.0]}
+    lines = mixers.kernel_lines(values)
+    pam = lines[lines.index("\nPAM triton: 3 kernels, 96.0 µs a call (medians over processes)"):][1:4]
+    assert [line.split()[-1] for line in pam] == ["_out_fwd", "_state_fwd", "_scan"]  # by median: 64, 32, then 0
+    assert pam[0].split()[0] == "64.0" and pam[0].split()[2] == "66.7%"
+    assert "\nSDPA causal 12×64: 1 kernels, 50.0 µs a call (medians over processes)" in lines
