@@ -145,7 +145,8 @@ def time_forms(b, t, device, repeats, busy: dict | None = None, paper_fp32: bool
                kernels: dict | None = None) -> dict:
     """Wall ms of each form; with `busy`, its GPU-busy ms too; with `kernels`, {FORM: {kernel: µs a call}} of the
     PROFILED forms."""
-    per_kernel = lambda name: kernels.setdefault(name, {}) if kernels is not None and name in PROFILED else None  # noqa: E731
+    def per_kernel(name):
+        return kernels.setdefault(name, {}) if kernels is not None and name in PROFILED else None
     half = torch.bfloat16 if device.type == "cuda" else torch.float32
     fast = fastpath.kernels_available(device)
     forms = {"PAM triton": (pam_pair(), half), WHOLE: (pam_pair(), half)} if fast else {}

@@ -180,9 +180,9 @@ def test_the_mixer_benchmark_checks_and_times_the_cores_on_cpu(capsys, monkeypat
 
 
 def test_the_kernel_tables_rank_each_forms_kernels_by_median_time():
-    values = {"kernels/PAM triton/_state_fwd@us": [30.0, 34.0, 32.0], "kernels/PAM triton/_out_fwd@us": [60.0, 70.0, 64.0],
-              "kernels/PAM triton/_scan@us": [8.0], "kernels/SDPA causal 12×64/flash_fwd@us": [50.0, 50.0, 50.0],
-              "main/PAM triton@ms": [1.0, 1.0, 1.0]}
+    values = {"kernels/PAM triton/_state_fwd@us": [30.0, 34.0, 32.0],
+              "kernels/PAM triton/_out_fwd@us": [60.0, 70.0, 64.0], "kernels/PAM triton/_scan@us": [8.0],
+              "kernels/SDPA causal 12×64/flash_fwd@us": [50.0, 50.0, 50.0], "main/PAM triton@ms": [1.0, 1.0, 1.0]}
     lines = mixers.kernel_lines(values)
     pam = lines[lines.index("\nPAM triton: 3 kernels, 96.0 µs a call (medians over processes)"):][1:4]
     assert [line.split()[-1] for line in pam] == ["_out_fwd", "_state_fwd", "_scan"]  # by median: 64, 32, then 0
