@@ -12,7 +12,9 @@
 # END: seconds from the start at which everything must be done. The study's folder comes back as $OUT/NAME.tgz
 # (weights and checkpoints stay on the machine): unpack it into docs/results/ before the next call (a call whose
 # checkout holds fewer trials than the last call returned stops at once: stale.sh), and chain calls within the
-# machine's idle release so that a paused run's checkpoint is still there (--fill).
+# machine's idle release so that a paused run's checkpoint is still there (--fill). A machine taken back during a call
+# returns nothing: the next call goes on from the last unpacked study, and a paused run starts again from its first
+# step (its checkpoint stayed on that machine; seen 2026-12-06, attn_la3/20m at 0.008).
 start=$(date +%s)
 source scripts/lent_gpu/env.sh
 LADDER=${LADDER:-scaling_ladder}; END=${END:-590}
