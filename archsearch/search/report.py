@@ -161,8 +161,9 @@ def fidelity_section(study, seeds, q: Quality, done) -> list[str]:
     split = study.user_attrs.get(TRAIN_SPLIT_TOKENS)
     ran = {}  # each longer run's own record of its token budget (every run records it before it trains)
     for j in seeds.trials:
-        if job_key(j)[2] == factor and at_seed(study, job_key(j), offset):
-            ran.setdefault(job_key(j)[0], j.user_attrs.get(TRAIN_TOKENS))
+        key = job_key(j)
+        if key[2] == factor and at_seed(study, key, offset):
+            ran.setdefault(key[0], j.user_attrs.get(TRAIN_TOKENS))
 
     def tokens(n):  # the longer run's tokens, and the passes over the train split they make (expected coverage)
         t = ran.get(n)
