@@ -15,8 +15,8 @@ B×T (GPU µs a call each, by torch.profiler): where the core's GPU time goes, b
 
 Wall time (CUDA events around each call, host launch gaps included) is the headline; on a GPU two more columns show
 where the host is the bottleneck: the GPU-busy time (the kernels' summed durations, by torch.profiler) and, for the
-kernel forms and SDPA, the wall time of the same call replayed as a CUDA graph (torch.cuda.make_graphed_callables:
-forward and backward each one launch), which is what a graphed training step would see.
+kernel forms and SDPA, the wall time of the same call replayed as one CUDA graph (forward, the loss's sum and the
+inputs' gradients captured together, as a graphed training step holds them: no host time between its kernels).
 Inputs are random, already projected (q, k, v, per-head log decay) and in the layout each form takes in the model
 (the kernels: [re | im] per head, as blocks/kernels/complex_qkv.py writes them; the torch forms: re and im apart);
 the projections are not timed. First every form
@@ -185,8 +185,8 @@ def time_forms(b, t, device, repeats, busy: dict | None = None, paper_fp32: bool
 
 
 def graphed_ms(b, t, device, repeats) -> dict:
-    """Wall ms of fwd+bwd of the kernel forms and SDPA, each captured once as CUDA graphs (forward, backward) and
-    replayed on the same inputs; the loss's sum and its gradient stay outside the graphs, alike for every form."""
+    """Wall ms of fwd+bwd of the kernel forms and SDPA, each captured once as one CUDA graph with the loss's sum and
+    the inputs' gradients, alike for every form, and replayed on the same inputs."""
     parts, log_g = pam_inputs(b, 6, t, 64, device, torch.bfloat16)
     la = [x.detach().requires_grad_() for x in (parts[0][:, :, None], parts[2], parts[4])]
     g = torch.Generator(device="cpu").manual_seed(0)
@@ -200,9 +200,31 @@ def graphed_ms(b, t, device, repeats) -> dict:
     out = {}
     for name, (fn, ins) in forms.items():
         with whole_loops() if name == WHOLE else contextlib.nullcontext():  # captured as the form runs
-            graphed = torch.cuda.make_graphed_callables(fn, tuple(ins))
-        out[name] = time_ms(lambda: graphed(*ins).float().sum().backward(), device, repeats=repeats, warmup=2)
+            graph, _ = captured_step(fn, ins)
+        out[name] = time_ms(graph.replay, device, repeats=repeats, warmup=2)
+        del graph
+        torch.cuda.empty_cache()
     return out
+
+
+def captured_step(fn, ins) -> tuple[torch.cuda.CUDAGraph, tuple]:
+    """fn's forward, the sum of its output in fp32 and the gradients of its inputs that want one, captured as one
+    CUDA graph (after two runs on a side stream: compilation, autotuning and the allocator's first blocks happen
+    there). → (the graph, the gradients it writes at each replay: tensors in its memory, not added into .grad)."""
+    wanted = [x for x in ins if x.requires_grad]
+
+    def step():
+        return torch.autograd.grad(fn(*ins).float().sum(), wanted)
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        for _ in range(2):
+            step()
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        grads = step()
+    return graph, grads
 
 
 def check(device) -> None:

@@ -179,6 +179,36 @@ def test_the_mixer_benchmark_checks_and_times_the_cores_on_cpu(capsys, monkeypat
     assert "T sweep: " in out and "--kernels: no kernel profile (it needs a CUDA device)" in out
 
 
+@pytest.mark.skipif(not __import__("torch").cuda.is_available(), reason="CUDA graphs need a GPU")
+@pytest.mark.parametrize("form", ["PAM triton", "SDPA causal 12×64"])
+def test_the_graphed_column_replays_forward_loss_and_gradients_as_one_graph(form):
+    """mixers.captured_step: each replay writes the inputs' gradients eager autograd gives (to bf16 rounding: cuDNN's
+    backward may sum in another order), and leaves .grad alone."""
+    import torch
+
+    from archsearch.testing import rel_error
+    from blocks import fastpath
+
+    torch.manual_seed(0)
+    if form == "PAM triton":
+        pair = fastpath.kernel("memory", torch.device("cuda")).complex_pair_memory
+        ins = [torch.randn(2, 3, 128, 32, device="cuda", dtype=torch.bfloat16).requires_grad_() for _ in range(3)]
+        ins.append((-torch.rand(2, 3, 128, device="cuda") * 0.1).requires_grad_())
+        fn = lambda q, k, v, lg: pair(q, k, v, lg, 1.0)  # noqa: E731
+    else:
+        ins = [torch.randn(2, 4, 128, 64, device="cuda", dtype=torch.bfloat16).requires_grad_() for _ in range(3)]
+        fn = lambda q, k, v: torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True)  # noqa: E731
+    want = torch.autograd.grad(fn(*ins).float().sum(), ins)
+    graph, grads = mixers.captured_step(fn, ins)
+    for g in grads:
+        g.zero_()
+    graph.replay()
+    torch.cuda.synchronize()
+    for a, b in zip(grads, want):
+        assert rel_error(a.float(), b.float()) < 1e-2
+    assert all(x.grad is None for x in ins)
+
+
 def test_the_kernel_tables_rank_each_forms_kernels_by_median_time():
     values = {"kernels/PAM triton/_state_fwd@us": [30.0, 34.0, 32.0],
               "kernels/PAM triton/_out_fwd@us": [60.0, 70.0, 64.0], "kernels/PAM triton/_scan@us": [8.0],
