@@ -104,13 +104,15 @@ def measure(args) -> dict[str, float]:
     if args.cuda_graph and device.type != "cuda":
         print("--cuda-graph: no GPU here, so no graphed runs")
     shapes = [(args.tokens // t, t) for t in args.sweep] if args.sweep else [(args.batch, args.seq)]
-    out = {}
+    out, irs = {}, {}
     for spec in args.specs:
         name = Path(spec).stem
-        ir = compile_spec(spec, vocab=args.vocab, seq_len=max(t for _, t in shapes))
-        out[f"flops@{name}"], out[f"params@{name}"] = ir.meta["flops"], ir.meta["params"]
-        for label, forms, how in runs_of(args, ir, name, device):
-            for batch, seq in shapes:
+        irs[name] = compile_spec(spec, vocab=args.vocab, seq_len=max(t for _, t in shapes))
+        out[f"flops@{name}"], out[f"params@{name}"] = irs[name].meta["flops"], irs[name].meta["params"]
+    # length by length, every model at each: a run cut short (a time limit) has printed whole pairs
+    for batch, seq in shapes:
+        for name, ir in irs.items():
+            for label, forms, how in runs_of(args, ir, name, device):
                 ms, _ = time_form(ir, how, batch, seq, args.vocab, device, amp, args.repeats,
                                   compile_mode=args.compile_mode, forms=forms, label=label)
                 out[f"{label}@{seq}"] = ms

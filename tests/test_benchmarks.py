@@ -75,6 +75,10 @@ def test_decode_and_training_benchmarks_run_on_cpu(capsys, tmp_path):
     e2e.show(args, fresh.over_processes(args, e2e.measure))
     out = capsys.readouterr().out
     assert "crossover" in out and (tmp_path / "sweep.png").is_file()
+    # length by length, both models at each: a run its time limit cuts has printed whole pairs
+    progress = [ln.rsplit(":", 1)[0] for ln in out.splitlines() if ln.endswith("ms per step")]
+    assert progress == ["paper_pam_5m, T 16", "paper_transformer_5m, T 16", "paper_pam_5m, T 32",
+                        "paper_transformer_5m, T 32"]
 
 
 def test_the_rung_benchmark_times_a_ladders_families(capsys):
