@@ -10,7 +10,10 @@ ms, the ratio to SDPA and to the paper's form, and the card; then a T sweep with
 blocks/kernels/memory.py; the decay gradient's scan, changed with the split, is the new one in both), timed beside the
 default, which splits them where few programs would run them (long T, few sequences). `--chunks` adds the PAM
 kernels at each chunk length they can take (32, 64, 128; 64 is the default), at B×T and in the sweep: what
-ARCHSEARCH_KERNEL_TUNING=1 chooses between. `--kernels` lists the kernels of PAM's, LA's and SDPA's calls at
+ARCHSEARCH_KERNEL_TUNING=1 chooses between. `--tuned` adds "PAM triton, tuned" at B×T: the kernels with
+ARCHSEARCH_KERNEL_TUNING=1 at the default chunk length (64, the quickest at every shape measured, docs/kernels.md),
+every kernel's tiles, warps and stages tuned for the shape by Triton's autotuner (minutes of compiling), and prints
+what it picked. `--kernels` lists the kernels of PAM's, LA's and SDPA's calls at
 B×T (GPU µs a call each, by torch.profiler): where the core's GPU time goes, before optimising it.
 
 Wall time (CUDA events around each call, host launch gaps included) is the headline; on a GPU two more columns show
@@ -30,6 +33,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import math
+import os
 
 import torch
 import torch.nn.functional as F
@@ -67,6 +71,39 @@ def pam_pair(chunk: int | None = None):
 
 
 @contextlib.contextmanager
+def kernel_tuning():
+    """ARCHSEARCH_KERNEL_TUNING=1 for the calls inside (blocks/kernels/tuning.py reads it at each call)."""
+    before = os.environ.get("ARCHSEARCH_KERNEL_TUNING")
+    os.environ["ARCHSEARCH_KERNEL_TUNING"] = "1"
+    try:
+        yield
+    finally:
+        if before is None:
+            del os.environ["ARCHSEARCH_KERNEL_TUNING"]
+        else:
+            os.environ["ARCHSEARCH_KERNEL_TUNING"] = before
+
+
+def form_context(name: str):
+    """How a kernel form runs: its state loops whole (WHOLE), tuned (TUNED), or as the model runs it."""
+    return whole_loops() if name == WHOLE else kernel_tuning() if name == TUNED else contextlib.nullcontext()
+
+
+def tuned_picks() -> str:
+    """What kernel tuning picked at the last tuned shape: each kernel's tiles, warps and stages."""
+    from blocks.kernels import memory_bwd, memory_fwd
+
+    parts = []
+    for kernel in (memory_fwd.fwd_states, memory_fwd.fwd_output, memory_bwd.bwd_states, memory_bwd.bwd_dv,
+                   memory_bwd.bwd_dqk):
+        c = getattr(kernel, "best_config", None)
+        if c is not None:
+            parts.append(f"{kernel.fn.__name__} {c.kwargs['BK']}×{c.kwargs['BV']}, {c.num_warps} warps, "
+                         f"{c.num_stages} stages")
+    return "; ".join(parts) or "nothing tuned"
+
+
+@contextlib.contextmanager
 def whole_loops():
     """The state kernels' chunk loops never split into segments (blocks/kernels/memory.py's SPLIT_WAVES = 0), timed
     beside the split."""
@@ -101,6 +138,7 @@ def sdpa(b, t, device):
 
 
 WHOLE = "PAM triton, whole loops"  # the kernels without the state loops' split (whole_loops)
+TUNED = "PAM triton, tuned"  # the kernels with ARCHSEARCH_KERNEL_TUNING=1 (--tuned)
 QUADRATIC_LIMIT = 8192  # the O(T²) dual forms are left out of the sweep beyond this length (minutes per point)
 
 
@@ -119,7 +157,7 @@ def busy_ms(fn, iters: int = 5, per_kernel: dict | None = None) -> float:
     return sum(e.device_time for e in kernels) / 1e3 / iters
 
 
-PROFILED = ("PAM triton", "LA triton 6×64", "SDPA causal 12×64")  # --kernels: the forms whose kernels are listed
+PROFILED = ("PAM triton", TUNED, "LA triton 6×64", "SDPA causal 12×64")  # --kernels: the forms whose kernels are listed
 
 
 def kernel_lines(values: dict, top: int = 12) -> list[str]:
@@ -142,7 +180,7 @@ def kernel_lines(values: dict, top: int = 12) -> list[str]:
 
 
 def time_forms(b, t, device, repeats, busy: dict | None = None, paper_fp32: bool = True, chunks: bool = False,
-               kernels: dict | None = None) -> dict:
+               kernels: dict | None = None, tuned: bool = False) -> dict:
     """Wall ms of each form; with `busy`, its GPU-busy ms too; with `kernels`, {FORM: {kernel: µs a call}} of the
     PROFILED forms."""
     def per_kernel(name):
@@ -150,6 +188,8 @@ def time_forms(b, t, device, repeats, busy: dict | None = None, paper_fp32: bool
     half = torch.bfloat16 if device.type == "cuda" else torch.float32
     fast = fastpath.kernels_available(device)
     forms = {"PAM triton": (pam_pair(), half), WHOLE: (pam_pair(), half)} if fast else {}
+    if fast and tuned:
+        forms[TUNED] = (pam_pair(64), half)  # the chunk length fixed: tuning it too would compile every tile thrice
     if fast and chunks:
         from blocks.kernels.memory import CHUNKS
         forms |= {f"PAM triton C={c}": (pam_pair(c), half) for c in CHUNKS}
@@ -170,7 +210,7 @@ def time_forms(b, t, device, repeats, busy: dict | None = None, paper_fp32: bool
             parts, log_g = pam_inputs(b, 6, t, 64, device, dtype)
             if name.startswith("PAM triton"):
                 parts = pair_inputs(parts)
-            with whole_loops() if name == WHOLE else contextlib.nullcontext():
+            with form_context(name):
                 out[name] = time_ms(lambda: fn(parts, log_g).backward(), device, repeats=repeats, warmup=2)
                 if busy is not None:
                     busy[name] = busy_ms(lambda: fn(parts, log_g).backward(), per_kernel=per_kernel(name))
@@ -184,7 +224,7 @@ def time_forms(b, t, device, repeats, busy: dict | None = None, paper_fp32: bool
     return out
 
 
-def graphed_ms(b, t, device, repeats) -> dict:
+def graphed_ms(b, t, device, repeats, tuned: bool = False) -> dict:
     """Wall ms of fwd+bwd of the kernel forms and SDPA, each captured once as one CUDA graph with the loss's sum and
     the inputs' gradients, alike for every form, and replayed on the same inputs."""
     parts, log_g = pam_inputs(b, 6, t, 64, device, torch.bfloat16)
@@ -197,9 +237,11 @@ def graphed_ms(b, t, device, repeats) -> dict:
              "LA triton 6×64": (lambda q, k, v, lg: linear_core.memory(q, k, v, lg, "triton", 64), (*la, log_g)),
              "SDPA causal 12×64": (lambda q, k, v: F.scaled_dot_product_attention(q, k, v, is_causal=True), qkv)}
     forms[WHOLE] = forms["PAM triton"]
+    if tuned:  # at the chunk length time_forms tuned the tiles at
+        forms[TUNED] = (lambda q, k, v, lg: pair(q, k, v, lg, 1.0, 64), forms["PAM triton"][1])
     out = {}
     for name, (fn, ins) in forms.items():
-        with whole_loops() if name == WHOLE else contextlib.nullcontext():  # captured as the form runs
+        with form_context(name):  # captured as the form runs
             graph, _ = captured_step(fn, ins)
         out[name] = time_ms(graph.replay, device, repeats=repeats, warmup=2)
         del graph
@@ -271,6 +313,9 @@ def parse_args(argv=None):
     p.add_argument("--repeats", type=int, default=10)
     p.add_argument("--check-only", action="store_true", help="run the checks against the recurrence, then stop")
     p.add_argument("--chunks", action="store_true", help="also time the PAM kernels at each chunk length")
+    p.add_argument("--tuned", action="store_true",
+                   help="also time the PAM kernels with tiles tuned for --batch × --seq (ARCHSEARCH_KERNEL_TUNING=1; "
+                        "minutes)")
     p.add_argument("--kernels", action="store_true",
                    help="also list the kernels of PAM's, LA's and SDPA's calls at --batch × --seq with their GPU time")
     fresh.add_arguments(p)
@@ -285,8 +330,12 @@ def measure(args) -> dict[str, float]:
         return {}
     busy = {} if device.type == "cuda" else None
     kernels = {} if busy is not None and args.kernels else None
-    res = time_forms(args.batch, args.seq, device, args.repeats, busy, chunks=args.chunks, kernels=kernels)
-    graphs = graphed_ms(args.batch, args.seq, device, args.repeats) if busy is not None and "PAM triton" in res else {}
+    res = time_forms(args.batch, args.seq, device, args.repeats, busy, chunks=args.chunks, kernels=kernels,
+                     tuned=args.tuned)
+    if TUNED in res:
+        print(f"tuned at B={args.batch}, T={args.seq}: {tuned_picks()}", flush=True)
+    graphs = (graphed_ms(args.batch, args.seq, device, args.repeats, args.tuned)
+              if busy is not None and "PAM triton" in res else {})
     out = {f"main/{n}@ms": v for n, v in res.items()} | {f"main/{n}@busy": v for n, v in (busy or {}).items()}
     out |= {f"main/{n}@graphed": v for n, v in graphs.items()}
     out |= {f"kernels/{form}/{k}@us": us for form, ks in (kernels or {}).items() for k, us in ks.items()}

@@ -1,5 +1,6 @@
 """The benchmarks' harness (benchmarks/fresh.py: numbers over fresh processes, ratios within a process) and the two
 issue-27 benchmarks end to end on CPU at a tiny shape (their GPU rows run on the device machine)."""
+import os
 import subprocess
 import sys
 import textwrap
@@ -176,7 +177,7 @@ def test_the_mixer_benchmark_checks_and_times_the_cores_on_cpu(capsys, monkeypat
     half a minute here, and tests/test_kernels.py checks them)."""
     monkeypatch.setattr(mixers.fastpath, "kernels_available", lambda device: False)
     args = mixers.parse_args(["--batch", "1", "--seq", "64", "--sweep", "64", "--tokens", "64", "--repeats", "1",
-                              "--processes", "1", "--kernels"])
+                              "--processes", "1", "--kernels", "--tuned"])  # --tuned: a kernel form, none here
     mixers.show(args, fresh.over_processes(args, mixers.measure))
     out = capsys.readouterr().out
     assert "PAM chunked (torch)" in out and "SDPA causal 12×64" in out
@@ -211,6 +212,21 @@ def test_the_graphed_column_replays_forward_loss_and_gradients_as_one_graph(form
     for a, b in zip(grads, want):
         assert rel_error(a.float(), b.float()) < 1e-2
     assert all(x.grad is None for x in ins)
+
+
+def test_the_tuned_form_switches_kernel_tuning_on_only_while_it_runs(monkeypatch):
+    from blocks.kernels.tuning import tuning_on
+
+    monkeypatch.delenv("ARCHSEARCH_KERNEL_TUNING", raising=False)
+    with mixers.form_context(mixers.TUNED):
+        assert tuning_on()
+    assert "ARCHSEARCH_KERNEL_TUNING" not in os.environ
+    monkeypatch.setenv("ARCHSEARCH_KERNEL_TUNING", "0")
+    with mixers.form_context(mixers.TUNED):
+        assert tuning_on()
+    with mixers.form_context("PAM triton"):
+        assert not tuning_on()
+    assert os.environ["ARCHSEARCH_KERNEL_TUNING"] == "0"
 
 
 def test_the_kernel_tables_rank_each_forms_kernels_by_median_time():

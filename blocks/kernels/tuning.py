@@ -25,7 +25,7 @@ TILES = {  # (BK, BV) candidates per kernel for autotuning
     "bwd_states": [(32, 64), (64, 64), (32, 32), (64, 128)],
     "fwd_output": [(128, 64), (64, 64), (128, 128)],
     "bwd_dv": [(128, 128), (64, 64), (128, 64)],
-    "bwd_dqk": [(64, 128), (64, 64), (32, 64)],
+    "bwd_dqk": [(64, 128), (64, 64), (32, 64), (128, 64), (128, 128)],  # BK = K: no key tile recomputes da vᵀ
 }
 # what a direct launch runs, per kernel: autotuning's pick on an H200 at B·T = 32768, T = 2k–32k (the same at every
 # length but for bwd_states at 32k; docs/kernels.md), as (tile, warps, stages)
