@@ -13,7 +13,9 @@ kernels at each chunk length they can take (32, 64, 128; 64 is the default), at 
 ARCHSEARCH_KERNEL_TUNING=1 chooses between. `--tuned` adds "PAM triton, tuned" at B×T: the kernels with
 ARCHSEARCH_KERNEL_TUNING=1 at the default chunk length (64, the quickest at every shape measured, docs/kernels.md),
 every kernel's tiles, warps and stages tuned for the shape by Triton's autotuner (minutes of compiling), and prints
-what it picked. `--kernels` lists the kernels of PAM's, LA's and SDPA's calls at
+what it picked. Compare its GPU-busy and graphed columns with the default's: its eager wall time also holds the
+autotuner's Python at each of its launches (tuning.launch), and under tuning two small buffers of the decay's
+gradient are zeroed (memory.py), a few µs of GPU time. `--kernels` lists the kernels of PAM's, LA's and SDPA's calls at
 B×T (GPU µs a call each, by torch.profiler): where the core's GPU time goes, before optimising it.
 
 Wall time (CUDA events around each call, host launch gaps included) is the headline; on a GPU two more columns show
@@ -374,7 +376,7 @@ def show(args, values: fresh.Values) -> None:
         print("\n".join(kernel_lines(values)) or "\n--kernels: no kernel profile (it needs a CUDA device)")
     if not args.sweep:
         return
-    names = [n for n in names if "fp32" not in n]
+    names = [n for n in names if "fp32" not in n and n != TUNED]  # the tuned form runs at B×T only
     for what, unit in (("ms", "ms, medians"), ("busy", "GPU-busy ms, medians")):
         if not any(k.endswith("@" + what) and k.startswith("sweep/") for k in values):
             continue

@@ -229,6 +229,20 @@ def test_the_tuned_form_switches_kernel_tuning_on_only_while_it_runs(monkeypatch
     assert os.environ["ARCHSEARCH_KERNEL_TUNING"] == "0"
 
 
+def test_the_tuned_picks_name_each_kernels_tiles(monkeypatch):
+    import triton
+
+    from blocks.kernels import memory_bwd, memory_fwd
+
+    for kernel in (memory_fwd.fwd_states, memory_fwd.fwd_output, memory_bwd.bwd_states, memory_bwd.bwd_dv,
+                   memory_bwd.bwd_dqk):
+        monkeypatch.delattr(kernel, "best_config", raising=False)
+    assert mixers.tuned_picks() == "nothing tuned"
+    monkeypatch.setattr(memory_bwd.bwd_dqk, "best_config",
+                        triton.Config({"BK": 128, "BV": 64}, num_warps=8, num_stages=2), raising=False)
+    assert mixers.tuned_picks() == "bwd_dqk 128×64, 8 warps, 2 stages"
+
+
 def test_the_kernel_tables_rank_each_forms_kernels_by_median_time():
     values = {"kernels/PAM triton/_state_fwd@us": [30.0, 34.0, 32.0],
               "kernels/PAM triton/_out_fwd@us": [60.0, 70.0, 64.0], "kernels/PAM triton/_scan@us": [8.0],

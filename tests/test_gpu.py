@@ -226,7 +226,8 @@ def test_triton_form_under_bf16_is_close_to_the_torch_form(mixer):
 
 def test_every_tile_candidate_of_the_complex_pair_kernels_is_correct(monkeypatch):
     """Autotuning runs every candidate on real data (an earlier form crashed under some of them): afterwards the
-    tuned kernels still match the torch form. About 3 minutes of compiling on the H200."""
+    tuned kernels still match the torch form. About 3 minutes of compiling on the H200 (before bwd_dqk's two
+    BK = K candidates)."""
     from blocks.pam import complex_memory
 
     monkeypatch.setenv("ARCHSEARCH_KERNEL_TUNING", "1")
@@ -242,6 +243,31 @@ def test_every_tile_candidate_of_the_complex_pair_kernels_is_correct(monkeypatch
         out[mode] = [yr.float(), yi.float()] + [x.grad.float() for x in (*parts, log_g)]
     for a, b in zip(out["triton"], out["chunked"]):
         assert rel_error(a, b) < 3e-2
+
+
+@pytest.mark.parametrize("tile", [(64, 128), (64, 64), (32, 64), (128, 64), (128, 128)])
+def test_each_key_tile_of_the_query_key_gradient_kernel_gives_the_defaults_gradients(monkeypatch, tile):
+    """bwd_dqk launched directly with each of its tuning candidates at PAM's width (K = V = 128, a key tile as wide as
+    K included): the gradients the default's tiles give, to bf16 rounding (the same sums split otherwise)."""
+    from blocks.kernels import memory, tuning
+
+    gen = torch.Generator().manual_seed(0)
+    q, k, v = [(torch.randn(2, 3, 256, 128, generator=gen) / 4).cuda().bfloat16().requires_grad_() for _ in range(3)]
+    log_g = (-torch.rand(2, 3, 256, generator=gen) * 0.1).cuda().requires_grad_()
+
+    def grads():
+        for x in (q, k, v, log_g):
+            x.grad = None
+        memory.complex_pair_memory(q, k, v, log_g, 1.0, chunk=64).square().sum().backward()
+        return [x.grad.float() for x in (q, k, v, log_g)]
+    want = grads()
+    monkeypatch.setitem(tuning.DEFAULT, "bwd_dqk", (tile, 4, 2))
+    tuning._direct.cache_clear()
+    try:
+        for a, b in zip(grads(), want):
+            assert rel_error(a, b) < 1e-2
+    finally:
+        tuning._direct.cache_clear()
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
