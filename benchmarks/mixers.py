@@ -92,17 +92,22 @@ def form_context(name: str):
 
 
 def tuned_picks() -> str:
-    """What kernel tuning picked at the last tuned shape: each kernel's tiles, warps and stages."""
-    from blocks.kernels import memory_bwd, memory_fwd
-
+    """What kernel tuning picked at the last tuned shape: each tuned kernel's (tuning.TILES) tiles, warps, stages."""
     parts = []
-    for kernel in (memory_fwd.fwd_states, memory_fwd.fwd_output, memory_bwd.bwd_states, memory_bwd.bwd_dv,
-                   memory_bwd.bwd_dqk):
+    for kernel in tuned_kernels():
         c = getattr(kernel, "best_config", None)
         if c is not None:
             parts.append(f"{kernel.fn.__name__} {c.kwargs['BK']}×{c.kwargs['BV']}, {c.num_warps} warps, "
                          f"{c.num_stages} stages")
     return "; ".join(parts) or "nothing tuned"
+
+
+def tuned_kernels() -> list:
+    """The memory kernels' autotuners, in the order tuning.TILES names them."""
+    from blocks.kernels import memory_bwd, memory_fwd
+    from blocks.kernels.tuning import TILES
+
+    return [getattr(memory_fwd, name, None) or getattr(memory_bwd, name) for name in TILES]
 
 
 @contextlib.contextmanager

@@ -7,6 +7,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
@@ -184,13 +185,11 @@ def test_the_mixer_benchmark_checks_and_times_the_cores_on_cpu(capsys, monkeypat
     assert "T sweep: " in out and "--kernels: no kernel profile (it needs a CUDA device)" in out
 
 
-@pytest.mark.skipif(not __import__("torch").cuda.is_available(), reason="CUDA graphs need a GPU")
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a GPU")
 @pytest.mark.parametrize("form", ["PAM triton", "SDPA causal 12×64"])
 def test_the_graphed_column_replays_forward_loss_and_gradients_as_one_graph(form):
     """mixers.captured_step: each replay writes the inputs' gradients eager autograd gives (to bf16 rounding: cuDNN's
     backward may sum in another order), and leaves .grad alone."""
-    import torch
-
     from archsearch.testing import rel_error
     from blocks import fastpath
 
@@ -232,10 +231,11 @@ def test_the_tuned_form_switches_kernel_tuning_on_only_while_it_runs(monkeypatch
 def test_the_tuned_picks_name_each_kernels_tiles(monkeypatch):
     import triton
 
-    from blocks.kernels import memory_bwd, memory_fwd
+    from blocks.kernels import memory_bwd
 
-    for kernel in (memory_fwd.fwd_states, memory_fwd.fwd_output, memory_bwd.bwd_states, memory_bwd.bwd_dv,
-                   memory_bwd.bwd_dqk):
+    kernels = mixers.tuned_kernels()
+    assert [k.fn.__name__ for k in kernels] == ["fwd_states", "bwd_states", "fwd_output", "bwd_dv", "bwd_dqk"]
+    for kernel in kernels:
         monkeypatch.delattr(kernel, "best_config", raising=False)
     assert mixers.tuned_picks() == "nothing tuned"
     monkeypatch.setattr(memory_bwd.bwd_dqk, "best_config",
