@@ -35,20 +35,22 @@ def answer(ladder, cells: dict, gone: dict, done: dict) -> list[str]:
              "range, the PAM-free family's line read at the PAM family's size; always PAM-containing minus PAM-free. "
              "Equal GPU time: the PAM family's test perplexity at the PAM-free one's "
              "measured training GPU-seconds, read off the PAM family's ladder line (log–log between the seed means of "
-             "its measured rungs; no extrapolation), and its difference from the PAM-free family's, with a 95% "
+             "its measured rungs; no extrapolation), or where those GPU-seconds lie outside the line's measured "
+             "range, the PAM-free family's line read at the PAM family's GPU-seconds, as at equal size; the "
+             "difference, always PAM-containing minus PAM-free, has a 95% "
              "interval for seed noise (the delta method, Student's t with Welch–Satterthwaite degrees of freedom; "
              "the noise in the measured GPU-seconds is not in it). Since the timings' own error is not in the "
              "interval, each reading says how far off they may be before its interval moves across 0 (includes 0 "
-             "where it excluded it, or the reverse): the smallest relative error in the PAM-free side's GPU-seconds "
-             "that does so, searched outwards in steps of 0.1% up to ±50% along the measured line, the crossing then "
-             "found within its step. An error shared by every cell of the PAM family's line moves only the ratio of "
-             "the two sides' timings, so it is the same factor inverted; an error in one of its cells alone also "
-             "moves the line between its rungs.", "",
+             "where it excluded it, or the reverse): the smallest relative error in the GPU-seconds the line is read "
+             "at (the other side's) that does so, searched outwards in steps of 0.1% up to ±50% along the measured "
+             "line, the crossing then found within its step. An error shared by every cell of the line read moves "
+             "only the ratio of the two sides' timings, so it is the same factor inverted; an error in one of its "
+             "cells alone also moves the line between its rungs.", "",
              "| rung | PAM-containing | test ppl | PAM-free | test ppl | at equal tokens per parameter: difference (95% "
              "interval, Welch) | "
              "at equal size: the line read, its test ppl there, difference (95% interval) | "
-             "PAM at equal GPU time: its test ppl, difference (95% interval); the timing error that moves it across "
-             "0 |", "|---|---|---|---|---|---|---|---|"]
+             "at equal GPU time: the line read, its test ppl there, difference (95% interval); the timing error "
+             "that moves it across 0 |", "|---|---|---|---|---|---|---|---|"]
     for i, rung in enumerate(ladder.rungs):
         # a family that stopped below this rung, or failed at every rate here, is not in its race; one still
         # choosing its rate decides it
@@ -66,27 +68,8 @@ def answer(ladder, cells: dict, gone: dict, done: dict) -> list[str]:
         w = welch(p.values("test_ppl"), q.values("test_ppl"))
         diff = (f"{w['diff']:+.2f} [{w['low']:+.2f}, {w['high']:+.2f}], {w['df']:.1f} df" if w else
                 "fewer than 2 seeds a side")
-        budget = q.mean("gpu_seconds")
-        # GPU-seconds compare only when one card, one training loop and one step form timed them all (a loop that
-        # waited for every step idled the GPU an estimated 3 ms a step at 20M; compiling speeds a step up 1.8-3x,
-        # by each family's own factor)
-        line = line_of(ladder, cells, p.family)
-        same = {c.mean("gpu_seconds"): c.values("test_ppl") for c in line if c.timings() == q.timings()}
-        at = read_off(same, budget) if len(q.timings()) == 1 else None
-        d = difference(at, q.values("test_ppl")) if at else None
-        margin = _margin(same, budget, q.values("test_ppl"), d)
-        # two loops matter only where the line reaches the budget at all; else it is out of range either way
-        reaches = read_off({c.mean("gpu_seconds"): c.values("test_ppl") for c in line}, budget) is not None
-        # a budget that is itself a mean over two ways is no budget: not read, wherever it falls
-        mixed = at is None and (len(q.timings()) > 1 or (reaches and len(same) < len(line)))
-        equal_time = ("not read: GPU-seconds timed on two cards, by two training loops or in two step forms "
-                      "(docs/ladder.md)" if mixed else
-                      f"outside its measured range ({budget:.3g} s)" if at is None else
-                      f"{at['value']:.2f} at {budget:.3g} s: " +
-                      (f"{d['diff']:+.2f} [{d['low']:+.2f}, {d['high']:+.2f}], {d['df']:.1f} df{margin}" if d else
-                       "no interval"))
         lines.append(f"| {rung.name} | {p.family} | {pm(p, 'test_ppl')} | {q.family} | {pm(q, 'test_ppl')} | "
-                     f"{diff} | {_equal_size(ladder, cells, p, q)} | {equal_time} |")
+                     f"{diff} | {_equal_size(ladder, cells, p, q)} | {_equal_time(ladder, cells, p, q)} |")
     return lines
 
 
@@ -107,13 +90,44 @@ def _equal_size(ladder, cells: dict, p: Cell, q: Cell) -> str:
     return "outside both lines' measured sizes"
 
 
-def _margin(points: dict, budget: float, values: list[float], d: dict | None) -> str:
-    """What error in the timings would move an equal-time reading's interval across 0 (see answer)."""
+def _equal_time(ladder, cells: dict, p: Cell, q: Cell) -> str:
+    """PAM-containing minus PAM-free at one training budget in GPU-seconds (see answer): the PAM family's line at the
+    PAM-free one's GPU-seconds, else the PAM-free line at the PAM family's."""
+    for side, other, sign in ((p, q, 1), (q, p, -1)):
+        budget = other.mean("gpu_seconds")
+        # GPU-seconds compare only when one card, one training loop and one step form timed them all (a loop that
+        # waited for every step idled the GPU an estimated 3 ms a step at 20M; compiling speeds a step up 1.8-3x,
+        # by each family's own factor)
+        line = line_of(ladder, cells, side.family)
+        same = {c.mean("gpu_seconds"): c.values("test_ppl") for c in line if c.timings() == other.timings()}
+        at = read_off(same, budget) if len(other.timings()) == 1 else None
+        # two loops matter only where the line reaches the budget at all; else the other line is tried
+        reaches = read_off({c.mean("gpu_seconds"): c.values("test_ppl") for c in line}, budget) is not None
+        # a budget that is itself a mean over two ways is no budget: not read, wherever it falls
+        if at is None and (len(other.timings()) > 1 or reaches):
+            return ("not read: GPU-seconds timed on two cards, by two training loops or in two step forms "
+                    "(docs/ladder.md)")
+        if at is None:
+            continue
+        head = f"{side.family} at {budget:.3g} s: {at['value']:.2f}"
+        d = difference(at, other.values("test_ppl"))
+        if d is None:
+            return f"{head}, no interval"
+        low, high = (d["low"], d["high"]) if sign > 0 else (-d["high"], -d["low"])
+        whose = "PAM-free" if sign > 0 else "PAM-containing"
+        return (f"{head}: {sign * d['diff']:+.2f} [{low:+.2f}, {high:+.2f}], {d['df']:.1f} df"
+                f"{_margin(same, budget, other.values('test_ppl'), d, whose)}")
+    return (f"outside both lines' measured range ({q.mean('gpu_seconds'):.3g} s; {p.mean('gpu_seconds'):.3g} s)")
+
+
+def _margin(points: dict, budget: float, values: list[float], d: dict | None, whose: str = "PAM-free") -> str:
+    """What error in the timings would move an equal-time reading's interval across 0 (see answer): in `whose`
+    side's GPU-seconds, those the line is read at."""
     if d is None:
         return ""
     e = timing_margin(points, budget, values)
     now = "excludes" if excludes_zero(d) else "includes"
     if e is None:
         return f"; it {now} 0 for any timing error within ±50% on the measured line"
-    return (f"; {'includes' if now == 'excludes' else 'excludes'} 0 with the PAM-free side's GPU-seconds "
+    return (f"; {'includes' if now == 'excludes' else 'excludes'} 0 with the {whose} side's GPU-seconds "
             f"{abs(e):.1%} {'larger' if e > 0 else 'smaller'}")

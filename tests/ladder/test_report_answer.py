@@ -188,5 +188,29 @@ def test_gpu_seconds_are_read_at_equal_time_only_within_one_training_loop_and_st
                                                     "or in two step forms (docs/ladder.md) |")
     assert "not read" in row("overlapped", ("overlapped", "overlapped"), top_form="compile+graph")
     assert "not read" in row("overlapped", ("overlapped", None))
-    # beyond the line's measured GPU-seconds it could not be read with one loop either: that is what it says
-    assert row("overlapped", (None, None), free_seconds=50.0).endswith("| outside its measured range (50 s) |")
+    # beyond the line's measured GPU-seconds it could not be read with one loop either, nor could the PAM-free
+    # family's line of one rung be read at the PAM family's: that is what it says
+    assert row("overlapped", (None, None), free_seconds=50.0).endswith(
+        "| outside both lines' measured range (50 s; 10 s) |")
+
+
+def test_beyond_the_pam_line_equal_time_reads_the_pam_free_line_at_the_pam_familys_gpu_seconds(tmp_path):
+    """As at equal size: where the PAM-free side's GPU-seconds lie beyond the PAM family's line, the PAM-free line
+    is read at the PAM family's GPU-seconds, and the difference is still PAM-containing minus PAM-free."""
+    (tmp_path / "l.yaml").write_text(textwrap.dedent(TWO_RUNGS).replace("lr_grid", "seeds: 2\n  lr_grid"))
+    ladder = load_ladder(tmp_path / "l.yaml")
+    cells = {("pam", "a"): _timed("pam", "a", True, 10.0, [60.0, 60.6]),
+             ("pam", "b"): _timed("pam", "b", True, 40.0, [30.0, 30.4]),
+             ("free", "a"): _timed("free", "a", False, 20.0, [59.0, 59.4]),
+             ("free", "b"): _timed("free", "b", False, 80.0, [28.0, 28.4])}
+    row = _answer(ladder, cells, {}, {})[-1]  # rung b: the PAM line ends at 40 s, the PAM-free side took 80 s
+    # the PAM-free line at 40 s, halfway in log between 20 s and 80 s: sqrt(59.2 · 28.2) = 40.86; PAM's 30.2 minus it
+    assert "| free at 40 s: 40.86: -10.66 [" in row
+    # near the PAM-free line the interval includes 0, and the timing error that moves it is in the PAM side's seconds
+    cells[("pam", "b")] = _timed("pam", "b", True, 40.0, [40.5, 41.1])
+    row = _answer(ladder, cells, {}, {})[-1]
+    assert "| free at 40 s: 40.86: -0.06 [" in row and "; excludes 0 with the PAM-containing side's GPU-seconds " in row
+    # with the other side also beyond every line: said so
+    cells[("free", "a")] = _timed("free", "a", False, 5.0, [59.0, 59.4])
+    cells[("free", "b")] = _timed("free", "b", False, 8.0, [28.0, 28.4])
+    assert _answer(ladder, cells, {}, {})[-1].endswith("| outside both lines' measured range (8 s; 40 s) |")
