@@ -5,10 +5,11 @@
 # fit only with SQLAlchemy's pure-Python wheel (2.1 MB; the compiled one is 4.7 MB), so .whl is made with
 #   pip download -d .whl --no-deps --only-binary=:all: --python-version 3.12 --platform any sqlalchemy==2.1.9 \
 #       optuna==5.0.0 alembic==1.20.1 colorlog==6.12.0 mako==1.4.3
-#   END=585 [RETIME=1 RETIME_ARGS="--compile --cells */2m"] [LADDER=scaling_ladder NAME=scaling_wiki_next] \
-#       [FROM=scaling_wiki] bash scripts/lent_gpu/ladder.sh
+#   END=585 [RETIME=1 RETIME_ARGS="--compile --cells */2m"] [LADDER=scaling_ladder NAME=scaling_wiki] \
+#       [FROM=...] bash scripts/lent_gpu/ladder.sh
 # FROM: where NAME does not exist yet, it starts as a copy of docs/results/FROM (its runs and records, no weights): a
-# ladder extended by new families grows in a folder of its own while the published one stays as it is.
+# ladder extended by new families grows in a folder of its own while the published one stays as it is (the 1 : 3
+# mixes grew so, in NAME=scaling_wiki_next FROM=scaling_wiki, until that copy took the study's place).
 # END: seconds from the start at which everything must be done. The study's folder comes back as $OUT/NAME.tgz
 # (weights and checkpoints stay on the machine): unpack it into docs/results/ before the next call (a call whose
 # checkout holds fewer trials than the last call returned stops at once: stale.sh), and chain calls within the
@@ -18,9 +19,7 @@
 start=$(date +%s)
 source scripts/lent_gpu/env.sh
 LADDER=${LADDER:-scaling_ladder}; END=${END:-590}
-if [ -z "${NAME:-}" ]; then  # scaling_ladder.yaml has two families the published scaling_wiki has not run: its copy
-    NAME=scaling_wiki_next; FROM=${FROM-scaling_wiki}
-fi
+NAME=${NAME:-scaling_wiki}
 D=docs/results/$NAME
 if [ -n "${FROM:-}" ] && [ ! -d "$D" ]; then  # a misspelt FROM must not start the whole ladder afresh
     [ -f "docs/results/$FROM/ladder.db" ] || { echo "ladder.sh: FROM=$FROM: no docs/results/$FROM/ladder.db"; exit 2; }
