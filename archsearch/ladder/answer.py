@@ -95,20 +95,13 @@ def _equal_time(ladder, cells: dict, p: Cell, q: Cell) -> str:
     PAM-free one's GPU-seconds, else the PAM-free line at the PAM family's."""
     for side, other, sign in ((p, q, 1), (q, p, -1)):
         budget = other.mean("gpu_seconds")
-        # GPU-seconds compare only when one card, one training loop and one step form timed them all (a loop that
-        # waited for every step idled the GPU an estimated 3 ms a step at 20M; compiling speeds a step up 1.8-3x,
-        # by each family's own factor)
-        line = line_of(ladder, cells, side.family)
-        same = {c.mean("gpu_seconds"): c.values("test_ppl") for c in line if c.timings() == other.timings()}
-        at = read_off(same, budget) if len(other.timings()) == 1 else None
-        # two loops matter only where the line reaches the budget at all; else the other line is tried
-        reaches = read_off({c.mean("gpu_seconds"): c.values("test_ppl") for c in line}, budget) is not None
-        # a budget that is itself a mean over two ways is no budget: not read, wherever it falls
-        if at is None and (len(other.timings()) > 1 or reaches):
+        timed = _one_way(line_of(ladder, cells, side.family), other, budget)
+        if timed == "mixed":
             return ("not read: GPU-seconds timed on two cards, by two training loops or in two step forms "
                     "(docs/ladder.md)")
-        if at is None:
+        if timed is None:  # outside this line: the other one is tried
             continue
+        at = read_off(timed, budget)
         head = f"{side.family} at {budget:.3g} s: {at['value']:.2f}"
         d = difference(at, other.values("test_ppl"))
         if d is None:
@@ -116,8 +109,32 @@ def _equal_time(ladder, cells: dict, p: Cell, q: Cell) -> str:
         low, high = (d["low"], d["high"]) if sign > 0 else (-d["high"], -d["low"])
         whose = "PAM-free" if sign > 0 else "PAM-containing"
         return (f"{head}: {sign * d['diff']:+.2f} [{low:+.2f}, {high:+.2f}], {d['df']:.1f} df"
-                f"{_margin(same, budget, other.values('test_ppl'), d, whose)}")
-    return (f"outside both lines' measured range ({q.mean('gpu_seconds'):.3g} s; {p.mean('gpu_seconds'):.3g} s)")
+                f"{_margin(timed, budget, other.values('test_ppl'), d, whose)}")
+    return f"outside both lines' measured range ({q.mean('gpu_seconds'):.3g} s; {p.mean('gpu_seconds'):.3g} s)"
+
+
+def _one_way(line: list[Cell], other: Cell, budget: float) -> dict | str | None:
+    """The stretch of a ladder line that can be read at `other`'s GPU-seconds, as {GPU-seconds: test perplexities}:
+    the cells around the budget timed as `other` was, on one card, by one training loop, in one step form (a loop
+    that waited for every step idled the GPU an estimated 3 ms a step at 20M; compiling speeds a step up 1.8-3x, by
+    each family's own factor). None where the budget lies outside the line; "mixed" where a cell the reading needs,
+    or the budget itself (a mean over runs timed two ways), was timed otherwise."""
+    if len(other.timings()) > 1:
+        return "mixed"
+    cells = sorted((c for c in line if c.values("test_ppl")), key=lambda c: c.mean("gpu_seconds"))
+    xs = [c.mean("gpu_seconds") for c in cells]
+    need = ([i for i, x in enumerate(xs) if x == budget] or
+            [j for i in range(len(xs) - 1) if xs[i] < budget < xs[i + 1] for j in (i, i + 1)])
+    if not need:
+        return None
+    lo, hi = min(need), max(need)
+    if any(cells[i].timings() != other.timings() for i in range(lo, hi + 1)):
+        return "mixed"
+    while lo > 0 and cells[lo - 1].timings() == other.timings():  # the measured line around it, for the margin
+        lo -= 1
+    while hi < len(cells) - 1 and cells[hi + 1].timings() == other.timings():
+        hi += 1
+    return {xs[i]: cells[i].values("test_ppl") for i in range(lo, hi + 1)}
 
 
 def _margin(points: dict, budget: float, values: list[float], d: dict | None, whose: str = "PAM-free") -> str:

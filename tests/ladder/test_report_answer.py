@@ -5,6 +5,8 @@ import textwrap
 from archsearch.ladder.config import load_ladder
 from archsearch.ladder.plan import Done, Job
 from archsearch.ladder.answer import _equal_size, _margin, answer as _answer
+from archsearch.ladder.fit import difference, read_off
+from archsearch.search.stats import excludes_zero
 from archsearch.ladder.report import _fits, _ratios
 from archsearch.ladder.results import Cell
 
@@ -67,6 +69,21 @@ def test_an_equal_time_reading_says_what_timing_error_moves_it_across_zero():
     assert _margin(line, 20.0, far, {"low": 20.0, "high": 22.0}) == (
         "; it excludes 0 for any timing error within ±50% on the measured line")
     assert _margin(line, 20.0, near, None) == ""
+
+
+def test_the_timing_error_named_does_move_the_interval_across_zero():
+    """The margin's size and direction, checked against the reading itself: just beyond the error named the interval
+    has crossed 0, just short of it it has not."""
+    line = {10.0: [60.0, 60.6, 59.4], 40.0: [30.0, 30.3, 29.7]}
+    near = [42.0, 42.4, 41.6]
+    text = _margin(line, 20.0, near, difference(read_off(line, 20.0), near), whose="PAM-containing")
+    words = text.split()
+    assert words[:7] == [";", "excludes", "0", "with", "the", "PAM-containing", "side's"]
+    e = float(words[8].rstrip("%")) / 100 * (1 if words[9] == "larger" else -1)
+
+    def excludes(err):
+        return excludes_zero(difference(read_off(line, 20.0 * (1 + err)), near))
+    assert not excludes(0.0) and not excludes(e * 0.98) and excludes(e * 1.02)
 
 
 def test_an_equal_size_reading_uses_the_line_that_reaches_the_other_sides_size(tmp_path):
@@ -205,7 +222,7 @@ def test_beyond_the_pam_line_equal_time_reads_the_pam_free_line_at_the_pam_famil
              ("free", "b"): _timed("free", "b", False, 80.0, [28.0, 28.4])}
     row = _answer(ladder, cells, {}, {})[-1]  # rung b: the PAM line ends at 40 s, the PAM-free side took 80 s
     # the PAM-free line at 40 s, halfway in log between 20 s and 80 s: sqrt(59.2 · 28.2) = 40.86; PAM's 30.2 minus it
-    assert "| free at 40 s: 40.86: -10.66 [" in row
+    assert "| free at 40 s: 40.86: -10.66 [-11.72, -9.60], 2.1 df; " in row  # the PAM-free line's interval, negated
     # near the PAM-free line the interval includes 0, and the timing error that moves it is in the PAM side's seconds
     cells[("pam", "b")] = _timed("pam", "b", True, 40.0, [40.5, 41.1])
     row = _answer(ladder, cells, {}, {})[-1]
@@ -214,3 +231,24 @@ def test_beyond_the_pam_line_equal_time_reads_the_pam_free_line_at_the_pam_famil
     cells[("free", "a")] = _timed("free", "a", False, 5.0, [59.0, 59.4])
     cells[("free", "b")] = _timed("free", "b", False, 8.0, [28.0, 28.4])
     assert _answer(ladder, cells, {}, {})[-1].endswith("| outside both lines' measured range (8 s; 40 s) |")
+
+
+def test_equal_time_is_not_read_across_a_rung_timed_another_way_between_the_two_it_needs(tmp_path):
+    """A line of three rungs whose middle one was timed by another loop: a budget between the first two needs that
+    rung, so it is not read (not the chord from the first rung to the third); one between the last two is not read
+    either, and a line timed one way throughout is."""
+    three = LADDER.replace("    a: {params: 100}\n", "    a: {params: 100}\n    b: {params: 300}\n    c: {params: 900}\n")
+    (tmp_path / "l.yaml").write_text(textwrap.dedent(three.replace("rungs: {a: {}}", "rungs: {a: {}, b: {}, c: {}}")
+                                                     .replace("lr_grid", "seeds: 2\n  lr_grid")))
+    ladder = load_ladder(tmp_path / "l.yaml")
+
+    def row(middle_loop):
+        cells = {("pam", "a"): _timed("pam", "a", True, 10.0, [60.0, 60.6], "overlapped"),
+                 ("pam", "b"): _timed("pam", "b", True, 40.0, [30.0, 30.4], middle_loop),
+                 ("pam", "c"): _timed("pam", "c", True, 160.0, [20.0, 20.4], "overlapped"),
+                 ("free", "a"): _timed("free", "a", False, 20.0, [29.0, 29.4], "overlapped")}
+        return _answer(ladder, cells, {}, {})[-3]  # rung a's row
+
+    assert row("overlapped").split(" | ")[-1].startswith("pam at 20 s: ")
+    assert row(None).endswith("| not read: GPU-seconds timed on two cards, by two training loops or in two step forms "
+                              "(docs/ladder.md) |")
