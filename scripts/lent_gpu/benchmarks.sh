@@ -18,7 +18,8 @@ declare -A CMD=(
     [rungs]="benchmarks/rungs.py --rungs 2m 6m"
     [loop]="benchmarks/train_loop.py --rungs 2m 20m --families transformer pam_real gla --processes 1"
     [mixers]="benchmarks/mixers.py --sweep 2048 32768 --kernels"
-    # the PAM kernels' tiles tuned for B 4, T 2048 beside the defaults (one process: it asks which tiles, minutes)
+    # the PAM kernels' tiles tuned for B 4, T 2048 beside the defaults (one process: it asks which tiles, minutes; a
+    # bare --sweep: no T sweep)
     [mixers_tuned]="benchmarks/mixers.py --tuned --kernels --sweep --processes 1"
     # where the 100M training steps go, compiled (the trace stays on the machine: only the op tables come back)
     [profile_pam]="-m archsearch profile examples/paper_pam_100m.yaml --compile --batch 8 --seq-len 2048 --steps 3 --vocab 50257 --ops 40 --logdir /tmp/prof_pam"
