@@ -144,7 +144,9 @@ def _margin(points: dict, budget: float, values: list[float], d: dict | None, wh
         return ""
     e = timing_margin(points, budget, values)
     now = "excludes" if excludes_zero(d) else "includes"
-    if e is None:
-        return f"; it {now} 0 for any timing error within ±50% on the measured line"
+    if e is None:  # searched up to ±50%, and only as far as the line reaches: say how far that was
+        lo, hi = max(-0.5, min(points) / budget - 1), min(0.5, max(points) / budget - 1)
+        return (f"; it {now} 0 for any error in the {whose} side's GPU-seconds from {lo:+.1%} to {hi:+.1%} "
+                f"(the line's reach)")
     return (f"; {'includes' if now == 'excludes' else 'excludes'} 0 with the {whose} side's GPU-seconds "
             f"{abs(e):.1%} {'larger' if e > 0 else 'smaller'}")

@@ -67,7 +67,10 @@ def test_an_equal_time_reading_says_what_timing_error_moves_it_across_zero():
     assert _margin(line, 20.0, near, {"low": -1.0, "high": 1.0}).startswith(
         "; excludes 0 with the PAM-free side's GPU-seconds ")
     assert _margin(line, 20.0, far, {"low": 20.0, "high": 22.0}) == (
-        "; it excludes 0 for any timing error within ±50% on the measured line")
+        "; it excludes 0 for any error in the PAM-free side's GPU-seconds from -50.0% to +50.0% (the line's reach)")
+    # near the line's end the search reaches only as far as the line: the range it covered is what is said
+    assert _margin(line, 35.0, [18.0, 18.2, 17.8], {"low": 13.0, "high": 15.0}, "PAM-containing").endswith(
+        "for any error in the PAM-containing side's GPU-seconds from -50.0% to +14.3% (the line's reach)")
     assert _margin(line, 20.0, near, None) == ""
 
 
