@@ -36,6 +36,7 @@ import argparse
 import contextlib
 import math
 import os
+from unittest import mock
 
 import torch
 import torch.nn.functional as F
@@ -72,18 +73,9 @@ def pam_pair(chunk: int | None = None):
     return run
 
 
-@contextlib.contextmanager
 def kernel_tuning():
     """ARCHSEARCH_KERNEL_TUNING=1 for the calls inside (blocks/kernels/tuning.py reads it at each call)."""
-    before = os.environ.get("ARCHSEARCH_KERNEL_TUNING")
-    os.environ["ARCHSEARCH_KERNEL_TUNING"] = "1"
-    try:
-        yield
-    finally:
-        if before is None:
-            del os.environ["ARCHSEARCH_KERNEL_TUNING"]
-        else:
-            os.environ["ARCHSEARCH_KERNEL_TUNING"] = before
+    return mock.patch.dict(os.environ, {"ARCHSEARCH_KERNEL_TUNING": "1"})
 
 
 def form_context(name: str):

@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 
 from ..search.stats import excludes_zero, welch
-from .fit import difference, read_off, timing_margin
+from .fit import difference, neighbours, read_off, timing_margin
 from .plan import climbs
 from .results import Cell, best_of, line_of
 
@@ -83,11 +83,15 @@ def _equal_size(ladder, cells: dict, p: Cell, q: Cell) -> str:
             continue
         d = difference(at, other.values("test_ppl"))
         head = f"{side.family} at {size / 1e6:.3g}M: {at['value']:.2f}"
-        if d is None:
-            return f"{head}, no interval"
-        low, high = (d["low"], d["high"]) if sign > 0 else (-d["high"], -d["low"])
-        return f"{head}: {sign * d['diff']:+.2f} [{low:+.2f}, {high:+.2f}], {d['df']:.1f} df"
+        return f"{head}, no interval" if d is None else f"{head}: {_signed(d, sign)}"
     return "outside both lines' measured sizes"
+
+
+def _signed(d: dict, sign: int) -> str:
+    """A difference (the line read minus the other side) as PAM-containing minus PAM-free: negated, with its interval
+    turned round, where the line read is the PAM-free family's (sign -1)."""
+    low, high = (d["low"], d["high"]) if sign > 0 else (-d["high"], -d["low"])
+    return f"{sign * d['diff']:+.2f} [{low:+.2f}, {high:+.2f}], {d['df']:.1f} df"
 
 
 def _equal_time(ladder, cells: dict, p: Cell, q: Cell) -> str:
@@ -106,10 +110,8 @@ def _equal_time(ladder, cells: dict, p: Cell, q: Cell) -> str:
         d = difference(at, other.values("test_ppl"))
         if d is None:
             return f"{head}, no interval"
-        low, high = (d["low"], d["high"]) if sign > 0 else (-d["high"], -d["low"])
         whose = "PAM-free" if sign > 0 else "PAM-containing"
-        return (f"{head}: {sign * d['diff']:+.2f} [{low:+.2f}, {high:+.2f}], {d['df']:.1f} df"
-                f"{_margin(timed, budget, other.values('test_ppl'), d, whose)}")
+        return f"{head}: {_signed(d, sign)}{_margin(timed, budget, other.values('test_ppl'), d, whose)}"
     return f"outside both lines' measured range ({q.mean('gpu_seconds'):.3g} s; {p.mean('gpu_seconds'):.3g} s)"
 
 
@@ -123,11 +125,10 @@ def _one_way(line: list[Cell], other: Cell, budget: float) -> dict | str | None:
         return "mixed"
     cells = sorted((c for c in line if c.values("test_ppl")), key=lambda c: c.mean("gpu_seconds"))
     xs = [c.mean("gpu_seconds") for c in cells]
-    need = ([i for i, x in enumerate(xs) if x == budget] or
-            [j for i in range(len(xs) - 1) if xs[i] < budget < xs[i + 1] for j in (i, i + 1)])
+    need = neighbours(xs, budget)
     if not need:
         return None
-    lo, hi = min(need), max(need)
+    lo, hi = xs.index(need[0]), xs.index(need[-1])
     if any(cells[i].timings() != other.timings() for i in range(lo, hi + 1)):
         return "mixed"
     while lo > 0 and cells[lo - 1].timings() == other.timings():  # the measured line around it, for the margin

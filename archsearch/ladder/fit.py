@@ -79,12 +79,20 @@ def read_off(points: dict[float, list[float]], at: float, level: float = 0.95) -
     """y at `at` on the piecewise power law through the seed means (linear in log–log between the neighbouring
     x), with a `level` interval for seed noise as extrapolate's; None outside the measured range (no
     extrapolation). It does not cover the noise in the x themselves (measured times vary between runs)."""
-    xs = sorted(x for x, v in points.items() if v)
-    for x0, x1 in zip(xs, xs[1:]):
-        if x0 < at < x1:
-            w = (math.log(at) - math.log(x0)) / (math.log(x1) - math.log(x0))
-            return _estimate(points, [x0, x1], [1 - w, w], level)
-    return _estimate(points, [at], [1.0], level) if at in xs else None
+    near = neighbours(sorted(x for x, v in points.items() if v), at)
+    if len(near) == 2:
+        x0, x1 = near
+        w = (math.log(at) - math.log(x0)) / (math.log(x1) - math.log(x0))
+        return _estimate(points, near, [1 - w, w], level)
+    return _estimate(points, near, [1.0], level) if near else None
+
+
+def neighbours(xs: list[float], at: float) -> list[float]:
+    """The measured x that read_off reads `at` from, of the sorted `xs`: [at] where it was measured, the two around it
+    where it lies between two, [] outside them."""
+    if at in xs:
+        return [at]
+    return next(([x0, x1] for x0, x1 in zip(xs, xs[1:]) if x0 < at < x1), [])
 
 
 def difference(estimate: dict, values: list[float], level: float = 0.95) -> dict | None:
