@@ -63,15 +63,18 @@ def pair_inputs(parts):
     return [torch.cat([r, i], -1).detach().requires_grad_() for r, i in zip(parts[0::2], parts[1::2])]
 
 
-def pam_pair(chunk: int | None = None):
-    """PAM by the complex-pair kernels on pair_inputs, its output in the inputs' dtype as the model asks for it
-    (blocks/pam.py) and summed in fp32 as SDPA's is; chunk None: the default (or tuned) length."""
+def pam_pair_output(chunk: int | None = None):
+    """(q, k, v, log_g) → PAM's output by the complex-pair kernels, in the inputs' dtype as the model asks for it
+    (blocks/pam.py); chunk None: the default (or tuned) length."""
     from blocks.kernels.memory import complex_pair_memory
 
-    def run(inputs, log_g):
-        q, k, v = inputs
-        return complex_pair_memory(q, k, v, log_g, 1.0, chunk=chunk, y_in_q_dtype=True).float().sum()
-    return run
+    return lambda q, k, v, log_g: complex_pair_memory(q, k, v, log_g, 1.0, chunk=chunk, y_in_q_dtype=True)
+
+
+def pam_pair(chunk: int | None = None):
+    """pam_pair_output on pair_inputs, summed in fp32 as SDPA's output is."""
+    output = pam_pair_output(chunk)
+    return lambda inputs, log_g: output(*inputs, log_g).float().sum()
 
 
 def kernel_tuning():
@@ -231,14 +234,12 @@ def graphed_ms(b, t, device, repeats, tuned: bool = False) -> dict:
     la = [x.detach().requires_grad_() for x in (parts[0][:, :, None], parts[2], parts[4])]
     g = torch.Generator(device="cpu").manual_seed(0)
     qkv = [torch.randn(b, 12, t, 64, generator=g).to(device, torch.bfloat16).requires_grad_() for _ in range(3)]
-    pair = fastpath.kernel("memory", device).complex_pair_memory
-    forms = {"PAM triton": (lambda q, k, v, lg: pair(q, k, v, lg, 1.0, y_in_q_dtype=True),
-                            (*pair_inputs(parts), log_g)),
+    forms = {"PAM triton": (pam_pair_output(), (*pair_inputs(parts), log_g)),
              "LA triton 6×64": (lambda q, k, v, lg: linear_core.memory(q, k, v, lg, "triton", 64), (*la, log_g)),
              "SDPA causal 12×64": (lambda q, k, v: F.scaled_dot_product_attention(q, k, v, is_causal=True), qkv)}
     forms[WHOLE] = forms["PAM triton"]
     if tuned:  # at the chunk length time_forms tuned the tiles at
-        forms[TUNED] = (lambda q, k, v, lg: pair(q, k, v, lg, 1.0, 64, y_in_q_dtype=True), forms["PAM triton"][1])
+        forms[TUNED] = (pam_pair_output(64), forms["PAM triton"][1])
     out = {}
     for name, (fn, ins) in forms.items():
         with form_context(name):  # captured as the form runs
