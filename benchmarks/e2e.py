@@ -13,7 +13,10 @@ its spread (benchmarks/fresh.py; --processes 1 for one); compiler logs go to a f
     python benchmarks/e2e.py --compile --cuda-graph --only compile+graph --sweep 1024 2048 4096 8192 16384
 
 --sweep times each length at the same tokens a step (--tokens, default 16384) and prints tokens/s against T, the
-length from which PAM trains at least as fast (the crossover), and plots it (--plot).
+length from which PAM trains at least as fast (the crossover), and plots it (--plot). With --save FILE (one process)
+each length's numbers go to FILE as soon as every model has run at it, and a later run with the same FILE and
+settings measures only the lengths FILE lacks, on the same card, then shows them all: a sweep longer than one time
+limit (a lent GPU's call) is finished in several runs, each length's ratio still taken within one process.
 
 Model FLOPs per token are 3× the analytic forward FLOPs of the cost pass (docs/costs.md), so MFU compares the same
 definition across models; the peak defaults to the H100/H200 SXM dense bf16 figure.
@@ -21,6 +24,7 @@ definition across models; the peak defaults to the H100/H200 SXM dense bf16 figu
 from __future__ import annotations
 
 import argparse
+import json
 from contextlib import nullcontext
 from pathlib import Path
 
@@ -79,11 +83,47 @@ def parse_args(argv=None):
                         "every model in its --only forms; prints tokens/s against T and the crossover, and plots it")
     p.add_argument("--tokens", type=int, default=16384, help="tokens a step in a --sweep (default 16384)")
     p.add_argument("--plot", default="e2e_sweep.png", help="where a --sweep draws tokens/s against T")
+    p.add_argument("--save", metavar="FILE", default=None,
+                   help="with --sweep and --processes 1: keep each finished length's numbers in FILE (JSON), and "
+                        "measure only the lengths FILE lacks (resumes a sweep cut short)")
     fresh.add_arguments(p)
     args = p.parse_args(argv)
     if args.sweep and any(args.tokens % t for t in args.sweep):
         p.error(f"--sweep: every T must divide --tokens {args.tokens} (one batch of whole sequences)")
+    if args.save and not (args.sweep and args.processes == 1):
+        p.error("--save: needs --sweep and --processes 1 (a saved length is one process's numbers)")
     return args
+
+
+def saved_settings(args, card: str) -> dict:
+    """What a saved sweep's numbers depend on: a run resumes a file only where all of it matches."""
+    return {"card": card, "specs": [Path(sp).stem for sp in args.specs], "tokens": args.tokens, "vocab": args.vocab,
+            "repeats": args.repeats, "forms": sorted(args.only or FORMS), "compile": args.compile,
+            "cuda_graph": args.cuda_graph, "compile_mode": args.compile_mode}
+
+
+def load_saved(args, card: str) -> dict[str, float]:
+    """The numbers a --save file holds ({} without one), or a one-line error where its settings differ."""
+    if not args.save or not Path(args.save).exists():
+        return {}
+    try:
+        saved = json.loads(Path(args.save).read_text())
+        settings, values = saved["settings"], saved["values"]
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise SystemExit(f"error: --save {args.save}: not a sweep this benchmark saved ({type(e).__name__}: {e})")
+    want = saved_settings(args, card)
+    differ = [f"{k} {settings.get(k)!r} there, {v!r} here" for k, v in want.items() if settings.get(k) != v]
+    if differ:
+        raise SystemExit(f"error: --save {args.save} was measured otherwise ({'; '.join(differ)}): "
+                         f"pass another file to start a new sweep")
+    return values
+
+
+def store(args, card: str, values: dict[str, float]) -> None:
+    path = Path(args.save)
+    tmp = path.with_name(path.name + ".tmp")  # replaced whole: a run killed while writing keeps the last file
+    tmp.write_text(json.dumps({"settings": saved_settings(args, card), "values": values}, indent=1))
+    tmp.replace(path)
 
 
 def runs_of(args, ir, name: str, device) -> list[tuple[str, object, str]]:
@@ -104,19 +144,25 @@ def measure(args) -> dict[str, float]:
     if args.cuda_graph and device.type != "cuda":
         print("--cuda-graph: no GPU here, so no graphed runs")
     shapes = [(args.tokens // t, t) for t in args.sweep] if args.sweep else [(args.batch, args.seq)]
-    out, irs = {}, {}
+    card = device_name(device)
+    out, irs = load_saved(args, card), {}
     for spec in args.specs:
         name = Path(spec).stem
         irs[name] = compile_spec(spec, vocab=args.vocab, seq_len=max(t for _, t in shapes))
         out[f"flops@{name}"], out[f"params@{name}"] = irs[name].meta["flops"], irs[name].meta["params"]
-    # length by length, every model at each: a run cut short (a time limit) has printed whole pairs
+    # length by length, every model at each: a run cut short (a time limit) has printed, and saved, whole lengths
     for batch, seq in shapes:
-        for name, ir in irs.items():
-            for label, forms, how in runs_of(args, ir, name, device):
-                ms, _ = time_form(ir, how, batch, seq, args.vocab, device, amp, args.repeats,
-                                  compile_mode=args.compile_mode, forms=forms, label=label)
-                out[f"{label}@{seq}"] = ms
-                print(f"{label}, T {seq}: {ms:.1f} ms per step", flush=True)
+        runs = [(ir, *run) for name, ir in irs.items() for run in runs_of(args, ir, name, device)]
+        if all(f"{label}@{seq}" in out for _, label, _, _ in runs):
+            print(f"T {seq}: in {args.save}, not measured again", flush=True)
+            continue
+        for ir, label, forms, how in runs:
+            ms, _ = time_form(ir, how, batch, seq, args.vocab, device, amp, args.repeats,
+                              compile_mode=args.compile_mode, forms=forms, label=label)
+            out[f"{label}@{seq}"] = ms
+            print(f"{label}, T {seq}: {ms:.1f} ms per step", flush=True)
+        if args.save:
+            store(args, card, out)
     return out
 
 

@@ -1,5 +1,6 @@
 """The benchmarks' harness (benchmarks/fresh.py: numbers over fresh processes, ratios within a process) and the two
 issue-27 benchmarks end to end on CPU at a tiny shape (their GPU rows run on the device machine)."""
+import json
 import os
 import subprocess
 import sys
@@ -81,6 +82,33 @@ def test_decode_and_training_benchmarks_run_on_cpu(capsys, tmp_path):
     progress = [ln.rsplit(":", 1)[0] for ln in out.splitlines() if ln.endswith("ms per step")]
     assert progress == ["paper_pam_5m, T 16", "paper_transformer_5m, T 16", "paper_pam_5m, T 32",
                         "paper_transformer_5m, T 32"]
+
+
+def test_a_saved_sweep_resumes_with_only_the_lengths_it_lacks(capsys, tmp_path):
+    specs = [str(ROOT / "examples/paper_pam_5m.yaml"), str(ROOT / "examples/paper_transformer_5m.yaml")]
+    save = tmp_path / "sweep.json"
+    common = ["--specs", *specs, "--tokens", "64", "--repeats", "1", "--processes", "1", "--only", "eager",
+              "--plot", str(tmp_path / "sweep.png"), "--save", str(save)]
+    with pytest.raises(SystemExit):  # a saved length is one process's numbers
+        e2e.parse_args([*common, "--sweep", "16", "--processes", "3"])
+    assert "--save: needs --sweep and --processes 1" in capsys.readouterr().err
+    first = e2e.parse_args([*common, "--sweep", "16"])
+    e2e.measure(first)
+    assert sorted(k for k in json.loads(save.read_text())["values"] if "@16" in k) == [
+        "paper_pam_5m@16", "paper_transformer_5m@16"]
+    capsys.readouterr()
+    args = e2e.parse_args([*common, "--sweep", "16", "32"])
+    e2e.show(args, fresh.over_processes(args, e2e.measure))
+    out = capsys.readouterr().out
+    assert f"T 16: in {save}, not measured again" in out
+    assert [ln.rsplit(":", 1)[0] for ln in out.splitlines() if ln.endswith("ms per step")] == [
+        "paper_pam_5m, T 32", "paper_transformer_5m, T 32"]
+    assert "crossover" in out and "32" in json.dumps(json.loads(save.read_text())["values"])
+    with pytest.raises(SystemExit, match="measured otherwise .*tokens 64 there, 128 here"):
+        e2e.measure(e2e.parse_args([*common, "--sweep", "16", "--tokens", "128"]))
+    save.write_text("{not json")
+    with pytest.raises(SystemExit, match="not a sweep this benchmark saved"):
+        e2e.measure(e2e.parse_args([*common, "--sweep", "16"]))
 
 
 def test_the_rung_benchmark_times_a_ladders_families(capsys):

@@ -9,7 +9,8 @@ source scripts/lent_gpu/env.sh
 END=${END:-585}; MIN=${MIN:-60}
 declare -A CMD=(
     [e2e]="benchmarks/e2e.py --compile --cuda-graph --only compile+graph"
-    [sweep]="benchmarks/e2e.py --compile --cuda-graph --only compile+graph --sweep 1024 2048 4096 8192 16384 --processes 1 --plot $OUT/e2e_sweep.png"
+    # each finished length saved to $OUT/e2e_sweep.json; SWEEP_FROM=an earlier call's copy of it (carried) resumes
+    [sweep]="benchmarks/e2e.py --compile --cuda-graph --only compile+graph --sweep 1024 2048 4096 8192 16384 --processes 1 --plot $OUT/e2e_sweep.png --save $OUT/e2e_sweep.json"
     [decode]="benchmarks/decode.py --weights bf16"
     [decode64]="benchmarks/decode.py --weights bf16 --batch 64 --contexts 8192"  # 32k: GPT-2's KV cache alone is ~77 GB
     # where the fused decode step stops paying: quicker at batch 1, 4x slower at 64 (decode.FUSED_MAX_BATCH)
@@ -25,6 +26,7 @@ declare -A CMD=(
     [profile_pam]="-m archsearch profile examples/paper_pam_100m.yaml --compile --batch 8 --seq-len 2048 --steps 3 --vocab 50257 --ops 40 --logdir /tmp/prof_pam"
     [profile_gpt2]="-m archsearch profile examples/gpt2_100m.yaml --compile --batch 8 --seq-len 2048 --steps 3 --vocab 50257 --ops 40 --logdir /tmp/prof_gpt2"
 )
+[ -n "$SWEEP_FROM" ] && cp "$SWEEP_FROM" $OUT/e2e_sweep.json
 for name in ${RUN:-e2e decode64 rungs loop mixers sweep}; do
     [ -n "${CMD[$name]}" ] || { echo "benchmarks.sh: no benchmark named $name (${!CMD[*]})"; exit 2; }
     left=$(( END - 20 - ($(date +%s) - start) ))
