@@ -202,6 +202,40 @@ def test_complex_pair_matches_the_grouped_form(b, h, t, d, conjugate, device):
         assert rel_error(a.detach().cpu(), r.detach()) < 1e-5
 
 
+def _candidates():
+    from blocks.kernels.tuning import INTERPRETED, TILES
+    return [(kind, tile) for kind, tiles in TILES.items() for tile in tiles if tile != INTERPRETED[kind][0]]
+
+
+@pytest.mark.skipif(DEVICES[0] == "cuda", reason="a GPU runs every candidate through the autotuner (test_gpu.py)")
+@pytest.mark.parametrize("kind, tile", _candidates())
+def test_each_tile_candidate_launched_directly_gives_the_default_tiles_numbers(monkeypatch, kind, tile):
+    """One kernel at each of its tuning candidates (the others at their defaults) on a complex pair of d = 32, K =
+    V = 64: state rows fewer than the widest tiles, one key tile or two: the output and every gradient as the default
+    tiles give them, to fp32 rounding (a tile changes only how the sums split)."""
+    from blocks.kernels import memory, tuning
+
+    gen = torch.Generator().manual_seed(0)
+    q, k, v = [(torch.randn(1, 2, 100, 64, generator=gen) / 4).requires_grad_() for _ in range(3)]
+    log_g = (-torch.rand(1, 2, 100, generator=gen) * 0.1).requires_grad_()
+
+    def run():
+        for x in (q, k, v, log_g):
+            x.grad = None
+        y = memory.complex_pair_memory(q, k, v, log_g, 1.0, chunk=64)
+        (y * torch.linspace(-1, 1, 64)).square().sum().backward()
+        return [y.detach()] + [x.grad for x in (q, k, v, log_g)]
+    want = run()
+    monkeypatch.setitem(tuning.INTERPRETED, kind, (tile, 4, 1))
+    tuning._direct.cache_clear()
+    try:
+        got = run()
+    finally:
+        tuning._direct.cache_clear()
+    for name, a, b in zip(("y", "q", "k", "v", "log_g"), got, want):
+        assert rel_error(a, b) < 1e-5, name
+
+
 def test_a_state_loop_is_split_only_where_few_programs_would_run_it(monkeypatch):
     from blocks.kernels import memory
 

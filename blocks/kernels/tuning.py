@@ -34,7 +34,7 @@ DEFAULT = {"fwd_states": ((32, 32), 4, 3), "bwd_states": ((32, 64), 4, 2), "fwd_
 # fp32 check runs (ieee products): small tiles, as ptxas takes minutes over wide fp32 ones (bwd_dqk at 16-wide heads:
 # 24 s at 64×64, 8 s at 32×32 for sm_90), and a check of a new head shape compiles every kernel
 CHECK = ((32, 32), 4, 2)
-INTERPRETED = ((32, 32), 4, 1)  # under the interpreter every candidate would run in Python
+INTERPRETED = {kind: ((32, 32), 4, 1) for kind in TILES}  # under the interpreter every candidate would run in Python
 
 
 def _config(tile, warps, stages) -> triton.Config:
@@ -48,7 +48,7 @@ def _interpreted() -> bool:
 def configs(kind: str) -> list:
     """The autotuner's candidates for one kernel: its default first."""
     if _interpreted():
-        return [_config(*INTERPRETED)]
+        return [_config(*INTERPRETED[kind])]
     rest = [c for c in itertools.product(TILES[kind], (4, 8), (2, 3)) if c != DEFAULT[kind]]
     return [_config(*c) for c in [DEFAULT[kind], *rest]]
 
@@ -95,7 +95,7 @@ def direct(kind: str, precision: str) -> dict:
 
 @functools.lru_cache(maxsize=None)
 def _direct(kind: str, precision: str, interpreted: bool) -> dict:
-    choice = INTERPRETED if interpreted else CHECK if precision == "ieee" else DEFAULT[kind]
+    choice = INTERPRETED[kind] if interpreted else CHECK if precision == "ieee" else DEFAULT[kind]
     return _config(*choice).all_kwargs()
 
 
