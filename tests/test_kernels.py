@@ -202,17 +202,21 @@ def test_complex_pair_matches_the_grouped_form(b, h, t, d, conjugate, device):
         assert rel_error(a.detach().cpu(), r.detach()) < 1e-5
 
 
-def _candidates():
+def _candidate_rounds() -> list[dict]:
+    """Round i launches every kernel at its i-th tuning candidate other than the interpreter's default (those with
+    fewer candidates at the default): every candidate runs in some round."""
     from blocks.kernels.tuning import INTERPRETED, TILES
-    return [(kind, tile) for kind, tiles in TILES.items() for tile in tiles if tile != INTERPRETED[kind][0]]
+    others = {kind: [t for t in tiles if t != INTERPRETED[kind][0]] for kind, tiles in TILES.items()}
+    rounds = max(len(o) for o in others.values())
+    return [{kind: o[i] for kind, o in others.items() if i < len(o)} for i in range(rounds)]
 
 
 @pytest.mark.skipif(DEVICES[0] == "cuda", reason="a GPU runs every candidate through the autotuner (test_gpu.py)")
-@pytest.mark.parametrize("kind, tile", _candidates())
-def test_each_tile_candidate_launched_directly_gives_the_default_tiles_numbers(monkeypatch, kind, tile):
-    """One kernel at each of its tuning candidates (the others at their defaults) on a complex pair of d = 32, K =
-    V = 64: state rows fewer than the widest tiles, one key tile or two: the output and every gradient as the default
-    tiles give them, to fp32 rounding (a tile changes only how the sums split)."""
+@pytest.mark.parametrize("tiles", _candidate_rounds(), ids=lambda r: "+".join(f"{k}{t}" for k, t in r.items()))
+def test_each_tile_candidate_launched_directly_gives_the_default_tiles_numbers(monkeypatch, tiles):
+    """The kernels at other tuning candidates (launched directly, as the defaults are) on a complex pair of d = 32,
+    K = V = 64: one key tile or two, tiles wider than the state: the output and every gradient as the default tiles
+    give them, to fp32 rounding (a tile changes only how the sums split)."""
     from blocks.kernels import memory, tuning
 
     gen = torch.Generator().manual_seed(0)
@@ -226,7 +230,8 @@ def test_each_tile_candidate_launched_directly_gives_the_default_tiles_numbers(m
         (y * torch.linspace(-1, 1, 64)).square().sum().backward()
         return [y.detach()] + [x.grad for x in (q, k, v, log_g)]
     want = run()
-    monkeypatch.setitem(tuning.INTERPRETED, kind, (tile, 4, 1))
+    for kind, tile in tiles.items():
+        monkeypatch.setitem(tuning.INTERPRETED, kind, (tile, 4, 1))
     tuning._direct.cache_clear()
     try:
         got = run()
