@@ -92,6 +92,8 @@ def parse_args(argv=None):
         p.error(f"--sweep: every T must divide --tokens {args.tokens} (one batch of whole sequences)")
     if args.save and not (args.sweep and args.processes == 1):
         p.error("--save: needs --sweep and --processes 1 (a saved length is one process's numbers)")
+    if args.save and not Path(args.save).resolve().parent.is_dir():
+        p.error(f"--save: no folder {Path(args.save).resolve().parent} to keep {Path(args.save).name} in")
     return args
 
 

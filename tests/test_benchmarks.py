@@ -92,6 +92,9 @@ def test_a_saved_sweep_resumes_with_only_the_lengths_it_lacks(capsys, tmp_path):
     with pytest.raises(SystemExit):  # a saved length is one process's numbers
         e2e.parse_args([*common, "--sweep", "16", "--processes", "3"])
     assert "--save: needs --sweep and --processes 1" in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # refused before anything is measured, not after the first length
+        e2e.parse_args([*common, "--sweep", "16", "--save", str(tmp_path / "no" / "sweep.json")])
+    assert f"--save: no folder {tmp_path / 'no'}" in capsys.readouterr().err
     first = e2e.parse_args([*common, "--sweep", "16"])
     e2e.measure(first)
     assert sorted(k for k in json.loads(save.read_text())["values"] if "@16" in k) == [
