@@ -202,6 +202,28 @@ def test_complex_pair_matches_the_grouped_form(b, h, t, d, conjugate, device):
         assert rel_error(a.detach().cpu(), r.detach()) < 1e-5
 
 
+@pytest.mark.parametrize("gsp, conjugate, rope", [("head", True, "v1"), ("channel", False, "v2"), ("off", True, "none")])
+def test_pam_on_the_kernels_gives_the_torch_forms_output_and_gradients(gsp, conjugate, rope):
+    """The block's kernel path (complex_qkv, the pair memory, the heads merged into the output projection) against
+    its torch path on the same weights, fp32: the output, the input's gradient and every parameter's."""
+    from blocks.pam import PAM
+
+    torch.manual_seed(0)
+    blocks = {mode: PAM(PAM.Config(heads=2, head_dim=8, gsp=gsp, conjugate=conjugate, rope=rope, mode=mode,
+                                   chunk=32), d_model=32).to(DEVICES[0]) for mode in ("triton", "chunked")}
+    blocks["chunked"].load_state_dict(blocks["triton"].state_dict())
+    x = torch.randn(2, 70, 32, device=DEVICES[0])
+    out = {}
+    for mode, block in blocks.items():
+        xm = x.clone().requires_grad_()
+        y = block(xm)
+        (y * torch.linspace(-1, 1, 32, device=y.device)).square().sum().backward()
+        out[mode] = [y.detach(), xm.grad] + [p.grad for p in block.parameters()]
+    names = ["y", "x"] + [name for name, _ in blocks["triton"].named_parameters()]
+    for name, a, b in zip(names, out["triton"], out["chunked"]):
+        assert rel_error(a, b) < 1e-5, name
+
+
 def _candidate_rounds() -> list[dict]:
     """Round i launches every kernel at its i-th tuning candidate other than the interpreter's default (those with
     fewer candidates at the default): every candidate runs in some round."""
