@@ -1,7 +1,6 @@
 """GPU paths (skipped without a GPU; run on the device machine): every memory's parallel form against its step form
 on the GPU in fp32, the measured costs under bf16 autocast, and a short bf16 training run that learns."""
 import dataclasses
-import itertools
 from contextlib import nullcontext
 
 import pytest
@@ -14,7 +13,7 @@ from archsearch.passes import run_passes
 from archsearch.spec import parse
 from archsearch.testing import rel_error
 from blocks import fastpath
-from blocks.kernels.tuning import DEFAULT, TILES
+from blocks.kernels.tuning import TILES, candidates
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
 MIXERS = ("softmax_attention", "pam", "linear_attention", "holographic")
@@ -235,18 +234,21 @@ def _pair_inputs():
     return q, k, v, log_g
 
 
-def _pair_run(q, k, v, log_g) -> list:
-    """The kernels' output and the four gradients, fp32."""
-    from blocks.kernels import memory
+def _pair_run(q, k, v, log_g, memory=None) -> list:
+    """memory(q, k, v, log_g) → y [B, H, T, 2d] (default: the kernels) and the four gradients, fp32."""
+    if memory is None:
+        from blocks.kernels.memory import complex_pair_memory
 
+        def memory(*inputs):
+            return complex_pair_memory(*inputs, 1.0, chunk=64)
     for x in (q, k, v, log_g):
         x.grad = None
-    y = memory.complex_pair_memory(q, k, v, log_g, 1.0, chunk=64)
+    y = memory(q, k, v, log_g)
     (y * torch.linspace(-1, 1, 128, device="cuda")).square().sum().backward()
     return [y.float()] + [x.grad.float() for x in (q, k, v, log_g)]
 
 
-CANDIDATES = [(kind, c) for kind in TILES for c in itertools.product(TILES[kind], (4, 8), (2, 3)) if c != DEFAULT[kind]]
+CANDIDATES = [(kind, c) for kind in TILES for c in candidates(kind)[1:]]
 
 
 @pytest.mark.parametrize("kind, config", CANDIDATES,
@@ -292,11 +294,7 @@ def test_the_autotuner_runs_every_candidate_of_a_kernel_and_its_pick_matches_the
             monkeypatch.setattr(tuner, "configs", tuner.configs[:1])  # the default only
     inputs = _pair_inputs()
     got = _pair_run(*inputs)
-    for x in inputs:
-        x.grad = None
-    y = pair_memory(*inputs, 1.0)
-    (y * torch.linspace(-1, 1, 128, device="cuda")).square().sum().backward()
-    want = [y.float()] + [x.grad.float() for x in inputs]
+    want = _pair_run(*inputs, memory=lambda *xs: pair_memory(*xs, 1.0))
     for name, a, b in zip(("y", "q", "k", "v", "log_g"), got, want):
         assert rel_error(a, b) < 3e-2, name
 

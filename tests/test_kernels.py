@@ -233,7 +233,7 @@ def _candidate_rounds() -> list[dict]:
     return [{kind: o[i] for kind, o in others.items() if i < len(o)} for i in range(rounds)]
 
 
-@pytest.mark.skipif(DEVICES[0] == "cuda", reason="a GPU runs every candidate through the autotuner (test_gpu.py)")
+@pytest.mark.skipif(DEVICES[0] == "cuda", reason="a GPU launches every candidate directly (test_gpu.py)")
 @pytest.mark.parametrize("tiles", _candidate_rounds(), ids=lambda r: "+".join(f"{k}{t}" for k, t in r.items()))
 def test_each_tile_candidate_launched_directly_gives_the_default_tiles_numbers(monkeypatch, tiles):
     """The kernels at other tuning candidates (launched directly, as the defaults are) on a complex pair of d = 32,

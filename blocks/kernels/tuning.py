@@ -45,12 +45,17 @@ def _interpreted() -> bool:
     return os.environ.get("TRITON_INTERPRET") == "1"
 
 
+def candidates(kind: str) -> list:
+    """One kernel's tuning candidates on a GPU as (tile, warps, stages): its default first."""
+    rest = [c for c in itertools.product(TILES[kind], (4, 8), (2, 3)) if c != DEFAULT[kind]]
+    return [DEFAULT[kind], *rest]
+
+
 def configs(kind: str) -> list:
     """The autotuner's candidates for one kernel: its default first."""
     if _interpreted():
         return [_config(*INTERPRETED[kind])]
-    rest = [c for c in itertools.product(TILES[kind], (4, 8), (2, 3)) if c != DEFAULT[kind]]
-    return [_config(*c) for c in [DEFAULT[kind], *rest]]
+    return [_config(*c) for c in candidates(kind)]
 
 
 def tuning_on() -> bool:
