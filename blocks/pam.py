@@ -259,7 +259,8 @@ class PAM(fastpath.ModeChoice, nn.Module):
 
     def _forward_kernels(self, x: torch.Tensor) -> torch.Tensor:
         """forward by Triton kernels end to end: the projection's head split, RoPE, scale and GSP's value scale in one
-        kernel (blocks/kernels/complex_qkv.py), the memory in the complex-pair kernels, heads merged by one copy."""
+        kernel (blocks/kernels/complex_qkv.py), the memory in the complex-pair kernels, its output token-major so that
+        the heads merge without a copy."""
         b, t, _ = x.shape
         h, d = self.heads, self.head_dim
         angle = torch.arange(t, device=x.device, dtype=torch.float32)[:, None] * self.theta[None, :]
@@ -269,13 +270,15 @@ class PAM(fastpath.ModeChoice, nn.Module):
         q, k, v = kernels.complex_qkv(self.qkv(x), angle.cos(), angle.sin(), keep, h, d, 1.0 / math.sqrt(d), sign)
         amp = torch.is_autocast_enabled(x.device.type)
         dtype = torch.get_autocast_dtype(x.device.type) if amp else x.dtype
-        # [B, H, T, 2d] = [Re | Im]; written in the merge's dtype when q has it (bf16 under autocast), which the
-        # merge would round it to anyway: half the bytes of y and of its gradient, the same numbers
+        # y [B, T, H, 2d], each head's [Re | Im]: written in the projection's dtype when q has it (bf16 under
+        # autocast), which the projection would round it to anyway, half the bytes of y and of its gradient
         y = fastpath.kernel("memory", x.device).complex_pair_memory(q, k, v, log_g, sign,
-                                                                    y_in_q_dtype=q.dtype == dtype)
-        merged = torch.empty(b, t, 2, h, d, device=x.device, dtype=dtype)
-        merged.copy_(y.view(b, h, t, 2, d).permute(0, 2, 3, 1, 4))  # [Re heads | Im heads], cast in the same copy
-        return self.out(merged.view(b, t, 2 * h * d))
+                                                                    y_in_q_dtype=q.dtype == dtype, token_major=True)
+        # the projection's columns reordered from [Re heads | Im heads] to y's heads of [Re | Im]: a copy of the
+        # weights, not of y and of y's gradient (a 768-wide stream at B 8, T 2048: 25 MB each, a layer)
+        w = self.out.block_matrix()
+        w = w.view(w.shape[0], 2, h, d).transpose(1, 2).reshape(w.shape)
+        return F.linear(y.view(b, t, 2 * h * d).to(dtype), w)
 
     def init_state(self, batch: int, device=None, dtype=None):
         """(Re S, Im S, position): the fp32 complex state [B, H, d, d] and the next token's position."""

@@ -100,6 +100,33 @@ def test_y_in_the_inputs_dtype_is_the_fp32_output_rounded_with_the_same_gradient
     assert set(result.values()) == {"SUCCESS"}, result
 
 
+def test_a_token_major_output_holds_the_same_numbers_and_gives_the_same_gradients():
+    # PAM asks for y token-major ([B, T, H, 2d]) so that its heads merge into the output projection without a copy:
+    # the output kernel only stores elsewhere and the backward's read dy from there, so every number is equal.
+    from blocks.kernels import memory
+
+    b, h, t, d = 2, 3, 40, 8  # three chunks of 16, the last one partial
+    gen = torch.Generator().manual_seed(6)
+    q, k, v = (torch.randn(b, h, t, 2 * d, generator=gen) / d ** 0.5 for _ in range(3))
+    log_g = -torch.rand(b, h, t, generator=gen) * 0.5
+    dy = torch.randn(b, t, h, 2 * d, generator=gen)
+    out = {}
+    for token_major in (False, True):
+        ins = [x.to(DEVICES[0]).requires_grad_() for x in (q, k, v, log_g)]
+        y, _ = memory.memory_fwd_op(*ins, -1.0, 16, False, token_major)
+        y = y if token_major else y.transpose(1, 2)
+        assert y.shape == (b, t, h, 2 * d)
+        y.backward(dy.to(y.device))
+        out[token_major] = [y.detach()] + [x.grad for x in ins]
+    for name, a, b_ in zip(("y", "q", "k", "v", "log_g"), out[True], out[False]):
+        assert torch.equal(a, b_), name
+    ins = [x.to(DEVICES[0]).requires_grad_() for x in (q, k, v, log_g)]
+    result = torch.library.opcheck(memory.memory_fwd_op, (*ins, 1.0, 16, False, True))  # a variant the contract skips
+    assert set(result.values()) == {"SUCCESS"}, result
+    with pytest.raises(ValueError, match="token_major is for a complex pair"):
+        memory.memory_fwd_op(q.unsqueeze(2), k, v, log_g, 0.0, 16, False, True)
+
+
 def test_tuning_picks_a_chunk_length_once_per_shape(monkeypatch):
     from blocks.kernels import memory
 

@@ -36,11 +36,15 @@ def _precision(dtype: torch.dtype) -> str:
 # call. The forward returns its chunk states beside y (for the backward; no gradient flows into them).
 @torch.library.custom_op("archsearch::memory_fwd", mutates_args=())
 def memory_fwd_op(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, log_g: torch.Tensor, sigma: float,
-                  chunk: int, y_in_q_dtype: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+                  chunk: int, y_in_q_dtype: bool = False,
+                  token_major: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """sigma 0: q [B, H, G, T, dk] in groups; ±1: a complex pair, q [B, H, T, dk]. → (y, chunk states in q's dtype);
     y in fp32, or with y_in_q_dtype in q's (for a caller that rounds it to that dtype next; its gradient then comes
-    in that dtype too, which the backward kernels round dy to anyway)."""
+    in that dtype too, which the backward kernels round dy to anyway). token_major (a complex pair only): y [B, T,
+    H, dv] rather than [B, H, T, dv], as an output projection over the merged heads reads it."""
     pair = sigma != 0.0
+    if token_major and not pair:
+        raise ValueError("token_major is for a complex pair (sigma ±1), not query groups")
     b, h, t, dk = k.shape
     g = 2 if pair else q.shape[2]
     dv = v.shape[-1]
@@ -51,36 +55,38 @@ def memory_fwd_op(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, log_g: torc
     # the forward writes and the backward reads are halved (PAM 100M: 100 MB a layer in fp32 at B 8, T 2048)
     states = torch.empty(b * h, n, dk, dv, device=q.device, dtype=q.dtype)
     rows = b * h if pair else b * h * g
-    y = torch.empty(rows, t, dv, device=q.device, dtype=q.dtype if y_in_q_dtype else torch.float32)
+    y = torch.empty(_y_shape(q, k, v, pair, token_major), device=q.device,
+                    dtype=q.dtype if y_in_q_dtype else torch.float32)
     kw = dict(C=chunk, PREC=_precision(q.dtype))
     _chunk_loop(memory_fwd.fwd_states, (kf, vf, gf), states, t, n, b * h, dk, dv, False, dict(K=dk, V=dv, **kw))
     launch(memory_fwd.fwd_output, lambda m: (triton.cdiv(dv, m["BV"]), n, rows), qf, kf, vf, gf, states, y, t, n,
-           **kw, **_shape_kw(g, dk, dv, sigma))
-    return y.view(_y_shape(q, k, v, pair)), states
+           **kw, **_shape_kw(g, dk, dv, sigma), **_layout_kw(h, token_major))
+    return y, states
 
 
 @memory_fwd_op.register_fake
-def _(q, k, v, log_g, sigma, chunk, y_in_q_dtype=False):
+def _(q, k, v, log_g, sigma, chunk, y_in_q_dtype=False, token_major=False):
     b, h, t, dk = k.shape
     n = (t + chunk - 1) // chunk
-    return (q.new_empty(_y_shape(q, k, v, sigma != 0.0), dtype=q.dtype if y_in_q_dtype else torch.float32),
+    return (q.new_empty(_y_shape(q, k, v, sigma != 0.0, token_major),
+                        dtype=q.dtype if y_in_q_dtype else torch.float32),
             q.new_empty(b * h, n, dk, v.shape[-1]))
 
 
 @torch.library.custom_op("archsearch::memory_bwd", mutates_args=())
 def memory_bwd_op(dy: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, log_g: torch.Tensor,
-                  states: torch.Tensor, sigma: float, chunk: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor,
-                                                                            torch.Tensor]:
-    """The gradients of q, k, v and log_g (each in its input's dtype and shape) from dy and the forward's states."""
+                  states: torch.Tensor, sigma: float, chunk: int,
+                  token_major: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The gradients of q, k, v and log_g (each in its input's dtype and shape) from dy (in y's layout) and the
+    forward's states."""
     pair = sigma != 0.0
     b, h, t, dk = k.shape
     g = 2 if pair else q.shape[2]
     dv = v.shape[-1]
     qf, kf, vf, gf = _flat(q, k, v, log_g, pair)
-    kw = dict(C=chunk, PREC=_precision(q.dtype), **_shape_kw(g, dk, dv, sigma))
+    kw = dict(C=chunk, PREC=_precision(q.dtype), **_shape_kw(g, dk, dv, sigma), **_layout_kw(h, token_major))
     n = states.shape[1]
-    rows = b * h if pair else b * h * g  # not -1: zero tokens leave it undetermined
-    dyf = dy.reshape(rows, t, dv).contiguous()  # fp32 or q's dtype, as y was: the kernels round it to q's dtype
+    dyf = dy.contiguous()  # in y's layout; fp32 or q's dtype, as y was: the kernels round it to q's dtype
     dstates = torch.empty_like(states)
     _chunk_loop(memory_bwd.bwd_states, (qf, dyf, gf), dstates, t, n, b * h, dk, dv, True, kw)
     dvf = torch.empty_like(vf)
@@ -102,20 +108,21 @@ def memory_bwd_op(dy: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: torch.T
 
 
 @memory_bwd_op.register_fake
-def _(dy, q, k, v, log_g, states, sigma, chunk):
+def _(dy, q, k, v, log_g, states, sigma, chunk, token_major=False):
     return tuple(x.new_empty(x.shape) for x in (q, k, v, log_g))
 
 
 def _setup(ctx, inputs, output):
-    q, k, v, log_g, sigma, chunk, _ = inputs
+    q, k, v, log_g, sigma, chunk, _, token_major = inputs
     ctx.save_for_backward(q, k, v, log_g, output[1])
-    ctx.sigma, ctx.chunk = sigma, chunk
+    ctx.sigma, ctx.chunk, ctx.token_major = sigma, chunk, token_major
     ctx.mark_non_differentiable(output[1])
 
 
 def _backward(ctx, dy, _dstates):
     q, k, v, log_g, states = ctx.saved_tensors
-    return (*memory_bwd_op(dy, q, k, v, log_g, states, ctx.sigma, ctx.chunk), None, None, None)
+    return (*memory_bwd_op(dy, q, k, v, log_g, states, ctx.sigma, ctx.chunk, ctx.token_major), None, None, None,
+            None)
 
 
 memory_fwd_op.register_autograd(_backward, setup_context=_setup)
@@ -185,8 +192,16 @@ def _shape_kw(g: int, dk: int, dv: int, sigma: float) -> dict:
     return dict(G=g, K=dk, V=dv, PAIR=sigma != 0.0, SIGMA=float(sigma or 1.0))
 
 
-def _y_shape(q, k, v, pair: bool) -> tuple:
+def _layout_kw(heads: int, token_major: bool) -> dict:
+    """y's layout for the output kernel, dy's for the backward's (memory_fwd._y_rows). Heads 1 where unused:
+    Triton compiles a kernel again when an int argument changes between 1 and not 1."""
+    return dict(H=heads if token_major else 1, YT=token_major)
+
+
+def _y_shape(q, k, v, pair: bool, token_major: bool = False) -> tuple:
     b, h, t, _ = k.shape
+    if token_major:
+        return (b, t, h, v.shape[-1])
     return (b, h, t, v.shape[-1]) if pair else (b, h, q.shape[2], t, v.shape[-1])
 
 
@@ -216,9 +231,11 @@ def chunked_memory(q, k, v, log_g, chunk: int | None = None) -> torch.Tensor:
     return memory_fwd_op(q, k, v, log_g, 0.0, chunk or _chunk(q, k, v, log_g, None))[0]
 
 
-def complex_pair_memory(q, k, v, log_g, sigma: float, chunk: int | None = None,
-                        y_in_q_dtype: bool = False) -> torch.Tensor:
-    """PAM's read: y [B, H, T, 2d] = [Re | Im] of Σ_i (Π γ') ⟨K_i, Q_t⟩ V_i (sigma +1; −1: Σ K·Q), q = [qr | σ·qi]."""
+def complex_pair_memory(q, k, v, log_g, sigma: float, chunk: int | None = None, y_in_q_dtype: bool = False,
+                        token_major: bool = False) -> torch.Tensor:
+    """PAM's read: y [B, H, T, 2d] = [Re | Im] of Σ_i (Π γ') ⟨K_i, Q_t⟩ V_i (sigma +1; −1: Σ K·Q), q = [qr |
+    σ·qi]; token_major: the same numbers as y [B, T, H, 2d]."""
     if q.shape[-1] % 2 or q.shape[-1] != v.shape[-1]:
         raise ValueError(f"a complex pair needs q, k, v of one even width 2d, got {q.shape[-1]} and {v.shape[-1]}")
-    return memory_fwd_op(q, k, v, log_g, float(sigma), chunk or _chunk(q, k, v, log_g, sigma), y_in_q_dtype)[0]
+    return memory_fwd_op(q, k, v, log_g, float(sigma), chunk or _chunk(q, k, v, log_g, sigma), y_in_q_dtype,
+                         token_major)[0]

@@ -17,15 +17,15 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
-from .memory_fwd import _chunk_decay, _rows, _segment_end, _segment_start, _state_tile, _swap_halves
+from .memory_fwd import _chunk_decay, _rows, _segment_end, _segment_start, _state_tile, _swap_halves, _y_rows
 from .tuning import PRUNE, configs
 
 
 @triton.jit
 def _group(ptr, bh, t, in_t, cols, T, G: tl.constexpr, W: tl.constexpr, g: tl.constexpr, PAIR: tl.constexpr,
            SIGN_LO: tl.constexpr):
-    """Group g's rows of a per-group tensor (q, or dy = da) in columns `cols`: stored per group, or for a complex
-    pair one tensor whose group 1 is read with its halves swapped and signed (SIGN_LO: σ for q, +1 for dy)."""
+    """Group g's query in columns `cols`: stored per group, or for a complex pair one tensor whose group 1 is read
+    with its halves swapped and signed (SIGN_LO: σ)."""
     if PAIR:
         x = _rows(ptr, bh * T, t, in_t, cols, W, g == 1, SIGN_LO)
     else:
@@ -33,14 +33,27 @@ def _group(ptr, bh, t, in_t, cols, T, G: tl.constexpr, W: tl.constexpr, g: tl.co
     return x
 
 
+@triton.jit
+def _dy(dy_ptr, bh, t, in_t, cols, T, H, G: tl.constexpr, V: tl.constexpr, g: tl.constexpr, PAIR: tl.constexpr,
+        YT: tl.constexpr):
+    """Group g's output gradient da_g in columns `cols`, from dy in y's layout (memory_fwd._y_rows): per group, or
+    for a complex pair one tensor whose group 1 is read with its halves swapped."""
+    if PAIR:
+        row0, rows = _y_rows(bh, t, T, H, YT)
+        x = _rows(dy_ptr, row0, rows, in_t, cols, V, g == 1, 1.0)
+    else:
+        x = _rows(dy_ptr, (bh * G + g) * T, t, in_t, cols, V, False, 1.0)
+    return x
+
+
 # MODE as memory_fwd.fwd_states, the loop running from the last chunk: 0 each row's whole loop, 1 a segment's end
 # gradient from zero (into e, eg), 2 a segment from the entering gradient carry_segments left in e.
-@triton.autotune(configs=configs("bwd_states"), key=["K", "V", "C", "G", "PAIR", "N", "L", "MODE"],
+@triton.autotune(configs=configs("bwd_states"), key=["K", "V", "C", "G", "PAIR", "N", "L", "MODE", "YT"],
                  prune_configs_by=PRUNE)
 @triton.jit
-def bwd_states(q_ptr, dy_ptr, g_ptr, dh_ptr, e_ptr, eg_ptr, T, N, L, G: tl.constexpr, K: tl.constexpr,
+def bwd_states(q_ptr, dy_ptr, g_ptr, dh_ptr, e_ptr, eg_ptr, T, N, L, H, G: tl.constexpr, K: tl.constexpr,
                V: tl.constexpr, C: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, PAIR: tl.constexpr,
-               SIGMA: tl.constexpr, PREC: tl.constexpr, MODE: tl.constexpr):
+               SIGMA: tl.constexpr, PREC: tl.constexpr, MODE: tl.constexpr, YT: tl.constexpr):
     bh, row_seg, lo, hi, ok, ov, grad, decay = _segment_start(e_ptr, N, L, K, V, BK, BV, MODE)
     for j in range(hi - lo):
         n = hi - 1 - j
@@ -51,18 +64,18 @@ def bwd_states(q_ptr, dy_ptr, g_ptr, dh_ptr, e_ptr, eg_ptr, T, N, L, G: tl.const
         grad = grad * tl.exp(total)
         for g in tl.static_range(G):
             q = _group(q_ptr, bh, t, in_t, ok, T, G, K, g, PAIR, SIGMA)
-            dy = _group(dy_ptr, bh, t, in_t, ov, T, G, V, g, PAIR, 1.0).to(q_ptr.dtype.element_ty)  # dy: fp32
+            dy = _dy(dy_ptr, bh, t, in_t, ov, T, H, G, V, g, PAIR, YT).to(q_ptr.dtype.element_ty)  # dy: fp32
             grad += tl.dot(tl.trans((q * tl.exp(b)[:, None]).to(dy.dtype)), dy, input_precision=PREC)
         decay += total
     if MODE == 1:
         _segment_end(e_ptr, eg_ptr, row_seg, grad, decay, ok, ov, K, V)
 
 
-@triton.autotune(configs=configs("bwd_dv"), key=["K", "V", "C", "G", "PAIR", "N"], prune_configs_by=PRUNE)
+@triton.autotune(configs=configs("bwd_dv"), key=["K", "V", "C", "G", "PAIR", "N", "YT"], prune_configs_by=PRUNE)
 @triton.jit
-def bwd_dv(q_ptr, k_ptr, dy_ptr, g_ptr, dh_ptr, dv_ptr, T, N, G: tl.constexpr, K: tl.constexpr, V: tl.constexpr,
-           C: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, PAIR: tl.constexpr, SIGMA: tl.constexpr,
-           PREC: tl.constexpr):
+def bwd_dv(q_ptr, k_ptr, dy_ptr, g_ptr, dh_ptr, dv_ptr, T, N, H, G: tl.constexpr, K: tl.constexpr,
+           V: tl.constexpr, C: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, PAIR: tl.constexpr,
+           SIGMA: tl.constexpr, PREC: tl.constexpr, YT: tl.constexpr):
     i_v, n, bh = tl.program_id(0), tl.program_id(1), tl.program_id(2).to(tl.int64)
     t, in_t, b, total = _chunk_decay(g_ptr, bh, n, T, C)
     ov = i_v * BV + tl.arange(0, BV)
@@ -81,17 +94,17 @@ def bwd_dv(q_ptr, k_ptr, dy_ptr, g_ptr, dh_ptr, dv_ptr, T, N, G: tl.constexpr, K
             k = _rows(k_ptr, bh * T, t, in_t, ok, K, False, 1.0)
             q = _group(q_ptr, bh, t, in_t, ok, T, G, K, g, PAIR, SIGMA)
             scores_t += tl.dot(k, tl.trans(q), input_precision=PREC)
-        dy = _group(dy_ptr, bh, t, in_t, ov, T, G, V, g, PAIR, 1.0).to(q_ptr.dtype.element_ty)  # dy: fp32
+        dy = _dy(dy_ptr, bh, t, in_t, ov, T, H, G, V, g, PAIR, YT).to(q_ptr.dtype.element_ty)  # dy: fp32
         dv += tl.dot((scores_t * decay_t).to(dy.dtype), dy, input_precision=PREC)
     tl.store(dv_ptr + (bh * T + t[:, None]) * V + ov[None, :], dv, mask=in_t[:, None] & (ov < V)[None, :])
 
 
-@triton.autotune(configs=configs("bwd_dqk"), key=["K", "V", "C", "G", "PAIR", "N"], prune_configs_by=PRUNE,
+@triton.autotune(configs=configs("bwd_dqk"), key=["K", "V", "C", "G", "PAIR", "N", "YT"], prune_configs_by=PRUNE,
                  reset_to_zero=["dc_ptr", "dcs_ptr"])
 @triton.jit
-def bwd_dqk(q_ptr, k_ptr, v_ptr, g_ptr, h_ptr, dy_ptr, dh_ptr, dq_ptr, dk_ptr, dc_ptr, dcs_ptr, BH, T, N,
+def bwd_dqk(q_ptr, k_ptr, v_ptr, g_ptr, h_ptr, dy_ptr, dh_ptr, dq_ptr, dk_ptr, dc_ptr, dcs_ptr, BH, T, N, H,
             G: tl.constexpr, K: tl.constexpr, V: tl.constexpr, C: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
-            PAIR: tl.constexpr, SIGMA: tl.constexpr, PREC: tl.constexpr):
+            PAIR: tl.constexpr, SIGMA: tl.constexpr, PREC: tl.constexpr, YT: tl.constexpr):
     i_k, n, bh = tl.program_id(0), tl.program_id(1), tl.program_id(2).to(tl.int64)
     t, in_t, b, total = _chunk_decay(g_ptr, bh, n, T, C)
     ok = i_k * BK + tl.arange(0, BK)
@@ -120,7 +133,7 @@ def bwd_dqk(q_ptr, k_ptr, v_ptr, g_ptr, h_ptr, dy_ptr, dh_ptr, dq_ptr, dk_ptr, d
         dscores = tl.zeros([C, C], dtype=tl.float32)  # da_g vᵀ
         for i_v in range(tl.cdiv(V, BV)):
             ov = i_v * BV + tl.arange(0, BV)
-            dy = _group(dy_ptr, bh, t, in_t, ov, T, G, V, g, PAIR, 1.0).to(q_ptr.dtype.element_ty)  # dy: fp32
+            dy = _dy(dy_ptr, bh, t, in_t, ov, T, H, G, V, g, PAIR, YT).to(q_ptr.dtype.element_ty)  # dy: fp32
             v = _rows(v_ptr, bh * T, t, in_t, ov, V, False, 1.0)
             h = _state_tile(h_ptr, bh, n, N, kc, ov, K, V)
             dq += tl.dot(dy, tl.trans(h.to(dy.dtype)), input_precision=PREC)

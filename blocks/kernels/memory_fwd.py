@@ -55,6 +55,17 @@ def _rows(ptr, row0, t, in_t, cols, W: tl.constexpr, SWAP: tl.constexpr, SIGN_LO
 
 
 @triton.jit
+def _y_rows(row, t, T, H, YT: tl.constexpr):
+    """Where (batch·head) row `row`'s outputs at positions t lie in y (and their gradients in dy), as _rows' row0
+    and per-position rows: y [rows, T, V], or with YT token-major y [B, T, H, V], the layout in which the heads
+    merge into the output projection's input without a copy."""
+    if YT:
+        return (row // H) * T * H + row % H, t * H
+    else:
+        return row * T, t
+
+
+@triton.jit
 def _state_tile(h_ptr, bh, n, N, rows, cols, K: tl.constexpr, V: tl.constexpr):
     return tl.load(h_ptr + ((bh * N + n) * K + rows[:, None]) * V + cols[None, :],
                    mask=(rows < K)[:, None] & (cols < V)[None, :], other=0.0)
@@ -156,11 +167,12 @@ def _group_output(q_ptr, k_ptr, v_ptr, h_ptr, q_row0, bh, n, N, t, in_t, b, vcol
     return inter * tl.exp(b)[:, None] + tl.dot(scores.to(v.dtype), v, input_precision=PREC)
 
 
-@triton.autotune(configs=configs("fwd_output"), key=["K", "V", "C", "G", "PAIR", "N"], prune_configs_by=PRUNE)
+@triton.autotune(configs=configs("fwd_output"), key=["K", "V", "C", "G", "PAIR", "N", "YT"],
+                 prune_configs_by=PRUNE)
 @triton.jit
-def fwd_output(q_ptr, k_ptr, v_ptr, g_ptr, h_ptr, y_ptr, T, N, G: tl.constexpr, K: tl.constexpr, V: tl.constexpr,
-               C: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, PAIR: tl.constexpr, SIGMA: tl.constexpr,
-               PREC: tl.constexpr):
+def fwd_output(q_ptr, k_ptr, v_ptr, g_ptr, h_ptr, y_ptr, T, N, H, G: tl.constexpr, K: tl.constexpr,
+               V: tl.constexpr, C: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, PAIR: tl.constexpr,
+               SIGMA: tl.constexpr, PREC: tl.constexpr, YT: tl.constexpr):
     i_v, n, row = tl.program_id(0), tl.program_id(1), tl.program_id(2).to(tl.int64)  # row: bh (PAIR) or bh·G + g
     bh = row if PAIR else row // G
     t, in_t, b, _ = _chunk_decay(g_ptr, bh, n, T, C)
@@ -175,5 +187,6 @@ def fwd_output(q_ptr, k_ptr, v_ptr, g_ptr, h_ptr, y_ptr, T, N, G: tl.constexpr, 
     else:
         y = _group_output(q_ptr, k_ptr, v_ptr, h_ptr, row * T, bh, n, N, t, in_t, b, ov, T, K, V, C, BK, BV, False,
                           SIGMA, PREC)
-    tl.store(y_ptr + (row * T + t[:, None]) * V + ov[None, :], y.to(y_ptr.dtype.element_ty),
+    y_row0, y_t = _y_rows(row, t, T, H, YT)
+    tl.store(y_ptr + (y_row0 + y_t[:, None]) * V + ov[None, :], y.to(y_ptr.dtype.element_ty),
              mask=in_t[:, None] & (ov < V)[None, :])
