@@ -235,12 +235,13 @@ def _pair_inputs():
 
 
 def _pair_run(q, k, v, log_g, memory=None) -> list:
-    """memory(q, k, v, log_g) → y [B, H, T, 2d] (default: the kernels) and the four gradients, fp32."""
+    """memory(q, k, v, log_g) → y [B, H, T, 2d] (default: the kernels, their output read token-major as PAM asks
+    for it) and the four gradients, fp32."""
     if memory is None:
         from blocks.kernels.memory import complex_pair_memory
 
         def memory(*inputs):
-            return complex_pair_memory(*inputs, 1.0, chunk=64)
+            return complex_pair_memory(*inputs, 1.0, chunk=64, token_major=True).transpose(1, 2)
     for x in (q, k, v, log_g):
         x.grad = None
     y = memory(q, k, v, log_g)

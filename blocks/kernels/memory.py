@@ -43,8 +43,7 @@ def memory_fwd_op(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, log_g: torc
     in that dtype too, which the backward kernels round dy to anyway). token_major (a complex pair only): y [B, T,
     H, dv] rather than [B, H, T, dv], as an output projection over the merged heads reads it."""
     pair = sigma != 0.0
-    if token_major and not pair:
-        raise ValueError("token_major is for a complex pair (sigma ±1), not query groups")
+    _check_layout(pair, token_major)
     b, h, t, dk = k.shape
     g = 2 if pair else q.shape[2]
     dv = v.shape[-1]
@@ -66,6 +65,7 @@ def memory_fwd_op(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, log_g: torc
 
 @memory_fwd_op.register_fake
 def _(q, k, v, log_g, sigma, chunk, y_in_q_dtype=False, token_major=False):
+    _check_layout(sigma != 0.0, token_major)
     b, h, t, dk = k.shape
     n = (t + chunk - 1) // chunk
     return (q.new_empty(_y_shape(q, k, v, sigma != 0.0, token_major),
@@ -86,7 +86,9 @@ def memory_bwd_op(dy: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: torch.T
     qf, kf, vf, gf = _flat(q, k, v, log_g, pair)
     kw = dict(C=chunk, PREC=_precision(q.dtype), **_shape_kw(g, dk, dv, sigma), **_layout_kw(h, token_major))
     n = states.shape[1]
-    dyf = dy.contiguous()  # in y's layout; fp32 or q's dtype, as y was: the kernels round it to q's dtype
+    if dy.shape != _y_shape(q, k, v, pair, token_major):  # the kernels read dy by y's layout, unchecked
+        raise ValueError(f"dy of shape {tuple(dy.shape)} for y of shape {_y_shape(q, k, v, pair, token_major)}")
+    dyf = dy.contiguous()  # fp32 or q's dtype, as y was: the kernels round it to q's dtype
     dstates = torch.empty_like(states)
     _chunk_loop(memory_bwd.bwd_states, (qf, dyf, gf), dstates, t, n, b * h, dk, dv, True, kw)
     dvf = torch.empty_like(vf)
@@ -190,6 +192,11 @@ def _flat(q, k, v, log_g, pair: bool) -> tuple:
 
 def _shape_kw(g: int, dk: int, dv: int, sigma: float) -> dict:
     return dict(G=g, K=dk, V=dv, PAIR=sigma != 0.0, SIGMA=float(sigma or 1.0))
+
+
+def _check_layout(pair: bool, token_major: bool) -> None:
+    if token_major and not pair:
+        raise ValueError("token_major is for a complex pair (sigma ±1), not query groups")
 
 
 def _layout_kw(heads: int, token_major: bool) -> dict:
