@@ -157,6 +157,21 @@ def test_tuning_remembers_a_chunk_per_split_setting(monkeypatch):
     assert len(memory._TUNED_CHUNK) == 2
 
 
+def test_tuning_times_a_pairs_chunk_in_the_outputs_layout(monkeypatch):
+    # the token-major output stores and reads elsewhere: a chunk length timed head-major is not known to be its fastest
+    from blocks.kernels import memory
+
+    monkeypatch.setenv("ARCHSEARCH_KERNEL_TUNING", "1")
+    monkeypatch.setattr(memory, "_TUNED_CHUNK", {})
+    gen = torch.Generator().manual_seed(7)
+    q, k, v = (torch.randn(1, 2, 40, 16, generator=gen).to(DEVICES[0]) for _ in range(3))
+    log_g = (-torch.rand(1, 2, 40, generator=gen)).to(DEVICES[0])
+    with torch.no_grad():
+        for token_major in (False, True):
+            memory.complex_pair_memory(q, k, v, log_g, 1.0, token_major=token_major)
+    assert len(memory._TUNED_CHUNK) == 2 and set(memory._TUNED_CHUNK.values()) <= set(memory.CHUNKS)
+
+
 @pytest.mark.parametrize("sigma", [0.0, 1.0])
 def test_no_tokens_give_an_empty_output_and_zero_gradients(sigma):
     from blocks.kernels import memory

@@ -212,20 +212,21 @@ def _y_shape(q, k, v, pair: bool, token_major: bool = False) -> tuple:
     return (b, h, t, v.shape[-1]) if pair else (b, h, q.shape[2], t, v.shape[-1])
 
 
-def _chunk(q, k, v, log_g, sigma) -> int:
+def _chunk(q, k, v, log_g, sigma, y_in_q_dtype: bool = False, token_major: bool = False) -> int:
     """CHUNK, or with tuning on the fastest of CHUNKS for this input shape, timed once on these inputs (forward, and
-    backward where gradients are wanted) and remembered. Under torch.compile always CHUNK (the timing runs eagerly)."""
+    backward where gradients are wanted) in the output's dtype and layout, and remembered. Under torch.compile always
+    CHUNK (the timing runs eagerly)."""
     if torch.compiler.is_compiling() or not tuning_on():
         return CHUNK
     grad = torch.is_grad_enabled() and any(x.requires_grad for x in (q, k, v, log_g))
     # the split rule's settings too: a chunk timed with the loops whole is not the fastest once they split
     key = (tuple(q.shape), tuple(k.shape), tuple(v.shape), q.dtype, sigma is not None, grad, q.device,
-           SPLIT_BELOW, SPLIT_WAVES)
+           y_in_q_dtype, token_major, SPLIT_BELOW, SPLIT_WAVES)
     if key not in _TUNED_CHUNK:
         def run(chunk):
             with torch.enable_grad():
                 xs = [x.detach().requires_grad_(grad) for x in (q, k, v, log_g)]
-                y = memory_fwd_op(*xs, float(sigma or 0.0), chunk)[0]
+                y = memory_fwd_op(*xs, float(sigma or 0.0), chunk, y_in_q_dtype, token_major)[0]
                 if grad:
                     y.backward(torch.ones_like(y))
         _TUNED_CHUNK[key] = fastest(CHUNKS, run, q.device)
@@ -244,5 +245,5 @@ def complex_pair_memory(q, k, v, log_g, sigma: float, chunk: int | None = None, 
     σ·qi]; token_major: the same numbers as y [B, T, H, 2d]."""
     if q.shape[-1] % 2 or q.shape[-1] != v.shape[-1]:
         raise ValueError(f"a complex pair needs q, k, v of one even width 2d, got {q.shape[-1]} and {v.shape[-1]}")
-    return memory_fwd_op(q, k, v, log_g, float(sigma), chunk or _chunk(q, k, v, log_g, sigma), y_in_q_dtype,
-                         token_major)[0]
+    chunk = chunk or _chunk(q, k, v, log_g, sigma, y_in_q_dtype, token_major)
+    return memory_fwd_op(q, k, v, log_g, float(sigma), chunk, y_in_q_dtype, token_major)[0]
