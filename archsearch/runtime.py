@@ -6,7 +6,10 @@ A program is a tuple of ops (name, op, inputs, key): `inputs` index earlier ops'
 
 A decode step may run a pre-norm residual sublayer, add(r, block(norm(r))), as one call of the block's optional
 `fused_sublayer_step(norm, r, state, scale)` (fused Triton kernels, blocks/fastpath.fused_decode): the block answers
-None where it does not apply, and the three ops run as written.
+None where it does not apply, and the three ops run as written. Likewise a block op read only by the next op, a
+stateless block or the logits, may run as that op's prologue: the block's optional `fused_normed_step(norm, x)`, or
+the norm's `fused_logits(x, w)` for the logits against the head's weight w (the paper's head, complex norm →
+complex linear → complex norm → tied logits, as two kernels).
 """
 from __future__ import annotations
 
@@ -54,6 +57,7 @@ class SequenceModel(nn.Module):
         # values each op may free once it has run: keeps peak activation memory to what is still needed
         self._free = [tuple(j for j, last in last_use.items() if last == i) for i in range(len(self.program))]
         self._sublayers = self._pre_norm_sublayers(last_use)
+        self._prologues = self._prologue_reads(last_use)
 
     def _pre_norm_sublayers(self, last_use: dict) -> dict:
         """{i: (norm key, block key, add key)} for every three ops i, i+1, i+2 that are norm(r), block(norm) and
@@ -67,11 +71,25 @@ class SequenceModel(nn.Module):
                 found[i] = (n_key, b_key, a_key)
         return found
 
+    def _prologue_reads(self, last_use: dict) -> set:
+        """Every block op i whose value only op i + 1 reads, op i + 1 reading it alone, a block or the output: where a
+        decode step may run op i + 1 with op i (a norm, if op i + 1's fused form takes it) as its prologue (step())."""
+        found = set()
+        for i in range(len(self.program) - 1):
+            (_, op, _, key), (_, nxt, n_in, _) = self.program[i:i + 2]
+            if (op == "block" and key != self.embed_key and nxt in ("block", "output") and list(n_in) == [i]
+                    and last_use[i] == i + 1):  # not the embedding: its value is dropped out
+                found.add(i)
+        return found
+
+    def _head_weight(self) -> torch.Tensor:
+        return self.lm_head.weight if self.lm_head is not None else self.blocks[self.tie_to].weight
+
     def logits(self, x: torch.Tensor, keep_padding: bool = False) -> torch.Tensor:
         """Hidden states → logits [..., vocab]; with keep_padding, [..., W ≥ vocab] where the GPU pads the vocabulary
         (columns ≥ vocab are zero: for a loss that leaves them out, which saves slicing them and padding their
         gradient back)."""
-        w = self.lm_head.weight if self.lm_head is not None else self.blocks[self.tie_to].weight
+        w = self._head_weight()
         vocab = w.shape[0]
         # cuBLAS's fast bf16 GEMMs need aligned rows: 16384 tokens × 768 to GPT-2's 50257 logits took 13.7 ms
         # forward on an H200, padded to 50304 1.95 ms (the padding's logits are sliced off). A few tokens (decoding)
@@ -82,11 +100,12 @@ class SequenceModel(nn.Module):
             return padded if keep_padding else padded[..., :vocab]
         return nn.functional.linear(x, w)
 
-    def _run(self, ids, apply, keep_padding: bool = False, sublayer=None):
+    def _run(self, ids, apply, keep_padding: bool = False, sublayer=None, prologue=None):
         """The program's output. `sublayer(norm key, block key, add key, r)`: the value of a pre-norm sublayer's add
-        (self._sublayers, at its norm's op) by a fused step, or None to run its three ops."""
+        (self._sublayers, at its norm's op) by a fused step, or None to run its three ops. `prologue(i, x)`: the value
+        of op i + 1 with op i as its prologue (self._prologues), or None to run the two ops."""
         vals = [None] * len(self.program)
-        skip = 0  # ops a fused sublayer step has done: its block and its add (whose value v already holds)
+        skip = 0  # ops a fused step has done after op i (whose value v already holds): a sublayer's block and add
         for i, (name, op, inputs, key) in enumerate(self.program):
             if skip:
                 skip -= 1
@@ -96,6 +115,9 @@ class SequenceModel(nn.Module):
                     if sublayer is not None and i in self._sublayers:
                         v = sublayer(*self._sublayers[i], vals[inputs[0]])
                         skip = 0 if v is None else 2
+                    if v is None and prologue is not None and i in self._prologues:
+                        v = prologue(i, vals[inputs[0]])
+                        skip = 0 if v is None else 1
                     if v is None:
                         v = self._op(op, key, inputs, vals, ids, apply, keep_padding)
             vals[i] = v
@@ -125,7 +147,8 @@ class SequenceModel(nn.Module):
 
     def step(self, ids_t: torch.Tensor, state: dict):
         """One decode step: token ids [B] → logits [B, V], with the updated state. A pre-norm residual sublayer runs
-        as its block's fused sublayer step where the block has one and it applies (see the module's docstring)."""
+        as its block's fused sublayer step, and a norm read only by a stateless block or the logits as their
+        prologue, where the reader has such a form and it applies (see the module's docstring)."""
         new = dict(state)
 
         def apply(key, x):
@@ -148,4 +171,13 @@ class SequenceModel(nn.Module):
                 new[key] = s
             return y
 
-        return self._run(ids_t, apply, sublayer=sublayer), new
+        def prologue(i, x):
+            norm = self.blocks[self.program[i][3]]
+            _, op, _, key = self.program[i + 1]
+            if op == "output":
+                fused = getattr(norm, "fused_logits", None)
+                return None if fused is None else fused(x, self._head_weight())
+            fused = getattr(self.blocks[key], "fused_normed_step", None)
+            return None if fused is None or key in new else fused(norm, x)  # a stateful block steps as written
+
+        return self._run(ids_t, apply, sublayer=sublayer, prologue=prologue), new

@@ -1,15 +1,17 @@
-"""The fused decode kernels one at a time (blocks/kernels/cgu_step.py, pam_step.py, sublayer.py), at the 100M PAM's
-shapes (examples/paper_pam_100m.yaml: width 768, CGU hidden 1,152 complex, 6 heads of 64) and batch 1, over a grid of
+"""The fused decode kernels one at a time (blocks/kernels/cgu_step.py, pam_step.py, sublayer.py, head_step.py), at the
+100M PAM's shapes (examples/paper_pam_100m.yaml: width 768, CGU hidden 1,152 complex, 6 heads of 64, the head's
+complex map and GPT-2's 50,257-token table) and batch 1, over a grid of
 tiles: programs' rows, columns per loop iteration and warps. Prints µs per launch (a CUDA graph of --launches
 launches, replayed --repeats times, CUDA events) and, for the GEMVs, the rate at which they stream Wr and Wi, best
 first per kernel, with the current tiles marked; every tile's output is checked against the current tiles' output
 (the same sums in another order). Issue 27: the first tiles were guesses, and the H200's decode profile found the
 GEMVs streaming at 0.4-0.6 TB/s (docs/performance.md). Each timed launch reads a copy of its weights (or state)
 that is cold in L2, as in a decode step. One process: it chooses tiles and publishes no ratio. On CPU (Triton's
-interpreter) it runs each tile once at a width of 128 (2 heads of 16), which checks the indexing of every split
-into programs and times nothing (the interpreter ignores warps).
+interpreter) it runs each tile once at a width of 128 (2 heads of 16, a table of 100 tokens), which checks the
+indexing of every split into programs and times nothing (the interpreter ignores warps).
 
-    python benchmarks/decode_tiles.py [--weights fp32 | bf16] [--kernels gate_up project state down out] [--top 5]
+    python benchmarks/decode_tiles.py [--weights fp32 | bf16] [--kernels gate_up project state down out head logits]
+                                      [--top 5]
 """
 from __future__ import annotations
 
@@ -29,7 +31,7 @@ from archsearch.spec import parse
 from blocks import fastpath
 
 ROOT = Path(__file__).resolve().parents[1]
-KERNELS = ("gate_up", "project", "state", "down", "out")
+KERNELS = ("gate_up", "project", "state", "down", "out", "head", "logits")
 # module constant → the values tried (the module's current value is timed too, and is the reference)
 GRID = {
     "gate_up": ("cgu_step", {"CGU_CHANNELS": (1, 2, 4, 8), "GATE_UP_TILE": (512, 1024, 2048),
@@ -41,6 +43,10 @@ GRID = {
                           "RESIDUAL_WARPS": (2, 4, 8)}),
 }
 GRID["out"] = GRID["down"]
+GRID["head"] = ("head_step", {"LINEAR_ROWS": (1, 2, 4), "LINEAR_TILE": (1024, 2048, 4096), "LINEAR_WARPS": (2, 4, 8)})
+GRID["logits"] = ("head_step", {"HEAD_ROWS": (4, 8, 16, 32), "HEAD_TILE": (4096, 8192, 16384),
+                                "HEAD_WARPS": (2, 4, 8)})
+VOCAB = 50257  # GPT-2's, the paper's tied table (100 on CPU: the interpreter runs every program)
 COLD_BYTES = 120e6  # weight copies cycled through per graph: more than twice the H200's L2 (~50 MB), so that each
 # launch reads its weights from HBM, as a decode step does (its layers' ~245 MB evict one another)
 
@@ -69,7 +75,7 @@ class Launches:
     def __init__(self, model, width: int, device):
         cgu, pam = model.blocks["l0__cgu"], model.blocks["l0__pam"]
         norm_c, norm_p = model.blocks["l0__cgu__norm"], model.blocks["l0__pam__norm"]
-        k = {name: fastpath.kernel(name, device) for name in ("cgu_step", "pam_step", "sublayer")}
+        k = {name: fastpath.kernel(name, device) for name in ("cgu_step", "pam_step", "sublayer", "head_step")}
         x = torch.randn(1, width, device=device, dtype=cgu.gate_up.wr.dtype)
         scale = torch.tensor(0.1, device=device)
         wr, wi, theta, pos, dw, db, fixed, gw, gb = pam._step_tensors(7, device)
@@ -87,11 +93,21 @@ class Launches:
         def state(st):  # → (y, and the state it updated in place)
             return (k["pam_step"].state_op(z, qkv, dw, db, fixed, gw, gb, *st, 1.0, torch.bfloat16, None), *st)
 
+        # the head: a complex map of the stream's width and a tied table (random: the layer has no such head)
+        gen = torch.Generator(device=device).manual_seed(1)
+        n, dtype = width // 2, x.dtype
+        head = [torch.randn(n, n, generator=gen, device=device).div(width ** 0.5).to(dtype) for _ in range(2)]
+        vocab = VOCAB if device.type == "cuda" else 100
+        table = 0.02 * torch.randn(vocab, width, generator=gen, device=device)
+        normed = lambda op, w: op(x, norm_c.weight, norm_c.eps / 2, *w, torch.bfloat16)  # noqa: E731
         self.fns = {"gate_up": gate_up, "project": lambda w: project(w)[0], "state": state,
                     "down": lambda w: k["sublayer"].residual_op(x, h, *w, scale),
-                    "out": lambda w: k["sublayer"].residual_op(x, y, *w, scale)}
+                    "out": lambda w: k["sublayer"].residual_op(x, y, *w, scale),
+                    "head": lambda w: normed(k["head_step"].linear_op, w),
+                    "logits": lambda w: normed(k["head_step"].logits_op, w)}
         self.tensors = {"gate_up": (cgu.gate_up.wr, cgu.gate_up.wi), "project": (wr, wi), "state": (sr, si),
-                        "down": (cgu.down.wr, cgu.down.wi), "out": (pam.out.wr, pam.out.wi)}
+                        "down": (cgu.down.wr, cgu.down.wi), "out": (pam.out.wr, pam.out.wi), "head": tuple(head),
+                        "logits": (table.to(dtype),)}
 
     def checked(self, name: str):
         """The kernel's outputs from fixed inputs (the state from self.start), in fp32."""

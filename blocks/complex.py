@@ -139,6 +139,14 @@ class ComplexNormBlock(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return complex_rms_norm(x, self.weight, self.eps)
 
+    def fused_logits(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor | None:
+        """The decode step's logits against the head's weight w [V, D] of this norm of x [B, D] (one token), by one
+        Triton kernel with the norm as its prologue (blocks/kernels/head_step.py), or None where
+        fastpath.use_fused_decode says no (the runtime then runs the norm and the logits)."""
+        if not fastpath.use_fused_decode(x.device):
+            return None
+        return fastpath.kernel("head_step", x.device).normed_linear(x, self.weight, self.eps, w, compute_dtype(x))
+
 
 class ComplexLinearBlock(nn.Module):
     """A complex linear map C^{D/2} → C^{D/2} on the stream (the PAM head's projection), no bias."""
@@ -162,6 +170,14 @@ class ComplexLinearBlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.proj(x)
+
+    def fused_normed_step(self, norm: nn.Module, x: torch.Tensor) -> torch.Tensor | None:
+        """self(norm(x)) for one token x [B, D] by one Triton kernel with the norm as its prologue
+        (blocks/kernels/head_step.py), or None where it does not apply (fused_sublayer_applies)."""
+        if not fused_sublayer_applies(norm, x):
+            return None
+        return fastpath.kernel("head_step", x.device).normed_complex_linear(x, norm.weight, norm.eps, self.proj.wr,
+                                                                            self.proj.wi, compute_dtype(x))
 
 
 class CGU(nn.Module):
@@ -263,6 +279,20 @@ def residual_linear(r: torch.Tensor, h: torch.Tensor, wr: torch.Tensor, wi: torc
     wide = torch.promote_types(torch.promote_types(r.dtype, h.dtype), torch.float32)
     y = complex_linear(h.to(wide), wr, wi)
     return (r.to(wide) + (y if scale is None else scale.to(wide) * y)).to(r.dtype)
+
+
+def normed_complex_linear(x, norm_weight, eps: float, wr, wi, out_dtype: torch.dtype | None = None):
+    """W·complex_rms_norm(x) for W = Wr + i·Wi [m, n] on x [B, 2n], in at least fp32, out in out_dtype (default
+    x's). The torch twin of kernels/head_step.normed_complex_linear."""
+    wide = torch.promote_types(x.dtype, torch.float32)
+    return complex_linear(complex_rms_norm(x.to(wide), norm_weight, eps), wr, wi).to(out_dtype or x.dtype)
+
+
+def normed_linear(x, norm_weight, eps: float, w, out_dtype: torch.dtype | None = None):
+    """w·complex_rms_norm(x) for a real w [M, 2n] on x [B, 2n] (the logits against a head's weight), in at least
+    fp32, out in out_dtype (default x's). The torch twin of kernels/head_step.normed_linear."""
+    wide = torch.promote_types(x.dtype, torch.float32)
+    return F.linear(complex_rms_norm(x.to(wide), norm_weight, eps), w.to(wide)).to(out_dtype or x.dtype)
 
 
 def cgu_sublayer_step(x, norm_weight, eps: float, wr_gate_up, wi_gate_up, modrelu_bias, gate_bias, wr_down, wi_down,

@@ -1,8 +1,9 @@
 """Registers and spills of the fused decode GEMVs (blocks/kernels: cgu_step.gate_up, pam_step.project,
-sublayer.residual) compiled for sm_90a on a machine without a GPU: triton.compile to PTX for an H200's target, then
-ptxas -v, the one Triton runs for sm_90 (the `ptxas-blackwell` it ships). At the 100M paper model's shapes (n 384,
-h 1152, H·d 384), batch 1 and 8, fp32 and bf16 weights; arguments specialized as Triton's launcher does (an int 1 a
-constant; 16-byte aligned pointers and ints divisible by 16 marked so).
+sublayer.residual, head_step.linear and head_step.logits) compiled for sm_90a on a machine without a GPU:
+triton.compile to PTX for an H200's target, then ptxas -v, the one Triton runs for sm_90 (the `ptxas-blackwell` it
+ships). At the 100M paper model's shapes (n 384, h 1152, H·d 384, GPT-2's 50,257-token table), batch 1 and 8, fp32
+and bf16 weights; arguments specialized as Triton's launcher does (an int 1 a constant; 16-byte aligned pointers and
+ints divisible by 16 marked so).
 
     PYTHONPATH=. python scripts/kernel_registers.py
 """
@@ -15,9 +16,9 @@ from triton.backends.compiler import GPUTarget
 from triton.backends.nvidia.compiler import get_ptxas
 from triton.compiler import ASTSource
 
-from blocks.kernels import cgu_step, pam_step, sublayer
+from blocks.kernels import cgu_step, head_step, pam_step, sublayer
 
-N, HIDDEN, HEADS, D = 384, 1152, 6, 64
+N, HIDDEN, HEADS, D, VOCAB = 384, 1152, 6, 64, 50257
 
 
 def registers(fn, args: dict, consts: dict, warps: int) -> str:
@@ -70,6 +71,16 @@ def main():
                     "out_ptr": f32, "B": ("i32", b), "M": ("i32", N), "K": ("i32", k)},
                     {"HAS_SCALE": True, "BB": bb, "BJ": sublayer.RESIDUAL_ROWS, "BK": bk, "PDL": True},
                     sublayer.RESIDUAL_WARPS))
+            bb, bk = sublayer.tiles(b, 2 * head_step.LINEAR_ROWS, N, head_step.LINEAR_TILE)
+            print(f"  head linear (BK {bk}):", registers(head_step.linear, {
+                "x_ptr": f32, "nw_ptr": f32, "wr_ptr": (w, None), "wi_ptr": (w, None), "out_ptr": half,
+                "B": ("i32", b), "M": ("i32", N), "N": ("i32", N), "eps": ("fp32", None)},
+                {"BB": bb, "BJ": head_step.LINEAR_ROWS, "BK": bk, "PDL": True}, head_step.LINEAR_WARPS))
+            bb, bk = sublayer.tiles(b, 2 * head_step.HEAD_ROWS, N, head_step.HEAD_TILE)
+            print(f"  head logits (BK {bk}):", registers(head_step.logits, {
+                "x_ptr": f32, "nw_ptr": f32, "w_ptr": (w, None), "out_ptr": half, "B": ("i32", b),
+                "M": ("i32", VOCAB), "N": ("i32", N), "eps": ("fp32", None)},
+                {"BB": bb, "BJ": head_step.HEAD_ROWS, "BK": bk, "PDL": True}, head_step.HEAD_WARPS))
 
 
 if __name__ == "__main__":

@@ -138,6 +138,18 @@ def _pam_sublayer(b, h, d, n, gsp, conjugate):
     return Example(args, [(b, 2 * n), (b, h, d, d), (b, h, d, d)], grad=(), half=(0, 3, 4, 15, 16))
 
 
+def _head(b, n, rows, complex_rows: bool):
+    """The decode step's head on a stream with rows of different sizes: a norm, then a complex map [rows, n] or a
+    real table [rows, 2n] (the tied logits)."""
+    gen = _gen(7)
+    x = 2 * torch.randn(b, 2 * n, generator=gen, dtype=torch.float64) * torch.linspace(0.5, 4.0, b,
+                                                                                      dtype=torch.float64)[:, None]
+    w = _complex_weights(gen, rows, n) if complex_rows else [torch.randn(rows, 2 * n, generator=gen,
+                                                                         dtype=torch.float64) / (2 * n) ** 0.5]
+    return Example([x, *_norm(gen, n), *w], [(b, 2 * rows if complex_rows else rows)], grad=(),
+                   half=(0, 3, 4) if complex_rows else (0, 3))
+
+
 EXAMPLES = {  # per kernel: tile edges, several column blocks, both signs, with and without the optional inputs
     "memory.chunked_memory": [_memory(1, 2, 2, 40, 16, 16), _memory(2, 1, 1, 100, 8, 9), _memory(1, 1, 2, 130, 32, 20)],
     "memory.complex_pair_memory": [_pair(1, 2, 70, 8, 1.0), _pair(2, 1, 40, 24, -1.0)],
@@ -152,6 +164,9 @@ EXAMPLES = {  # per kernel: tile edges, several column blocks, both signs, with 
     "cgu_step.cgu_sublayer_step": [_cgu_sublayer(3, 40, 30, True), _cgu_sublayer(10, 9, 12, True),
                                    _cgu_sublayer(1, 9, 27, False)],
     "sublayer.residual_linear": [_residual(3, 21, 300, True), _residual(9, 6, 16, False)],
+    # column blocks: one (n 20), two (n 300 at b 10); rows past a program's last (the table's 50 over 8 a program)
+    "head_step.normed_complex_linear": [_head(1, 20, 7, True), _head(10, 300, 5, True)],
+    "head_step.normed_linear": [_head(1, 20, 50, False), _head(10, 300, 9, False), _head(2, 12, 3, False)],
 }
 CASES = [(name, i) for name in TWINS for i in range(len(EXAMPLES.get(name, [])))]
 

@@ -25,6 +25,7 @@ needs_kernels = pytest.mark.skipif(not fastpath.kernels_available(DEVICE),
 # fp32 throughout: the kernels accumulate in another order than torch's products (and read the state the last step
 # wrote), so the logits after 10 tokens differ by float rounding (~1e-7 seen on CPU), not more
 TOLERANCE = {"rtol": 1e-5, "atol": 1e-5}
+HEAD = ["head_normed_complex_linear", "head_normed_linear"]  # the paper's head: norm → linear, norm → tied logits
 
 
 def _paper_model(root, sublayer_norm: str = "complex_norm"):
@@ -68,7 +69,7 @@ def test_a_fused_decode_gives_the_plain_steps_logits_and_state_in_five_kernels_a
     torch.testing.assert_close(state, want_state, **TOLERANCE)
     layer = ["cgu_step_gate_up", "residual_linear", "pam_step_project", "pam_step_state", "residual_linear"]
     assert plain_ops == ["cgu_fwd"] * 2 * fastpath.use_kernels(DEVICE)  # on a GPU the CGU's own kernel, else torch
-    assert ops == 2 * layer
+    assert ops == 2 * layer + HEAD
 
 
 @needs_kernels
@@ -77,12 +78,13 @@ def test_the_gemvs_read_the_complex_weights_not_the_block_matrices(root):
     block matrices frozen_weights builds (each weight twice): inside frozen_weights, as a graphed decoder steps."""
     model = _paper_model(root)
     params = {id(p) for p in model.parameters()}
-    weights = {"cgu_step_gate_up": (3, 4), "pam_step_project": (1, 2), "residual_linear": (2, 3)}
+    weights = {"cgu_step_gate_up": (3, 4), "pam_step_project": (1, 2), "residual_linear": (2, 3),
+               "head_normed_complex_linear": (3, 4), "head_normed_linear": (3,)}  # the last: the embedding table
     state = to_device_state(model.init_state(1, device=DEVICE), DEVICE)
     with torch.no_grad(), frozen_weights(model) as frozen, fastpath.fused_decode(), CustomOps() as ops:
         model.step(torch.tensor([3], device=DEVICE), state)
     read = [(op, args[i]) for op, (func, args, _) in zip(ops.names, ops.calls) for i in weights.get(op, ())]
-    assert len(read) == 2 * 8 and all(id(w) in params for _, w in read), [(op, tuple(w.shape)) for op, w in read]
+    assert len(read) == 2 * 8 + 3 and all(id(w) in params for _, w in read), [(op, tuple(w.shape)) for op, w in read]
     assert not any(w is f for _, w in read for f in frozen)
 
 
@@ -96,7 +98,7 @@ def test_with_another_norm_the_sublayer_runs_as_written(root):
     got, _, ops = _decode(model, ids, fused=True)
     torch.testing.assert_close(got, want, **TOLERANCE)
     cgu = ["cgu_fwd"] * fastpath.use_kernels(DEVICE)  # the CGU's own kernel on a GPU, as in the plain step
-    assert ops == 2 * (cgu + ["pam_step_project", "pam_step_state"])
+    assert ops == 2 * (cgu + ["pam_step_project", "pam_step_state"]) + HEAD  # the head's norms are complex_norm
 
 
 @needs_kernels
@@ -172,3 +174,47 @@ def test_the_runtime_asks_the_block_for_a_fused_sublayer_step_only_when_decoding
 def test_a_norm_whose_value_is_read_again_is_no_sublayer():
     assert _tiny(True)._sublayers == {2: ("n", "b", "add")}
     assert _tiny(True, norm_read_again=True)._sublayers == {}
+
+
+class _Scaled(nn.Module):
+    """c·x, with the fused forms of a norm (the logits after it) or of a block (after a norm), each recording its calls
+    and computing the plain ops' numbers where `fused`, else declining."""
+
+    def __init__(self, c: float, fused: bool):
+        super().__init__()
+        self.c, self.fused, self.calls = c, fused, []
+
+    def forward(self, x):
+        return self.c * x
+
+    def fused_logits(self, x, w):
+        self.calls.append("logits")
+        return nn.functional.linear(self(x), w) if self.fused else None
+
+    def fused_normed_step(self, norm, x):
+        self.calls.append(norm)
+        return self(norm(x)) if self.fused else None
+
+
+@pytest.mark.parametrize("fused", [True, False])
+def test_the_runtime_runs_a_norm_as_the_prologue_of_the_block_or_the_logits_after_it_only_when_decoding(fused):
+    """embed → n1 → lin → n2 → logits, the paper's head: n1 as lin's prologue (lin's fused_normed_step), n2 as the
+    logits' (n2's fused_logits); the embedding never (its value is dropped out); a declined fused form runs the ops."""
+    program = [("input", "input", [], "input"), ("embed", "block", [0], "embed"), ("n1", "block", [1], "n1"),
+               ("lin", "block", [2], "lin"), ("n2", "block", [3], "n2"), ("output", "output", [4], "output")]
+    torch.manual_seed(0)
+    blocks = {"embed": nn.Embedding(10, 8), "n1": _Scaled(0.5, fused), "lin": _Scaled(3.0, fused),
+              "n2": _Scaled(0.25, fused)}
+    model = SequenceModel(program, blocks, {}, vocab=10, d_model=8, dropout=0.0, tie_to=None,
+                          embed_key="embed").eval()
+    assert model._prologues == {2, 3, 4}
+    ids = torch.tensor([1, 2])
+    with torch.no_grad():
+        plain = model.logits(blocks["embed"](ids) * 0.5 * 3.0 * 0.25)
+        got, _ = model.step(ids, {})
+        torch.testing.assert_close(got, plain)
+        # fused: n1 + lin in one call, n2 + logits in another; declined: each asked, and lin asked by n2 in between
+        assert blocks["lin"].calls == [blocks["n1"]]
+        assert blocks["n2"].calls == (["logits"] if fused else [blocks["lin"], "logits"])
+        model(ids[None])
+    assert len(blocks["lin"].calls) + len(blocks["n2"].calls) == (2 if fused else 3)  # forward runs the ops

@@ -1,6 +1,7 @@
 """Triton kernels: the matrix-state memories (memory*.py), PAM's input preparation (complex_qkv.py) and decode
 step (pam_step.py), the CGU's gate product (cgu.py) and decode sublayer (cgu_step.py), what the fused pre-norm
-residual sublayers share (sublayer.py) and the language-model loss (cross_entropy.py). Optional: only
+residual sublayers share (sublayer.py), the decode step's head (head_step.py) and the language-model loss
+(cross_entropy.py). Optional: only
 blocks/fastpath.py imports them, where fastpath.use_kernels() says they run (a CUDA GPU of compute capability ≥ 8.0
 with Triton installed), a block asks for `mode: triton` or a decode step for fastpath.fused_decode(); their torch twins
 stay the reference and the CPU path. Exported model files do not carry these kernels (they import torch only).
@@ -28,6 +29,8 @@ TWINS = {  # kernel (module.function in blocks/kernels) → its torch twin (modu
     "pam_step.pam_sublayer_step": "pam.sublayer_step",
     "cgu_step.cgu_sublayer_step": "complex.cgu_sublayer_step",
     "sublayer.residual_linear": "complex.residual_linear",
+    "head_step.normed_complex_linear": "complex.normed_complex_linear",
+    "head_step.normed_linear": "complex.normed_linear",
 }
 
 
