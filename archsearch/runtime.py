@@ -172,6 +172,8 @@ class SequenceModel(nn.Module):
             return y
 
         def prologue(i, x):
+            if self.program[i][3] in new:  # a stateful block steps as written (its state would not advance)
+                return None
             norm = self.blocks[self.program[i][3]]
             _, op, _, key = self.program[i + 1]
             if op == "output":

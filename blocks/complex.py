@@ -18,6 +18,9 @@ from torch import nn
 from . import fastpath
 
 EPS_MAG = 1e-8
+# the kernel's programs hold up to 8 sequences and each group of 8 reads the whole table again (77 MB in bf16 for
+# GPT-2's vocabulary), where cuBLAS's GEMM reads it once: beyond one group the logits run as written
+FUSED_LOGITS_MAX_BATCH = 8
 
 Init = Literal["orthogonal", "gaussian"]
 
@@ -142,8 +145,9 @@ class ComplexNormBlock(nn.Module):
     def fused_logits(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor | None:
         """The decode step's logits against the head's weight w [V, D] of this norm of x [B, D] (one token), by one
         Triton kernel with the norm as its prologue (blocks/kernels/head_step.py), or None where
-        fastpath.use_fused_decode says no (the runtime then runs the norm and the logits)."""
-        if not fastpath.use_fused_decode(x.device):
+        fastpath.use_fused_decode says no or past FUSED_LOGITS_MAX_BATCH sequences (the runtime then runs the norm
+        and the logits)."""
+        if not fastpath.use_fused_decode(x.device) or x.shape[0] > FUSED_LOGITS_MAX_BATCH:
             return None
         return fastpath.kernel("head_step", x.device).normed_linear(x, self.weight, self.eps, w, compute_dtype(x))
 

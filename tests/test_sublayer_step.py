@@ -28,7 +28,7 @@ TOLERANCE = {"rtol": 1e-5, "atol": 1e-5}
 HEAD = ["head_normed_complex_linear", "head_normed_linear"]  # the paper's head: norm → linear, norm → tied logits
 
 
-def _paper_model(root, sublayer_norm: str = "complex_norm"):
+def _paper_model(root, sublayer_norm: str = "complex_norm", tied: bool = True):
     """examples/paper_pam_100m.yaml's skeleton (complex embedding and head; per layer a CGU then a PAM sublayer, each
     pre-normed, the residual scales 1.0 and 0.1) at width 16 (8 complex channels), 2 layers, 2 heads of 8, no
     dropout: small, since the interpreter's time goes with the kernels' programs."""
@@ -36,6 +36,7 @@ def _paper_model(root, sublayer_norm: str = "complex_norm"):
     doc["model"] |= {"d_model": 16, "seq_len": 32, "vocab": 50, "dropout": 0.0}
     doc["stack"] |= {"depth": 2, "norm": sublayer_norm}
     doc["stack"]["sublayers"][1]["config"] |= {"heads": 2, "head_dim": 8}
+    doc["head"]["tied"] = tied
     doc.pop("task")
     torch.manual_seed(0)
     model = lower(run_passes(build(parse(doc)))).to(DEVICE).eval()
@@ -60,16 +61,18 @@ def _decode(model, ids, fused: bool):
 
 
 @needs_kernels
-def test_a_fused_decode_gives_the_plain_steps_logits_and_state_in_five_kernels_a_layer(root):
-    model = _paper_model(root)
-    ids = torch.randint(0, 50, (1, 10), device=DEVICE)  # batch 1, the benchmark's (larger ones: test_kernel_twins)
+@pytest.mark.parametrize("batch, tied", [(1, True), (1, False), (10, True)])
+def test_a_fused_decode_gives_the_plain_steps_logits_and_state_in_five_kernels_a_layer(root, batch, tied):
+    # batch 1 is the benchmark's; past 8 sequences the logits run as written (complex.FUSED_LOGITS_MAX_BATCH)
+    model = _paper_model(root, tied=tied)
+    ids = torch.randint(0, 50, (batch, 10), device=DEVICE)
     want, want_state, plain_ops = _decode(model, ids, fused=False)
     got, state, ops = _decode(model, ids, fused=True)
     torch.testing.assert_close(got, want, **TOLERANCE)
     torch.testing.assert_close(state, want_state, **TOLERANCE)
     layer = ["cgu_step_gate_up", "residual_linear", "pam_step_project", "pam_step_state", "residual_linear"]
     assert plain_ops == ["cgu_fwd"] * 2 * fastpath.use_kernels(DEVICE)  # on a GPU the CGU's own kernel, else torch
-    assert ops == 2 * layer + HEAD
+    assert ops == 2 * layer + (HEAD if batch <= 8 else HEAD[:1])
 
 
 @needs_kernels
@@ -218,3 +221,36 @@ def test_the_runtime_runs_a_norm_as_the_prologue_of_the_block_or_the_logits_afte
         assert blocks["n2"].calls == (["logits"] if fused else [blocks["lin"], "logits"])
         model(ids[None])
     assert len(blocks["lin"].calls) + len(blocks["n2"].calls) == (2 if fused else 3)  # forward runs the ops
+
+
+class _Counting(_Scaled):
+    """A stateful _Scaled: its state counts its steps."""
+
+    def init_state(self, batch, device=None, dtype=None):
+        return 0
+
+    def step(self, x, state):
+        return self(x), state + 1
+
+
+def test_a_stateful_block_or_a_value_read_twice_is_no_prologue():
+    """A stateful block steps as written even where its reader has a fused form (fusing it would skip its step), and
+    a norm whose value a later op reads again is no prologue of the op after it."""
+    program = [("input", "input", [], "input"), ("embed", "block", [0], "embed"), ("st", "block", [1], "st"),
+               ("lin", "block", [2], "lin"), ("output", "output", [3], "output")]
+    torch.manual_seed(0)
+    blocks = {"embed": nn.Embedding(10, 8), "st": _Counting(0.5, True), "lin": _Scaled(3.0, True)}
+    model = SequenceModel(program, blocks, {}, vocab=10, d_model=8, dropout=0.0, tie_to=None,
+                          embed_key="embed").eval()
+    assert model._prologues == {2, 3}
+    ids = torch.tensor([1, 2])
+    with torch.no_grad():
+        got, state = model.step(ids, model.init_state(2))
+        torch.testing.assert_close(got, model.logits(blocks["embed"](ids) * 1.5))
+    assert state == {"st": 1} and blocks["lin"].calls == ["logits"]  # lin never took st as its prologue
+
+    program = [("input", "input", [], "input"), ("embed", "block", [0], "embed"), ("n", "block", [1], "n"),
+               ("lin", "block", [2], "lin"), ("add", "add", [2, 3], "add"), ("output", "output", [4], "output")]
+    blocks = {"embed": nn.Embedding(10, 8), "n": _Scaled(0.5, True), "lin": _Scaled(3.0, True)}
+    model = SequenceModel(program, blocks, {}, vocab=10, d_model=8, dropout=0.0, tie_to=None, embed_key="embed")
+    assert model._prologues == set()
