@@ -10,10 +10,10 @@ cache's length, whatever the context; pass a `state` whose caches are as long as
 A graph removes the CPU's per-op launch cost but still runs every small kernel of the step (a 100M PAM step is
 ~2,160 of them on an H200); `compile=True` first fuses the step with torch.compile (inductor), so the graph replays
 far fewer (~440; ~280 with compile="max-autotune-no-cudagraphs", docs/performance.md). `fused=True` runs each
-pre-norm CGU or PAM sublayer (complex_norm, the block, the scaled residual add) as two or three Triton kernels
-(blocks.fastpath.fused_decode; the default at batch 1, where it measured 2.1× quicker than the compiled step on an
-H100; at batch 4 it measured 1.2× slower and at 64 4× slower, its one-token GEMVs re-reading the weights for every 8
-sequences, so larger batches default to the ops as written, fused=False).
+pre-norm CGU or PAM sublayer (complex_norm, the block, the scaled residual add) as two or three Triton kernels,
+and the paper's head as two (blocks.fastpath.fused_decode; the default at batch 1, where it measured 2.1× quicker
+than the compiled step on an H100; at batch 4 it measured 1.2× slower and at 64 4× slower, its one-token GEMVs
+re-reading the weights for every 8 sequences, so larger batches default to the ops as written, fused=False).
 The weights must not change after construction: the step is captured inside blocks.complex.frozen_weights, so the
 graph reads complex block matrices built once, which the decoder keeps alive (the model itself keeps nothing); the
 fused sublayer kernels read the complex layers' parameters Wr and Wi themselves (each weight once).
