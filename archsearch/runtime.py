@@ -172,14 +172,14 @@ class SequenceModel(nn.Module):
             return y
 
         def prologue(i, x):
-            if self.program[i][3] in new:  # a stateful block steps as written (its state would not advance)
+            norm_key, (_, op, _, key) = self.program[i][3], self.program[i + 1]
+            if norm_key in new or key in new:  # a stateful block steps as written (its state would not advance)
                 return None
-            norm = self.blocks[self.program[i][3]]
-            _, op, _, key = self.program[i + 1]
+            norm = self.blocks[norm_key]
             if op == "output":
                 fused = getattr(norm, "fused_logits", None)
                 return None if fused is None else fused(x, self._head_weight())
             fused = getattr(self.blocks[key], "fused_normed_step", None)
-            return None if fused is None or key in new else fused(norm, x)  # a stateful block steps as written
+            return None if fused is None else fused(norm, x)
 
         return self._run(ids_t, apply, sublayer=sublayer, prologue=prologue), new

@@ -1,5 +1,5 @@
 """Registers and spills of the fused decode GEMVs (blocks/kernels: cgu_step.gate_up, pam_step.project,
-sublayer.residual, head_step.linear and head_step.logits) compiled for sm_90a on a machine without a GPU:
+sublayer.residual (also as the head's linear) and head_step.logits) compiled for sm_90a on a machine without a GPU:
 triton.compile to PTX for an H200's target, then ptxas -v, the one Triton runs for sm_90 (the `ptxas-blackwell` it
 ships). At the 100M paper model's shapes (n 384, h 1152, H·d 384, GPT-2's 50,257-token table), batch 1 and 8, fp32
 and bf16 weights; arguments specialized as Triton's launcher does (an int 1 a constant; 16-byte aligned pointers and
@@ -67,15 +67,17 @@ def main():
             for label, k in (("down", HIDDEN), ("out", HEADS * D)):
                 bb, bk = sublayer.tiles(b, 2 * sublayer.RESIDUAL_ROWS, k, sublayer.RESIDUAL_TILE)
                 print(f"  residual, {label} (BK {bk}):", registers(sublayer.residual, {
-                    "r_ptr": f32, "h_ptr": half, "wr_ptr": (w, None), "wi_ptr": (w, None), "s_ptr": f32,
-                    "out_ptr": f32, "B": ("i32", b), "M": ("i32", N), "K": ("i32", k)},
-                    {"HAS_SCALE": True, "BB": bb, "BJ": sublayer.RESIDUAL_ROWS, "BK": bk, "PDL": True},
-                    sublayer.RESIDUAL_WARPS))
+                    "r_ptr": f32, "h_ptr": half, "nw_ptr": f32, "wr_ptr": (w, None), "wi_ptr": (w, None),
+                    "s_ptr": f32, "out_ptr": f32, "B": ("i32", b), "M": ("i32", N), "K": ("i32", k),
+                    "eps": ("fp32", None)},
+                    {"HAS_RESIDUAL": True, "HAS_SCALE": True, "NORM": False, "BB": bb,
+                     "BJ": sublayer.RESIDUAL_ROWS, "BK": bk, "PDL": True}, sublayer.RESIDUAL_WARPS))
             bb, bk = sublayer.tiles(b, 2 * head_step.LINEAR_ROWS, N, head_step.LINEAR_TILE)
-            print(f"  head linear (BK {bk}):", registers(head_step.linear, {
-                "x_ptr": f32, "nw_ptr": f32, "wr_ptr": (w, None), "wi_ptr": (w, None), "out_ptr": half,
-                "B": ("i32", b), "M": ("i32", N), "N": ("i32", N), "eps": ("fp32", None)},
-                {"BB": bb, "BJ": head_step.LINEAR_ROWS, "BK": bk, "PDL": True}, head_step.LINEAR_WARPS))
+            print(f"  head linear (BK {bk}):", registers(sublayer.residual, {
+                "r_ptr": f32, "h_ptr": f32, "nw_ptr": f32, "wr_ptr": (w, None), "wi_ptr": (w, None), "s_ptr": f32,
+                "out_ptr": half, "B": ("i32", b), "M": ("i32", N), "K": ("i32", N), "eps": ("fp32", None)},
+                {"HAS_RESIDUAL": False, "HAS_SCALE": False, "NORM": True, "BB": bb, "BJ": head_step.LINEAR_ROWS,
+                 "BK": bk, "PDL": True}, head_step.LINEAR_WARPS))
             bb, bk = sublayer.tiles(b, 2 * head_step.HEAD_ROWS, N, head_step.HEAD_TILE)
             print(f"  head logits (BK {bk}):", registers(head_step.logits, {
                 "x_ptr": f32, "nw_ptr": f32, "w_ptr": (w, None), "out_ptr": half, "B": ("i32", b),

@@ -1,11 +1,11 @@
 """The decode step's head as GEMVs with the complex norm as their prologue (sublayer.py's helpers). In a compiled
-decode step of the paper's model the head (complex norm → complex linear → complex norm → the tied logits) is four
-kernels: each norm a reduction kernel of its own, each product a cuBLAS GEMV that cannot read its weights before the
-kernel before it has finished. Here it is two, each reading its first tile of weights before it waits (PDL,
-sublayer.py):
+decode step of the paper's model the head (complex norm → complex linear → complex norm → the tied logits) runs as
+its four ops (inductor puts each norm, a reduction, in a kernel of its own; each product is a GEMM that cannot read
+its weights before the kernel before it has finished). Here it is two kernels, each reading its first tile of
+weights before it waits (PDL, sublayer.py):
 
-- normed_complex_linear: W·CN(x) for a ComplexLinear's Wr, Wi [m, n] (each weight read once and used twice,
-  sublayer.complex_dot), out [B, 2m] = [re | im]; each program LINEAR_ROWS complex rows.
+- normed_complex_linear: W·CN(x) for a ComplexLinear's Wr, Wi [m, n], out [B, 2m] = [re | im]: sublayer.residual's
+  kernel without the residual and with the norm as its prologue; each program LINEAR_ROWS complex rows.
 - normed_linear: w·CN(x) for a real w [M, 2n]: the tied logits Re⟨E, z⟩ against the embedding table [V, 2n]; each
   program HEAD_ROWS rows of w, the table read in its own dtype (an fp32 table is not cast to bf16 every step, as
   autocast's F.linear does).
@@ -19,7 +19,7 @@ import torch
 import triton
 import triton.language as tl
 
-from .sublayer import await_inputs, complex_dot, dependents, inverse_rms, launch, normed, pdl, tiles, weights
+from .sublayer import await_inputs, dependents, inverse_rms, launch, normed, pdl, residual, tiles
 
 __all__ = ["normed_complex_linear", "normed_linear"]  # the kernels; TWINS (__init__.py) names their torch twins
 
@@ -29,35 +29,6 @@ LINEAR_WARPS = 4
 HEAD_ROWS = 8  # rows of the table per logits program: 6,283 programs on GPT-2's 50,257 tokens (not swept)
 HEAD_TILE = 8192  # batch rows × table rows × complex columns per loop iteration, the two halves' loads together
 HEAD_WARPS = 4
-
-
-@triton.jit
-def linear(x_ptr, nw_ptr, wr_ptr, wi_ptr, out_ptr, B, M, N, eps, BB: tl.constexpr, BJ: tl.constexpr,
-           BK: tl.constexpr, PDL: tl.constexpr):
-    dependents(PDL)
-    j = tl.program_id(0) * BJ + tl.arange(0, BJ)
-    b = tl.program_id(1) * BB + tl.arange(0, BB)
-    jm, bm = j < M, b < B
-    k = tl.arange(0, BK)  # the first tile of columns (at batch 1 on the 100M model, all of them)
-    km = k < N
-    wr, wi = weights(wr_ptr, wi_ptr, j, jm, k, km, N)
-    await_inputs(PDL)
-    inv = inverse_rms(x_ptr, b, bm, 2 * N, eps, BB, BK)
-    xr, xi = normed(x_ptr, nw_ptr, inv, b, bm, k, km, N, True)
-    acc_re, acc_im = complex_dot(xr, xi, wr, wi)
-    for k0 in range(BK, N, BK):
-        k = k0 + tl.arange(0, BK)
-        km = k < N
-        xr, xi = normed(x_ptr, nw_ptr, inv, b, bm, k, km, N, True)
-        wr, wi = weights(wr_ptr, wi_ptr, j, jm, k, km, N)
-        re, im = complex_dot(xr, xi, wr, wi)
-        acc_re += re
-        acc_im += im
-    at = out_ptr + b[:, None].to(tl.int64) * (2 * M) + j[None, :]  # out [B, 2M] = [re | im]
-    m = bm[:, None] & jm[None, :]
-    ty = out_ptr.dtype.element_ty
-    tl.store(at, acc_re.to(ty), mask=m)
-    tl.store(at + M, acc_im.to(ty), mask=m)
 
 
 @triton.jit
@@ -103,9 +74,10 @@ def linear_op(x: torch.Tensor, norm_weight: torch.Tensor, eps: float, wr: torch.
     out = torch.empty(b, 2 * m, device=x.device, dtype=out_dtype)
     bb, bk = tiles(b, 2 * LINEAR_ROWS, n, LINEAR_TILE)
     on = pdl(x, wr, wi)
-    linear[(triton.cdiv(m, LINEAR_ROWS), triton.cdiv(b, bb))](
-        x.contiguous(), norm_weight.contiguous(), wr.contiguous(), wi.contiguous(), out, b, m, n, eps, BB=bb,
-        BJ=LINEAR_ROWS, BK=bk, PDL=on, num_warps=LINEAR_WARPS, **launch(on))
+    residual[(triton.cdiv(m, LINEAR_ROWS), triton.cdiv(b, bb))](
+        x, x.contiguous(), norm_weight.contiguous(), wr.contiguous(), wi.contiguous(), x, out, b, m, n, eps,
+        HAS_RESIDUAL=False, HAS_SCALE=False, NORM=True, BB=bb, BJ=LINEAR_ROWS, BK=bk, PDL=on,
+        num_warps=LINEAR_WARPS, **launch(on))
     return out
 
 

@@ -10,7 +10,8 @@ parameters, and the block's last GEMV with the scaled residual add as its epilog
   itself (inverse_rms, then normed per column block): no kernel and no tensor for the normed row.
 - residual_linear: out = r + s·(W h) for r [B, 2m], h [B, 2k], W = Wr + i·Wi [m, k] and the learned scale s (a 0-d
   tensor, read by the kernel: it is a parameter) or none. Each program owns RESIDUAL_ROWS complex rows (their real
-  and imaginary outputs) for up to 8 sequences.
+  and imaginary outputs) for up to 8 sequences. Its kernel also serves the decode head's W·CN(h) (head_step.py):
+  no residual, the norm as a prologue.
 
 Arithmetic in fp32 whatever the inputs' dtype; out in r's dtype.
 
@@ -123,8 +124,10 @@ def complex_dot(xr, xi, wr, wi):
 
 
 @triton.jit
-def residual(r_ptr, h_ptr, wr_ptr, wi_ptr, s_ptr, out_ptr, B, M, K, HAS_SCALE: tl.constexpr, BB: tl.constexpr,
-             BJ: tl.constexpr, BK: tl.constexpr, PDL: tl.constexpr):
+def residual(r_ptr, h_ptr, nw_ptr, wr_ptr, wi_ptr, s_ptr, out_ptr, B, M, K, eps, HAS_RESIDUAL: tl.constexpr,
+             HAS_SCALE: tl.constexpr, NORM: tl.constexpr, BB: tl.constexpr, BJ: tl.constexpr, BK: tl.constexpr,
+             PDL: tl.constexpr):
+    """out = r + s·(W h), or without HAS_RESIDUAL s·(W h); with NORM h complex-normed first (σ at nw, eps)."""
     dependents(PDL)
     j = tl.program_id(0) * BJ + tl.arange(0, BJ)
     b = tl.program_id(1) * BB + tl.arange(0, BB)
@@ -133,12 +136,16 @@ def residual(r_ptr, h_ptr, wr_ptr, wi_ptr, s_ptr, out_ptr, B, M, K, HAS_SCALE: t
     km = k < K
     wr, wi = weights(wr_ptr, wi_ptr, j, jm, k, km, K)
     await_inputs(PDL)
-    hr, hi = halves(h_ptr, b, bm, k, km, K)
+    if NORM:
+        inv = inverse_rms(h_ptr, b, bm, 2 * K, eps, BB, BK)
+    else:
+        inv = tl.zeros([BB], dtype=tl.float32)
+    hr, hi = normed(h_ptr, nw_ptr, inv, b, bm, k, km, K, NORM)
     acc_re, acc_im = complex_dot(hr, hi, wr, wi)
     for k0 in range(BK, K, BK):
         k = k0 + tl.arange(0, BK)
         km = k < K
-        hr, hi = halves(h_ptr, b, bm, k, km, K)
+        hr, hi = normed(h_ptr, nw_ptr, inv, b, bm, k, km, K, NORM)
         wr, wi = weights(wr_ptr, wi_ptr, j, jm, k, km, K)
         re, im = complex_dot(hr, hi, wr, wi)
         acc_re += re
@@ -149,9 +156,12 @@ def residual(r_ptr, h_ptr, wr_ptr, wi_ptr, s_ptr, out_ptr, B, M, K, HAS_SCALE: t
         acc_im *= s
     at = b[:, None].to(tl.int64) * (2 * M) + j[None, :]  # out [B, 2M] = [re | im]
     m = bm[:, None] & jm[None, :]
+    if HAS_RESIDUAL:
+        acc_re += tl.load(r_ptr + at, mask=m, other=0.0).to(tl.float32)
+        acc_im += tl.load(r_ptr + at + M, mask=m, other=0.0).to(tl.float32)
     ty = out_ptr.dtype.element_ty
-    tl.store(out_ptr + at, (tl.load(r_ptr + at, mask=m, other=0.0).to(tl.float32) + acc_re).to(ty), mask=m)
-    tl.store(out_ptr + at + M, (tl.load(r_ptr + at + M, mask=m, other=0.0).to(tl.float32) + acc_im).to(ty), mask=m)
+    tl.store(out_ptr + at, acc_re.to(ty), mask=m)
+    tl.store(out_ptr + at + M, acc_im.to(ty), mask=m)
 
 
 def tiles(batch: int, rows: int, columns: int, tile: int) -> tuple[int, int]:
@@ -171,9 +181,9 @@ def residual_op(r: torch.Tensor, h: torch.Tensor, wr: torch.Tensor, wi: torch.Te
     bb, bk = tiles(b, 2 * RESIDUAL_ROWS, k, RESIDUAL_TILE)
     grid = (triton.cdiv(m, RESIDUAL_ROWS), triton.cdiv(b, bb))
     on = pdl(r, wr, wi)
-    residual[grid](r.contiguous(), h.contiguous(), wr.contiguous(), wi.contiguous(), r if scale is None else scale,
-                   out, b, m, k, HAS_SCALE=scale is not None, BB=bb, BJ=RESIDUAL_ROWS, BK=bk, PDL=on,
-                   num_warps=RESIDUAL_WARPS, **launch(on))
+    residual[grid](r.contiguous(), h.contiguous(), r, wr.contiguous(), wi.contiguous(), r if scale is None else scale,
+                   out, b, m, k, 0.0, HAS_RESIDUAL=True, HAS_SCALE=scale is not None, NORM=False, BB=bb,
+                   BJ=RESIDUAL_ROWS, BK=bk, PDL=on, num_warps=RESIDUAL_WARPS, **launch(on))
     return out
 
 
