@@ -13,8 +13,9 @@
   (blocks/kernels/pam_step.py: projection with RoPE, then gates, state update and read), and the paper's head
   (complex norm → complex linear → complex norm → logits) as two (blocks/kernels/head_step.py: each norm the
   prologue of the GEMV after it) instead of their torch forms, where use_fused_decode(device) says so: the kernels
-  can run on the device, no gradients, outside reference_forms(). Off unless entered; GraphedDecoder enters it by default where it is the quicker step, at batch 1
-  (archsearch.decode.FUSED_MAX_BATCH; the measurements: its docstring). The state is then updated in place.
+  can run on the device, no gradients, outside reference_forms(). Off unless entered; GraphedDecoder enters it by
+  default where it is the quicker step, at batch 1 (archsearch.decode.FUSED_MAX_BATCH; the measurements: its
+  docstring). The state is then updated in place.
 - compiled_decode(): the one rule for a compiled decode step (traced by torch.compile, no gradients): blocks write
   their few-token work as products and sums that inductor fuses instead of launching kernels and GEMMs of their own.
 - kernel(name, device): the kernel module blocks/kernels/<name>.py, or a one-line error where it cannot run.
@@ -125,6 +126,5 @@ def kernel(name: str, device: torch.device):
     """The kernel module blocks/kernels/<name>.py (its table entry names its torch twin: blocks.kernels.TWINS).
     Raises a one-line error where the kernels cannot run on `device`."""
     require_kernels(device)
-    from .kernels import cgu, cgu_step, complex_qkv, cross_entropy, head_step, memory, pam_step, sublayer
-    return {"cgu": cgu, "cgu_step": cgu_step, "complex_qkv": complex_qkv, "cross_entropy": cross_entropy,
-            "head_step": head_step, "memory": memory, "pam_step": pam_step, "sublayer": sublayer}[name]
+    from .kernels.ops import MODULES  # imported, with inductor's fallbacks for their custom ops (ops.py)
+    return MODULES[name]

@@ -2,11 +2,12 @@
 every Triton kernel names its torch twin, and on each example below the kernel (fp32, on the GPU or through Triton's
 interpreter on CPU) gives the twin's result in fp64, forward and backward (forward only where a kernel has no
 backward, as PAM's decode step); every custom op it calls passes torch.library.opcheck; in half precision (bf16 on a
-GPU, fp16 in the interpreter, whose bf16 products are wrong) its error is within the twin's own half-precision error. Without a way to run the kernels those checks skip, and the
-twin-side ones still run: the table is complete, every twin exists and keeps the contract's shapes.
+GPU, fp16 in the interpreter, whose bf16 products are wrong) its error is within the twin's own half-precision error.
+Without a way to run the kernels those checks skip, and the twin-side ones still run: the table is complete, every
+twin exists and keeps the contract's shapes.
 
-A new kernel: list it in its module's `__all__`, name its twin in TWINS, add it to fastpath.kernel's door, and give
-it examples here.
+A new kernel: list it in its module's `__all__`, name its twin in TWINS, add a new module to MODULES in
+blocks/kernels/ops.py (fastpath.kernel's door), and give it examples here.
 """
 import ast
 import importlib
@@ -235,10 +236,9 @@ def test_every_kernel_names_a_twin_and_has_examples():
     kernels = {f"{m}.{n}" for m, names in modules.items() for n in names}
     assert kernels == set(TWINS), f"kernels without a twin: {kernels - set(TWINS)}; not kernels: {set(TWINS) - kernels}"
     assert set(EXAMPLES) == set(TWINS), "every kernel needs examples here"
-    door = next(n for n in ast.walk(ast.parse(Path(fastpath.__file__).read_text()))
-                if isinstance(n, ast.FunctionDef) and n.name == "kernel")
-    keys = {k.value for d in ast.walk(door) if isinstance(d, ast.Dict) for k in d.keys}
-    assert keys == set(modules), "fastpath.kernel is the door to every kernel module"
+    door = next(n.value for n in ast.parse((FOLDER / "ops.py").read_text()).body
+                if isinstance(n, ast.Assign) and [t.id for t in n.targets] == ["MODULES"])
+    assert {k.value for k in door.keys} == set(modules), "ops.MODULES, fastpath.kernel's door, names every module"
 
 
 def test_only_fastpath_imports_the_kernels():
