@@ -31,6 +31,7 @@ longest context (GPT-2's learned position table grows with it).
 from __future__ import annotations
 
 import argparse
+import time
 from pathlib import Path
 
 import torch
@@ -120,6 +121,16 @@ def prefill_ms(model, length: int, vocab: int, device, amp, repeats: int) -> flo
         return time_ms(lambda: model(ids), device, repeats=repeats, warmup=2)
 
 
+def built(row: str, make):
+    """make(), a graphed decoder, between two lines: compiling a form takes tens of seconds, and where a build stalls
+    the output names it."""
+    print(f"  {row}: building its graph", flush=True)
+    start = time.perf_counter()
+    graphed = make()
+    print(f"  {row}: built in {time.perf_counter() - start:.0f} s", flush=True)
+    return graphed
+
+
 def decode_rows(model, name: str, args, device, amp) -> dict[str, dict[int, float]]:
     """{row label: {context: ms per decode step}}: eager, and on a GPU as a CUDA graph (and compiled)."""
     b = args.batch
@@ -132,7 +143,8 @@ def decode_rows(model, name: str, args, device, amp) -> dict[str, dict[int, floa
         forms.append(("compiled+graph, fused step", args.compile_mode, True))
     graphs = {}  # a recurrent model's graph serves every context; an attention model gets one per context
     if device.type == "cuda" and not kv_cache:
-        graphs = {label: GraphedDecoder(model, b, device, autocast=torch.bfloat16, compile=how, fused=fused)
+        graphs = {label: built(f"{name} {label}", lambda: GraphedDecoder(model, b, device, autocast=torch.bfloat16,
+                                                                         compile=how, fused=fused))
                   for label, how, fused in forms}
     rows = {f"{name} eager": {}} | {f"{name} {label}": {} for label in graphs}
     if device.type == "cuda" and kv_cache:
@@ -153,8 +165,8 @@ def decode_rows(model, name: str, args, device, amp) -> dict[str, dict[int, floa
         if device.type == "cuda" and kv_cache:  # decodes in the (cut) cache itself: no second copy of it
             cut = cut_caches(model, state, c + slack(args))
             for label, how, fused in forms:
-                graphed = GraphedDecoder(model, b, device, autocast=torch.bfloat16, state=cut, compile=how,
-                                         fused=fused)
+                graphed = built(f"{name} {label}, context {c}", lambda: GraphedDecoder(
+                    model, b, device, autocast=torch.bfloat16, state=cut, compile=how, fused=fused))
                 time_graph(graphed, f"{name} {label}", c)
                 del graphed
         for label, graphed in graphs.items():
