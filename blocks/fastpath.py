@@ -126,5 +126,7 @@ def kernel(name: str, device: torch.device):
     """The kernel module blocks/kernels/<name>.py (its table entry names its torch twin: blocks.kernels.TWINS).
     Raises a one-line error where the kernels cannot run on `device`."""
     require_kernels(device)
-    from .kernels.ops import MODULES  # imported, with inductor's fallbacks for their custom ops (ops.py)
+    from .kernels.ops import MODULES, register_fallbacks
+    if torch.compiler.is_compiling():  # inductor lowers their custom ops next: its fallbacks first (ops.py)
+        register_fallbacks()
     return MODULES[name]
