@@ -23,12 +23,14 @@ from .sublayer import await_inputs, dependents, inverse_rms, launch, normed, pdl
 
 __all__ = ["normed_complex_linear", "normed_linear"]  # the kernels; TWINS (__init__.py) names their torch twins
 
-LINEAR_ROWS = 1  # complex rows per program: residual_linear's tiles, quickest for its 384-row maps on the H200;
-LINEAR_TILE = 4096  # not swept for this kernel
-LINEAR_WARPS = 4
-HEAD_ROWS = 8  # rows of the table per logits program: 6,283 programs on GPT-2's 50,257 tokens (not swept)
+# Tiles: the quickest of benchmarks/decode_tiles.py's sweep (bf16 weights, batch 1, cold in L2, PDL) on an H100;
+# the sweep checks each tile's output against the last tiles'.
+LINEAR_ROWS = 2  # complex rows per program: 192 programs on the head's 384-row Wr and Wi (2.88 → 2.17 µs)
+LINEAR_TILE = 4096  # batch rows × complex rows × complex columns per loop iteration, both weights' loads together
+LINEAR_WARPS = 2
+HEAD_ROWS = 4  # rows of the table per logits program: 12,565 programs on GPT-2's 50,257 tokens (34.2 → 28.9 µs)
 HEAD_TILE = 8192  # batch rows × table rows × complex columns per loop iteration, the two halves' loads together
-HEAD_WARPS = 4
+HEAD_WARPS = 2
 
 
 @triton.jit
