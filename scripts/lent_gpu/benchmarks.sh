@@ -11,6 +11,9 @@ declare -A CMD=(
     [e2e]="benchmarks/e2e.py --compile --cuda-graph --only compile+graph"
     # each finished length saved to $OUT/e2e_sweep.json; SWEEP_FROM=an earlier call's copy of it (carried) resumes
     [sweep]="benchmarks/e2e.py --compile --cuda-graph --only compile+graph --sweep 1024 2048 4096 8192 16384 --processes 1 --plot $OUT/e2e_sweep.png --save $OUT/e2e_sweep.json"
+    # the whole sweep over 3 fresh processes (~3 x 3 minutes on a warm machine; too long for a 10-minute call
+    # cold), or the lengths around the crossover
+    [sweep3]="benchmarks/e2e.py --compile --cuda-graph --only compile+graph --sweep 2048 4096 8192 --plot $OUT/e2e_sweep3.png"
     [decode]="benchmarks/decode.py --weights bf16"
     [decode64]="benchmarks/decode.py --weights bf16 --batch 64 --contexts 8192"  # 32k: GPT-2's KV cache alone is ~77 GB
     # where the fused decode step stops paying: quicker at batch 1, 4x slower at 64 (decode.FUSED_MAX_BATCH)
@@ -18,6 +21,7 @@ declare -A CMD=(
     [decode16]="benchmarks/decode.py --weights bf16 --batch 16 --contexts 8192 --no-compile gpt2_100m"
     [rungs]="benchmarks/rungs.py --rungs 2m 6m"
     [loop]="benchmarks/train_loop.py --rungs 2m 20m --families transformer pam_real gla --processes 1"
+    [loop3]="benchmarks/train_loop.py --rungs 20m --families transformer pam_real gla"  # 3 processes, ~5 minutes
     [mixers]="benchmarks/mixers.py --sweep 2048 32768 --kernels"
     # the PAM kernels' tiles tuned for B 4, T 2048 beside the defaults (one process: it asks which tiles, minutes; a
     # bare --sweep: no T sweep)
