@@ -285,3 +285,71 @@ def test_the_kernel_tables_rank_each_forms_kernels_by_median_time():
     assert [line.split()[-1] for line in pam] == ["_out_fwd", "_state_fwd", "_scan"]  # by median: 64, 32, then 0
     assert pam[0].split()[0] == "64.0" and pam[0].split()[2] == "66.7%"
     assert "\nSDPA causal 12×64: 1 kernels, 50.0 µs a call (medians over processes)" in lines
+
+
+AB_BENCH = """
+import argparse
+import fresh
+import value
+
+def measure(args):
+    print("working", value.MS, flush=True)
+    if value.FAIL:
+        raise SystemExit("error: the base side broke")
+    return {"ms@x": value.MS, "side@" + value.NAME: 1.0}
+
+p = argparse.ArgumentParser()
+fresh.add_arguments(p)
+fresh.over_processes(p.parse_args(), measure)
+"""
+
+
+def _ab_repo(tmp_path, base_fails: bool = False) -> Path:
+    """A repository with ab.py, fresh.py and a benchmark whose number comes from value.py: 1.0 at the first commit,
+    2.0 at the second (each side must run its own value.py)."""
+    repo = tmp_path / "repo"
+    (repo / "benchmarks").mkdir(parents=True)
+    for name in ("ab.py", "fresh.py"):
+        (repo / "benchmarks" / name).write_text((ROOT / "benchmarks" / name).read_text())
+    (repo / "benchmarks" / "bench.py").write_text(AB_BENCH)
+    git = lambda *a: subprocess.run(["git", "-C", str(repo), *a], check=True, capture_output=True)  # noqa: E731
+    git("init", "-q")
+    for ms, name, fail in ((1.0, "base", base_fails), (2.0, "this", False)):
+        (repo / "value.py").write_text(f"MS = {ms}\nNAME = {name!r}\nFAIL = {fail}\n")
+        git("add", "-A")
+        git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", name)
+    return repo
+
+
+def _ab(repo: Path, *args: str):
+    return subprocess.run([sys.executable, str(repo / "benchmarks/ab.py"), *args], capture_output=True, text=True,
+                          timeout=120, cwd=repo)
+
+
+def test_ab_runs_each_commits_own_code_in_alternating_rounds_and_takes_ratios_within_a_round(tmp_path):
+    repo = _ab_repo(tmp_path)
+    r = _ab(repo, "HEAD~1", "--rounds", "2", "--", "benchmarks/bench.py")
+    assert r.returncode == 0, r.stderr
+    ran = [ln.split("]")[0] + "]" for ln in r.stdout.splitlines() if ln.endswith(("working 1.0", "working 2.0"))]
+    assert ran == ["[round 1/2 this]", "[round 1/2 base]", "[round 2/2 base]", "[round 2/2 this]"]
+    assert "[round 1/2 this] working 2.0" in r.stdout and "[round 1/2 base] working 1.0" in r.stdout
+    row = next(ln for ln in r.stdout.splitlines() if ln.startswith("ms@x"))
+    assert row.split() == ["ms@x", "2", "[2–2]", "1", "[1–1]", "2.0000", "[2.0000–2.0000]×"]
+    assert "only this reports: side@this" in r.stdout and "only base reports: side@base" in r.stdout
+    worktrees = subprocess.run(["git", "-C", str(repo), "worktree", "list"], capture_output=True, text=True).stdout
+    assert len(worktrees.splitlines()) == 1  # the base's worktree is gone
+
+
+def test_ab_says_in_one_line_what_went_wrong_and_leaves_no_worktree(tmp_path):
+    repo = _ab_repo(tmp_path, base_fails=True)
+    bad = _ab(repo, "nosuchrev", "--", "benchmarks/bench.py")
+    assert bad.returncode == 1 and bad.stderr.strip().splitlines() == [
+        f"error: nosuchrev: not a commit of this repository ({repo})"]
+    assert _ab(repo, "HEAD~1").stderr.strip().startswith("error: ab.py: give the benchmark after --")
+    assert "are ab.py's to set" in _ab(repo, "HEAD~1", "--", "benchmarks/bench.py", "--processes", "3").stderr
+    failed = _ab(repo, "HEAD~1", "--rounds", "1", "--", "benchmarks/bench.py")
+    lines = failed.stderr.strip().splitlines()
+    assert failed.returncode == 1 and len(lines) == 1 and lines[0].startswith("error: round 1/1, base (")
+    assert "the base side broke" in lines[0]
+    worktrees = subprocess.run(["git", "-C", str(repo), "worktree", "list"], capture_output=True, text=True).stdout
+    assert len(worktrees.splitlines()) == 1
