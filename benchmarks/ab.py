@@ -10,7 +10,8 @@ the rounds) with the ratio this / base taken within each round (two processes ru
         --compile --cuda-graph --only compile+graph
 
 The benchmark must measure through benchmarks/fresh.py (decode.py, e2e.py, mixers.py, rungs.py, train_loop.py) in
-both commits: each process runs it with `--processes 1 --child-json FILE` and reads the numbers it saved. Only tracked
+both commits: each process runs it with `--processes 1 --child-json FILE` and reads the numbers it saved. Paths in the
+command are relative to the repository's root, each side's own (so examples/x.yaml is each commit's spec). Only tracked
 files are in the worktree: a benchmark that reads ignored data gets none on the base side.
 """
 from __future__ import annotations
