@@ -4,6 +4,7 @@ and CUDA activities, shapes and memory, written with tensorboard_trace_handler f
 is where PAM's overhead shows: per block, against the other memories of the same model."""
 from __future__ import annotations
 
+import functools
 import os
 import re
 import sys
@@ -14,6 +15,7 @@ from pathlib import Path
 import torch
 from torch.profiler import ProfilerActivity, profile, record_function, schedule, tensorboard_trace_handler
 
+from blocks import fastpath
 from blocks.fused_loss import lm_loss
 
 from .context import autocast_for
@@ -216,9 +218,44 @@ def format_table(p: Profile, device: torch.device, ops: int = 0) -> str:
 
 def _format_ops(ops: list[OpRow], n: int, cuda: bool) -> str:
     total = sum(r.ms for r in ops) or 1.0
+    kinds: dict[str, float] = {}
+    for r in ops:
+        kinds[kind_of(r.name)] = kinds.get(kind_of(r.name), 0.0) + r.ms
+    kind_width = max(len(k) for k in kinds)
+    out = [f"\n{'GPU' if cuda else 'own host'} time per training step by kind of work (forward, loss, backward and "
+           f"optimizer; {total:.2f} ms in all)"]
+    out += [f"{k:{kind_width}s}  {ms:8.3f}  {100 * ms / total:5.1f}%"
+            for k, ms in sorted(kinds.items(), key=lambda x: -x[1])]
     width = max(len(r.name[:70]) for r in ops[:n])
-    out = [f"\ntop {min(n, len(ops))} of {len(ops)} ops by {'GPU' if cuda else 'own host'} time per training step "
-           f"(forward, loss, backward and optimizer; {total:.2f} ms in all)",
-           f"{'op':{width}s}  {'calls':>6s}  {'ms':>8s}  {'share':>6s}"]
+    out += [f"\ntop {min(n, len(ops))} of {len(ops)} ops by {'GPU' if cuda else 'own host'} time per training step",
+            f"{'op':{width}s}  {'calls':>6s}  {'ms':>8s}  {'share':>6s}"]
     out += [f"{r.name[:70]:{width}s}  {r.calls:6d}  {r.ms:8.3f}  {100 * r.ms / total:5.1f}%" for r in ops[:n]]
     return "\n".join(out)
+
+
+MATRIX_PRODUCTS = {"aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm", "aten::matmul", "aten::linear",
+                   "aten::mv", "aten::addmv", "aten::_scaled_mm", "aten::_grouped_mm"}
+
+
+def kind_of(op: str) -> str:
+    """The kind of work an op-table row is (OpRow.name): the matrix products (cuBLAS, whether eager or inductor's
+    extern calls), attention, this project's Triton kernels (blocks/kernels), inductor's generated kernels (its
+    fused elementwise work and reductions), the optimiser, and the rest."""
+    if op.startswith("kernel "):
+        name = op.removeprefix("kernel ")
+        if name.startswith("triton_"):  # inductor names its kernels triton_{poi,red,per,tem,...}_...
+            return "inductor's generated kernels"
+        return "archsearch's Triton kernels" if name in our_kernels() else "other kernels"
+    if op in MATRIX_PRODUCTS:
+        return "matrix products"
+    if "attention" in op or "flash" in op:
+        return "attention"
+    if "adam" in op or op.startswith("aten::_foreach"):
+        return "optimizer"
+    return "other aten ops"
+
+
+@functools.cache
+def our_kernels() -> frozenset[str]:
+    """blocks/kernels' Triton functions by name (blocks.fastpath.kernel_names), looked up once a process."""
+    return fastpath.kernel_names()

@@ -122,6 +122,25 @@ def require_kernels(device) -> None:
                            "whose interpreter runs here); use mode 'auto'")
 
 
+def kernel_names() -> frozenset[str]:
+    """The names of the Triton functions in blocks/kernels, or none where the package cannot be imported: its kernels,
+    as a CUDA trace names them (archsearch profile's kinds of work), and its @triton.jit helpers, which are inlined
+    and never launched, so never in a trace."""
+    package = _package()
+    if package is None:
+        return frozenset()
+    import importlib
+    import pkgutil
+
+    import triton.runtime
+
+    names = set()
+    for info in pkgutil.iter_modules(package.__path__):
+        module = importlib.import_module(f"{package.__name__}.{info.name}")
+        names |= {k for k, v in vars(module).items() if isinstance(v, triton.runtime.KernelInterface)}
+    return frozenset(names)
+
+
 def kernel(name: str, device: torch.device):
     """The kernel module blocks/kernels/<name>.py (its table entry names its torch twin: blocks.kernels.TWINS).
     Raises a one-line error where the kernels cannot run on `device`."""

@@ -78,3 +78,20 @@ def test_gpu_op_table_counts_inductors_kernels_but_not_a_ranges_twin():
     rows = {r.name: r for r in profile._ops(NS(events=lambda: events), steps=1, cuda=True)}
     assert set(rows) == {"kernel triton_poi_fused_add_0", "aten::mm"}
     assert rows["aten::mm"].ms == 0.2 and rows["kernel triton_poi_fused_add_0"].calls == 1
+
+
+def test_the_op_table_sums_each_kind_of_work():
+    # what a compiled GPU step's op table holds: cuBLAS under aten::mm, this project's kernels and inductor's by name
+    rows = [profile.OpRow("aten::mm", 10, 6.0), profile.OpRow("kernel bwd_dqk", 2, 2.0),
+            profile.OpRow("kernel triton_red_fused_mul_sum_3", 4, 1.0), profile.OpRow("aten::_fused_adamw_", 1, 0.5),
+            profile.OpRow("aten::_scaled_dot_product_cudnn_attention_backward", 1, 0.4),
+            profile.OpRow("aten::copy_", 3, 0.1)]
+    assert [profile.kind_of(r.name) for r in rows] == [
+        "matrix products", "archsearch's Triton kernels" if profile.our_kernels() else "other kernels",
+        "inductor's generated kernels", "optimizer", "attention", "other aten ops"]
+    if profile.our_kernels():  # with Triton: every kernel module's kernels, by the names a CUDA trace gives them
+        assert {"fwd_states", "bwd_dqk", "gate_up", "logits", "ce_fwd", "cgu_fwd"} <= profile.our_kernels()
+    kinds, top = profile._format_ops(rows, 2, cuda=True).strip("\n").split("\n\n")
+    assert kinds.splitlines()[0].endswith("10.00 ms in all)")  # every op's time, not just the listed ones'
+    assert kinds.splitlines()[1].split() == ["matrix", "products", "6.000", "60.0%"] and len(kinds.splitlines()) == 7
+    assert top.startswith("top 2 of 6 ops")
