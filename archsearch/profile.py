@@ -148,6 +148,18 @@ def _range_twin(event, kernel) -> bool:
     return kernel.name == event.name and getattr(event, "is_user_annotation", True)
 
 
+OPTIMIZER = "optimizer: "  # an op-table row's prefix for work inside the step's optimizer range
+
+
+def _in_optimizer(event) -> bool:
+    """Whether the event ran inside the training step's "optimizer" range (an unfused AdamW is many aten ops)."""
+    while event is not None:
+        if event.name == "optimizer":
+            return True
+        event = getattr(event, "cpu_parent", None)
+    return False
+
+
 def _ops(prof, steps: int, cuda: bool) -> list[OpRow]:
     """Time per op over the training steps, most first: on GPU each kernel's time is charged to the aten op that
     launched it, or, for kernels launched outside any aten op (ours, inductor's), to the kernel itself; on CPU an
@@ -162,12 +174,14 @@ def _ops(prof, steps: int, cuda: bool) -> list[OpRow]:
     for e in prof.events():
         if e.device_type != torch.autograd.DeviceType.CPU:
             continue
+        prefix = OPTIMIZER if _in_optimizer(e) else ""
         if cuda:
             for k in e.kernels:
                 if not _range_twin(e, k):
-                    add(e.name if e.name.startswith("aten::") else f"kernel {_kernel_name(k.name)}", k.duration)
+                    add(prefix + (e.name if e.name.startswith("aten::") else f"kernel {_kernel_name(k.name)}"),
+                        k.duration)
         elif e.name.startswith("aten::") and e.self_cpu_time_total > 0:
-            add(e.name, e.self_cpu_time_total)
+            add(prefix + e.name, e.self_cpu_time_total)
     rows = [OpRow(name, calls // steps, us / 1e3 / steps) for name, (calls, us) in totals.items()]
     return sorted(rows, key=lambda r: -r.ms)
 
@@ -240,7 +254,9 @@ MATRIX_PRODUCTS = {"aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm", "ate
 def kind_of(op: str) -> str:
     """The kind of work an op-table row is (OpRow.name): the matrix products (cuBLAS, whether eager or inductor's
     extern calls), attention, this project's Triton kernels (blocks/kernels), inductor's generated kernels (its
-    fused elementwise work and reductions), the optimiser, and the rest."""
+    fused elementwise work and reductions), the optimiser (whatever ran inside its range), and the rest."""
+    if op.startswith(OPTIMIZER):
+        return "optimizer"
     if op.startswith("kernel "):
         name = op.removeprefix("kernel ")
         if name.startswith("triton_"):  # inductor names its kernels triton_{poi,red,per,tem,...}_...
@@ -250,8 +266,6 @@ def kind_of(op: str) -> str:
         return "matrix products"
     if "attention" in op or "flash" in op:
         return "attention"
-    if "adam" in op or op.startswith("aten::_foreach"):
-        return "optimizer"
     return "other aten ops"
 
 

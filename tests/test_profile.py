@@ -31,10 +31,11 @@ def test_profile_trace_parses_and_the_table_covers_every_node(root, tmp_path):
         assert set(names) <= ranges  # every node's range is in the trace
     table = profile.format_table(prof, torch.device("cpu"), ops=5)
     assert all(n in table for n in names)
-    # the op table: aten ops, most expensive first, five of them listed
-    assert prof.ops and all(r.name.startswith("aten::") and r.calls > 0 for r in prof.ops)
+    # the op table: aten ops (the optimizer's marked so), most expensive first, five of them listed
+    assert prof.ops and all(r.name.removeprefix("optimizer: ").startswith("aten::") and r.calls > 0 for r in prof.ops)
+    assert any(r.name == "optimizer: aten::lerp_" for r in prof.ops)  # AdamW on CPU: its ops inside its range
     assert [r.ms for r in prof.ops] == sorted((r.ms for r in prof.ops), reverse=True)
-    listed = [line.split()[0] for line in table.split("top 5 of")[1].splitlines()[2:] if line.strip()]
+    listed = [" ".join(line.split()[:-3]) for line in table.split("top 5 of")[1].splitlines()[2:] if line.strip()]
     assert listed == [r.name for r in prof.ops[:5]]
 
 
@@ -74,16 +75,19 @@ def test_gpu_op_table_counts_inductors_kernels_but_not_a_ranges_twin():
               NS(name="aten::mm", device_type=cpu, is_user_annotation=False,
                  kernels=[kernel("void sm90_xmma_gemm<float>(Params)", 200.0)]),
               NS(name="kernel_on_gpu", device_type=torch.autograd.DeviceType.CUDA, is_user_annotation=False,
-                 kernels=[])]
+                 kernels=[]),
+              NS(name="aten::_fused_adamw_", device_type=cpu, is_user_annotation=False,  # inside the optimizer range
+                 cpu_parent=NS(name="optimizer", cpu_parent=None), kernels=[kernel("multi_tensor_apply_kernel", 50.0)])]
     rows = {r.name: r for r in profile._ops(NS(events=lambda: events), steps=1, cuda=True)}
-    assert set(rows) == {"kernel triton_poi_fused_add_0", "aten::mm"}
+    assert set(rows) == {"kernel triton_poi_fused_add_0", "aten::mm", "optimizer: aten::_fused_adamw_"}
     assert rows["aten::mm"].ms == 0.2 and rows["kernel triton_poi_fused_add_0"].calls == 1
 
 
 def test_the_op_table_sums_each_kind_of_work():
     # what a compiled GPU step's op table holds: cuBLAS under aten::mm, this project's kernels and inductor's by name
     rows = [profile.OpRow("aten::mm", 10, 6.0), profile.OpRow("kernel bwd_dqk", 2, 2.0),
-            profile.OpRow("kernel triton_red_fused_mul_sum_3", 4, 1.0), profile.OpRow("aten::_fused_adamw_", 1, 0.5),
+            profile.OpRow("kernel triton_red_fused_mul_sum_3", 4, 1.0),
+            profile.OpRow("optimizer: aten::_fused_adamw_", 1, 0.5),
             profile.OpRow("aten::_scaled_dot_product_cudnn_attention_backward", 1, 0.4),
             profile.OpRow("aten::copy_", 3, 0.1)]
     assert [profile.kind_of(r.name) for r in rows] == [
