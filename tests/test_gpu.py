@@ -523,6 +523,9 @@ def test_profile_of_the_compiled_step_names_inductors_kernels(tmp_path):
     prof = profile.run(ir, tmp_path, device=torch.device("cuda"), batch=2, seq_len=64, steps=1, compiled=True)
     names = [r.name for r in prof.ops]
     assert prof.rows == [] and any(n.startswith("kernel triton_") for n in names), names[:10]
+    kinds = {profile.kind_of(n) for n in names}  # PAM's memory on this project's kernels, fused AdamW in its range
+    assert {"matrix products", "archsearch's Triton kernels", "inductor's generated kernels", "optimizer"} <= kinds, (
+        sorted(kinds), names[:20])
 
 
 @pytest.mark.parametrize("family", ["pam_paper", "pam", "linear_attention", "holographic", "softmax_attention"])
