@@ -151,13 +151,15 @@ def _range_twin(event, kernel) -> bool:
 OPTIMIZER = "optimizer: "  # an op-table row's prefix for work inside the step's optimizer range
 
 
-def _in_optimizer(event) -> bool:
-    """Whether the event ran inside the training step's "optimizer" range (an unfused AdamW is many aten ops)."""
-    while event is not None:
-        if event.name == "optimizer":
-            return True
-        event = getattr(event, "cpu_parent", None)
-    return False
+def _in(event, row: str) -> str:
+    """The op-table row `row` of `event`, marked as the optimiser's where the event ran inside the training step's
+    "optimizer" range (an unfused AdamW is many aten ops, lerp_, sqrt, ..., that other phases run too)."""
+    parent = event
+    while parent is not None:
+        if parent.name == "optimizer":
+            return OPTIMIZER + row
+        parent = getattr(parent, "cpu_parent", None)
+    return row
 
 
 def _ops(prof, steps: int, cuda: bool) -> list[OpRow]:
@@ -174,14 +176,13 @@ def _ops(prof, steps: int, cuda: bool) -> list[OpRow]:
     for e in prof.events():
         if e.device_type != torch.autograd.DeviceType.CPU:
             continue
-        prefix = OPTIMIZER if _in_optimizer(e) else ""
         if cuda:
             for k in e.kernels:
                 if not _range_twin(e, k):
-                    add(prefix + (e.name if e.name.startswith("aten::") else f"kernel {_kernel_name(k.name)}"),
+                    add(_in(e, e.name if e.name.startswith("aten::") else f"kernel {_kernel_name(k.name)}"),
                         k.duration)
         elif e.name.startswith("aten::") and e.self_cpu_time_total > 0:
-            add(prefix + e.name, e.self_cpu_time_total)
+            add(_in(e, e.name), e.self_cpu_time_total)
     rows = [OpRow(name, calls // steps, us / 1e3 / steps) for name, (calls, us) in totals.items()]
     return sorted(rows, key=lambda r: -r.ms)
 
@@ -234,10 +235,11 @@ def _format_ops(ops: list[OpRow], n: int, cuda: bool) -> str:
     total = sum(r.ms for r in ops) or 1.0
     kinds: dict[str, float] = {}
     for r in ops:
-        kinds[kind_of(r.name)] = kinds.get(kind_of(r.name), 0.0) + r.ms
-    kind_width = max(len(k) for k in kinds)
+        kind = kind_of(r.name)
+        kinds[kind] = kinds.get(kind, 0.0) + r.ms
+    kind_width = max(len(k) for k in [*kinds, "kind"])
     out = [f"\n{'GPU' if cuda else 'own host'} time per training step by kind of work (forward, loss, backward and "
-           f"optimizer; {total:.2f} ms in all)"]
+           f"optimizer; {total:.2f} ms in all)", f"{'kind':{kind_width}s}  {'ms':>8s}  {'share':>6s}"]
     out += [f"{k:{kind_width}s}  {ms:8.3f}  {100 * ms / total:5.1f}%"
             for k, ms in sorted(kinds.items(), key=lambda x: -x[1])]
     width = max(len(r.name[:70]) for r in ops[:n])
@@ -249,22 +251,31 @@ def _format_ops(ops: list[OpRow], n: int, cuda: bool) -> str:
 
 MATRIX_PRODUCTS = {"aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm", "aten::matmul", "aten::linear",
                    "aten::mv", "aten::addmv", "aten::_scaled_mm", "aten::_grouped_mm"}
+# kernels launched outside any aten op, by name: library GEMMs (cuBLAS, CUTLASS), inductor's GEMM templates
+# (max-autotune's triton_tem_fused_mm_...), attention kernels and inductor's flex-attention templates
+GEMM_NAMES = re.compile(r"gemm|xmma|cutlass|cublas|nvjet|^triton_tem_.*(mm|addmm|bmm)")
+ATTENTION_NAMES = re.compile(r"attention|flash|fmha")
 
 
 def kind_of(op: str) -> str:
     """The kind of work an op-table row is (OpRow.name): the matrix products (cuBLAS, whether eager or inductor's
-    extern calls), attention, this project's Triton kernels (blocks/kernels), inductor's generated kernels (its
-    fused elementwise work and reductions), the optimiser (whatever ran inside its range), and the rest."""
+    extern calls; GEMM kernels by name), attention, this project's Triton kernels (blocks/kernels), inductor's
+    generated kernels (its fused elementwise work and reductions), the optimiser (whatever ran inside its range), and
+    the rest."""
     if op.startswith(OPTIMIZER):
         return "optimizer"
     if op.startswith("kernel "):
         name = op.removeprefix("kernel ")
-        if name.startswith("triton_"):  # inductor names its kernels triton_{poi,red,per,tem,...}_...
+        if GEMM_NAMES.search(name):
+            return "matrix products"
+        if ATTENTION_NAMES.search(name):
+            return "attention"
+        if name.startswith("triton_"):  # inductor names its kernels triton_{poi,red,per,...}_...
             return "inductor's generated kernels"
         return "archsearch's Triton kernels" if name in our_kernels() else "other kernels"
     if op in MATRIX_PRODUCTS:
         return "matrix products"
-    if "attention" in op or "flash" in op:
+    if ATTENTION_NAMES.search(op):
         return "attention"
     return "other aten ops"
 

@@ -60,7 +60,7 @@ def over_processes(args, measure: Callable[[argparse.Namespace], dict[str, float
             for line in proc.stdout:
                 print(f"[{i}/{args.processes}] {line.rstrip()}", flush=True)
             if proc.wait() != 0:
-                raise SystemExit(f"process {i}/{args.processes} failed (exit {proc.returncode}): {_last_line(log)} "
+                raise SystemExit(f"process {i}/{args.processes} failed (exit {proc.returncode}): {last_line(log)} "
                                  f"(its whole output: {log})")
             runs.append(json.loads(out.read_text()))
             print(f"[{i}/{args.processes}] done in {time.perf_counter() - start:.0f} s", flush=True)
@@ -69,7 +69,7 @@ def over_processes(args, measure: Callable[[argparse.Namespace], dict[str, float
     return {k: [r[k] for r in runs] for k in keys}
 
 
-def _last_line(path: Path) -> str:
+def last_line(path: Path) -> str:
     lines = [ln.strip() for ln in path.read_text(errors="replace").splitlines() if ln.strip()]
     return lines[-1] if lines else "no error output"
 

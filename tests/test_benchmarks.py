@@ -1,10 +1,12 @@
 """The benchmarks' harness (benchmarks/fresh.py: numbers over fresh processes, ratios within a process) and the two
 issue-27 benchmarks end to end on CPU at a tiny shape (their GPU rows run on the device machine)."""
 import json
+import signal
 import os
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -289,67 +291,107 @@ def test_the_kernel_tables_rank_each_forms_kernels_by_median_time():
 
 AB_BENCH = """
 import argparse
+from pathlib import Path
+
 import fresh
 import value
+from archsearch.errors import SIDE
+
+SCRIPT = {script!r}
 
 def measure(args):
-    print("working", value.MS, flush=True)
+    runs = Path("runs.txt")  # in the side's own checkout: its n-th process here
+    n = len(runs.read_text()) + 1 if runs.exists() else 1
+    runs.write_text("x" * n)
+    print("working", value.NAME, SCRIPT, SIDE, flush=True)
     if value.FAIL:
         raise SystemExit("error: the base side broke")
-    return {"ms@x": value.MS, "side@" + value.NAME: 1.0}
+    return {{"ms@x": value.FIRST + value.STEP * (n - 1), "side@" + value.NAME: 1.0}}
 
 p = argparse.ArgumentParser()
+p.add_argument("--wait", type=float, default=0.0)
 fresh.add_arguments(p)
-fresh.over_processes(p.parse_args(), measure)
+args = p.parse_args()
+import time; time.sleep(args.wait)
+fresh.over_processes(args, measure)
 """
 
 
-def _ab_repo(tmp_path, base_fails: bool = False) -> Path:
-    """A repository with ab.py, fresh.py and a benchmark whose number comes from value.py: 1.0 at the first commit,
-    2.0 at the second (each side must run its own value.py)."""
+def _ab_repo(tmp_path, base_fails: bool = False, base_has_bench: bool = True) -> Path:
+    """A repository with ab.py, fresh.py, a stand-in `archsearch` package and a benchmark, in two commits that differ
+    in all of them: the base's number is 1 then 3 in its two rounds, this side's 2 then 4."""
     repo = tmp_path / "repo"
     (repo / "benchmarks").mkdir(parents=True)
+    (repo / "archsearch").mkdir()
     for name in ("ab.py", "fresh.py"):
         (repo / "benchmarks" / name).write_text((ROOT / "benchmarks" / name).read_text())
-    (repo / "benchmarks" / "bench.py").write_text(AB_BENCH)
+    (repo / ".gitignore").write_text("runs.txt\n")
     git = lambda *a: subprocess.run(["git", "-C", str(repo), *a], check=True, capture_output=True)  # noqa: E731
     git("init", "-q")
-    for ms, name, fail in ((1.0, "base", base_fails), (2.0, "this", False)):
-        (repo / "value.py").write_text(f"MS = {ms}\nNAME = {name!r}\nFAIL = {fail}\n")
+    for first, name, fail in ((1.0, "base", base_fails), (2.0, "this", False)):
+        (repo / "value.py").write_text(f"FIRST = {first}\nSTEP = 2.0\nNAME = {name!r}\nFAIL = {fail}\n")
+        (repo / "archsearch" / "__init__.py").write_text("")
+        (repo / "archsearch" / "errors.py").write_text(f"class SpecError(Exception):\n    pass\n\nSIDE = {name!r}\n")
+        bench = repo / "benchmarks" / "bench.py"
+        if name == "this" or base_has_bench:
+            bench.write_text(AB_BENCH.format(script=f"{name}'s script"))
         git("add", "-A")
         git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", name)
     return repo
 
 
-def _ab(repo: Path, *args: str):
+def _ab(repo: Path, *args: str, **kw):
+    env = {**os.environ, "TMPDIR": str(repo.parent)}  # ab.py's temporary folder, with the test's
     return subprocess.run([sys.executable, str(repo / "benchmarks/ab.py"), *args], capture_output=True, text=True,
-                          timeout=120, cwd=repo)
+                          timeout=120, cwd=repo, env=env, **kw)
+
+
+def _worktrees(repo: Path) -> int:
+    return len(subprocess.run(["git", "-C", str(repo), "worktree", "list"], capture_output=True,
+                              text=True).stdout.splitlines())
 
 
 def test_ab_runs_each_commits_own_code_in_alternating_rounds_and_takes_ratios_within_a_round(tmp_path):
     repo = _ab_repo(tmp_path)
-    r = _ab(repo, "HEAD~1", "--rounds", "2", "--", "benchmarks/bench.py")
+    r = _ab(repo, "HEAD~1", "--rounds", "2", "--", str(repo / "benchmarks/bench.py"))  # an absolute path: its place
     assert r.returncode == 0, r.stderr
-    ran = [ln.split("]")[0] + "]" for ln in r.stdout.splitlines() if ln.endswith(("working 1.0", "working 2.0"))]
-    assert ran == ["[round 1/2 this]", "[round 1/2 base]", "[round 2/2 base]", "[round 2/2 this]"]
-    assert "[round 1/2 this] working 2.0" in r.stdout and "[round 1/2 base] working 1.0" in r.stdout
+    ran = [ln.split(" working ") for ln in r.stdout.splitlines() if " working " in ln]
+    assert ran == [["[round 1/2 this]", "this this's script this"], ["[round 1/2 base]", "base base's script base"],
+                   ["[round 2/2 base]", "base base's script base"], ["[round 2/2 this]", "this this's script this"]]
     row = next(ln for ln in r.stdout.splitlines() if ln.startswith("ms@x"))
-    assert row.split() == ["ms@x", "2", "[2–2]", "1", "[1–1]", "2.0000", "[2.0000–2.0000]×"]
+    # this 2, 4 against base 1, 3: the ratios 2 and 4/3 within the rounds, median 1.6667 (the medians' ratio is 1.5)
+    assert row.split() == ["ms@x", "3", "[2–4]", "2", "[1–3]", "1.6667", "[1.3333–2.0000]×"]
     assert "only this reports: side@this" in r.stdout and "only base reports: side@base" in r.stdout
-    worktrees = subprocess.run(["git", "-C", str(repo), "worktree", "list"], capture_output=True, text=True).stdout
-    assert len(worktrees.splitlines()) == 1  # the base's worktree is gone
+    assert _worktrees(repo) == 1 and not list(tmp_path.glob("archsearch-ab-*/base"))
 
 
 def test_ab_says_in_one_line_what_went_wrong_and_leaves_no_worktree(tmp_path):
     repo = _ab_repo(tmp_path, base_fails=True)
+    one_line = lambda r: r.returncode != 0 and len(r.stderr.strip().splitlines()) == 1  # noqa: E731
     bad = _ab(repo, "nosuchrev", "--", "benchmarks/bench.py")
-    assert bad.returncode == 1 and bad.stderr.strip().splitlines() == [
-        f"error: nosuchrev: not a commit of this repository ({repo})"]
+    assert one_line(bad) and bad.stderr.strip() == f"error: nosuchrev: not a commit of this repository ({repo})"
     assert _ab(repo, "HEAD~1").stderr.strip().startswith("error: ab.py: give the benchmark after --")
-    assert "are ab.py's to set" in _ab(repo, "HEAD~1", "--", "benchmarks/bench.py", "--processes", "3").stderr
+    for owned in ("--processes", "--save"):
+        assert f"{owned}: ab.py's to set" in _ab(repo, "HEAD~1", "--", "benchmarks/bench.py", owned, "3").stderr
     failed = _ab(repo, "HEAD~1", "--rounds", "1", "--", "benchmarks/bench.py")
-    lines = failed.stderr.strip().splitlines()
-    assert failed.returncode == 1 and len(lines) == 1 and lines[0].startswith("error: round 1/1, base (")
-    assert "the base side broke" in lines[0]
-    worktrees = subprocess.run(["git", "-C", str(repo), "worktree", "list"], capture_output=True, text=True).stdout
-    assert len(worktrees.splitlines()) == 1
+    assert one_line(failed) and failed.stderr.startswith("error: round 1/1, base (")
+    assert "the base side broke" in failed.stderr and _worktrees(repo) == 1
+    missing = _ab_repo(tmp_path / "second", base_has_bench=False)
+    lacking = _ab(missing, "HEAD~1", "--", "benchmarks/bench.py")
+    assert one_line(lacking) and lacking.stderr.strip().startswith("error: benchmarks/bench.py: not in HEAD~1 (")
+
+
+def test_ab_stopped_by_a_time_limit_removes_its_worktree(tmp_path):
+    repo = _ab_repo(tmp_path)
+    env = {**os.environ, "TMPDIR": str(tmp_path)}
+    proc = subprocess.Popen([sys.executable, str(repo / "benchmarks/ab.py"), "HEAD~1", "--", "benchmarks/bench.py",
+                             "--wait", "30"], cwd=repo, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    deadline = time.monotonic() + 30
+    while _worktrees(repo) == 1 and time.monotonic() < deadline:  # until the base's worktree is there
+        time.sleep(0.1)
+    assert _worktrees(repo) == 2
+    proc.send_signal(signal.SIGTERM)  # what `timeout` sends
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 1 and err.strip() == f"error: ab.py stopped by signal {signal.SIGTERM.value}"
+    assert _worktrees(repo) == 1 and not list(tmp_path.glob("archsearch-ab-*/base"))
