@@ -136,10 +136,9 @@ def show(values: Values, base: str, rounds: int) -> None:
     spread = "median [min–max] over the rounds" if rounds > 1 else "one round: no spread"
     print(f"\nthis checkout ({this}) against {base}, {rounds} round{'s' * (rounds > 1)} of one fresh process a side;\n"
           f"{spread}; the ratio taken within each round (rounds where one side lacks a number are left out)")
-    if not keys:
-        print("no number both sides report")
     width = max([len(k) for k in keys] + [6])
-    print(f"{'number':<{width}}  {'this':>24}  {'base':>24}  {'this / base':>24}")
+    print(f"{'number':<{width}}  {'this':>24}  {'base':>24}  {'this / base':>24}" if keys else
+          "no number both sides report")
     for k in keys:
         mine, theirs = values["this"][k], values["base"][k]
         both = sorted(set(mine) & set(theirs))

@@ -14,6 +14,7 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
+import ab  # noqa: E402
 import decode  # noqa: E402
 import e2e  # noqa: E402
 import fresh  # noqa: E402
@@ -379,6 +380,13 @@ def test_ab_says_in_one_line_what_went_wrong_and_leaves_no_worktree(tmp_path):
     missing = _ab_repo(tmp_path / "second", base_has_bench=False)
     lacking = _ab(missing, "HEAD~1", "--", "benchmarks/bench.py")
     assert one_line(lacking) and lacking.stderr.strip().startswith("error: benchmarks/bench.py: not in HEAD~1 (")
+
+
+def test_ab_with_no_number_both_sides_report_prints_no_table_header(capsys):
+    ab.show({"this": {"a@x": {1: 1.0}}, "base": {"b@x": {1: 2.0}}}, "HEAD~1", rounds=1)
+    out = capsys.readouterr().out
+    assert "no number both sides report" in out and "this / base" not in out
+    assert "only this reports: a@x" in out and "only base reports: b@x" in out
 
 
 def test_ab_stopped_by_a_time_limit_removes_its_worktree(tmp_path):
