@@ -4,7 +4,6 @@ and CUDA activities, shapes and memory, written with tensorboard_trace_handler f
 is where PAM's overhead shows: per block, against the other memories of the same model."""
 from __future__ import annotations
 
-import functools
 import os
 import re
 import sys
@@ -272,15 +271,9 @@ def kind_of(op: str) -> str:
             return "attention"
         if name.startswith("triton_"):  # inductor names its kernels triton_{poi,red,per,...}_...
             return "inductor's generated kernels"
-        return "archsearch's Triton kernels" if name in our_kernels() else "other kernels"
+        return "archsearch's Triton kernels" if name in fastpath.kernel_names() else "other kernels"
     if op in MATRIX_PRODUCTS:
         return "matrix products"
     if ATTENTION_NAMES.search(op):
         return "attention"
     return "other aten ops"
-
-
-@functools.cache
-def our_kernels() -> frozenset[str]:
-    """blocks/kernels' Triton functions by name (blocks.fastpath.kernel_names), looked up once a process."""
-    return fastpath.kernel_names()

@@ -19,14 +19,12 @@ side. The worktree is removed at the end, on an error, on Ctrl-C and on SIGTERM 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import signal
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import fresh
@@ -95,23 +93,9 @@ def run_side(side: str, root: Path, command: list[str], out: Path, err, label: s
     """The benchmark in a fresh process in `root`, its numbers as the process saved them."""
     cmd = [sys.executable, command[0], *command[1:], "--processes", "1", "--child-json", str(out)]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(root), *filter(None, [os.environ.get("PYTHONPATH")])])}
-    err.write(f"=== {label} ({side}, {root}): {' '.join(cmd)}\n")
-    err.flush()
-    start = time.perf_counter()
-    proc = subprocess.Popen(cmd, cwd=root, env=env, stdout=subprocess.PIPE, stderr=err, text=True, bufsize=1)
-    try:
-        for line in proc.stdout:
-            print(f"[{label} {side}] {line.rstrip()}", flush=True)
-        proc.wait()
-    finally:  # stopped (an error, Ctrl-C, SIGTERM): the child goes too
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    if proc.returncode != 0 or not out.is_file():
-        raise SystemExit(f"error: {label}, {side} ({root}): the benchmark failed (exit {proc.returncode}): "
-                         f"{fresh.last_line(Path(err.name))} (its whole output: {err.name})")
-    print(f"[{label} {side}] done in {time.perf_counter() - start:.0f} s", flush=True)
-    return {k: float(v) for k, v in json.loads(out.read_text()).items()}
+    numbers = fresh.run_child(cmd, out, err, f"{label} {side}", f"error: {label}, {side} ({root}): the benchmark "
+                              f"failed", header=f"{label} ({side}, {root})", cwd=root, env=env)
+    return {k: float(v) for k, v in numbers.items()}
 
 
 Values = dict[str, dict[str, dict[int, float]]]  # side → number → round → value

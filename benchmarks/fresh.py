@@ -53,20 +53,34 @@ def over_processes(args, measure: Callable[[argparse.Namespace], dict[str, float
         for i in range(1, args.processes + 1):
             out = tmp / f"process{i}.json"
             cmd = [sys.executable, sys.argv[0], *sys.argv[1:], "--processes", "1", "--child-json", str(out)]
-            start = time.perf_counter()
-            err.write(f"=== process {i}/{args.processes}: {' '.join(cmd)}\n")
-            err.flush()
-            proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err, text=True, bufsize=1)
-            for line in proc.stdout:
-                print(f"[{i}/{args.processes}] {line.rstrip()}", flush=True)
-            if proc.wait() != 0:
-                raise SystemExit(f"process {i}/{args.processes} failed (exit {proc.returncode}): {last_line(log)} "
-                                 f"(its whole output: {log})")
-            runs.append(json.loads(out.read_text()))
-            print(f"[{i}/{args.processes}] done in {time.perf_counter() - start:.0f} s", flush=True)
+            runs.append(run_child(cmd, out, err, f"{i}/{args.processes}", f"process {i}/{args.processes} failed"))
     print(f"(compiler and autotuning output of the {args.processes} processes: {log})")
     keys = [k for k in runs[0] if all(k in r for r in runs)]
     return {k: [r[k] for r in runs] for k in keys}
+
+
+def run_child(cmd: list[str], out: Path, err, prefix: str, failure: str, header: str = "", **popen) -> dict:
+    """One measuring process (a benchmark's child, or one side of benchmarks/ab.py): its standard output relayed as
+    '[prefix] line', its standard error appended to `err` (the open log) under '=== header', and its numbers as it
+    saved them in `out`. A failure is a one-line error, `failure` (exit N): the log's last line. Stopped from outside
+    (an error, Ctrl-C, a time limit's SIGTERM), the child goes too. `popen`: cwd and env."""
+    err.write(f"=== {header or prefix}: {' '.join(cmd)}\n")
+    err.flush()
+    start = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err, text=True, bufsize=1, **popen)
+    try:
+        for line in proc.stdout:
+            print(f"[{prefix}] {line.rstrip()}", flush=True)
+        proc.wait()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    if proc.returncode != 0 or not out.is_file():
+        raise SystemExit(f"{failure} (exit {proc.returncode}): {last_line(Path(err.name))} "
+                         f"(its whole output: {err.name})")
+    print(f"[{prefix}] done in {time.perf_counter() - start:.0f} s", flush=True)
+    return json.loads(out.read_text())
 
 
 def last_line(path: Path) -> str:

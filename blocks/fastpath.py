@@ -25,6 +25,7 @@ kernels_available() is False there and every block runs its torch twin.
 """
 from __future__ import annotations
 
+import functools
 from contextlib import contextmanager
 from typing import Literal
 
@@ -122,10 +123,11 @@ def require_kernels(device) -> None:
                            "whose interpreter runs here); use mode 'auto'")
 
 
+@functools.cache
 def kernel_names() -> frozenset[str]:
     """The names of the Triton functions in blocks/kernels, or none where the package cannot be imported: its kernels,
     as a CUDA trace names them (archsearch profile's kinds of work), and its @triton.jit helpers, which are inlined
-    and never launched, so never in a trace."""
+    and never launched, so never in a trace. Looked up once a process."""
     package = _package()
     if package is None:
         return frozenset()
