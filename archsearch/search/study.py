@@ -264,6 +264,17 @@ def search_loop(setup: Setup, n_trials: int, echo=print) -> None:
         interrupts.take_waiting()
 
 
+def say_if_time_ended_it(setup: Setup, n_trials: int, searched_s: float, from_cli: bool, echo=print) -> None:
+    """One line where the search's time limit, not its trial count, ended it: the summary's count is otherwise read as
+    the budget's."""
+    minutes = setup.budget.timeout_minutes
+    done = len(counted(setup.study.trials))
+    if minutes and done < n_trials and searched_s >= minutes * 60:
+        limit = "--timeout-minutes" if from_cli else f"the {setup.budget_name} budget's timeout_minutes"
+        echo(f"the search's time limit ({minutes:g} min, {limit}) ended it after {done} of {n_trials} trials; "
+             "the same command continues it")
+
+
 def retrain_loop(setup: Setup, echo=print, deadline: float | None = None) -> None:
     seeds = setup.seeds_study()
     retrain.run_jobs(seeds, setup.study, setup.storage, setup.objective, echo, deadline)
@@ -310,12 +321,14 @@ def run_search(space_path: str, *, out: Path | None = None, storage: str | None 
     prepare(setup, echo, workers)
     interrupted = False
     try:
+        started = time.monotonic()
         if workers > 1:
             to_go = n_trials - len(counted(setup.study.trials))  # no more workers than trials left to run
             if to_go > 0:
                 pool.run(setup, "search", min(workers, to_go), n_trials, echo)
         else:
             search_loop(setup, n_trials, echo)
+        say_if_time_ended_it(setup, n_trials, time.monotonic() - started, bool(timeout_minutes), echo)
         _, fresh_seeds, verdict_seeds = retrain.retrain_settings(setup.space, setup.budget)
         if retrain_after and (fresh_seeds or verdict_seeds or setup.budget.fidelity):
             wait_for_others(setup, echo)

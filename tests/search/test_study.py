@@ -191,6 +191,27 @@ def test_constraint_violations_are_pruned_before_any_tensor(root, tmp_path, monk
                for t in study.trials)
 
 
+def test_a_search_its_time_limit_ends_says_so_and_the_same_command_continues_it(root, tmp_path, monkeypatch):
+    # trials pruned before any tensor (as above) take milliseconds; a limit of a millisecond ends the search after one
+    space = tmp_path / "tight.yaml"
+    text = (root / "search_spaces/smoke.yaml").read_text().replace("max_params: 400000", "max_params: 1000")
+    space.write_text(text.replace("  weights: {latency_train_ms: 0.1}\n", "").replace(
+        "seq_len: 64}", "seq_len: 64, timeout_minutes: 0.00002}"))
+    lines = []
+    pruned = lambda study: len(study.get_trials(states=(TrialState.PRUNED,)))  # noqa: E731
+    study = run_search(str(space), out=tmp_path / "o", trials=3, retrain_after=False, echo=lines.append)
+    assert pruned(study) == 1
+    assert ("the search's time limit (2e-05 min, the cpu budget's timeout_minutes) ended it after 1 of 3 trials; "
+            "the same command continues it") in lines
+    lines.clear()
+    study = run_search(str(space), out=tmp_path / "o", trials=3, retrain_after=False, echo=lines.append)
+    assert pruned(study) == 2 and "ended it after 2 of 3 trials" in "\n".join(lines)
+    lines.clear()
+    study = run_search(str(space), out=tmp_path / "o", trials=3, retrain_after=False, timeout_minutes=60,
+                       echo=lines.append)
+    assert pruned(study) == 3 and not any("time limit" in line for line in lines)
+
+
 def test_a_diverging_trial_is_failed_and_the_study_goes_on(root, tmp_path, monkeypatch, small_corpus):
     real_train = saved_module.train
     calls = []
