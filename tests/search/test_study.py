@@ -179,10 +179,18 @@ def test_a_baseline_grid_records_its_chosen_rate_and_curve_for_the_sampler_and_p
     assert len(curve) == 2 and t.intermediate_values == {k: loss for k, (_, loss) in enumerate(curve, 1)}
 
 
-def test_constraint_violations_are_pruned_before_any_tensor(root, tmp_path, monkeypatch):
+def _too_small_for_any_trial(root, tmp_path, budget: str = "") -> Path:
+    """The smoke space with a parameter limit no model meets: every trial is pruned before any tensor (milliseconds);
+    no reference to measure either. `budget`: more settings for its cpu budget."""
     space = tmp_path / "tight.yaml"
     text = (root / "search_spaces/smoke.yaml").read_text().replace("max_params: 400000", "max_params: 1000")
-    space.write_text(text.replace("  weights: {latency_train_ms: 0.1}\n", ""))  # no reference to measure either
+    space.write_text(text.replace("  weights: {latency_train_ms: 0.1}\n", "").replace("seq_len: 64}",
+                                                                                    f"seq_len: 64{budget}}}"))
+    return space
+
+
+def test_constraint_violations_are_pruned_before_any_tensor(root, tmp_path, monkeypatch):
+    space = _too_small_for_any_trial(root, tmp_path)
     for module in (objective_module, saved_module):
         monkeypatch.setattr(module, "lower", lambda ir: pytest.fail("a model was built"))
     study = run_search(str(space), out=tmp_path / "o", trials=3, retrain_after=False, echo=_quiet)
@@ -191,12 +199,9 @@ def test_constraint_violations_are_pruned_before_any_tensor(root, tmp_path, monk
                for t in study.trials)
 
 
-def test_a_search_its_time_limit_ends_says_so_and_the_same_command_continues_it(root, tmp_path, monkeypatch):
-    # trials pruned before any tensor (as above) take milliseconds; a limit of a millisecond ends the search after one
-    space = tmp_path / "tight.yaml"
-    text = (root / "search_spaces/smoke.yaml").read_text().replace("max_params: 400000", "max_params: 1000")
-    space.write_text(text.replace("  weights: {latency_train_ms: 0.1}\n", "").replace(
-        "seq_len: 64}", "seq_len: 64, timeout_minutes: 0.00002}"))
+def test_a_search_its_time_limit_ends_says_so_and_the_same_command_continues_it(root, tmp_path):
+    # a limit of about a millisecond ends the search after one trial, however quick
+    space = _too_small_for_any_trial(root, tmp_path, ", timeout_minutes: 0.00002")
     lines = []
     pruned = lambda study: len(study.get_trials(states=(TrialState.PRUNED,)))  # noqa: E731
     study = run_search(str(space), out=tmp_path / "o", trials=3, retrain_after=False, echo=lines.append)
