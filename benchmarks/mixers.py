@@ -21,7 +21,8 @@ B×T (GPU µs a call each, by torch.profiler): where the core's GPU time goes, b
 Wall time (CUDA events around each call, host launch gaps included) is the headline; on a GPU two more columns show
 where the host is the bottleneck: the GPU-busy time (the kernels' summed durations, by torch.profiler) and, for the
 kernel forms and SDPA, the wall time of the same call replayed as one CUDA graph (forward, the loss's sum and the
-inputs' gradients captured together, as a graphed training step holds them: no host time between its kernels).
+inputs' gradients captured together, as a graphed training step holds them: no host time between its kernels), at
+B×T and at each length of the sweep.
 Inputs are random, already projected (q, k, v, per-head log decay) and in the layout each form takes in the model
 (the kernels: [re | im] per head, as blocks/kernels/complex_qkv.py writes them; the torch forms: re and im apart);
 the projections are not timed. First every form
@@ -324,7 +325,7 @@ def parse_args(argv=None):
 
 
 def measure(args) -> dict[str, float]:
-    """{"main/FORM@ms" | "@busy" | "@graphed", "sweep/T/FORM@ms" | "@busy"} in this process, after the checks."""
+    """{"main/FORM@ms" | "@busy" | "@graphed", "sweep/T/FORM@ms" | "@busy" | "@graphed"} in this process, after the checks."""
     device = resolve_device("auto")
     check(device)
     if args.check_only:
@@ -346,6 +347,9 @@ def measure(args) -> dict[str, float]:
         r = time_forms(max(1, args.tokens // t), t, device, max(3, args.repeats // 3), sweep_busy, False, args.chunks)
         out |= {f"sweep/{t}/{n}@ms": v for n, v in r.items()} | {f"sweep/{t}/{n}@busy": v
                                                                   for n, v in (sweep_busy or {}).items()}
+        if sweep_busy is not None and "PAM triton" in r:  # the kernel forms and SDPA as one CUDA graph each
+            graphs = graphed_ms(max(1, args.tokens // t), t, device, max(3, args.repeats // 3))
+            out |= {f"sweep/{t}/{n}@graphed": v for n, v in graphs.items()}
         print(f"T sweep, T={t} done", flush=True)
     return out
 
@@ -376,7 +380,7 @@ def show(args, values: fresh.Values) -> None:
     if not args.sweep:
         return
     names = [n for n in names if "fp32" not in n and n != TUNED]  # the tuned form runs at B×T only
-    for what, unit in (("ms", "ms, medians"), ("busy", "GPU-busy ms, medians")):
+    for what, unit in (("ms", "ms, medians"), ("busy", "GPU-busy ms, medians"), ("graphed", "graphed ms, medians")):
         if not any(k.endswith("@" + what) and k.startswith("sweep/") for k in values):
             continue
         print(f"\nT sweep, B·T = {args.tokens} ({unit})")
@@ -387,11 +391,15 @@ def show(args, values: fresh.Values) -> None:
     lead = "PAM triton" if "PAM triton" in names else "PAM chunked (torch)"
     split = lead == "PAM triton" and WHOLE in names
     has_busy = v(f"sweep/{args.sweep[0]}/{lead}@busy") is not None
+    has_graphed = v(f"sweep/{args.sweep[0]}/{lead}@graphed") is not None
     print(f"\nT sweep: {lead} / SDPA" + (" and / its whole loops (the split's gain where below 1)" if split else "")
-          + (", then the same in GPU-busy time" if has_busy else "") + ", per process, median [min–max]")
+          + (", then the same in GPU-busy time" if has_busy else "")
+          + (", then graphed / SDPA graphed" if has_graphed else "") + ", per process, median [min–max]")
     for t in args.sweep:
         cols = [fresh.ratio(v(f"sweep/{t}/{lead}@{w}"), v(f"sweep/{t}/{other}@{w}"))
                 for w in (("ms", "busy") if has_busy else ("ms",)) for other in ((sd, WHOLE) if split else (sd,))]
+        if has_graphed:
+            cols.append(fresh.ratio(v(f"sweep/{t}/{lead}@graphed"), v(f"sweep/{t}/{sd}@graphed")))
         print(f"{t:7d} " + " ".join(f"{fresh.cell(c, '.3f')}×" for c in cols))
 
 
