@@ -221,6 +221,27 @@ def test_the_mixer_benchmark_checks_and_times_the_cores_on_cpu(capsys, monkeypat
     assert "T sweep: " in out and "--kernels: no kernel profile (it needs a CUDA device)" in out
 
 
+def test_the_mixer_sweep_prints_graphed_times_and_their_ratio_where_a_gpu_measured_them(capsys):
+    """mixers.show on the numbers two processes would give on a GPU (graphed columns need one): the sweep's graphed
+    table and, per length, PAM's graphed time over SDPA's, taken within each process, then the median."""
+    forms = ("PAM triton", mixers.WHOLE, "SDPA causal 12×64")
+    values = {f"main/{n}@{w}": [1.0, 1.0] for n in forms for w in ("ms", "busy", "graphed")}
+    values["main/PAM dual fp32 (paper)@ms"] = [8.0, 8.0]
+    for t, sdpa in ((2048, [1.0, 2.0]), (32768, [10.0, 25.0])):
+        for n in forms:
+            for w in ("ms", "busy"):
+                values[f"sweep/{t}/{n}@{w}"] = [1.0, 1.0]
+        values |= {f"sweep/{t}/PAM triton@graphed": [0.5, 0.5], f"sweep/{t}/{mixers.WHOLE}@graphed": [0.6, 0.6],
+                   f"sweep/{t}/SDPA causal 12×64@graphed": sdpa}
+    args = mixers.parse_args(["--sweep", "2048", "32768"])
+    mixers.show(args, values)
+    out = capsys.readouterr().out
+    assert "T sweep, B·T = 32768 (graphed ms, medians)" in out and "then graphed / SDPA graphed" in out
+    ratios = out.split("then graphed / SDPA graphed")[1].splitlines()[1:3]  # the last table: one row a length
+    assert ratios[0].split()[0] == "2048" and ratios[0].endswith(" 0.375 [0.250–0.500]×")  # 0.5 / 1 and 0.5 / 2
+    assert ratios[1].split()[0] == "32768" and ratios[1].endswith(" 0.035 [0.020–0.050]×")
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a GPU")
 @pytest.mark.parametrize("form", ["PAM triton", "SDPA causal 12×64"])
 def test_the_graphed_column_replays_forward_loss_and_gradients_as_one_graph(form):
