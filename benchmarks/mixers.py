@@ -325,7 +325,8 @@ def parse_args(argv=None):
 
 
 def measure(args) -> dict[str, float]:
-    """{"main/FORM@ms" | "@busy" | "@graphed", "sweep/T/FORM@ms" | "@busy" | "@graphed"} in this process, after the checks."""
+    """{"main/FORM@ms" | "@busy" | "@graphed", "sweep/T/FORM@ms" | "@busy" | "@graphed"} in this process, after the
+    checks."""
     device = resolve_device("auto")
     check(device)
     if args.check_only:
@@ -344,11 +345,12 @@ def measure(args) -> dict[str, float]:
     print(f"B={args.batch}, T={args.seq}: " + ", ".join(f"{n} {v:.3f} ms" for n, v in res.items()), flush=True)
     for t in args.sweep:
         sweep_busy = {} if busy is not None else None
-        r = time_forms(max(1, args.tokens // t), t, device, max(3, args.repeats // 3), sweep_busy, False, args.chunks)
+        b, repeats = max(1, args.tokens // t), max(3, args.repeats // 3)
+        r = time_forms(b, t, device, repeats, sweep_busy, False, args.chunks)
         out |= {f"sweep/{t}/{n}@ms": v for n, v in r.items()} | {f"sweep/{t}/{n}@busy": v
                                                                   for n, v in (sweep_busy or {}).items()}
         if sweep_busy is not None and "PAM triton" in r:  # the kernel forms and SDPA as one CUDA graph each
-            graphs = graphed_ms(max(1, args.tokens // t), t, device, max(3, args.repeats // 3))
+            graphs = graphed_ms(b, t, device, repeats)
             out |= {f"sweep/{t}/{n}@graphed": v for n, v in graphs.items()}
         print(f"T sweep, T={t} done", flush=True)
     return out
