@@ -11,8 +11,8 @@ declare -A CMD=(
     [e2e]="benchmarks/e2e.py --compile --cuda-graph --only compile+graph"
     # each finished length saved to $OUT/e2e_sweep.json; SWEEP_FROM=an earlier call's copy of it (carried) resumes
     [sweep]="benchmarks/e2e.py --compile --cuda-graph --only compile+graph --sweep 1024 2048 4096 8192 16384 --processes 1 --plot $OUT/e2e_sweep.png --save $OUT/e2e_sweep.json"
-    # the whole sweep over 3 fresh processes (~3 x 3 minutes on a warm machine; too long for a 10-minute call
-    # cold), or the lengths around the crossover
+    # the sweep at 2k, 4k and 8k over 3 fresh processes (~3 x 3 minutes on a warm machine; too long for a 10-minute
+    # call cold)
     [sweep3]="benchmarks/e2e.py --compile --cuda-graph --only compile+graph --sweep 2048 4096 8192 --plot $OUT/e2e_sweep3.png"
     # the two lengths around the crossover over 3 fresh processes (~6 minutes cold)
     [cross3]="benchmarks/e2e.py --compile --cuda-graph --only compile+graph --sweep 4096 8192 --plot $OUT/e2e_cross3.png"
