@@ -25,7 +25,10 @@ TILES = {  # (BK, BV) candidates per kernel for autotuning
     "bwd_states": [(32, 64), (64, 64), (32, 32), (64, 128)],
     "fwd_output": [(128, 64), (64, 64), (128, 128)],
     "bwd_dv": [(128, 128), (64, 64), (128, 64)],
-    "bwd_dqk": [(64, 128), (64, 64), (32, 64), (128, 64), (128, 128)],  # BK = K: no key tile recomputes da vᵀ
+    # BK = K: no key tile recomputes da vᵀ. No 32-wide key tile: on an H100 (Triton 3.6) 32 × 64 at 8 warps hit an
+    # illegal address (which leaves the process's CUDA context unusable: tests/test_gpu.py, 2026-12-07),
+    # and an earlier form of the kernel computed wrong numbers at 32 × 64 there; every pick recorded was 64 × 128
+    "bwd_dqk": [(64, 128), (64, 64), (128, 64), (128, 128)],
 }
 # what a direct launch runs, per kernel: autotuning's pick on an H200 at B·T = 32768, T = 2k–32k (the same at every
 # length but for bwd_states at 32k; docs/kernels.md), as (tile, warps, stages)
