@@ -3,6 +3,7 @@ returned stops before training anything; it would otherwise train finished runs 
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import optuna
@@ -44,13 +45,14 @@ def test_gpu_tests_isolated_fails_a_test_that_breaks_its_process_alone(tmp_path)
     tests.write_text("BROKEN = []\n\n\ndef test_breaks():\n    BROKEN.append(1)\n    assert False\n\n\n"
                      "def test_after():\n    assert not BROKEN\n")
     script = (ROOT / "scripts/lent_gpu/gpu_tests.sh").read_text().replace("source scripts/lent_gpu/env.sh", "")
+    path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"  # its python3: this test's interpreter
 
     def run(**env) -> str:
         out = tmp_path / "out"
         shutil.rmtree(out, ignore_errors=True)
         out.mkdir()
         done = subprocess.run(["bash", "-c", script], capture_output=True, text=True, cwd=tmp_path,
-                              env={"PATH": os.environ["PATH"], "FILES": tests.name, "OUT": str(out), **env})
+                              env={"PATH": path, "FILES": tests.name, "OUT": str(out), **env})
         assert (out / "gpu_tests_1.log").is_file(), done.stderr
         return done.stdout
 
