@@ -16,6 +16,8 @@ declare -A CMD=(
     [sweep3]="benchmarks/e2e.py --compile --cuda-graph --only compile+graph --sweep 2048 4096 8192 --plot $OUT/e2e_sweep3.png"
     # the two lengths around the crossover over 3 fresh processes (~6 minutes cold)
     [cross3]="benchmarks/e2e.py --compile --cuda-graph --only compile+graph --sweep 4096 8192 --plot $OUT/e2e_cross3.png"
+    # the sweep's two ends over 3 fresh processes (~6 minutes cold), so every length of the sweep has 3
+    [ends3]="benchmarks/e2e.py --compile --cuda-graph --only compile+graph --sweep 1024 16384 --plot $OUT/e2e_ends3.png"
     [decode]="benchmarks/decode.py --weights bf16"
     [decode64]="benchmarks/decode.py --weights bf16 --batch 64 --contexts 8192"  # 32k: GPT-2's KV cache alone is ~77 GB
     # where the fused decode step stops paying: quicker at batch 1, 4x slower at 64 (decode.FUSED_MAX_BATCH)
