@@ -26,6 +26,7 @@ declare -A CMD=(
     [rungs]="benchmarks/rungs.py --rungs 2m 6m"
     [loop]="benchmarks/train_loop.py --rungs 2m 20m --families transformer pam_real gla --processes 1"
     [loop3]="benchmarks/train_loop.py --rungs 20m --families transformer pam_real gla"  # 3 processes, ~5 minutes
+    [loop3_2m]="benchmarks/train_loop.py --rungs 2m --families transformer pam_real gla"  # 3 processes, ~2 minutes
     [mixers]="benchmarks/mixers.py --sweep 2048 32768 --kernels"
     # the PAM kernels' tiles tuned for B 4, T 2048 beside the defaults (one process: it asks which tiles, minutes; a
     # bare --sweep: no T sweep)
