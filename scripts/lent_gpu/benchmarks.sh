@@ -16,7 +16,7 @@ declare -A CMD=(
     [sweep3]="benchmarks/e2e.py --compile --cuda-graph --only compile+graph --sweep 2048 4096 8192 --plot $OUT/e2e_sweep3.png"
     # the two lengths around the crossover over 3 fresh processes (~6 minutes cold)
     [cross3]="benchmarks/e2e.py --compile --cuda-graph --only compile+graph --sweep 4096 8192 --plot $OUT/e2e_cross3.png"
-    # the sweep's two ends over 3 fresh processes (~6 minutes cold), so every length of the sweep has 3
+    # the sweep's two ends over 3 fresh processes (154 + 33 + 34 s on an H100), so every length of the sweep has 3
     [ends3]="benchmarks/e2e.py --compile --cuda-graph --only compile+graph --sweep 1024 16384 --plot $OUT/e2e_ends3.png"
     [decode]="benchmarks/decode.py --weights bf16"
     [decode64]="benchmarks/decode.py --weights bf16 --batch 64 --contexts 8192"  # 32k: GPT-2's KV cache alone is ~77 GB
@@ -26,7 +26,7 @@ declare -A CMD=(
     [rungs]="benchmarks/rungs.py --rungs 2m 6m"
     [loop]="benchmarks/train_loop.py --rungs 2m 20m --families transformer pam_real gla --processes 1"
     [loop3]="benchmarks/train_loop.py --rungs 20m --families transformer pam_real gla"  # 3 processes, ~5 minutes
-    [loop3_2m]="benchmarks/train_loop.py --rungs 2m --families transformer pam_real gla"  # 3 processes, ~2 minutes
+    [loop3_2m]="benchmarks/train_loop.py --rungs 2m --families transformer pam_real gla"  # 3 processes, ~95 s
     [mixers]="benchmarks/mixers.py --sweep 2048 32768 --kernels"
     # the PAM kernels' tiles tuned for B 4, T 2048 beside the defaults (one process: it asks which tiles, minutes; a
     # bare --sweep: no T sweep)
