@@ -10,6 +10,10 @@ report is printed per side (median [min–max] over the rounds) with the ratio t
     python benchmarks/ab.py BASE [--rounds 2] [--log FILE] -- benchmarks/e2e.py --specs examples/paper_pam_100m.yaml \\
         --compile --cuda-graph --only compile+graph
 
+On a machine without the repository's history (a lent GPU machine receives the working tree only), --base-dir DIR
+runs the base side in DIR, a copy of BASE's tracked files made beforehand (`git archive BASE | tar -x -C DIR`, in a
+folder .git/info/exclude ignores, carried with the call); BASE then only names it in the output.
+
 The benchmark must measure through benchmarks/fresh.py (decode.py, e2e.py, mixers.py, rungs.py, train_loop.py) in
 both commits: each process runs it with `--processes 1 --child-json FILE` and reads the numbers it saved. The script
 and the paths in the command are relative to the repository's root, each side's own (so examples/x.yaml is each
@@ -46,6 +50,8 @@ def parse_args(argv=None):
                                                          "this)")
     p.add_argument("--log", default=None, help="file for the processes' standard error (default: one in the "
                                                "temporary folder, named at the end)")
+    p.add_argument("--base-dir", default=None, metavar="DIR",
+                   help="a copy of BASE's tracked files to run the base side in, instead of a git worktree")
     args = p.parse_args(argv[:cut])
     args.command = argv[cut + 1:]
     if args.rounds < 1:
@@ -115,8 +121,7 @@ def measure(args, base_root: Path, tmp: Path, log: Path) -> Values:
 
 def show(values: Values, base: str, rounds: int) -> None:
     keys = [k for k in values["this"] if k in values["base"]]
-    changed = " + uncommitted changes" if git("status", "--porcelain").stdout.strip() else ""
-    this = git("rev-parse", "--short", "HEAD").stdout.strip() + changed
+    this = this_commit()
     spread = "median [min–max] over the rounds" if rounds > 1 else "one round: no spread"
     print(f"\nthis checkout ({this}) against {base}, {rounds} round{'s' * (rounds > 1)} of one fresh process a side;\n"
           f"{spread}; the ratio taken within each round (rounds where one side lacks a number are left out)")
@@ -138,29 +143,52 @@ def show(values: Values, base: str, rounds: int) -> None:
             print(f"only {side} reports: {', '.join(only)}")
 
 
+def this_commit() -> str:
+    """This checkout's commit (and whether it has uncommitted changes), or what stands in for it without git."""
+    try:
+        head = git("rev-parse", "--short", "HEAD")
+    except SystemExit:
+        return "no git here"
+    if head.returncode != 0:
+        return "not a git checkout"
+    return head.stdout.strip() + (" + uncommitted changes" if git("status", "--porcelain").stdout.strip() else "")
+
+
+def base_copy(args) -> Path:
+    """--base-dir's folder, after checking that it holds the benchmark."""
+    root = Path(args.base_dir).resolve()
+    if not root.is_dir():
+        raise SystemExit(f"error: --base-dir {args.base_dir}: no such folder")
+    if not (root / args.command[0]).is_file():
+        raise SystemExit(f"error: {args.command[0]}: not in --base-dir {args.base_dir}")
+    return root
+
+
 def _stop_on_sigterm(signum, frame):
     raise SystemExit(f"error: ab.py stopped by signal {signum}")
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    sha = base_commit(args.base)
+    copy = base_copy(args) if args.base_dir else None
+    sha = None if copy else base_commit(args.base)
     signal.signal(signal.SIGTERM, _stop_on_sigterm)  # so that the worktree is removed under `timeout` too
     tmp = Path(tempfile.mkdtemp(prefix="archsearch-ab-"))
-    base_root = tmp / "base"
+    base_root = copy or tmp / "base"
     log = Path(args.log) if args.log else tmp / "stderr.log"
     try:
-        added = git("worktree", "add", "--detach", "--quiet", str(base_root), sha)
-        if added.returncode != 0:
-            why = (added.stderr.strip().splitlines() or ["failed"])[-1]
-            raise SystemExit(f"error: git worktree add {sha[:10]}: {why}")
-        if not (base_root / args.command[0]).is_file():
-            raise SystemExit(f"error: {args.command[0]}: not in {args.base} ({sha[:10]})")
+        if sha:
+            added = git("worktree", "add", "--detach", "--quiet", str(base_root), sha)
+            if added.returncode != 0:
+                why = (added.stderr.strip().splitlines() or ["failed"])[-1]
+                raise SystemExit(f"error: git worktree add {sha[:10]}: {why}")
+            if not (base_root / args.command[0]).is_file():
+                raise SystemExit(f"error: {args.command[0]}: not in {args.base} ({sha[:10]})")
         values = measure(args, base_root, tmp, log)
         print(f"(compiler and autotuning output of every process: {log})")
-        show(values, f"{args.base} ({sha[:10]})", args.rounds)
+        show(values, f"{args.base} ({sha[:10]})" if sha else f"{args.base} (copied into {base_root})", args.rounds)
     finally:  # the worktree goes, whatever happened; a log in the temporary folder stays, as it was named
-        if git("worktree", "remove", "--force", str(base_root)).returncode != 0 and base_root.exists():
+        if sha and git("worktree", "remove", "--force", str(base_root)).returncode != 0 and base_root.exists():
             shutil.rmtree(base_root, ignore_errors=True)
             git("worktree", "prune")  # only the entry of the folder just removed is stale
         for path in tmp.iterdir():

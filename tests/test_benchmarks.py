@@ -1,6 +1,7 @@
 """The benchmarks' harness (benchmarks/fresh.py: numbers over fresh processes, ratios within a process) and the two
 issue-27 benchmarks end to end on CPU at a tiny shape (their GPU rows run on the device machine)."""
 import json
+import shutil
 import signal
 import os
 import subprocess
@@ -401,6 +402,27 @@ def test_ab_says_in_one_line_what_went_wrong_and_leaves_no_worktree(tmp_path):
     missing = _ab_repo(tmp_path / "second", base_has_bench=False)
     lacking = _ab(missing, "HEAD~1", "--", "benchmarks/bench.py")
     assert one_line(lacking) and lacking.stderr.strip().startswith("error: benchmarks/bench.py: not in HEAD~1 (")
+
+
+def test_ab_runs_the_base_side_in_a_copy_where_the_machine_has_no_history(tmp_path):
+    # a lent GPU machine gets the working tree only: the base side runs in a copy of its tracked files
+    repo = _ab_repo(tmp_path)
+    copy = tmp_path / "base_copy"
+    copy.mkdir()
+    archive = subprocess.run(["git", "-C", str(repo), "archive", "HEAD~1"], check=True, capture_output=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(copy)], input=archive, check=True)
+    shutil.rmtree(repo / ".git")  # this side has no history either
+    r = _ab(repo, "main", "--base-dir", str(copy), "--rounds", "2", "--", "benchmarks/bench.py")
+    assert r.returncode == 0, r.stderr
+    ran = [ln.split(" working ")[1] for ln in r.stdout.splitlines() if " working " in ln]
+    assert ran == ["this this's script this", "base base's script base", "base base's script base",
+                   "this this's script this"]
+    row = next(ln for ln in r.stdout.splitlines() if ln.startswith("ms@x"))
+    assert row.split()[-2:] == ["1.6667", "[1.3333–2.0000]×"]
+    assert f"this checkout (not a git checkout) against main (copied into {copy.resolve()})" in r.stdout
+    nowhere = tmp_path / "nowhere"
+    missing = _ab(repo, "main", "--base-dir", str(nowhere), "--", "benchmarks/bench.py")
+    assert missing.returncode != 0 and missing.stderr.strip() == f"error: --base-dir {nowhere}: no such folder"
 
 
 def test_ab_with_no_number_both_sides_report_prints_no_table_header(capsys):
